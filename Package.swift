@@ -1,0 +1,52 @@
+// swift-tools-version:6.0
+import PackageDescription
+
+let package = Package(
+    name: "MicroSSE",
+    products: [
+        .library(name: "MicroSSE", targets: ["MicroSSE"]),
+        // The C library. SwiftPM cannot name it `microsse` next to the `microsse` executable, so the
+        // product is `MicroSSEC` and its soname is `libmicrosse.so`; `make lib` adds that name.
+        .library(name: "MicroSSEC", type: .dynamic, targets: ["MicroSSECABI"]),
+        .executable(name: "microsse", targets: ["microsse"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-log.git", from: "1.16.2"),
+        .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),
+    ],
+    targets: [
+        // libmicrohttpd from Debian (libmicrohttpd-dev), found through pkg-config.
+        .systemLibrary(
+            name: "CMicroHTTPD",
+            pkgConfig: "libmicrohttpd",
+            providers: [.apt(["libmicrohttpd-dev"])]
+        ),
+        // Typed, non-variadic wrappers for the few libmicrohttpd calls Swift cannot make.
+        .target(name: "CMHDShim", dependencies: ["CMicroHTTPD"]),
+        .target(
+            name: "MicroSSE",
+            dependencies: [
+                "CMHDShim",
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+        // The C ABI: a thin @_cdecl shell over the Swift API (include/microsse.h).
+        .target(
+            name: "MicroSSECABI",
+            dependencies: ["MicroSSE"],
+            linkerSettings: [.unsafeFlags(["-Xlinker", "-soname=libmicrosse.so"])]
+        ),
+        .executableTarget(
+            name: "microsse",
+            dependencies: [
+                "MicroSSE",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+        .testTarget(name: "WireTests", dependencies: ["MicroSSE"]),
+        .testTarget(name: "CoreTests", dependencies: ["MicroSSE"]),
+        .testTarget(name: "ServerTests", dependencies: ["MicroSSE"]),
+    ],
+    swiftLanguageModes: [.v6]
+)
