@@ -1,1 +1,59 @@
+// Typed wrappers for the libmicrohttpd calls Swift cannot make (they are variadic), in the
+// spirit of swift-nio's CNIOLinux. Only Sources/MicroSSE/Transport imports this module.
+#ifndef MSSE_MHD_SHIM_H
+#define MSSE_MHD_SHIM_H
 
+#include <stddef.h>
+#include <stdint.h>
+#include <microhttpd.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/// A formatted log line from libmicrohttpd (MHD hands out a printf format and a va_list, which
+/// Swift cannot read; the shim formats it).
+typedef void (*msse_shim_log_cb)(void *cls, const char *message);
+
+/// Everything MicroSSE sets when it starts a daemon. Zero means "libmicrohttpd's default".
+typedef struct msse_shim_daemon_options {
+    unsigned int flags;            /* MHD_FLAG bits */
+    const char *host;              /* numeric IPv4 or IPv6 address to bind, NULL = any */
+    uint16_t port;                 /* 0 = ephemeral */
+    unsigned int connection_limit;
+    size_t connection_memory_limit;
+    unsigned int connection_timeout; /* seconds, for non-suspended connections */
+    unsigned int thread_pool_size;   /* 0 or 1 = one polling thread */
+    unsigned int per_ip_connection_limit;
+    const char *tls_cert_pem;      /* both set = HTTPS */
+    const char *tls_key_pem;
+    MHD_AccessHandlerCallback access_handler;
+    void *access_handler_cls;
+    MHD_RequestCompletedCallback completed;
+    void *completed_cls;
+    msse_shim_log_cb logger;       /* process-wide: every daemon must pass the same function */
+    void *logger_cls;
+} msse_shim_daemon_options;
+
+/// MHD_start_daemon is variadic; this passes the options above as MHD_OPTION_* pairs.
+/// Returns NULL when the daemon cannot start (bad address, port in use, TLS error) and
+/// writes a reason into `error` (at most `error_size` bytes, NUL-terminated).
+struct MHD_Daemon *msse_shim_start_daemon(const msse_shim_daemon_options *options, char *error,
+                                          size_t error_size);
+
+/// The port the daemon is bound to (MHD_get_daemon_info is variadic). 0 on failure.
+uint16_t msse_shim_daemon_port(struct MHD_Daemon *daemon);
+
+/// The peer's numeric address as text, e.g. "127.0.0.1" (MHD_get_connection_info is variadic).
+/// Returns 0 on success, -1 when unknown.
+int msse_shim_client_address(struct MHD_Connection *connection, char *buffer, size_t size);
+
+/// Sets the inactivity timeout of one connection in seconds, 0 = none
+/// (MHD_set_connection_option is variadic).
+void msse_shim_set_connection_timeout(struct MHD_Connection *connection, unsigned int seconds);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif

@@ -1,0 +1,108 @@
+#include "mhd_shim.h"
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/socket.h>
+
+/* MHD hands its logger a printf format and a va_list; Swift can read neither, so this formats
+ * the line and calls the Swift callback. Every server passes the same Swift function, so one
+ * process-wide slot holds it; the per-daemon `cls` travels through MHD as usual. */
+static msse_shim_log_cb msse_shim_logger_cb = NULL;
+
+static void msse_shim_log_trampoline(void *cls, const char *fmt, va_list ap) {
+    msse_shim_log_cb cb = __atomic_load_n(&msse_shim_logger_cb, __ATOMIC_ACQUIRE);
+    if (cb == NULL) return;
+    char line[512];
+    vsnprintf(line, sizeof line, fmt, ap);
+    size_t n = strlen(line);
+    while (n > 0 && (line[n - 1] == '\n' || line[n - 1] == '\r')) line[--n] = '\0';
+    cb(cls, line);
+}
+
+struct MHD_Daemon *msse_shim_start_daemon(const msse_shim_daemon_options *o, char *error,
+                                          size_t error_size) {
+    struct sockaddr_storage addr;
+    memset(&addr, 0, sizeof addr);
+    struct sockaddr *bind_addr = NULL;
+    unsigned int flags = o->flags;
+    if (error_size > 0) error[0] = '\0';
+    if (o->host != NULL && o->host[0] != '\0') {
+        struct sockaddr_in *in4 = (struct sockaddr_in *)&addr;
+        struct sockaddr_in6 *in6 = (struct sockaddr_in6 *)&addr;
+        if (inet_pton(AF_INET, o->host, &in4->sin_addr) == 1) {
+            in4->sin_family = AF_INET;
+            in4->sin_port = htons(o->port);
+        } else if (inet_pton(AF_INET6, o->host, &in6->sin6_addr) == 1) {
+            in6->sin6_family = AF_INET6;
+            in6->sin6_port = htons(o->port);
+            flags |= MHD_USE_IPv6;
+        } else {
+            snprintf(error, error_size, "host '%s' is not a numeric IPv4 or IPv6 address", o->host);
+            return NULL;
+        }
+        bind_addr = (struct sockaddr *)&addr;
+    }
+
+    struct MHD_OptionItem opts[16];
+    size_t i = 0;
+    if (bind_addr != NULL) opts[i++] = (struct MHD_OptionItem){MHD_OPTION_SOCK_ADDR, 0, bind_addr};
+    if (o->connection_limit)
+        opts[i++] = (struct MHD_OptionItem){MHD_OPTION_CONNECTION_LIMIT, (intptr_t)o->connection_limit, NULL};
+    if (o->connection_memory_limit)
+        opts[i++] = (struct MHD_OptionItem){MHD_OPTION_CONNECTION_MEMORY_LIMIT,
+                                            (intptr_t)o->connection_memory_limit, NULL};
+    if (o->connection_timeout)
+        opts[i++] = (struct MHD_OptionItem){MHD_OPTION_CONNECTION_TIMEOUT, (intptr_t)o->connection_timeout, NULL};
+    if (o->thread_pool_size > 1)
+        opts[i++] = (struct MHD_OptionItem){MHD_OPTION_THREAD_POOL_SIZE, (intptr_t)o->thread_pool_size, NULL};
+    if (o->per_ip_connection_limit)
+        opts[i++] = (struct MHD_OptionItem){MHD_OPTION_PER_IP_CONNECTION_LIMIT,
+                                            (intptr_t)o->per_ip_connection_limit, NULL};
+    if (o->completed != NULL)
+        opts[i++] = (struct MHD_OptionItem){MHD_OPTION_NOTIFY_COMPLETED, (intptr_t)o->completed, o->completed_cls};
+    if (o->logger != NULL) {
+        __atomic_store_n(&msse_shim_logger_cb, o->logger, __ATOMIC_RELEASE);
+        flags |= MHD_USE_ERROR_LOG;
+        opts[i++] = (struct MHD_OptionItem){MHD_OPTION_EXTERNAL_LOGGER,
+                                            (intptr_t)msse_shim_log_trampoline, o->logger_cls};
+    }
+    if (o->tls_cert_pem != NULL && o->tls_key_pem != NULL) {
+        flags |= MHD_USE_TLS;
+        opts[i++] = (struct MHD_OptionItem){MHD_OPTION_HTTPS_MEM_CERT, 0, (void *)o->tls_cert_pem};
+        opts[i++] = (struct MHD_OptionItem){MHD_OPTION_HTTPS_MEM_KEY, 0, (void *)o->tls_key_pem};
+    }
+    opts[i++] = (struct MHD_OptionItem){MHD_OPTION_END, 0, NULL};
+
+    struct MHD_Daemon *d = MHD_start_daemon(flags, o->port, NULL, NULL, o->access_handler,
+                                            o->access_handler_cls, MHD_OPTION_ARRAY, opts,
+                                            MHD_OPTION_END);
+    if (d == NULL) {
+        snprintf(error, error_size, "libmicrohttpd could not start on %s:%u (address in use, "
+                 "or TLS certificate/key rejected)", o->host ? o->host : "*", (unsigned)o->port);
+    }
+    return d;
+}
+
+uint16_t msse_shim_daemon_port(struct MHD_Daemon *daemon) {
+    const union MHD_DaemonInfo *info = MHD_get_daemon_info(daemon, MHD_DAEMON_INFO_BIND_PORT);
+    return info != NULL ? info->port : 0;
+}
+
+int msse_shim_client_address(struct MHD_Connection *connection, char *buffer, size_t size) {
+    const union MHD_ConnectionInfo *info =
+        MHD_get_connection_info(connection, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+    if (info == NULL || info->client_addr == NULL || size == 0) return -1;
+    const struct sockaddr *sa = info->client_addr;
+    const void *src = NULL;
+    if (sa->sa_family == AF_INET) src = &((const struct sockaddr_in *)sa)->sin_addr;
+    else if (sa->sa_family == AF_INET6) src = &((const struct sockaddr_in6 *)sa)->sin6_addr;
+    if (src == NULL || inet_ntop(sa->sa_family, src, buffer, (socklen_t)size) == NULL) return -1;
+    return 0;
+}
+
+void msse_shim_set_connection_timeout(struct MHD_Connection *connection, unsigned int seconds) {
+    MHD_set_connection_option(connection, MHD_CONNECTION_OPTION_TIMEOUT, seconds);
+}

@@ -1,0 +1,92 @@
+/// One connected stream, handed to stream routes and to connect/disconnect callbacks.
+///
+/// Thread-safe: any thread may call ``send(_:)`` at any time.
+public final class Client: Sendable, Hashable {
+    /// A process-unique number for this stream.
+    public var id: UInt64 { subscriber.id }
+    /// The request that opened the stream.
+    public let request: Request
+    /// The channels this stream receives (empty for a private stream).
+    public var channels: [String] { subscriber.channels }
+
+    let subscriber: Subscriber
+
+    init(request: Request, subscriber: Subscriber) {
+        self.request = request
+        self.subscriber = subscriber
+    }
+
+    /// Sends an event to this client alone. Returns false when the stream is closed or ending,
+    /// or when the event did not fit the client's buffer (the client is then disconnected).
+    @discardableResult
+    public func send(_ event: Event) -> Bool {
+        enqueue(Frame(bytes: EventEncoder.encode(event), isEvent: true))
+    }
+
+    /// Sends a comment (`: text`) to this client alone; see ``send(_:)`` for the result.
+    @discardableResult
+    public func send(comment: String) -> Bool {
+        enqueue(Frame(bytes: EventEncoder.comment(comment), isEvent: false))
+    }
+
+    /// Ends the stream cleanly once what is queued is written.
+    public func close() {
+        subscriber.finish()
+    }
+
+    /// Whether the stream is still open.
+    public var isOpen: Bool { subscriber.isOpen }
+
+    private func enqueue(_ frame: Frame) -> Bool {
+        switch subscriber.enqueue(frame) {
+        case .none, .wake: return true
+        case .overflow, .closed: return false
+        }
+    }
+
+    public static func == (a: Client, b: Client) -> Bool { a === b }
+    public func hash(into hasher: inout Hasher) { hasher.combine(ObjectIdentifier(self)) }
+}
+
+/// What a request asks for, as shown to the authorizer.
+public enum Access: Sendable, Equatable {
+    /// A stream of these channels (`GET /events/...`).
+    case subscribe(channels: [String])
+    /// Publishing to a channel (`POST /events/{channel}`).
+    case publish(channel: String)
+    /// A custom stream route.
+    case stream(path: String)
+    /// A custom plain route, or `/stats`.
+    case route(path: String)
+}
+
+/// An authorizer's answer. It runs before any byte of a response is sent.
+public enum Authorization: Sendable, Equatable {
+    /// Let the request proceed.
+    case allow
+    /// Refuse with this status (401 or 403 are typical) and a one-line reason.
+    case deny(status: Int, reason: String)
+
+    /// `401 unauthorized`.
+    public static let unauthorized = Authorization.deny(status: 401, reason: "unauthorized")
+    /// `403 forbidden`.
+    public static let forbidden = Authorization.deny(status: 403, reason: "forbidden")
+}
+
+/// Counters since the server started.
+public struct Statistics: Sendable, Equatable {
+    /// Streams open now.
+    public var clients: Int
+    /// Channels with history or subscribers.
+    public var channels: Int
+    /// Events published to channels.
+    public var published: Int
+    /// Events written to sockets (one per subscriber per event).
+    public var delivered: Int
+    /// Stream bytes written to sockets.
+    public var bytes: Int
+    /// Streams disconnected for falling behind (over their buffer bound or stalled).
+    public var drops: Int
+    /// Streams ended, for any reason.
+    public var disconnects: Int
+}

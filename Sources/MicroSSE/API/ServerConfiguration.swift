@@ -1,0 +1,71 @@
+/// Everything a ``Server`` can be configured with. Every field has a default that suits a
+/// server holding thousands of streams on one machine.
+public struct ServerConfiguration: Sendable {
+    /// TLS material for HTTPS, as PEM text.
+    public struct TLS: Sendable {
+        /// The certificate chain, PEM.
+        public var certificatePEM: String
+        /// The private key, PEM (unencrypted).
+        public var privateKeyPEM: String
+
+        /// Creates TLS settings from PEM text.
+        public init(certificatePEM: String, privateKeyPEM: String) {
+            self.certificatePEM = certificatePEM
+            self.privateKeyPEM = privateKeyPEM
+        }
+    }
+
+    /// Numeric IPv4 or IPv6 address to bind. Default `127.0.0.1`.
+    public var host = "127.0.0.1"
+    /// Port to bind; 0 picks a free one (read it back from ``Server/port``). Default 8080.
+    public var port: UInt16 = 8080
+    /// Seconds between heartbeat comments on an idle stream; 0 turns heartbeats off. Default 15.
+    /// Heartbeats keep proxies from closing idle streams and reveal dead peers.
+    public var heartbeatSeconds = 15
+    /// A `retry:` value (milliseconds) sent once at the start of every stream. Default none.
+    public var retryMilliseconds: Int?
+    /// Events kept per channel for `Last-Event-ID` resume. Default 1,000.
+    public var historyCount = 1_000
+    /// Encoded bytes kept per channel for resume. Default 8 MiB.
+    public var historyBytes = 8 << 20
+    /// Streams served at once; more get `503` with `Retry-After`. Default 10,000.
+    public var maxClients = 10_000
+    /// Bytes one subscriber may have pending; a subscriber over it is disconnected (it can resume
+    /// from history). Default 8 MiB, which holds the largest event ``maxPublishBytes`` admits.
+    public var clientBufferBytes = 8 << 20
+    /// Largest request body accepted (publish payloads); larger gets `413`. Default 2 MiB.
+    public var maxPublishBytes = 2 << 20
+    /// Whether `POST /events/{channel}` publishes. Default off (`405`).
+    public var publishing = false
+    /// When set, publishing requires `Authorization: Bearer <token>`. Default none.
+    public var publishToken: String?
+    /// Origins allowed to read streams cross-origin (`*` allows any). Default none.
+    public var corsOrigins: [String] = []
+    /// Whether the built-in channel routes (`/events/{channel}`, `/events?channel=`) are served.
+    /// Default on.
+    public var channelRoutes = true
+    /// Whether `GET /healthz` and `GET /stats` are served. Default on.
+    public var statusRoutes = true
+    /// Seconds a stream may have bytes pending without the peer reading any before it is
+    /// disconnected as dead. Default 30.
+    public var writeTimeoutSeconds = 30
+    /// Seconds an idle non-stream connection (or a stalled request) is kept. Default 30.
+    public var connectionTimeoutSeconds = 30
+    /// TCP connections libmicrohttpd accepts at once (streams plus ordinary requests).
+    /// Default 10,240; the process's open-file limit is raised to fit when allowed.
+    public var connectionLimit = 10_240
+    /// Connections from one IP address at once; 0 = no limit. Default 0.
+    public var perIPConnectionLimit = 0
+    /// libmicrohttpd's per-connection memory pool in bytes (request parsing and write buffer).
+    /// Small values save memory per idle stream. Default 16 KiB.
+    public var connectionMemoryLimit = 16 << 10
+    /// libmicrohttpd polling threads; 1 = one internal epoll thread. Default 1.
+    public var threadPoolSize = 1
+    /// HTTPS settings; nil serves plain HTTP. Default nil.
+    public var tls: TLS?
+    /// Milliseconds ``Server/stop()`` waits for streams to flush their final chunk. Default 3,000.
+    public var shutdownDrainMilliseconds = 3_000
+
+    /// The defaults.
+    public init() {}
+}

@@ -1,0 +1,55 @@
+/// How a stream that asked to resume was placed.
+enum ResumeStatus: Sendable, Equatable {
+    /// The request carried no `Last-Event-ID`: live events only.
+    case fresh
+    /// Every event after the given id was still retained and is replayed: nothing was missed.
+    case exact
+    /// Events may have been missed (evicted from history, published before a restart, or an id
+    /// this server cannot place). The stream starts with a gap event.
+    case gap(GapReason)
+}
+
+/// Why a resume could not be exact. The raw value is what clients see.
+enum GapReason: String, Sendable, Equatable {
+    /// The id is older than what the history still holds (or from before a restart).
+    case evicted
+    /// The id is not one this server issued or can place; nothing is replayed.
+    case unknown
+}
+
+/// The seam between the HTTP transport and where events live: fan-out plus bounded history
+/// (go-sse's `Provider` and `Replayer`, Mercure's `Transport`). The in-memory implementation is
+/// ``MemoryBroker``; a Redis-backed one can replace it without touching the transport.
+///
+/// Contract:
+/// - Thread-safe: every method may be called from any thread at any time.
+/// - ``publish(_:to:)`` gives the event a position in one sequence across all channels, stores it
+///   in the channel's bounded history, and queues it for every current subscriber of the
+///   channel, in publish order, before it returns the event's id.
+/// - ``subscribe(_:after:)`` queues the resume prelude (a gap event when one is due, then every
+///   retained event after the id) and registers the subscriber for live events atomically: no
+///   event falls between replay and live, none arrives twice.
+/// - After ``unsubscribe(_:)`` returns, the subscriber is queued nothing more.
+/// - After ``shutdown()``, `publish` throws `.unavailable` and `subscribe` registers nothing.
+protocol EventBroker: Sendable {
+    func publish(_ event: Event, to channel: String) throws(MicroSSEError) -> String
+    func subscribe(_ subscriber: Subscriber, after lastEventID: String?) -> ResumeStatus
+    func unsubscribe(_ subscriber: Subscriber)
+    func shutdown()
+    /// Channels with history or subscribers.
+    var channelCount: Int { get }
+}
+
+extension ResumeStatus {
+    /// The typed first event of a stream that may have missed events. It carries no `id:`, so
+    /// the client's last-event-ID stays the one it sent.
+    static func gapEvent(lastEventID: String, reason: GapReason) -> Frame {
+        let data = JSON.object([("lastEventId", JSON.quote(lastEventID)), ("reason", JSON.quote(reason.rawValue))])
+        // Both fields are known-valid: the event name is a constant, the data is JSON text.
+        let event = try! Event(data: data, event: ResumeStatus.gapEventName)
+        return Frame(bytes: EventEncoder.encode(event), isEvent: true)
+    }
+
+    /// The `event:` name of the gap event.
+    static let gapEventName = "microsse.gap"
+}

@@ -1,0 +1,193 @@
+import Synchronization
+
+#if canImport(Glibc)
+    import Glibc
+#endif
+
+/// The in-memory ``EventBroker``: per-channel history bounded by count and bytes, one global
+/// sequence of ids, fan-out under one short lock so every subscriber sees publish order.
+///
+/// Server-assigned ids are decimal numbers from a sequence seeded with the wall clock in
+/// microseconds (`next = max(last + 1, now)`), so they increase across channels and do not
+/// repeat across restarts unless more than a million events per second are published for the
+/// whole uptime.
+final class MemoryBroker: EventBroker {
+    struct Limits: Sendable {
+        /// Events kept per channel.
+        var historyCount: Int
+        /// Encoded bytes kept per channel.
+        var historyBytes: Int
+    }
+
+    private struct Entry {
+        let seq: UInt64
+        let id: String
+        let frame: Frame
+    }
+
+    private struct Channel {
+        var history: [Entry] = []
+        var historyHead = 0
+        var historyBytes = 0
+        /// Resuming from a position below this may have missed events (evicted or pre-restart).
+        var floor: UInt64
+        /// Caller-given ids still in history, to place a `Last-Event-ID` that is not a number.
+        var callerIDs: [String: UInt64] = [:]
+        var subscribers: [Subscriber] = []
+        var subscriberIndex: [UInt64: Int] = [:]
+
+        var retained: ArraySlice<Entry> { history[historyHead...] }
+
+        mutating func append(_ entry: Entry, callerGiven: Bool, limits: Limits) {
+            history.append(entry)
+            historyBytes += entry.frame.bytes.count
+            if callerGiven { callerIDs[entry.id] = entry.seq }
+            while history.count - historyHead > limits.historyCount
+                || (historyBytes > limits.historyBytes && historyHead < history.count)
+            {
+                let old = history[historyHead]
+                historyHead += 1
+                historyBytes -= old.frame.bytes.count
+                floor = old.seq
+                if callerIDs[old.id] == old.seq { callerIDs[old.id] = nil }
+            }
+            if historyHead > 64 && historyHead * 2 > history.count {
+                history.removeFirst(historyHead)
+                historyHead = 0
+            }
+        }
+
+        mutating func add(_ s: Subscriber) {
+            subscriberIndex[s.id] = subscribers.count
+            subscribers.append(s)
+        }
+
+        mutating func remove(_ s: Subscriber) {
+            guard let i = subscriberIndex.removeValue(forKey: s.id) else { return }
+            let last = subscribers.removeLast()
+            if i < subscribers.count {
+                subscribers[i] = last
+                subscriberIndex[last.id] = i
+            }
+        }
+    }
+
+    private struct State {
+        var channels: [String: Channel] = [:]
+        var lastSeq: UInt64
+        let bootSeq: UInt64
+        var closed = false
+    }
+
+    private let limits: Limits
+    private let now: @Sendable () -> UInt64
+    private let state: Mutex<State>
+
+    /// - Parameter now: the wall clock in microseconds (injectable for tests).
+    init(limits: Limits, now: @escaping @Sendable () -> UInt64 = MemoryBroker.wallClockMicroseconds) {
+        self.limits = limits
+        self.now = now
+        let boot = now()
+        self.state = Mutex(State(lastSeq: boot &- 1, bootSeq: boot))
+    }
+
+    static func wallClockMicroseconds() -> UInt64 {
+        var ts = timespec()
+        clock_gettime(CLOCK_REALTIME, &ts)
+        return UInt64(ts.tv_sec) * 1_000_000 + UInt64(ts.tv_nsec) / 1_000
+    }
+
+    func publish(_ event: Event, to channel: String) throws(MicroSSEError) -> String {
+        try ChannelName.validate(channel)
+        let clock = now()
+        var wakes: [Subscriber] = []
+        let id = try state.withLock { (s: inout State) throws(MicroSSEError) -> String in
+            guard !s.closed else { throw MicroSSEError(.unavailable, "the server is shutting down") }
+            let seq = max(s.lastSeq &+ 1, clock)
+            s.lastSeq = seq
+            let id = event.id ?? String(seq)
+            let stamped = event.id == nil ? try event.withID(id) : event
+            let frame = Frame(bytes: EventEncoder.encode(stamped), isEvent: true)
+            let bootSeq = s.bootSeq
+            s.channels[channel, default: Channel(floor: bootSeq)].append(
+                Entry(seq: seq, id: id, frame: frame), callerGiven: event.id != nil, limits: limits)
+            for sub in s.channels[channel]!.subscribers {
+                switch sub.enqueue(frame, deferWake: true) {
+                case .wake, .overflow(wake: true): wakes.append(sub)
+                default: break
+                }
+            }
+            return id
+        }
+        // Resume outside the lock: libmicrohttpd takes its own locks in resume.
+        for sub in wakes { sub.wake() }
+        return id
+    }
+
+    func subscribe(_ subscriber: Subscriber, after lastEventID: String?) -> ResumeStatus {
+        state.withLock { s in
+            guard !s.closed else { return .fresh }
+            let status = resume(subscriber, after: lastEventID, in: &s)
+            let bootSeq = s.bootSeq
+            for name in subscriber.channels {
+                s.channels[name, default: Channel(floor: bootSeq)].add(subscriber)
+            }
+            return status
+        }
+        // No wake needed: a new subscriber's connection has never suspended.
+    }
+
+    /// Queues the gap event and the replay for `lastEventID`; caller holds the lock.
+    private func resume(_ sub: Subscriber, after lastEventID: String?, in s: inout State) -> ResumeStatus {
+        guard let lastEventID else { return .fresh }
+        // Place the id: a caller-given id still in history, else a number from our sequence.
+        var position: UInt64?
+        for name in sub.channels {
+            if let seq = s.channels[name]?.callerIDs[lastEventID] {
+                position = seq
+                break
+            }
+        }
+        if position == nil, let n = UInt64(lastEventID), n <= s.lastSeq {
+            position = n
+        }
+        guard let position else {
+            sub.enqueue(ResumeStatus.gapEvent(lastEventID: lastEventID, reason: .unknown))
+            return .gap(.unknown)
+        }
+        var missed = false
+        var replay: [Entry] = []
+        for name in sub.channels {
+            let channel = s.channels[name]
+            if position < (channel?.floor ?? s.bootSeq) { missed = true }
+            guard let channel else { continue }
+            for entry in channel.retained.reversed() {
+                if entry.seq <= position { break }
+                replay.append(entry)
+            }
+        }
+        if missed { sub.enqueue(ResumeStatus.gapEvent(lastEventID: lastEventID, reason: .evicted)) }
+        replay.sort { $0.seq < $1.seq }
+        for entry in replay { sub.enqueue(entry.frame) }
+        return missed ? .gap(.evicted) : .exact
+    }
+
+    func unsubscribe(_ subscriber: Subscriber) {
+        state.withLock { s in
+            for name in subscriber.channels {
+                s.channels[name]?.remove(subscriber)
+                // A channel that never held an event is forgotten with its last subscriber; one
+                // that did keeps its floor, so resume stays exact about what was evicted.
+                if let c = s.channels[name], c.subscribers.isEmpty, c.history.isEmpty, c.floor == s.bootSeq {
+                    s.channels[name] = nil
+                }
+            }
+        }
+    }
+
+    func shutdown() {
+        state.withLock { $0.closed = true }
+    }
+
+    var channelCount: Int { state.withLock { $0.channels.count } }
+}

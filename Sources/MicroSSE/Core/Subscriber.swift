@@ -1,0 +1,95 @@
+import Synchronization
+
+/// One connected stream: its bounded queue behind a short lock, and how to wake its connection.
+///
+/// Publishers (any thread) call ``enqueue(_:)``; the transport's content reader calls ``read(max:write:)``
+/// on libmicrohttpd's thread. The waker is installed by the transport before the connection can
+/// ever suspend, so an enqueue never needs a wake that cannot be delivered.
+final class Subscriber: Sendable {
+    /// A process-unique number for this stream.
+    let id: UInt64
+    /// The channels this stream receives (empty for a private stream).
+    let channels: [String]
+    private let queue: Mutex<SubscriberQueue>
+    private let waker: Mutex<(@Sendable () -> Void)?>
+
+    private static let nextID = Atomic<UInt64>(1)
+
+    init(channels: [String], limit: Int) {
+        self.id = Self.nextID.wrappingAdd(1, ordering: .relaxed).oldValue
+        self.channels = channels
+        self.queue = Mutex(SubscriberQueue(limit: limit))
+        self.waker = Mutex(nil)
+    }
+
+    /// Installs the function that resumes this stream's suspended connection.
+    func setWaker(_ wake: @escaping @Sendable () -> Void) {
+        waker.withLock { $0 = wake }
+    }
+
+    /// Queues a frame. Returns what happened; a needed wake-up has already been done when
+    /// `deferWake` is false, otherwise the caller must call ``wake()`` after releasing its locks.
+    @discardableResult
+    func enqueue(_ frame: Frame, deferWake: Bool = false) -> SubscriberQueue.EnqueueAction {
+        let action = queue.withLock { $0.enqueue(frame) }
+        switch action {
+        case .wake, .overflow(wake: true):
+            if !deferWake { wake() }
+        case .none, .closed, .overflow(wake: false):
+            break
+        }
+        return action
+    }
+
+    /// Resumes the suspended connection. Call only after an action said so: exactly once per suspend.
+    func wake() {
+        let wake = waker.withLock { $0 }
+        wake?()
+    }
+
+    /// Called by the transport's content reader. See ``SubscriberQueue/read(max:write:)``.
+    /// `onSuspend` runs under the queue's lock when the answer is `.suspend`, so the connection
+    /// is suspended before any publisher can see it waiting and resume it.
+    func read(
+        max: Int, write: (ArraySlice<UInt8>) -> Void, onSuspend: () -> Void
+    ) -> SubscriberQueue.ReadAction {
+        queue.withLock {
+            let action = $0.read(max: max, write: write)
+            if action == .suspend { onSuspend() }
+            return action
+        }
+    }
+
+    /// Ends the stream gracefully once what is queued is written.
+    func finish() {
+        if queue.withLock({ $0.finish() }) { wake() }
+    }
+
+    /// Ends the stream at once, dropping what is queued.
+    func fail() {
+        if queue.withLock({ $0.fail() }) { wake() }
+    }
+
+    /// Periodic liveness work: a heartbeat on an idle stream, failure of a stalled one.
+    func tick(heartbeat: Frame?, stallTicks: Int) -> SubscriberQueue.TickAction {
+        let action = queue.withLock { $0.tick(stallTicks: stallTicks) }
+        switch action {
+        case .heartbeat:
+            if let heartbeat { enqueue(heartbeat) }
+        case .stalled:
+            fail()
+        case .none:
+            break
+        }
+        return action
+    }
+
+    /// Bytes queued and not yet written.
+    var pendingBytes: Int { queue.withLock { $0.pendingBytes } }
+
+    /// Whether the stream was disconnected for falling behind.
+    var wasDropped: Bool { queue.withLock { $0.dropped } }
+
+    /// Whether the stream is still open (not ending or ended).
+    var isOpen: Bool { queue.withLock { $0.phase == .open } }
+}

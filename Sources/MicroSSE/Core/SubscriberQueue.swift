@@ -1,0 +1,174 @@
+/// Encoded bytes ready for the socket, shared by every subscriber that receives them
+/// (an `Array` is a reference to one buffer: enqueueing it copies no bytes).
+struct Frame: Sendable {
+    /// The encoded event, comment or retry block.
+    let bytes: [UInt8]
+    /// Whether this frame is an event (counted as delivered) rather than a heartbeat or retry.
+    let isEvent: Bool
+}
+
+/// One subscriber's pending output and its suspend/resume handshake, as a state machine whose
+/// methods return what the caller must do (Hummingbird's connection state machine style).
+///
+/// The transport keeps it behind a lock; publishers call ``enqueue(_:)``, the transport's
+/// content reader calls ``read(max:write:)`` on libmicrohttpd's thread.
+struct SubscriberQueue: Sendable {
+    enum Phase: Sendable, Equatable {
+        /// Streaming.
+        case open
+        /// Ending gracefully: what is queued is written, then the stream ends cleanly.
+        case finishing
+        /// Ending abruptly (over the byte bound, stalled, or closed by the application):
+        /// pending bytes are dropped and the connection is closed.
+        case failed
+    }
+
+    /// What ``enqueue(_:)`` asks the caller to do.
+    enum EnqueueAction: Sendable, Equatable {
+        /// Nothing: a reader will pick the frame up.
+        case none
+        /// The connection is suspended: resume it.
+        case wake
+        /// The frame did not fit in the byte bound: the queue was dropped and the stream failed.
+        /// `wake` tells whether the connection is suspended and must be resumed to close.
+        case overflow(wake: Bool)
+        /// The stream is ending or ended: the frame was not queued.
+        case closed
+    }
+
+    /// What ``read(max:write:)`` asks the content reader to return to libmicrohttpd.
+    enum ReadAction: Sendable, Equatable {
+        /// `bytes` were written (and `events` whole events finished).
+        case wrote(bytes: Int, events: Int)
+        /// Nothing is queued: suspend the connection (the queue is now marked waiting).
+        case suspend
+        /// End the stream cleanly (final zero-length chunk).
+        case end
+        /// Close the connection at once.
+        case abort
+    }
+
+    /// The most bytes this subscriber may have pending; more fails the stream.
+    let limit: Int
+    private var frames: [Frame] = []
+    private var head = 0
+    private var offset = 0
+    /// Bytes queued and not yet handed to the socket.
+    private(set) var pendingBytes = 0
+    /// True while the connection is suspended waiting for data (set only by ``read(max:write:)``).
+    private(set) var waiting = false
+    private(set) var phase = Phase.open
+    /// Whether the stream was failed for falling behind (over the bound, or stalled).
+    private(set) var dropped = false
+    private var enqueuedSinceTick = false
+    private var progressSinceTick = false
+    private var stalledTicks = 0
+
+    init(limit: Int) {
+        self.limit = limit
+    }
+
+    mutating func enqueue(_ frame: Frame) -> EnqueueAction {
+        guard phase == .open else { return .closed }
+        guard frame.bytes.count <= limit - pendingBytes else {
+            dropped = true
+            return .overflow(wake: fail())
+        }
+        frames.append(frame)
+        pendingBytes += frame.bytes.count
+        enqueuedSinceTick = true
+        if waiting {
+            waiting = false
+            return .wake
+        }
+        return .none
+    }
+
+    /// Copies up to `max` queued bytes, in order, through `write` (several frames per call).
+    mutating func read(max: Int, write: (ArraySlice<UInt8>) -> Void) -> ReadAction {
+        if phase == .failed { return .abort }
+        var written = 0
+        var events = 0
+        while head < frames.count && written < max {
+            let frame = frames[head]
+            let n = Swift.min(frame.bytes.count - offset, max - written)
+            write(frame.bytes[offset..<(offset + n)])
+            written += n
+            offset += n
+            if offset == frame.bytes.count {
+                if frame.isEvent { events += 1 }
+                head += 1
+                offset = 0
+            }
+        }
+        pendingBytes -= written
+        if head == frames.count {
+            frames.removeAll(keepingCapacity: frames.capacity <= 64)
+            head = 0
+        } else if head >= 32 && head * 2 >= frames.count {
+            frames.removeFirst(head)
+            head = 0
+        }
+        if written > 0 {
+            progressSinceTick = true
+            return .wrote(bytes: written, events: events)
+        }
+        if phase == .finishing { return .end }
+        waiting = true
+        return .suspend
+    }
+
+    /// Starts a graceful end. Returns true when the connection is suspended and must be resumed.
+    mutating func finish() -> Bool {
+        guard phase == .open else { return false }
+        phase = .finishing
+        return takeWaiting()
+    }
+
+    /// Drops everything queued and fails the stream. Returns true when the connection is
+    /// suspended and must be resumed so the reader can close it.
+    @discardableResult
+    mutating func fail() -> Bool {
+        frames = []
+        head = 0
+        offset = 0
+        pendingBytes = 0
+        phase = .failed
+        return takeWaiting()
+    }
+
+    /// What a periodic tick found for this subscriber.
+    enum TickAction: Sendable, Equatable {
+        case none
+        /// Nothing was sent since the last tick: send a heartbeat.
+        case heartbeat
+        /// Bytes have been pending with no progress for `stallTicks` ticks: fail the stream.
+        case stalled
+    }
+
+    /// Called once per tick. `stallTicks` consecutive ticks with pending bytes and no progress
+    /// means the peer stopped reading (0 = never).
+    mutating func tick(stallTicks: Int) -> TickAction {
+        defer {
+            enqueuedSinceTick = false
+            progressSinceTick = false
+        }
+        guard phase == .open else { return .none }
+        if pendingBytes > 0 && !progressSinceTick {
+            stalledTicks += 1
+            if stallTicks > 0 && stalledTicks >= stallTicks {
+                dropped = true
+                return .stalled
+            }
+        } else {
+            stalledTicks = 0
+        }
+        return enqueuedSinceTick ? .none : .heartbeat
+    }
+
+    private mutating func takeWaiting() -> Bool {
+        let was = waiting
+        waiting = false
+        return was
+    }
+}

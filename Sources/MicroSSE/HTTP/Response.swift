@@ -1,0 +1,33 @@
+/// A complete (non-streaming) HTTP response returned by a route.
+public struct Response: Sendable {
+    /// The status code, e.g. 200.
+    public var status: Int
+    /// Headers to send; `Content-Length` is added by the server.
+    public var headers: [(name: String, value: String)]
+    /// The body bytes.
+    public var body: [UInt8]
+
+    /// Creates a response.
+    public init(status: Int = 200, headers: [(name: String, value: String)] = [], body: [UInt8] = []) {
+        self.status = status
+        self.headers = headers
+        self.body = body
+    }
+
+    /// A `text/plain; charset=utf-8` response; a trailing newline is added when missing.
+    public static func text(_ text: String, status: Int = 200) -> Response {
+        let body = text.hasSuffix("\n") ? text : text + "\n"
+        return Response(
+            status: status, headers: [("Content-Type", "text/plain; charset=utf-8")], body: Array(body.utf8))
+    }
+
+    /// A `text/html; charset=utf-8` response.
+    public static func html(_ html: String, status: Int = 200) -> Response {
+        Response(status: status, headers: [("Content-Type", "text/html; charset=utf-8")], body: Array(html.utf8))
+    }
+
+    /// An `application/json` response from JSON text.
+    public static func json(_ json: String, status: Int = 200) -> Response {
+        Response(status: status, headers: [("Content-Type", "application/json")], body: Array((json + "\n").utf8))
+    }
+}
