@@ -44,9 +44,14 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),
+        // A strict raw-socket HTTP/SSE client shared by the test targets (not a product).
+        .target(name: "MicroSSETestSupport", dependencies: ["MicroSSE"]),
         .testTarget(name: "WireTests", dependencies: ["MicroSSE"]),
         .testTarget(name: "CoreTests", dependencies: ["MicroSSE"]),
-        .testTarget(name: "ServerTests", dependencies: ["MicroSSE"]),
+        .testTarget(name: "ServerTests", dependencies: ["MicroSSE", "MicroSSETestSupport"]),
+        .testTarget(name: "HubTests", dependencies: ["MicroSSE", "MicroSSETestSupport"]),
+        // Builds and runs C programs against include/microsse.h and libmicrosse.
+        .testTarget(name: "CABITests", dependencies: ["MicroSSECABI", "MicroSSETestSupport"]),
     ],
     swiftLanguageModes: [.v6]
 )

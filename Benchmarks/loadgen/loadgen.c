@@ -448,11 +448,9 @@ static void dispatch(sub_t *s, uint64_t now) {
     s->id_set = 0;
 }
 
-static void sse_line(sub_t *s, uint64_t now) {
-    uint32_t n = s->line_len;
+/* One complete line: l[0..stored) is its stored prefix, n its full length. */
+static void sse_line(sub_t *s, const char *l, uint32_t n, uint32_t stored, uint64_t now) {
     if (n == 0) { dispatch(s, now); return; }
-    uint32_t stored = n < LINE_CAP ? n : LINE_CAP;
-    const char *l = s->line;
     if (l[0] == ':') { s->comments++; return; }
     const char *colon = memchr(l, ':', stored);
     uint32_t name_len, vstart;
@@ -522,6 +520,14 @@ static void sse_feed(sub_t *s, const char *p, size_t n, uint64_t now) {
         const char *cr = memchr(p, '\r', lim);
         const char *e = cr ? cr : nl;
         size_t take = e ? (size_t)(e - p) : n;
+        if (e && s->line_len == 0) {
+            /* the whole line is in this buffer: parse it in place */
+            if (*e == '\r') s->skip_lf = 1;
+            sse_line(s, p, (uint32_t)take, (uint32_t)take, now);
+            p = e + 1;
+            n -= take + 1;
+            continue;
+        }
         if (take) {
             if (s->line_len < LINE_CAP) {
                 size_t room = LINE_CAP - s->line_len;
@@ -531,7 +537,7 @@ static void sse_feed(sub_t *s, const char *p, size_t n, uint64_t now) {
         }
         if (!e) return;
         if (*e == '\r') s->skip_lf = 1;
-        sse_line(s, now);
+        sse_line(s, s->line, s->line_len, s->line_len < LINE_CAP ? s->line_len : LINE_CAP, now);
         s->line_len = 0;
         p = e + 1;
         n -= take + 1;

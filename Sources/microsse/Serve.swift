@@ -15,6 +15,7 @@ struct Serve: AsyncParsableCommand {
     @Option(help: "retry: value in milliseconds sent at the start of every stream.") var retry: Int?
     @Option(help: "An origin allowed to subscribe cross-origin (repeatable; * = any).") var corsOrigin: [String] = []
     @Option(help: "Streams served at once; more get 503 with Retry-After.") var maxClients = 10_000
+    @Flag(help: "Serve a live page at / that subscribes to and publishes on a channel.") var web = false
 
     func validate() throws {
         guard history >= 0, historyBytes >= 0 else { throw ValidationError("--history must not be negative") }
@@ -38,6 +39,7 @@ struct Serve: AsyncParsableCommand {
         config.maxClients = maxClients
         config.connectionLimit = max(config.connectionLimit, maxClients + 240)
         let server = Server(configuration: config, logger: logger)
+        if web { server.addRoute("GET", "/") { _ in .html(hubPage) } }
         try await runUntilSignalled(server, logger: logger) {
             print("Hub on http://\(common.host.contains(":") ? "[\(common.host)]" : common.host):\(server.port)/events/{channel}")
         }

@@ -1,0 +1,57 @@
+# MicroSSE — two commands on a fresh Debian machine with the Swift toolchain:
+#   make demo   installs what is missing, builds, runs the clock demo on http://127.0.0.1:8080/
+#   make test   the same set-up, then every test
+SWIFT ?= swift
+PREFIX ?= /usr/local
+CONFIG ?= debug
+BUILD_DIR = .build/$(CONFIG)
+HOST ?= 127.0.0.1
+PORT ?= 8080
+
+# Debian packages the build needs, then those the tests need.
+BUILD_PACKAGES = libmicrohttpd-dev pkg-config
+TEST_PACKAGES = curl openssl valgrind gcc g++
+
+.PHONY: all deps test-deps build lib demo serve test unit-tests install bench bench-smoke clean format lint
+
+all: build
+
+deps:
+	@scripts/deps.sh $(BUILD_PACKAGES)
+
+test-deps: deps
+	@scripts/deps.sh $(TEST_PACKAGES)
+
+build: deps
+	$(SWIFT) build -c $(CONFIG)
+
+# The C library: SwiftPM names it libMicroSSEC.so (see Package.swift); C users link -lmicrosse.
+lib: build
+	@ln -sf libMicroSSEC.so $(BUILD_DIR)/libmicrosse.so
+
+demo: build
+	$(BUILD_DIR)/microsse demo --host $(HOST) --port $(PORT)
+
+serve: build
+	$(BUILD_DIR)/microsse serve --host $(HOST) --port $(PORT)
+
+test: test-deps lib
+	$(SWIFT) test
+
+install: lib
+	scripts/install-c.sh "$(PREFIX)" "$(BUILD_DIR)"
+
+bench:
+	$(MAKE) -C Benchmarks bench
+
+bench-smoke:
+	$(MAKE) -C Benchmarks smoke
+
+format:
+	$(SWIFT) format format -i -r Package.swift Sources Tests
+
+lint:
+	$(SWIFT) format lint --strict -r Package.swift Sources Tests
+
+clean:
+	rm -rf .build
