@@ -41,6 +41,7 @@ func runUntilSignalled(_ server: Server, logger: Logger, onStart: () -> Void = {
     }
     try server.start()
     onStart()
+    fflush(nil)  // the URL line must reach a pipe (tests, supervisors) at once
     await server.waitUntilStopped()
     sources.forEach { $0.cancel() }
 }
