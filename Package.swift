@@ -44,6 +44,8 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),
+        // The README's Swift example, compiled with the package so it cannot go stale.
+        .executableTarget(name: "hello-sse", dependencies: ["MicroSSE"], path: "Examples/swift/hello-sse"),
         // A strict raw-socket HTTP/SSE client shared by the test targets (not a product).
         .target(name: "MicroSSETestSupport", dependencies: ["MicroSSE"]),
         .testTarget(name: "WireTests", dependencies: ["MicroSSE"]),
