@@ -52,6 +52,8 @@ let package = Package(
         .testTarget(name: "CoreTests", dependencies: ["MicroSSE"]),
         .testTarget(name: "ServerTests", dependencies: ["MicroSSE", "MicroSSETestSupport"]),
         .testTarget(name: "HubTests", dependencies: ["MicroSSE", "MicroSSETestSupport"]),
+        // Hostile clients: slowloris, oversized requests, resets, path tricks.
+        .testTarget(name: "ReliabilityTests", dependencies: ["MicroSSE", "MicroSSETestSupport"]),
         // Builds and runs C programs against include/microsse.h and libmicrosse.
         .testTarget(name: "CABITests", dependencies: ["MicroSSECABI", "MicroSSETestSupport"]),
     ],
