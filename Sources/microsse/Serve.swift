@@ -2,6 +2,10 @@ import ArgumentParser
 import Logging
 import MicroSSE
 
+#if canImport(Glibc)
+    import Glibc
+#endif
+
 /// The publish/subscribe hub: backends POST, browsers subscribe and resume.
 struct Serve: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
@@ -15,13 +19,33 @@ struct Serve: AsyncParsableCommand {
     @Option(help: "retry: value in milliseconds sent at the start of every stream.") var retry: Int?
     @Option(help: "An origin allowed to subscribe cross-origin (repeatable; * = any).") var corsOrigin: [String] = []
     @Option(help: "Streams served at once; more get 503 with Retry-After.") var maxClients = 10_000
+    @Option(help: "Bytes one subscriber may have pending before it is disconnected.")
+    var clientBufferBytes = 8 << 20
+    @Option(help: "Largest publish body in bytes; larger gets 413.") var maxPublishBytes = 2 << 20
+    @Option(help: "Seconds a stream may have output pending while the peer reads nothing (0 = no limit).")
+    var writeTimeout = 30
+    @Option(help: "TLS certificate chain (PEM) for HTTPS; needs --tls-key.") var tlsCert: String?
+    @Option(help: "TLS private key (PEM, unencrypted) for HTTPS; needs --tls-cert.") var tlsKey: String?
+    @Option(help: "Share history and fan-out through Redis (redis://HOST:PORT[/DB]); not available yet.")
+    var redis: String?
     @Flag(help: "Serve a live page at / that subscribes to and publishes on a channel.") var web = false
 
     func validate() throws {
-        guard history >= 0, historyBytes >= 0 else { throw ValidationError("--history must not be negative") }
+        guard history >= 0 else { throw ValidationError("--history must not be negative") }
+        guard historyBytes >= 0 else { throw ValidationError("--history-bytes must not be negative") }
         guard heartbeat >= 0 else { throw ValidationError("--heartbeat must not be negative") }
         guard (retry ?? 0) >= 0 else { throw ValidationError("--retry must not be negative") }
         guard maxClients > 0 else { throw ValidationError("--max-clients must be at least 1") }
+        guard clientBufferBytes >= 1024 else { throw ValidationError("--client-buffer-bytes must be at least 1024") }
+        guard maxPublishBytes >= 0 else { throw ValidationError("--max-publish-bytes must not be negative") }
+        guard writeTimeout >= 0 else { throw ValidationError("--write-timeout must not be negative") }
+        guard (tlsCert == nil) == (tlsKey == nil) else {
+            throw ValidationError("--tls-cert and --tls-key must be given together")
+        }
+        if redis != nil {
+            throw ValidationError(
+                "--redis is not available in this build yet: the hub keeps history and fan-out in memory")
+        }
     }
 
     func run() async throws {
@@ -37,11 +61,21 @@ struct Serve: AsyncParsableCommand {
         config.retryMilliseconds = retry
         config.corsOrigins = corsOrigin
         config.maxClients = maxClients
+        config.clientBufferBytes = clientBufferBytes
+        config.maxPublishBytes = maxPublishBytes
+        config.writeTimeoutSeconds = writeTimeout
         config.connectionLimit = max(config.connectionLimit, maxClients + 240)
+        if let tlsCert, let tlsKey {
+            config.tls = try ServerConfiguration.TLS(certificateFile: tlsCert, privateKeyFile: tlsKey)
+        }
         let server = Server(configuration: config, logger: logger)
         if web { server.addRoute("GET", "/") { _ in .html(hubPage) } }
+        let scheme = config.tls == nil ? "http" : "https"
+        let host = common.host.contains(":") ? "[\(common.host)]" : common.host
         try await runUntilSignalled(server, logger: logger) {
-            print("Hub on http://\(common.host.contains(":") ? "[\(common.host)]" : common.host):\(server.port)/events/{channel}")
+            print("Hub on \(scheme)://\(host):\(server.port)/events/{channel}")
+            // stdout is block-buffered when it is a pipe: whoever started us is waiting for the URL.
+            fflush(nil)
         }
     }
 }

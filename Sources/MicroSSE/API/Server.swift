@@ -330,11 +330,17 @@ private final class RequestRouter: TransportDelegate {
             return privateStream(request, handler)
         }
         let config = server.configuration
-        if config.statusRoutes && (path == "/healthz" || path == "/stats") {
+        if config.statusRoutes && (path == "/healthz" || path == "/stats" || path == "/metrics") {
             guard request.method == "GET" || request.method == "HEAD" else { return methodNotAllowed(["GET"]) }
             if path == "/healthz" { return .response(.text("ok")) }
             if case .deny(let status, let reason) = server.authorize(request, .route(path: path)) {
                 return .response(.text(reason, status: status))
+            }
+            if path == "/metrics" {
+                return .response(
+                    Response(
+                        status: 200, headers: [("Content-Type", "text/plain; version=0.0.4; charset=utf-8")],
+                        body: Array(prometheusText().utf8)))
             }
             return .response(.json(statsJSON()))
         }
@@ -476,6 +482,26 @@ private final class RequestRouter: TransportDelegate {
             ("delivered", String(s.delivered)), ("bytes", String(s.bytes)), ("drops", String(s.drops)),
             ("disconnects", String(s.disconnects)),
         ])
+    }
+
+    /// The counters of ``statsJSON()`` in the Prometheus text exposition format (version 0.0.4).
+    private func prometheusText() -> String {
+        let s = server.statistics
+        let metrics: [(name: String, type: String, help: String, value: Int)] = [
+            ("microsse_clients", "gauge", "Streams open now.", s.clients),
+            ("microsse_channels", "gauge", "Channels with history or subscribers.", s.channels),
+            ("microsse_events_published_total", "counter", "Events published to channels.", s.published),
+            ("microsse_events_delivered_total", "counter", "Events written to streams (one per subscriber).",
+             s.delivered),
+            ("microsse_stream_bytes_total", "counter", "Stream bytes written to sockets.", s.bytes),
+            ("microsse_drops_total", "counter", "Streams disconnected for falling behind.", s.drops),
+            ("microsse_disconnects_total", "counter", "Streams ended, for any reason.", s.disconnects),
+        ]
+        var out = ""
+        for m in metrics {
+            out += "# HELP \(m.name) \(m.help)\n# TYPE \(m.name) \(m.type)\n\(m.name) \(m.value)\n"
+        }
+        return out
     }
 
     private var streamHeaders: [(name: String, value: String)] {

@@ -1,3 +1,7 @@
+#if canImport(Glibc)
+    import Glibc
+#endif
+
 /// Everything a ``Server`` can be configured with. Every field has a default that suits a
 /// server holding thousands of streams on one machine.
 public struct ServerConfiguration: Sendable {
@@ -12,6 +16,40 @@ public struct ServerConfiguration: Sendable {
         public init(certificatePEM: String, privateKeyPEM: String) {
             self.certificatePEM = certificatePEM
             self.privateKeyPEM = privateKeyPEM
+        }
+
+        /// Reads TLS settings from PEM files (what `microsse serve --tls-cert --tls-key` does).
+        ///
+        /// - Throws: ``MicroSSEError`` with code ``MicroSSEError/Code/startFailed`` and a one-line
+        ///   reason when a file cannot be read, is not UTF-8 text or has no PEM block.
+        public init(certificateFile: String, privateKeyFile: String) throws(MicroSSEError) {
+            self.certificatePEM = try Self.readPEM(certificateFile, what: "certificate")
+            self.privateKeyPEM = try Self.readPEM(privateKeyFile, what: "private key")
+        }
+
+        private static func readPEM(_ path: String, what: String) throws(MicroSSEError) -> String {
+            guard let file = fopen(path, "rb") else {
+                let reason = String(cString: strerror(errno))
+                throw MicroSSEError(.startFailed, "cannot read TLS \(what) \(path): \(reason)")
+            }
+            defer { fclose(file) }
+            var bytes: [UInt8] = []
+            var chunk = [UInt8](repeating: 0, count: 16 << 10)
+            while true {
+                let n = chunk.withUnsafeMutableBytes { fread($0.baseAddress, 1, $0.count, file) }
+                bytes += chunk[0..<n]
+                if n < chunk.count { break }
+                guard bytes.count <= 1 << 20 else {
+                    throw MicroSSEError(.startFailed, "TLS \(what) \(path) is larger than 1 MiB")
+                }
+            }
+            guard ferror(file) == 0 else {
+                throw MicroSSEError(.startFailed, "cannot read TLS \(what) \(path): read error")
+            }
+            guard let text = String(validating: bytes, as: UTF8.self), text.contains("-----BEGIN ") else {
+                throw MicroSSEError(.startFailed, "TLS \(what) \(path) is not a PEM file")
+            }
+            return text
         }
     }
 

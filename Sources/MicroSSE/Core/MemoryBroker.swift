@@ -99,6 +99,9 @@ final class MemoryBroker: EventBroker {
 
     func publish(_ event: Event, to channel: String) throws(MicroSSEError) -> String {
         try ChannelName.validate(channel)
+        // Encode outside the lock; only a server-assigned `id:` line is added under it (the
+        // encoder writes `id:` first, so the frame is that line followed by these bytes).
+        let body = EventEncoder.encode(event)
         let clock = now()
         var wakes: [Subscriber] = []
         let id = try state.withLock { (s: inout State) throws(MicroSSEError) -> String in
@@ -106,8 +109,7 @@ final class MemoryBroker: EventBroker {
             let seq = max(s.lastSeq &+ 1, clock)
             s.lastSeq = seq
             let id = event.id ?? String(seq)
-            let stamped = event.id == nil ? try event.withID(id) : event
-            let frame = Frame(bytes: EventEncoder.encode(stamped), isEvent: true)
+            let frame = Frame(bytes: event.id == nil ? Self.idLine(id) + body : body, isEvent: true)
             let bootSeq = s.bootSeq
             s.channels[channel, default: Channel(floor: bootSeq)].append(
                 Entry(seq: seq, id: id, frame: frame), callerGiven: event.id != nil, limits: limits)
@@ -124,6 +126,14 @@ final class MemoryBroker: EventBroker {
         return id
     }
 
+    /// The `id: <id>` line that starts the frame of an event with a server-assigned id.
+    private static func idLine(_ id: String) -> [UInt8] {
+        var line: [UInt8] = Array("id: ".utf8)
+        line += id.utf8
+        line.append(0x0A)
+        return line
+    }
+
     func subscribe(_ subscriber: Subscriber, after lastEventID: String?) -> ResumeStatus {
         state.withLock { s in
             guard !s.closed else { return .fresh }
@@ -138,9 +148,17 @@ final class MemoryBroker: EventBroker {
     }
 
     /// Queues the gap event and the replay for `lastEventID`; caller holds the lock.
+    ///
+    /// The id is placed as a caller-given id still retained in one of the subscriber's channels,
+    /// else as a number from this broker's sequence (`<= lastSeq`); anything else is `unknown`
+    /// and nothing is replayed (the broker cannot tell what the client already has). A placed
+    /// position is exact when no subscribed channel has evicted an event after it (each
+    /// channel's `floor` is the last evicted position, or the boot position); otherwise the
+    /// stream gets an `evicted` gap and every retained event after the position. A replay
+    /// larger than the subscriber's byte bound keeps its newest events and reports `evicted`
+    /// too, instead of failing the stream on arrival (which would fail every reconnect).
     private func resume(_ sub: Subscriber, after lastEventID: String?, in s: inout State) -> ResumeStatus {
         guard let lastEventID else { return .fresh }
-        // Place the id: a caller-given id still in history, else a number from our sequence.
         var position: UInt64?
         for name in sub.channels {
             if let seq = s.channels[name]?.callerIDs[lastEventID] {
@@ -166,9 +184,18 @@ final class MemoryBroker: EventBroker {
                 replay.append(entry)
             }
         }
-        if missed { sub.enqueue(ResumeStatus.gapEvent(lastEventID: lastEventID, reason: .evicted)) }
         replay.sort { $0.seq < $1.seq }
-        for entry in replay { sub.enqueue(entry.frame) }
+        let gap = ResumeStatus.gapEvent(lastEventID: lastEventID, reason: .evicted)
+        let room = sub.freeBytes
+        var first = replay.count
+        var total = 0
+        while first > 0 && total + replay[first - 1].frame.bytes.count <= room - gap.bytes.count {
+            total += replay[first - 1].frame.bytes.count
+            first -= 1
+        }
+        if first > 0 { missed = true }
+        if missed { sub.enqueue(gap) }
+        for entry in replay[first...] { sub.enqueue(entry.frame) }
         return missed ? .gap(.evicted) : .exact
     }
 

@@ -71,18 +71,27 @@ final class Subscriber: Sendable {
     }
 
     /// Periodic liveness work: a heartbeat on an idle stream, failure of a stalled one.
+    /// See ``SubscriberQueue/tick(stallTicks:heartbeat:)``.
+    @discardableResult
     func tick(heartbeat: Frame?, stallTicks: Int) -> SubscriberQueue.TickAction {
-        let action = queue.withLock { $0.tick(stallTicks: stallTicks) }
+        let action = queue.withLock { $0.tick(stallTicks: stallTicks, heartbeat: heartbeat) }
         switch action {
-        case .heartbeat:
-            if let heartbeat { enqueue(heartbeat) }
-        case .stalled:
-            fail()
-        case .none:
-            break
+        case .heartbeat(wake: true), .stalled(wake: true): wake()
+        case .none, .heartbeat(wake: false), .stalled(wake: false): break
         }
         return action
     }
+
+    /// Marks the stream closed because its connection is gone (the transport's free callback).
+    /// Unlike ``fail()`` it never resumes the connection: there is none left to resume, and the
+    /// callback may run inside libmicrohttpd's own locks. Later enqueues answer `.closed`.
+    func detach() {
+        queue.withLock { _ = $0.fail() }
+        waker.withLock { $0 = nil }
+    }
+
+    /// Bytes that can still be queued before the stream is over its bound.
+    var freeBytes: Int { queue.withLock { $0.freeBytes } }
 
     /// Bytes queued and not yet written.
     var pendingBytes: Int { queue.withLock { $0.pendingBytes } }

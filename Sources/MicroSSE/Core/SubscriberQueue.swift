@@ -140,31 +140,45 @@ struct SubscriberQueue: Sendable {
     /// What a periodic tick found for this subscriber.
     enum TickAction: Sendable, Equatable {
         case none
-        /// Nothing was sent since the last tick: send a heartbeat.
-        case heartbeat
-        /// Bytes have been pending with no progress for `stallTicks` ticks: fail the stream.
-        case stalled
+        /// Nothing was queued since the last tick: the heartbeat frame was queued.
+        /// `wake` tells whether the connection is suspended and must be resumed to write it.
+        case heartbeat(wake: Bool)
+        /// Bytes have been pending with no progress for `stallTicks` whole ticks: the stream was
+        /// failed. `wake` tells whether the connection must be resumed so the reader closes it.
+        case stalled(wake: Bool)
     }
 
-    /// Called once per tick. `stallTicks` consecutive ticks with pending bytes and no progress
-    /// means the peer stopped reading (0 = never).
-    mutating func tick(stallTicks: Int) -> TickAction {
+    /// Called once per tick. Queues `heartbeat` on a stream that had nothing queued since the
+    /// previous tick and nothing pending, so an idle stream gets one heartbeat per tick (the
+    /// heartbeat itself does not count as activity). Fails the stream when bytes stayed pending
+    /// without the peer reading any for `stallTicks` whole ticks after they were first seen, so
+    /// a stall is reported no sooner than `stallTicks` tick intervals (0 = never).
+    mutating func tick(stallTicks: Int, heartbeat: Frame?) -> TickAction {
         defer {
             enqueuedSinceTick = false
             progressSinceTick = false
         }
         guard phase == .open else { return .none }
         if pendingBytes > 0 && !progressSinceTick {
+            // The first tick that sees the stall only starts the count: the bytes may have been
+            // queued just before it.
             stalledTicks += 1
-            if stallTicks > 0 && stalledTicks >= stallTicks {
+            if stallTicks > 0 && stalledTicks > stallTicks {
                 dropped = true
-                return .stalled
+                return .stalled(wake: fail())
             }
         } else {
             stalledTicks = 0
         }
-        return enqueuedSinceTick ? .none : .heartbeat
+        guard let heartbeat, !enqueuedSinceTick, pendingBytes == 0 else { return .none }
+        guard heartbeat.bytes.count <= limit else { return .none }
+        frames.append(heartbeat)
+        pendingBytes += heartbeat.bytes.count
+        return .heartbeat(wake: takeWaiting())
     }
+
+    /// Bytes that can still be queued before the stream is over its bound.
+    var freeBytes: Int { phase == .open ? limit - pendingBytes : 0 }
 
     private mutating func takeWaiting() -> Bool {
         let was = waiting

@@ -383,7 +383,7 @@ private let streamReader: MHD_ContentReaderCallback = { cls, _, buffer, max in
 private let streamFreed: MHD_ContentReaderFreeCallback = { cls in
     guard let cls else { return }
     let context = Unmanaged<StreamContext>.takeRetainedValue(Unmanaged<StreamContext>.fromOpaque(cls))()
-    context.subscriber.fail()
+    context.subscriber.detach()
     context.transport.streamClosed(context.subscriber)
     context.onClose()
 }
