@@ -1,0 +1,461 @@
+#!/usr/bin/env python3
+"""MicroSSE in a real headless Chromium: the demo page, the hub page, reconnect and resume, CORS.
+
+Run through Tests/browser/run.sh. Every wait polls the page (or the processes) with a deadline;
+nothing sleeps a fixed time to let something happen. Prints `browser: N passed, M failed`.
+Optional: MICROSSE_BIN=path (default .build/debug/microsse), BROWSER_TESTS=name,name to run some.
+"""
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+import traceback
+
+import cdp
+from cdp import wait_until
+from support import ROOT, Microsse, Proxy, StaticSite, free_port, http_get, kill_all, publish
+
+INDEX = os.path.join(ROOT, "Examples", "web", "index.html")
+SCREENSHOT = os.path.join(ROOT, "docs", "screenshot-hub.png")
+
+# Injected before any page script runs: timestamps of every list item the page adds.
+ARRIVALS = """
+window.__arrivals = [];
+new MutationObserver(function (records) {
+  records.forEach(function (r) {
+    r.addedNodes.forEach(function (n) {
+      if (n.tagName === "LI") window.__arrivals.push({ t: performance.now(), text: n.textContent });
+    });
+  });
+}).observe(document, { childList: true, subtree: true });
+"""
+
+
+def check(cond, message):
+    if not cond:
+        raise AssertionError(message)
+
+
+def received(page):
+    """What the hub page received, in arrival order: [{id, type, data}]."""
+    return page.js("window.microsse.received")
+
+
+def dom_ids(page):
+    """Event ids shown in the page's list, oldest first (the list shows newest first)."""
+    return page.js("[...document.querySelectorAll('#events li.event')].map(li => li.dataset.id).reverse()")
+
+
+def state(page):
+    return page.js("document.getElementById('state').textContent")
+
+
+def wait_state(page, want, timeout=10):
+    page.wait_js(f"document.getElementById('state').textContent === {want!r}", timeout, f"page state {want!r}")
+
+
+def wait_count(page, n, timeout=10):
+    def enough():
+        got = page.js("window.microsse.received.length")
+        return got >= n
+    wait_until(enough, timeout, f"{n} events on the page (have {page.js('window.microsse.received.length')})")
+
+
+# --------------------------------------------------------------------------------------------
+# 0. The page the binary serves is Examples/web/index.html.
+
+
+def test_page_source(t):
+    r = subprocess.run([sys.executable, os.path.join(ROOT, "Examples", "web", "generate-swift.py"), "--check"], capture_output=True)
+    check(r.returncode == 0, "Sources/microsse/WebPage.swift is not generated from Examples/web/index.html: " + r.stderr.decode())
+    hub = t.hub("--web")
+    status, headers, body = http_get(hub.base + "/")
+    check(status == 200, f"GET / on serve --web: {status}")
+    check(headers.get("Content-Type", "").startswith("text/html"), f"GET / content type {headers.get('Content-Type')}")
+    with open(INDEX, "rb") as f:
+        want = f.read()
+    check(body == want, f"GET / is not Examples/web/index.html ({len(body)} vs {len(want)} bytes): rebuild with `swift build`")
+
+
+# --------------------------------------------------------------------------------------------
+# 1. The classic clock demo.
+
+
+def test_demo_page(t):
+    demo = t.proc("demo", "--interval", "1")
+    page = t.page()
+    page.add_init_script(ARRIVALS)
+    page.goto(demo.base + "/")
+    page.wait_js("document.getElementById('state').textContent === 'open'", 10, "the open listener to fire")
+    page.wait_js("document.querySelectorAll('#messages li').length >= 4", 10, "4 clock events")
+    arrivals = page.js("window.__arrivals.filter(a => a.text.includes('new server event'))")
+    texts = [a["text"] for a in arrivals]
+    ids = [int(x.split(":", 1)[0]) for x in texts]
+    check(ids[:4] == [1, 2, 3, 4], f"clock ids should count 1, 2, 3, 4: {texts}")
+    gaps = [(b["t"] - a["t"]) / 1000 for a, b in zip(arrivals[1:3], arrivals[2:4])]
+    # The first event comes at once and the second at the next tick; after that, one per second.
+    check(all(0.6 <= g <= 1.6 for g in gaps), f"clock events should come about once a second: {gaps}")
+    check(arrivals[0]["t"] < 3000, f"the first event should come at once, came at {arrivals[0]['t']:.0f} ms")
+
+    talk = [p for m, p in page.events("Network.requestWillBeSent") if p["request"]["url"].endswith("/talk")]
+    check(talk, "no request to /talk seen")
+    check(talk[0]["request"]["headers"].get("Accept") == "text/event-stream", f"EventSource Accept header: {talk[0]['request']['headers']}")
+    page.click("#stop")
+    page.wait_js("document.getElementById('state').textContent === 'stopped' && source.readyState === EventSource.CLOSED", 5, "Stop Listening to close the source")
+    request_id = talk[-1]["requestId"]
+    wait_until(lambda: [p for m, p in page.events("Network.loadingFailed") if p["requestId"] == request_id], 5, "the /talk stream to be cancelled by the browser")
+    count = page.js("document.querySelectorAll('#messages li').length")
+    # Nothing to wait for here but time: two more ticks must pass with no new event.
+    deadline = time.monotonic() + 2.2
+    while time.monotonic() < deadline:
+        check(page.js("document.querySelectorAll('#messages li').length") == count, "an event arrived after Stop Listening")
+        time.sleep(0.1)
+
+
+# --------------------------------------------------------------------------------------------
+# 2. The hub page on one channel; events published with curl and from the page's form.
+
+
+def test_hub_page(t):
+    hub = t.hub("--web")
+    page = t.page()
+    page.goto(hub.base + "/?channel=news")
+    wait_state(page, "open")
+    check(page.js("document.getElementById('channels').textContent") == "news", "channel shown")
+    payloads = [
+        "Deploy #418 finished in 42 s",
+        '{"user":"ada","action":"login"}',
+        "two\nlines",
+        " leading space kept",
+        "ünïcødé ✓ €",
+    ]
+    ids = [publish(hub.base, "news", p) for p in payloads]
+    wait_count(page, len(payloads))
+    got = received(page)
+    check([e["id"] for e in got] == ids, f"ids in publish order: {got} vs {ids}")
+    check([e["data"] for e in got] == payloads, f"data in publish order: {[e['data'] for e in got]}")
+    check(dom_ids(page) == ids, f"the list shows every event once, in order: {dom_ids(page)}")
+    check(page.js("document.getElementById('last-id').textContent") == ids[-1], "last event id shown")
+    check(publish(hub.base, "other", "not for this page") and True, "publish to another channel")
+
+    # The form publishes to the hub (same origin) with an event type the page then listens for.
+    page.type_into("#pub-event", "deploy")
+    page.type_into("#pub-data", "Published from the page's form")
+    page.click("#pub-send")
+    page.wait_js("document.getElementById('publish-result').className === 'ok'", 5, "the form to publish")
+    wait_count(page, len(payloads) + 1)
+    last = received(page)[-1]
+    check(last["type"] == "deploy" and last["data"] == "Published from the page's form", f"form event: {last}")
+    result = page.js("document.getElementById('publish-result').textContent")
+    check(last["id"] in result, f"the form shows the id it got: {result!r} vs {last['id']}")
+    check(len(received(page)) == len(payloads) + 1, "the other channel's event must not show")
+    check(not page.console_errors(), f"page errors: {page.console_errors()}")
+
+    publish(hub.base, "news", '{"price": 101.25, "symbol": "MSSE"}')
+    wait_count(page, len(payloads) + 2)
+    page.js("document.getElementById('pub-data').value = 'Hello from the browser'; document.getElementById('pub-event').value = ''")
+    page.wait_js("!document.querySelector('#events li.fresh') || document.getAnimations().length === 0", 5, "animations to settle")
+    page.js("window.scrollTo(0, 0)")
+    os.makedirs(os.path.dirname(SCREENSHOT), exist_ok=True)
+    page.screenshot(SCREENSHOT, 1280, 860)
+    check(os.path.getsize(SCREENSHOT) > 10000, "screenshot written")
+
+
+# --------------------------------------------------------------------------------------------
+# 3. Resilience: the connection is cut, or the hub restarts, while events keep being published.
+
+
+class Publisher:
+    """Publishes events to one channel from a thread until told to stop; records the ids."""
+
+    def __init__(self, base, channel, every=0.03):
+        self.base, self.channel, self.every = base, channel, every
+        self.ids, self.failures, self.n = [], 0, 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self):
+        while not self._stop.is_set():
+            self.n += 1
+            try:
+                self.ids.append(publish(self.base, self.channel, f"event {self.n}", use_curl=False))
+            except Exception:
+                self.failures += 1
+                self.n -= 1
+            self._stop.wait(self.every)
+
+    def stop(self):
+        self._stop.set()
+        self._thread.join(10)
+        return list(self.ids)
+
+
+def test_reconnect_resumes_without_loss(t):
+    hub = t.hub("--web", "--retry", "200")
+    proxy = t.proxy(hub.port)
+    page = t.page()
+    page.goto(proxy.base + "/?channel=resilient")
+    wait_state(page, "open")
+    pub = Publisher(hub.base, "resilient")
+    wait_count(page, 10)
+    before = len(pub.ids)
+    check(proxy.sever() >= 1, "the stream went through the proxy")
+    proxy.down = True
+    wait_state(page, "reconnecting", 5)
+    last_seen = received(page)[-1]["id"]
+    # Stay down until the browser has tried again at least once and more events were published.
+    wait_until(lambda: proxy.refused >= 1 and len(pub.ids) >= before + 15, 10, "a refused reconnect while events are published")
+    proxy.down = False
+    wait_state(page, "open", 5)
+    wait_until(lambda: len(pub.ids) >= before + 30, 10, "more events after the reconnect")
+    ids = pub.stop()
+    wait_count(page, len(ids))
+    got = [e["id"] for e in received(page)]
+    check(got == ids, f"every event exactly once, in order:\n  page {got}\n  hub  {ids}")
+    check(dom_ids(page) == ids, "the list matches")
+    streams = proxy.stream_requests("/events/resilient")
+    check(len(streams) >= 2, f"the browser reconnected by itself: {streams}")
+    check("last-event-id" not in streams[0], "the first connection has no Last-Event-ID")
+    check(streams[1].get("last-event-id") == last_seen, f"the reconnect sent Last-Event-ID {last_seen}: {streams[1]}")
+    check(page.js("window.microsse.gaps.length") == 0, "no gap reported when history covers the outage")
+    check(page.js("document.getElementById('gap').classList.contains('shown')") is False, "no gap banner")
+    check(page.js("document.getElementById('reconnects').textContent") != "0", "reconnects counted")
+
+
+def test_short_history_shows_gap(t):
+    hub = t.hub("--web", "--retry", "200", "--history", "2")
+    proxy = t.proxy(hub.port)
+    page = t.page()
+    page.goto(proxy.base + "/?channel=short")
+    wait_state(page, "open")
+    first = [publish(hub.base, "short", f"before {i}") for i in range(3)]
+    wait_count(page, 3)
+    proxy.down = True
+    proxy.sever()
+    wait_state(page, "reconnecting", 5)
+    missed = [publish(hub.base, "short", f"during {i}") for i in range(5)]
+    proxy.down = False
+    page.wait_js("window.microsse.gaps.length === 1", 10, "the gap event")
+    wait_count(page, 5)
+    gap = page.js("window.microsse.gaps[0]")
+    check(gap == {"lastEventId": first[-1], "reason": "evicted"}, f"gap payload: {gap}")
+    got = [e["id"] for e in received(page)]
+    check(got == first + missed[-2:], f"the events the hub still had follow, none twice:\n  page {got}\n  want {first + missed[-2:]}")
+    banner = page.js("document.getElementById('gap').innerText")
+    check(page.js("getComputedStyle(document.getElementById('gap')).display") != "none", "the gap banner is visible")
+    check(first[-1] in banner and "evicted" in banner, f"the banner names the id and the reason: {banner!r}")
+    check(page.js("document.querySelectorAll('#events li.gapmark').length") == 1, "one gap marker in the list")
+    # The marker sits between the last event before the outage and the first replayed one.
+    order = page.js("[...document.querySelectorAll('#events li')].reverse().map(li => li.classList.contains('gapmark') ? 'GAP' : li.dataset.id)")
+    check(order == first + ["GAP"] + missed[-2:], f"marker position: {order}")
+    later = publish(hub.base, "short", "after")
+    wait_count(page, 6)
+    check(received(page)[-1]["id"] == later, "live events go on after the gap")
+
+
+def test_hub_restart_shows_gap(t):
+    port = free_port()
+    hub = t.hub("--web", "--retry", "200", port=port)
+    page = t.page()
+    page.goto(hub.base + "/?channel=restart")
+    wait_state(page, "open")
+    pub = Publisher(hub.base, "restart")
+    wait_count(page, 5)
+    hub.kill(signal.SIGKILL)
+    wait_state(page, "reconnecting", 5)
+    before_restart = list(pub.ids)
+    last_seen = received(page)[-1]["id"]
+    check(last_seen == before_restart[-1], f"the page had every event up to the crash: {last_seen} vs {before_restart[-1]}")
+    # Publishing goes on (and fails) while the hub is down; then it comes back on the same port.
+    wait_until(lambda: pub.failures >= 3, 5, "publishes to fail while the hub is down")
+    hub2 = t.hub("--web", "--retry", "200", port=port)
+    wait_state(page, "open", 10)
+    page.wait_js("window.microsse.gaps.length === 1", 10, "the gap event after the restart")
+    n = len(received(page))
+    wait_until(lambda: len(received(page)) >= n + 5, 10, "live events after the restart")
+    ids = pub.stop()
+    wait_count(page, len(ids))
+    gap = page.js("window.microsse.gaps[0]")
+    check(gap["lastEventId"] == last_seen and gap["reason"] in ("unknown", "evicted"), f"gap payload: {gap}")
+    got = [e["id"] for e in received(page)]
+    check(got == ids, f"every event published once, in order (the restarted hub assigns new ids):\n  page {got}\n  hub  {ids}")
+    check(len(set(got)) == len(got), "no duplicate ids")
+    # Last-Event-ID is added by the network stack: requestWillBeSentExtraInfo has the headers sent.
+    stream_ids = {p["requestId"] for m, p in page.events("Network.requestWillBeSent") if "/events/restart" in p["request"]["url"]}
+    sent = [
+        {k.lower(): v for k, v in p["headers"].items()}.get("last-event-id")
+        for m, p in page.events("Network.requestWillBeSentExtraInfo") if p["requestId"] in stream_ids
+    ]
+    check(last_seen in sent, f"the browser sent Last-Event-ID {last_seen}: {sent}")
+    gap_headers = [
+        {k.lower(): v for k, v in p["response"]["headers"].items()}.get("microsse-gap")
+        for m, p in page.events("Network.responseReceived") if "/events/restart" in p["response"]["url"]
+    ]
+    check(gap["reason"] in gap_headers, f"the resumed response has header MicroSSE-Gap: {gap_headers}")
+    check(page.js("getComputedStyle(document.getElementById('gap')).display") != "none", "the gap banner is visible")
+    hub2.kill(signal.SIGTERM)
+    check(hub2.proc.returncode == 0, f"SIGTERM stops the hub cleanly: exit {hub2.proc.returncode}")
+
+
+# --------------------------------------------------------------------------------------------
+# 4. Several channels on one stream; cross-origin pages allowed and refused.
+
+
+def test_multi_channel(t):
+    hub = t.hub("--web")
+    page = t.page()
+    page.goto(hub.base + "/?channel=alpha&channel=beta")
+    wait_state(page, "open")
+    streams = [p["request"]["url"] for m, p in page.events("Network.requestWillBeSent") if "/events" in p["request"]["url"]]
+    check(streams and streams[0].endswith("/events?channel=alpha&channel=beta"), f"one stream for both channels: {streams}")
+    want = []
+    for i in range(4):
+        for ch in ("alpha", "beta", "gamma"):
+            eid = publish(hub.base, ch, f"{ch} {i}")
+            if ch != "gamma":
+                want.append((eid, f"{ch} {i}"))
+    wait_count(page, len(want))
+    got = [(e["id"], e["data"]) for e in received(page)]
+    check(got == want, f"alpha and beta interleaved in publish order, no gamma:\n  page {got}\n  want {want}")
+
+
+def test_cross_origin(t):
+    web_dir = os.path.dirname(INDEX)
+    allowed = t.site(web_dir)
+    refused = t.site(web_dir)
+    hub = t.hub("--cors-origin", allowed.origin)
+
+    ok = t.page()
+    ok.goto(f"{allowed.origin}/index.html?channel=cors&hub={hub.base}")
+    wait_state(ok, "open")
+    ids = [publish(hub.base, "cors", f"cross-origin {i}") for i in range(3)]
+    wait_count(ok, 3)
+    check([e["id"] for e in received(ok)] == ids, "the allowed origin receives the events")
+    # The page publishes cross-origin too: a simple POST whose response the page may read.
+    ok.type_into("#pub-data", "posted from another origin")
+    ok.click("#pub-send")
+    ok.wait_js("document.getElementById('publish-result').className !== ''", 5, "the cross-origin publish to finish")
+    result = ok.js("document.getElementById('publish-result').textContent")
+    check(ok.js("document.getElementById('publish-result').className") == "ok", f"cross-origin publish from an allowed origin: {result}")
+    wait_count(ok, 4)
+
+    bad = t.page()
+    bad.goto(f"{refused.origin}/index.html?channel=cors&hub={hub.base}")
+    wait_state(bad, "closed", 10)
+    publish(hub.base, "cors", "not for refused origins")
+    wait_count(ok, 5)
+    check(bad.js("window.microsse.opened") == 0 and received(bad) == [], "a refused origin never opens nor receives")
+    failed = [p for m, p in bad.events("Network.loadingFailed") if p.get("corsErrorStatus") or "CORS" in p.get("errorText", "") or p.get("blockedReason")]
+    check(failed, f"the browser blocked the stream for CORS: {bad.events('Network.loadingFailed')}")
+    status, headers, _ = http_get(hub.base + "/healthz", {"Origin": refused.origin})
+    check("Access-Control-Allow-Origin" not in headers, f"no CORS header for a refused origin: {headers}")
+
+
+# --------------------------------------------------------------------------------------------
+
+
+class TestContext:
+    def __init__(self, browser):
+        self.browser = browser
+        self._cleanup = []
+        self.context = browser.call("Target.createBrowserContext")["browserContextId"]
+        self._cleanup.append(lambda: browser.call("Target.disposeBrowserContext", {"browserContextId": self.context}, timeout=5))
+
+    def page(self):
+        target = self.browser.call("Target.createTarget", {"url": "about:blank", "browserContextId": self.context})["targetId"]
+        session = self.browser.call("Target.attachToTarget", {"targetId": target, "flatten": True})["sessionId"]
+        p = cdp.Page(self.browser, target, session)
+        self._cleanup.append(p.close)
+        return p
+
+    def proc(self, *args, port=0):
+        m = Microsse(*args, port=port)
+        self._cleanup.append(lambda: m.kill(signal.SIGKILL))
+        return m
+
+    def hub(self, *args, port=0):
+        return self.proc("serve", "--heartbeat", "5", *args, port=port)
+
+    def proxy(self, upstream):
+        p = Proxy(upstream)
+        self._cleanup.append(p.close)
+        return p
+
+    def site(self, directory):
+        s = StaticSite(directory)
+        self._cleanup.append(s.close)
+        return s
+
+    def close(self):
+        for fn in reversed(self._cleanup):
+            try:
+                fn()
+            except Exception:
+                pass
+
+
+TESTS = [
+    test_page_source,
+    test_demo_page,
+    test_hub_page,
+    test_reconnect_resumes_without_loss,
+    test_short_history_shows_gap,
+    test_hub_restart_shows_gap,
+    test_multi_channel,
+    test_cross_origin,
+]
+
+
+def main():
+    def on_signal(sig, frame):
+        raise KeyboardInterrupt(f"signal {sig}")
+
+    signal.signal(signal.SIGTERM, on_signal)
+    only = [n for n in os.environ.get("BROWSER_TESTS", "").split(",") if n]
+    tests = [f for f in TESTS if not only or any(n in f.__name__ for n in only)]
+    passed = failed = 0
+    started = time.monotonic()
+    browser = None
+    try:
+        try:
+            browser = cdp.Browser()
+            print(f"browser: {browser.version} (headless, fresh profile {browser.profile})", flush=True)
+        except Exception as e:
+            # A browser test that cannot start Chromium fails; it never skips.
+            print(f"FAIL cannot start Chromium: {e}", flush=True)
+            failed = len(tests)
+            tests = []
+        for test in tests:
+            name = test.__name__[5:]
+            t0 = time.monotonic()
+            ctx = TestContext(browser)
+            try:
+                test(ctx)
+                passed += 1
+                print(f"ok   {name} ({time.monotonic() - t0:.1f}s)", flush=True)
+            except Exception as e:
+                failed += 1
+                print(f"FAIL {name} ({time.monotonic() - t0:.1f}s): {e}", flush=True)
+                if not isinstance(e, AssertionError):
+                    traceback.print_exc()
+            finally:
+                ctx.close()
+                kill_all()
+    except KeyboardInterrupt as e:
+        print(f"interrupted: {e}", flush=True)
+        failed += 1
+    finally:
+        if browser:
+            browser.close()
+        kill_all()
+    print(f"browser suite took {time.monotonic() - started:.1f}s", flush=True)
+    print(f"browser: {passed} passed, {failed} failed", flush=True)
+    return 0 if failed == 0 and passed > 0 else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
