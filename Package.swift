@@ -21,19 +21,26 @@ let package = Package(
             pkgConfig: "libmicrohttpd",
             providers: [.apt(["libmicrohttpd-dev"])]
         ),
+        // hiredis from Debian (libhiredis-dev), for the Redis-backed broker (several hubs).
+        // No pkgConfig: hiredis.pc adds -D_FILE_OFFSET_BITS=64, which SwiftPM rejects with a
+        // warning; the header is at <hiredis/hiredis.h> in the default include path.
+        .systemLibrary(name: "CHiredis", providers: [.apt(["libhiredis-dev"])]),
         // Typed, non-variadic wrappers for the few libmicrohttpd calls Swift cannot make.
         .target(name: "CMHDShim", dependencies: ["CMicroHTTPD"]),
         .target(
             name: "MicroSSE",
             dependencies: [
                 "CMHDShim",
+                "CHiredis",
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),
+        // include/microsse.h as a module, so the C ABI's exports are checked against it.
+        .systemLibrary(name: "CMicroSSE"),
         // The C ABI: a thin @_cdecl shell over the Swift API (include/microsse.h).
         .target(
             name: "MicroSSECABI",
-            dependencies: ["MicroSSE"],
+            dependencies: ["MicroSSE", "CMicroSSE"],
             linkerSettings: [.unsafeFlags(["-Xlinker", "-soname=libmicrosse.so"])]
         ),
         .executableTarget(

@@ -1,0 +1,238 @@
+// msse_version, msse_strerror, msse_config_init and the msse_server_* lifecycle.
+public import CMicroSSE
+import MicroSSE
+
+#if canImport(Glibc)
+    import Glibc
+#endif
+
+// MARK: Version and result codes
+
+@c @implementation
+public func msse_version() -> UnsafePointer<CChar>! {
+    staticCString("0.1.0")
+}
+
+@c @implementation
+public func msse_version_number() -> Int32 {
+    MSSE_VERSION_NUMBER
+}
+
+@c @implementation
+public func msse_strerror(_ code: Int32) -> UnsafePointer<CChar>! {
+    switch code {
+    case MSSE_OK: staticCString("not an error")
+    case MSSE_EINVAL: staticCString("invalid argument")
+    case MSSE_ECHANNEL: staticCString("invalid channel name")
+    case MSSE_EID: staticCString("invalid event id (CR, LF or NUL)")
+    case MSSE_EEVENT: staticCString("invalid event name (CR or LF)")
+    case MSSE_EUTF8: staticCString("invalid UTF-8")
+    case MSSE_ETOOBIG: staticCString("payload too large")
+    case MSSE_ESTATE: staticCString("invalid state for this call")
+    case MSSE_ESTART: staticCString("server could not start")
+    case MSSE_ENOTFOUND: staticCString("not found")
+    case MSSE_EUNAVAIL: staticCString("server is stopping or stopped")
+    case MSSE_ECLOSED: staticCString("client stream is closed")
+    case MSSE_ESPACE: staticCString("output buffer too small")
+    case MSSE_EINTERNAL: staticCString("internal error")
+    default: staticCString("unknown error")
+    }
+}
+
+// MARK: Configuration
+
+/// The end of the first published `msse_config` layout: a caller's `size` must reach it.
+private let configSizeV1 = MemoryLayout<msse_config>.offset(of: \msse_config.shutdown_drain_ms)! + 4
+
+/// The defaults, derived from the Swift API's so that both stay the same.
+private func defaultConfig() -> msse_config {
+    let d = ServerConfiguration()
+    var c = msse_config()
+    c.size = MemoryLayout<msse_config>.size
+    c.host = staticCString("127.0.0.1")
+    c.port = d.port
+    c.heartbeat_seconds = Int32(clamping: d.heartbeatSeconds)
+    c.retry_ms = Int32(clamping: d.retryMilliseconds ?? -1)
+    c.history_count = Int32(clamping: d.historyCount)
+    c.history_bytes = d.historyBytes
+    c.max_clients = Int32(clamping: d.maxClients)
+    c.client_buffer_bytes = d.clientBufferBytes
+    c.max_publish_bytes = d.maxPublishBytes
+    c.publishing = d.publishing ? 1 : 0
+    c.publish_token = nil
+    c.cors_origins = nil
+    c.cors_origin_count = 0
+    c.channel_routes = d.channelRoutes ? 1 : 0
+    c.status_routes = d.statusRoutes ? 1 : 0
+    c.write_timeout_seconds = Int32(clamping: d.writeTimeoutSeconds)
+    c.connection_timeout_seconds = Int32(clamping: d.connectionTimeoutSeconds)
+    c.connection_limit = Int32(clamping: d.connectionLimit)
+    c.per_ip_connection_limit = Int32(clamping: d.perIPConnectionLimit)
+    c.connection_memory_limit = d.connectionMemoryLimit
+    c.thread_pool_size = Int32(clamping: d.threadPoolSize)
+    c.tls_cert_pem = nil
+    c.tls_key_pem = nil
+    c.shutdown_drain_ms = Int32(clamping: d.shutdownDrainMilliseconds)
+    return c
+}
+
+@c @implementation
+public func msse_config_init(_ cfg: UnsafeMutablePointer<msse_config>!) {
+    guard let cfg else { return }
+    cfg.pointee = defaultConfig()
+}
+
+/// Reads a caller's config: only its first `size` bytes (it may be an older, shorter layout,
+/// whose missing fields keep their defaults), and a newer, longer layout only when every field
+/// this library does not know is zero.
+private func readConfig(_ p: UnsafePointer<msse_config>) throws(CFailure) -> msse_config {
+    let raw = UnsafeRawPointer(p)
+    let size = raw.loadUnaligned(as: Int.self)
+    let known = MemoryLayout<msse_config>.size
+    guard size >= configSizeV1 else {
+        throw CFailure(MSSE_EINVAL, "msse_config.size is \(size): initialize the config with msse_config_init")
+    }
+    if size > known {
+        let tail = UnsafeRawBufferPointer(start: raw + known, count: size - known)
+        guard tail.allSatisfy({ $0 == 0 }) else {
+            throw CFailure(MSSE_EINVAL, "msse_config sets fields this library (\(MSSE_VERSION)) does not know")
+        }
+    }
+    var c = defaultConfig()
+    withUnsafeMutableBytes(of: &c) { $0.baseAddress!.copyMemory(from: raw, byteCount: min(size, known)) }
+    return c
+}
+
+private func count(_ value: Int32, _ name: String, minimum: Int32 = 0) throws(CFailure) -> Int {
+    guard value >= minimum else { throw CFailure(MSSE_EINVAL, "msse_config.\(name) must be at least \(minimum)") }
+    return Int(value)
+}
+
+private func size(_ value: Int, _ name: String) throws(CFailure) -> Int {
+    // size_t imports as Int: a value above Int.max arrives negative.
+    guard value >= 0 else { throw CFailure(MSSE_EINVAL, "msse_config.\(name) is too large") }
+    return value
+}
+
+/// Turns a validated C config into the Swift one.
+private func configuration(_ p: UnsafePointer<msse_config>) throws(CFailure) -> ServerConfiguration {
+    let c = try readConfig(p)
+    var s = ServerConfiguration()
+    s.host = try string(c.host, "msse_config.host")
+    s.port = c.port
+    s.heartbeatSeconds = try count(c.heartbeat_seconds, "heartbeat_seconds")
+    s.retryMilliseconds = c.retry_ms == -1 ? nil : try count(c.retry_ms, "retry_ms", minimum: -1)
+    s.historyCount = try count(c.history_count, "history_count")
+    s.historyBytes = try size(c.history_bytes, "history_bytes")
+    s.maxClients = try count(c.max_clients, "max_clients")
+    s.clientBufferBytes = try size(c.client_buffer_bytes, "client_buffer_bytes")
+    s.maxPublishBytes = try size(c.max_publish_bytes, "max_publish_bytes")
+    s.publishing = c.publishing != 0
+    s.publishToken = try optionalString(c.publish_token, "msse_config.publish_token")
+    let corsCount = try size(c.cors_origin_count, "cors_origin_count")
+    if corsCount > 0 {
+        guard let origins = c.cors_origins else {
+            throw CFailure(MSSE_EINVAL, "msse_config.cors_origins is NULL but cors_origin_count is \(corsCount)")
+        }
+        var list: [String] = []
+        for i in 0..<corsCount { list.append(try string(origins[i], "msse_config.cors_origins[\(i)]")) }
+        s.corsOrigins = list
+    }
+    s.channelRoutes = c.channel_routes != 0
+    s.statusRoutes = c.status_routes != 0
+    s.writeTimeoutSeconds = try count(c.write_timeout_seconds, "write_timeout_seconds")
+    s.connectionTimeoutSeconds = try count(c.connection_timeout_seconds, "connection_timeout_seconds")
+    s.connectionLimit = try count(c.connection_limit, "connection_limit", minimum: 1)
+    s.perIPConnectionLimit = try count(c.per_ip_connection_limit, "per_ip_connection_limit")
+    s.connectionMemoryLimit = try size(c.connection_memory_limit, "connection_memory_limit")
+    s.threadPoolSize = try count(c.thread_pool_size, "thread_pool_size", minimum: 1)
+    let cert = try optionalString(c.tls_cert_pem, "msse_config.tls_cert_pem")
+    let key = try optionalString(c.tls_key_pem, "msse_config.tls_key_pem")
+    switch (cert, key) {
+    case (nil, nil): s.tls = nil
+    case (let cert?, let key?): s.tls = .init(certificatePEM: cert, privateKeyPEM: key)
+    default: throw CFailure(MSSE_EINVAL, "set both msse_config.tls_cert_pem and tls_key_pem, or neither")
+    }
+    s.shutdownDrainMilliseconds = try count(c.shutdown_drain_ms, "shutdown_drain_ms")
+    return s
+}
+
+// MARK: Lifecycle
+
+@c @implementation
+public func msse_server_create(
+    _ cfg: UnsafePointer<msse_config>!, _ out: UnsafeMutablePointer<OpaquePointer?>!
+) -> Int32 {
+    guard let out else { return MSSE_EINVAL }
+    out.pointee = nil
+    guard let cfg else { return MSSE_EINVAL }
+    let config: ServerConfiguration
+    do throws(CFailure) {
+        config = try configuration(cfg)
+    } catch {
+        return error.code
+    }
+    let server = CServer(server: Server(configuration: config), maxPublishBytes: config.maxPublishBytes)
+    out.pointee = OpaquePointer(Unmanaged.passRetained(server).toOpaque())
+    return MSSE_OK
+}
+
+@c @implementation
+public func msse_server_start(_ srv: OpaquePointer!) -> Int32 {
+    guard let s = CServer.from(srv) else { return MSSE_EINVAL }
+    do throws(MicroSSEError) {
+        try s.server.start()
+        return MSSE_OK
+    } catch {
+        return s.fail(CFailure(error))
+    }
+}
+
+@c @implementation
+public func msse_server_port(_ srv: OpaquePointer!) -> UInt16 {
+    CServer.from(srv)?.server.port ?? 0
+}
+
+@c @implementation
+public func msse_server_stop(_ srv: OpaquePointer!) -> Int32 {
+    guard let s = CServer.from(srv) else { return MSSE_EINVAL }
+    s.server.stop()
+    return MSSE_OK
+}
+
+@c @implementation
+public func msse_server_destroy(_ srv: OpaquePointer!) {
+    guard let srv else { return }
+    let unmanaged = Unmanaged<CServer>.fromOpaque(UnsafeRawPointer(srv))
+    unmanaged.takeUnretainedValue().tearDown()
+    unmanaged.release()
+}
+
+@c @implementation
+public func msse_server_errmsg(_ srv: OpaquePointer!) -> UnsafePointer<CChar>! {
+    guard let s = CServer.from(srv) else { return staticCString("msse_server is NULL") }
+    return s.lastError() ?? staticCString("not an error")
+}
+
+@c @implementation
+public func msse_server_stats(_ srv: OpaquePointer!, _ stats: UnsafeMutablePointer<msse_stats>!) -> Int32 {
+    guard let s = CServer.from(srv), let stats else { return MSSE_EINVAL }
+    let raw = UnsafeMutableRawPointer(stats)
+    let size = raw.loadUnaligned(as: Int.self)
+    let first = MemoryLayout<msse_stats>.offset(of: \msse_stats.clients)! + MemoryLayout<UInt64>.size
+    guard size >= first else {
+        return s.fail(CFailure(MSSE_EINVAL, "msse_stats.size is \(size): set it to sizeof(msse_stats)"))
+    }
+    let st = s.server.statistics
+    var out = msse_stats()
+    out.size = size
+    out.clients = UInt64(clamping: st.clients)
+    out.channels = UInt64(clamping: st.channels)
+    out.published = UInt64(clamping: st.published)
+    out.delivered = UInt64(clamping: st.delivered)
+    out.bytes = UInt64(clamping: st.bytes)
+    out.drops = UInt64(clamping: st.drops)
+    out.disconnects = UInt64(clamping: st.disconnects)
+    withUnsafeBytes(of: &out) { raw.copyMemory(from: $0.baseAddress!, byteCount: min(size, $0.count)) }
+    return MSSE_OK
+}
