@@ -9,8 +9,8 @@ HOST ?= 127.0.0.1
 PORT ?= 8080
 
 # Debian packages the build needs, then those the tests need.
-BUILD_PACKAGES = libmicrohttpd-dev pkg-config
-TEST_PACKAGES = curl openssl valgrind gcc g++
+BUILD_PACKAGES = libmicrohttpd-dev libhiredis-dev pkg-config
+TEST_PACKAGES = curl openssl valgrind gcc g++ redis-server
 
 .PHONY: all deps test-deps build lib demo serve test unit-tests install bench bench-smoke clean format lint
 

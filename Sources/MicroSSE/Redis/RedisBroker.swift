@@ -1,0 +1,419 @@
+import Synchronization
+
+#if canImport(Glibc)
+    import Glibc
+#endif
+
+/// An ``EventBroker`` on Redis Streams, so several hubs behind a load balancer share channels,
+/// ids and history.
+///
+/// - Every publish runs one Lua script: `XADD` to the global stream `PREFIX:all` (all channels,
+///   one order, the ids every hub uses) and, with the same id, to the channel's stream
+///   `PREFIX:ch:NAME` capped at the history count (`MAXLEN`), which expires after `channelTTL`
+///   seconds without a publish.
+/// - Each hub runs one reader thread blocked in `XREAD BLOCK` on the global stream and fans every
+///   entry out to its local subscribers: live delivery never polls. After a lost connection it
+///   reconnects with backoff and reads on from the last id it delivered, so open streams see no
+///   gap and no duplicate.
+/// - Resume replays `XRANGE` of each channel after the id. Missed events are detected from the
+///   stream's `max-deleted-entry-id` (trimmed history) and from `PREFIX:since`, the id at which
+///   this Redis data set began (it is set again when Redis comes back empty), so ids from before
+///   a Redis restart get the gap signal.
+///
+/// Unlike ``MemoryBroker``, `publish` returns once Redis has stored the event; local delivery
+/// follows through the reader (in id order, within milliseconds). Publishing while Redis is
+/// unreachable throws `.unavailable` (the hub answers 503): nothing is acknowledged that was not
+/// stored.
+final class RedisBroker: EventBroker {
+    struct Settings: Sendable {
+        var url: RedisURL
+        var prefix = "microsse"
+        var historyCount: Int
+        var globalLength = 100_000
+        var channelTTLSeconds = 86_400
+        var timeoutMilliseconds = 1_000
+        var maxBackoffMilliseconds = 2_000
+    }
+
+    private let settings: Settings
+    private let log: @Sendable (String) -> Void
+    private let commands: Mutex<CommandSlot>
+    private let state = Mutex(LocalState())
+    private let readerFD = Atomic<Int32>(-1)
+    private let stopping = Atomic<Bool>(false)
+    private let readerDone = Atomic<Bool>(true)
+
+    /// The command connection and when it may next be re-dialled.
+    private struct CommandSlot: @unchecked Sendable {
+        // hiredis contexts are not thread-safe; this one is only used inside `commands.withLock`.
+        var connection: RedisConnection?
+        var retryAt: UInt64 = 0
+        var backoff = 50
+    }
+
+    private struct Pending {
+        var buffered: [(RedisStreamID, Frame)] = []
+    }
+
+    private struct LocalState {
+        var channels: [String: [UInt64: Subscriber]] = [:]
+        /// Subscribers whose replay is being fetched: live events are buffered meanwhile.
+        var pending: [UInt64: Pending] = [:]
+        /// Live events at or below this id were already sent to the subscriber (by replay).
+        var skipUpTo: [UInt64: RedisStreamID] = [:]
+        /// The last global-stream id fanned out by this hub.
+        var lastDelivered = RedisStreamID.zero
+        /// Recent caller-given ids, to place a `Last-Event-ID` that is not a stream id.
+        var callerIDs: [String: RedisStreamID] = [:]
+        var callerOrder: [String] = []
+        var closed = false
+    }
+
+    init(settings: Settings, log: @escaping @Sendable (String) -> Void = { _ in }) {
+        self.settings = settings
+        self.log = log
+        self.commands = Mutex(CommandSlot())
+    }
+
+    private var globalKey: String { "\(settings.prefix):all" }
+    private func channelKey(_ c: String) -> String { "\(settings.prefix):ch:\(c)" }
+    private var sinceKey: String { "\(settings.prefix):since" }
+
+    // MARK: Lifecycle
+
+    /// Connects, marks where this data set began, and starts the reader thread.
+    /// Throws `.unavailable` when Redis cannot be reached.
+    func start() throws(MicroSSEError) {
+        let connection = try RedisConnection(url: settings.url, timeoutMilliseconds: settings.timeoutMilliseconds)
+        let last = try Self.markSince(connection, sinceKey: sinceKey, globalKey: globalKey)
+        state.withLock { $0.lastDelivered = last }
+        commands.withLock { $0.connection = connection }
+        stopping.store(false, ordering: .relaxed)
+        readerDone.store(false, ordering: .relaxed)
+        let box = Unmanaged.passRetained(self)
+        var thread = pthread_t()
+        let rc = pthread_create(
+            &thread, nil,
+            { raw in
+                let broker = Unmanaged<RedisBroker>.fromOpaque(raw!).takeRetainedValue()
+                broker.readLoop()
+                return nil
+            }, box.toOpaque())
+        guard rc == 0 else {
+            box.release()
+            readerDone.store(true, ordering: .relaxed)
+            throw MicroSSEError(.startFailed, "cannot start the Redis reader thread (error \(rc))")
+        }
+        pthread_detach(thread)
+    }
+
+    /// Sets `since` when absent (a new or emptied data set) and returns the global stream's last id.
+    private static func markSince(
+        _ c: RedisConnection, sinceKey: String, globalKey: String
+    ) throws(MicroSSEError) -> RedisStreamID {
+        let now = RedisStreamID(milliseconds: wallClockMilliseconds(), sequence: 0)
+        _ = try c.command(["SET", sinceKey, now.description, "NX"])
+        let last = try c.command(["XREVRANGE", globalKey, "+", "-", "COUNT", "1"])
+        if let entry = last.array?.first?.array, let id = entry.first?.text.flatMap(RedisStreamID.init) {
+            return id
+        }
+        return now
+    }
+
+    func shutdown() {
+        state.withLock { $0.closed = true }
+        stopping.store(true, ordering: .releasing)
+        let fd = readerFD.load(ordering: .acquiring)
+        if fd >= 0 { Glibc.shutdown(fd, Int32(SHUT_RDWR)) }
+        // The reader leaves XREAD at once (socket shut down) or within its block timeout.
+        let deadline = monotonicMilliseconds() + 3_000
+        while !readerDone.load(ordering: .acquiring) && monotonicMilliseconds() < deadline { usleep(1_000) }
+        commands.withLock { $0.connection = nil }
+    }
+
+    // MARK: Publish
+
+    private static let publishScript = """
+        local id = redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], '*', 'c', ARGV[3], 'd', ARGV[4], 'e', ARGV[5], 'i', ARGV[6])
+        redis.call('XADD', KEYS[2], 'MAXLEN', ARGV[2], id, 'd', ARGV[4], 'e', ARGV[5], 'i', ARGV[6])
+        redis.call('EXPIRE', KEYS[2], ARGV[7])
+        return id
+        """
+
+    func publish(_ event: Event, to channel: String) throws(MicroSSEError) -> String {
+        try ChannelName.validate(channel)
+        guard !state.withLock({ $0.closed }) else { throw MicroSSEError(.unavailable, "the server is shutting down") }
+        // A caller-given id travels as "=ID" so that an empty id stays distinguishable from none.
+        let args: [[UInt8]] = [
+            Array("EVAL".utf8), Array(Self.publishScript.utf8), Array("2".utf8), Array(globalKey.utf8),
+            Array(channelKey(channel).utf8), Array(String(settings.globalLength).utf8),
+            Array(String(max(1, settings.historyCount)).utf8), Array(channel.utf8), Array(event.data.utf8),
+            Array((event.event ?? "").utf8), Array((event.id.map { "=" + $0 } ?? "").utf8),
+            Array(String(settings.channelTTLSeconds).utf8),
+        ]
+        let reply = try withCommandConnection { c throws(MicroSSEError) in try c.command(bytes: args) }
+        guard let text = reply.text, let id = RedisStreamID(text) else {
+            throw MicroSSEError(.unavailable, "Redis refused the publish: \(reply)")
+        }
+        if let callerID = event.id { rememberCallerID(callerID, id) }
+        return event.id ?? id.description
+    }
+
+    /// Runs `body` on the command connection, dialling it first when needed (with backoff, so a
+    /// Redis outage costs callers one failed dial per backoff period, not one per call).
+    private func withCommandConnection(
+        _ body: (RedisConnection) throws(MicroSSEError) -> RedisValue
+    ) throws(MicroSSEError) -> RedisValue {
+        try commands.withLock { (slot: inout CommandSlot) throws(MicroSSEError) -> RedisValue in
+            if slot.connection == nil || slot.connection!.isBroken {
+                slot.connection = nil
+                let now = monotonicMilliseconds()
+                guard now >= slot.retryAt else {
+                    throw MicroSSEError(.unavailable, "Redis at \(settings.url) is unreachable; retrying")
+                }
+                do throws(MicroSSEError) {
+                    let c = try RedisConnection(url: settings.url, timeoutMilliseconds: settings.timeoutMilliseconds)
+                    _ = try Self.markSince(c, sinceKey: sinceKey, globalKey: globalKey)
+                    slot.connection = c
+                    slot.backoff = 50
+                } catch {
+                    slot.retryAt = now + UInt64(slot.backoff)
+                    slot.backoff = min(slot.backoff * 2, settings.maxBackoffMilliseconds)
+                    throw error
+                }
+            }
+            do throws(MicroSSEError) {
+                return try body(slot.connection!)
+            } catch {
+                slot.connection = nil
+                throw error
+            }
+        }
+    }
+
+    private func rememberCallerID(_ callerID: String, _ id: RedisStreamID) {
+        state.withLock { s in
+            if s.callerIDs.updateValue(id, forKey: callerID) == nil { s.callerOrder.append(callerID) }
+            if s.callerOrder.count > 10_000 {
+                let drop = s.callerOrder.prefix(1_000)
+                for k in drop { s.callerIDs[k] = nil }
+                s.callerOrder.removeFirst(1_000)
+            }
+        }
+    }
+
+    // MARK: Subscribe
+
+    func subscribe(_ subscriber: Subscriber, after lastEventID: String?) -> ResumeStatus {
+        let position: RedisStreamID? = lastEventID.flatMap { l in
+            RedisStreamID(l) ?? state.withLock { $0.callerIDs[l] }
+        }
+        let registered = state.withLock { s -> Bool in
+            guard !s.closed else { return false }
+            for c in subscriber.channels { s.channels[c, default: [:]][subscriber.id] = subscriber }
+            if lastEventID != nil { s.pending[subscriber.id] = Pending() }
+            return true
+        }
+        guard registered, let lastEventID else { return .fresh }
+        guard let position else {
+            return finishResume(subscriber, replay: [], gap: .unknown, lastEventID: lastEventID, after: nil)
+        }
+        do {
+            let (replay, missed) = try fetchReplay(channels: subscriber.channels, after: position)
+            return finishResume(
+                subscriber, replay: replay, gap: missed ? .evicted : nil, lastEventID: lastEventID, after: position)
+        } catch {
+            log("resume from Redis failed (\(error.message)); stream starts live with a gap event")
+            return finishResume(subscriber, replay: [], gap: .unknown, lastEventID: lastEventID, after: position)
+        }
+    }
+
+    /// Reads each channel's retained events after `position`, merged in id order, and whether
+    /// any event after `position` may be gone.
+    private func fetchReplay(
+        channels: [String], after position: RedisStreamID
+    ) throws(MicroSSEError) -> ([(RedisStreamID, Frame)], Bool) {
+        var replay: [(RedisStreamID, Frame)] = []
+        var missed = false
+        let since = try withCommandConnection { c throws(MicroSSEError) in try c.command(["GET", sinceKey]) }
+        if let s = since.text.flatMap(RedisStreamID.init), position < s { missed = true }
+        for channel in channels {
+            let key = channelKey(channel)
+            let info = try withCommandConnection { c throws(MicroSSEError) in try c.command(["XINFO", "STREAM", key]) }
+            if case .array(let fields) = info {
+                // Trimming (MAXLEN) leaves max-deleted-entry-id alone, so eviction shows as
+                // entries-added > length; everything evicted is older than the first retained entry.
+                var length = 0
+                var added = 0
+                var first: RedisStreamID?
+                var i = 0
+                while i + 1 < fields.count {
+                    switch fields[i].text {
+                    case "length": length = Int(fields[i + 1].text ?? "") ?? 0
+                    case "entries-added": added = Int(fields[i + 1].text ?? "") ?? 0
+                    case "recorded-first-entry-id": first = fields[i + 1].text.flatMap(RedisStreamID.init)
+                    case "max-deleted-entry-id":
+                        if let d = fields[i + 1].text.flatMap(RedisStreamID.init), position < d { missed = true }
+                    default: break
+                    }
+                    i += 2
+                }
+                if added > length, let first, position < first { missed = true }
+            } else if case .error = info, position.milliseconds + UInt64(settings.channelTTLSeconds) * 1_000
+                < wallClockMilliseconds()
+            {
+                // No stream: the channel never had events, or expired after channelTTL without a
+                // publish. An id older than the TTL may have missed events that expired.
+                missed = true
+            }
+            let range = try withCommandConnection { c throws(MicroSSEError) in
+                try c.command(["XRANGE", key, "(" + position.description, "+"])
+            }
+            for entry in range.array ?? [] {
+                if let (id, frame) = decodeEntry(entry, channelFields: false) { replay.append((id, frame)) }
+            }
+        }
+        replay.sort { $0.0 < $1.0 }
+        return (replay, missed)
+    }
+
+    /// Queues the gap event, the replay, then what arrived live meanwhile (minus duplicates),
+    /// and switches the subscriber to live delivery.
+    private func finishResume(
+        _ sub: Subscriber, replay: [(RedisStreamID, Frame)], gap: GapReason?, lastEventID: String,
+        after position: RedisStreamID?
+    ) -> ResumeStatus {
+        state.withLock { s in
+            if let gap { sub.enqueue(ResumeStatus.gapEvent(lastEventID: lastEventID, reason: gap)) }
+            var high = position ?? .zero
+            for (id, frame) in replay {
+                sub.enqueue(frame)
+                high = max(high, id)
+            }
+            if position == nil { high = s.lastDelivered }
+            for (id, frame) in s.pending.removeValue(forKey: sub.id)?.buffered ?? [] where id > high {
+                sub.enqueue(frame)
+                high = id
+            }
+            s.skipUpTo[sub.id] = high
+        }
+        return gap.map { .gap($0) } ?? .exact
+    }
+
+    func unsubscribe(_ subscriber: Subscriber) {
+        state.withLock { s in
+            for c in subscriber.channels {
+                s.channels[c]?[subscriber.id] = nil
+                if s.channels[c]?.isEmpty == true { s.channels[c] = nil }
+            }
+            s.pending[subscriber.id] = nil
+            s.skipUpTo[subscriber.id] = nil
+        }
+    }
+
+    var channelCount: Int { state.withLock { $0.channels.count } }
+
+    // MARK: The reader
+
+    private func readLoop() {
+        defer { readerDone.store(true, ordering: .releasing) }
+        var connection: RedisConnection?
+        var backoff = 50
+        var wasLost = false
+        while !stopping.load(ordering: .acquiring) {
+            if connection == nil || connection!.isBroken {
+                connection = nil
+                readerFD.store(-1, ordering: .releasing)
+                do {
+                    let c = try RedisConnection(url: settings.url, timeoutMilliseconds: settings.timeoutMilliseconds)
+                    c.setTimeout(milliseconds: 0)  // XREAD BLOCK bounds each wait
+                    readerFD.store(c.fileDescriptor, ordering: .releasing)
+                    if stopping.load(ordering: .acquiring) { break }
+                    connection = c
+                    backoff = 50
+                    if wasLost { log("Redis reader reconnected; catching up") }
+                    wasLost = false
+                } catch {
+                    if !wasLost { log("Redis reader lost its connection: \(error.message)") }
+                    wasLost = true
+                    sleepMilliseconds(backoff)
+                    backoff = min(backoff * 2, settings.maxBackoffMilliseconds)
+                    continue
+                }
+            }
+            let from = state.withLock { $0.lastDelivered }
+            do {
+                let reply = try connection!.command([
+                    "XREAD", "COUNT", "512", "BLOCK", "1000", "STREAMS", globalKey, from.description,
+                ])
+                guard case .array(let streams) = reply, let entries = streams.first?.array?.dropFirst().first?.array
+                else { continue }
+                deliver(entries)
+            } catch {
+                connection = nil
+            }
+        }
+        readerFD.store(-1, ordering: .releasing)
+    }
+
+    private func deliver(_ entries: [RedisValue]) {
+        var decoded: [(RedisStreamID, String, Frame)] = []
+        for entry in entries {
+            guard let fields = entry.array, fields.count == 2, let id = fields[0].text.flatMap(RedisStreamID.init),
+                let channel = field("c", in: fields[1]), let (_, frame) = decodeEntry(entry, channelFields: true)
+            else { continue }
+            decoded.append((id, channel, frame))
+        }
+        var wakes: [Subscriber] = []
+        state.withLock { s in
+            for (id, channel, frame) in decoded where id > s.lastDelivered {
+                s.lastDelivered = id
+                for sub in (s.channels[channel] ?? [:]).values {
+                    if s.pending[sub.id] != nil {
+                        s.pending[sub.id]!.buffered.append((id, frame))
+                        continue
+                    }
+                    if let skip = s.skipUpTo[sub.id], id <= skip { continue }
+                    switch sub.enqueue(frame, deferWake: true) {
+                    case .wake, .overflow(wake: true): wakes.append(sub)
+                    default: break
+                    }
+                }
+            }
+        }
+        for sub in wakes { sub.wake() }
+    }
+
+    private func field(_ name: String, in value: RedisValue) -> String? {
+        guard let kv = value.array else { return nil }
+        var i = 0
+        while i + 1 < kv.count {
+            if kv[i].text == name { return kv[i + 1].text }
+            i += 2
+        }
+        return nil
+    }
+
+    /// Decodes `[id, [field, value, ...]]` into the encoded frame (the wire id is the caller's id
+    /// when one was given, else the stream id).
+    private func decodeEntry(_ entry: RedisValue, channelFields: Bool) -> (RedisStreamID, Frame)? {
+        guard let fields = entry.array, fields.count == 2, let id = fields[0].text.flatMap(RedisStreamID.init),
+            let data = field("d", in: fields[1])
+        else { return nil }
+        let name = field("e", in: fields[1]) ?? ""
+        let caller = field("i", in: fields[1]) ?? ""
+        let wireID = caller.hasPrefix("=") ? String(caller.dropFirst()) : id.description
+        guard let event = try? Event(data: data, event: name.isEmpty ? nil : name, id: wireID) else { return nil }
+        return (id, Frame(bytes: EventEncoder.encode(event), isEvent: true))
+    }
+}
+
+func wallClockMilliseconds() -> UInt64 {
+    var ts = timespec()
+    clock_gettime(CLOCK_REALTIME, &ts)
+    return UInt64(ts.tv_sec) * 1_000 + UInt64(ts.tv_nsec) / 1_000_000
+}
+
+func sleepMilliseconds(_ ms: Int) {
+    usleep(UInt32(ms) * 1_000)
+}
