@@ -1,0 +1,78 @@
+// Starts a real redis-server on a free loopback port for tests (installed by `make test`).
+import Foundation
+
+#if canImport(Glibc)
+    import Glibc
+#endif
+
+/// A throwaway `redis-server` (no persistence) on 127.0.0.1; stopped on deinit.
+public final class RedisServer {
+    public let port: UInt16
+    private var process: Process?
+    private let directory: String
+
+    /// Starts redis-server on a free port; throws if it is not installed or does not come up.
+    public init(port: UInt16? = nil) throws {
+        self.port = try port ?? freePort()
+        directory = NSTemporaryDirectory() + "microsse-redis-\(getpid())-\(self.port)"
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        try start()
+    }
+
+    /// The URL hubs take: `redis://127.0.0.1:PORT`.
+    public var url: String { "redis://127.0.0.1:\(port)" }
+
+    /// Starts (again, after ``stop()``) on the same port, empty.
+    public func start() throws {
+        let p = Process()
+        let candidates = ["/usr/bin/redis-server", "/usr/local/bin/redis-server"]
+        guard let path = candidates.first(where: { FileManager.default.isExecutableFile(atPath: $0) }) else {
+            throw TestClientError("redis-server is not installed (make test installs it)")
+        }
+        p.executableURL = URL(fileURLWithPath: path)
+        p.arguments = [
+            "--port", String(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", directory,
+            "--protected-mode", "no",
+        ]
+        p.standardOutput = FileHandle.nullDevice
+        p.standardError = FileHandle.nullDevice
+        try p.run()
+        process = p
+        let port = self.port
+        guard eventually(timeout: 10, { (try? RawConnection(port: port)) != nil }) else {
+            throw TestClientError("redis-server did not listen on \(port)")
+        }
+    }
+
+    /// Stops the server (its data is gone: no persistence).
+    public func stop() {
+        guard let p = process else { return }
+        p.terminate()
+        p.waitUntilExit()
+        process = nil
+    }
+
+    deinit {
+        stop()
+        try? FileManager.default.removeItem(atPath: directory)
+    }
+}
+
+/// A TCP port on 127.0.0.1 that was free a moment ago.
+public func freePort() throws -> UInt16 {
+    let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+    defer { close(fd) }
+    var addr = sockaddr_in()
+    addr.sin_family = sa_family_t(AF_INET)
+    addr.sin_port = 0
+    inet_pton(AF_INET, "127.0.0.1", &addr.sin_addr)
+    var len = socklen_t(MemoryLayout<sockaddr_in>.size)
+    let rc = withUnsafeMutablePointer(to: &addr) {
+        $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { p -> Int32 in
+            guard bind(fd, p, len) == 0 else { return -1 }
+            return getsockname(fd, p, &len)
+        }
+    }
+    guard rc == 0 else { throw TestClientError("no free port: errno \(errno)") }
+    return UInt16(bigEndian: addr.sin_port)
+}
