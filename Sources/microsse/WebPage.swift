@@ -213,7 +213,7 @@ let hubPage = #"""
     banner.classList.add("shown");
     var li = document.createElement("li");
     li.className = "gapmark";
-    li.innerHTML = "<b>⚠ gap</b> — events after <code></code> were lost (<span></span>)";
+    li.innerHTML = "<b>⚠ gap</b> — events after <code></code> were missed (<span></span>)";
     li.querySelector("code").textContent = "#" + info.lastEventId;
     li.querySelector("span").textContent = info.reason;
     addItem(li);

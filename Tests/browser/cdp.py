@@ -21,6 +21,8 @@ class CDPError(Exception):
 
 
 def find_chromium():
+    if os.environ.get("CHROMIUM"):
+        return os.environ["CHROMIUM"]
     for name in ("chromium", "chromium-browser", "google-chrome"):
         path = shutil.which(name)
         if path:
@@ -261,6 +263,7 @@ class Page:
     def screenshot(self, path, width=1280, height=900):
         self.call("Emulation.setDeviceMetricsOverride", {"width": width, "height": height, "deviceScaleFactor": 1, "mobile": False})
         data = self.call("Page.captureScreenshot", {"format": "png"})["data"]
+        os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
         with open(path, "wb") as f:
             f.write(base64.b64decode(data))
 

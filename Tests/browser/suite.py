@@ -16,10 +16,13 @@ import traceback
 
 import cdp
 from cdp import wait_until
-from support import ROOT, Microsse, Proxy, StaticSite, free_port, http_get, kill_all, publish
+from support import ROOT, Microsse, Proxy, StaticSite, free_port, http_get, kill_all, publish, response_head
 
 INDEX = os.path.join(ROOT, "Examples", "web", "index.html")
-SCREENSHOT = os.path.join(ROOT, "docs", "screenshot-hub.png")
+# Screenshots go to .build-browser/screenshots/ (git-ignored); UPDATE_SCREENSHOTS=1 writes them to
+# docs/ instead, where the README's copies live (ids and times differ on every run).
+SHOTS = os.path.join(ROOT, "docs") if os.environ.get("UPDATE_SCREENSHOTS") == "1" else os.path.join(ROOT, ".build-browser", "screenshots")
+SCREENSHOT = os.path.join(SHOTS, "screenshot-hub.png")
 
 # Injected before any page script runs: timestamps of every list item the page adds.
 ARRIVALS = """
@@ -255,6 +258,8 @@ def test_short_history_shows_gap(t):
     later = publish(hub.base, "short", "after")
     wait_count(page, 6)
     check(received(page)[-1]["id"] == later, "live events go on after the gap")
+    page.wait_js("document.getAnimations().length === 0", 5, "animations to settle")
+    page.screenshot(os.path.join(SHOTS, "screenshot-gap.png"), 1280, 760)
 
 
 def test_hub_restart_shows_gap(t):
@@ -327,32 +332,58 @@ def test_cross_origin(t):
     web_dir = os.path.dirname(INDEX)
     allowed = t.site(web_dir)
     refused = t.site(web_dir)
-    hub = t.hub("--cors-origin", allowed.origin)
+    hub = t.hub("--cors-origin", allowed.origin, "--publish-token", "s3cret", "--retry", "200")
+    proxy = t.proxy(hub.port)  # the page talks to the hub through it, so the test can cut it
 
     ok = t.page()
-    ok.goto(f"{allowed.origin}/index.html?channel=cors&hub={hub.base}")
+    ok.goto(f"{allowed.origin}/index.html?channel=cors&hub={proxy.base}")
     wait_state(ok, "open")
-    ids = [publish(hub.base, "cors", f"cross-origin {i}") for i in range(3)]
+    ids = [publish(hub.base, "cors", f"cross-origin {i}", token="s3cret") for i in range(3)]
     wait_count(ok, 3)
     check([e["id"] for e in received(ok)] == ids, "the allowed origin receives the events")
-    # The page publishes cross-origin too: a simple POST whose response the page may read.
+
+    # Cross-origin publishing from the page: without the token the page reads the 401; with it
+    # (Authorization makes the browser send a CORS preflight) the event is published.
     ok.type_into("#pub-data", "posted from another origin")
     ok.click("#pub-send")
-    ok.wait_js("document.getElementById('publish-result').className !== ''", 5, "the cross-origin publish to finish")
+    ok.wait_js("/^(ok|err)$/.test(document.getElementById('publish-result').className)", 5, "the publish without token to finish")
     result = ok.js("document.getElementById('publish-result').textContent")
-    check(ok.js("document.getElementById('publish-result').className") == "ok", f"cross-origin publish from an allowed origin: {result}")
+    check("401" in result, f"a publish without the token is refused, and the page can read why: {result!r}")
+    ok.type_into("#pub-token", "s3cret")
+    ok.click("#pub-send")
+    ok.wait_js("document.getElementById('publish-result').className === 'ok'", 5, "the cross-origin publish with the token")
     wait_count(ok, 4)
+    ids.append(received(ok)[-1]["id"])
+    check(received(ok)[-1]["data"] == "posted from another origin", f"cross-origin publish: {received(ok)[-1]}")
+    preflights = [h for h in proxy.requests if h.startswith("OPTIONS ")]
+    check(preflights, "the token publish went through a CORS preflight")
+
+    # Cross-origin resume: cut the stream, publish while it is down, the page catches up.
+    proxy.down = True
+    proxy.sever()
+    wait_state(ok, "reconnecting", 5)
+    ids += [publish(hub.base, "cors", f"while cut {i}", token="s3cret") for i in range(3)]
+    proxy.down = False
+    wait_count(ok, len(ids))
+    check([e["id"] for e in received(ok)] == ids, f"cross-origin resume without loss: {received(ok)} vs {ids}")
+    streams = proxy.stream_requests("/events/cors")
+    check(streams[-1].get("last-event-id") == ids[3] and streams[-1].get("origin") == allowed.origin,
+          f"the cross-origin reconnect carries Origin and Last-Event-ID: {streams[-1]}")
 
     bad = t.page()
     bad.goto(f"{refused.origin}/index.html?channel=cors&hub={hub.base}")
     wait_state(bad, "closed", 10)
-    publish(hub.base, "cors", "not for refused origins")
-    wait_count(ok, 5)
+    ids.append(publish(hub.base, "cors", "not for refused origins", token="s3cret"))
+    wait_count(ok, len(ids))
     check(bad.js("window.microsse.opened") == 0 and received(bad) == [], "a refused origin never opens nor receives")
     failed = [p for m, p in bad.events("Network.loadingFailed") if p.get("corsErrorStatus") or "CORS" in p.get("errorText", "") or p.get("blockedReason")]
     check(failed, f"the browser blocked the stream for CORS: {bad.events('Network.loadingFailed')}")
-    status, headers, _ = http_get(hub.base + "/healthz", {"Origin": refused.origin})
-    check("Access-Control-Allow-Origin" not in headers, f"no CORS header for a refused origin: {headers}")
+    # What the browser got: the stream without Access-Control-Allow-Origin for the refused origin.
+    hdr = {"Origin": refused.origin, "Accept": "text/event-stream"}
+    status, headers = response_head(hub.port, "/events/cors", hdr)
+    check("access-control-allow-origin" not in headers, f"no CORS header for a refused origin: {status} {headers}")
+    status, headers = response_head(hub.port, "/events/cors", dict(hdr, Origin=allowed.origin))
+    check(headers.get("access-control-allow-origin") == allowed.origin, f"the allowed origin's header: {status} {headers}")
 
 
 # --------------------------------------------------------------------------------------------

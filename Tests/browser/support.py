@@ -90,12 +90,14 @@ class Microsse:
         self.proc.wait(timeout=10)
 
 
-def publish(base, channel, data, event=None, use_curl=True):
+def publish(base, channel, data, event=None, use_curl=True, token=None):
     """POSTs one event; returns the id the hub assigned."""
     url = f"{base}/events/{channel}" + (f"?event={event}" if event else "")
+    auth = {"Authorization": f"Bearer {token}"} if token else {}
     if use_curl:
+        extra = ["-H", f"Authorization: Bearer {token}"] if token else []
         r = subprocess.run(
-            ["curl", "-sS", "--fail-with-body", "-X", "POST", "--data-binary", "@-", "-H", "Content-Type: text/plain", url],
+            ["curl", "-sS", "--fail-with-body", "-X", "POST", "--data-binary", "@-", "-H", "Content-Type: text/plain", *extra, url],
             input=data.encode(),
             capture_output=True,
             timeout=10,
@@ -104,7 +106,7 @@ def publish(base, channel, data, event=None, use_curl=True):
             raise AssertionError(f"curl POST {url} failed ({r.returncode}): {r.stdout.decode()} {r.stderr.decode()}")
         body = r.stdout
     else:
-        req = urllib.request.Request(url, data=data.encode(), method="POST", headers={"Content-Type": "text/plain"})
+        req = urllib.request.Request(url, data=data.encode(), method="POST", headers={"Content-Type": "text/plain", **auth})
         with urllib.request.urlopen(req, timeout=5) as resp:
             body = resp.read()
     return json.loads(body)["id"]
@@ -117,6 +119,26 @@ def http_get(url, headers=None):
             return resp.status, dict(resp.headers), resp.read()
     except urllib.error.HTTPError as e:
         return e.code, dict(e.headers), e.read()
+
+
+def response_head(port, path, headers):
+    """Sends one GET and returns (status, {lower-case header: value}) without reading the body."""
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
+        lines = [f"GET {path} HTTP/1.1", f"Host: 127.0.0.1:{port}", "Connection: close"]
+        lines += [f"{k}: {v}" for k, v in headers.items()]
+        s.sendall(("\r\n".join(lines) + "\r\n\r\n").encode())
+        buf = b""
+        while b"\r\n\r\n" not in buf:
+            chunk = s.recv(4096)
+            if not chunk:
+                break
+            buf += chunk
+    head = buf.split(b"\r\n\r\n", 1)[0].decode("latin-1").split("\r\n")
+    out = {}
+    for line in head[1:]:
+        k, _, v = line.partition(":")
+        out[k.strip().lower()] = v.strip()
+    return int(head[0].split(" ")[1]), out
 
 
 class Proxy:
@@ -165,18 +187,28 @@ class Proxy:
             threading.Thread(target=self._pump, args=(upstream, client, False), daemon=True).start()
 
     def _pump(self, src, dst, is_request):
-        head = b""
+        buf, skip = b"", 0  # request bytes not yet parsed; body bytes still to skip
         try:
             while True:
                 data = src.recv(65536)
                 if not data:
                     break
                 if is_request:
-                    head += data
-                    while b"\r\n\r\n" in head:
-                        one, head = head.split(b"\r\n\r\n", 1)
+                    buf += data
+                    while True:
+                        if skip:
+                            n = min(skip, len(buf))
+                            buf, skip = buf[n:], skip - n
+                            if skip:
+                                break
+                        if b"\r\n\r\n" not in buf:
+                            break
+                        head, buf = buf.split(b"\r\n\r\n", 1)
+                        text = head.decode("latin-1")
+                        m = re.search(r"(?im)^content-length:\s*(\d+)", text)
+                        skip = int(m.group(1)) if m else 0
                         with self._lock:
-                            self.requests.append(one.decode("latin-1"))
+                            self.requests.append(text)
                 dst.sendall(data)
         except OSError:
             pass
