@@ -206,13 +206,17 @@ def test_reconnect_resumes_without_loss(t):
     pub = Publisher(hub.base, "resilient")
     wait_count(page, 10)
     before = len(pub.ids)
-    check(proxy.sever() >= 1, "the stream went through the proxy")
     proxy.down = True
+    cut_at = time.monotonic()
+    check(proxy.sever() >= 1, "the stream went through the proxy")
     wait_state(page, "reconnecting", 5)
     last_seen = received(page)[-1]["id"]
     # Stay down until the browser has tried again at least once and more events were published.
     wait_until(lambda: proxy.refused >= 1 and len(pub.ids) >= before + 15, 10, "a refused reconnect while events are published")
     proxy.down = False
+    # The hub's retry: 200 is what the browser waits (its own default is 3 s).
+    first_retry = proxy.refused_at[0] - cut_at
+    check(0.1 <= first_retry < 1.5, f"the browser retried after the hub's retry: (200 ms), took {first_retry:.2f}s")
     wait_state(page, "open", 5)
     wait_until(lambda: len(pub.ids) >= before + 30, 10, "more events after the reconnect")
     ids = pub.stop()
@@ -326,6 +330,16 @@ def test_multi_channel(t):
     wait_count(page, len(want))
     got = [(e["id"], e["data"]) for e in received(page)]
     check(got == want, f"alpha and beta interleaved in publish order, no gamma:\n  page {got}\n  want {want}")
+    # One id places a client in both channels: a second EventSource resuming with the lastEventId
+    # query parameter (for clients that cannot set headers) gets exactly what followed, in order.
+    page.js(
+        "window.__resumed = []; window.__second = new EventSource('/events?channel=alpha&channel=beta&lastEventId=' + "
+        + repr(want[2][0]) + "); __second.onmessage = e => __resumed.push([e.lastEventId, e.data]);"
+    )
+    page.wait_js(f"window.__resumed.length >= {len(want) - 3}", 10, "the resumed stream to catch up")
+    resumed = [tuple(x) for x in page.js("window.__resumed")]
+    check(resumed == want[3:], f"resume of both channels from one id:\n  got  {resumed}\n  want {want[3:]}")
+    page.js("__second.close()")
 
 
 def test_cross_origin(t):

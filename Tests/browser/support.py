@@ -159,6 +159,7 @@ class Proxy:
         self.base = f"http://127.0.0.1:{self.port}"
         self.down = False
         self.refused = 0
+        self.refused_at = []  # monotonic times of connections refused while down
         self.requests = []  # raw request heads (str), in arrival order
         self._conns = []
         self._lock = threading.Lock()
@@ -173,6 +174,7 @@ class Proxy:
                 return
             if self.down:
                 self.refused += 1
+                self.refused_at.append(time.monotonic())
                 _hard_close(client)
                 continue
             try:
