@@ -1,0 +1,125 @@
+#!/usr/bin/env bash
+# Builds every fuzz target with libFuzzer + AddressSanitizer and runs each for a bounded time.
+#
+#   Fuzz/run.sh                 every target, FUZZ_SECONDS (default 60) each, one after another
+#   Fuzz/run.sh parser channel  only these targets
+#   FUZZ_SECONDS=600 FUZZ_JOBS=2 Fuzz/run.sh   longer, two targets at a time
+#   FUZZ_BUILD_ONLY=1 Fuzz/run.sh              build only
+#
+# Swift targets are compiled with `swiftc -sanitize=fuzzer,address` together with the project
+# source files they exercise (so internal functions are reachable); the C ABI target is built
+# with the toolchain's clang `-fsanitize=fuzzer,address` against .build/debug/libMicroSSEC.so.
+# The toolchain ships its own libFuzzer and ASan runtimes: no Debian package is needed for them.
+#
+# Seeds live in Fuzz/corpus/NAME (committed); the growing corpus in .build/fuzz/corpus/NAME.
+# A crash is saved to Fuzz/crashes/NAME/ and makes the script exit non-zero. Every run is
+# appended to Fuzz/ledger.tsv, and the fuzz section of RELIABILITY.md is rewritten from it.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$PWD
+SECONDS_EACH=${FUZZ_SECONDS:-60}
+JOBS=${FUZZ_JOBS:-1}
+OUT=$ROOT/.build/fuzz
+mkdir -p "$OUT/bin" "$OUT/corpus" "$OUT/logs"
+
+W=Sources/MicroSSE/Wire
+C=Sources/MicroSSE/Core
+ERR=Sources/MicroSSE/MicroSSEError.swift
+WIRE="$ERR $W/Event.swift $W/EventEncoder.swift $W/EventStreamParser.swift"
+CORE="$C/ChannelName.swift $C/JSON.swift $C/EventBroker.swift $C/MemoryBroker.swift $C/Subscriber.swift $C/SubscriberQueue.swift"
+
+# name -> project sources compiled into the target (besides Fuzz/targets/Common.swift + NAME.swift)
+declare -A SOURCES=(
+    [roundtrip]="$WIRE"
+    [parser]="$WIRE"
+    [publishbody]="$WIRE"
+    [channel]="$WIRE $CORE"
+    [resume]="$WIRE $CORE Sources/MicroSSE/HTTP/Request.swift"
+)
+ALL_SWIFT="roundtrip parser publishbody channel resume"
+ALL="$ALL_SWIFT cabi"
+TARGETS=${*:-$ALL}
+
+build_swift() {
+    local name=$1
+    # shellcheck disable=SC2086
+    swiftc -sanitize=fuzzer,address -parse-as-library -swift-version 6 -O -g \
+        -module-name "Fuzz_$name" Fuzz/targets/Common.swift "Fuzz/targets/$name.swift" ${SOURCES[$name]} \
+        -o "$OUT/bin/$name" 2>&1 | grep -v 'Cannot export local symbol' >&2 || true
+    [ -x "$OUT/bin/$name" ] && [ "$OUT/bin/$name" -nt "Fuzz/targets/$name.swift" ]
+}
+
+build_cabi() {
+    if [ ! -f include/microsse.h ]; then
+        echo "cabi: include/microsse.h does not exist yet; skipped" >&2
+        return 1
+    fi
+    if [ ! -f .build/debug/libMicroSSEC.so ] || [ -n "$(find include Sources -newer .build/debug/libMicroSSEC.so -name '*.swift' -o -newer .build/debug/libMicroSSEC.so -name '*.h' | head -1)" ]; then
+        swift build --product MicroSSEC >&2
+    fi
+    local clang
+    clang=$(dirname "$(readlink -f "$(command -v swiftc)")")/clang
+    "$clang" -g -O1 -fsanitize=fuzzer,address -Iinclude Fuzz/c/cabi.c -L.build/debug -lMicroSSEC \
+        -Wl,-rpath,"$ROOT/.build/debug" -pthread -o "$OUT/bin/cabi"
+}
+
+build() {
+    local name=$1
+    echo "== building $name" >&2
+    if [ "$name" = cabi ]; then build_cabi; else build_swift "$name"; fi
+}
+
+run_one() {
+    local name=$1
+    local corpus=$OUT/corpus/$name
+    local crashes=Fuzz/crashes/$name
+    local log=$OUT/logs/$name.log
+    mkdir -p "$corpus" "$crashes" "Fuzz/corpus/$name"
+    echo "== fuzzing $name for ${SECONDS_EACH}s" >&2
+    local rc=0 started
+    started=$(date +%s)
+    # Options: a 10 s per-input timeout, 2 GB RSS cap, crashes written under Fuzz/crashes/NAME/.
+    SWIFT_BACKTRACE=enable=no ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
+        "$OUT/bin/$name" -max_total_time="$SECONDS_EACH" -timeout=10 -rss_limit_mb=2048 -max_len=8192 \
+        -print_final_stats=1 -artifact_prefix="$crashes/" "$corpus" "Fuzz/corpus/$name" >"$log" 2>&1 || rc=$?
+    local execs secs
+    execs=$(grep -o 'stat::number_of_executed_units: *[0-9]*' "$log" | grep -o '[0-9]*$' | tail -1 || true)
+    secs=$(($(date +%s) - started))
+    local result=clean
+    if [ "$rc" -ne 0 ]; then
+        result="CRASH($(ls -t "$crashes" | head -1 || true))"
+    fi
+    printf '%s\t%s\t%s\t%s\t%s\t%s\n' "$(date -u +%Y-%m-%dT%H:%M:%SZ)" "$name" "${secs:-0}" "${execs:-0}" \
+        "$(find "$corpus" -type f | wc -l || true)" "$result" >>Fuzz/ledger.tsv
+    echo "$name: ${execs:-0} executions in ${secs:-?}s, $result (log: $log)" >&2
+    if [ "$rc" -ne 0 ]; then
+        grep -m5 -E 'FUZZ PROPERTY|ERROR: AddressSanitizer|Fatal error|deadly signal' "$log" >&2 || true
+    fi
+    return "$rc"
+}
+
+[ -f Fuzz/ledger.tsv ] || printf 'date\ttarget\tseconds\texecutions\tcorpus\tresult\n' >Fuzz/ledger.tsv
+
+built=()
+for t in $TARGETS; do
+    if build "$t"; then built+=("$t"); else echo "$t: not built" >&2; fi
+done
+[ -n "${FUZZ_BUILD_ONLY:-}" ] && exit 0
+
+status=0
+running=0
+for t in "${built[@]}"; do
+    run_one "$t" &
+    running=$((running + 1))
+    if [ "$running" -ge "$JOBS" ]; then
+        wait -n || status=1
+        running=$((running - 1))
+    fi
+done
+while [ "$running" -gt 0 ]; do
+    wait -n || status=1
+    running=$((running - 1))
+done
+
+scripts/reliability-report.sh fuzz || true
+exit "$status"
