@@ -1084,7 +1084,8 @@ int main(int argc, char **argv) {
             if (ring) {
                 uint32_t need = (uint32_t)alive;
                 while (g_oldest < g_next && ring[g_oldest & ring_mask] >= need) { g_oldest++; g_oldest_since = now; }
-                if (g_oldest < g_next && now - g_oldest_since > 5000000000ull) {
+                if (g_oldest == g_next) g_oldest_since = now; /* nothing in flight */
+                if (g_oldest < g_next && now - g_oldest_since > 2000000000ull) {
                     window_stalls++;
                     g_oldest++;
                     g_oldest_since = now;
@@ -1123,6 +1124,7 @@ int main(int argc, char **argv) {
                 done = 1;
                 if (opt.expect >= 0 && deliveries < (uint64_t)opt.expect * (uint64_t)established) done = 0;
                 if (opt.expect_end && alive > 0) done = 0;
+                if (alive == 0 && next_to_open == opt.subs) done = 1; /* nothing more can arrive */
             }
             if (done || now >= drain_deadline) {
                 if (!done) { end_reason = "drain-timeout"; note_err("drain timed out"); }

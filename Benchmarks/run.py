@@ -1,0 +1,486 @@
+#!/usr/bin/env python3
+"""MicroSSE benchmark runner (python3, stdlib only).
+
+For every scenario and every server under test: start the server pinned to CPU 0
+(`taskset -c 0`), wait for GET /healthz, run the load generator pinned to CPU 1, read its one
+JSON line (it samples the server's /proc/PID/stat and /proc/PID/status at the phase edges),
+stop the server with SIGINT and check it exits 0. Then write a markdown report: BENCHMARKS.md at
+the repository root for the full suite, Benchmarks/results/smoke.md for --smoke. Raw results go
+to Benchmarks/results/*.json, server logs to Benchmarks/results/logs/.
+
+Servers: c-ref (reference/c-hub), node (reference/node-hub), microsse (MICROSSE_CMD or
+--microsse-cmd; default `../.build/release/microsse serve ...`, skipped with a note if missing).
+All traffic goes to 127.0.0.1.
+"""
+import argparse
+import datetime
+import json
+import os
+import platform
+import resource
+import shlex
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+REPO = os.path.dirname(HERE)
+LOADGEN = os.path.join(HERE, "loadgen", "loadgen")
+CHUB = os.path.join(HERE, "reference", "c-hub", "c-hub")
+NODEHUB = os.path.join(HERE, "reference", "node-hub", "hub.js")
+RESULTS = os.path.join(HERE, "results")
+
+DEFAULT_MICROSSE = ("../.build/release/microsse serve --host 127.0.0.1 --port {port} --heartbeat 0 "
+                    "--max-clients 20000")
+# The reference hub's per-connection memory: a 6 KiB MHD pool keeps an idle stream under the 8 KB
+# target; a larger pool buys throughput for large events (see Benchmarks/README.md).
+DEFAULT_CREF_ARGS = "--pool 6144 --block 256"
+
+SERVER_CPU, LOADGEN_CPU = "0", "1"
+
+# name → (title, loadgen arguments, per-run time cap in seconds)
+SCENARIOS = {
+    "full": {
+        "fanout": ("fan-out: 1,000 subscribers, 64-byte events, as fast as possible",
+                   ["--subs", "1000", "--size", "64", "--events", "100000000", "--pub-conns", "16",
+                    "--window", "128", "--duration", "8", "--drain", "10"]),
+        "latency": ("latency: 1,000 subscribers, 100 events/s for 10 s",
+                    ["--subs", "1000", "--size", "64", "--events", "1000", "--rate", "100", "--pub-conns", "4",
+                     "--duration", "12", "--drain", "10"]),
+        "idle": ("idle: 10,000 subscribers held 10 s",
+                 ["--subs", "10000", "--hold", "10", "--connect-timeout", "60", "--connect-conc", "256"]),
+        "large": ("large payloads: 100 subscribers, 16 KiB events, as fast as possible",
+                  ["--subs", "100", "--size", "16384", "--events", "100000000", "--pub-conns", "4",
+                   "--window", "32", "--duration", "8", "--drain", "10"]),
+    },
+    "smoke": {
+        "fanout": ("fan-out (smoke): 50 subscribers, 64-byte events",
+                   ["--subs", "50", "--size", "64", "--events", "100000000", "--pub-conns", "8",
+                    "--window", "64", "--duration", "1", "--drain", "5"]),
+        "latency": ("latency (smoke): 50 subscribers, 50 events/s for 1 s",
+                    ["--subs", "50", "--size", "64", "--events", "50", "--rate", "50", "--pub-conns", "2",
+                     "--duration", "3", "--drain", "5"]),
+        "idle": ("idle (smoke): 500 subscribers held 1 s",
+                 ["--subs", "500", "--hold", "1", "--connect-timeout", "20"]),
+        "large": ("large payloads (smoke): 10 subscribers, 16 KiB events",
+                  ["--subs", "10", "--size", "16384", "--events", "100000000", "--pub-conns", "2",
+                   "--window", "16", "--duration", "1", "--drain", "5"]),
+    },
+}
+ORDER = ["fanout", "latency", "idle", "large"]
+SERVER_ORDER = ["microsse", "c-ref", "node"]
+
+
+def log(msg):
+    print(msg, flush=True)
+
+
+def free_port():
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+def healthy(port, timeout, proc=None):
+    end = time.time() + timeout
+    while time.time() < end:
+        if proc is not None and proc.poll() is not None:
+            return False
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=1) as s:
+                s.sendall(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
+                s.settimeout(1)
+                if s.recv(64).startswith(b"HTTP/1.1 200"):
+                    return True
+        except OSError:
+            pass
+        time.sleep(0.05)
+    return False
+
+
+def raise_nofile():
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < hard:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+
+
+def have_taskset():
+    return shutil.which("taskset") is not None and (os.cpu_count() or 1) >= 2
+
+
+def pinned(cpu, argv):
+    return (["taskset", "-c", cpu] if have_taskset() else []) + argv
+
+
+def server_commands(args):
+    """→ list of (name, argv template or None, note)."""
+    out = []
+    mcmd = args.microsse_cmd or os.environ.get("MICROSSE_CMD") or DEFAULT_MICROSSE
+    margv = shlex.split(mcmd)
+    exe = margv[0]
+    exe_path = exe if os.path.isabs(exe) else os.path.normpath(os.path.join(HERE, exe))
+    if os.sep in exe and not os.path.exists(exe_path):
+        out.append(("microsse", None, "skipped: %s not found (build it with `swift build -c release`)" % exe_path))
+    elif os.sep not in exe and not shutil.which(exe):
+        out.append(("microsse", None, "skipped: %s not on PATH" % exe))
+    else:
+        if os.sep in exe:
+            margv[0] = exe_path
+        out.append(("microsse", margv, mcmd))
+    cargs = args.cref_args if args.cref_args is not None else os.environ.get("CREF_ARGS", DEFAULT_CREF_ARGS)
+    if os.path.exists(CHUB):
+        out.append(("c-ref", [CHUB, "--host", "127.0.0.1", "--port", "{port}"] + shlex.split(cargs),
+                    "reference/c-hub/c-hub --port {port} " + cargs))
+    else:
+        out.append(("c-ref", None, "skipped: %s not built (make -C Benchmarks)" % CHUB))
+    if shutil.which("node"):
+        out.append(("node", ["node", NODEHUB, "--host", "127.0.0.1", "--port", "{port}"],
+                    "node reference/node-hub/hub.js --port {port}"))
+    else:
+        out.append(("node", None, "skipped: node not found"))
+    wanted = args.servers.split(",")
+    return [s for s in out if s[0] in wanted]
+
+
+def run_one(name, argv_t, scen, title, lg_args, logdir):
+    port = free_port()
+    argv = [a.replace("{port}", str(port)) for a in argv_t]
+    logpath = os.path.join(logdir, "%s-%s.log" % (scen, name))
+    rec = {"server": name, "scenario": scen, "port": port}
+    with open(logpath, "w") as logf:
+        t0 = time.time()
+        srv = subprocess.Popen(pinned(SERVER_CPU, argv), stdout=logf, stderr=subprocess.STDOUT,
+                               preexec_fn=raise_nofile, cwd=HERE)
+        try:
+            if not healthy(port, 15, srv):
+                logf.flush()
+                tail = open(logpath, errors="replace").read()[-200:].strip().replace("\n", " / ").replace("|", "/")
+                if srv.poll() is not None:
+                    rec["error"] = "server exited with status %s before answering GET /healthz: %s" % (srv.returncode, tail)
+                else:
+                    rec["error"] = "server did not answer GET /healthz within 15 s (log: %s)" % os.path.relpath(logpath, REPO)
+                return rec
+            rec["start_s"] = round(time.time() - t0, 3)
+            cmd = pinned(LOADGEN_CPU, [LOADGEN, "--port", str(port), "--server-pid", str(srv.pid),
+                                       "--label", "%s/%s" % (scen, name)] + lg_args)
+            try:
+                p = subprocess.run(cmd, capture_output=True, text=True, timeout=240)
+            except subprocess.TimeoutExpired:
+                rec["error"] = "loadgen timed out"
+                return rec
+            lines = [l for l in p.stdout.splitlines() if l.startswith("{")]
+            if p.returncode != 0 or not lines:
+                rec["error"] = "loadgen failed (%d): %s" % (p.returncode, p.stderr.strip()[-300:])
+                return rec
+            rec["lg"] = json.loads(lines[-1])
+        finally:
+            t1 = time.time()
+            if srv.poll() is None:
+                srv.send_signal(signal.SIGINT)
+                try:
+                    rc = srv.wait(timeout=20)
+                except subprocess.TimeoutExpired:
+                    srv.kill()
+                    srv.wait()
+                    rc = "hung (killed after 20 s)"
+            else:
+                rc = "exited early (%s)" % srv.returncode
+            rec["stop_rc"] = rc
+            rec["stop_s"] = round(time.time() - t1, 3)
+    return rec
+
+
+# ----------------------------------------------------------------------------------------------
+# report
+
+
+def fmt(v, nd=1):
+    if v is None:
+        return "—"
+    if isinstance(v, str):
+        return v
+    if abs(v) >= 1e6:
+        return "{:,.0f}".format(v)
+    if abs(v) >= 100:
+        return "{:,.0f}".format(v)
+    return ("{:,.%df}" % nd).format(v)
+
+
+def metrics(rec):
+    """Scenario figures of one run → dict name → number (None when missing)."""
+    lg = rec.get("lg")
+    if not lg:
+        return {}
+    scen = rec["scenario"]
+    m = {}
+    dur = lg["delivery_s"] or 0
+    cpu = lg["server_cpu_s"]
+    measure = lg["measure_s"] or 1
+    m["cpu_pct"] = 100.0 * cpu / measure if cpu >= 0 else None
+    m["loadgen_pct"] = 100.0 * lg["loadgen_cpu_s"] / measure
+    if scen in ("fanout", "large", "latency"):
+        m["dps"] = lg["deliveries_per_s"]
+        m["cpu_per_m"] = cpu / (lg["deliveries"] / 1e6) if lg["deliveries"] else None
+        m["mbps"] = lg["payload_mb_per_s"]
+        m["p50"] = lg["lat_p50_us"] / 1e3
+        m["p90"] = lg["lat_p90_us"] / 1e3
+        m["p99"] = lg["lat_p99_us"] / 1e3
+        m["max"] = lg["lat_max_us"] / 1e3
+        m["pub_per_s"] = lg["pub_per_s"]
+        m["cpu_per_gb"] = cpu / (lg["payload_bytes"] / 1e9) if lg["payload_bytes"] else None
+    if scen == "idle":
+        n = lg["established"] or 1
+        m["established"] = lg["established"]
+        m["rss_per_stream_kb"] = (lg["server_rss_kb_connected"] - lg["server_rss_kb_start"]) / n
+        m["idle_cpu_s"] = cpu
+        m["connect_s"] = lg["connect_s"]
+    m["rss_mb"] = lg["server_rss_kb_end"] / 1024.0
+    m["hwm_mb"] = lg["server_hwm_kb"] / 1024.0
+    del dur
+    return m
+
+
+ROWS = {
+    "fanout": [("deliveries/s", "dps", 0, "higher"), ("server CPU-s per 1M deliveries", "cpu_per_m", 3, "lower"),
+               ("server CPU use (%)", "cpu_pct", 0, None), ("events published/s", "pub_per_s", 0, "higher"),
+               ("latency p50 under load (ms)", "p50", 2, "lower"), ("latency p99 under load (ms)", "p99", 2, "lower"),
+               ("server RSS at end (MB)", "rss_mb", 1, "lower"), ("loadgen CPU use (%)", "loadgen_pct", 0, None)],
+    "latency": [("latency p50 (ms)", "p50", 2, "lower"), ("latency p90 (ms)", "p90", 2, "lower"),
+                ("latency p99 (ms)", "p99", 2, "lower"), ("latency max (ms)", "max", 2, "lower"),
+                ("server CPU use (%)", "cpu_pct", 1, "lower"), ("server CPU-s per 1M deliveries", "cpu_per_m", 3, "lower")],
+    "idle": [("streams established", "established", 0, "higher"), ("RSS per stream (KB)", "rss_per_stream_kb", 2, "lower"),
+             ("server CPU-s while idle", "idle_cpu_s", 2, "lower"), ("time to connect all (s)", "connect_s", 2, "lower"),
+             ("server peak RSS (MB)", "hwm_mb", 1, "lower")],
+    "large": [("payload MB/s delivered", "mbps", 0, "higher"), ("deliveries/s", "dps", 0, "higher"),
+              ("server CPU-s per GB", "cpu_per_gb", 3, "lower"), ("latency p99 under load (ms)", "p99", 1, "lower"),
+              ("server peak RSS (MB)", "hwm_mb", 1, "lower"), ("loadgen CPU use (%)", "loadgen_pct", 0, None)],
+}
+
+
+def correctness(rec):
+    if "error" in rec:
+        return "ERROR: " + rec["error"]
+    lg = rec["lg"]
+    probs = []
+    if lg["established"] != lg["subs"]:
+        probs.append("%d/%d established" % (lg["established"], lg["subs"]))
+    for k in ("gaps", "out_of_order", "lost", "duplicates", "id_regress", "pub_errors", "protocol_errors",
+              "sub_closed_by_server", "window_stalls"):
+        if lg.get(k):
+            probs.append("%s=%s" % (k, lg[k]))
+    if lg["end"] != "complete":
+        probs.append("end=" + lg["end"])
+    if rec.get("stop_rc") != 0:
+        probs.append("stop: %s" % rec.get("stop_rc"))
+    if lg.get("error") and probs:
+        probs.append("(%s)" % lg["error"])
+    return "ok" if not probs else "; ".join(probs)
+
+
+def machine():
+    def sh(cmd):
+        try:
+            return subprocess.run(cmd, capture_output=True, text=True, timeout=10).stdout.strip()
+        except (OSError, subprocess.TimeoutExpired):
+            return "?"
+    model = "?"
+    try:
+        for line in open("/proc/cpuinfo"):
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    mem = "?"
+    try:
+        for line in open("/proc/meminfo"):
+            if line.startswith("MemTotal"):
+                mem = "%.1f GiB" % (int(line.split()[1]) / 1048576)
+    except OSError:
+        pass
+    return {
+        "nproc": os.cpu_count(),
+        "cpu": model,
+        "kernel": platform.release(),
+        "os": sh(["sh", "-c", ". /etc/os-release 2>/dev/null && echo $PRETTY_NAME"]),
+        "memory": mem,
+        "libmicrohttpd": sh(["pkg-config", "--modversion", "libmicrohttpd"]),
+        "node": sh(["node", "--version"]) if shutil.which("node") else "absent",
+        "load average (1/5/15 min, at the end)": open("/proc/loadavg").read().split(" ")[:3],
+        "repository": sh(["git", "-C", REPO, "describe", "--always", "--dirty"]),
+        "pinning": "server taskset -c %s, loadgen taskset -c %s" % (SERVER_CPU, LOADGEN_CPU) if have_taskset() else "none (taskset or a second CPU missing)",
+    }
+
+
+def ratio(a, b):
+    if a is None or b is None or b == 0:
+        return None
+    return a / b
+
+
+def write_report(path, results, servers, scen_defs, args, started, elapsed):
+    names = [s[0] for s in servers]
+    runnable = [s[0] for s in servers if s[1] is not None]
+    by = {(r["scenario"], r["server"]): r for r in results}
+    mi = machine()
+    L = []
+    L.append("# MicroSSE benchmarks")
+    L.append("")
+    L.append("Written by `Benchmarks/run.py` (not by hand) on %s in %.0f s." % (started, elapsed))
+    L.append("")
+    L.append("Command: `%s`" % args.invoked_as if args.invoked_as else "Command: `%s`" % " ".join([sys.executable] + sys.argv))
+    L.append("")
+    L.append("| machine | |")
+    L.append("|---|---|")
+    for k in ("nproc", "cpu", "kernel", "os", "memory", "libmicrohttpd", "node", "repository", "pinning",
+              "load average (1/5/15 min, at the end)"):
+        v = mi[k]
+        L.append("| %s | %s |" % (k, " / ".join(v) if isinstance(v, list) else v))
+    la = float(mi["load average (1/5/15 min, at the end)"][1])
+    if la > 2.5:
+        L.append("")
+        L.append("> Warning: the 5-minute load average was %.1f on %d CPUs: other processes competed with the "
+                 "pinned server and load generator, so absolute figures are low and ratios are noisy. "
+                 "Re-run on a quiet machine." % (la, os.cpu_count() or 0))
+    L.append("")
+    L.append("Servers:")
+    L.append("")
+    for name, argv, note in servers:
+        L.append("- **%s**: %s" % (name, ("`%s`" % note) if argv else note))
+    L.append("")
+    L.append("Each server runs alone, restarted for every scenario, pinned to CPU %s; the load generator "
+             "(`Benchmarks/loadgen`, C + epoll) runs on CPU %s. Server CPU is utime+stime from "
+             "`/proc/PID/stat` over the measured phase (after all subscribers are connected), memory is "
+             "`VmRSS`/`VmHWM` from `/proc/PID/status`. Latency is publish→receive: the publisher writes "
+             "CLOCK_MONOTONIC into each event just before writing the POST; the subscriber reads the clock "
+             "when the event is parsed. Every delivery is checked per connection for gaps, reordering, "
+             "duplicates and increasing ids. These machines are noisy: compare ratios within one run, "
+             "not absolute figures across runs." % (SERVER_CPU, LOADGEN_CPU))
+    L.append("")
+    have_m = "microsse" in runnable
+    have_c = "c-ref" in runnable
+    have_n = "node" in runnable
+    for scen in [s for s in ORDER if s in scen_defs]:
+        title, lg_args = scen_defs[scen]
+        L.append("## %s" % title)
+        L.append("")
+        L.append("loadgen: `%s`" % " ".join(lg_args))
+        L.append("")
+        hdr = ["metric"] + names
+        if have_m and have_c:
+            hdr.append("MicroSSE / C ref")
+        if have_m and have_n:
+            hdr.append("MicroSSE / node")
+        L.append("| " + " | ".join(hdr) + " |")
+        L.append("|" + "---|" * len(hdr))
+        ms = {n: metrics(by[(scen, n)]) if (scen, n) in by else {} for n in names}
+        for label, key, nd, _better in ROWS[scen]:
+            row = [label] + [fmt(ms[n].get(key), nd) for n in names]
+            if have_m and have_c:
+                r = ratio(ms["microsse"].get(key), ms["c-ref"].get(key))
+                row.append(fmt(r, 2) + "×" if r is not None else "—")
+            if have_m and have_n:
+                r = ratio(ms["microsse"].get(key), ms["node"].get(key))
+                row.append(fmt(r, 2) + "×" if r is not None else "—")
+            L.append("| " + " | ".join(row) + " |")
+        row = ["correctness"] + [correctness(by[(scen, n)]) if (scen, n) in by else "not run" for n in names]
+        row += [""] * (len(hdr) - len(row))
+        L.append("| " + " | ".join(row) + " |")
+        L.append("")
+    # targets (issue 6)
+    L.append("## Targets (issue 6)")
+    L.append("")
+    if not have_m:
+        L.append("MicroSSE was not run (%s), so no target can be judged yet. The C reference's own figures "
+                 "above are the bar." % next((s[2] for s in servers if s[0] == "microsse"), "not selected"))
+    else:
+        def g(scen, srv, key):
+            return metrics(by[(scen, srv)]).get(key) if (scen, srv) in by else None
+        L.append("| target | measured | met |")
+        L.append("|---|---|---|")
+
+        def line(name, val, ok):
+            L.append("| %s | %s | %s |" % (name, val, "—" if ok is None else ("yes" if ok else "**no**")))
+        if "fanout" in scen_defs:
+            r = ratio(g("fanout", "microsse", "dps"), g("fanout", "c-ref", "dps"))
+            line("fan-out deliveries/s ≥ 0.9 × C reference", fmt(r, 2) + "×" if r else "—", None if r is None else r >= 0.9)
+        if "latency" in scen_defs:
+            r = ratio(g("latency", "microsse", "p99"), g("latency", "c-ref", "p99"))
+            line("latency p99 ≤ 1.1 × C reference", fmt(r, 2) + "×" if r else "—", None if r is None else r <= 1.1)
+        if "idle" in scen_defs:
+            est, rss, cpu = g("idle", "microsse", "established"), g("idle", "microsse", "rss_per_stream_kb"), g("idle", "microsse", "idle_cpu_s")
+            want = int(scen_defs["idle"][1][scen_defs["idle"][1].index("--subs") + 1])
+            line("idle: all %d established" % want, fmt(est, 0), None if est is None else est == want)
+            line("idle: 0%% CPU over the hold", fmt(cpu, 2) + " CPU-s", None if cpu is None else cpu <= 0.02)
+            line("idle: ≤ 8 KB RSS per stream", fmt(rss, 2) + " KB", None if rss is None else rss <= 8.0)
+        if "large" in scen_defs:
+            r = ratio(g("large", "microsse", "mbps"), g("large", "c-ref", "mbps"))
+            line("large payload MB/s ≥ 0.9 × C reference", fmt(r, 2) + "×" if r else "—", None if r is None else r >= 0.9)
+    L.append("")
+    L.append("Raw results: `Benchmarks/results/%s.json`; server logs: `Benchmarks/results/logs/`." % args.name)
+    L.append("")
+    with open(path, "w") as f:
+        f.write("\n".join(L))
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--smoke", action="store_true", help="tiny scenarios (seconds); report to results/smoke.md")
+    ap.add_argument("--servers", default="microsse,c-ref,node", help="comma list of microsse,c-ref,node")
+    ap.add_argument("--scenarios", default=",".join(ORDER), help="comma list of " + ",".join(ORDER))
+    ap.add_argument("--microsse-cmd", default=None,
+                    help="MicroSSE command, {port} is replaced (env MICROSSE_CMD; default: %s)" % DEFAULT_MICROSSE)
+    ap.add_argument("--cref-args", default=None, help="C reference tuning (env CREF_ARGS; default: %s)" % DEFAULT_CREF_ARGS)
+    ap.add_argument("--out", default=None, help="report path (default: ../BENCHMARKS.md, or results/smoke.md with --smoke)")
+    ap.add_argument("--invoked-as", default=None, help="the command line to print in the report")
+    args = ap.parse_args()
+    args.name = "smoke" if args.smoke else "bench"
+    if not os.path.exists(LOADGEN):
+        sys.exit("run.py: %s not built: run `make -C Benchmarks` first" % LOADGEN)
+    raise_nofile()
+    scen_all = SCENARIOS["smoke" if args.smoke else "full"]
+    wanted = [s for s in args.scenarios.split(",") if s]
+    for s in wanted:
+        if s not in scen_all:
+            sys.exit("run.py: unknown scenario %s" % s)
+    scen_defs = {s: scen_all[s] for s in ORDER if s in wanted}
+    servers = server_commands(args)
+    servers.sort(key=lambda s: SERVER_ORDER.index(s[0]))
+    os.makedirs(os.path.join(RESULTS, "logs"), exist_ok=True)
+    out = args.out or (os.path.join(RESULTS, "smoke.md") if args.smoke else os.path.join(REPO, "BENCHMARKS.md"))
+    for name, argv, note in servers:
+        if argv is None:
+            log("%-8s %s" % (name, note))
+    started = datetime.datetime.now().astimezone().strftime("%Y-%m-%d %H:%M %Z")
+    t0 = time.time()
+    results = []
+    for scen in scen_defs:
+        title, lg_args = scen_defs[scen]
+        log("== %s" % title)
+        for name, argv, _ in servers:
+            if argv is None:
+                continue
+            rec = run_one(name, argv, scen, title, lg_args, os.path.join(RESULTS, "logs"))
+            results.append(rec)
+            m = metrics(rec)
+            brief = ", ".join("%s=%s" % (k, fmt(v, 3)) for k, v in m.items() if k in (
+                "dps", "cpu_per_m", "p50", "p99", "max", "established", "rss_per_stream_kb", "idle_cpu_s", "mbps", "cpu_pct", "loadgen_pct"))
+            log("   %-8s %s  [%s]" % (name, brief or "-", correctness(rec)))
+    elapsed = time.time() - t0
+    with open(os.path.join(RESULTS, "%s.json" % args.name), "w") as f:
+        json.dump({"started": started, "elapsed_s": elapsed, "servers": [[s[0], s[2]] for s in servers],
+                   "results": results}, f, indent=1)
+    write_report(out, results, servers, scen_defs, args, started, elapsed)
+    log("report: %s (%.0f s)" % (os.path.relpath(out, os.getcwd()), elapsed))
+    bad = [r for r in results if correctness(r) != "ok"]
+    if bad:
+        log("note: %d run(s) with problems: %s" % (len(bad), ", ".join("%s/%s" % (r["scenario"], r["server"]) for r in bad)))
+
+
+if __name__ == "__main__":
+    main()
