@@ -139,7 +139,11 @@ private func checkPerThreadOrder(_ events: [ParsedEvent], threads: Int, perThrea
         try FileManager.default.copyItem(atPath: exampleSource, toPath: app.path)
         let env = ["PKG_CONFIG_PATH": prefix.appendingPathComponent("lib/pkgconfig").path]
         let build = try run(
-            "sh", ["-c", "cc -std=c99 -Wall -Wextra -Werror -pedantic app.c $(pkg-config --cflags --libs microsse) -pthread -o app"],
+            "sh",
+            [
+                "-c",
+                "cc -std=c99 -Wall -Wextra -Werror -pedantic app.c $(pkg-config --cflags --libs microsse) -pthread -o app",
+            ],
             in: outside, environment: env)
         try #require(build.status == 0, "\(build.err)")
         let ldd = try run("ldd", [outside.appendingPathComponent("app").path])
@@ -157,7 +161,8 @@ private func checkPerThreadOrder(_ events: [ParsedEvent], threads: Int, perThrea
     func documentedExample() throws {
         let doc = try String(
             contentsOf: packageRoot.appendingPathComponent("docs/C-API.md"), encoding: .utf8)
-        guard let start = doc.range(of: "```c\n"), let end = doc.range(of: "```", range: start.upperBound..<doc.endIndex)
+        guard let start = doc.range(of: "```c\n"),
+            let end = doc.range(of: "```", range: start.upperBound..<doc.endIndex)
         else {
             Issue.record("docs/C-API.md has no ```c block")
             return

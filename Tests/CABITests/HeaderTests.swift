@@ -53,7 +53,8 @@ func headerFunctions() throws -> Set<String> {
         """.write(to: file, atomically: true, encoding: .utf8)
         for std in ["-std=c++11", "-std=c++17"] {
             let exe = try buildProgram(
-                "cxx", sources: [file.path], in: dir, compiler: "c++", flags: [std, "-Wall", "-Wextra", "-Werror", "-pedantic"])
+                "cxx", sources: [file.path], in: dir, compiler: "c++",
+                flags: [std, "-Wall", "-Wextra", "-Werror", "-pedantic"])
             let r = try run(exe.path, [])
             #expect(r.status == 0, "\(std): \(r.out) \(r.err)")
         }
@@ -102,7 +103,9 @@ func headerFunctions() throws -> Set<String> {
         #expect(implemented == (try headerFunctions()))
     }
 
-    @Test("a Swift export whose type differs from the header fails to compile") func mismatchedExportFailsToCompile() throws {
+    @Test("a Swift export whose type differs from the header fails to compile") func mismatchedExportFailsToCompile()
+        throws
+    {
         let dir = try temporaryDirectory("mismatch")
         defer { try? FileManager.default.removeItem(at: dir) }
         let moduleMap = packageRoot.appendingPathComponent("Sources/CMicroSSE/module.modulemap").path

@@ -143,7 +143,8 @@ private let recordDisconnect: msse_client_cb = { ud, client in
         #expect(echo.header("Content-Type") == "text/plain")
         #expect(try httpRequest(port: port, path: "/events/secret").status == 403)
         #expect(try httpRequest(port: port, path: "/events/weird").status == 403)  // invalid answer: refused
-        #expect(try httpRequest(port: port, path: "/events/x", headers: [("Authorization", "Bearer bad")]).status == 401)
+        #expect(
+            try httpRequest(port: port, path: "/events/x", headers: [("Authorization", "Bearer bad")]).status == 401)
         let ok = try EventStreamClient(port: port, path: "/events?channel=a&channel=b")
         #expect(ok.status == 200)
         ok.close()

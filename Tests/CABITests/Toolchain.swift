@@ -13,7 +13,9 @@ let buildDirectory: URL = {
         URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent(),
         packageRoot.appendingPathComponent(".build/debug"),
     ]
-    return candidates.first { FileManager.default.fileExists(atPath: $0.appendingPathComponent("libMicroSSEC.so").path) }
+    return candidates.first {
+        FileManager.default.fileExists(atPath: $0.appendingPathComponent("libMicroSSEC.so").path)
+    }
         ?? candidates[1]
 }()
 
