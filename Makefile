@@ -12,7 +12,7 @@ PORT ?= 8080
 BUILD_PACKAGES = libmicrohttpd-dev libhiredis-dev pkg-config
 TEST_PACKAGES = curl openssl valgrind gcc g++ redis-server
 
-.PHONY: all deps test-deps build lib demo serve test unit-tests install bench bench-smoke clean format lint
+.PHONY: all deps test-deps build lib demo serve test browser-test install bench bench-smoke clean format lint
 
 all: build
 
@@ -35,16 +35,27 @@ demo: build
 serve: build
 	$(BUILD_DIR)/microsse serve --host $(HOST) --port $(PORT)
 
+# Every test: the Swift suites (wire, core, servers over loopback, the C ABI and C example,
+# hostile clients, Redis), the browser suite in headless Chromium, and the benchmark tools'
+# self-tests (benchmarks themselves never run here: `make bench`).
 test: test-deps lib
 	$(SWIFT) test
+	Tests/browser/run.sh
+	$(MAKE) -C Benchmarks selftest
+
+browser-test: lib
+	Tests/browser/run.sh
 
 install: lib
 	scripts/install-c.sh "$(PREFIX)" "$(BUILD_DIR)"
 
-bench:
+# Benchmarks run against the release build, with the C and Node.js references in the same run.
+bench: deps
+	$(SWIFT) build -c release --product microsse
 	$(MAKE) -C Benchmarks bench
 
-bench-smoke:
+bench-smoke: deps
+	$(SWIFT) build -c release --product microsse
 	$(MAKE) -C Benchmarks smoke
 
 format:
