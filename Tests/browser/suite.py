@@ -61,10 +61,10 @@ def wait_state(page, want, timeout=10):
 
 
 def wait_count(page, n, timeout=10):
-    def enough():
-        got = page.js("window.microsse.received.length")
-        return got >= n
-    wait_until(enough, timeout, f"{n} events on the page (have {page.js('window.microsse.received.length')})")
+    try:
+        page.wait_js(f"window.microsse.received.length >= {n}", timeout, f"{n} events on the page")
+    except AssertionError as e:
+        raise AssertionError(f"{e}; the page has {received(page)}") from None
 
 
 # --------------------------------------------------------------------------------------------
