@@ -5,7 +5,7 @@
 // prototype (a mismatch fails the build). Nothing in this target may trap on caller input:
 // every argument is checked before the Swift API sees it, and every `MicroSSEError` is turned
 // into a negative `MSSE_E*` code.
-public import CMicroSSE
+import CMicroSSE
 import MicroSSE
 
 #if canImport(Glibc)
