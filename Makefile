@@ -32,8 +32,9 @@ lib: build
 demo: build
 	$(BUILD_DIR)/microsse demo --host $(HOST) --port $(PORT)
 
+# The hub with its live page at / (Examples/web/index.html).
 serve: build
-	$(BUILD_DIR)/microsse serve --host $(HOST) --port $(PORT)
+	$(BUILD_DIR)/microsse serve --web --host $(HOST) --port $(PORT)
 
 # Every test: the Swift suites (wire, core, servers over loopback, the C ABI and C example,
 # hostile clients, Redis), the browser suite in headless Chromium, and the benchmark tools'
