@@ -157,14 +157,14 @@ private func checkPerThreadOrder(_ events: [ParsedEvent], threads: Int, perThrea
         #expect(server.terminate() == 0)
     }
 
-    @Test("the C program in docs/C-API.md compiles and runs")
-    func documentedExample() throws {
+    @Test("the C program in the docs compiles and runs", arguments: ["docs/C-API.md", "README.md"])
+    func documentedExample(_ path: String) throws {
         let doc = try String(
-            contentsOf: packageRoot.appendingPathComponent("docs/C-API.md"), encoding: .utf8)
+            contentsOf: packageRoot.appendingPathComponent(path), encoding: .utf8)
         guard let start = doc.range(of: "```c\n"),
             let end = doc.range(of: "```", range: start.upperBound..<doc.endIndex)
         else {
-            Issue.record("docs/C-API.md has no ```c block")
+            Issue.record("\(path) has no ```c block")
             return
         }
         let dir = try temporaryDirectory("doc")
