@@ -266,6 +266,10 @@ private final class StreamContext: Sendable {
 private final class RequestContext: @unchecked Sendable {
     var body: [UInt8] = []
     var rejected = false
+    /// A body that outgrew the limit while arriving (chunked, or longer than announced): MHD
+    /// 0.9.75 refuses a response queued mid-upload, so the rest is discarded and the 413 is
+    /// queued when the upload ends. Counts the bytes discarded so far.
+    var discarded: Int?
 }
 
 private func withOptionalCString<R>(_ s: String?, _ body: (UnsafePointer<CChar>?) -> R) -> R {
@@ -306,11 +310,17 @@ private let accessHandler: MHD_AccessHandlerCallback = {
     if uploadDataSize.pointee > 0 {
         let n = uploadDataSize.pointee
         uploadDataSize.pointee = 0
+        if let discarded = context.discarded {
+            // Discard up to another limit's worth, then give up on answering and close.
+            context.discarded = discarded + n
+            return discarded + n > transport.options.maxBodyBytes ? .NO : .YES
+        }
         if context.rejected { return .YES }
         if context.body.count + n > transport.options.maxBodyBytes {
             context.rejected = true
             context.body = []
-            return queueTooLarge(transport, connection)
+            context.discarded = n
+            return .YES
         }
         if let uploadData {
             uploadData.withMemoryRebound(to: UInt8.self, capacity: n) {
@@ -318,6 +328,10 @@ private let accessHandler: MHD_AccessHandlerCallback = {
             }
         }
         return .YES
+    }
+    if context.discarded != nil {
+        context.discarded = nil
+        return queueTooLarge(transport, connection)
     }
     if context.rejected { return .YES }
     let request = Request(

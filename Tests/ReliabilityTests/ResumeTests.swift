@@ -1,0 +1,64 @@
+@testable import MicroSSE
+import MicroSSETestSupport
+import Synchronization
+import Testing
+
+/// Regression tests for what the `resume` fuzz target found (Fuzz/crashes/resume/).
+@Suite("Last-Event-ID edge cases found by fuzzing")
+struct ResumeTests {
+    /// Drains what a subscriber has queued and parses it.
+    func prelude(_ sub: Subscriber) -> [ParsedEvent] {
+        var bytes: [UInt8] = []
+        while case .wrote = sub.read(max: 1 << 20, write: { bytes += $0 }, onSuspend: {}) {}
+        var parser = EventStreamParser()
+        return parser.feed(bytes)
+    }
+
+    // KNOWN BUG (RELIABILITY.md finding 1, Core/MemoryBroker.swift, hub engineer): a caller-given
+    // id that looks like a decimal number is, once evicted, read as a position in the server's
+    // own sequence. Recorded with withKnownIssue so `make test` stays green; when the bug is
+    // fixed these tests report "known issue was not recorded" — then drop the wrapper.
+
+    @Test("an evicted numeric caller-given id does not replay events the client already had")
+    func numericCallerIDNoDuplicates() throws {
+        // Fuzz/crashes/resume/numeric-caller-id-duplicate: channels a and b, "17" given by the
+        // caller on a after p0 on b, then evicted from a's history.
+        let broker = MemoryBroker(limits: .init(historyCount: 2, historyBytes: 1 << 20))
+        try broker.publish(Event(data: "p0"), to: "b")
+        try broker.publish(Event(data: "p1", id: "17"), to: "a")
+        try broker.publish(Event(data: "p2"), to: "a")
+        try broker.publish(Event(data: "p3"), to: "a")  // evicts "17"
+        let sub = Subscriber(channels: ["a", "b"], limit: 1 << 20)
+        _ = broker.subscribe(sub, after: "17")
+        let data = prelude(sub).filter { $0.type != "microsse.gap" }.map(\.data)
+        withKnownIssue("numeric caller-given ids are read as sequence numbers once evicted") {
+            #expect(!data.contains("p0"), "p0 came before id 17 and was replayed: \(data)")
+        }
+    }
+
+    @Test("an evicted numeric caller-given id is never resumed silently past events it did not have")
+    func numericCallerIDNoSilentLoss() throws {
+        // The fuzzer's second finding: a caller id equal to a later server sequence number makes
+        // the broker place the client after events it never got, with no gap event.
+        let clock = ManualClock(1_000_000)
+        let broker = MemoryBroker(limits: .init(historyCount: 3, historyBytes: 1 << 20), now: { clock.now() })
+        try broker.publish(Event(data: "p0", id: "1000005"), to: "a")  // seq 1000000
+        for i in 1...5 { try broker.publish(Event(data: "p\(i)"), to: "a") }  // seqs 1000001...1000005
+        let sub = Subscriber(channels: ["a"], limit: 1 << 20)
+        let status = broker.subscribe(sub, after: "1000005")
+        let events = prelude(sub)
+        withKnownIssue("numeric caller-given ids are read as sequence numbers once evicted") {
+            // The client had p0 only: p3, p4, p5 are retained and must come, or a gap event must say
+            // they cannot.
+            let replayed = events.filter { $0.type != "microsse.gap" }.map(\.data)
+            #expect(replayed == ["p3", "p4", "p5"] || status != .exact, "status \(status), replayed \(replayed)")
+        }
+    }
+}
+
+/// A clock tests move by hand.
+final class ManualClock: Sendable {
+    private let value: Mutex<UInt64>
+    init(_ start: UInt64) { value = Mutex(start) }
+    func now() -> UInt64 { value.withLock { $0 } }
+}

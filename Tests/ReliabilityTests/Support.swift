@@ -1,0 +1,55 @@
+import MicroSSE
+import MicroSSETestSupport
+
+#if canImport(Glibc)
+    import Glibc
+#endif
+
+/// A server on 127.0.0.1 with an ephemeral port, heartbeats off unless a test turns them on.
+func makeServer(_ configure: (inout ServerConfiguration) -> Void = { _ in }) throws -> Server {
+    var config = ServerConfiguration()
+    config.port = 0
+    config.heartbeatSeconds = 0
+    configure(&config)
+    let server = Server(configuration: config)
+    try server.start()
+    return server
+}
+
+/// Open file descriptors of this process (the server runs in it).
+func openFileCount() -> Int {
+    guard let dir = opendir("/proc/self/fd") else { return -1 }
+    defer { closedir(dir) }
+    var n = 0
+    while readdir(dir) != nil { n += 1 }
+    return n - 3  // ".", ".." and the directory's own descriptor
+}
+
+/// This process's resident set size in KiB (VmRSS in /proc/self/status).
+func residentKiB() -> Int {
+    guard let f = fopen("/proc/self/status", "r") else { return -1 }
+    defer { fclose(f) }
+    var line = [CChar](repeating: 0, count: 256)
+    while fgets(&line, Int32(line.count), f) != nil {
+        let s = String(cString: line)
+        if s.hasPrefix("VmRSS:") {
+            return Int(s.dropFirst(6).split(separator: " ").first ?? "") ?? -1
+        }
+    }
+    return -1
+}
+
+/// Sends raw bytes on a new connection and reads the status line, if any comes before EOF.
+func rawStatus(port: UInt16, _ request: String, timeout: Double = 5) throws -> Int? {
+    let c = try RawConnection(port: port)
+    defer { c.close() }
+    try c.send(request)
+    return try? c.readHead(timeout: timeout).status
+}
+
+/// Sends raw bytes on a new connection; returns the status and the connection for more reads.
+func rawRequest(port: UInt16, _ bytes: [UInt8], timeout: Double = 5) throws -> (Int?, RawConnection) {
+    let c = try RawConnection(port: port)
+    try? c.send(bytes)
+    return (try? c.readHead(timeout: timeout).status, c)
+}
