@@ -48,6 +48,11 @@ uint16_t msse_shim_daemon_port(struct MHD_Daemon *daemon);
 /// Returns 0 on success, -1 when unknown.
 int msse_shim_client_address(struct MHD_Connection *connection, char *buffer, size_t size);
 
+/// The connection's socket (MHD_get_connection_info is variadic), or -1 when unknown. MicroSSE
+/// uses it only to shut down (never close) the socket of a stream it has failed while the peer
+/// is not reading, so libmicrohttpd, which owns the socket, notices at once and closes it.
+int msse_shim_connection_fd(struct MHD_Connection *connection);
+
 /// Sets the inactivity timeout of one connection in seconds, 0 = none
 /// (MHD_set_connection_option is variadic).
 void msse_shim_set_connection_timeout(struct MHD_Connection *connection, unsigned int seconds);

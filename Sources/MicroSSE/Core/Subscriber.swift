@@ -12,6 +12,7 @@ final class Subscriber: Sendable {
     let channels: [String]
     private let queue: Mutex<SubscriberQueue>
     private let waker: Mutex<(@Sendable () -> Void)?>
+    private let closer: Mutex<(@Sendable () -> Void)?>
 
     private static let nextID = Atomic<UInt64>(1)
 
@@ -20,6 +21,7 @@ final class Subscriber: Sendable {
         self.channels = channels
         self.queue = Mutex(SubscriberQueue(limit: limit))
         self.waker = Mutex(nil)
+        self.closer = Mutex(nil)
     }
 
     /// Installs the function that resumes this stream's suspended connection.
@@ -27,18 +29,35 @@ final class Subscriber: Sendable {
         waker.withLock { $0 = wake }
     }
 
+    /// Installs the function that cuts the connection of a stream failed while its connection is
+    /// not suspended (over its bound, or stalled). Such a connection may never call its content
+    /// reader again (its peer reads nothing, so the socket never becomes writable), so failing
+    /// the queue alone would leave it open until libmicrohttpd's inactivity timeout.
+    /// The function runs under this subscriber's closer lock, which ``detach()`` also takes.
+    func setCloser(_ close: @escaping @Sendable () -> Void) {
+        closer.withLock { $0 = close }
+    }
+
     /// Queues a frame. Returns what happened; a needed wake-up has already been done when
     /// `deferWake` is false, otherwise the caller must call ``wake()`` after releasing its locks.
+    /// An overflow of a connection that is not suspended cuts the connection at once.
     @discardableResult
     func enqueue(_ frame: Frame, deferWake: Bool = false) -> SubscriberQueue.EnqueueAction {
         let action = queue.withLock { $0.enqueue(frame) }
         switch action {
         case .wake, .overflow(wake: true):
             if !deferWake { wake() }
-        case .none, .closed, .overflow(wake: false):
+        case .overflow(wake: false):
+            cut()
+        case .none, .closed:
             break
         }
         return action
+    }
+
+    /// Cuts the connection of a failed stream (see ``setCloser(_:)``).
+    private func cut() {
+        closer.withLock { $0?() }
     }
 
     /// Resumes the suspended connection. Call only after an action said so: exactly once per suspend.
@@ -67,7 +86,7 @@ final class Subscriber: Sendable {
 
     /// Ends the stream at once, dropping what is queued.
     func fail() {
-        if queue.withLock({ $0.fail() }) { wake() }
+        if queue.withLock({ $0.fail() }) { wake() } else { cut() }
     }
 
     /// Periodic liveness work: a heartbeat on an idle stream, failure of a stalled one.
@@ -77,7 +96,8 @@ final class Subscriber: Sendable {
         let action = queue.withLock { $0.tick(stallTicks: stallTicks, heartbeat: heartbeat) }
         switch action {
         case .heartbeat(wake: true), .stalled(wake: true): wake()
-        case .none, .heartbeat(wake: false), .stalled(wake: false): break
+        case .stalled(wake: false): cut()
+        case .none, .heartbeat(wake: false): break
         }
         return action
     }
@@ -86,6 +106,7 @@ final class Subscriber: Sendable {
     /// Unlike ``fail()`` it never resumes the connection: there is none left to resume, and the
     /// callback may run inside libmicrohttpd's own locks. Later enqueues answer `.closed`.
     func detach() {
+        closer.withLock { $0 = nil }
         queue.withLock { _ = $0.fail() }
         waker.withLock { $0 = nil }
     }

@@ -163,6 +163,11 @@ final class HTTPTransport: Sendable {
         }
     }
 
+    /// Answers a request the transport itself refuses (before any route sees it).
+    fileprivate func dispatchError(_ response: Response, on connection: OpaquePointer) -> MHD_Result {
+        queue(response, on: connection)
+    }
+
     private func queueStream(
         headers: [(name: String, value: String)], subscriber: Subscriber, onClose: @escaping @Sendable () -> Void,
         on connection: OpaquePointer
@@ -187,6 +192,13 @@ final class HTTPTransport: Sendable {
         let cls = Unmanaged.passRetained(context).toOpaque()
         let handle = ConnectionHandle(pointer: connection)
         subscriber.setWaker { MHD_resume_connection(handle.pointer) }
+        // libmicrohttpd owns the socket and closes it only after the response's free callback has
+        // run (MHD_connection_close_ destroys the response first), and that callback detaches the
+        // subscriber, clearing this closer under its lock: the fd is never used after it is closed.
+        let fd = msse_shim_connection_fd(connection)
+        if fd >= 0 {
+            subscriber.setCloser { _ = shutdown(fd, Int32(SHUT_RDWR)) }
+        }
         guard
             let response = MHD_create_response_from_callback(
                 UInt64.max, max(64, options.blockSize), streamReader, cls, streamFreed)
@@ -334,12 +346,16 @@ private let accessHandler: MHD_AccessHandlerCallback = {
         return queueTooLarge(transport, connection)
     }
     if context.rejected { return .YES }
+    guard let query = connectionValues(connection, .GET_ARGUMENT_KIND, strictUTF8: true) else {
+        return transport.dispatchError(
+            .text("query parameters must be valid UTF-8 once percent-decoded", status: 400), on: connection)
+    }
     let request = Request(
         method: method.map { String(cString: $0) } ?? "",
         path: url.map { String(cString: $0) } ?? "/",
         httpVersion: version.map { String(cString: $0) } ?? "",
-        headers: connectionValues(connection, .HEADER_KIND),
-        query: connectionValues(connection, .GET_ARGUMENT_KIND),
+        headers: connectionValues(connection, .HEADER_KIND) ?? [],
+        query: query,
         body: context.body,
         remoteAddress: clientAddress(connection))
     context.body = []
@@ -402,19 +418,42 @@ private let streamFreed: MHD_ContentReaderFreeCallback = { cls in
     context.onClose()
 }
 
-private func connectionValues(_ connection: OpaquePointer, _ kind: MHD_ValueKind) -> [(name: String, value: String)] {
-    var values: [(name: String, value: String)] = []
-    withUnsafeMutablePointer(to: &values) { pointer in
-        _ = MHD_get_connection_values(
+/// Headers or query parameters with their byte lengths, so a value with an encoded NUL (`%00`)
+/// reaches validation whole instead of cut at the NUL. Returns nil when `strictUTF8` and a name or
+/// value is not valid UTF-8 (never repaired silently: the request is refused).
+private func connectionValues(
+    _ connection: OpaquePointer, _ kind: MHD_ValueKind, strictUTF8: Bool = false
+) -> [(name: String, value: String)]? {
+    struct Collected {
+        var values: [(name: String, value: String)] = []
+        var strict: Bool
+        var invalid = false
+    }
+    var collected = Collected(strict: strictUTF8)
+    withUnsafeMutablePointer(to: &collected) { pointer in
+        _ = MHD_get_connection_values_n(
             connection, kind,
-            { cls, _, key, value in
+            { cls, _, key, keySize, value, valueSize in
                 guard let cls, let key else { return .YES }
-                let list = cls.assumingMemoryBound(to: [(name: String, value: String)].self)
-                list.pointee.append((String(cString: key), value.map { String(cString: $0) } ?? ""))
+                let c = cls.assumingMemoryBound(to: Collected.self)
+                let keyBytes = UnsafeRawBufferPointer(start: key, count: keySize)
+                let valueBytes = UnsafeRawBufferPointer(start: value, count: value == nil ? 0 : valueSize)
+                if c.pointee.strict {
+                    guard let k = String(validating: keyBytes, as: UTF8.self),
+                        let v = String(validating: valueBytes, as: UTF8.self)
+                    else {
+                        c.pointee.invalid = true
+                        return .NO
+                    }
+                    c.pointee.values.append((k, v))
+                } else {
+                    c.pointee.values.append(
+                        (String(decoding: keyBytes, as: UTF8.self), String(decoding: valueBytes, as: UTF8.self)))
+                }
                 return .YES
             }, pointer)
     }
-    return values
+    return collected.invalid ? nil : collected.values
 }
 
 private func clientAddress(_ connection: OpaquePointer) -> String {

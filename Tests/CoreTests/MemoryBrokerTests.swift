@@ -1,0 +1,263 @@
+import Testing
+
+@testable import MicroSSE
+
+@Suite("Memory broker: ids, history, resume")
+struct MemoryBrokerTests {
+    let clock = FakeClock(1_700_000_000_000_000)
+
+    func subscriber(_ channels: [String], limit: Int = 1 << 20) -> Subscriber {
+        Subscriber(channels: channels, limit: limit)
+    }
+
+    @Test("server-assigned ids are one increasing sequence across channels, seeded by the clock")
+    func idsIncreaseAcrossChannels() throws {
+        let broker = MemoryBroker.make(clock: clock)
+        let a = try broker.publish("1", to: "a")
+        let b = try broker.publish("2", to: "b")
+        clock.advance(1_000)
+        let c = try broker.publish("3", to: "a")
+        #expect(a == "1700000000000000")
+        #expect(UInt64(b)! == UInt64(a)! + 1)
+        #expect(UInt64(c)! == 1_700_000_000_001_000)
+    }
+
+    @Test("ids keep increasing when the clock stands still or goes back")
+    func idsIncreaseWhenClockStalls() throws {
+        let clock = FakeClock(5_000)
+        let broker = MemoryBroker.make(clock: clock)
+        var last: UInt64 = 0
+        for _ in 0..<100 {
+            let id = UInt64(try broker.publish("x", to: "a"))!
+            #expect(id > last)
+            last = id
+        }
+    }
+
+    @Test("the frame of a published event carries its id, and its data line by line")
+    func frameCarriesID() throws {
+        let broker = MemoryBroker.make(clock: clock)
+        let sub = subscriber(["a"])
+        #expect(broker.subscribe(sub, after: nil) == .fresh)
+        let id = try broker.publish("x\ny", to: "a", event: "greeting")
+        let given = try broker.publish("z", to: "a", id: "mine")
+        #expect(given == "mine")
+        #expect(
+            sub.receivedEvents() == [
+                ParsedEvent(type: "greeting", data: "x\ny", lastEventID: id, id: id),
+                ParsedEvent(data: "z", lastEventID: "mine", id: "mine"),
+            ])
+    }
+
+    @Test("a subscriber without Last-Event-ID gets live events only")
+    func freshGetsLiveOnly() throws {
+        let broker = MemoryBroker.make(clock: clock)
+        try broker.publish("old", to: "a")
+        let sub = subscriber(["a"])
+        #expect(broker.subscribe(sub, after: nil) == .fresh)
+        try broker.publish("new", to: "a")
+        #expect(sub.receivedEvents().map(\.data) == ["new"])
+    }
+
+    @Test("resume from the middle of history replays exactly what follows, then live events")
+    func resumeExact() throws {
+        let broker = MemoryBroker.make(clock: clock)
+        let ids = try (0..<10).map { try broker.publish("e\($0)", to: "a") }
+        let sub = subscriber(["a"])
+        #expect(broker.subscribe(sub, after: ids[4]) == .exact)
+        try broker.publish("e10", to: "a")
+        #expect(sub.receivedEvents().map(\.data) == (5...10).map { "e\($0)" })
+    }
+
+    @Test("resume from the newest id replays nothing and signals no gap")
+    func resumeFromNewest() throws {
+        let broker = MemoryBroker.make(clock: clock)
+        let id = try broker.publish("e", to: "a")
+        let sub = subscriber(["a"])
+        #expect(broker.subscribe(sub, after: id) == .exact)
+        #expect(sub.receivedEvents().isEmpty)
+    }
+
+    @Test("resume from an evicted id: gap event first, then all retained, nothing the client had")
+    func resumeEvicted() throws {
+        let broker = MemoryBroker.make(count: 3, clock: clock)
+        let ids = try (0..<6).map { try broker.publish("e\($0)", to: "a") }
+        let sub = subscriber(["a"])
+        #expect(broker.subscribe(sub, after: ids[1]) == .gap(.evicted))
+        let events = sub.receivedEvents()
+        #expect(events.first?.type == "microsse.gap")
+        #expect(events.first?.data == #"{"lastEventId":"\#(ids[1])","reason":"evicted"}"#)
+        #expect(events.first?.id == nil)
+        #expect(events.dropFirst().map(\.data) == ["e3", "e4", "e5"])
+    }
+
+    @Test("resume from the last evicted id itself is exact: the client had it")
+    func resumeAtFloor() throws {
+        let broker = MemoryBroker.make(count: 3, clock: clock)
+        let ids = try (0..<6).map { try broker.publish("e\($0)", to: "a") }
+        let sub = subscriber(["a"])
+        #expect(broker.subscribe(sub, after: ids[2]) == .exact)
+        #expect(sub.receivedEvents().map(\.data) == ["e3", "e4", "e5"])
+    }
+
+    @Test("an id this broker cannot place gets an unknown gap and no replay")
+    func resumeUnknown() throws {
+        let broker = MemoryBroker.make(clock: clock)
+        let last = try broker.publish("e0", to: "a")
+        for id in ["not-an-id", String(UInt64(last)! + 1_000), "99999999999999999999999"] {
+            let sub = subscriber(["a"])
+            #expect(broker.subscribe(sub, after: id) == .gap(.unknown))
+            try broker.publish("live", to: "a")
+            let events = sub.receivedEvents()
+            try #require(events.map(\.type) == ["microsse.gap", "message"])
+            #expect(events[0].data == "{\"lastEventId\":\(JSON.quote(id)),\"reason\":\"unknown\"}")
+            #expect(events[1].data == "live")
+            broker.unsubscribe(sub)
+        }
+    }
+
+    @Test("an id from before a restart gets an evicted gap, then what the new broker holds")
+    func resumeAcrossRestart() throws {
+        let before = MemoryBroker.make(clock: clock)
+        let old = try (0..<3).map { try before.publish("old\($0)", to: "a") }
+        clock.advance(2_000_000)
+        let after = MemoryBroker.make(clock: clock)
+        try after.publish("new0", to: "a")
+        // A channel the new broker has never seen: the id still predates its boot.
+        let sub = subscriber(["a", "quiet"])
+        #expect(after.subscribe(sub, after: old[1]) == .gap(.evicted))
+        #expect(sub.receivedEvents().map(\.data).dropFirst() == ["new0"])
+        let quiet = subscriber(["quiet"])
+        #expect(after.subscribe(quiet, after: old[2]) == .gap(.evicted))
+    }
+
+    @Test("a caller-given id resumes exactly while retained; evicted it is unknown")
+    func resumeCallerGivenID() throws {
+        let broker = MemoryBroker.make(count: 2, clock: clock)
+        try broker.publish("a", to: "c", id: "order-1")
+        try broker.publish("b", to: "c", id: "order-2")
+        let s1 = subscriber(["c"])
+        #expect(broker.subscribe(s1, after: "order-1") == .exact)
+        #expect(s1.receivedEvents().map(\.data) == ["b"])
+        try broker.publish("c", to: "c", id: "order-3")
+        let s2 = subscriber(["c"])
+        #expect(broker.subscribe(s2, after: "order-1") == .gap(.unknown))
+    }
+
+    @Test("one stream over several channels gets events in publish order, live and replayed")
+    func multiChannelOrder() throws {
+        let broker = MemoryBroker.make(clock: clock)
+        let live = subscriber(["a", "b"])
+        _ = broker.subscribe(live, after: nil)
+        var ids: [String] = []
+        for i in 0..<20 { ids.append(try broker.publish("\(i)", to: i % 3 == 0 ? "a" : "b")) }
+        try broker.publish("other", to: "c")
+        #expect(live.receivedEvents().map(\.data) == (0..<20).map(String.init))
+        let resumed = subscriber(["b", "a"])
+        #expect(broker.subscribe(resumed, after: ids[9]) == .exact)
+        #expect(resumed.receivedEvents().map(\.data) == (10..<20).map(String.init))
+    }
+
+    @Test("a multi-channel resume reports a gap when any one channel evicted past the id")
+    func multiChannelGap() throws {
+        let broker = MemoryBroker.make(count: 2, clock: clock)
+        let first = try broker.publish("a0", to: "a")
+        for i in 0..<3 { try broker.publish("b\(i)", to: "b") }  // b evicts b0, which came after a0
+        let sub = subscriber(["a", "b"])
+        #expect(broker.subscribe(sub, after: first) == .gap(.evicted))
+        #expect(sub.receivedEvents().map(\.data).dropFirst() == ["b1", "b2"])
+        // Only channel a: nothing of a was evicted.
+        let onlyA = subscriber(["a"])
+        #expect(broker.subscribe(onlyA, after: first) == .exact)
+    }
+
+    @Test("history is bounded by count")
+    func historyCount() throws {
+        let broker = MemoryBroker.make(count: 5, clock: clock)
+        let first = try broker.publish("e0", to: "a")
+        for i in 1..<200 { try broker.publish("e\(i)", to: "a") }
+        let sub = subscriber(["a"])
+        #expect(broker.subscribe(sub, after: first) == .gap(.evicted))
+        #expect(sub.receivedEvents().dropFirst().map(\.data) == (195..<200).map { "e\($0)" })
+    }
+
+    @Test("history is bounded by encoded bytes")
+    func historyBytes() throws {
+        // Each frame is "id: <16 digits>\ndata: <96 x>\n\n" = 21 + 103 = 124 bytes.
+        let broker = MemoryBroker.make(count: 1_000, bytes: 1_000, clock: clock)
+        let first = try broker.publish(String(repeating: "x", count: 96), to: "a")
+        for _ in 0..<20 { try broker.publish(String(repeating: "x", count: 96), to: "a") }
+        let sub = subscriber(["a"])
+        #expect(broker.subscribe(sub, after: first) == .gap(.evicted))
+        #expect(sub.receivedEvents().count == 1 + 1_000 / 124)
+    }
+
+    // Regression: a replay larger than the subscriber's byte bound failed the stream on
+    // arrival, and every reconnect with the same id failed the same way.
+    @Test("a replay larger than the client buffer keeps the newest events and reports a gap")
+    func replayBoundedByClientBuffer() throws {
+        let broker = MemoryBroker.make(count: 1_000, bytes: 1 << 20, clock: clock)
+        let first = try broker.publish("start", to: "a")
+        for i in 0..<100 { try broker.publish("\(i):" + String(repeating: "x", count: 100), to: "a") }
+        let sub = subscriber(["a"], limit: 2_000)
+        #expect(broker.subscribe(sub, after: first) == .gap(.evicted))
+        #expect(!sub.wasDropped && sub.isOpen)
+        let events = sub.receivedEvents()
+        #expect(events.first?.type == "microsse.gap")
+        let numbers = events.dropFirst().map { Int($0.data.prefix { $0 != ":" })! }
+        #expect(!numbers.isEmpty)
+        #expect(numbers == Array((100 - numbers.count)..<100))
+        try broker.publish("live", to: "a")
+        #expect(sub.receivedEvents().map(\.data) == ["live"])
+    }
+
+    @Test("after unsubscribe nothing more is queued; a channel without events is forgotten")
+    func unsubscribe() throws {
+        let broker = MemoryBroker.make(clock: clock)
+        let sub = subscriber(["a", "b"])
+        _ = broker.subscribe(sub, after: nil)
+        try broker.publish("x", to: "a")
+        #expect(broker.channelCount == 2)
+        broker.unsubscribe(sub)
+        try broker.publish("y", to: "a")
+        #expect(sub.receivedEvents().map(\.data) == ["x"])
+        #expect(broker.channelCount == 1)
+    }
+
+    @Test("after shutdown publish throws unavailable and subscribe registers nothing")
+    func shutdown() throws {
+        let broker = MemoryBroker.make(clock: clock)
+        broker.shutdown()
+        #expect(throws: MicroSSEError(.unavailable, "the server is shutting down")) {
+            try broker.publish("x", to: "a")
+        }
+        let sub = subscriber(["a"])
+        #expect(broker.subscribe(sub, after: "1") == .fresh)
+        #expect(broker.channelCount == 0)
+    }
+
+    @Test("publish rejects a bad channel name with a one-line reason")
+    func badChannel() {
+        let broker = MemoryBroker.make(clock: clock)
+        for name in ["", "a/b", "sp ace", String(repeating: "x", count: 129)] {
+            #expect(throws: MicroSSEError.self) { try broker.publish("x", to: name) }
+        }
+        #expect(broker.channelCount == 0)
+    }
+
+    @Test("a slow subscriber is failed over its bound without affecting another")
+    func slowSubscriberIsolated() throws {
+        let broker = MemoryBroker.make(clock: clock)
+        let slow = subscriber(["a"], limit: 1_000)
+        let fast = subscriber(["a"], limit: 1 << 20)
+        _ = broker.subscribe(slow, after: nil)
+        _ = broker.subscribe(fast, after: nil)
+        var got: [String] = []
+        for i in 0..<100 {
+            try broker.publish("\(i)" + String(repeating: ".", count: 50), to: "a")
+            got += fast.receivedEvents().map { String($0.data.prefix { $0 != "." }) }
+        }
+        #expect(slow.wasDropped && !slow.isOpen)
+        #expect(got == (0..<100).map(String.init))
+    }
+}

@@ -1,0 +1,173 @@
+import Testing
+
+@testable import MicroSSE
+
+@Suite("Subscriber queue state machine")
+struct SubscriberQueueTests {
+    @Test("queued frames are read in order, several per call, split at any max") func queuedFramesAreReadInOrderSeveralPerCallSplitAtAnyMax() {
+        for max in [1, 3, 7, 64] {
+            var q = SubscriberQueue(limit: 1 << 10)
+            #expect(q.enqueue(frame("data: a\n\n")) == .none)
+            #expect(q.enqueue(frame(": hb\n\n", isEvent: false)) == .none)
+            #expect(q.enqueue(frame("data: bb\n\n")) == .none)
+            var text: [UInt8] = []
+            var events = 0
+            while case .wrote(let n, let e) = q.read(max: max, write: { text += $0 }) {
+                #expect(n <= max)
+                events += e
+            }
+            #expect(String(decoding: text, as: UTF8.self) == "data: a\n\n: hb\n\ndata: bb\n\n")
+            #expect(events == 2)
+            #expect(q.pendingBytes == 0)
+        }
+    }
+
+    @Test("an empty queue suspends and the next enqueue wakes it exactly once") func anEmptyQueueSuspendsAndTheNextEnqueueWakesItExactlyOnce() {
+        var q = SubscriberQueue(limit: 1 << 10)
+        #expect(q.read(max: 100) { _ in } == .suspend)
+        #expect(q.waiting)
+        #expect(q.enqueue(frame("data: 1\n\n")) == .wake)
+        #expect(q.enqueue(frame("data: 2\n\n")) == .none)
+        #expect(q.drain().text == "data: 1\n\ndata: 2\n\n")
+    }
+
+    @Test("a frame over the byte bound drops the queue and fails the stream") func aFrameOverTheByteBoundDropsTheQueueAndFailsTheStream() {
+        var q = SubscriberQueue(limit: 20)
+        #expect(q.enqueue(frame("data: 0123456\n\n")) == .none)
+        #expect(q.enqueue(frame("data: 0123456\n\n")) == .overflow(wake: false))
+        #expect(q.dropped)
+        #expect(q.pendingBytes == 0)
+        #expect(q.read(max: 100) { _ in Issue.record("nothing may be written after a drop") } == .abort)
+        #expect(q.enqueue(frame("data: x\n\n")) == .closed)
+    }
+
+    @Test("an overflow while suspended asks for a wake so the reader can close") func anOverflowWhileSuspendedAsksForAWakeSoTheReaderCanClose() {
+        var q = SubscriberQueue(limit: 10)
+        #expect(q.read(max: 100) { _ in } == .suspend)
+        #expect(q.enqueue(frame("data: 0123456789\n\n")) == .overflow(wake: true))
+        #expect(q.read(max: 100) { _ in } == .abort)
+    }
+
+    @Test("finish writes what is queued, then ends") func finishWritesWhatIsQueuedThenEnds() {
+        var q = SubscriberQueue(limit: 1 << 10)
+        _ = q.enqueue(frame("data: last\n\n"))
+        #expect(q.finish() == false)
+        #expect(q.enqueue(frame("data: late\n\n")) == .closed)
+        let (text, last) = q.drain()
+        #expect(text == "data: last\n\n")
+        #expect(last == .end)
+    }
+
+    @Test("finish resumes a suspended stream") func finishResumesASuspendedStream() {
+        var q = SubscriberQueue(limit: 1 << 10)
+        #expect(q.read(max: 100) { _ in } == .suspend)
+        #expect(q.finish() == true)
+        #expect(q.read(max: 100) { _ in } == .end)
+        #expect(q.finish() == false)
+    }
+
+    // Regression: the heartbeat used to be queued through `enqueue`, which counted it as
+    // activity, so an idle stream got a heartbeat only every other tick (and dead peers took
+    // twice as long to find).
+    @Test("an idle stream gets a heartbeat on every tick") func anIdleStreamGetsAHeartbeatOnEveryTick() {
+        var q = SubscriberQueue(limit: 1 << 10)
+        let hb = frame(":\n\n", isEvent: false)
+        for _ in 0..<4 {
+            #expect(q.read(max: 100) { _ in } == .suspend)
+            #expect(q.tick(stallTicks: 3, heartbeat: hb) == .heartbeat(wake: true))
+            #expect(q.drain().text == ":\n\n")
+        }
+    }
+
+    @Test("no heartbeat when something was queued since the last tick, or heartbeats are off") func noHeartbeatWhenSomethingWasQueuedSinceTheLastTickOrHeartbeatsAreOff() {
+        var q = SubscriberQueue(limit: 1 << 10)
+        let hb = frame(":\n\n", isEvent: false)
+        _ = q.enqueue(frame("data: x\n\n"))
+        _ = q.drain()
+        #expect(q.tick(stallTicks: 0, heartbeat: hb) == .none)
+        #expect(q.tick(stallTicks: 0, heartbeat: nil) == .none)
+        #expect(q.tick(stallTicks: 0, heartbeat: hb) == .heartbeat(wake: true))
+    }
+
+    // Regression: a stall was reported on the `stallTicks`-th tick counting the one that first
+    // saw the pending bytes, so `writeTimeoutSeconds = 30` with 15 s ticks dropped a peer after
+    // as little as 15 s. Now it takes `stallTicks` whole ticks after the first sighting.
+    @Test("a stall is reported only after stallTicks whole ticks without progress") func aStallIsReportedOnlyAfterStallTicksWholeTicksWithoutProgress() {
+        var q = SubscriberQueue(limit: 1 << 10)
+        _ = q.enqueue(frame("data: stuck\n\n"))
+        #expect(q.tick(stallTicks: 2, heartbeat: nil) == .none)  // first seen
+        #expect(q.tick(stallTicks: 2, heartbeat: nil) == .none)  // one whole tick
+        #expect(q.tick(stallTicks: 2, heartbeat: nil) == .stalled(wake: false))  // two whole ticks
+        #expect(q.dropped)
+        #expect(q.read(max: 100) { _ in } == .abort)
+    }
+
+    @Test("progress between ticks resets the stall count") func progressBetweenTicksResetsTheStallCount() {
+        var q = SubscriberQueue(limit: 1 << 10)
+        for _ in 0..<5 {
+            _ = q.enqueue(frame("data: 0123456789\n\n"))
+            _ = q.enqueue(frame("data: 0123456789\n\n"))
+            #expect(q.tick(stallTicks: 1, heartbeat: nil) == .none)
+            _ = q.read(max: 5) { _ in }  // a slow reader still makes progress
+        }
+        #expect(q.tick(stallTicks: 1, heartbeat: nil) == .none)
+        #expect(!q.dropped)
+    }
+
+    @Test("stallTicks 0 never reports a stall") func stallticks0NeverReportsAStall() {
+        var q = SubscriberQueue(limit: 1 << 10)
+        _ = q.enqueue(frame("data: x\n\n"))
+        for _ in 0..<100 { #expect(q.tick(stallTicks: 0, heartbeat: nil) == .none) }
+    }
+
+    @Test("freeBytes is what may still be queued") func freebytesIsWhatMayStillBeQueued() {
+        var q = SubscriberQueue(limit: 100)
+        _ = q.enqueue(frame("0123456789"))
+        #expect(q.freeBytes == 90)
+        _ = q.finish()
+        #expect(q.freeBytes == 0)
+    }
+}
+
+@Suite("Subscriber")
+struct SubscriberTests {
+    // Regression: the transport's free callback called `fail()`, which resumes a connection it
+    // believes suspended; from the free callback that would resume a connection being freed.
+    @Test("detach closes the stream without waking the connection") func detachClosesTheStreamWithoutWakingTheConnection() {
+        let sub = Subscriber(channels: ["a"], limit: 1 << 10)
+        let wakes = WakeCounter()
+        wakes.install(on: sub)
+        #expect(sub.read(max: 100, write: { _ in }, onSuspend: {}) == .suspend)
+        sub.detach()
+        #expect(wakes.value == 0)
+        #expect(sub.enqueue(frame("data: x\n\n")) == .closed)
+        #expect(!sub.isOpen)
+        #expect(!sub.wasDropped)
+    }
+
+    @Test("enqueue wakes a suspended stream once; onSuspend runs under the lock") func enqueueWakesASuspendedStreamOnceOnSuspendRunsUnderTheLock() {
+        let sub = Subscriber(channels: ["a"], limit: 1 << 10)
+        let wakes = WakeCounter()
+        wakes.install(on: sub)
+        var suspended = 0
+        #expect(sub.read(max: 100, write: { _ in }, onSuspend: { suspended += 1 }) == .suspend)
+        #expect(suspended == 1)
+        sub.enqueue(frame("data: 1\n\n"))
+        sub.enqueue(frame("data: 2\n\n"))
+        #expect(wakes.value == 1)
+        #expect(sub.receivedEvents().map(\.data) == ["1", "2"])
+    }
+
+    @Test("tick wakes a suspended idle stream for its heartbeat and fails a stalled one") func tickWakesASuspendedIdleStreamForItsHeartbeatAndFailsAStalledOne() {
+        let sub = Subscriber(channels: ["a"], limit: 1 << 10)
+        let wakes = WakeCounter()
+        wakes.install(on: sub)
+        #expect(sub.read(max: 100, write: { _ in }, onSuspend: {}) == .suspend)
+        #expect(sub.tick(heartbeat: frame(":\n\n", isEvent: false), stallTicks: 1) == .heartbeat(wake: true))
+        #expect(wakes.value == 1)
+        // The heartbeat is never read: after one whole tick the stream is stalled.
+        #expect(sub.tick(heartbeat: nil, stallTicks: 1) == .none)
+        #expect(sub.tick(heartbeat: nil, stallTicks: 1) == .stalled(wake: false))
+        #expect(sub.wasDropped)
+    }
+}
