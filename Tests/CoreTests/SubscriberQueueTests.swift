@@ -4,7 +4,8 @@ import Testing
 
 @Suite("Subscriber queue state machine")
 struct SubscriberQueueTests {
-    @Test("queued frames are read in order, several per call, split at any max") func queuedFramesAreReadInOrderSeveralPerCallSplitAtAnyMax() {
+    @Test("queued frames are read in order, several per call, split at any max")
+    func queuedFramesAreReadInOrderSeveralPerCallSplitAtAnyMax() {
         for max in [1, 3, 7, 64] {
             var q = SubscriberQueue(limit: 1 << 10)
             #expect(q.enqueue(frame("data: a\n\n")) == .none)
@@ -22,7 +23,8 @@ struct SubscriberQueueTests {
         }
     }
 
-    @Test("an empty queue suspends and the next enqueue wakes it exactly once") func anEmptyQueueSuspendsAndTheNextEnqueueWakesItExactlyOnce() {
+    @Test("an empty queue suspends and the next enqueue wakes it exactly once")
+    func anEmptyQueueSuspendsAndTheNextEnqueueWakesItExactlyOnce() {
         var q = SubscriberQueue(limit: 1 << 10)
         #expect(q.read(max: 100) { _ in } == .suspend)
         #expect(q.waiting)
@@ -31,7 +33,8 @@ struct SubscriberQueueTests {
         #expect(q.drain().text == "data: 1\n\ndata: 2\n\n")
     }
 
-    @Test("a frame over the byte bound drops the queue and fails the stream") func aFrameOverTheByteBoundDropsTheQueueAndFailsTheStream() {
+    @Test("a frame over the byte bound drops the queue and fails the stream")
+    func aFrameOverTheByteBoundDropsTheQueueAndFailsTheStream() {
         var q = SubscriberQueue(limit: 20)
         #expect(q.enqueue(frame("data: 0123456\n\n")) == .none)
         #expect(q.enqueue(frame("data: 0123456\n\n")) == .overflow(wake: false))
@@ -41,7 +44,8 @@ struct SubscriberQueueTests {
         #expect(q.enqueue(frame("data: x\n\n")) == .closed)
     }
 
-    @Test("an overflow while suspended asks for a wake so the reader can close") func anOverflowWhileSuspendedAsksForAWakeSoTheReaderCanClose() {
+    @Test("an overflow while suspended asks for a wake so the reader can close")
+    func anOverflowWhileSuspendedAsksForAWakeSoTheReaderCanClose() {
         var q = SubscriberQueue(limit: 10)
         #expect(q.read(max: 100) { _ in } == .suspend)
         #expect(q.enqueue(frame("data: 0123456789\n\n")) == .overflow(wake: true))
@@ -79,7 +83,8 @@ struct SubscriberQueueTests {
         }
     }
 
-    @Test("no heartbeat when something was queued since the last tick, or heartbeats are off") func noHeartbeatWhenSomethingWasQueuedSinceTheLastTickOrHeartbeatsAreOff() {
+    @Test("no heartbeat when something was queued since the last tick, or heartbeats are off")
+    func noHeartbeatWhenSomethingWasQueuedSinceTheLastTickOrHeartbeatsAreOff() {
         var q = SubscriberQueue(limit: 1 << 10)
         let hb = frame(":\n\n", isEvent: false)
         _ = q.enqueue(frame("data: x\n\n"))
@@ -92,7 +97,8 @@ struct SubscriberQueueTests {
     // Regression: a stall was reported on the `stallTicks`-th tick counting the one that first
     // saw the pending bytes, so `writeTimeoutSeconds = 30` with 15 s ticks dropped a peer after
     // as little as 15 s. Now it takes `stallTicks` whole ticks after the first sighting.
-    @Test("a stall is reported only after stallTicks whole ticks without progress") func aStallIsReportedOnlyAfterStallTicksWholeTicksWithoutProgress() {
+    @Test("a stall is reported only after stallTicks whole ticks without progress")
+    func aStallIsReportedOnlyAfterStallTicksWholeTicksWithoutProgress() {
         var q = SubscriberQueue(limit: 1 << 10)
         _ = q.enqueue(frame("data: stuck\n\n"))
         #expect(q.tick(stallTicks: 2, heartbeat: nil) == .none)  // first seen
@@ -133,7 +139,8 @@ struct SubscriberQueueTests {
 struct SubscriberTests {
     // Regression: the transport's free callback called `fail()`, which resumes a connection it
     // believes suspended; from the free callback that would resume a connection being freed.
-    @Test("detach closes the stream without waking the connection") func detachClosesTheStreamWithoutWakingTheConnection() {
+    @Test("detach closes the stream without waking the connection")
+    func detachClosesTheStreamWithoutWakingTheConnection() {
         let sub = Subscriber(channels: ["a"], limit: 1 << 10)
         let wakes = WakeCounter()
         wakes.install(on: sub)
@@ -145,7 +152,8 @@ struct SubscriberTests {
         #expect(!sub.wasDropped)
     }
 
-    @Test("enqueue wakes a suspended stream once; onSuspend runs under the lock") func enqueueWakesASuspendedStreamOnceOnSuspendRunsUnderTheLock() {
+    @Test("enqueue wakes a suspended stream once; onSuspend runs under the lock")
+    func enqueueWakesASuspendedStreamOnceOnSuspendRunsUnderTheLock() {
         let sub = Subscriber(channels: ["a"], limit: 1 << 10)
         let wakes = WakeCounter()
         wakes.install(on: sub)
@@ -158,7 +166,8 @@ struct SubscriberTests {
         #expect(sub.receivedEvents().map(\.data) == ["1", "2"])
     }
 
-    @Test("tick wakes a suspended idle stream for its heartbeat and fails a stalled one") func tickWakesASuspendedIdleStreamForItsHeartbeatAndFailsAStalledOne() {
+    @Test("tick wakes a suspended idle stream for its heartbeat and fails a stalled one")
+    func tickWakesASuspendedIdleStreamForItsHeartbeatAndFailsAStalledOne() {
         let sub = Subscriber(channels: ["a"], limit: 1 << 10)
         let wakes = WakeCounter()
         wakes.install(on: sub)

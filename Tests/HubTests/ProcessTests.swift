@@ -98,13 +98,16 @@ struct ProcessTests {
         }
     }
 
-    @Test("microsse serve stops cleanly on SIGINT and SIGTERM: exit 0, every stream ends with the final chunk",
-          arguments: [SIGINT, SIGTERM])
+    @Test(
+        "microsse serve stops cleanly on SIGINT and SIGTERM: exit 0, every stream ends with the final chunk",
+        arguments: [SIGINT, SIGTERM])
     func serveStopsOnSignal(_ signal: Int32) throws {
         let executable = try #require(microsseExecutable(), "build the microsse executable first (swift build)")
         let serve = Process()
         serve.executableURL = URL(fileURLWithPath: executable)
-        serve.arguments = ["serve", "--host", "127.0.0.1", "--port", "0", "--publish-token", "t0ken", "--history", "50"]
+        serve.arguments = [
+            "serve", "--host", "127.0.0.1", "--port", "0", "--publish-token", "t0ken", "--history", "50",
+        ]
         let out = Pipe()
         serve.standardOutput = out
         serve.standardError = FileHandle.nullDevice

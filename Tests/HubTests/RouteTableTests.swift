@@ -44,7 +44,8 @@ struct RouteTableTests {
         let assigned = try publishOverHTTP(hub, "orders", "")
         #expect(UInt64(assigned) != nil)
         let events = try c.events(2)
-        #expect(events[0] == ParsedEvent(type: "created", data: "line 1\nline 2", lastEventID: "order-7", id: "order-7"))
+        #expect(
+            events[0] == ParsedEvent(type: "created", data: "line 1\nline 2", lastEventID: "order-7", id: "order-7"))
         #expect(events[1] == ParsedEvent(data: "", lastEventID: assigned, id: assigned))
     }
 

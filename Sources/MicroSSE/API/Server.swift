@@ -52,7 +52,8 @@ public final class Server: Sendable {
         self.configuration = configuration
         self.logger = logger ?? Logger(label: "microsse")
         self.broker = MemoryBroker(
-            limits: .init(historyCount: max(0, configuration.historyCount), historyBytes: max(0, configuration.historyBytes)))
+            limits: .init(
+                historyCount: max(0, configuration.historyCount), historyBytes: max(0, configuration.historyBytes)))
     }
 
     // MARK: Routes and callbacks
@@ -210,7 +211,8 @@ public final class Server: Sendable {
     private func startTicker(_ transport: HTTPTransport) -> DispatchSourceTimer {
         let heartbeat = configuration.heartbeatSeconds
         let interval = heartbeat > 0 ? heartbeat : 5
-        let stallTicks = configuration.writeTimeoutSeconds > 0
+        let stallTicks =
+            configuration.writeTimeoutSeconds > 0
             ? max(1, (configuration.writeTimeoutSeconds + interval - 1) / interval) : 0
         let frame = heartbeat > 0 ? Frame(bytes: EventEncoder.comment(""), isEvent: false) : nil
         let timer = DispatchSource.makeTimerSource(queue: DispatchQueue.global())
@@ -388,10 +390,12 @@ private final class RequestRouter: TransportDelegate {
             }
         }
         guard request.method == "GET" || request.method == "HEAD" else {
-            return methodNotAllowed(config.publishing && channels.count == 1 && !rest.isEmpty ? ["GET", "POST"] : ["GET"])
+            return methodNotAllowed(
+                config.publishing && channels.count == 1 && !rest.isEmpty ? ["GET", "POST"] : ["GET"])
         }
         guard !channels.isEmpty else {
-            return .response(.text("name at least one channel: /events/{channel} or /events?channel=a&channel=b", status: 400))
+            return .response(
+                .text("name at least one channel: /events/{channel} or /events?channel=a&channel=b", status: 400))
         }
         var seen = Set<String>()
         channels = channels.filter { seen.insert($0).inserted }
@@ -491,8 +495,10 @@ private final class RequestRouter: TransportDelegate {
             ("microsse_clients", "gauge", "Streams open now.", s.clients),
             ("microsse_channels", "gauge", "Channels with history or subscribers.", s.channels),
             ("microsse_events_published_total", "counter", "Events published to channels.", s.published),
-            ("microsse_events_delivered_total", "counter", "Events written to streams (one per subscriber).",
-             s.delivered),
+            (
+                "microsse_events_delivered_total", "counter", "Events written to streams (one per subscriber).",
+                s.delivered
+            ),
             ("microsse_stream_bytes_total", "counter", "Stream bytes written to sockets.", s.bytes),
             ("microsse_drops_total", "counter", "Streams disconnected for falling behind.", s.drops),
             ("microsse_disconnects_total", "counter", "Streams ended, for any reason.", s.disconnects),

@@ -264,8 +264,10 @@ private final class StreamContext: Sendable {
     let transport: HTTPTransport
     let onClose: @Sendable () -> Void
 
-    init(subscriber: Subscriber, connection: ConnectionHandle, transport: HTTPTransport,
-         onClose: @escaping @Sendable () -> Void) {
+    init(
+        subscriber: Subscriber, connection: ConnectionHandle, transport: HTTPTransport,
+        onClose: @escaping @Sendable () -> Void
+    ) {
         self.subscriber = subscriber
         self.connection = connection
         self.transport = transport
