@@ -66,7 +66,9 @@ func checkRoundTrip(_ event: Event, split: Int) {
     guard p.data.utf8.elementsEqual(normalizeLineBreaks(event.data)) else {
         fuzzFail("data changed: \(Array(event.data.utf8)) -> \(Array(p.data.utf8))")
     }
-    guard sameBytes(p.id, event.id) else { fuzzFail("id \(String(describing: p.id)) != \(String(describing: event.id))") }
+    guard sameBytes(p.id, event.id) else {
+        fuzzFail("id \(String(describing: p.id)) != \(String(describing: event.id))")
+    }
     guard sameBytes(p.lastEventID, event.id ?? "") else { fuzzFail("lastEventID changed") }
     guard parser.retry == event.retry else { fuzzFail("retry \(String(describing: parser.retry))") }
     // The block is complete: nothing is left half-parsed.

@@ -49,8 +49,10 @@ func asciiLower(_ s: String) -> [UInt8] {
 
 func checkHeaderLookup(_ input: inout Input) {
     var headers: [(name: String, value: String)] = []
-    let names = ["Last-Event-ID", "last-event-id", "LAST-EVENT-ID", "Last-Event-Id ", "Last_Event_ID", "Last-Event-İD",
-        "Last-Event-ıd", "X", "Last-Event-I\u{0}"]
+    let names = [
+        "Last-Event-ID", "last-event-id", "LAST-EVENT-ID", "Last-Event-Id ", "Last_Event_ID", "Last-Event-İD",
+        "Last-Event-ıd", "X", "Last-Event-I\u{0}",
+    ]
     for _ in 0..<((input.next() ?? 0) % 5) {
         let n = names[(input.next() ?? 0) % names.count]
         headers.append((n, String(input.next() ?? 0)))
@@ -138,7 +140,8 @@ func checkSubscribe(
     let status = broker.subscribe(sub, after: lastEventID)
     let events = drain(sub)
     broker.unsubscribe(sub)
-    let context = "channels \(channels) lastEventID \(lastEventID) published \(published.map { "\($0.channel):\($0.id)@\($0.seq)" })"
+    let context =
+        "channels \(channels) lastEventID \(lastEventID) published \(published.map { "\($0.channel):\($0.id)@\($0.seq)" })"
 
     var replay = events[...]
     let gap = replay.first?.type == ResumeStatus.gapEventName
@@ -177,8 +180,7 @@ func checkSubscribe(
     // server's sequence: events the client already had are replayed (after a gap event), or, when
     // the number falls inside the retained range, later events are skipped with no gap event.
     // Tolerated here so fuzzing goes on; set FUZZ_STRICT_RESUME=1 to stop on it.
-    if matches.count == 1, matches[0].id != String(matches[0].seq), UInt64(lastEventID) != nil, !strictResume
-    {
+    if matches.count == 1, matches[0].id != String(matches[0].seq), UInt64(lastEventID) != nil, !strictResume {
         return
     }
     for i in indices where published[i].seq <= position {

@@ -1,7 +1,8 @@
-@testable import MicroSSE
 import MicroSSETestSupport
 import Synchronization
 import Testing
+
+@testable import MicroSSE
 
 /// Regression tests for what the `resume` fuzz target found (Fuzz/crashes/resume/).
 @Suite("Last-Event-ID edge cases found by fuzzing")

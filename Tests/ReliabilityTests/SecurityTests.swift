@@ -91,7 +91,8 @@ struct SecurityTests {
         "/events/../secret", "/events/%2e%2e/secret", "/events/%2E%2E/secret", "//events/secret", "/events//secret",
         "/events/./secret", "/events/public/../secret", "/events/public/%2e%2e/secret", "/events/public%2f..%2fsecret",
         "/events/%73ecret", "/events/secret%00public", "/events/secret/", "/events/secret%20", "/EVENTS/secret",
-        "/Events/secret", "/events/secret?channel=public", "/events?channel=secret", "/events?channel=public&channel=secret",
+        "/Events/secret", "/events/secret?channel=public", "/events?channel=secret",
+        "/events?channel=public&channel=secret",
         "/events?channel=public&channel=%73ecret", "/events?channel=public%26channel%3Dsecret", "/events/secret#public",
         "/events/sec%72et", "/events%2fsecret", "/events%2Fsecret", "/./events/secret", "/events/secret;public",
         "/events/%2573ecret", "/events/\u{73}ecret", "/events\\secret", "/events/secret\\..\\public",
@@ -148,7 +149,8 @@ struct SecurityTests {
             for name in ["public", "secret", "x"] { try server.publish("to \(name)", to: name) }
             let got = try stream.events(channels.filter { ["public", "secret", "x"].contains($0) }.count, timeout: 2)
             #expect(
-                Set(got.map(\.data)) == Set(channels.filter { ["public", "secret", "x"].contains($0) }.map { "to \($0)" }),
+                Set(got.map(\.data))
+                    == Set(channels.filter { ["public", "secret", "x"].contains($0) }.map { "to \($0)" }),
                 "\(path)")
             #expect(try stream.next(timeout: 0.1) == nil, "\(path) carried an event of a channel not authorized")
         }
@@ -167,7 +169,8 @@ struct SecurityTests {
             #expect((400..<500).contains(r.status), "POST \(path) gave \(r.status); authorizer saw \(decisions)")
         }
         #expect(server.statistics.published == 0)
-        #expect(try httpRequest(port: port, method: "POST", path: "/events/public", body: Array("x".utf8)).status == 202)
+        #expect(
+            try httpRequest(port: port, method: "POST", path: "/events/public", body: Array("x".utf8)).status == 202)
     }
 
     @Test("custom routes and stream routes match exactly; near misses do not skip the authorizer")

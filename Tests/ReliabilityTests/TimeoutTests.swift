@@ -78,7 +78,11 @@ struct TimeoutTests {
             }
             closed = try c.waitForClose(timeout: 0.2)
         }
-        #expect(closed, "a trickled request was still open after \(now() - start) s and \(sent) header lines")
+        // KNOWN BUG (RELIABILITY.md finding 3): libmicrohttpd's connection timeout counts idle time
+        // only, and every trickled byte restarts it; nothing limits a request's total time.
+        withKnownIssue("no deadline on a request as a whole: a slowloris client is held open") {
+            #expect(closed, "a trickled request was still open after \(now() - start) s and \(sent) header lines")
+        }
     }
 
     @Test("an open stream outlives the connection timeout and still receives events")
