@@ -131,7 +131,7 @@ struct MemoryBrokerTests {
         #expect(after.subscribe(quiet, after: old[2]) == .gap(.evicted))
     }
 
-    @Test("a caller-given id resumes exactly while retained; evicted it is unknown")
+    @Test("a caller-given id resumes exactly while retained, and is still placed once evicted")
     func resumeCallerGivenID() throws {
         let broker = MemoryBroker.make(count: 2, clock: clock)
         try broker.publish("a", to: "c", id: "order-1")
@@ -140,8 +140,19 @@ struct MemoryBrokerTests {
         #expect(broker.subscribe(s1, after: "order-1") == .exact)
         #expect(s1.receivedEvents().map(\.data) == ["b"])
         try broker.publish("c", to: "c", id: "order-3")
+        // order-1 itself was evicted, but everything after it is retained: still exact.
         let s2 = subscriber(["c"])
-        #expect(broker.subscribe(s2, after: "order-1") == .gap(.unknown))
+        #expect(broker.subscribe(s2, after: "order-1") == .exact)
+        #expect(s2.receivedEvents().map(\.data) == ["b", "c"])
+        try broker.publish("d", to: "c", id: "order-4")
+        // Now "b" is gone too: the client missed it, and the stream says so.
+        let s3 = subscriber(["c"])
+        #expect(broker.subscribe(s3, after: "order-1") == .gap(.evicted))
+        let events = s3.receivedEvents()
+        #expect(events.map(\.type) == ["microsse.gap", "message", "message"])
+        #expect(events.dropFirst().map(\.data) == ["c", "d"])
+        // An id never given at all stays unknown.
+        #expect(broker.subscribe(subscriber(["c"]), after: "order-99") == .gap(.unknown))
     }
 
     @Test("one stream over several channels gets events in publish order, live and replayed")

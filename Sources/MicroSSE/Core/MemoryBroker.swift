@@ -23,6 +23,7 @@ final class MemoryBroker: EventBroker {
         let seq: UInt64
         let id: String
         let frame: Frame
+        let callerGiven: Bool
     }
 
     private struct Channel {
@@ -38,10 +39,11 @@ final class MemoryBroker: EventBroker {
 
         var retained: ArraySlice<Entry> { history[historyHead...] }
 
-        mutating func append(_ entry: Entry, callerGiven: Bool, limits: Limits) {
+        /// Appends and evicts over the limits; calls `evicted` with each evicted caller-given id.
+        mutating func append(_ entry: Entry, limits: Limits, evicted: (String, UInt64) -> Void) {
             history.append(entry)
             historyBytes += entry.frame.bytes.count
-            if callerGiven { callerIDs[entry.id] = entry.seq }
+            if entry.callerGiven { callerIDs[entry.id] = entry.seq }
             while history.count - historyHead > limits.historyCount
                 || (historyBytes > limits.historyBytes && historyHead < history.count)
             {
@@ -49,7 +51,10 @@ final class MemoryBroker: EventBroker {
                 historyHead += 1
                 historyBytes -= old.frame.bytes.count
                 floor = old.seq
-                if callerIDs[old.id] == old.seq { callerIDs[old.id] = nil }
+                if old.callerGiven, callerIDs[old.id] == old.seq {
+                    callerIDs[old.id] = nil
+                    evicted(old.id, old.seq)
+                }
             }
             if historyHead > 64 && historyHead * 2 > history.count {
                 history.removeFirst(historyHead)
@@ -77,7 +82,28 @@ final class MemoryBroker: EventBroker {
         var lastSeq: UInt64
         let bootSeq: UInt64
         var closed = false
+        /// Caller-given ids evicted from history, remembered (boundedly) so that a client
+        /// resuming from one is placed where it really was, not read as a sequence number.
+        var evictedCallerIDs: [String: UInt64] = [:]
+        var evictedOrder: [String] = []
+        var evictedHead = 0
+
+        mutating func rememberEvicted(_ id: String, _ seq: UInt64) {
+            if evictedCallerIDs.updateValue(seq, forKey: id) == nil { evictedOrder.append(id) }
+            if evictedOrder.count - evictedHead > MemoryBroker.evictedCallerIDLimit {
+                let oldest = evictedOrder[evictedHead]
+                evictedHead += 1
+                evictedCallerIDs[oldest] = nil
+            }
+            if evictedHead > 1_024 && evictedHead * 2 > evictedOrder.count {
+                evictedOrder.removeFirst(evictedHead)
+                evictedHead = 0
+            }
+        }
     }
+
+    /// How many evicted caller-given ids are remembered for resume.
+    static let evictedCallerIDLimit = 65_536
 
     private let limits: Limits
     private let now: @Sendable () -> UInt64
@@ -111,8 +137,11 @@ final class MemoryBroker: EventBroker {
             let id = event.id ?? String(seq)
             let frame = Frame(bytes: event.id == nil ? Self.idLine(id) + body : body, isEvent: true)
             let bootSeq = s.bootSeq
+            var evicted: [(String, UInt64)] = []
             s.channels[channel, default: Channel(floor: bootSeq)].append(
-                Entry(seq: seq, id: id, frame: frame), callerGiven: event.id != nil, limits: limits)
+                Entry(seq: seq, id: id, frame: frame, callerGiven: event.id != nil), limits: limits
+            ) { evicted.append(($0, $1)) }
+            for (id, seq) in evicted { s.rememberEvicted(id, seq) }
             for sub in s.channels[channel]!.subscribers {
                 switch sub.enqueue(frame, deferWake: true) {
                 case .wake, .overflow(wake: true): wakes.append(sub)
@@ -150,8 +179,10 @@ final class MemoryBroker: EventBroker {
     /// Queues the gap event and the replay for `lastEventID`; caller holds the lock.
     ///
     /// The id is placed as a caller-given id still retained in one of the subscriber's channels,
-    /// else as a number from this broker's sequence (`<= lastSeq`); anything else is `unknown`
-    /// and nothing is replayed (the broker cannot tell what the client already has). A placed
+    /// else as a recently evicted caller-given id, else as a number from this broker's sequence
+    /// (at most `lastSeq`, and at least half the boot position: server ids are microsecond
+    /// timestamps, so a small number such as a caller's `17` is never read as one); anything
+    /// else is `unknown` and nothing is replayed (the broker cannot tell what the client has). A placed
     /// position is exact when no subscribed channel has evicted an event after it (each
     /// channel's `floor` is the last evicted position, or the boot position); otherwise the
     /// stream gets an `evicted` gap and every retained event after the position. A replay
@@ -166,7 +197,10 @@ final class MemoryBroker: EventBroker {
                 break
             }
         }
-        if position == nil, let n = UInt64(lastEventID), n <= s.lastSeq {
+        if position == nil, let seq = s.evictedCallerIDs[lastEventID] {
+            position = seq
+        }
+        if position == nil, let n = UInt64(lastEventID), n <= s.lastSeq, n >= s.bootSeq / 2 {
             position = n
         }
         guard let position else {
