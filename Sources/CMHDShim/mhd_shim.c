@@ -2,10 +2,13 @@
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <time.h>
 
 /* MHD hands its logger a printf format and a va_list; Swift can read neither, so this formats
  * the line and calls the Swift callback. Every server passes the same Swift function, so one
@@ -20,6 +23,110 @@ static void msse_shim_log_trampoline(void *cls, const char *fmt, va_list ap) {
     size_t n = strlen(line);
     while (n > 0 && (line[n - 1] == '\n' || line[n - 1] == '\r')) line[--n] = '\0';
     cb(cls, line);
+}
+
+/* ---- Request deadlines (see mhd_shim.h) ----
+ * One node per connection, in the connection's socket context, linked into its tracker's list.
+ * libmicrohttpd calls NOTIFY_CONNECTION/CLOSED before it closes the socket, and the node is
+ * unlinked then under the tracker's lock, so the reaper (which shuts sockets down under the same
+ * lock) can never touch a closed, possibly reused, descriptor. */
+typedef struct msse_shim_conn {
+    struct msse_shim_conn *prev, *next;
+    msse_shim_tracker *tracker;
+    int fd;
+    uint64_t deadline_ms; /* 0 = none: the request has arrived */
+} msse_shim_conn;
+
+struct msse_shim_tracker {
+    pthread_mutex_t lock;
+    msse_shim_conn head; /* sentinel of a circular list */
+    uint64_t timeout_ms;
+};
+
+static uint64_t msse_shim_now_ms(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+msse_shim_tracker *msse_shim_tracker_create(unsigned int request_timeout_seconds) {
+    msse_shim_tracker *t = calloc(1, sizeof *t);
+    if (t == NULL) return NULL;
+    pthread_mutex_init(&t->lock, NULL);
+    t->head.prev = t->head.next = &t->head;
+    t->timeout_ms = (uint64_t)request_timeout_seconds * 1000u;
+    return t;
+}
+
+void msse_shim_tracker_destroy(msse_shim_tracker *t) {
+    if (t == NULL) return;
+    /* After MHD_stop_daemon every connection has been notified closed; free any stragglers. */
+    msse_shim_conn *c = t->head.next;
+    while (c != &t->head) {
+        msse_shim_conn *next = c->next;
+        free(c);
+        c = next;
+    }
+    pthread_mutex_destroy(&t->lock);
+    free(t);
+}
+
+static void msse_shim_notify_connection(void *cls, struct MHD_Connection *connection, void **socket_context,
+                                        enum MHD_ConnectionNotificationCode code) {
+    msse_shim_tracker *t = cls;
+    if (code == MHD_CONNECTION_NOTIFY_STARTED) {
+        msse_shim_conn *c = calloc(1, sizeof *c);
+        if (c == NULL) return;
+        const union MHD_ConnectionInfo *info = MHD_get_connection_info(connection, MHD_CONNECTION_INFO_CONNECTION_FD);
+        c->tracker = t;
+        c->fd = info != NULL ? (int)info->connect_fd : -1;
+        pthread_mutex_lock(&t->lock);
+        c->deadline_ms = msse_shim_now_ms() + t->timeout_ms;
+        c->next = &t->head;
+        c->prev = t->head.prev;
+        t->head.prev->next = c;
+        t->head.prev = c;
+        pthread_mutex_unlock(&t->lock);
+        *socket_context = c;
+    } else if (code == MHD_CONNECTION_NOTIFY_CLOSED) {
+        msse_shim_conn *c = *socket_context;
+        if (c == NULL) return;
+        *socket_context = NULL;
+        pthread_mutex_lock(&t->lock);
+        c->prev->next = c->next;
+        c->next->prev = c->prev;
+        pthread_mutex_unlock(&t->lock);
+        free(c);
+    }
+}
+
+static void msse_shim_set_deadline(struct MHD_Connection *connection, int arm) {
+    const union MHD_ConnectionInfo *info = MHD_get_connection_info(connection, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+    if (info == NULL || info->socket_context == NULL) return;
+    msse_shim_conn *c = info->socket_context;
+    pthread_mutex_lock(&c->tracker->lock);
+    c->deadline_ms = arm ? msse_shim_now_ms() + c->tracker->timeout_ms : 0;
+    pthread_mutex_unlock(&c->tracker->lock);
+}
+
+void msse_shim_request_arrived(struct MHD_Connection *connection) { msse_shim_set_deadline(connection, 0); }
+
+void msse_shim_request_finished(struct MHD_Connection *connection) { msse_shim_set_deadline(connection, 1); }
+
+unsigned int msse_shim_reap_slow_requests(msse_shim_tracker *t) {
+    if (t == NULL) return 0;
+    unsigned int n = 0;
+    uint64_t now = msse_shim_now_ms();
+    pthread_mutex_lock(&t->lock);
+    for (msse_shim_conn *c = t->head.next; c != &t->head; c = c->next) {
+        if (c->deadline_ms != 0 && c->deadline_ms <= now && c->fd >= 0) {
+            shutdown(c->fd, SHUT_RDWR);
+            c->deadline_ms = 0; /* once */
+            n++;
+        }
+    }
+    pthread_mutex_unlock(&t->lock);
+    return n;
 }
 
 struct MHD_Daemon *msse_shim_start_daemon(const msse_shim_daemon_options *o, char *error,
@@ -69,6 +176,9 @@ struct MHD_Daemon *msse_shim_start_daemon(const msse_shim_daemon_options *o, cha
         opts[i++] = (struct MHD_OptionItem){MHD_OPTION_EXTERNAL_LOGGER,
                                             (intptr_t)msse_shim_log_trampoline, o->logger_cls};
     }
+    if (o->tracker != NULL)
+        opts[i++] = (struct MHD_OptionItem){MHD_OPTION_NOTIFY_CONNECTION, (intptr_t)msse_shim_notify_connection,
+                                            o->tracker};
     if (o->tls_cert_pem != NULL && o->tls_key_pem != NULL) {
         flags |= MHD_USE_TLS;
         opts[i++] = (struct MHD_OptionItem){MHD_OPTION_HTTPS_MEM_CERT, 0, (void *)o->tls_cert_pem};

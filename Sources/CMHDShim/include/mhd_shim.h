@@ -15,6 +15,30 @@ extern "C" {
 /// Swift cannot read; the shim formats it).
 typedef void (*msse_shim_log_cb)(void *cls, const char *message);
 
+/// Request deadlines (slowloris defence). libmicrohttpd 0.9.75's connection timeout counts idle
+/// time only, and every byte a client trickles restarts it, so a request sent a byte at a time
+/// is never timed out. A tracker follows every connection of one daemon (through
+/// MHD_OPTION_NOTIFY_CONNECTION) with a deadline for its current request to arrive in full.
+typedef struct msse_shim_tracker msse_shim_tracker;
+
+/// A tracker whose requests must arrive within `request_timeout_seconds` of the connection
+/// opening, or of the previous request completing. Free it with msse_shim_tracker_destroy only
+/// after MHD_stop_daemon has returned.
+msse_shim_tracker *msse_shim_tracker_create(unsigned int request_timeout_seconds);
+void msse_shim_tracker_destroy(msse_shim_tracker *tracker);
+
+/// Shuts down (never closes: libmicrohttpd owns the socket and closes it when it sees the
+/// shutdown) every connection whose request is past its deadline. Returns how many. Any thread.
+unsigned int msse_shim_reap_slow_requests(msse_shim_tracker *tracker);
+
+/// The connection's request has arrived in full (or is being answered): no deadline until
+/// msse_shim_request_finished. Call from the access handler.
+void msse_shim_request_arrived(struct MHD_Connection *connection);
+
+/// The connection's request is done; the next one on this connection gets a new deadline.
+/// Call from the request-completed callback.
+void msse_shim_request_finished(struct MHD_Connection *connection);
+
 /// Everything MicroSSE sets when it starts a daemon. Zero means "libmicrohttpd's default".
 typedef struct msse_shim_daemon_options {
     unsigned int flags;            /* MHD_FLAG bits */
@@ -33,6 +57,7 @@ typedef struct msse_shim_daemon_options {
     void *completed_cls;
     msse_shim_log_cb logger;       /* process-wide: every daemon must pass the same function */
     void *logger_cls;
+    msse_shim_tracker *tracker;    /* request deadlines; NULL = none */
 } msse_shim_daemon_options;
 
 /// MHD_start_daemon is variadic; this passes the options above as MHD_OPTION_* pairs.

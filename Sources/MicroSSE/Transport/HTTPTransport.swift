@@ -1,5 +1,6 @@
 internal import CMHDShim
 internal import CMicroHTTPD
+import Dispatch
 import Synchronization
 
 #if canImport(Glibc)
@@ -56,6 +57,9 @@ final class HTTPTransport: Sendable {
         var retainedSelf: Unmanaged<HTTPTransport>?
         var streams: [UInt64: Subscriber] = [:]
         var closing = false
+        /// Shuts down connections whose request is past its deadline (slowloris); its cancel
+        /// handler frees the tracker, so it is cancelled only after `MHD_stop_daemon`.
+        var reaper: DispatchSourceTimer?
     }
     private let state = Mutex(State())
 
@@ -80,6 +84,12 @@ final class HTTPTransport: Sendable {
     /// Binds and starts serving. Throws `.startFailed` with libmicrohttpd's reason.
     func start() throws(MicroSSEError) {
         raiseFileLimit(to: options.connectionLimit + 64)
+        // libmicrohttpd's timeout counts idle time only; a request must also arrive in full
+        // within the same number of seconds (msse_shim_tracker: slowloris, slow bodies).
+        let tracker: TrackerHandle? =
+            options.connectionTimeout > 0
+            ? msse_shim_tracker_create(UInt32(clamping: options.connectionTimeout)).map { TrackerHandle(pointer: $0) }
+            : nil
         let retained = Unmanaged.passRetained(self)
         var error = [CChar](repeating: 0, count: 256)
         let daemon: OpaquePointer? = withOptionalCString(options.host) { host in
@@ -104,18 +114,29 @@ final class HTTPTransport: Sendable {
                     o.completed_cls = retained.toOpaque()
                     o.logger = mhdLog
                     o.logger_cls = retained.toOpaque()
+                    o.tracker = tracker?.pointer
                     return msse_shim_start_daemon(&o, &error, error.count)
                 }
             }
         }
         guard let daemon else {
             retained.release()
+            if let tracker { msse_shim_tracker_destroy(tracker.pointer) }
             throw MicroSSEError(.startFailed, error.withUnsafeBufferPointer { String(cString: $0.baseAddress!) })
         }
         boundPort.store(msse_shim_daemon_port(daemon), ordering: .releasing)
         state.withLock {
             $0.daemon = DaemonHandle(pointer: daemon)
             $0.retainedSelf = retained
+            $0.reaper = tracker.map { tracker in
+                let timer = DispatchSource.makeTimerSource(queue: DispatchQueue.global())
+                let interval = DispatchTimeInterval.milliseconds(options.connectionTimeout > 2 ? 1_000 : 250)
+                timer.schedule(deadline: .now() + interval, repeating: interval)
+                timer.setEventHandler { _ = msse_shim_reap_slow_requests(tracker.pointer) }
+                timer.setCancelHandler { msse_shim_tracker_destroy(tracker.pointer) }
+                timer.resume()
+                return timer
+            }
         }
     }
 
@@ -136,13 +157,15 @@ final class HTTPTransport: Sendable {
         }
         // Any stream still open is not suspended (finish() resumed it and its reader no longer
         // suspends), so stopping the daemon now is safe; it closes those connections.
-        let retained = state.withLock { s -> Unmanaged<HTTPTransport>? in
-            let r = s.retainedSelf
+        let (retained, reaper) = state.withLock { s -> (Unmanaged<HTTPTransport>?, DispatchSourceTimer?) in
+            let r = (s.retainedSelf, s.reaper)
             s.daemon = nil
             s.retainedSelf = nil
+            s.reaper = nil
             return r
         }
         MHD_stop_daemon(daemon.pointer)
+        reaper?.cancel()  // after the daemon: its cancel handler frees the tracker
         if listenSocket >= 0 { close(listenSocket) }
         retained?.release()
     }
@@ -154,6 +177,7 @@ final class HTTPTransport: Sendable {
     }
 
     fileprivate func dispatch(_ request: Request, connection: OpaquePointer) -> MHD_Result {
+        msse_shim_request_arrived(connection)
         guard let delegate else { return queue(.text("server is stopping", status: 503), on: connection) }
         switch delegate.handle(request) {
         case .response(let response):
@@ -165,7 +189,8 @@ final class HTTPTransport: Sendable {
 
     /// Answers a request the transport itself refuses (before any route sees it).
     fileprivate func dispatchError(_ response: Response, on connection: OpaquePointer) -> MHD_Result {
-        queue(response, on: connection)
+        msse_shim_request_arrived(connection)
+        return queue(response, on: connection)
     }
 
     private func queueStream(
@@ -247,6 +272,12 @@ final class HTTPTransport: Sendable {
 /// libmicrohttpd's daemon pointer. Sendable because MHD's daemon API is thread-safe for the
 /// calls MicroSSE makes across threads (quiesce, stop), and ``HTTPTransport`` serialises them.
 private struct DaemonHandle: @unchecked Sendable {
+    let pointer: OpaquePointer
+}
+
+/// The request-deadline tracker, used by the reaper timer. Sendable because every shim function
+/// taking it locks the tracker's own mutex; it is freed once, by the timer's cancel handler.
+private struct TrackerHandle: @unchecked Sendable {
     let pointer: OpaquePointer
 }
 
@@ -365,6 +396,7 @@ private let accessHandler: MHD_AccessHandlerCallback = {
 }
 
 private func queueTooLarge(_ transport: HTTPTransport, _ connection: OpaquePointer) -> MHD_Result {
+    msse_shim_request_arrived(connection)
     let message = "request body is larger than \(transport.options.maxBodyBytes) bytes\n"
     return message.utf8CString.withUnsafeBytes { raw in
         guard
@@ -379,7 +411,8 @@ private func queueTooLarge(_ transport: HTTPTransport, _ connection: OpaquePoint
     }
 }
 
-private let requestCompleted: MHD_RequestCompletedCallback = { _, _, conCls, _ in
+private let requestCompleted: MHD_RequestCompletedCallback = { _, connection, conCls, _ in
+    if let connection { msse_shim_request_finished(connection) }
     guard let conCls, let raw = conCls.pointee else { return }
     conCls.pointee = nil
     Unmanaged<RequestContext>.fromOpaque(raw).release()
