@@ -152,4 +152,36 @@ struct LimitTests {
         #expect(try a.next()?.data == "ok")
         #expect(try b.next()?.data == "ok")
     }
+
+    @Test("HEAD on a stream route answers the head and leaves no stream open")
+    func headOnStream() throws {
+        let server = try makeServer()
+        defer { server.stop() }
+        for _ in 0..<50 {
+            let r = try httpRequest(port: server.port, method: "HEAD", path: "/events/h")
+            #expect(r.status == 200)
+        }
+        #expect(eventually { server.statistics.clients == 0 })
+        #expect(try httpRequest(port: server.port, path: "/healthz").status == 200)
+    }
+
+    @Test("HTTP/1.0 and garbage request lines get 4xx and leave nothing open")
+    func garbageRequests() throws {
+        let server = try makeServer()
+        defer { server.stop() }
+        for raw in [
+            "\u{0}\u{1}\u{2}\r\n\r\n", "GET\r\n\r\n", "GET /events/x\r\n\r\n", "GET /events/x HTTP/9.9\r\n\r\n",
+            // (An HTTP/1.1 request without Host is accepted by libmicrohttpd 0.9.75's default
+            // strictness; RELIABILITY.md notes it. It is not a way around anything.)
+            "GET /events/x HTTP/1.1\r\nHost: x\r\nContent-Length: -1\r\n\r\n",
+            "GET /events/x HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n",
+            "POST /events/x HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nContent-Length: 7\r\n\r\nabcde",
+        ] {
+            let status = try rawStatus(port: server.port, raw, timeout: 3)
+            #expect(status.map { (400..<600).contains($0) } ?? true, "\(raw.debugDescription) gave \(status ?? 0)")
+        }
+        #expect(eventually { server.statistics.clients == 0 })
+        #expect(server.statistics.published == 0)
+        #expect(try httpRequest(port: server.port, path: "/healthz").status == 200)
+    }
 }
