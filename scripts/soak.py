@@ -15,7 +15,7 @@ Every SAMPLE seconds it records the server's VmRSS, open fds and threads (/proc/
 
 Usage: soak.py --binary PATH --seconds N --out DIR   (writes DIR/soak.md and DIR/soak.tsv)
 """
-import argparse, http.client, json, os, random, re, socket, struct, subprocess, sys, threading, time
+import argparse, http.client, json, os, random, re, shutil, socket, struct, subprocess, sys, threading, time
 
 TOKEN = "soak-token"
 CHANNELS = ["alpha", "beta", "gamma", "delta"]
@@ -248,7 +248,13 @@ def churner(port, stats, stop, seed):
 def slow_readers(port, stats, stop):
     """Keeps a few subscribers that never read; replaces them when the server drops them."""
     held = []
+    rounds = 0
     while not stop.is_set():
+        rounds += 1
+        if rounds % 15 == 0:  # every 30 s, a fresh set (the old ones are dropped or closed)
+            for s in held:
+                s.close()
+            held = []
         while len(held) < 8:
             try:
                 held.append(open_stream(port, "/events/delta", rcvbuf=4096, timeout=2))
@@ -285,15 +291,20 @@ def main():
     args = ap.parse_args()
     os.makedirs(args.out, exist_ok=True)
 
+    # Run a private copy: the shared tree's binary may be rebuilt (overwritten) during the soak.
+    binary = os.path.join(args.out, "soak-microsse")
+    shutil.copy2(args.binary, binary)
+    server_log = open(os.path.join(args.out, "soak-server.log"), "w")
     server = subprocess.Popen(
-        [args.binary, "serve", "--port", "0", "--publish-token", TOKEN, "--history", "200000",
-         "--history-bytes", str(512 << 20), "--heartbeat", "2", "--write-timeout", "4",
+        [binary, "serve", "--port", "0", "--publish-token", TOKEN, "--history", "5000",
+         "--history-bytes", str(16 << 20), "--heartbeat", "2", "--write-timeout", "4",
          "--client-buffer-bytes", str(256 << 10), "--max-publish-bytes", str(64 << 10)],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     port = None
     start_wait = time.time()
     while port is None and time.time() - start_wait < 20:
         line = server.stdout.readline()
+        server_log.write(line)
         m = re.search(r"://[^\s/]*:(\d+)", line)
         if m:
             port = int(m.group(1))
@@ -301,7 +312,12 @@ def main():
         print("soak: server printed no URL", file=sys.stderr)
         server.kill()
         return 2
-    threading.Thread(target=lambda: [None for _ in server.stdout], daemon=True).start()
+    def drain():
+        for line in server.stdout:
+            server_log.write(line)
+            server_log.flush()
+
+    threading.Thread(target=drain, daemon=True).start()
 
     stats = Stats()
     stop_all = threading.Event()
@@ -330,7 +346,10 @@ def main():
         next_sample += args.sample
         with stats.lock:
             published = stats.published
-        samples.append((time.time() - t0,) + proc_sample(server.pid) + (published,))
+        try:
+            samples.append((time.time() - t0,) + proc_sample(server.pid) + (published,))
+        except OSError:
+            continue
     stop_load.set()
     for t in load:
         t.join(15)
@@ -363,9 +382,23 @@ def main():
     if missing:
         stats.failures.append(f"acknowledged events missing: {missing}")
 
+    try:
+        c = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+        c.request("GET", "/stats")
+        server_stats = json.loads(c.getresponse().read())
+        c.close()
+    except (OSError, ValueError, http.client.HTTPException):
+        server_stats = {}
+    if duration >= 120 and server_stats.get("drops", 0) == 0:
+        stats.failures.append("no slow subscriber was ever dropped")
+
     # Quiesced: load stopped, churners gone; the server should be back near its start.
     time.sleep(6)  # two heartbeat periods and a write timeout reveal dead peers
-    quiet = proc_sample(server.pid)
+    try:
+        quiet = proc_sample(server.pid)
+    except OSError:
+        quiet = (0, 0, 0)
+        stats.failures.append(f"server gone before the end (status {server.poll()}; see soak-server.log)")
     stop_all.set()
     for v in verifiers:
         v.join(5)
@@ -413,6 +446,8 @@ def main():
         f"- load: 4 publishers → {total_acked:,} events acknowledged ({stats.publish_errors} publish errors); "
         f"5 verifying subscribers ({stats.verifier_reconnects} reconnects); churn: "
         + ", ".join(f"{k} {v:,}" for k, v in stats.churn.items()),
+        f"- server /stats at the end of load: "
+        + ", ".join(f"{k} {v:,}" for k, v in server_stats.items() if isinstance(v, int)),
         f"- every acknowledged event reached every verifying subscriber: "
         f"{'yes' if not missing else 'NO ' + str(missing)}",
         "",
