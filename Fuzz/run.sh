@@ -21,6 +21,7 @@ SECONDS_EACH=${FUZZ_SECONDS:-60}
 JOBS=${FUZZ_JOBS:-1}
 OUT=$ROOT/.build/fuzz
 mkdir -p "$OUT/bin" "$OUT/corpus" "$OUT/logs"
+scripts/deps.sh libmicrohttpd-dev pkg-config python3 >&2
 
 W=Sources/MicroSSE/Wire
 C=Sources/MicroSSE/Core

@@ -8,7 +8,12 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/deps.sh libmicrohttpd-dev pkg-config python3 >/dev/null
 CONFIG=${SOAK_CONFIG:-release}
-swift build -c "$CONFIG" --product microsse >&2
+# The tree may be edited while this builds (shared working tree): retry a few times.
+for attempt in 1 2 3; do
+    swift build -c "$CONFIG" --product microsse >&2 && break
+    [ "$attempt" = 3 ] && exit 1
+    sleep 30
+done
 rc=0
 python3 scripts/soak.py --binary ".build/$CONFIG/microsse" --seconds "${SOAK_SECONDS:-600}" \
     --sample "${SOAK_SAMPLE:-5}" --out .build/reliability || rc=$?
