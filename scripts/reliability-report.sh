@@ -22,7 +22,7 @@ for r in rows:
     t["last"] = r["date"]
     if r["result"] != "clean":
         t["crashes"].append(r["date"] + " " + r["result"])
-print("| target | runs | total time | executions | corpus files | last run | crashes |")
+print("| target | runs | total time | executions | corpus files | last run ended | crashes |")
 print("|---|---|---|---|---|---|---|")
 for name, t in tot.items():
     m, s = divmod(t["seconds"], 60)
