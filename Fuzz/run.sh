@@ -55,13 +55,20 @@ build_cabi() {
         echo "cabi: include/microsse.h does not exist yet; skipped" >&2
         return 1
     fi
-    if [ ! -f .build/debug/libMicroSSEC.so ] || [ -n "$(find include Sources -newer .build/debug/libMicroSSEC.so -name '*.swift' -o -newer .build/debug/libMicroSSEC.so -name '*.h' | head -1)" ]; then
+    if [ -z "${FUZZ_CABI_LIB:-}" ]; then
         swift build --product MicroSSEC >&2
     fi
-    local clang
+    local clang libdir=${FUZZ_CABI_LIB:-.build/debug} extra=()
     clang=$(dirname "$(readlink -f "$(command -v swiftc)")")/clang
-    "$clang" -g -O1 -fsanitize=fuzzer,address -Iinclude Fuzz/c/cabi.c -L.build/debug -lMicroSSEC \
-        -Wl,-rpath,"$ROOT/.build/debug" -pthread -o "$OUT/bin/cabi" 2>&1 | grep -v 'Cannot export local symbol' >&2 || true
+    # FUZZ_CABI_LIB=.build-asan/debug (built by scripts/sanitizers.sh) links an ASan-instrumented
+    # library, so the library's own writes (id_out, copies of C strings) are checked too; the
+    # harness then shares its dynamic ASan runtime.
+    [ "$libdir" != .build/debug ] && extra=(-shared-libasan)
+    # The library's soname is libmicrosse.so (Package.swift); `make lib` makes the same link.
+    [ -e "$libdir/libmicrosse.so" ] || ln -sf libMicroSSEC.so "$libdir/libmicrosse.so"
+    "$clang" -g -O1 -fsanitize=fuzzer,address "${extra[@]}" -Iinclude Fuzz/c/cabi.c -L"$libdir" -lMicroSSEC \
+        -Wl,-rpath,"$ROOT/$libdir" -Wl,-rpath,"$(dirname "$clang")/../lib/swift/clang/lib/linux" -pthread -lm \
+        -o "$OUT/bin/cabi" 2>&1 | grep -v 'Cannot export local symbol' >&2 || true
     [ -x "$OUT/bin/cabi" ] && [ "$OUT/bin/cabi" -nt Fuzz/c/cabi.c ]
 }
 
@@ -78,10 +85,14 @@ run_one() {
     local log=$OUT/logs/$name.log
     mkdir -p "$corpus" "$crashes" "Fuzz/corpus/$name"
     echo "== fuzzing $name for ${SECONDS_EACH}s" >&2
-    local rc=0 started
+    local rc=0 started label=$name preload=
     started=$(date +%s)
+    if [ "$name" = cabi ] && [ -n "${FUZZ_CABI_LIB:-}" ]; then
+        label="cabi (ASan library)"
+        preload=$(dirname "$(readlink -f "$(command -v swiftc)")")/../lib/swift/clang/lib/linux/libclang_rt.asan-x86_64.so
+    fi
     # Options: a 10 s per-input timeout, 2 GB RSS cap, crashes written under Fuzz/crashes/NAME/.
-    SWIFT_BACKTRACE=enable=no ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
+    LD_PRELOAD=$preload SWIFT_BACKTRACE=enable=no ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
         "$OUT/bin/$name" -max_total_time="$SECONDS_EACH" -timeout=10 -rss_limit_mb=2048 -max_len=8192 \
         -print_final_stats=1 -artifact_prefix="$crashes/" "$corpus" "Fuzz/corpus/$name" >"$log" 2>&1 || rc=$?
     local execs secs
@@ -91,9 +102,9 @@ run_one() {
     if [ "$rc" -ne 0 ]; then
         result="CRASH($(ls -t "$crashes" | head -1 || true))"
     fi
-    printf '%s\t%s\t%s\t%s\t%s\t%s\n' "$(date -u +%Y-%m-%dT%H:%M:%SZ)" "$name" "${secs:-0}" "${execs:-0}" \
+    printf '%s\t%s\t%s\t%s\t%s\t%s\n' "$(date -u +%Y-%m-%dT%H:%M:%SZ)" "$label" "${secs:-0}" "${execs:-0}" \
         "$(find "$corpus" -type f | wc -l || true)" "$result" >>Fuzz/ledger.tsv
-    echo "$name: ${execs:-0} executions in ${secs:-?}s, $result (log: $log)" >&2
+    echo "$label: ${execs:-0} executions in ${secs:-?}s, $result (log: $log)" >&2
     if [ "$rc" -ne 0 ]; then
         grep -m5 -E 'FUZZ PROPERTY|ERROR: AddressSanitizer|Fatal error|deadly signal' "$log" >&2 || true
     fi

@@ -62,7 +62,7 @@ for kind in $KINDS; do
         status=1
     fi
     {
-        echo "### $kind"
+        echo "### $kind${SANITIZER_SKIP:+, skipping $SANITIZER_SKIP}${SANITIZER_FILTER:+, only $SANITIZER_FILTER}"
         echo
         echo "- run: $(date -u +%Y-%m-%dT%H:%M:%SZ), \`swift test --sanitize=$kind --scratch-path $scratch${SANITIZER_FILTER:+ --filter $SANITIZER_FILTER}${SANITIZER_SKIP:+ --skip $SANITIZER_SKIP}\`, ${secs} s including the build"
         echo "- result: **$verdict**"
@@ -93,12 +93,10 @@ import sys, re, os
 new = open(sys.argv[1]).read()
 old = open(sys.argv[2]).read() if os.path.exists(sys.argv[2]) else ""
 def sections(t):
-    return dict(re.findall(r"(### \w+\n.*?)(?=\n### |\Z)", t, re.S) and
-                [(m.split("\n", 1)[0], m) for m in re.findall(r"### \w+\n.*?(?=\n### |\Z)", t, re.S)])
+    return {m.split("\n", 1)[0]: m for m in re.findall(r"### [^\n]+\n.*?(?=\n### |\Z)", t, re.S)}
 s = sections(old)
 s.update(sections(new))
-order = ["### address", "### thread"]
-open(sys.argv[2], "w").write("\n".join(s[k].strip() + "\n" for k in order if k in s))
+open(sys.argv[2], "w").write("\n".join(s[k].strip() + "\n" for k in sorted(s)))
 PY
 rm -f "$report"
 scripts/reliability-report.sh sanitizers || true
