@@ -61,6 +61,8 @@ let package = Package(
         .testTarget(name: "HubTests", dependencies: ["MicroSSE", "MicroSSETestSupport"]),
         // Hostile clients: slowloris, oversized requests, resets, path tricks.
         .testTarget(name: "ReliabilityTests", dependencies: ["MicroSSE", "MicroSSETestSupport"]),
+        // Several hubs sharing one real redis-server.
+        .testTarget(name: "RedisTests", dependencies: ["MicroSSE", "MicroSSETestSupport"]),
         // Builds and runs C programs against include/microsse.h and libmicrosse.
         .testTarget(name: "CABITests", dependencies: ["MicroSSECABI", "MicroSSETestSupport"]),
     ],

@@ -11,8 +11,13 @@ public final class RedisServer {
     private var process: Process?
     private let directory: String
 
+    private let persistent: Bool
+
     /// Starts redis-server on a free port; throws if it is not installed or does not come up.
-    public init(port: UInt16? = nil) throws {
+    /// `persistent` keeps data across ``stop()``/``start()`` (append-only file, fsync always),
+    /// as a production Redis behind several hubs would.
+    public init(port: UInt16? = nil, persistent: Bool = false) throws {
+        self.persistent = persistent
         self.port = try port ?? freePort()
         directory = NSTemporaryDirectory() + "microsse-redis-\(getpid())-\(self.port)"
         try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
@@ -22,7 +27,7 @@ public final class RedisServer {
     /// The URL hubs take: `redis://127.0.0.1:PORT`.
     public var url: String { "redis://127.0.0.1:\(port)" }
 
-    /// Starts (again, after ``stop()``) on the same port, empty.
+    /// Starts (again, after ``stop()``) on the same port: empty, or with its data if persistent.
     public func start() throws {
         let p = Process()
         let candidates = ["/usr/bin/redis-server", "/usr/local/bin/redis-server"]
@@ -31,8 +36,8 @@ public final class RedisServer {
         }
         p.executableURL = URL(fileURLWithPath: path)
         p.arguments = [
-            "--port", String(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", directory,
-            "--protected-mode", "no",
+            "--port", String(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", persistent ? "yes" : "no",
+            "--appendfsync", "always", "--dir", directory, "--protected-mode", "no",
         ]
         p.standardOutput = FileHandle.nullDevice
         p.standardError = FileHandle.nullDevice
@@ -44,10 +49,12 @@ public final class RedisServer {
         }
     }
 
-    /// Stops the server (its data is gone: no persistence).
+    /// Stops the server at once (SIGKILL). A persistent one loses nothing: it fsyncs its
+    /// append-only file on every write. (SIGTERM is not used: a child of the test process can
+    /// inherit a signal mask that blocks it.)
     public func stop() {
         guard let p = process else { return }
-        p.terminate()
+        kill(p.processIdentifier, SIGKILL)
         p.waitUntilExit()
         process = nil
     }

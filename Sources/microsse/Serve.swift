@@ -26,7 +26,7 @@ struct Serve: AsyncParsableCommand {
     var writeTimeout = 30
     @Option(help: "TLS certificate chain (PEM) for HTTPS; needs --tls-key.") var tlsCert: String?
     @Option(help: "TLS private key (PEM, unencrypted) for HTTPS; needs --tls-cert.") var tlsKey: String?
-    @Option(help: "Share history and fan-out through Redis (redis://HOST:PORT[/DB]); not available yet.")
+    @Option(help: "Share channels, ids and history with other hubs through Redis (redis://[:PASSWORD@]HOST[:PORT][/DB]).")
     var redis: String?
     @Flag(help: "Serve a live page at / that subscribes to and publishes on a channel.") var web = false
 
@@ -42,9 +42,12 @@ struct Serve: AsyncParsableCommand {
         guard (tlsCert == nil) == (tlsKey == nil) else {
             throw ValidationError("--tls-cert and --tls-key must be given together")
         }
-        if redis != nil {
-            throw ValidationError(
-                "--redis is not available in this build yet: the hub keeps history and fan-out in memory")
+        if let redis {
+            do throws(MicroSSEError) {
+                _ = try RedisURL(redis)
+            } catch {
+                throw ValidationError(error.message)
+            }
         }
     }
 
@@ -68,6 +71,7 @@ struct Serve: AsyncParsableCommand {
         if let tlsCert, let tlsKey {
             config.tls = try ServerConfiguration.TLS(certificateFile: tlsCert, privateKeyFile: tlsKey)
         }
+        if let redis { config.redis = try RedisURL(redis) }
         let server = Server(configuration: config, logger: logger)
         if web { server.addRoute("GET", "/") { _ in .html(hubPage) } }
         let scheme = config.tls == nil ? "http" : "https"

@@ -51,9 +51,19 @@ public final class Server: Sendable {
     public init(configuration: ServerConfiguration = ServerConfiguration(), logger: Logger? = nil) {
         self.configuration = configuration
         self.logger = logger ?? Logger(label: "microsse")
-        self.broker = MemoryBroker(
-            limits: .init(
-                historyCount: max(0, configuration.historyCount), historyBytes: max(0, configuration.historyBytes)))
+        if let redis = configuration.redis {
+            let log = self.logger
+            self.broker = RedisBroker(
+                settings: .init(
+                    url: redis, prefix: configuration.redisKeyPrefix, historyCount: max(1, configuration.historyCount),
+                    channelTTLSeconds: max(1, configuration.redisChannelTTLSeconds)),
+                log: { message in log.warning("\(message)") })
+        } else {
+            self.broker = MemoryBroker(
+                limits: .init(
+                    historyCount: max(0, configuration.historyCount),
+                    historyBytes: max(0, configuration.historyBytes)))
+        }
     }
 
     // MARK: Routes and callbacks
@@ -89,7 +99,8 @@ public final class Server: Sendable {
     // MARK: Lifecycle
 
     /// Binds and starts serving on libmicrohttpd's thread; returns at once.
-    /// Throws `.invalidState` if already started, `.startFailed` if the address cannot be bound.
+    /// Throws `.invalidState` if already started, `.startFailed` if the address cannot be bound,
+    /// `.unavailable` if the configured Redis cannot be reached.
     public func start() throws(MicroSSEError) {
         let router = RequestRouter(server: self)
         let transport = HTTPTransport(options: transportOptions(), delegate: router)
@@ -97,7 +108,13 @@ public final class Server: Sendable {
             guard l.transport == nil, !l.stopped else {
                 throw MicroSSEError(.invalidState, "the server was already started")
             }
-            try transport.start()
+            try broker.start()
+            do throws(MicroSSEError) {
+                try transport.start()
+            } catch {
+                broker.shutdown()
+                throw error
+            }
             l.transport = transport
             l.handler = router
             l.timer = startTicker(transport)

@@ -104,6 +104,15 @@ public struct ServerConfiguration: Sendable {
     /// Milliseconds ``Server/stop()`` waits for streams to flush their final chunk. Default 3,000.
     public var shutdownDrainMilliseconds = 3_000
 
+    /// Share channels, ids and history with other hubs through Redis Streams (several hubs
+    /// behind a load balancer). nil keeps everything in this process. Default nil.
+    public var redis: RedisURL?
+    /// Seconds after its last publish that a channel's history expires in Redis. Default 86,400.
+    public var redisChannelTTLSeconds = 86_400
+    /// Prefix of every Redis key the hub uses (`PREFIX:all`, `PREFIX:ch:NAME`, `PREFIX:since`).
+    /// Default `microsse`.
+    public var redisKeyPrefix = "microsse"
+
     /// The defaults.
     public init() {}
 }

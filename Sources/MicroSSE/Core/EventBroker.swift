@@ -32,12 +32,19 @@ enum GapReason: String, Sendable, Equatable {
 /// - After ``unsubscribe(_:)`` returns, the subscriber is queued nothing more.
 /// - After ``shutdown()``, `publish` throws `.unavailable` and `subscribe` registers nothing.
 protocol EventBroker: Sendable {
+    /// Connects to whatever backs the broker; called once by ``Server/start()`` before the port
+    /// is bound. Throws `.unavailable` (or `.startFailed`) when that is impossible.
+    func start() throws(MicroSSEError)
     func publish(_ event: Event, to channel: String) throws(MicroSSEError) -> String
     func subscribe(_ subscriber: Subscriber, after lastEventID: String?) -> ResumeStatus
     func unsubscribe(_ subscriber: Subscriber)
     func shutdown()
     /// Channels with history or subscribers.
     var channelCount: Int { get }
+}
+
+extension EventBroker {
+    func start() throws(MicroSSEError) {}
 }
 
 extension ResumeStatus {

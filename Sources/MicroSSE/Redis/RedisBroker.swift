@@ -9,8 +9,8 @@ import Synchronization
 ///
 /// - Every publish runs one Lua script: `XADD` to the global stream `PREFIX:all` (all channels,
 ///   one order, the ids every hub uses) and, with the same id, to the channel's stream
-///   `PREFIX:ch:NAME` capped at the history count (`MAXLEN`), which expires after `channelTTL`
-///   seconds without a publish.
+///   `PREFIX:ch:NAME` capped at the history count plus one (`MAXLEN`; the extra entry marks
+///   where eviction stopped), which expires after `channelTTL` seconds without a publish.
 /// - Each hub runs one reader thread blocked in `XREAD BLOCK` on the global stream and fans every
 ///   entry out to its local subscribers: live delivery never polls. After a lost connection it
 ///   reconnects with backoff and reads on from the last id it delivered, so open streams see no
@@ -147,7 +147,9 @@ final class RedisBroker: EventBroker {
         let args: [[UInt8]] = [
             Array("EVAL".utf8), Array(Self.publishScript.utf8), Array("2".utf8), Array(globalKey.utf8),
             Array(channelKey(channel).utf8), Array(String(settings.globalLength).utf8),
-            Array(String(max(1, settings.historyCount)).utf8), Array(channel.utf8), Array(event.data.utf8),
+            // One entry more than the history count: the oldest retained entry marks where
+            // eviction stopped, so a client resuming from exactly there is placed without a gap.
+            Array(String(max(1, settings.historyCount) + 1).utf8), Array(channel.utf8), Array(event.data.utf8),
             Array((event.event ?? "").utf8), Array((event.id.map { "=" + $0 } ?? "").utf8),
             Array(String(settings.channelTTLSeconds).utf8),
         ]
@@ -242,7 +244,8 @@ final class RedisBroker: EventBroker {
             let info = try withCommandConnection { c throws(MicroSSEError) in try c.command(["XINFO", "STREAM", key]) }
             if case .array(let fields) = info {
                 // Trimming (MAXLEN) leaves max-deleted-entry-id alone, so eviction shows as
-                // entries-added > length; everything evicted is older than the first retained entry.
+                // entries-added > length; everything evicted is older than the first retained
+                // entry, which is kept as the boundary (MAXLEN is the history count plus one).
                 var length = 0
                 var added = 0
                 var first: RedisStreamID?
@@ -363,6 +366,10 @@ final class RedisBroker: EventBroker {
                 let channel = field("c", in: fields[1]), let (_, frame) = decodeEntry(entry, channelFields: true)
             else { continue }
             decoded.append((id, channel, frame))
+            // Caller-given ids published on other hubs are placed here too.
+            if let caller = field("i", in: fields[1]), caller.hasPrefix("=") {
+                rememberCallerID(String(caller.dropFirst()), id)
+            }
         }
         var wakes: [Subscriber] = []
         state.withLock { s in
