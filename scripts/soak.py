@@ -458,6 +458,17 @@ def main():
         f"| end of load | {samples[-1][1] / 1024:.1f} MiB | {samples[-1][2]} | {samples[-1][3]} |",
         f"| load stopped, 6 s later | {quiet[0] / 1024:.1f} MiB | {quiet[1]} | {quiet[2]} |",
     ]
+    # The curve, about ten points, so growth (or a plateau) can be seen without the TSV.
+    step = max(1, len(samples) // 10)
+    curve = samples[::step] + ([samples[-1]] if (len(samples) - 1) % step else [])
+    lines += [
+        "",
+        "| seconds | " + " | ".join(f"{s[0]:.0f}" for s in curve) + " |",
+        "|---|" + "---|" * len(curve),
+        "| RSS MiB | " + " | ".join(f"{s[1] / 1024:.0f}" for s in curve) + " |",
+        "| fds | " + " | ".join(str(s[2]) for s in curve) + " |",
+        "| events published | " + " | ".join(f"{s[4]:,}" for s in curve) + " |",
+    ]
     with open(os.path.join(args.out, "soak.md"), "w") as f:
         f.write("\n".join(lines) + "\n")
     print("\n".join(lines))
