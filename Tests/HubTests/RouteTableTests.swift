@@ -267,6 +267,10 @@ struct RouteTableTests {
         #expect(refused.header("Access-Control-Allow-Origin") == nil)
         let other = try subscribe(hub, "/events/a", headers: [("Origin", "https://evil.example")])
         #expect(other.head.header("Access-Control-Allow-Origin") == nil)
+        // The answer depends on Origin either way, so caches are told so.
+        #expect(c.head.header("Vary") == "Origin")
+        #expect(other.head.header("Vary") == "Origin")
+        #expect(refused.header("Vary") == "Origin")
     }
 
     @Test("a subscriber over max clients gets 503 with Retry-After; the others keep streaming")

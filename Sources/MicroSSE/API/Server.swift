@@ -318,11 +318,15 @@ private final class RequestRouter: TransportDelegate {
             config.corsOrigins.contains(o) ? o : (config.corsOrigins.contains("*") ? "*" : nil)
         }
         var reply = route(request, corsAllowed: corsOrigin != nil)
+        // With CORS configured, every answer depends on Origin (caches must know), allowed or not.
+        var cors: [(name: String, value: String)] = config.corsOrigins.isEmpty ? [] : [("Vary", "Origin")]
         if let corsOrigin {
-            let cors: [(name: String, value: String)] = [
-                ("Access-Control-Allow-Origin", corsOrigin), ("Vary", "Origin"),
+            cors += [
+                ("Access-Control-Allow-Origin", corsOrigin),
                 ("Access-Control-Expose-Headers", "\(gapHeader), Retry-After"),
             ]
+        }
+        if !cors.isEmpty {
             switch reply {
             case .response(var r):
                 r.headers += cors
