@@ -39,7 +39,7 @@ serve: build
 # Every test: the Swift suites (wire, core, servers over loopback, the C ABI and C example,
 # hostile clients, Redis), the browser suite in headless Chromium, and the benchmark tools'
 # self-tests (benchmarks themselves never run here: `make bench`).
-test: test-deps lib
+test: test-deps lib lint
 	$(SWIFT) test
 	Tests/browser/run.sh
 	$(MAKE) -C Benchmarks selftest

@@ -40,7 +40,9 @@ struct Demo: AsyncParsableCommand {
         timer.setEventHandler { clock.tick() }
         timer.resume()
         try await runUntilSignalled(server, logger: logger) {
-            print("Open http://\(common.host.contains(":") ? "[\(common.host)]" : common.host):\(server.port)/ in a browser")
+            print(
+                "Open http://\(common.host.contains(":") ? "[\(common.host)]" : common.host):\(server.port)/ in a browser"
+            )
         }
         timer.cancel()
     }

@@ -26,7 +26,8 @@ struct Serve: AsyncParsableCommand {
     var writeTimeout = 30
     @Option(help: "TLS certificate chain (PEM) for HTTPS; needs --tls-key.") var tlsCert: String?
     @Option(help: "TLS private key (PEM, unencrypted) for HTTPS; needs --tls-cert.") var tlsKey: String?
-    @Option(help: "Share channels, ids and history with other hubs through Redis (redis://[:PASSWORD@]HOST[:PORT][/DB]).")
+    @Option(
+        help: "Share channels, ids and history with other hubs through Redis (redis://[:PASSWORD@]HOST[:PORT][/DB]).")
     var redis: String?
     @Flag(help: "Serve a live page at / that subscribes to and publishes on a channel.") var web = false
 

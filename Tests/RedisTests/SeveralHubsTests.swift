@@ -101,10 +101,12 @@ struct SeveralHubsTests {
         // Real `microsse serve --redis` processes (default key prefix; this Redis is the test's own).
         var hubB = try ServerProcess(["serve", "--port", "0", "--heartbeat", "0", "--redis", redis.url])
         let sub = try EventStreamClient(port: hubB.port, path: "/events/jobs")
-        try #require(eventually { (try? httpRequest(port: hubB.port, path: "/stats").text.contains("\"clients\":1")) == true })
+        try #require(
+            eventually { (try? httpRequest(port: hubB.port, path: "/stats").text.contains("\"clients\":1")) == true })
         var sent: [String] = []
         for i in 0..<20 {
-            let id = try #require(try publishOverHTTP(port: hubB.port, channel: "jobs", data: "job \(i)", deadline: now() + 5))
+            let id = try #require(
+                try publishOverHTTP(port: hubB.port, channel: "jobs", data: "job \(i)", deadline: now() + 5))
             sent.append(id)
         }
         let got = try sub.events(20)
@@ -114,7 +116,8 @@ struct SeveralHubsTests {
         // Published through another hub while B is down.
         let c = try ServerProcess(["serve", "--port", "0", "--heartbeat", "0", "--redis", redis.url])
         for i in 20..<30 {
-            sent.append(try #require(try publishOverHTTP(port: c.port, channel: "jobs", data: "job \(i)", deadline: now() + 5)))
+            sent.append(
+                try #require(try publishOverHTTP(port: c.port, channel: "jobs", data: "job \(i)", deadline: now() + 5)))
         }
         hubB = try ServerProcess(["serve", "--port", "0", "--heartbeat", "0", "--redis", redis.url])
         let resumed = try EventStreamClient(
@@ -181,10 +184,11 @@ struct SeveralHubsTests {
         try redis.start()
         // The hub reconnects on the next publish (503s until then).
         var fresh: String?
-        #expect(eventually(timeout: 10) {
-            fresh = try? a.publish("after", to: "news")
-            return fresh != nil
-        })
+        #expect(
+            eventually(timeout: 10) {
+                fresh = try? a.publish("after", to: "news")
+                return fresh != nil
+            })
         let stream = try EventStreamClient(port: a.port, path: "/events/news", headers: [("Last-Event-ID", old)])
         #expect(stream.head.header("MicroSSE-Gap") == "evicted")
         let events = try stream.events(2)

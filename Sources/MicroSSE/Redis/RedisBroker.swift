@@ -262,8 +262,9 @@ final class RedisBroker: EventBroker {
                     i += 2
                 }
                 if added > length, let first, position < first { missed = true }
-            } else if case .error = info, position.milliseconds + UInt64(settings.channelTTLSeconds) * 1_000
-                < wallClockMilliseconds()
+            } else if case .error = info,
+                position.milliseconds + UInt64(settings.channelTTLSeconds) * 1_000
+                    < wallClockMilliseconds()
             {
                 // No stream: the channel never had events, or expired after channelTTL without a
                 // publish. An id older than the TTL may have missed events that expired.

@@ -94,7 +94,9 @@ final class RedisConnection {
             throw MicroSSEError(.unavailable, "cannot allocate a Redis connection")
         }
         if c.pointee.err != 0 {
-            let reason = withUnsafeBytes(of: c.pointee.errstr) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
+            let reason = withUnsafeBytes(of: c.pointee.errstr) {
+                String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self)
+            }
             redisFree(c)
             throw MicroSSEError(.unavailable, "cannot connect to Redis at \(url): \(reason)")
         }
