@@ -29,6 +29,10 @@ struct Serve: AsyncParsableCommand {
     @Option(
         help: "Share channels, ids and history with other hubs through Redis (redis://[:PASSWORD@]HOST[:PORT][/DB]).")
     var redis: String?
+    @Option(help: "libmicrohttpd's memory per connection in bytes: request headers must fit in it; smaller saves memory per idle stream.")
+    var connectionMemory = ServerConfiguration().connectionMemoryLimit
+    @Option(help: "libmicrohttpd polling threads (1 = one epoll thread; more spread streams over more cores).")
+    var threads = 1
     @Flag(help: "Serve a live page at / that subscribes to and publishes on a channel.") var web = false
 
     func validate() throws {
@@ -40,6 +44,8 @@ struct Serve: AsyncParsableCommand {
         guard clientBufferBytes >= 1024 else { throw ValidationError("--client-buffer-bytes must be at least 1024") }
         guard maxPublishBytes >= 0 else { throw ValidationError("--max-publish-bytes must not be negative") }
         guard writeTimeout >= 0 else { throw ValidationError("--write-timeout must not be negative") }
+        guard connectionMemory >= 2048 else { throw ValidationError("--connection-memory must be at least 2048") }
+        guard (1...256).contains(threads) else { throw ValidationError("--threads must be between 1 and 256") }
         guard (tlsCert == nil) == (tlsKey == nil) else {
             throw ValidationError("--tls-cert and --tls-key must be given together")
         }
@@ -69,6 +75,8 @@ struct Serve: AsyncParsableCommand {
         config.maxPublishBytes = maxPublishBytes
         config.writeTimeoutSeconds = writeTimeout
         config.connectionLimit = max(config.connectionLimit, maxClients + 240)
+        config.connectionMemoryLimit = connectionMemory
+        config.threadPoolSize = threads
         if let tlsCert, let tlsKey {
             config.tls = try ServerConfiguration.TLS(certificateFile: tlsCert, privateKeyFile: tlsKey)
         }

@@ -214,12 +214,17 @@ public final class Server: Sendable {
         configuration.host.contains(":") ? "[\(configuration.host)]" : configuration.host
     }
 
+    /// The buffer libmicrohttpd allocates with every stream's response. It bounds one content-reader
+    /// call only for HTTP/1.0 (close-delimited) streams; HTTP/1.1 readers fill the connection's pool.
+    /// Small, because every held stream pays for it (MHD-NOTES trap 6).
+    static let streamBlockSize = 256
+
     private func transportOptions() -> TransportOptions {
         let c = configuration
         return TransportOptions(
             host: c.host, port: c.port, connectionLimit: c.connectionLimit,
             connectionMemoryLimit: c.connectionMemoryLimit, connectionTimeout: c.connectionTimeoutSeconds,
-            blockSize: 1024, threadPoolSize: c.threadPoolSize, perIPConnectionLimit: c.perIPConnectionLimit,
+            blockSize: Self.streamBlockSize, threadPoolSize: c.threadPoolSize, perIPConnectionLimit: c.perIPConnectionLimit,
             maxStreams: c.maxClients, maxBodyBytes: c.maxPublishBytes, tlsCertificatePEM: c.tls?.certificatePEM,
             tlsKeyPEM: c.tls?.privateKeyPEM, drainTimeoutMilliseconds: c.shutdownDrainMilliseconds)
     }
