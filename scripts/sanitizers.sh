@@ -48,6 +48,19 @@ for kind in $KINDS; do
         SWIFT_BACKTRACE=enable=no \
         swift test --sanitize="$kind" --scratch-path "$scratch" "${FILTER[@]}" >"$log" 2>&1
     rc=$?
+    # The working tree is shared: a file edited mid-build fails the build, not the tests. Retry.
+    for attempt in 1 2 3; do
+        grep -q 'was modified during the build\|error: emit-module command failed\|Compiling.*error:' "$log" || break
+        echo "   build raced an edit; retrying ($attempt)" >&2
+        sleep 20
+        rm -rf "$reports_dir" && mkdir -p "$reports_dir"
+        ASAN_OPTIONS="detect_leaks=1:abort_on_error=0:log_path=$PWD/$reports_dir/asan" \
+            TSAN_OPTIONS="suppressions=$PWD/scripts/tsan.supp:halt_on_error=0:second_deadlock_stack=1:report_signal_unsafe=0:log_path=$PWD/$reports_dir/tsan" \
+            LSAN_OPTIONS="suppressions=$PWD/scripts/lsan.supp:print_suppressions=0" \
+            SWIFT_BACKTRACE=enable=no \
+            swift test --sanitize="$kind" --scratch-path "$scratch" "${FILTER[@]}" >"$log" 2>&1
+        rc=$?
+    done
     secs=$(($(date +%s) - start))
     cat "$reports_dir"/* >"$OUT/sanitizer-$kind-reports.txt" 2>/dev/null || true
     reports=$(grep -cE '(ERROR|WARNING): (AddressSanitizer|LeakSanitizer|ThreadSanitizer)' \

@@ -60,13 +60,17 @@ msse_shim_tracker *msse_shim_tracker_create(unsigned int request_timeout_seconds
 
 void msse_shim_tracker_destroy(msse_shim_tracker *t) {
     if (t == NULL) return;
-    /* After MHD_stop_daemon every connection has been notified closed; free any stragglers. */
+    /* After MHD_stop_daemon every connection has been notified closed; free any stragglers.
+     * The lock orders this after the last notification (the caller's thread may be another). */
+    pthread_mutex_lock(&t->lock);
     msse_shim_conn *c = t->head.next;
     while (c != &t->head) {
         msse_shim_conn *next = c->next;
         free(c);
         c = next;
     }
+    t->head.next = t->head.prev = &t->head;
+    pthread_mutex_unlock(&t->lock);
     pthread_mutex_destroy(&t->lock);
     free(t);
 }
