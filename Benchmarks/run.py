@@ -33,11 +33,16 @@ CHUB = os.path.join(HERE, "reference", "c-hub", "c-hub")
 NODEHUB = os.path.join(HERE, "reference", "node-hub", "hub.js")
 RESULTS = os.path.join(HERE, "results")
 
+INPROC_SWIFT = os.path.join(HERE, "inproc", "inproc-swift")
+INPROC_C = os.path.join(HERE, "inproc", "inproc-c")
+
 DEFAULT_MICROSSE = ("../.build/release/microsse serve --host 127.0.0.1 --port {port} --heartbeat 0 "
                     "--max-clients 20000")
-# The reference hub's per-connection memory: a 6 KiB MHD pool keeps an idle stream under the 8 KB
-# target; a larger pool buys throughput for large events (see Benchmarks/README.md).
-DEFAULT_CREF_ARGS = "--pool 6144 --block 256"
+# Like for like: the reference hub runs with MicroSSE's libmicrohttpd pool (read from `microsse
+# serve --help`, or the command's own --connection-memory) and MicroSSE's stream block size
+# (Server.streamBlockSize). See Benchmarks/README.md for what the pool does to memory.
+MICROSSE_BLOCK = 256
+FALLBACK_POOL = 5120
 
 SERVER_CPU, LOADGEN_CPU = "0", "1"
 
@@ -55,6 +60,17 @@ SCENARIOS = {
         "large": ("large payloads: 100 subscribers, 16 KiB events, as fast as possible",
                   ["--subs", "100", "--size", "16384", "--events", "100000000", "--pub-conns", "4",
                    "--window", "32", "--duration", "8", "--drain", "10"]),
+        "inproc": ("in-process publishing: 1,000 subscribers, 20,000 64-byte events through the Swift API "
+                   "and the C API, window 128",
+                   ["--subs", "1000", "--pub-conns", "0", "--expect", "20000", "--drain", "60"]),
+        "redis-fanout": ("two hubs over Redis, fan-out: publish on hub A, 1,000 subscribers on hub B, "
+                         "64-byte events as fast as possible",
+                         ["--subs", "1000", "--size", "64", "--events", "100000000", "--pub-conns", "16",
+                          "--window", "128", "--duration", "8", "--drain", "10"]),
+        "redis-latency": ("two hubs over Redis, latency: publish on hub A, 1,000 subscribers on hub B, "
+                          "100 events/s for 10 s",
+                          ["--subs", "1000", "--size", "64", "--events", "1000", "--rate", "100", "--pub-conns",
+                           "4", "--duration", "12", "--drain", "10"]),
     },
     "smoke": {
         "fanout": ("fan-out (smoke): 50 subscribers, 64-byte events",
@@ -68,10 +84,20 @@ SCENARIOS = {
         "large": ("large payloads (smoke): 10 subscribers, 16 KiB events",
                   ["--subs", "10", "--size", "16384", "--events", "100000000", "--pub-conns", "2",
                    "--window", "16", "--duration", "1", "--drain", "5"]),
+        "inproc": ("in-process publishing (smoke): 50 subscribers, 500 events, Swift API and C API",
+                   ["--subs", "50", "--pub-conns", "0", "--expect", "500", "--drain", "20"]),
+        "redis-fanout": ("two hubs over Redis, fan-out (smoke): 50 subscribers on hub B",
+                         ["--subs", "50", "--size", "64", "--events", "100000000", "--pub-conns", "8",
+                          "--window", "64", "--duration", "1", "--drain", "5"]),
+        "redis-latency": ("two hubs over Redis, latency (smoke): 50 subscribers, 50 events/s for 1 s",
+                          ["--subs", "50", "--size", "64", "--events", "50", "--rate", "50", "--pub-conns", "2",
+                           "--duration", "3", "--drain", "5"]),
     },
 }
-ORDER = ["fanout", "latency", "idle", "large"]
+ORDER = ["fanout", "latency", "idle", "large", "inproc", "redis-fanout", "redis-latency"]
 SERVER_ORDER = ["microsse", "c-ref", "node"]
+# Scenarios that run only MicroSSE variants (their own report sections).
+MICROSSE_ONLY = {"inproc": ["swift-api", "c-api"], "redis-fanout": ["two-hubs"], "redis-latency": ["two-hubs"]}
 
 
 def log(msg):
@@ -132,7 +158,8 @@ def server_commands(args):
         if os.sep in exe:
             margv[0] = exe_path
         out.append(("microsse", margv, mcmd))
-    cargs = args.cref_args if args.cref_args is not None else os.environ.get("CREF_ARGS", DEFAULT_CREF_ARGS)
+    default_cref = "--pool %d --block %d" % (microsse_pool(margv), MICROSSE_BLOCK)
+    cargs = args.cref_args if args.cref_args is not None else os.environ.get("CREF_ARGS", default_cref)
     if os.path.exists(CHUB):
         out.append(("c-ref", [CHUB, "--host", "127.0.0.1", "--port", "{port}"] + shlex.split(cargs),
                     "reference/c-hub/c-hub --port {port} " + cargs))
@@ -145,6 +172,155 @@ def server_commands(args):
         out.append(("node", None, "skipped: node not found"))
     wanted = args.servers.split(",")
     return [s for s in out if s[0] in wanted]
+
+
+def microsse_pool(margv):
+    """MicroSSE's libmicrohttpd pool in bytes: the command's --connection-memory, else the default
+    that `microsse serve --help` prints."""
+    for i, a in enumerate(margv):
+        if a == "--connection-memory" and i + 1 < len(margv):
+            return int(margv[i + 1])
+        if a.startswith("--connection-memory="):
+            return int(a.split("=", 1)[1])
+    try:
+        exe = margv[0] if os.path.isabs(margv[0]) else os.path.normpath(os.path.join(HERE, margv[0]))
+        out = subprocess.run([exe, "serve", "--help"], capture_output=True, text=True, timeout=10).stdout
+        flat = " ".join(out.split())
+        i = flat.index("--connection-memory")
+        j = flat.index("(default: ", i)
+        return int(flat[j + len("(default: "):flat.index(")", j)])
+    except (OSError, ValueError, subprocess.TimeoutExpired):
+        return FALLBACK_POOL
+
+
+def proc_cpu_s(pid):
+    """utime + stime of a process in seconds (None when it is gone)."""
+    try:
+        with open("/proc/%d/stat" % pid) as f:
+            st = f.read()
+    except OSError:
+        return None
+    fields = st[st.rindex(")") + 2:].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def stop_proc(p, timeout=20):
+    if p.poll() is not None:
+        return "exited early (%s)" % p.returncode
+    p.send_signal(signal.SIGINT)
+    try:
+        return p.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        p.kill()
+        p.wait()
+        return "hung (killed after %d s)" % timeout
+
+
+def redis_ping(port, timeout):
+    end = time.time() + timeout
+    while time.time() < end:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=1) as s:
+                s.sendall(b"PING\r\n")
+                if s.recv(16).startswith(b"+PONG"):
+                    return True
+        except OSError:
+            pass
+        time.sleep(0.05)
+    return False
+
+
+def run_two_hubs(margv_t, scen, lg_args, logdir):
+    """Hub A (publishers) and hub B (subscribers), both `microsse serve --redis` on a throwaway
+    redis-server; all three pinned to the server CPU. Server CPU = hub B over the measured phase
+    (loadgen) + hub A + redis over the whole loadgen run."""
+    rec = {"server": "two-hubs", "scenario": scen}
+    rport, aport, bport = free_port(), free_port(), free_port()
+    logs = []
+    procs = []
+    try:
+        rlog = open(os.path.join(logdir, "%s-redis.log" % scen), "w")
+        logs.append(rlog)
+        redis = subprocess.Popen(pinned(SERVER_CPU, ["redis-server", "--port", str(rport), "--bind", "127.0.0.1",
+                                                     "--save", "", "--appendonly", "no"]),
+                                 stdout=rlog, stderr=subprocess.STDOUT, cwd=HERE)
+        procs.append(("redis", redis))
+        if not redis_ping(rport, 10):
+            rec["error"] = "redis-server did not answer PING within 10 s"
+            return rec
+        url = "redis://127.0.0.1:%d" % rport
+        hubs = {}
+        for hub, port in (("hub-a", aport), ("hub-b", bport)):
+            argv = [a.replace("{port}", str(port)) for a in margv_t] + ["--redis", url]
+            lf = open(os.path.join(logdir, "%s-%s.log" % (scen, hub)), "w")
+            logs.append(lf)
+            p = subprocess.Popen(pinned(SERVER_CPU, argv), stdout=lf, stderr=subprocess.STDOUT,
+                                 preexec_fn=raise_nofile, cwd=HERE)
+            procs.append((hub, p))
+            hubs[hub] = p
+            if not healthy(port, 15, p):
+                rec["error"] = "%s did not answer GET /healthz within 15 s" % hub
+                return rec
+        cpu0 = {n: proc_cpu_s(p.pid) for n, p in procs if n != "hub-b"}
+        cmd = pinned(LOADGEN_CPU, [LOADGEN, "--port", str(bport), "--pub-port", str(aport), "--server-pid",
+                                   str(hubs["hub-b"].pid), "--label", "%s/two-hubs" % scen] + lg_args)
+        try:
+            p = subprocess.run(cmd, capture_output=True, text=True, timeout=240)
+        except subprocess.TimeoutExpired:
+            rec["error"] = "loadgen timed out"
+            return rec
+        cpu1 = {n: proc_cpu_s(p_.pid) for n, p_ in procs if n != "hub-b"}
+        lines = [l for l in p.stdout.splitlines() if l.startswith("{")]
+        if p.returncode != 0 or not lines:
+            rec["error"] = "loadgen failed (%d): %s" % (p.returncode, p.stderr.strip()[-300:])
+            return rec
+        rec["lg"] = json.loads(lines[-1])
+        rec["extra_cpu_s"] = {n: round(cpu1[n] - cpu0[n], 3) for n in cpu0 if cpu0[n] is not None and cpu1[n] is not None}
+    finally:
+        rcs = {}
+        for n, p in reversed(procs):
+            if n == "redis":
+                p.terminate()
+                try:
+                    p.wait(timeout=10)
+                except subprocess.TimeoutExpired:
+                    p.kill()
+                    p.wait()
+            else:
+                rcs[n] = stop_proc(p)
+        bad = {n: rc for n, rc in rcs.items() if rc != 0}
+        rec["stop_rc"] = 0 if not bad else ", ".join("%s: %s" % kv for kv in bad.items())
+        for lf in logs:
+            lf.close()
+    return rec
+
+
+def lg_value(lg_args, flag):
+    return lg_args[lg_args.index(flag) + 1]
+
+
+def run_microsse_only(scen, title, lg_args, servers, logdir):
+    """Scenario 5 (in-process publishers) and the two-hub Redis scenarios."""
+    m = next((s for s in servers if s[0] == "microsse"), None)
+    if m is None or m[1] is None:
+        log("   skipped: MicroSSE is not run")
+        return []
+    out = []
+    if scen == "inproc":
+        common = ["--port", "{port}", "--subs", lg_value(lg_args, "--subs"), "--events",
+                  lg_value(lg_args, "--expect"), "--size", "64", "--window", "128"]
+        for name, exe in (("swift-api", INPROC_SWIFT), ("c-api", INPROC_C)):
+            if not os.path.exists(exe):
+                out.append({"server": name, "scenario": scen,
+                            "error": "%s not built (make -C Benchmarks inproc)" % os.path.relpath(exe, REPO)})
+            else:
+                out.append(run_one(name, [exe] + common, scen, title, lg_args, logdir))
+    else:
+        if not shutil.which("redis-server"):
+            out.append({"server": "two-hubs", "scenario": scen, "error": "redis-server not found"})
+        else:
+            out.append(run_two_hubs(m[1], scen, lg_args, logdir))
+    return out
 
 
 def run_one(name, argv_t, scen, title, lg_args, logdir):
@@ -223,7 +399,10 @@ def metrics(rec):
     measure = lg["measure_s"] or 1
     m["cpu_pct"] = 100.0 * cpu / measure if cpu >= 0 else None
     m["loadgen_pct"] = 100.0 * lg["loadgen_cpu_s"] / measure
-    if scen in ("fanout", "large", "latency"):
+    if rec.get("extra_cpu_s") and cpu >= 0:
+        cpu += sum(rec["extra_cpu_s"].values())
+        m["cpu_pct"] = 100.0 * cpu / measure
+    if scen in ("fanout", "large", "latency", "inproc", "redis-fanout", "redis-latency"):
         m["dps"] = lg["deliveries_per_s"]
         m["cpu_per_m"] = cpu / (lg["deliveries"] / 1e6) if lg["deliveries"] else None
         m["mbps"] = lg["payload_mb_per_s"]
@@ -323,6 +502,79 @@ def ratio(a, b):
     return a / b
 
 
+def write_microsse_only(L, by, scen_defs):
+    """Sections for scenario 5 and the two-hub Redis scenarios, next to the matching HTTP figures
+    of the same run."""
+    def col(scen, srv):
+        return metrics(by[(scen, srv)]) if (scen, srv) in by else {}
+    if "inproc" in scen_defs:
+        title, lg_args = scen_defs["inproc"]
+        L.append("## %s" % title)
+        L.append("")
+        L.append("The server process publishes itself: `Benchmarks/inproc/inproc.swift` (`Server.publish`) and "
+                 "`Benchmarks/inproc/inproc.c` (`msse_publish`, libmicrosse), one publisher thread that keeps "
+                 "at most 128 events per subscriber not yet written to the sockets (from the server's "
+                 "statistics), pinned with the server to CPU %s. Server CPU includes the publisher. "
+                 "Next to them, the HTTP fan-out figures of this run (16 publisher connections, window 128)."
+                 % SERVER_CPU)
+        L.append("")
+        L.append("loadgen: `%s`" % " ".join(lg_args))
+        L.append("")
+        cols = [("Swift API", col("inproc", "swift-api")), ("C API", col("inproc", "c-api")),
+                ("MicroSSE, HTTP publish", col("fanout", "microsse")), ("C ref, HTTP publish", col("fanout", "c-ref"))]
+        hdr = ["metric"] + [c[0] for c in cols] + ["Swift API / HTTP", "C API / Swift API"]
+        L.append("| " + " | ".join(hdr) + " |")
+        L.append("|" + "---|" * len(hdr))
+        for label, key, nd in [("deliveries/s", "dps", 0), ("server CPU-s per 1M deliveries", "cpu_per_m", 3),
+                               ("server CPU use (%)", "cpu_pct", 0), ("latency p50 (ms)", "p50", 2),
+                               ("latency p99 (ms)", "p99", 2), ("server RSS at end (MB)", "rss_mb", 1)]:
+            row = [label] + [fmt(c[1].get(key), nd) for c in cols]
+            for a, b in ((cols[0][1].get(key), cols[2][1].get(key)), (cols[1][1].get(key), cols[0][1].get(key))):
+                r = ratio(a, b)
+                row.append(fmt(r, 2) + "×" if r is not None else "—")
+            L.append("| " + " | ".join(row) + " |")
+        row = ["correctness"] + [correctness(by[k]) if k in by else "not run" for k in
+                                 (("inproc", "swift-api"), ("inproc", "c-api"), ("fanout", "microsse"), ("fanout", "c-ref"))]
+        L.append("| " + " | ".join(row + ["", ""]) + " |")
+        L.append("")
+    redis = [s for s in ("redis-fanout", "redis-latency") if s in scen_defs]
+    if redis:
+        L.append("## Two hubs over Redis: what the hop costs")
+        L.append("")
+        L.append("Hub A takes the publishes (`POST`), hub B holds the subscribers; both run `microsse serve "
+                 "--redis redis://127.0.0.1:PORT` against a throwaway `redis-server --save '' --appendonly no`. "
+                 "Hub A, hub B and redis-server are all pinned to CPU %s (the same one core a single hub gets); "
+                 "server CPU is the sum of the three. The one-hub column is MicroSSE in the fan-out and latency "
+                 "scenarios of this run (same loadgen arguments)." % SERVER_CPU)
+        L.append("")
+        for scen in redis:
+            title, lg_args = scen_defs[scen]
+            single = {"redis-fanout": "fanout", "redis-latency": "latency"}[scen]
+            one, two = col(single, "microsse"), col(scen, "two-hubs")
+            L.append("### %s" % title)
+            L.append("")
+            L.append("loadgen: `%s`" % " ".join(lg_args))
+            L.append("")
+            L.append("| metric | one hub | two hubs over Redis | two / one |")
+            L.append("|---|---|---|---|")
+            for label, key, nd in [("deliveries/s", "dps", 0), ("latency p50 (ms)", "p50", 2),
+                                   ("latency p99 (ms)", "p99", 2), ("latency max (ms)", "max", 2),
+                                   ("server CPU-s per 1M deliveries (all server processes)", "cpu_per_m", 3),
+                                   ("server CPU use (%)", "cpu_pct", 0)]:
+                r = ratio(two.get(key), one.get(key))
+                L.append("| %s | %s | %s | %s |" % (label, fmt(one.get(key), nd), fmt(two.get(key), nd),
+                                                    fmt(r, 2) + "×" if r is not None else "—"))
+            rec = by.get((scen, "two-hubs"), {})
+            extra = rec.get("extra_cpu_s") or {}
+            L.append("| correctness | %s | %s | |" % (correctness(by[(single, "microsse")]) if (single, "microsse") in by
+                                                      else "not run", correctness(rec) if rec else "not run"))
+            L.append("")
+            if extra and rec.get("lg"):
+                L.append("CPU-s by process: hub B %.2f, %s." % (rec["lg"]["server_cpu_s"], ", ".join(
+                    "%s %.2f" % kv for kv in sorted(extra.items()))))
+                L.append("")
+
+
 def write_report(path, results, servers, scen_defs, args, started, elapsed):
     names = [s[0] for s in servers]
     runnable = [s[0] for s in servers if s[1] is not None]
@@ -365,7 +617,7 @@ def write_report(path, results, servers, scen_defs, args, started, elapsed):
     have_m = "microsse" in runnable
     have_c = "c-ref" in runnable
     have_n = "node" in runnable
-    for scen in [s for s in ORDER if s in scen_defs]:
+    for scen in [s for s in ORDER if s in scen_defs and s not in MICROSSE_ONLY]:
         title, lg_args = scen_defs[scen]
         L.append("## %s" % title)
         L.append("")
@@ -392,6 +644,7 @@ def write_report(path, results, servers, scen_defs, args, started, elapsed):
         row += [""] * (len(hdr) - len(row))
         L.append("| " + " | ".join(row) + " |")
         L.append("")
+    write_microsse_only(L, by, scen_defs)
     # targets (issue 6)
     L.append("## Targets (issue 6)")
     L.append("")
@@ -435,7 +688,7 @@ def main():
     ap.add_argument("--scenarios", default=",".join(ORDER), help="comma list of " + ",".join(ORDER))
     ap.add_argument("--microsse-cmd", default=None,
                     help="MicroSSE command, {port} is replaced (env MICROSSE_CMD; default: %s)" % DEFAULT_MICROSSE)
-    ap.add_argument("--cref-args", default=None, help="C reference tuning (env CREF_ARGS; default: %s)" % DEFAULT_CREF_ARGS)
+    ap.add_argument("--cref-args", default=None, help="C reference tuning (env CREF_ARGS; default: --pool <MicroSSE pool> --block %d)" % MICROSSE_BLOCK)
     ap.add_argument("--out", default=None, help="report path (default: ../BENCHMARKS.md, or results/smoke.md with --smoke)")
     ap.add_argument("--invoked-as", default=None, help="the command line to print in the report")
     args = ap.parse_args()
@@ -462,6 +715,14 @@ def main():
     for scen in scen_defs:
         title, lg_args = scen_defs[scen]
         log("== %s" % title)
+        if scen in MICROSSE_ONLY:
+            for rec in run_microsse_only(scen, title, lg_args, servers, os.path.join(RESULTS, "logs")):
+                results.append(rec)
+                m = metrics(rec)
+                brief = ", ".join("%s=%s" % (k, fmt(v, 3)) for k, v in m.items() if k in (
+                    "dps", "cpu_per_m", "p50", "p99", "max", "cpu_pct"))
+                log("   %-9s %s  [%s]" % (rec["server"], brief or "-", correctness(rec)))
+            continue
         for name, argv, _ in servers:
             if argv is None:
                 continue

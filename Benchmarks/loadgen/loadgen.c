@@ -120,6 +120,7 @@ static uint64_t h_pct(const hist_t *h, double p) {
 static struct {
     const char *host;
     int port;
+    int pub_port;         /* publisher connections go here (0 = --port): another hub, e.g. over Redis */
     const char *channel;
     int subs;
     int connect_conc;
@@ -150,6 +151,7 @@ static void usage(void) {
         "usage: loadgen [options]\n"
         "  --host H            server address (127.0.0.1)\n"
         "  --port P            server port (8080)\n"
+        "  --pub-port P        publish to this port instead (another hub sharing channels)\n"
         "  --channel NAME      channel (bench)\n"
         "  --subs N            subscribers (100)\n"
         "  --connect-conc N    connections being set up at once (256)\n"
@@ -187,6 +189,7 @@ static void parse_args(int argc, char **argv) {
 #define NEEDV() do { if (!v) { fprintf(stderr, "loadgen: %s needs a value\n", a); exit(2); } i++; } while (0)
         if (!strcmp(a, "--host")) { NEEDV(); opt.host = v; }
         else if (!strcmp(a, "--port")) { NEEDV(); opt.port = (int)arg_num(a, v); }
+        else if (!strcmp(a, "--pub-port")) { NEEDV(); opt.pub_port = (int)arg_num(a, v); }
         else if (!strcmp(a, "--channel")) { NEEDV(); opt.channel = v; }
         else if (!strcmp(a, "--subs")) { NEEDV(); opt.subs = (int)arg_num(a, v); }
         else if (!strcmp(a, "--connect-conc")) { NEEDV(); opt.connect_conc = (int)arg_num(a, v); }
@@ -285,7 +288,7 @@ static int ep = -1;
 static sub_t *subs;
 static pub_t pubs[MAX_PUB];
 static char *rbuf;
-static struct sockaddr_in srv_addr;
+static struct sockaddr_in srv_addr, pub_addr;
 
 /* global counters */
 static uint64_t g_next = 0, g_oldest = 0, g_oldest_since = 0;
@@ -622,12 +625,12 @@ static int body_feed(sub_t *s, const char *p, size_t n, uint64_t now) {
 /* ------------------------------------------------------------------------------------------ */
 /* sockets                                                                                     */
 
-static int open_socket(void) {
+static int open_socket_to(const struct sockaddr_in *addr) {
     int fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     if (fd < 0) return -1;
     int one = 1;
     setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-    if (connect(fd, (struct sockaddr *)&srv_addr, sizeof srv_addr) < 0 && errno != EINPROGRESS) {
+    if (connect(fd, (const struct sockaddr *)addr, sizeof *addr) < 0 && errno != EINPROGRESS) {
         int e = errno;
         close(fd);
         errno = e;
@@ -660,7 +663,7 @@ static void sub_close(sub_t *s) {
 static void sub_open(sub_t *s) {
     s->kind = K_SUB;
     s->bom = 0;
-    s->fd = open_socket();
+    s->fd = open_socket_to(&srv_addr);
     if (s->fd < 0) {
         connect_errors++;
         sub_failed++;
@@ -807,7 +810,7 @@ static void sub_event(sub_t *s, uint32_t events) {
 
 static void pub_connect(pub_t *p) {
     p->kind = K_PUB;
-    p->fd = open_socket();
+    p->fd = open_socket_to(&pub_addr);
     p->rlen = 0;
     p->hdr_done = 0;
     if (p->fd < 0) {
@@ -860,7 +863,7 @@ static void pub_send(pub_t *p, uint64_t now) {
     int hh = snprintf(head, sizeof head,
                       "POST /events/%s HTTP/1.1\r\nHost: %s:%d\r\nContent-Type: text/plain\r\n"
                       "Content-Length: %zu\r\n\r\n",
-                      opt.channel, opt.host, opt.port, plen);
+                      opt.channel, opt.host, opt.pub_port > 0 ? opt.pub_port : opt.port, plen);
     size_t need = (size_t)hh + plen;
     if (need > p->wcap) {
         free(p->wbuf);
@@ -1012,6 +1015,8 @@ int main(int argc, char **argv) {
         fprintf(stderr, "loadgen: --host must be an IPv4 address\n");
         return 2;
     }
+    pub_addr = srv_addr;
+    if (opt.pub_port > 0) pub_addr.sin_port = htons((uint16_t)opt.pub_port);
     ep = epoll_create1(EPOLL_CLOEXEC);
     rbuf = malloc(RBUF_SIZE);
     subs = calloc((size_t)(opt.subs ? opt.subs : 1), sizeof *subs);
