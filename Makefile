@@ -12,7 +12,7 @@ PORT ?= 8080
 BUILD_PACKAGES = libmicrohttpd-dev libhiredis-dev pkg-config
 TEST_PACKAGES = curl openssl valgrind gcc g++ redis-server
 
-.PHONY: all deps test-deps build lib demo serve test browser-test install bench bench-smoke clean format lint
+.PHONY: all deps test-deps build lib demo serve test browser-test install bench bench-smoke fuzz sanitizers soak clean format lint
 
 all: build
 
@@ -58,6 +58,22 @@ bench: deps
 bench-smoke: deps
 	$(SWIFT) build -c release --product microsse
 	$(MAKE) -C Benchmarks smoke
+
+# Reliability (see RELIABILITY.md; each target rewrites its own section there).
+FUZZ_SECONDS ?= 60
+SOAK_SECONDS ?= 600
+# Tests that build C programs against the instrumented library, or measure RSS, cannot run in a
+# sanitizer build; everything else does.
+SANITIZER_SKIP ?= fourPublisherThreads|errorPathsFromC|valgrind|installedPkgConfig|documentedExample|headerCompilesAsCpp|stuckSubscriberIsDropped
+
+fuzz: deps
+	FUZZ_SECONDS=$(FUZZ_SECONDS) Fuzz/run.sh
+
+sanitizers: test-deps
+	SANITIZER_SKIP='$(SANITIZER_SKIP)' scripts/sanitizers.sh
+
+soak: test-deps
+	SOAK_SECONDS=$(SOAK_SECONDS) scripts/soak.sh
 
 format:
 	$(SWIFT) format format -i -r Package.swift Sources Tests
