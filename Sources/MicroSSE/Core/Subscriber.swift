@@ -2,7 +2,7 @@ import Synchronization
 
 /// One connected stream: its bounded queue behind a short lock, and how to wake its connection.
 ///
-/// Publishers (any thread) call ``enqueue(_:)``; the transport's content reader calls ``read(max:write:)``
+/// Publishers (any thread) call ``enqueue(_:)``; the transport's content reader calls ``read(into:onSuspend:)``
 /// on libmicrohttpd's thread. The waker is installed by the transport before the connection can
 /// ever suspend, so an enqueue never needs a wake that cannot be delivered.
 final class Subscriber: Sendable {
@@ -83,9 +83,18 @@ final class Subscriber: Sendable {
         waker?.call()
     }
 
-    /// Called by the transport's content reader. See ``SubscriberQueue/read(max:write:)``.
+    /// Called by the transport's content reader. See ``SubscriberQueue/read(into:)``.
     /// `onSuspend` runs under the queue's lock when the answer is `.suspend`, so the connection
     /// is suspended before any publisher can see it waiting and resume it.
+    func read(into out: UnsafeMutableRawBufferPointer, onSuspend: () -> Void) -> SubscriberQueue.ReadAction {
+        queue.withLock {
+            let action = $0.read(into: out)
+            if action == .suspend { onSuspend() }
+            return action
+        }
+    }
+
+    /// ``read(into:onSuspend:)`` through one call of `write` (tests, tools).
     func read(
         max: Int, write: (ArraySlice<UInt8>) -> Void, onSuspend: () -> Void
     ) -> SubscriberQueue.ReadAction {

@@ -11,7 +11,7 @@ struct Frame: Sendable {
 /// methods return what the caller must do (Hummingbird's connection state machine style).
 ///
 /// The transport keeps it behind a lock; publishers call ``enqueue(_:)``, the transport's
-/// content reader calls ``read(max:write:)`` on libmicrohttpd's thread.
+/// content reader calls ``read(into:)`` on libmicrohttpd's thread.
 struct SubscriberQueue: Sendable {
     enum Phase: Sendable, Equatable {
         /// Streaming.
@@ -36,7 +36,7 @@ struct SubscriberQueue: Sendable {
         case closed
     }
 
-    /// What ``read(max:write:)`` asks the content reader to return to libmicrohttpd.
+    /// What ``read(into:)`` asks the content reader to return to libmicrohttpd.
     enum ReadAction: Sendable, Equatable {
         /// `bytes` were written (and `events` whole events finished).
         case wrote(bytes: Int, events: Int)
@@ -55,7 +55,7 @@ struct SubscriberQueue: Sendable {
     private var offset = 0
     /// Bytes queued and not yet handed to the socket.
     private(set) var pendingBytes = 0
-    /// True while the connection is suspended waiting for data (set only by ``read(max:write:)``).
+    /// True while the connection is suspended waiting for data (set only by ``read(into:)``).
     private(set) var waiting = false
     private(set) var phase = Phase.open
     /// Whether the stream was failed for falling behind (over the bound, or stalled).
@@ -84,19 +84,26 @@ struct SubscriberQueue: Sendable {
         return .none
     }
 
-    /// Copies up to `max` queued bytes, in order, through `write` (several frames per call).
-    mutating func read(max: Int, write: (ArraySlice<UInt8>) -> Void) -> ReadAction {
+    /// Copies up to `out.count` queued bytes, in order, into `out` (several frames per call): what
+    /// the transport's content reader calls with libmicrohttpd's buffer. No allocation, no retain
+    /// of the frames it copies.
+    mutating func read(into out: UnsafeMutableRawBufferPointer) -> ReadAction {
         if phase == .failed { return .abort }
+        let max = out.count
         var written = 0
         var events = 0
         while head < frames.count && written < max {
-            let frame = frames[head]
-            let n = Swift.min(frame.bytes.count - offset, max - written)
-            write(frame.bytes[offset..<(offset + n)])
+            let (n, total, isEvent) = frames[head].bytes.withUnsafeBytes { bytes in
+                let n = Swift.min(bytes.count - offset, max - written)
+                if n > 0 {
+                    (out.baseAddress! + written).copyMemory(from: bytes.baseAddress! + offset, byteCount: n)
+                }
+                return (n, bytes.count, frames[head].isEvent)
+            }
             written += n
             offset += n
-            if offset == frame.bytes.count {
-                if frame.isEvent { events += 1 }
+            if offset == total {
+                if isEvent { events += 1 }
                 head += 1
                 offset = 0
             }
@@ -116,6 +123,14 @@ struct SubscriberQueue: Sendable {
         if phase == .finishing { return .end }
         waiting = true
         return .suspend
+    }
+
+    /// Copies up to `max` queued bytes, in order, through one call of `write` (tests, tools).
+    mutating func read(max: Int, write: (ArraySlice<UInt8>) -> Void) -> ReadAction {
+        var buffer = [UInt8](repeating: 0, count: Swift.max(0, max))
+        let action = buffer.withUnsafeMutableBytes { read(into: $0) }
+        if case .wrote(let n, _) = action { write(buffer[..<n]) }
+        return action
     }
 
     /// Starts a graceful end. Returns true when the connection is suspended and must be resumed.

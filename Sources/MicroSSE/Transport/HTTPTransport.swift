@@ -421,16 +421,9 @@ private let requestCompleted: MHD_RequestCompletedCallback = { _, connection, co
 private let streamReader: MHD_ContentReaderCallback = { cls, _, buffer, max in
     guard let cls, let buffer else { return -2 }
     let context = Unmanaged<StreamContext>.fromOpaque(cls).takeUnretainedValue()
-    let out = UnsafeMutableRawPointer(buffer)
-    var filled = 0
+    // The queued frames are copied straight into libmicrohttpd's buffer, several per call.
     let action = context.subscriber.read(
-        max: max,
-        write: { slice in
-            slice.withUnsafeBytes { bytes in
-                (out + filled).copyMemory(from: bytes.baseAddress!, byteCount: bytes.count)
-                filled += bytes.count
-            }
-        },
+        into: UnsafeMutableRawBufferPointer(start: buffer, count: max),
         // Suspend while the subscriber's lock is held, so a publisher's resume can only come
         // after the suspend (MHD-NOTES: no lost wake-up, no resume of a running connection).
         onSuspend: { MHD_suspend_connection(context.connection.pointer) })
