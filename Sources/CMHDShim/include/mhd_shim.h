@@ -11,6 +11,9 @@
 extern "C" {
 #endif
 
+/* Internal to MicroSSE: none of these is part of libmicrosse's exported ABI. */
+#pragma GCC visibility push(hidden)
+
 /// A formatted log line from libmicrohttpd (MHD hands out a printf format and a va_list, which
 /// Swift cannot read; the shim formats it).
 typedef void (*msse_shim_log_cb)(void *cls, const char *message);
@@ -81,6 +84,8 @@ int msse_shim_connection_fd(struct MHD_Connection *connection);
 /// Sets the inactivity timeout of one connection in seconds, 0 = none
 /// (MHD_set_connection_option is variadic).
 void msse_shim_set_connection_timeout(struct MHD_Connection *connection, unsigned int seconds);
+
+#pragma GCC visibility pop
 
 #ifdef __cplusplus
 }
