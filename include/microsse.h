@@ -139,11 +139,15 @@ typedef struct msse_config {
     int connection_timeout_seconds; /**< Idle non-stream connections are closed after. 30. */
     int connection_limit;           /**< TCP connections at once (streams + requests). 10240. */
     int per_ip_connection_limit;    /**< Connections per peer address; 0 = no limit. 0. */
-    size_t connection_memory_limit; /**< libmicrohttpd memory pool per connection. 16 KiB. */
+    size_t connection_memory_limit; /**< libmicrohttpd memory pool per connection. 5 KiB. */
     int thread_pool_size;           /**< Polling threads (>= 1). 1. */
     const char *tls_cert_pem;       /**< PEM certificate chain (text, not a path) for HTTPS. NULL. */
     const char *tls_key_pem;        /**< PEM private key (text); set both or neither. NULL. */
     int shutdown_drain_ms;          /**< msse_server_stop waits this long for streams to flush. 3000. */
+    /* Added in 0.1 after the first layout: a caller whose cfg.size ends above gets the default. */
+    const char *redis_url;          /**< "redis://[:PASSWORD@]HOST[:PORT][/DB]": share channels, ids and
+                                         history with other hubs through Redis Streams; NULL keeps them
+                                         in this process. NULL. */
 } msse_config;
 
 /**
@@ -165,7 +169,8 @@ typedef struct msse_server msse_server;
  * Returns MSSE_OK; MSSE_EINVAL when `cfg` or `out` is NULL, cfg->size is too small (not set by
  * msse_config_init) or larger than this library knows with non-zero unknown fields, or a field
  * is out of range (negative counts or times, retry_ms < -1, thread_pool_size < 1, host NULL,
- * only one of tls_cert_pem and tls_key_pem); MSSE_EUTF8 when a string field is not UTF-8.
+ * only one of tls_cert_pem and tls_key_pem, redis_url not a redis:// URL); MSSE_EUTF8 when a
+ * string field is not UTF-8.
  * On failure `*out` is set to NULL (when `out` is not NULL). Any thread.
  */
 MSSE_API int msse_server_create(const msse_config *cfg, msse_server **out);
@@ -174,8 +179,8 @@ MSSE_API int msse_server_create(const msse_config *cfg, msse_server **out);
  * Binds the address and starts serving on libmicrohttpd's polling thread; returns at once.
  *
  * Returns MSSE_OK; MSSE_EINVAL when `srv` is NULL; MSSE_ESTATE when already started or stopped;
- * MSSE_ESTART when the address cannot be bound or TLS cannot be set up (see
- * msse_server_errmsg). Not concurrently with other lifecycle calls on `srv`; not from a callback.
+ * MSSE_ESTART when the address cannot be bound or TLS cannot be set up; MSSE_EUNAVAIL when
+ * cfg.redis_url is set and Redis cannot be reached (see msse_server_errmsg). Not concurrently with other lifecycle calls on `srv`; not from a callback.
  */
 MSSE_API int msse_server_start(msse_server *srv);
 

@@ -73,6 +73,7 @@ private func defaultConfig() -> msse_config {
     c.tls_cert_pem = nil
     c.tls_key_pem = nil
     c.shutdown_drain_ms = Int32(clamping: d.shutdownDrainMilliseconds)
+    c.redis_url = nil
     return c
 }
 
@@ -154,6 +155,13 @@ private func configuration(_ p: UnsafePointer<msse_config>) throws(CFailure) -> 
     default: throw CFailure(MSSE_EINVAL, "set both msse_config.tls_cert_pem and tls_key_pem, or neither")
     }
     s.shutdownDrainMilliseconds = try count(c.shutdown_drain_ms, "shutdown_drain_ms")
+    if let url = try optionalString(c.redis_url, "msse_config.redis_url") {
+        do throws(MicroSSEError) {
+            s.redis = try RedisURL(url)
+        } catch {
+            throw CFailure(MSSE_EINVAL, "msse_config.redis_url: \(error.message)")
+        }
+    }
     return s
 }
 
