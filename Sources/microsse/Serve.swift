@@ -29,7 +29,10 @@ struct Serve: AsyncParsableCommand {
     @Option(
         help: "Share channels, ids and history with other hubs through Redis (redis://[:PASSWORD@]HOST[:PORT][/DB]).")
     var redis: String?
-    @Option(help: "libmicrohttpd's memory per connection in bytes: request headers must fit in it; smaller saves memory per idle stream.")
+    @Option(
+        help:
+            "libmicrohttpd's memory per connection in bytes: request headers must fit in it; smaller saves memory per idle stream."
+    )
     var connectionMemory = ServerConfiguration().connectionMemoryLimit
     @Option(help: "libmicrohttpd polling threads (1 = one epoll thread; more spread streams over more cores).")
     var threads = 1

@@ -8,8 +8,12 @@ struct ConnectionMemoryTests {
     /// The headers a browser sends with an EventSource request, plus a cookie of `cookie` bytes.
     func browserHeaders(cookie: Int) -> [(String, String)] {
         [
-            ("User-Agent", "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0 Safari/537.36"),
-            ("Cache-Control", "no-cache"), ("Accept-Language", "en-US,en;q=0.9"), ("Accept-Encoding", "gzip, deflate, br"),
+            (
+                "User-Agent",
+                "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0 Safari/537.36"
+            ),
+            ("Cache-Control", "no-cache"), ("Accept-Language", "en-US,en;q=0.9"),
+            ("Accept-Encoding", "gzip, deflate, br"),
             ("Referer", "https://example.com/dashboard/live"), ("Connection", "keep-alive"),
             ("Cookie", "session=" + String(repeating: "c", count: cookie)),
         ]
@@ -24,7 +28,8 @@ struct ConnectionMemoryTests {
     func browserRequestFits() throws {
         let server = try makeServer()
         defer { server.stop() }
-        let stream = try EventStreamClient(port: server.port, path: "/events/news", headers: browserHeaders(cookie: 1_700))
+        let stream = try EventStreamClient(
+            port: server.port, path: "/events/news", headers: browserHeaders(cookie: 1_700))
         #expect(stream.status == 200)
         try #require(eventually { server.statistics.clients == 1 })
         try server.publish("hello", to: "news")

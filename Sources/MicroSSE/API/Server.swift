@@ -224,7 +224,8 @@ public final class Server: Sendable {
         return TransportOptions(
             host: c.host, port: c.port, connectionLimit: c.connectionLimit,
             connectionMemoryLimit: c.connectionMemoryLimit, connectionTimeout: c.connectionTimeoutSeconds,
-            blockSize: Self.streamBlockSize, threadPoolSize: c.threadPoolSize, perIPConnectionLimit: c.perIPConnectionLimit,
+            blockSize: Self.streamBlockSize, threadPoolSize: c.threadPoolSize,
+            perIPConnectionLimit: c.perIPConnectionLimit,
             maxStreams: c.maxClients, maxBodyBytes: c.maxPublishBytes, tlsCertificatePEM: c.tls?.certificatePEM,
             tlsKeyPEM: c.tls?.privateKeyPEM, drainTimeoutMilliseconds: c.shutdownDrainMilliseconds)
     }
