@@ -117,7 +117,9 @@ final class RedisBroker: EventBroker {
         if let entry = last.array?.first?.array, let id = entry.first?.text.flatMap(RedisStreamID.init) {
             return id
         }
-        return now
+        // An empty stream: every entry added from now on is new to this hub (not "now": an entry
+        // added within this millisecond could carry exactly that id and be skipped).
+        return .zero
     }
 
     func shutdown() {
