@@ -142,10 +142,17 @@ final class MemoryBroker: EventBroker {
                 Entry(seq: seq, id: id, frame: frame, callerGiven: event.id != nil), limits: limits
             ) { evicted.append(($0, $1)) }
             for (id, seq) in evicted { s.rememberEvicted(id, seq) }
-            for sub in s.channels[channel]!.subscribers {
-                switch sub.enqueue(frame, deferWake: true) {
-                case .wake, .overflow(wake: true): wakes.append(sub)
-                default: break
+            // The channel's array keeps every subscriber alive while the lock is held: enqueue
+            // through unretained references (no retain/release per subscriber per event).
+            s.channels[channel]!.subscribers.withUnsafeBufferPointer { subs in
+                for i in subs.indices {
+                    let woke = Unmanaged.passUnretained(subs[i])._withUnsafeGuaranteedRef { sub -> Bool in
+                        switch sub.enqueue(frame, deferWake: true) {
+                        case .wake, .overflow(wake: true): return true
+                        default: return false
+                        }
+                    }
+                    if woke { wakes.append(subs[i]) }
                 }
             }
             return id
