@@ -31,7 +31,7 @@ func residentKiB() -> Int {
     defer { fclose(f) }
     var line = [CChar](repeating: 0, count: 256)
     while fgets(&line, Int32(line.count), f) != nil {
-        let s = String(cString: line)
+        let s = line.withUnsafeBufferPointer { String(cString: $0.baseAddress!) }
         if s.hasPrefix("VmRSS:") {
             return Int(s.dropFirst(6).split(separator: " ").first ?? "") ?? -1
         }

@@ -22,7 +22,8 @@ final class MemoryBroker: EventBroker {
     private struct Entry {
         let seq: UInt64
         let id: String
-        let frame: Frame
+        /// Emptied on eviction, so evicted bytes are freed at once, not at the next compaction.
+        var frame: Frame
         let callerGiven: Bool
     }
 
@@ -48,6 +49,7 @@ final class MemoryBroker: EventBroker {
                 || (historyBytes > limits.historyBytes && historyHead < history.count)
             {
                 let old = history[historyHead]
+                history[historyHead].frame = MemoryBroker.evictedFrame
                 historyHead += 1
                 historyBytes -= old.frame.bytes.count
                 floor = old.seq
@@ -101,6 +103,9 @@ final class MemoryBroker: EventBroker {
             }
         }
     }
+
+    /// What an evicted history slot holds until the array is compacted.
+    private static let evictedFrame = Frame(bytes: [], isEvent: true)
 
     /// How many evicted caller-given ids are remembered for resume.
     static let evictedCallerIDLimit = 65_536
