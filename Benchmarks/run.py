@@ -102,6 +102,8 @@ SERVER_ORDER = ["microsse", "c-ref", "node"]
 # gives every server the same chances.
 PRIMARY = {"fanout": ("dps", max), "latency": ("p99", min), "large": ("mbps", max), "inproc": ("dps", max),
            "redis-fanout": ("dps", max), "redis-latency": ("p99", min)}
+# A tail percentile is the figure most easily spoiled by one preemption: at least this many rounds.
+MIN_ROUNDS = {"latency": 3}
 # Scenarios that run only MicroSSE variants (their own report sections).
 MICROSSE_ONLY = {"inproc": ["swift-api", "c-api"], "redis-fanout": ["two-hubs"], "redis-latency": ["two-hubs"]}
 
@@ -647,9 +649,10 @@ def write_report(path, results, servers, scen_defs, args, started, elapsed):
              "CLOCK_MONOTONIC into each event just before writing the POST; the subscriber reads the clock "
              "when the event is parsed. Every delivery is checked per connection for gaps, reordering, "
              "duplicates and increasing ids. These machines are noisy: compare ratios within one run, "
-             "not absolute figures across runs. Fan-out, latency and large payloads run in %d interleaved "
-             "round(s) (every server once per round); each table shows a server's best round by its "
-             "headline figure and lists every round's." % (SERVER_CPU, LOADGEN_CPU, args.repeat))
+             "not absolute figures across runs. The throughput and latency scenarios run in %d interleaved "
+             "round(s) (every server once per round; latency %d), and each table shows a server's best "
+             "round by its headline figure and lists every round's." % (
+                 SERVER_CPU, LOADGEN_CPU, args.repeat, max(args.repeat, MIN_ROUNDS["latency"]) if args.repeat > 1 else 1))
     L.append("")
     have_m = "microsse" in runnable
     have_c = "c-ref" in runnable
@@ -789,6 +792,8 @@ def main():
                 results.append(best_round(scen, recs))
             continue
         rounds = args.repeat if scen in PRIMARY else 1
+        if scen in MIN_ROUNDS and args.repeat > 1:
+            rounds = max(rounds, MIN_ROUNDS[scen])
         by_server = {}
         for rnd in range(rounds):
             for name, argv, _ in servers:

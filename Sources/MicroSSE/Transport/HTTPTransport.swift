@@ -420,10 +420,16 @@ private let requestCompleted: MHD_RequestCompletedCallback = { _, connection, co
 
 private let streamReader: MHD_ContentReaderCallback = { cls, _, buffer, max in
     guard let cls, let buffer else { return -2 }
-    let context = Unmanaged<StreamContext>.fromOpaque(cls).takeUnretainedValue()
+    // MHD holds the context's reference until the free callback: borrow it, no retain per call.
+    return Unmanaged<StreamContext>.fromOpaque(cls)._withUnsafeGuaranteedRef { context in
+        readStream(context, into: UnsafeMutableRawBufferPointer(start: buffer, count: max))
+    }
+}
+
+private func readStream(_ context: StreamContext, into out: UnsafeMutableRawBufferPointer) -> Int {
     // The queued frames are copied straight into libmicrohttpd's buffer, several per call.
     let action = context.subscriber.read(
-        into: UnsafeMutableRawBufferPointer(start: buffer, count: max),
+        into: out,
         // Suspend while the subscriber's lock is held, so a publisher's resume can only come
         // after the suspend (MHD-NOTES: no lost wake-up, no resume of a running connection).
         onSuspend: { MHD_suspend_connection(context.connection.pointer) })
