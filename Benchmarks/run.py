@@ -719,7 +719,7 @@ def write_report(path, results, servers, scen_defs, args, started, elapsed):
             est, rss, cpu = g("idle", "microsse", "established"), g("idle", "microsse", "rss_per_stream_kb"), g("idle", "microsse", "idle_cpu_s")
             want = int(scen_defs["idle"][1][scen_defs["idle"][1].index("--subs") + 1])
             line("idle: all %d established" % want, fmt(est, 0), None if est is None else est == want)
-            line("idle: 0%% CPU over the hold", fmt(cpu, 2) + " CPU-s", None if cpu is None else cpu <= 0.02)
+            line("idle: 0% CPU over the hold", fmt(cpu, 2) + " CPU-s", None if cpu is None else cpu <= 0.02)
             line("idle: ≤ 8 KB RSS per stream", fmt(rss, 2) + " KB", None if rss is None else rss <= 8.0)
         if "large" in scen_defs:
             r = ratio(g("large", "microsse", "mbps"), g("large", "c-ref", "mbps"))
