@@ -29,6 +29,7 @@ public final class RedisServer {
 
     /// Starts (again, after ``stop()``) on the same port: empty, or with its data if persistent.
     public func start() throws {
+        guard process == nil else { return }  // already running: never start a second one
         let p = Process()
         let candidates = ["/usr/bin/redis-server", "/usr/local/bin/redis-server"]
         guard let path = candidates.first(where: { FileManager.default.isExecutableFile(atPath: $0) }) else {

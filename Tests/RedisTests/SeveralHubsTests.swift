@@ -146,7 +146,6 @@ struct SeveralHubsTests {
         var refusals = 0
         for i in 0..<60 {
             if i == 20 { redis.stop() }
-            if i == 40 { try redis.start() }
             let deadline = now() + 15
             var done = false
             while !done && now() < deadline {
