@@ -5,17 +5,6 @@ import MicroSSETestSupport
     import Glibc
 #endif
 
-/// A server on 127.0.0.1 with an ephemeral port, heartbeats off unless a test turns them on.
-func makeServer(_ configure: (inout ServerConfiguration) -> Void = { _ in }) throws -> Server {
-    var config = ServerConfiguration()
-    config.port = 0
-    config.heartbeatSeconds = 0
-    configure(&config)
-    let server = Server(configuration: config)
-    try server.start()
-    return server
-}
-
 /// Open file descriptors of this process (the server runs in it).
 func openFileCount() -> Int {
     guard let dir = opendir("/proc/self/fd") else { return -1 }
