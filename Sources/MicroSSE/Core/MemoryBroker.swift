@@ -1,9 +1,5 @@
 import Synchronization
 
-#if canImport(Glibc)
-    import Glibc
-#endif
-
 /// The in-memory ``EventBroker``: per-channel history bounded by count and bytes, one global
 /// sequence of ids, fan-out under one short lock so every subscriber sees publish order.
 ///
@@ -115,17 +111,11 @@ final class MemoryBroker: EventBroker {
     private let state: Mutex<State>
 
     /// - Parameter now: the wall clock in microseconds (injectable for tests).
-    init(limits: Limits, now: @escaping @Sendable () -> UInt64 = MemoryBroker.wallClockMicroseconds) {
+    init(limits: Limits, now: @escaping @Sendable () -> UInt64 = Clocks.wallMicroseconds) {
         self.limits = limits
         self.now = now
         let boot = now()
         self.state = Mutex(State(lastSeq: boot &- 1, bootSeq: boot))
-    }
-
-    static func wallClockMicroseconds() -> UInt64 {
-        var ts = timespec()
-        clock_gettime(CLOCK_REALTIME, &ts)
-        return UInt64(ts.tv_sec) * 1_000_000 + UInt64(ts.tv_nsec) / 1_000
     }
 
     func publish(_ event: Event, to channel: String) throws(MicroSSEError) -> String {

@@ -111,7 +111,7 @@ final class RedisBroker: EventBroker {
     private static func markSince(
         _ c: RedisConnection, sinceKey: String, globalKey: String
     ) throws(MicroSSEError) -> RedisStreamID {
-        let now = RedisStreamID(milliseconds: wallClockMilliseconds(), sequence: 0)
+        let now = RedisStreamID(milliseconds: Clocks.wallMilliseconds(), sequence: 0)
         _ = try c.command(["SET", sinceKey, now.description, "NX"])
         let last = try c.command(["XREVRANGE", globalKey, "+", "-", "COUNT", "1"])
         if let entry = last.array?.first?.array, let id = entry.first?.text.flatMap(RedisStreamID.init) {
@@ -128,8 +128,8 @@ final class RedisBroker: EventBroker {
         let fd = readerFD.load(ordering: .acquiring)
         if fd >= 0 { Glibc.shutdown(fd, Int32(SHUT_RDWR)) }
         // The reader leaves XREAD at once (socket shut down) or within its block timeout.
-        let deadline = monotonicMilliseconds() + 3_000
-        while !readerDone.load(ordering: .acquiring) && monotonicMilliseconds() < deadline { usleep(1_000) }
+        let deadline = Clocks.monotonicMilliseconds() + 3_000
+        while !readerDone.load(ordering: .acquiring) && Clocks.monotonicMilliseconds() < deadline { usleep(1_000) }
         commands.withLock { $0.connection = nil }
     }
 
@@ -171,7 +171,7 @@ final class RedisBroker: EventBroker {
         try commands.withLock { (slot: inout CommandSlot) throws(MicroSSEError) -> RedisValue in
             if slot.connection == nil || slot.connection!.isBroken {
                 slot.connection = nil
-                let now = monotonicMilliseconds()
+                let now = Clocks.monotonicMilliseconds()
                 guard now >= slot.retryAt else {
                     throw MicroSSEError(.unavailable, "Redis at \(settings.url) is unreachable; retrying")
                 }
@@ -266,7 +266,7 @@ final class RedisBroker: EventBroker {
                 if added > length, let first, position < first { missed = true }
             } else if case .error = info,
                 position.milliseconds + UInt64(settings.channelTTLSeconds) * 1_000
-                    < wallClockMilliseconds()
+                    < Clocks.wallMilliseconds()
             {
                 // No stream: the channel never had events, or expired after channelTTL without a
                 // publish. An id older than the TTL may have missed events that expired.
@@ -342,7 +342,7 @@ final class RedisBroker: EventBroker {
                 } catch {
                     if !wasLost { log("Redis reader lost its connection: \(error.message)") }
                     wasLost = true
-                    sleepMilliseconds(backoff)
+                    Clocks.sleep(milliseconds: backoff)
                     backoff = min(backoff * 2, settings.maxBackoffMilliseconds)
                     continue
                 }
@@ -416,14 +416,4 @@ final class RedisBroker: EventBroker {
         guard let event = try? Event(data: data, event: name.isEmpty ? nil : name, id: wireID) else { return nil }
         return (id, Frame(bytes: EventEncoder.encode(event), isEvent: true))
     }
-}
-
-func wallClockMilliseconds() -> UInt64 {
-    var ts = timespec()
-    clock_gettime(CLOCK_REALTIME, &ts)
-    return UInt64(ts.tv_sec) * 1_000 + UInt64(ts.tv_nsec) / 1_000_000
-}
-
-func sleepMilliseconds(_ ms: Int) {
-    usleep(UInt32(ms) * 1_000)
 }

@@ -151,8 +151,8 @@ final class HTTPTransport: Sendable {
         guard let daemon else { return }
         let listenSocket = MHD_quiesce_daemon(daemon.pointer)
         for sub in streams { sub.finish() }
-        let deadline = monotonicMilliseconds() + UInt64(max(0, options.drainTimeoutMilliseconds))
-        while streamCount > 0 && monotonicMilliseconds() < deadline {
+        let deadline = Clocks.monotonicMilliseconds() + UInt64(max(0, options.drainTimeoutMilliseconds))
+        while streamCount > 0 && Clocks.monotonicMilliseconds() < deadline {
             usleep(2_000)
         }
         // Any stream still open is not suspended (finish() resumed it and its reader no longer
@@ -320,12 +320,6 @@ private final class RequestContext: @unchecked Sendable {
 private func withOptionalCString<R>(_ s: String?, _ body: (UnsafePointer<CChar>?) -> R) -> R {
     guard let s else { return body(nil) }
     return s.withCString { body($0) }
-}
-
-func monotonicMilliseconds() -> UInt64 {
-    var ts = timespec()
-    clock_gettime(CLOCK_MONOTONIC, &ts)
-    return UInt64(ts.tv_sec) * 1_000 + UInt64(ts.tv_nsec) / 1_000_000
 }
 
 // MARK: - C callbacks
