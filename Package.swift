@@ -27,26 +27,33 @@ let package = Package(
         .systemLibrary(name: "CHiredis", providers: [.apt(["libhiredis-dev"])]),
         // Typed, non-variadic wrappers for the few libmicrohttpd calls Swift cannot make.
         .target(name: "CMHDShim", dependencies: ["CMicroHTTPD"]),
+        // The layers, each its own module so the compiler enforces the arrows (docs/DESIGN.md):
+        // wire format -> core -> transport -> MicroSSE (public API) -> C ABI; Redis beside them.
+        // Layers see each other's `package` declarations; only MicroSSE's are public API.
+        .target(name: "MicroSSEWire"),
+        .target(name: "MicroSSECore", dependencies: ["MicroSSEWire"]),
+        .target(name: "MicroSSETransport", dependencies: ["MicroSSECore", "CMHDShim"]),
         .target(
             name: "MicroSSE",
             dependencies: [
-                "CMHDShim",
-                "CHiredis",
+                "MicroSSEWire", "MicroSSECore", "MicroSSETransport",
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),
+        // Several hubs through Redis: only what links it (the CLI, the C library) pays for hiredis.
+        .target(name: "MicroSSERedis", dependencies: ["MicroSSE", "MicroSSECore", "CHiredis"]),
         // include/microsse.h as a module, so the C ABI's exports are checked against it.
         .systemLibrary(name: "CMicroSSE"),
         // The C ABI: a thin @_cdecl shell over the Swift API (include/microsse.h).
         .target(
             name: "MicroSSECABI",
-            dependencies: ["MicroSSE", "CMicroSSE"],
+            dependencies: ["MicroSSE", "MicroSSERedis", "CMicroSSE"],
             linkerSettings: [.unsafeFlags(["-Xlinker", "-soname=libmicrosse.so"])]
         ),
         .executableTarget(
             name: "microsse",
             dependencies: [
-                "MicroSSE",
+                "MicroSSE", "MicroSSERedis",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ]
@@ -55,14 +62,17 @@ let package = Package(
         .executableTarget(name: "hello-sse", dependencies: ["MicroSSE"], path: "Examples/swift/hello-sse"),
         // A strict raw-socket HTTP/SSE client shared by the test targets (not a product).
         .target(name: "MicroSSETestSupport", dependencies: ["MicroSSE"]),
-        .testTarget(name: "WireTests", dependencies: ["MicroSSE"]),
-        .testTarget(name: "CoreTests", dependencies: ["MicroSSE"]),
+        // One test target per layer, plus the server over loopback seen three ways (the embedding
+        // API, the hub's routes, hostile clients).
+        .testTarget(name: "WireTests", dependencies: ["MicroSSEWire"]),
+        .testTarget(name: "CoreTests", dependencies: ["MicroSSECore", "MicroSSEWire"]),
+        .testTarget(name: "TransportTests", dependencies: ["MicroSSETransport", "CMHDShim"]),
         .testTarget(name: "ServerTests", dependencies: ["MicroSSE", "MicroSSETestSupport"]),
-        .testTarget(name: "HubTests", dependencies: ["MicroSSE", "MicroSSETestSupport"]),
+        .testTarget(name: "HubTests", dependencies: ["MicroSSE", "MicroSSECore", "MicroSSETestSupport"]),
         // Hostile clients: slowloris, oversized requests, resets, path tricks.
-        .testTarget(name: "ReliabilityTests", dependencies: ["MicroSSE", "MicroSSETestSupport"]),
+        .testTarget(name: "ReliabilityTests", dependencies: ["MicroSSE", "MicroSSECore", "MicroSSETestSupport"]),
         // Several hubs sharing one real redis-server.
-        .testTarget(name: "RedisTests", dependencies: ["MicroSSE", "MicroSSETestSupport"]),
+        .testTarget(name: "RedisTests", dependencies: ["MicroSSE", "MicroSSERedis", "MicroSSETestSupport"]),
         // Builds and runs C programs against include/microsse.h and libmicrosse.
         .testTarget(name: "CABITests", dependencies: ["MicroSSECABI", "MicroSSETestSupport"]),
     ],

@@ -23,11 +23,10 @@ OUT=$ROOT/.build/fuzz
 mkdir -p "$OUT/bin" "$OUT/corpus" "$OUT/logs"
 scripts/deps.sh libmicrohttpd-dev pkg-config python3 >&2
 
-W=Sources/MicroSSE/Wire
-C=Sources/MicroSSE/Core
-ERR=Sources/MicroSSE/MicroSSEError.swift
-WIRE="$ERR $W/Event.swift $W/EventEncoder.swift $W/EventStreamParser.swift"
-CORE="$C/ChannelName.swift $C/JSON.swift $C/EventBroker.swift $C/MemoryBroker.swift $C/Subscriber.swift $C/SubscriberQueue.swift"
+# The layers' sources are compiled into one module per target (hence -package-name: their
+# `package` declarations are then visible to the target, like `internal` ones).
+WIRE=$(ls Sources/MicroSSEWire/*.swift | tr '\n' ' ')
+CORE="$(ls Sources/MicroSSECore/*.swift | grep -v Ticker.swift | tr '\n' ' ')"
 
 # name -> project sources compiled into the target (besides Fuzz/targets/Common.swift + NAME.swift)
 declare -A SOURCES=(
@@ -35,17 +34,22 @@ declare -A SOURCES=(
     [parser]="$WIRE"
     [publishbody]="$WIRE"
     [channel]="$WIRE $CORE"
-    [resume]="$WIRE $CORE Sources/MicroSSE/HTTP/Request.swift"
+    [resume]="$WIRE $CORE Sources/MicroSSETransport/Request.swift"
 )
 ALL_SWIFT="roundtrip parser publishbody channel resume"
 ALL="$ALL_SWIFT cabi"
 TARGETS=${*:-$ALL}
 
 build_swift() {
-    local name=$1
+    local name=$1 src="$OUT/src/$name"
+    # One module of the layers' files: their imports of each other are dropped.
+    rm -rf "$src" && mkdir -p "$src"
+    for f in ${SOURCES[$name]}; do
+        sed -E '/^(internal |package |public )?import MicroSSE[A-Za-z]*$/d' "$f" >"$src/$(basename "$f")"
+    done
     # shellcheck disable=SC2086
-    swiftc -sanitize=fuzzer,address -parse-as-library -swift-version 6 -O -g \
-        -module-name "Fuzz_$name" Fuzz/targets/Common.swift "Fuzz/targets/$name.swift" ${SOURCES[$name]} \
+    swiftc -sanitize=fuzzer,address -parse-as-library -swift-version 6 -O -g -package-name MicroSSE \
+        -module-name "Fuzz_$name" Fuzz/targets/Common.swift "Fuzz/targets/$name.swift" "$src"/*.swift \
         -o "$OUT/bin/$name" 2>&1 | grep -v 'Cannot export local symbol' >&2 || true
     [ -x "$OUT/bin/$name" ] && [ "$OUT/bin/$name" -nt "Fuzz/targets/$name.swift" ]
 }

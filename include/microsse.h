@@ -97,7 +97,7 @@ MSSE_API int msse_version_number(void);
 #define MSSE_ESTATE (-7)    /**< Not possible now (e.g. starting a server twice, or after stop). */
 #define MSSE_ESTART (-8)    /**< The server could not start (address in use, bad host, TLS). */
 #define MSSE_ENOTFOUND (-9) /**< The thing named does not exist. */
-#define MSSE_EUNAVAIL (-10) /**< The server is stopping or stopped: nothing was published. */
+#define MSSE_EUNAVAIL (-10) /**< Unavailable: the server is stopping or stopped, or its Redis cannot be reached. Nothing was published. */
 #define MSSE_ECLOSED (-11)  /**< The client's stream is closed or ending: nothing was sent. */
 #define MSSE_ESPACE (-12)   /**< An output buffer is too small for the result. */
 #define MSSE_EINTERNAL (-13) /**< An unexpected failure inside the library (a bug: report it). */
@@ -134,7 +134,7 @@ typedef struct msse_config {
     const char *const *cors_origins; /**< Origins allowed cross-origin ("*" = any). NULL. */
     size_t cors_origin_count;       /**< Number of entries in cors_origins. 0. */
     int channel_routes;             /**< Non-zero: serve GET /events/{channel} and /events?channel=. 1. */
-    int status_routes;              /**< Non-zero: serve GET /healthz and GET /stats. 1. */
+    int status_routes;              /**< Non-zero: serve GET /healthz, GET /stats and GET /metrics. 1. */
     int write_timeout_seconds;      /**< A stream stalled this long is dropped as dead. 30. */
     int connection_timeout_seconds; /**< Idle non-stream connections are closed after. 30. */
     int connection_limit;           /**< TCP connections at once (streams + requests). 10240. */
@@ -171,7 +171,12 @@ typedef struct msse_server msse_server;
  * is out of range (negative counts or times, retry_ms < -1, thread_pool_size < 1, host NULL,
  * only one of tls_cert_pem and tls_key_pem, redis_url not a redis:// URL); MSSE_EUTF8 when a
  * string field is not UTF-8.
- * On failure `*out` is set to NULL (when `out` is not NULL). Any thread.
+ * The ranges are ServerConfiguration.validate()'s, the same rules as the Swift API and
+ * `microsse serve`; msse_server_errmsg says which field is wrong.
+ * When `cfg` and `out` are not NULL, `*out` receives a handle even on failure (like sqlite3_open):
+ * msse_server_errmsg(*out) tells why it failed, every other call on it returns MSSE_ESTATE, and it
+ * must be freed with msse_server_destroy. When `cfg` or `out` is NULL, `*out` (if any) is NULL.
+ * Any thread.
  */
 MSSE_API int msse_server_create(const msse_config *cfg, msse_server **out);
 
@@ -388,7 +393,7 @@ typedef void (*msse_free_fn)(void *user_data);
 #define MSSE_ACCESS_SUBSCRIBE 1 /**< GET /events/...: names = the channels. */
 #define MSSE_ACCESS_PUBLISH 2   /**< POST /events/{channel}: names = { channel }. */
 #define MSSE_ACCESS_STREAM 3    /**< A stream route: names = { path }. */
-#define MSSE_ACCESS_ROUTE 4     /**< A plain route or /stats: names = { path }. */
+#define MSSE_ACCESS_ROUTE 4     /**< A plain route, /stats or /metrics: names = { path }. */
 
 /**
  * Decides whether a request may proceed; runs before any byte of the response is sent.

@@ -26,7 +26,7 @@ final class FakeClock: Sendable {
 struct Published {
     let index: Int
     let seq: UInt64
-    let channel: String
+    let channel: ChannelName
     let id: String
 }
 
@@ -40,7 +40,7 @@ struct Input {
     }
 }
 
-let channelNames = ["a", "b", "c"]
+let channelNames: [ChannelName] = [try! ChannelName("a"), try! ChannelName("b"), try! ChannelName("c")]
 let tolerateNumericIDs = getenv("FUZZ_TOLERATE_NUMERIC_IDS") != nil
 
 func asciiLower(_ s: String) -> [UInt8] {
@@ -134,7 +134,7 @@ func drain(_ sub: Subscriber) -> [ParsedEvent] {
 }
 
 func checkSubscribe(
-    _ broker: MemoryBroker, channels: [String], lastEventID: String, published: [Published], lastSeq: UInt64
+    _ broker: MemoryBroker, channels: [ChannelName], lastEventID: String, published: [Published], lastSeq: UInt64
 ) {
     let sub = Subscriber(channels: channels, limit: 1 << 24)
     let status = broker.subscribe(sub, after: lastEventID)
@@ -144,9 +144,9 @@ func checkSubscribe(
         "channels \(channels) lastEventID \(lastEventID) published \(published.map { "\($0.channel):\($0.id)@\($0.seq)" })"
 
     var replay = events[...]
-    let gap = replay.first?.type == ResumeStatus.gapEventName
+    let gap = replay.first?.type == ControlEvents.gapName
     if gap { replay = replay.dropFirst() }
-    if replay.contains(where: { $0.type == ResumeStatus.gapEventName }) { fuzzFail("gap event not first: \(context)") }
+    if replay.contains(where: { $0.type == ControlEvents.gapName }) { fuzzFail("gap event not first: \(context)") }
     switch status {
     case .gap: guard gap else { fuzzFail("gap status without gap event: \(context)") }
     case .exact, .fresh: guard !gap else { fuzzFail("gap event without gap status: \(context)") }

@@ -217,10 +217,6 @@ int msse_shim_client_address(struct MHD_Connection *connection, char *buffer, si
     return 0;
 }
 
-void msse_shim_set_connection_timeout(struct MHD_Connection *connection, unsigned int seconds) {
-    MHD_set_connection_option(connection, MHD_CONNECTION_OPTION_TIMEOUT, seconds);
-}
-
 int msse_shim_connection_fd(struct MHD_Connection *connection) {
     const union MHD_ConnectionInfo *info =
         MHD_get_connection_info(connection, MHD_CONNECTION_INFO_CONNECTION_FD);

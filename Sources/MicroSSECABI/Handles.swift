@@ -13,22 +13,30 @@ import Synchronization
 final class CServer: Sendable {
     let server: Server
     let hooks: CHooks
-    /// `msse_config.max_publish_bytes`, the bound `msse_publish` applies to data.
+    /// `msse_config.max_publish_bytes`, the bound a private send (`msse_client_send`) applies.
     let maxPublishBytes: Int
+    /// Why `msse_server_create` failed, for a handle that exists only to say so.
+    let createFailure: CFailure?
     /// The last failure message per calling thread (`pthread_self()`), `strdup`ed; freed when
     /// replaced and in `deinit`.
     private let errors = Mutex<[UInt: OwnedCString]>([:])
     private let destroyed = Atomic<Bool>(false)
 
-    init(server: Server, maxPublishBytes: Int) {
+    init(server: Server, createFailure: CFailure? = nil) {
         self.server = server
+        let maxPublishBytes = server.configuration.maxPublishBytes
         self.maxPublishBytes = maxPublishBytes
+        self.createFailure = createFailure
         let hooks = CHooks(maxPublishBytes: maxPublishBytes)
         self.hooks = hooks
         // The closures hold the hooks, never this object or the server, so there is no cycle.
         server.onConnect { hooks.opened($0) }
         server.onDisconnect { hooks.closed($0) }
+        if let createFailure { _ = fail(createFailure) }
     }
+
+    /// A new reference for the caller (`msse_server_destroy` releases it).
+    var retainedOpaque: OpaquePointer { OpaquePointer(Unmanaged.passRetained(self).toOpaque()) }
 
     deinit {
         errors.withLock { for s in $0.values { free(s.pointer) } }
@@ -80,7 +88,6 @@ final class CHooks: Sendable {
     private let connect = Mutex<[CCallback<msse_client_cb>]>([])
     private let disconnect = Mutex<[CCallback<msse_client_cb>]>([])
     private let frees = Mutex<[FreeHook]>([])
-    private let authorizerFree = Mutex<FreeHook?>(nil)
 
     init(maxPublishBytes: Int) {
         self.maxPublishBytes = maxPublishBytes

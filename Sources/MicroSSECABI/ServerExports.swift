@@ -1,6 +1,7 @@
 // msse_version, msse_strerror, msse_config_init and the msse_server_* lifecycle.
 public import CMicroSSE
 import MicroSSE
+import MicroSSERedis
 
 #if canImport(Glibc)
     import Glibc
@@ -8,9 +9,14 @@ import MicroSSE
 
 // MARK: Version and result codes
 
+/// `MSSE_VERSION` as a C string that lives as long as the process (sqlite3_libversion's way).
+/// `nonisolated(unsafe)`: written once by Swift's thread-safe lazy global initialisation, then
+/// only read.
+nonisolated(unsafe) private let versionCString = UnsafePointer(duplicate(MSSE_VERSION))
+
 @c @implementation
 public func msse_version() -> UnsafePointer<CChar>! {
-    staticCString("0.1.0")
+    versionCString
 }
 
 @c @implementation
@@ -31,7 +37,7 @@ public func msse_strerror(_ code: Int32) -> UnsafePointer<CChar>! {
     case MSSE_ESTATE: staticCString("invalid state for this call")
     case MSSE_ESTART: staticCString("server could not start")
     case MSSE_ENOTFOUND: staticCString("not found")
-    case MSSE_EUNAVAIL: staticCString("server is stopping or stopped")
+    case MSSE_EUNAVAIL: staticCString("unavailable: the server is stopping or stopped, or Redis cannot be reached")
     case MSSE_ECLOSED: staticCString("client stream is closed")
     case MSSE_ESPACE: staticCString("output buffer too small")
     case MSSE_EINTERNAL: staticCString("internal error")
@@ -104,33 +110,30 @@ private func readConfig(_ p: UnsafePointer<msse_config>) throws(CFailure) -> mss
     return c
 }
 
-private func count(_ value: Int32, _ name: String, minimum: Int32 = 0) throws(CFailure) -> Int {
-    guard value >= minimum else { throw CFailure(MSSE_EINVAL, "msse_config.\(name) must be at least \(minimum)") }
-    return Int(value)
-}
+/// A C `int` as a Swift `Int` (ranges are checked by `ServerConfiguration.validate()`).
+private func count(_ value: Int32) -> Int { Int(value) }
 
-private func size(_ value: Int, _ name: String) throws(CFailure) -> Int {
-    // size_t imports as Int: a value above Int.max arrives negative.
-    guard value >= 0 else { throw CFailure(MSSE_EINVAL, "msse_config.\(name) is too large") }
-    return value
-}
+/// A C `size_t` as a Swift `Int`: it imports as `Int`, so a value above `Int.max` arrives
+/// negative, which `ServerConfiguration.validate()` refuses.
+private func size(_ value: Int) -> Int { value }
 
-/// Turns a validated C config into the Swift one.
+/// Turns a C config into the Swift one: conversions only; `validate()` checks the ranges.
 private func configuration(_ p: UnsafePointer<msse_config>) throws(CFailure) -> ServerConfiguration {
     let c = try readConfig(p)
     var s = ServerConfiguration()
     s.host = try string(c.host, "msse_config.host")
     s.port = c.port
-    s.heartbeatSeconds = try count(c.heartbeat_seconds, "heartbeat_seconds")
-    s.retryMilliseconds = c.retry_ms == -1 ? nil : try count(c.retry_ms, "retry_ms", minimum: -1)
-    s.historyCount = try count(c.history_count, "history_count")
-    s.historyBytes = try size(c.history_bytes, "history_bytes")
-    s.maxClients = try count(c.max_clients, "max_clients")
-    s.clientBufferBytes = try size(c.client_buffer_bytes, "client_buffer_bytes")
-    s.maxPublishBytes = try size(c.max_publish_bytes, "max_publish_bytes")
+    s.heartbeatSeconds = count(c.heartbeat_seconds)
+    s.retryMilliseconds = c.retry_ms == -1 ? nil : count(c.retry_ms)
+    s.historyCount = count(c.history_count)
+    s.historyBytes = size(c.history_bytes)
+    s.maxClients = count(c.max_clients)
+    s.clientBufferBytes = size(c.client_buffer_bytes)
+    s.maxPublishBytes = size(c.max_publish_bytes)
     s.publishing = c.publishing != 0
     s.publishToken = try optionalString(c.publish_token, "msse_config.publish_token")
-    let corsCount = try size(c.cors_origin_count, "cors_origin_count")
+    let corsCount = c.cors_origin_count
+    guard corsCount >= 0 else { throw CFailure(MSSE_EINVAL, "msse_config.cors_origin_count is too large") }
     if corsCount > 0 {
         guard let origins = c.cors_origins else {
             throw CFailure(MSSE_EINVAL, "msse_config.cors_origins is NULL but cors_origin_count is \(corsCount)")
@@ -141,12 +144,12 @@ private func configuration(_ p: UnsafePointer<msse_config>) throws(CFailure) -> 
     }
     s.channelRoutes = c.channel_routes != 0
     s.statusRoutes = c.status_routes != 0
-    s.writeTimeoutSeconds = try count(c.write_timeout_seconds, "write_timeout_seconds")
-    s.connectionTimeoutSeconds = try count(c.connection_timeout_seconds, "connection_timeout_seconds")
-    s.connectionLimit = try count(c.connection_limit, "connection_limit", minimum: 1)
-    s.perIPConnectionLimit = try count(c.per_ip_connection_limit, "per_ip_connection_limit")
-    s.connectionMemoryLimit = try size(c.connection_memory_limit, "connection_memory_limit")
-    s.threadPoolSize = try count(c.thread_pool_size, "thread_pool_size", minimum: 1)
+    s.writeTimeoutSeconds = count(c.write_timeout_seconds)
+    s.connectionTimeoutSeconds = count(c.connection_timeout_seconds)
+    s.connectionLimit = count(c.connection_limit)
+    s.perIPConnectionLimit = count(c.per_ip_connection_limit)
+    s.connectionMemoryLimit = size(c.connection_memory_limit)
+    s.threadPoolSize = count(c.thread_pool_size)
     let cert = try optionalString(c.tls_cert_pem, "msse_config.tls_cert_pem")
     let key = try optionalString(c.tls_key_pem, "msse_config.tls_key_pem")
     switch (cert, key) {
@@ -154,7 +157,7 @@ private func configuration(_ p: UnsafePointer<msse_config>) throws(CFailure) -> 
     case (let cert?, let key?): s.tls = .init(certificatePEM: cert, privateKeyPEM: key)
     default: throw CFailure(MSSE_EINVAL, "set both msse_config.tls_cert_pem and tls_key_pem, or neither")
     }
-    s.shutdownDrainMilliseconds = try count(c.shutdown_drain_ms, "shutdown_drain_ms")
+    s.shutdownDrainMilliseconds = count(c.shutdown_drain_ms)
     if let url = try optionalString(c.redis_url, "msse_config.redis_url") {
         do throws(MicroSSEError) {
             s.redis = try RedisURL(url)
@@ -174,20 +177,29 @@ public func msse_server_create(
     guard let out else { return MSSE_EINVAL }
     out.pointee = nil
     guard let cfg else { return MSSE_EINVAL }
-    let config: ServerConfiguration
     do throws(CFailure) {
-        config = try configuration(cfg)
+        let config = try configuration(cfg)
+        do throws(MicroSSEError) {
+            try config.validate()
+        } catch {
+            throw CFailure(error)
+        }
+        out.pointee = CServer(server: Server(configuration: config)).retainedOpaque
+        return MSSE_OK
     } catch {
+        // Like sqlite3_open: a handle that only tells why (msse_server_errmsg), to destroy.
+        let failed = CServer(server: Server(), createFailure: error)
+        out.pointee = failed.retainedOpaque
         return error.code
     }
-    let server = CServer(server: Server(configuration: config), maxPublishBytes: config.maxPublishBytes)
-    out.pointee = OpaquePointer(Unmanaged.passRetained(server).toOpaque())
-    return MSSE_OK
 }
 
 @c @implementation
 public func msse_server_start(_ srv: OpaquePointer!) -> Int32 {
     guard let s = CServer.from(srv) else { return MSSE_EINVAL }
+    if let failure = s.createFailure {
+        return s.fail(CFailure(MSSE_ESTATE, "msse_server_create failed: \(failure.message)"))
+    }
     do throws(MicroSSEError) {
         try s.server.start()
         return MSSE_OK

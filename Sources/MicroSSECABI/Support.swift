@@ -67,13 +67,12 @@ func duplicate(_ s: String) -> UnsafeMutablePointer<CChar> {
     s.withCString { strdup($0)! }
 }
 
-/// Rejects header names and values that could split a response (CR, LF, NUL; `:` in names).
+/// Checks a header with the Swift API's rule (`Response.validateHeader`), as a C failure.
 func validateHeader(name: String, value: String) throws(CFailure) {
-    guard !name.isEmpty, !name.utf8.contains(where: { $0 == 0x0D || $0 == 0x0A || $0 == 0 || $0 == 0x3A }) else {
-        throw CFailure(MSSE_EINVAL, "header name must be non-empty without CR, LF, NUL or ':'")
-    }
-    guard !value.utf8.contains(where: { $0 == 0x0D || $0 == 0x0A || $0 == 0 }) else {
-        throw CFailure(MSSE_EINVAL, "header value must not contain CR, LF or NUL")
+    do throws(MicroSSEError) {
+        try Response.validateHeader(name: name, value: value)
+    } catch {
+        throw CFailure(error)
     }
 }
 

@@ -176,14 +176,14 @@ public final class RawConnection {
     }
 
     /// Returns what is buffered plus whatever arrives before `deadline` (or EOF).
-    func readAvailable(deadline: Double) throws -> [UInt8] {
+    public func readAvailable(deadline: Double) throws -> [UInt8] {
         if buffer.isEmpty { _ = try fill(deadline: deadline) }
         let out = buffer
         buffer.removeAll()
         return out
     }
 
-    var isEOF: Bool { eof && buffer.isEmpty }
+    public var isEOF: Bool { eof && buffer.isEmpty }
 
     /// Reads a status line and headers.
     public func readHead(timeout: Double = 5) throws -> ResponseHead {

@@ -57,6 +57,8 @@ struct RedisConfigTests {
             return msse_server_create(&cfg, &bad)
         }
         #expect(rc2 == MSSE_EINVAL)
-        #expect(bad == nil)
+        // Like sqlite3_open: the failed handle says why, and must be destroyed.
+        #expect(String(cString: msse_server_errmsg(bad)).contains("redis_url"))
+        msse_server_destroy(bad)
     }
 }

@@ -1,12 +1,12 @@
+import MicroSSECore
+import MicroSSEWire
 import Testing
-
-@testable import MicroSSE
 
 @Suite("Memory broker: ids, history, resume")
 struct MemoryBrokerTests {
     let clock = FakeClock(1_700_000_000_000_000)
 
-    func subscriber(_ channels: [String], limit: Int = 1 << 20) -> Subscriber {
+    func subscriber(_ channels: [ChannelName], limit: Int = 1 << 20) -> Subscriber {
         Subscriber(channels: channels, limit: limit)
     }
 

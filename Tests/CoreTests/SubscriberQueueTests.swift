@@ -1,6 +1,6 @@
+import MicroSSECore
+import MicroSSEWire
 import Testing
-
-@testable import MicroSSE
 
 @Suite("Subscriber queue state machine")
 struct SubscriberQueueTests {

@@ -1,7 +1,7 @@
+import MicroSSECore
+import MicroSSEWire
 import Synchronization
 import Testing
-
-@testable import MicroSSE
 
 @Suite("Subscriber wake-ups")
 struct SubscriberWakeTests {

@@ -1,7 +1,7 @@
+import MicroSSECore
+import MicroSSEWire
 import Synchronization
 import Testing
-
-@testable import MicroSSE
 
 /// A clock for ``MemoryBroker`` that only moves when a test says so.
 final class FakeClock: Sendable {
@@ -69,6 +69,13 @@ extension MemoryBroker {
 
     @discardableResult
     func publish(_ data: String, to channel: String, id: String? = nil, event: String? = nil) throws -> String {
-        try publish(Event(data: data, event: event, id: id), to: channel)
+        try publish(Event(data: data, event: event, id: id), to: ChannelName(channel))
+    }
+}
+
+/// Channel names written as literals in tests (always valid ones).
+extension ChannelName: ExpressibleByStringLiteral {
+    public init(stringLiteral name: String) {
+        try! self.init(name)
     }
 }

@@ -202,15 +202,4 @@ struct ResumeTests {
         #expect(ids == ids.sorted() && Set(ids).count == ids.count)
         #expect(try c.next(timeout: 0.2) == nil)
     }
-
-    @Test("retry is sent once at the start of every stream when configured")
-    func retryAtStart() throws {
-        let hub = try makeHub { $0.retryMilliseconds = 2_500 }
-        defer { hub.stop() }
-        let c = try subscribe(hub, "/events/a")
-        try hub.publish("x", to: "a")
-        _ = try c.next()
-        #expect(c.parser.retry == 2_500)
-        #expect(String(decoding: c.body, as: UTF8.self).hasPrefix("retry: 2500\n\n"))
-    }
 }

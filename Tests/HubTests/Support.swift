@@ -7,15 +7,10 @@ import Testing
 /// A hub (`microsse serve` settings: publishing on) on 127.0.0.1 with an ephemeral port and
 /// heartbeats off unless a test turns them on.
 func makeHub(_ configure: (inout ServerConfiguration) -> Void = { _ in }) throws -> Server {
-    var config = ServerConfiguration()
-    config.host = "127.0.0.1"
-    config.port = 0
-    config.publishing = true
-    config.heartbeatSeconds = 0
-    configure(&config)
-    let server = Server(configuration: config)
-    try server.start()
-    return server
+    try makeServer {
+        $0.publishing = true
+        configure(&$0)
+    }
 }
 
 /// `POST /events/{channel}` with `body`; returns the response.
@@ -26,17 +21,13 @@ func post(
 ) throws -> SimpleResponse {
     var h = headers
     if let token { h.append(("Authorization", "Bearer \(token)")) }
-    return try httpRequest(
-        port: server.port, method: "POST", path: "/events/\(channel)\(query.isEmpty ? "" : "?" + query)", headers: h,
-        body: Array(body.utf8))
+    return try postEvent(port: server.port, channel: channel, data: body, query: query, headers: h)
 }
 
 /// Publishes over HTTP and returns the id from the `202` reply's JSON.
 func publishOverHTTP(_ server: Server, _ channel: String, _ body: String, query: String = "") throws -> String {
     let r = try post(server, channel, body, query: query)
-    guard r.status == 202, let json = try JSONSerialization.jsonObject(with: Data(r.body)) as? [String: Any],
-        let id = json["id"] as? String
-    else { throw TestClientError("publish failed: \(r.status) \(r.text)") }
+    guard let id = publishedID(r) else { throw TestClientError("publish failed: \(r.status) \(r.text)") }
     return id
 }
 
@@ -59,15 +50,6 @@ func stats(_ server: Server) throws -> [String: Int] {
     let r = try httpRequest(port: server.port, path: "/stats")
     let json = try JSONSerialization.jsonObject(with: Data(r.body)) as? [String: Any] ?? [:]
     return json.compactMapValues { $0 as? Int }
-}
-
-/// The resident set size of this process in KiB (`VmRSS` in /proc/self/status).
-func residentKiB() -> Int {
-    guard let status = try? String(contentsOfFile: "/proc/self/status", encoding: .utf8) else { return 0 }
-    for line in status.split(separator: "\n") where line.hasPrefix("VmRSS:") {
-        return Int(line.split(separator: " ").dropFirst().first ?? "") ?? 0
-    }
-    return 0
 }
 
 /// glibc's `malloc_trim` (in `<malloc.h>`, which the Glibc module does not import).

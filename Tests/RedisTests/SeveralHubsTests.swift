@@ -1,5 +1,6 @@
 import Foundation
 import MicroSSE
+import MicroSSERedis
 import MicroSSETestSupport
 import Synchronization
 import Testing
@@ -10,26 +11,23 @@ import Testing
 
 /// A hub (in this process) on an ephemeral port, sharing `redis` under `prefix`.
 func makeHub(_ redis: RedisServer, prefix: String, history: Int = 1_000) throws -> Server {
-    var config = ServerConfiguration()
-    config.port = 0
-    config.heartbeatSeconds = 0
-    config.publishing = true
-    config.historyCount = history
-    config.redis = try RedisURL(redis.url)
-    config.redisKeyPrefix = prefix
-    let server = Server(configuration: config)
-    try server.start()
-    return server
+    let url = try RedisURL(redis.url)
+    return try makeServer {
+        $0.publishing = true
+        $0.historyCount = history
+        $0.redis = url
+        $0.redisKeyPrefix = prefix
+    }
 }
 
 /// A Redis key prefix of its own for each test, so tests can share one redis-server.
 func uniquePrefix(_ name: String) -> String { "t\(getpid())-\(name)-\(UInt32.random(in: 0...UInt32.max))" }
 
 /// Publishes over HTTP, retrying 503s (Redis away) until `deadline`; returns the id on 202.
-func publishOverHTTP(port: UInt16, channel: String, data: String, deadline: Double) throws -> String? {
+func publishRetrying(port: UInt16, channel: String, data: String, deadline: Double) throws -> String? {
     while now() < deadline {
-        let r = try httpRequest(port: port, method: "POST", path: "/events/\(channel)", body: Array(data.utf8))
-        if r.status == 202 { return r.text.split(separator: "\"")[3].description }
+        let r = try postEvent(port: port, channel: channel, data: data)
+        if let id = publishedID(r) { return id }
         guard r.status == 503 else { throw TestClientError("publish got \(r.status): \(r.text)") }
         usleep(20_000)
     }
@@ -106,7 +104,7 @@ struct SeveralHubsTests {
         var sent: [String] = []
         for i in 0..<20 {
             let id = try #require(
-                try publishOverHTTP(port: hubB.port, channel: "jobs", data: "job \(i)", deadline: now() + 5))
+                try publishRetrying(port: hubB.port, channel: "jobs", data: "job \(i)", deadline: now() + 5))
             sent.append(id)
         }
         let got = try sub.events(20)
@@ -117,7 +115,7 @@ struct SeveralHubsTests {
         let c = try ServerProcess(["serve", "--port", "0", "--heartbeat", "0", "--redis", redis.url])
         for i in 20..<30 {
             sent.append(
-                try #require(try publishOverHTTP(port: c.port, channel: "jobs", data: "job \(i)", deadline: now() + 5)))
+                try #require(try publishRetrying(port: c.port, channel: "jobs", data: "job \(i)", deadline: now() + 5)))
         }
         hubB = try ServerProcess(["serve", "--port", "0", "--heartbeat", "0", "--redis", redis.url])
         let resumed = try EventStreamClient(

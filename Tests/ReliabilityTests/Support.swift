@@ -14,20 +14,6 @@ func openFileCount() -> Int {
     return n - 3  // ".", ".." and the directory's own descriptor
 }
 
-/// This process's resident set size in KiB (VmRSS in /proc/self/status).
-func residentKiB() -> Int {
-    guard let f = fopen("/proc/self/status", "r") else { return -1 }
-    defer { fclose(f) }
-    var line = [CChar](repeating: 0, count: 256)
-    while fgets(&line, Int32(line.count), f) != nil {
-        let s = line.withUnsafeBufferPointer { String(cString: $0.baseAddress!) }
-        if s.hasPrefix("VmRSS:") {
-            return Int(s.dropFirst(6).split(separator: " ").first ?? "") ?? -1
-        }
-    }
-    return -1
-}
-
 /// Sends raw bytes on a new connection and reads the status line, if any comes before EOF.
 func rawStatus(port: UInt16, _ request: String, timeout: Double = 5) throws -> Int? {
     let c = try RawConnection(port: port)

@@ -1,4 +1,4 @@
-import MicroSSE
+import MicroSSEWire
 import Testing
 
 @Suite("EventEncoder (SPEC: Wire format)")

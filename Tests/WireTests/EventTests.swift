@@ -1,4 +1,4 @@
-import MicroSSE
+import MicroSSEWire
 import Testing
 
 @Suite("Event validation (SPEC: bad id/event rejected, never altered)")

@@ -1,4 +1,4 @@
-import MicroSSE
+import MicroSSEWire
 import Testing
 
 @Suite("EventStreamParser (WHATWG event stream interpretation)")

@@ -1,4 +1,4 @@
-import MicroSSE
+import MicroSSEWire
 import Testing
 
 /// Sample events covering every field and every kind of payload line.

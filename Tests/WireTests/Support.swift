@@ -1,4 +1,4 @@
-import MicroSSE
+import MicroSSEWire
 import Testing
 
 /// Bytes of a string, for readable expectations.

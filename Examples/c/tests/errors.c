@@ -75,35 +75,46 @@ int main(void) {
     EXPECT(msse_request_header(NULL, "Host") == NULL);
     EXPECT_CODE(msse_response_set_status(NULL, 200), MSSE_EINVAL);
 
-    /* Bad configs. */
+    /* Bad configs: each failure still gives a handle whose message says why (like sqlite3_open). */
     EXPECT_CODE(msse_server_create(NULL, &srv), MSSE_EINVAL);
     EXPECT(srv == NULL);
     msse_config_init(&cfg);
     EXPECT(cfg.size == sizeof cfg);
     EXPECT(cfg.port == 8080 && strcmp(cfg.host, "127.0.0.1") == 0 && cfg.retry_ms == -1);
     EXPECT_CODE(msse_server_create(&cfg, NULL), MSSE_EINVAL);
+#define EXPECT_CREATE_FAILS(code, reason)                                   \
+    do {                                                                     \
+        EXPECT_CODE(msse_server_create(&cfg, &srv), code);                   \
+        EXPECT(srv != NULL && strstr(msse_server_errmsg(srv), reason) != NULL); \
+        EXPECT_CODE(msse_server_start(srv), MSSE_ESTATE);                    \
+        msse_server_destroy(srv);                                            \
+        srv = NULL;                                                          \
+    } while (0)
     cfg.size = 4;
-    EXPECT_CODE(msse_server_create(&cfg, &srv), MSSE_EINVAL);
+    EXPECT_CREATE_FAILS(MSSE_EINVAL, "msse_config.size");
     msse_config_init(&cfg);
     cfg.retry_ms = -2;
-    EXPECT_CODE(msse_server_create(&cfg, &srv), MSSE_EINVAL);
+    EXPECT_CREATE_FAILS(MSSE_EINVAL, "retryMilliseconds");
     msse_config_init(&cfg);
     cfg.host = NULL;
-    EXPECT_CODE(msse_server_create(&cfg, &srv), MSSE_EINVAL);
+    EXPECT_CREATE_FAILS(MSSE_EINVAL, "host");
     msse_config_init(&cfg);
     cfg.thread_pool_size = 0;
-    EXPECT_CODE(msse_server_create(&cfg, &srv), MSSE_EINVAL);
+    EXPECT_CREATE_FAILS(MSSE_EINVAL, "threadPoolSize");
     msse_config_init(&cfg);
     cfg.history_count = -1;
-    EXPECT_CODE(msse_server_create(&cfg, &srv), MSSE_EINVAL);
+    EXPECT_CREATE_FAILS(MSSE_EINVAL, "historyCount");
     msse_config_init(&cfg);
     cfg.tls_cert_pem = "-----BEGIN CERTIFICATE-----";
-    EXPECT_CODE(msse_server_create(&cfg, &srv), MSSE_EINVAL);
+    EXPECT_CREATE_FAILS(MSSE_EINVAL, "tls");
     msse_config_init(&cfg);
     cfg.cors_origin_count = 1;
-    EXPECT_CODE(msse_server_create(&cfg, &srv), MSSE_EINVAL);
+    EXPECT_CREATE_FAILS(MSSE_EINVAL, "cors_origins");
     cfg.cors_origins = cors_null;
-    EXPECT_CODE(msse_server_create(&cfg, &srv), MSSE_EINVAL);
+    EXPECT_CREATE_FAILS(MSSE_EINVAL, "cors_origins[0]");
+    msse_config_init(&cfg);
+    cfg.publish_token = "";
+    EXPECT_CREATE_FAILS(MSSE_EINVAL, "publishToken");
     EXPECT(srv == NULL);
 
     /* A good server; port 0 = ephemeral. */

@@ -81,9 +81,6 @@ int msse_shim_client_address(struct MHD_Connection *connection, char *buffer, si
 /// is not reading, so libmicrohttpd, which owns the socket, notices at once and closes it.
 int msse_shim_connection_fd(struct MHD_Connection *connection);
 
-/// Sets the inactivity timeout of one connection in seconds, 0 = none
-/// (MHD_set_connection_option is variadic).
-void msse_shim_set_connection_timeout(struct MHD_Connection *connection, unsigned int seconds);
 
 #pragma GCC visibility pop
 

@@ -44,20 +44,10 @@ public struct Request: Sendable {
     public func queryValues(_ name: String) -> [String] {
         query.filter { $0.name == name }.map(\.value)
     }
-
-    /// Whether the `Accept` header lists `text/event-stream`.
-    public var acceptsEventStream: Bool {
-        guard let accept = header("Accept") else { return false }
-        return accept.split(separator: ",").contains { part in
-            let type = part.split(separator: ";", maxSplits: 1).first ?? ""
-            return asciiCaseInsensitiveEquals(
-                String(type.drop { $0 == " " }.reversed().drop { $0 == " " }.reversed()), "text/event-stream")
-        }
-    }
 }
 
 /// ASCII case-insensitive equality, for header names.
-func asciiCaseInsensitiveEquals(_ a: String, _ b: String) -> Bool {
+package func asciiCaseInsensitiveEquals(_ a: String, _ b: String) -> Bool {
     let a = a.utf8
     let b = b.utf8
     guard a.count == b.count else { return false }

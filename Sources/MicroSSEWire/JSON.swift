@@ -1,7 +1,7 @@
 /// The little JSON MicroSSE writes (publish replies, stats, the gap event): strings and numbers.
-enum JSON {
+package enum JSON {
     /// `s` as a JSON string literal, quotes included.
-    static func quote(_ s: String) -> String {
+    package static func quote(_ s: String) -> String {
         var out = "\""
         out.reserveCapacity(s.utf8.count + 2)
         for scalar in s.unicodeScalars {
@@ -22,7 +22,7 @@ enum JSON {
     }
 
     /// An object from ordered key/value pairs whose values are already JSON text.
-    static func object(_ pairs: [(String, String)]) -> String {
+    package static func object(_ pairs: [(String, String)]) -> String {
         "{" + pairs.map { quote($0.0) + ":" + $0.1 }.joined(separator: ",") + "}"
     }
 }

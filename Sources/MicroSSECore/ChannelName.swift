@@ -1,22 +1,31 @@
-/// Channel names: 1–128 characters of `A–Z a–z 0–9 . _ ~ -` (SPEC "Streams, channels and resume").
-enum ChannelName {
+import MicroSSEWire
+
+/// A validated channel name: 1–128 characters of `A–Z a–z 0–9 . _ ~ -`. A value that exists is
+/// valid, so brokers never check again.
+package struct ChannelName: Hashable, Sendable, CustomStringConvertible {
     /// The longest channel name accepted.
-    static let maxLength = 128
+    package static let maxLength = 128
+
+    /// The name.
+    package let rawValue: String
 
     /// Throws `.invalidChannel` with a one-line reason unless `name` is a valid channel name.
-    static func validate(_ name: String) throws(MicroSSEError) {
+    package init(_ name: String) throws(MicroSSEError) {
         let utf8 = name.utf8
         guard !utf8.isEmpty else {
             throw MicroSSEError(.invalidChannel, "channel name is empty")
         }
-        guard utf8.count <= maxLength else {
-            throw MicroSSEError(.invalidChannel, "channel name is longer than \(maxLength) characters")
+        guard utf8.count <= Self.maxLength else {
+            throw MicroSSEError(.invalidChannel, "channel name is longer than \(Self.maxLength) characters")
         }
-        for byte in utf8 where !isAllowed(byte) {
+        for byte in utf8 where !Self.isAllowed(byte) {
             throw MicroSSEError(
-                .invalidChannel, "channel name may only contain A-Z a-z 0-9 . _ ~ - (got \(describe(byte)))")
+                .invalidChannel, "channel name may only contain A-Z a-z 0-9 . _ ~ - (got \(Self.describe(byte)))")
         }
+        rawValue = name
     }
+
+    package var description: String { rawValue }
 
     private static func isAllowed(_ b: UInt8) -> Bool {
         switch b {

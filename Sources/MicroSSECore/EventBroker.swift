@@ -1,5 +1,7 @@
+import MicroSSEWire
+
 /// How a stream that asked to resume was placed.
-enum ResumeStatus: Sendable, Equatable {
+package enum ResumeStatus: Sendable, Equatable {
     /// The request carried no `Last-Event-ID`: live events only.
     case fresh
     /// Every event after the given id was still retained and is replayed: nothing was missed.
@@ -10,7 +12,7 @@ enum ResumeStatus: Sendable, Equatable {
 }
 
 /// Why a resume could not be exact. The raw value is what clients see.
-enum GapReason: String, Sendable, Equatable {
+package enum GapReason: String, Sendable, Equatable {
     /// The id is older than what the history still holds (or from before a restart).
     case evicted
     /// The id is not one this server issued or can place; nothing is replayed.
@@ -31,11 +33,11 @@ enum GapReason: String, Sendable, Equatable {
 ///   event falls between replay and live, none arrives twice.
 /// - After ``unsubscribe(_:)`` returns, the subscriber is queued nothing more.
 /// - After ``shutdown()``, `publish` throws `.unavailable` and `subscribe` registers nothing.
-protocol EventBroker: Sendable {
+package protocol EventBroker: Sendable {
     /// Connects to whatever backs the broker; called once by ``Server/start()`` before the port
     /// is bound. Throws `.unavailable` (or `.startFailed`) when that is impossible.
     func start() throws(MicroSSEError)
-    func publish(_ event: Event, to channel: String) throws(MicroSSEError) -> String
+    func publish(_ event: Event, to channel: ChannelName) throws(MicroSSEError) -> String
     func subscribe(_ subscriber: Subscriber, after lastEventID: String?) -> ResumeStatus
     func unsubscribe(_ subscriber: Subscriber)
     func shutdown()
@@ -44,19 +46,21 @@ protocol EventBroker: Sendable {
 }
 
 extension EventBroker {
-    func start() throws(MicroSSEError) {}
+    package func start() throws(MicroSSEError) {}
 }
 
 extension ResumeStatus {
-    /// The typed first event of a stream that may have missed events. It carries no `id:`, so
-    /// the client's last-event-ID stays the one it sent.
-    static func gapEvent(lastEventID: String, reason: GapReason) -> Frame {
-        let data = JSON.object([("lastEventId", JSON.quote(lastEventID)), ("reason", JSON.quote(reason.rawValue))])
-        // Both fields are known-valid: the event name is a constant, the data is JSON text.
-        let event = try! Event(data: data, event: ResumeStatus.gapEventName)
-        return Frame(bytes: EventEncoder.encode(event), isEvent: true)
+    /// The typed first event of a stream that may have missed events (its wire form is
+    /// ``ControlEvents/gap(lastEventID:reason:)``).
+    package static func gapFrame(lastEventID: String, reason: GapReason) -> Frame {
+        Frame(
+            bytes: EventEncoder.encode(ControlEvents.gap(lastEventID: lastEventID, reason: reason.rawValue)),
+            isEvent: true)
     }
+}
 
-    /// The `event:` name of the gap event.
-    static let gapEventName = "microsse.gap"
+/// Makes the broker a server uses instead of the in-memory one (the Redis module provides one).
+package protocol BrokerFactory: Sendable {
+    /// A broker keeping `historyCount` events per channel; `log` takes warnings.
+    func makeBroker(historyCount: Int, historyBytes: Int, log: @escaping @Sendable (String) -> Void) -> any EventBroker
 }

@@ -1,10 +1,17 @@
+import MicroSSEWire
+
 /// Encoded bytes ready for the socket, shared by every subscriber that receives them
 /// (an `Array` is a reference to one buffer: enqueueing it copies no bytes).
-struct Frame: Sendable {
+package struct Frame: Sendable {
     /// The encoded event, comment or retry block.
-    let bytes: [UInt8]
+    package let bytes: [UInt8]
     /// Whether this frame is an event (counted as delivered) rather than a heartbeat or retry.
-    let isEvent: Bool
+    package let isEvent: Bool
+
+    package init(bytes: [UInt8], isEvent: Bool) {
+        self.bytes = bytes
+        self.isEvent = isEvent
+    }
 }
 
 /// One subscriber's pending output and its suspend/resume handshake, as a state machine whose
@@ -12,8 +19,8 @@ struct Frame: Sendable {
 ///
 /// The transport keeps it behind a lock; publishers call ``enqueue(_:)``, the transport's
 /// content reader calls ``read(into:)`` on libmicrohttpd's thread.
-struct SubscriberQueue: Sendable {
-    enum Phase: Sendable, Equatable {
+package struct SubscriberQueue: Sendable {
+    package enum Phase: Sendable, Equatable {
         /// Streaming.
         case open
         /// Ending gracefully: what is queued is written, then the stream ends cleanly.
@@ -24,7 +31,7 @@ struct SubscriberQueue: Sendable {
     }
 
     /// What ``enqueue(_:)`` asks the caller to do.
-    enum EnqueueAction: Sendable, Equatable {
+    package enum EnqueueAction: Sendable, Equatable {
         /// Nothing: a reader will pick the frame up.
         case none
         /// The connection is suspended: resume it.
@@ -37,7 +44,7 @@ struct SubscriberQueue: Sendable {
     }
 
     /// What ``read(into:)`` asks the content reader to return to libmicrohttpd.
-    enum ReadAction: Sendable, Equatable {
+    package enum ReadAction: Sendable, Equatable {
         /// `bytes` were written (and `events` whole events finished).
         case wrote(bytes: Int, events: Int)
         /// Nothing is queued: suspend the connection (the queue is now marked waiting).
@@ -49,26 +56,26 @@ struct SubscriberQueue: Sendable {
     }
 
     /// The most bytes this subscriber may have pending; more fails the stream.
-    let limit: Int
+    package let limit: Int
     private var frames: [Frame] = []
     private var head = 0
     private var offset = 0
     /// Bytes queued and not yet handed to the socket.
-    private(set) var pendingBytes = 0
+    package private(set) var pendingBytes = 0
     /// True while the connection is suspended waiting for data (set only by ``read(into:)``).
-    private(set) var waiting = false
-    private(set) var phase = Phase.open
+    package private(set) var waiting = false
+    package private(set) var phase = Phase.open
     /// Whether the stream was failed for falling behind (over the bound, or stalled).
-    private(set) var dropped = false
+    package private(set) var dropped = false
     private var enqueuedSinceTick = false
     private var progressSinceTick = false
     private var stalledTicks = 0
 
-    init(limit: Int) {
+    package init(limit: Int) {
         self.limit = limit
     }
 
-    mutating func enqueue(_ frame: Frame) -> EnqueueAction {
+    package mutating func enqueue(_ frame: Frame) -> EnqueueAction {
         guard phase == .open else { return .closed }
         guard frame.bytes.count <= limit - pendingBytes else {
             dropped = true
@@ -87,7 +94,7 @@ struct SubscriberQueue: Sendable {
     /// Copies up to `out.count` queued bytes, in order, into `out` (several frames per call): what
     /// the transport's content reader calls with libmicrohttpd's buffer. No allocation, no retain
     /// of the frames it copies.
-    mutating func read(into out: UnsafeMutableRawBufferPointer) -> ReadAction {
+    package mutating func read(into out: UnsafeMutableRawBufferPointer) -> ReadAction {
         if phase == .failed { return .abort }
         let max = out.count
         var written = 0
@@ -126,7 +133,7 @@ struct SubscriberQueue: Sendable {
     }
 
     /// Copies up to `max` queued bytes, in order, through one call of `write` (tests, tools).
-    mutating func read(max: Int, write: (ArraySlice<UInt8>) -> Void) -> ReadAction {
+    package mutating func read(max: Int, write: (ArraySlice<UInt8>) -> Void) -> ReadAction {
         var buffer = [UInt8](repeating: 0, count: Swift.max(0, max))
         let action = buffer.withUnsafeMutableBytes { read(into: $0) }
         if case .wrote(let n, _) = action { write(buffer[..<n]) }
@@ -134,7 +141,7 @@ struct SubscriberQueue: Sendable {
     }
 
     /// Starts a graceful end. Returns true when the connection is suspended and must be resumed.
-    mutating func finish() -> Bool {
+    package mutating func finish() -> Bool {
         guard phase == .open else { return false }
         phase = .finishing
         return takeWaiting()
@@ -143,7 +150,7 @@ struct SubscriberQueue: Sendable {
     /// Drops everything queued and fails the stream. Returns true when the connection is
     /// suspended and must be resumed so the reader can close it.
     @discardableResult
-    mutating func fail() -> Bool {
+    package mutating func fail() -> Bool {
         frames = []
         head = 0
         offset = 0
@@ -153,7 +160,7 @@ struct SubscriberQueue: Sendable {
     }
 
     /// What a periodic tick found for this subscriber.
-    enum TickAction: Sendable, Equatable {
+    package enum TickAction: Sendable, Equatable {
         case none
         /// Nothing was queued since the last tick: the heartbeat frame was queued.
         /// `wake` tells whether the connection is suspended and must be resumed to write it.
@@ -168,7 +175,7 @@ struct SubscriberQueue: Sendable {
     /// heartbeat itself does not count as activity). Fails the stream when bytes stayed pending
     /// without the peer reading any for `stallTicks` whole ticks after they were first seen, so
     /// a stall is reported no sooner than `stallTicks` tick intervals (0 = never).
-    mutating func tick(stallTicks: Int, heartbeat: Frame?) -> TickAction {
+    package mutating func tick(stallTicks: Int, heartbeat: Frame?) -> TickAction {
         defer {
             enqueuedSinceTick = false
             progressSinceTick = false
@@ -193,7 +200,7 @@ struct SubscriberQueue: Sendable {
     }
 
     /// Bytes that can still be queued before the stream is over its bound.
-    var freeBytes: Int { phase == .open ? limit - pendingBytes : 0 }
+    package var freeBytes: Int { phase == .open ? limit - pendingBytes : 0 }
 
     private mutating func takeWaiting() -> Bool {
         let was = waiting

@@ -1,12 +1,11 @@
-import MicroSSETestSupport
+import MicroSSECore
+import MicroSSEWire
 import Synchronization
 import Testing
 
-@testable import MicroSSE
-
 /// Regression tests for what the `resume` fuzz target found (Fuzz/crashes/resume/).
 @Suite("Last-Event-ID edge cases found by fuzzing")
-struct ResumeTests {
+struct FuzzFoundResumeTests {
     /// Drains what a subscriber has queued and parses it.
     func prelude(_ sub: Subscriber) -> [ParsedEvent] {
         var bytes: [UInt8] = []

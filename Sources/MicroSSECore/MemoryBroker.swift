@@ -1,3 +1,4 @@
+import MicroSSEWire
 import Synchronization
 
 /// The in-memory ``EventBroker``: per-channel history bounded by count and bytes, one global
@@ -7,12 +8,17 @@ import Synchronization
 /// microseconds (`next = max(last + 1, now)`), so they increase across channels and do not
 /// repeat across restarts unless more than a million events per second are published for the
 /// whole uptime.
-final class MemoryBroker: EventBroker {
-    struct Limits: Sendable {
+package final class MemoryBroker: EventBroker {
+    package struct Limits: Sendable {
         /// Events kept per channel.
         var historyCount: Int
         /// Encoded bytes kept per channel.
         var historyBytes: Int
+
+        package init(historyCount: Int, historyBytes: Int) {
+            self.historyCount = historyCount
+            self.historyBytes = historyBytes
+        }
     }
 
     private struct Entry {
@@ -76,7 +82,7 @@ final class MemoryBroker: EventBroker {
     }
 
     private struct State {
-        var channels: [String: Channel] = [:]
+        var channels: [ChannelName: Channel] = [:]
         var lastSeq: UInt64
         let bootSeq: UInt64
         var closed = false
@@ -104,22 +110,21 @@ final class MemoryBroker: EventBroker {
     private static let evictedFrame = Frame(bytes: [], isEvent: true)
 
     /// How many evicted caller-given ids are remembered for resume.
-    static let evictedCallerIDLimit = 65_536
+    package static let evictedCallerIDLimit = 65_536
 
     private let limits: Limits
     private let now: @Sendable () -> UInt64
     private let state: Mutex<State>
 
     /// - Parameter now: the wall clock in microseconds (injectable for tests).
-    init(limits: Limits, now: @escaping @Sendable () -> UInt64 = Clocks.wallMicroseconds) {
+    package init(limits: Limits, now: @escaping @Sendable () -> UInt64 = Clocks.wallMicroseconds) {
         self.limits = limits
         self.now = now
         let boot = now()
         self.state = Mutex(State(lastSeq: boot &- 1, bootSeq: boot))
     }
 
-    func publish(_ event: Event, to channel: String) throws(MicroSSEError) -> String {
-        try ChannelName.validate(channel)
+    package func publish(_ event: Event, to channel: ChannelName) throws(MicroSSEError) -> String {
         // Encode outside the lock; only a server-assigned `id:` line is added under it (the
         // encoder writes `id:` first, so the frame is that line followed by these bytes).
         let body = EventEncoder.encode(event)
@@ -165,7 +170,7 @@ final class MemoryBroker: EventBroker {
         return line
     }
 
-    func subscribe(_ subscriber: Subscriber, after lastEventID: String?) -> ResumeStatus {
+    package func subscribe(_ subscriber: Subscriber, after lastEventID: String?) -> ResumeStatus {
         state.withLock { s in
             guard !s.closed else { return .fresh }
             let status = resume(subscriber, after: lastEventID, in: &s)
@@ -206,7 +211,7 @@ final class MemoryBroker: EventBroker {
             position = n
         }
         guard let position else {
-            sub.enqueue(ResumeStatus.gapEvent(lastEventID: lastEventID, reason: .unknown))
+            sub.enqueue(ResumeStatus.gapFrame(lastEventID: lastEventID, reason: .unknown))
             return .gap(.unknown)
         }
         var missed = false
@@ -221,7 +226,7 @@ final class MemoryBroker: EventBroker {
             }
         }
         replay.sort { $0.seq < $1.seq }
-        let gap = ResumeStatus.gapEvent(lastEventID: lastEventID, reason: .evicted)
+        let gap = ResumeStatus.gapFrame(lastEventID: lastEventID, reason: .evicted)
         let room = sub.freeBytes
         var first = replay.count
         var total = 0
@@ -235,7 +240,7 @@ final class MemoryBroker: EventBroker {
         return missed ? .gap(.evicted) : .exact
     }
 
-    func unsubscribe(_ subscriber: Subscriber) {
+    package func unsubscribe(_ subscriber: Subscriber) {
         state.withLock { s in
             for name in subscriber.channels {
                 s.channels[name]?.remove(subscriber)
@@ -248,9 +253,9 @@ final class MemoryBroker: EventBroker {
         }
     }
 
-    func shutdown() {
+    package func shutdown() {
         state.withLock { $0.closed = true }
     }
 
-    var channelCount: Int { state.withLock { $0.channels.count } }
+    package var channelCount: Int { state.withLock { $0.channels.count } }
 }

@@ -1,26 +1,28 @@
+import MicroSSEWire
+
 #if canImport(Glibc)
     import Glibc
 #endif
 
 /// The clocks every layer uses (one place, so the broker, the transport and Redis agree).
-enum Clocks {
+package enum Clocks {
     /// Monotonic milliseconds, for deadlines.
-    static func monotonicMilliseconds() -> UInt64 {
+    package static func monotonicMilliseconds() -> UInt64 {
         var ts = timespec()
         clock_gettime(CLOCK_MONOTONIC, &ts)
         return UInt64(ts.tv_sec) * 1_000 + UInt64(ts.tv_nsec) / 1_000_000
     }
 
     /// Wall-clock microseconds since the epoch (server-assigned ids).
-    static func wallMicroseconds() -> UInt64 {
+    package static func wallMicroseconds() -> UInt64 {
         var ts = timespec()
         clock_gettime(CLOCK_REALTIME, &ts)
         return UInt64(ts.tv_sec) * 1_000_000 + UInt64(ts.tv_nsec) / 1_000
     }
 
     /// Wall-clock milliseconds since the epoch (Redis stream ids).
-    static func wallMilliseconds() -> UInt64 { wallMicroseconds() / 1_000 }
+    package static func wallMilliseconds() -> UInt64 { wallMicroseconds() / 1_000 }
 
     /// Sleeps the calling thread.
-    static func sleep(milliseconds: Int) { usleep(UInt32(max(0, milliseconds)) * 1_000) }
+    package static func sleep(milliseconds: Int) { usleep(UInt32(max(0, milliseconds)) * 1_000) }
 }

@@ -1,3 +1,5 @@
+import MicroSSEWire
+
 /// A complete (non-streaming) HTTP response returned by a route.
 public struct Response: Sendable {
     /// The status code, e.g. 200.
@@ -29,5 +31,23 @@ public struct Response: Sendable {
     /// An `application/json` response from JSON text.
     public static func json(_ json: String, status: Int = 200) -> Response {
         Response(status: status, headers: [("Content-Type", "application/json")], body: Array((json + "\n").utf8))
+    }
+
+    /// Throws `.invalidArgument` unless `name: value` is a header that cannot split a response:
+    /// a non-empty token name (no CR, LF, NUL, space or `:`), a value without CR, LF or NUL.
+    /// The server answers `500` instead of sending a response whose header fails this check.
+    public static func validateHeader(name: String, value: String) throws(MicroSSEError) {
+        let badName = name.utf8.contains { $0 <= 0x20 || $0 == 0x3A || $0 == 0x7F }
+        guard !name.isEmpty, !badName else {
+            throw MicroSSEError(.invalidArgument, "header name must be non-empty without CR, LF, NUL, space or ':'")
+        }
+        guard !value.utf8.contains(where: { $0 == 0x0D || $0 == 0x0A || $0 == 0 }) else {
+            throw MicroSSEError(.invalidArgument, "header value must not contain CR, LF or NUL")
+        }
+    }
+
+    /// ``validateHeader(name:value:)`` for every header of this response.
+    public func validateHeaders() throws(MicroSSEError) {
+        for (name, value) in headers { try Self.validateHeader(name: name, value: value) }
     }
 }

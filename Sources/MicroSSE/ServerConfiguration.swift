@@ -1,3 +1,6 @@
+import MicroSSECore
+import MicroSSETransport
+
 #if canImport(Glibc)
     import Glibc
 #endif
@@ -82,7 +85,7 @@ public struct ServerConfiguration: Sendable {
     /// Whether the built-in channel routes (`/events/{channel}`, `/events?channel=`) are served.
     /// Default on.
     public var channelRoutes = true
-    /// Whether `GET /healthz` and `GET /stats` are served. Default on.
+    /// Whether `GET /healthz`, `GET /stats` and `GET /metrics` are served. Default on.
     public var statusRoutes = true
     /// Seconds a stream may have bytes pending without the peer reading any before it is
     /// disconnected as dead. Default 30.
@@ -122,14 +125,13 @@ public struct ServerConfiguration: Sendable {
     /// Milliseconds ``Server/stop()`` waits for streams to flush their final chunk. Default 3,000.
     public var shutdownDrainMilliseconds = 3_000
 
-    /// Share channels, ids and history with other hubs through Redis Streams (several hubs
-    /// behind a load balancer). nil keeps everything in this process. Default nil.
-    public var redis: RedisURL?
-    /// Seconds after its last publish that a channel's history expires in Redis. Default 86,400.
-    public var redisChannelTTLSeconds = 86_400
-    /// Prefix of every Redis key the hub uses (`PREFIX:all`, `PREFIX:ch:NAME`, `PREFIX:since`).
-    /// Default `microsse`.
-    public var redisKeyPrefix = "microsse"
+    /// Whether ``Server/start()`` raises the process's open-file limit (`RLIMIT_NOFILE`) to fit
+    /// ``connectionLimit``. A process-wide change, so off by default; `microsse serve` turns it on.
+    public var raiseFileLimit = false
+
+    /// Where events live when not in this process's memory (set by the Redis module's
+    /// `redis` property). nil = the in-memory broker.
+    package var brokerFactory: (any BrokerFactory)?
 
     /// The defaults.
     public init() {}

@@ -1,3 +1,6 @@
+import MicroSSECore
+import MicroSSETransport
+
 /// One connected stream, handed to stream routes and to connect/disconnect callbacks.
 ///
 /// Thread-safe: any thread may call ``send(_:)`` at any time.
@@ -7,7 +10,7 @@ public final class Client: Sendable, Hashable {
     /// The request that opened the stream.
     public let request: Request
     /// The channels this stream receives (empty for a private stream).
-    public var channels: [String] { subscriber.channels }
+    public var channels: [String] { subscriber.channels.map(\.rawValue) }
 
     let subscriber: Subscriber
 
@@ -56,7 +59,7 @@ public enum Access: Sendable, Equatable {
     case publish(channel: String)
     /// A custom stream route.
     case stream(path: String)
-    /// A custom plain route, or `/stats`.
+    /// A custom plain route, `/stats` or `/metrics`.
     case route(path: String)
 }
 

@@ -1,3 +1,5 @@
+import MicroSSECore
+import MicroSSEWire
 import Synchronization
 
 #if canImport(Glibc)
@@ -24,8 +26,8 @@ import Synchronization
 /// follows through the reader (in id order, within milliseconds). Publishing while Redis is
 /// unreachable throws `.unavailable` (the hub answers 503): nothing is acknowledged that was not
 /// stored.
-final class RedisBroker: EventBroker {
-    struct Settings: Sendable {
+package final class RedisBroker: EventBroker {
+    package struct Settings: Sendable {
         var url: RedisURL
         var prefix = "microsse"
         var historyCount: Int
@@ -69,7 +71,7 @@ final class RedisBroker: EventBroker {
         var closed = false
     }
 
-    init(settings: Settings, log: @escaping @Sendable (String) -> Void = { _ in }) {
+    package init(settings: Settings, log: @escaping @Sendable (String) -> Void = { _ in }) {
         self.settings = settings
         self.log = log
         self.commands = Mutex(CommandSlot())
@@ -83,7 +85,7 @@ final class RedisBroker: EventBroker {
 
     /// Connects, marks where this data set began, and starts the reader thread.
     /// Throws `.unavailable` when Redis cannot be reached.
-    func start() throws(MicroSSEError) {
+    package func start() throws(MicroSSEError) {
         let connection = try RedisConnection(url: settings.url, timeoutMilliseconds: settings.timeoutMilliseconds)
         let last = try Self.markSince(connection, sinceKey: sinceKey, globalKey: globalKey)
         state.withLock { $0.lastDelivered = last }
@@ -122,7 +124,7 @@ final class RedisBroker: EventBroker {
         return .zero
     }
 
-    func shutdown() {
+    package func shutdown() {
         state.withLock { $0.closed = true }
         stopping.store(true, ordering: .releasing)
         let fd = readerFD.load(ordering: .acquiring)
@@ -142,16 +144,15 @@ final class RedisBroker: EventBroker {
         return id
         """
 
-    func publish(_ event: Event, to channel: String) throws(MicroSSEError) -> String {
-        try ChannelName.validate(channel)
+    package func publish(_ event: Event, to channel: ChannelName) throws(MicroSSEError) -> String {
         guard !state.withLock({ $0.closed }) else { throw MicroSSEError(.unavailable, "the server is shutting down") }
         // A caller-given id travels as "=ID" so that an empty id stays distinguishable from none.
         let args: [[UInt8]] = [
             Array("EVAL".utf8), Array(Self.publishScript.utf8), Array("2".utf8), Array(globalKey.utf8),
-            Array(channelKey(channel).utf8), Array(String(settings.globalLength).utf8),
+            Array(channelKey(channel.rawValue).utf8), Array(String(settings.globalLength).utf8),
             // One entry more than the history count: the oldest retained entry marks where
             // eviction stopped, so a client resuming from exactly there is placed without a gap.
-            Array(String(max(1, settings.historyCount) + 1).utf8), Array(channel.utf8), Array(event.data.utf8),
+            Array(String(max(1, settings.historyCount) + 1).utf8), Array(channel.rawValue.utf8), Array(event.data.utf8),
             Array((event.event ?? "").utf8), Array((event.id.map { "=" + $0 } ?? "").utf8),
             Array(String(settings.channelTTLSeconds).utf8),
         ]
@@ -208,13 +209,13 @@ final class RedisBroker: EventBroker {
 
     // MARK: Subscribe
 
-    func subscribe(_ subscriber: Subscriber, after lastEventID: String?) -> ResumeStatus {
+    package func subscribe(_ subscriber: Subscriber, after lastEventID: String?) -> ResumeStatus {
         let position: RedisStreamID? = lastEventID.flatMap { l in
             RedisStreamID(l) ?? state.withLock { $0.callerIDs[l] }
         }
         let registered = state.withLock { s -> Bool in
             guard !s.closed else { return false }
-            for c in subscriber.channels { s.channels[c, default: [:]][subscriber.id] = subscriber }
+            for c in subscriber.channels { s.channels[c.rawValue, default: [:]][subscriber.id] = subscriber }
             if lastEventID != nil { s.pending[subscriber.id] = Pending() }
             return true
         }
@@ -223,7 +224,7 @@ final class RedisBroker: EventBroker {
             return finishResume(subscriber, replay: [], gap: .unknown, lastEventID: lastEventID, after: nil)
         }
         do {
-            let (replay, missed) = try fetchReplay(channels: subscriber.channels, after: position)
+            let (replay, missed) = try fetchReplay(channels: subscriber.channels.map(\.rawValue), after: position)
             return finishResume(
                 subscriber, replay: replay, gap: missed ? .evicted : nil, lastEventID: lastEventID, after: position)
         } catch {
@@ -276,7 +277,7 @@ final class RedisBroker: EventBroker {
                 try c.command(["XRANGE", key, "(" + position.description, "+"])
             }
             for entry in range.array ?? [] {
-                if let (id, frame) = decodeEntry(entry, channelFields: false) { replay.append((id, frame)) }
+                if let (id, frame) = decodeEntry(entry) { replay.append((id, frame)) }
             }
         }
         replay.sort { $0.0 < $1.0 }
@@ -290,7 +291,7 @@ final class RedisBroker: EventBroker {
         after position: RedisStreamID?
     ) -> ResumeStatus {
         state.withLock { s in
-            if let gap { sub.enqueue(ResumeStatus.gapEvent(lastEventID: lastEventID, reason: gap)) }
+            if let gap { sub.enqueue(ResumeStatus.gapFrame(lastEventID: lastEventID, reason: gap)) }
             var high = position ?? .zero
             for (id, frame) in replay {
                 sub.enqueue(frame)
@@ -306,9 +307,9 @@ final class RedisBroker: EventBroker {
         return gap.map { .gap($0) } ?? .exact
     }
 
-    func unsubscribe(_ subscriber: Subscriber) {
+    package func unsubscribe(_ subscriber: Subscriber) {
         state.withLock { s in
-            for c in subscriber.channels {
+            for c in subscriber.channels.map(\.rawValue) {
                 s.channels[c]?[subscriber.id] = nil
                 if s.channels[c]?.isEmpty == true { s.channels[c] = nil }
             }
@@ -317,7 +318,7 @@ final class RedisBroker: EventBroker {
         }
     }
 
-    var channelCount: Int { state.withLock { $0.channels.count } }
+    package var channelCount: Int { state.withLock { $0.channels.count } }
 
     // MARK: The reader
 
@@ -366,7 +367,7 @@ final class RedisBroker: EventBroker {
         var decoded: [(RedisStreamID, String, Frame)] = []
         for entry in entries {
             guard let fields = entry.array, fields.count == 2, let id = fields[0].text.flatMap(RedisStreamID.init),
-                let channel = field("c", in: fields[1]), let (_, frame) = decodeEntry(entry, channelFields: true)
+                let channel = field("c", in: fields[1]), let (_, frame) = decodeEntry(entry)
             else { continue }
             decoded.append((id, channel, frame))
             // Caller-given ids published on other hubs are placed here too.
@@ -406,7 +407,7 @@ final class RedisBroker: EventBroker {
 
     /// Decodes `[id, [field, value, ...]]` into the encoded frame (the wire id is the caller's id
     /// when one was given, else the stream id).
-    private func decodeEntry(_ entry: RedisValue, channelFields: Bool) -> (RedisStreamID, Frame)? {
+    private func decodeEntry(_ entry: RedisValue) -> (RedisStreamID, Frame)? {
         guard let fields = entry.array, fields.count == 2, let id = fields[0].text.flatMap(RedisStreamID.init),
             let data = field("d", in: fields[1])
         else { return nil }

@@ -1,3 +1,4 @@
+import MicroSSEWire
 import Synchronization
 
 /// One connected stream: its bounded queue behind a short lock, and how to wake its connection.
@@ -5,11 +6,11 @@ import Synchronization
 /// Publishers (any thread) call ``enqueue(_:)``; the transport's content reader calls ``read(into:onSuspend:)``
 /// on libmicrohttpd's thread. The waker is installed by the transport before the connection can
 /// ever suspend, so an enqueue never needs a wake that cannot be delivered.
-final class Subscriber: Sendable {
+package final class Subscriber: Sendable {
     /// A process-unique number for this stream.
-    let id: UInt64
+    package let id: UInt64
     /// The channels this stream receives (empty for a private stream).
-    let channels: [String]
+    package let channels: [ChannelName]
     private let queue: Mutex<SubscriberQueue>
     private let hooks: Mutex<Hooks>
 
@@ -30,7 +31,7 @@ final class Subscriber: Sendable {
 
     private static let nextID = Atomic<UInt64>(1)
 
-    init(channels: [String], limit: Int) {
+    package init(channels: [ChannelName], limit: Int) {
         self.id = Self.nextID.wrappingAdd(1, ordering: .relaxed).oldValue
         self.channels = channels
         self.queue = Mutex(SubscriberQueue(limit: limit))
@@ -38,7 +39,7 @@ final class Subscriber: Sendable {
     }
 
     /// Installs the function that resumes this stream's suspended connection.
-    func setWaker(_ wake: @escaping @Sendable () -> Void) {
+    package func setWaker(_ wake: @escaping @Sendable () -> Void) {
         let callback = Callback(wake)
         hooks.withLock { $0.waker = callback }
     }
@@ -48,7 +49,7 @@ final class Subscriber: Sendable {
     /// reader again (its peer reads nothing, so the socket never becomes writable), so failing
     /// the queue alone would leave it open until libmicrohttpd's inactivity timeout.
     /// The function runs under this subscriber's hooks lock, which ``detach()`` also takes.
-    func setCloser(_ close: @escaping @Sendable () -> Void) {
+    package func setCloser(_ close: @escaping @Sendable () -> Void) {
         let callback = Callback(close)
         hooks.withLock { $0.closer = callback }
     }
@@ -57,7 +58,7 @@ final class Subscriber: Sendable {
     /// `deferWake` is false, otherwise the caller must call ``wake()`` after releasing its locks.
     /// An overflow of a connection that is not suspended cuts the connection at once.
     @discardableResult
-    func enqueue(_ frame: Frame, deferWake: Bool = false) -> SubscriberQueue.EnqueueAction {
+    package func enqueue(_ frame: Frame, deferWake: Bool = false) -> SubscriberQueue.EnqueueAction {
         let action = queue.withLock { $0.enqueue(frame) }
         switch action {
         case .wake, .overflow(wake: true):
@@ -76,7 +77,7 @@ final class Subscriber: Sendable {
     }
 
     /// Resumes the suspended connection. Call only after an action said so: exactly once per suspend.
-    func wake() {
+    package func wake() {
         // Called outside the lock: resuming takes libmicrohttpd's locks, and ``detach()`` (which
         // takes this lock) may run inside them.
         let waker = hooks.withLock { $0.waker }
@@ -86,7 +87,7 @@ final class Subscriber: Sendable {
     /// Called by the transport's content reader. See ``SubscriberQueue/read(into:)``.
     /// `onSuspend` runs under the queue's lock when the answer is `.suspend`, so the connection
     /// is suspended before any publisher can see it waiting and resume it.
-    func read(into out: UnsafeMutableRawBufferPointer, onSuspend: () -> Void) -> SubscriberQueue.ReadAction {
+    package func read(into out: UnsafeMutableRawBufferPointer, onSuspend: () -> Void) -> SubscriberQueue.ReadAction {
         queue.withLock {
             let action = $0.read(into: out)
             if action == .suspend { onSuspend() }
@@ -95,7 +96,7 @@ final class Subscriber: Sendable {
     }
 
     /// ``read(into:onSuspend:)`` through one call of `write` (tests, tools).
-    func read(
+    package func read(
         max: Int, write: (ArraySlice<UInt8>) -> Void, onSuspend: () -> Void
     ) -> SubscriberQueue.ReadAction {
         queue.withLock {
@@ -106,19 +107,19 @@ final class Subscriber: Sendable {
     }
 
     /// Ends the stream gracefully once what is queued is written.
-    func finish() {
+    package func finish() {
         if queue.withLock({ $0.finish() }) { wake() }
     }
 
     /// Ends the stream at once, dropping what is queued.
-    func fail() {
+    package func fail() {
         if queue.withLock({ $0.fail() }) { wake() } else { cut() }
     }
 
     /// Periodic liveness work: a heartbeat on an idle stream, failure of a stalled one.
     /// See ``SubscriberQueue/tick(stallTicks:heartbeat:)``.
     @discardableResult
-    func tick(heartbeat: Frame?, stallTicks: Int) -> SubscriberQueue.TickAction {
+    package func tick(heartbeat: Frame?, stallTicks: Int) -> SubscriberQueue.TickAction {
         let action = queue.withLock { $0.tick(stallTicks: stallTicks, heartbeat: heartbeat) }
         switch action {
         case .heartbeat(wake: true), .stalled(wake: true): wake()
@@ -131,21 +132,21 @@ final class Subscriber: Sendable {
     /// Marks the stream closed because its connection is gone (the transport's free callback).
     /// Unlike ``fail()`` it never resumes the connection: there is none left to resume, and the
     /// callback may run inside libmicrohttpd's own locks. Later enqueues answer `.closed`.
-    func detach() {
+    package func detach() {
         hooks.withLock { $0.closer = nil }
         queue.withLock { _ = $0.fail() }
         hooks.withLock { $0.waker = nil }
     }
 
     /// Bytes that can still be queued before the stream is over its bound.
-    var freeBytes: Int { queue.withLock { $0.freeBytes } }
+    package var freeBytes: Int { queue.withLock { $0.freeBytes } }
 
     /// Bytes queued and not yet written.
-    var pendingBytes: Int { queue.withLock { $0.pendingBytes } }
+    package var pendingBytes: Int { queue.withLock { $0.pendingBytes } }
 
     /// Whether the stream was disconnected for falling behind.
-    var wasDropped: Bool { queue.withLock { $0.dropped } }
+    package var wasDropped: Bool { queue.withLock { $0.dropped } }
 
     /// Whether the stream is still open (not ending or ended).
-    var isOpen: Bool { queue.withLock { $0.phase == .open } }
+    package var isOpen: Bool { queue.withLock { $0.phase == .open } }
 }

@@ -1,4 +1,6 @@
 internal import CHiredis
+import MicroSSECore
+import MicroSSEWire
 
 #if canImport(Glibc)
     import Glibc
@@ -56,7 +58,7 @@ public struct RedisURL: Sendable, Equatable, CustomStringConvertible {
 }
 
 /// A Redis reply.
-enum RedisValue: Equatable {
+package enum RedisValue: Equatable {
     case string([UInt8])
     case array([RedisValue])
     case integer(Int)
@@ -64,7 +66,7 @@ enum RedisValue: Equatable {
     case status(String)
     case error(String)
 
-    var text: String? {
+    package var text: String? {
         switch self {
         case .string(let b): return String(decoding: b, as: UTF8.self)
         case .status(let s): return s
@@ -73,7 +75,7 @@ enum RedisValue: Equatable {
         }
     }
 
-    var array: [RedisValue]? {
+    package var array: [RedisValue]? {
         if case .array(let a) = self { return a }
         return nil
     }
@@ -81,13 +83,13 @@ enum RedisValue: Equatable {
 
 /// One synchronous hiredis connection. Not thread-safe: one owner at a time (a dedicated thread,
 /// or callers serialised by a lock). The only code that touches hiredis.
-final class RedisConnection {
+package final class RedisConnection {
     private var context: UnsafeMutablePointer<redisContext>?
-    let url: RedisURL
+    package let url: RedisURL
 
     /// Connects (and authenticates and selects the database) within `timeoutMilliseconds`.
     /// Throws `.unavailable` with the reason when Redis cannot be reached.
-    init(url: RedisURL, timeoutMilliseconds: Int) throws(MicroSSEError) {
+    package init(url: RedisURL, timeoutMilliseconds: Int) throws(MicroSSEError) {
         self.url = url
         let tv = timeval(tv_sec: timeoutMilliseconds / 1000, tv_usec: (timeoutMilliseconds % 1000) * 1000)
         guard let c = redisConnectWithTimeout(url.host, Int32(url.port), tv) else {
@@ -119,21 +121,21 @@ final class RedisConnection {
     }
 
     /// Sets the read/write timeout of later commands (0 = block forever).
-    func setTimeout(milliseconds: Int) {
+    package func setTimeout(milliseconds: Int) {
         guard let context else { return }
         _ = redisSetTimeout(context, timeval(tv_sec: milliseconds / 1000, tv_usec: (milliseconds % 1000) * 1000))
     }
 
     /// Whether an I/O error broke the connection (it must then be replaced).
-    var isBroken: Bool { context == nil || context!.pointee.err != 0 }
+    package var isBroken: Bool { context == nil || context!.pointee.err != 0 }
 
     /// Sends one command with binary-safe arguments; returns the reply (Redis errors come back
     /// as `.error`). Throws `.unavailable` when the connection fails or times out.
-    func command(_ args: [String]) throws(MicroSSEError) -> RedisValue {
+    package func command(_ args: [String]) throws(MicroSSEError) -> RedisValue {
         try command(bytes: args.map { Array($0.utf8) })
     }
 
-    func command(bytes args: [[UInt8]]) throws(MicroSSEError) -> RedisValue {
+    package func command(bytes args: [[UInt8]]) throws(MicroSSEError) -> RedisValue {
         guard let context, context.pointee.err == 0 else {
             throw MicroSSEError(.unavailable, "the Redis connection is closed")
         }
@@ -187,5 +189,5 @@ final class RedisConnection {
 
 extension RedisConnection {
     /// The socket, so another thread can shut it down to interrupt a blocking read.
-    var fileDescriptor: Int32 { context.map { $0.pointee.fd } ?? -1 }
+    package var fileDescriptor: Int32 { context.map { $0.pointee.fd } ?? -1 }
 }

@@ -1,14 +1,13 @@
 import Foundation
 import MicroSSE
+import MicroSSETestSupport
 import Synchronization
 import Testing
 
-@testable import MicroSSETestSupport
-
 /// Slow and stuck subscribers, liveness. Serialized: the memory test reads this process's
 /// resident size, which a neighbour pushing megabytes at the same time would blur.
-@Suite("Hub limits and liveness", .serialized)
-struct LimitsTests {
+@Suite("Hub liveness: slow, stalled and dead subscribers", .serialized)
+struct LivenessTests {
     @Test(
         "a subscriber that never reads while 20 MiB are published is dropped, memory stays bounded, another gets everything"
     )

@@ -1,0 +1,71 @@
+import MicroSSECore
+import MicroSSETransport
+import MicroSSEWire
+
+/// The hub's routes: `GET /events/{channel}`, `GET /events?channel=a&channel=b` and
+/// `POST /events/{channel}`.
+enum ChannelRoutes {
+    /// The response header that says a resumed stream may have missed events; its value is the
+    /// reason (`evicted` or `unknown`), the same as the `microsse.gap` event's `reason`.
+    static let gapHeader = "MicroSSE-Gap"
+
+    static func routes(publishing: Bool) -> [Route] {
+        [
+            Route(match: .exact("/events"), methods: ["GET"]) { request, router in
+                subscribe(request, names: request.queryValues("channel"), router)
+            },
+            Route(match: .prefix("/events/"), methods: publishing ? ["GET", "POST"] : ["GET"]) { request, router in
+                let name = String(request.path.dropFirst("/events/".count))
+                if name.contains("/") { return .response(.text("not found: \(request.path)", status: 404)) }
+                if request.method == "POST" { return .response(publish(request, name: name, router)) }
+                return subscribe(request, names: [name], router)
+            },
+        ]
+    }
+
+    private static func subscribe(_ request: Request, names: [String], _ router: Router) -> TransportReply {
+        guard !names.isEmpty else {
+            return .response(
+                .text("name at least one channel: /events/{channel} or /events?channel=a&channel=b", status: 400))
+        }
+        var channels: [ChannelName] = []
+        var seen = Set<ChannelName>()
+        for name in names {
+            do throws(MicroSSEError) {
+                let channel = try ChannelName(name)
+                if seen.insert(channel).inserted { channels.append(channel) }
+            } catch {
+                return .response(.text(error.message, status: 400))
+            }
+        }
+        if let refusal = router.authorize(request, .subscribe(channels: channels.map(\.rawValue))) {
+            return .response(refusal)
+        }
+        guard let subscriber = router.admit(channels: channels) else { return Router.full }
+        let lastEventID = (request.header("Last-Event-ID") ?? request.queryValue("lastEventId")).flatMap {
+            $0.isEmpty ? nil : $0
+        }
+        var headers = Router.streamHeaders
+        if case .gap(let reason) = router.hub.broker.subscribe(subscriber, after: lastEventID) {
+            headers.append((gapHeader, reason.rawValue))
+        }
+        return router.openStream(Client(request: request, subscriber: subscriber), headers: headers)
+    }
+
+    private static func publish(_ request: Request, name: String, _ router: Router) -> Response {
+        do throws(MicroSSEError) {
+            let channel = try ChannelName(name)
+            if let refusal = router.authorize(request, .publish(channel: channel.rawValue)) { return refusal }
+            let event = try Event(
+                utf8Data: request.body, event: request.queryValue("event"), id: request.queryValue("id"))
+            let id = try router.hub.publish(event, to: channel)
+            return .json(JSON.object([("id", JSON.quote(id))]), status: 202)
+        } catch {
+            switch error.code {
+            case .unavailable: return .text(error.message, status: 503)
+            case .payloadTooLarge: return .text(error.message, status: 413)
+            default: return .text(error.message, status: 400)
+            }
+        }
+    }
+}

@@ -1,0 +1,156 @@
+import MicroSSECore
+import MicroSSETransport
+
+/// One entry of the built-in route table.
+struct Route: Sendable {
+    enum Match: Sendable {
+        case exact(String)
+        /// Every path that starts with this prefix.
+        case prefix(String)
+    }
+
+    let match: Match
+    /// The methods the route answers (`GET` implies `HEAD`); others get `405` with `Allow`.
+    let methods: [String]
+    let handle: @Sendable (Request, Router) -> TransportReply
+
+    func matches(_ path: String) -> Bool {
+        switch match {
+        case .exact(let p): path == p
+        case .prefix(let p): path.hasPrefix(p)
+        }
+    }
+}
+
+/// A check that runs before the authorizer on every request that asks for something (the
+/// publish token, for example). Returns the refusal, or nil to let the request go on.
+protocol RequestGuard: Sendable {
+    func check(_ request: Request, _ access: Access) -> Response?
+}
+
+/// Turns requests into replies for the transport: the embedder's routes first, then the
+/// built-in table, with CORS around every answer. Authorization happens in one place,
+/// ``authorize(_:_:)``, which every route that serves something calls once, after parsing the
+/// request and before doing anything.
+final class Router: TransportDelegate {
+    let hub: Hub
+    private let routes: [Route]
+    private let guards: [any RequestGuard]
+    private let cors: CORSPolicy
+
+    init(hub: Hub) {
+        self.hub = hub
+        let config = hub.configuration
+        var routes: [Route] = []
+        if config.statusRoutes { routes += StatusRoutes.routes }
+        if config.channelRoutes { routes += ChannelRoutes.routes(publishing: config.publishing) }
+        self.routes = routes
+        var guards: [any RequestGuard] = []
+        if let token = config.publishToken { guards.append(PublishTokenGuard(token: token)) }
+        self.guards = guards
+        self.cors = CORSPolicy(origins: config.corsOrigins)
+    }
+
+    func log(_ message: String) {
+        hub.logger.debug("libmicrohttpd: \(message)")
+    }
+
+    func handle(_ request: Request) -> TransportReply {
+        let origin = cors.allowedOrigin(for: request)
+        let reply =
+            request.method == "OPTIONS" ? .response(cors.preflight(allowed: origin != nil)) : route(request)
+        return cors.decorate(reply, origin: origin)
+    }
+
+    private func route(_ request: Request) -> TransportReply {
+        let path = request.path
+        let key = Hub.RouteKey(method: request.method, path: path)
+        let (handler, stream) = hub.registry.withLock { ($0.routes[key], $0.streamRoutes[path]) }
+        if let handler {
+            if let refusal = authorize(request, .route(path: path)) { return .response(refusal) }
+            return .response(checked(handler(request)))
+        }
+        let isGet = request.method == "GET" || request.method == "HEAD"
+        if let stream, isGet {
+            return privateStream(request, stream)
+        }
+        if let route = routes.first(where: { $0.matches(path) }) {
+            let allowed =
+                route.methods.contains(request.method) || (request.method == "HEAD" && route.methods.contains("GET"))
+            return allowed ? route.handle(request, self) : Self.methodNotAllowed(route.methods)
+        }
+        let methods = hub.registry.withLock { r in
+            r.routes.keys.filter { $0.path == path }.map(\.method) + (r.streamRoutes[path] == nil ? [] : ["GET"])
+        }
+        if !methods.isEmpty { return Self.methodNotAllowed(methods.sorted()) }
+        return .response(.text("not found: \(path)", status: 404))
+    }
+
+    /// Runs the guards, then the embedder's authorizer: the refusal, or nil to go on.
+    func authorize(_ request: Request, _ access: Access) -> Response? {
+        for g in guards {
+            if let refusal = g.check(request, access) { return refusal }
+        }
+        if case .deny(let status, let reason) = hub.authorize(request, access) {
+            return .text(reason, status: status)
+        }
+        return nil
+    }
+
+    static func methodNotAllowed(_ allowed: [String]) -> TransportReply {
+        var r = Response.text("method not allowed", status: 405)
+        r.headers.append(("Allow", allowed.joined(separator: ", ")))
+        return .response(r)
+    }
+
+    /// The embedder's response, or a `500` saying why it cannot be sent (a header that could
+    /// split the response).
+    private func checked(_ response: Response) -> Response {
+        do throws(MicroSSEError) {
+            try response.validateHeaders()
+            return response
+        } catch {
+            hub.logger.error("route response refused: \(error.message)")
+            return .text("the route built an invalid response: \(error.message)", status: 500)
+        }
+    }
+
+    // MARK: Streams
+
+    private func privateStream(_ request: Request, _ handler: @Sendable (Request, Client) -> Void) -> TransportReply {
+        if let refusal = authorize(request, .stream(path: request.path)) { return .response(refusal) }
+        guard let subscriber = admit(channels: []) else { return Self.full }
+        let client = Client(request: request, subscriber: subscriber)
+        handler(request, client)
+        return openStream(client, headers: Self.streamHeaders)
+    }
+
+    /// A new subscriber when a stream slot is free (with the configured `retry:` queued), or nil.
+    func admit(channels: [ChannelName]) -> Subscriber? {
+        guard hub.admitStream() else { return nil }
+        let subscriber = Subscriber(channels: channels, limit: hub.configuration.clientBufferBytes)
+        if let retry = hub.configuration.retryMilliseconds {
+            subscriber.enqueue(Frame(bytes: EventEncoder.retry(milliseconds: retry), isEvent: false))
+        }
+        return subscriber
+    }
+
+    /// The reply that opens an admitted stream; its slot is freed when the connection is gone.
+    func openStream(_ client: Client, headers: [(name: String, value: String)]) -> TransportReply {
+        hub.opened(client)
+        let hub = self.hub
+        return .stream(headers: headers, subscriber: client.subscriber, onClose: { hub.closed(client) })
+    }
+
+    /// `503` with `Retry-After` when every stream slot is taken.
+    static var full: TransportReply {
+        var r = Response.text("too many subscribers", status: 503)
+        r.headers.append(("Retry-After", "5"))
+        return .response(r)
+    }
+
+    static let streamHeaders: [(name: String, value: String)] = [
+        ("Content-Type", "text/event-stream; charset=utf-8"), ("Cache-Control", "no-cache"),
+        ("X-Accel-Buffering", "no"),
+    ]
+}

@@ -1,0 +1,52 @@
+import MicroSSE
+import MicroSSECore
+
+/// Several hubs through Redis: `import MicroSSERedis` and set ``MicroSSE/ServerConfiguration/redis``.
+/// Only programs that import this module link hiredis.
+extension ServerConfiguration {
+    /// Share channels, ids and history with other hubs through Redis Streams (several hubs
+    /// behind a load balancer). nil keeps everything in this process. Default nil.
+    public var redis: RedisURL? {
+        get { redisSettings?.url }
+        set {
+            redisSettings = newValue.map { RedisSettings(url: $0, ttl: redisChannelTTLSeconds, prefix: redisKeyPrefix) }
+        }
+    }
+
+    /// Seconds after its last publish that a channel's history expires in Redis. Default 86,400.
+    /// Set it after ``redis`` (it belongs to the Redis settings, which setting ``redis`` creates).
+    public var redisChannelTTLSeconds: Int {
+        get { redisSettings?.ttl ?? RedisSettings.defaultTTL }
+        set { redisSettings?.ttl = newValue }
+    }
+
+    /// Prefix of every Redis key the hub uses (`PREFIX:all`, `PREFIX:ch:NAME`, `PREFIX:since`).
+    /// Default `microsse`. Set it after ``redis``.
+    public var redisKeyPrefix: String {
+        get { redisSettings?.prefix ?? RedisSettings.defaultPrefix }
+        set { redisSettings?.prefix = newValue }
+    }
+
+    private var redisSettings: RedisSettings? {
+        get { brokerFactory as? RedisSettings }
+        set { brokerFactory = newValue }
+    }
+}
+
+/// The Redis settings of a configuration, and the factory of its broker.
+private struct RedisSettings: BrokerFactory {
+    static let defaultTTL = 86_400
+    static let defaultPrefix = "microsse"
+
+    var url: RedisURL
+    var ttl: Int
+    var prefix: String
+
+    func makeBroker(historyCount: Int, historyBytes: Int, log: @escaping @Sendable (String) -> Void) -> any EventBroker
+    {
+        RedisBroker(
+            settings: .init(
+                url: url, prefix: prefix, historyCount: max(1, historyCount), channelTTLSeconds: max(1, ttl)),
+            log: log)
+    }
+}

@@ -1,0 +1,216 @@
+internal import CMHDShim
+internal import CMicroHTTPD
+import Dispatch
+import MicroSSECore
+import MicroSSEWire
+import Synchronization
+
+#if canImport(Glibc)
+    import Glibc
+#endif
+
+/// The only code that touches libmicrohttpd: one internal polling thread with epoll (or a pool
+/// of them), suspend/resume per stream, content-reader streaming with `MHD_SIZE_UNKNOWN`.
+/// This file is the daemon's lifecycle; requests are in AccessHandler.swift, streams in
+/// StreamResponder.swift.
+///
+/// Ownership: the transport passes itself to MHD as the access handler's `cls` (retained from
+/// ``start()`` until after `MHD_stop_daemon` returns); each request's ``RequestContext`` is
+/// retained in `con_cls` and released in the request-completed callback; each stream's
+/// ``StreamContext`` is retained as the response's `cls` and released in its free callback.
+package final class HTTPTransport: Sendable {
+    package let options: TransportOptions
+    private weak let delegate: (any TransportDelegate)?
+
+    private struct State {
+        var daemon: DaemonHandle?
+        var retainedSelf: Unmanaged<HTTPTransport>?
+        var streams: [UInt64: Subscriber] = [:]
+        var closing = false
+        /// Signalled when the last stream closes while closing (``stop()`` waits on it).
+        var drained: DispatchSemaphore?
+        /// Shuts down connections whose request is past its deadline (slowloris); its cancel
+        /// handler frees the tracker, so it is cancelled only after `MHD_stop_daemon`.
+        var reaper: DispatchSourceTimer?
+    }
+    private let state = Mutex(State())
+
+    /// Event frames and bytes handed to sockets by stream readers.
+    package let deliveredEvents = Atomic<Int>(0)
+    package let deliveredBytes = Atomic<Int>(0)
+
+    /// The bound port once started.
+    package let boundPort = Atomic<UInt16>(0)
+
+    package init(options: TransportOptions, delegate: any TransportDelegate) {
+        self.options = options
+        self.delegate = delegate
+    }
+
+    /// The open streams' subscribers, for periodic work.
+    package func streams() -> [Subscriber] { state.withLock { Array($0.streams.values) } }
+
+    /// Number of open streams.
+    package var streamCount: Int { state.withLock { $0.streams.count } }
+
+    /// Binds and starts serving. Throws `.startFailed` with libmicrohttpd's reason.
+    package func start() throws(MicroSSEError) {
+        if options.raiseFileLimit { raiseFileLimit(to: options.connectionLimit + 64) }
+        // libmicrohttpd's timeout counts idle time only; a request must also arrive in full
+        // within the same number of seconds (msse_shim_tracker: slowloris, slow bodies).
+        let tracker: TrackerHandle? =
+            options.connectionTimeout > 0
+            ? msse_shim_tracker_create(UInt32(clamping: options.connectionTimeout)).map { TrackerHandle(pointer: $0) }
+            : nil
+        let retained = Unmanaged.passRetained(self)
+        var error = [CChar](repeating: 0, count: 256)
+        let daemon: OpaquePointer? = withOptionalCString(options.host) { host in
+            withOptionalCString(options.tlsCertificatePEM) { cert in
+                withOptionalCString(options.tlsKeyPEM) { key in
+                    var o = msse_shim_daemon_options()
+                    o.flags =
+                        MHD_USE_EPOLL_INTERNAL_THREAD.rawValue | MHD_ALLOW_SUSPEND_RESUME.rawValue
+                        | MHD_USE_TURBO.rawValue
+                    o.host = host
+                    o.port = options.port
+                    o.connection_limit = UInt32(clamping: options.connectionLimit)
+                    o.connection_memory_limit = options.connectionMemoryLimit
+                    o.connection_timeout = UInt32(clamping: options.connectionTimeout)
+                    o.thread_pool_size = UInt32(clamping: options.threadPoolSize)
+                    o.per_ip_connection_limit = UInt32(clamping: options.perIPConnectionLimit)
+                    o.tls_cert_pem = cert
+                    o.tls_key_pem = key
+                    o.access_handler = accessHandler
+                    o.access_handler_cls = retained.toOpaque()
+                    o.completed = requestCompleted
+                    o.completed_cls = retained.toOpaque()
+                    o.logger = mhdLog
+                    o.logger_cls = retained.toOpaque()
+                    o.tracker = tracker?.pointer
+                    return msse_shim_start_daemon(&o, &error, error.count)
+                }
+            }
+        }
+        guard let daemon else {
+            retained.release()
+            if let tracker { msse_shim_tracker_destroy(tracker.pointer) }
+            throw MicroSSEError(.startFailed, error.withUnsafeBufferPointer { String(cString: $0.baseAddress!) })
+        }
+        boundPort.store(msse_shim_daemon_port(daemon), ordering: .releasing)
+        state.withLock {
+            $0.daemon = DaemonHandle(pointer: daemon)
+            $0.retainedSelf = retained
+            $0.reaper = tracker.map { startReaper($0) }
+        }
+    }
+
+    private func startReaper(_ tracker: TrackerHandle) -> DispatchSourceTimer {
+        let timer = DispatchSource.makeTimerSource(queue: DispatchQueue.global())
+        let interval = DispatchTimeInterval.milliseconds(options.connectionTimeout > 2 ? 1_000 : 250)
+        timer.schedule(deadline: .now() + interval, repeating: interval)
+        timer.setEventHandler { _ = msse_shim_reap_slow_requests(tracker.pointer) }
+        timer.setCancelHandler { msse_shim_tracker_destroy(tracker.pointer) }
+        timer.resume()
+        return timer
+    }
+
+    /// Graceful stop in the order libmicrohttpd needs (docs/DESIGN.md, shutdown): refuse new
+    /// streams, stop accepting, end every stream (resuming suspended ones), wait until the last
+    /// stream has closed (or the drain timeout), then stop the daemon. Idempotent; returns when
+    /// libmicrohttpd's threads have exited.
+    package func stop() {
+        let drained = DispatchSemaphore(value: 0)
+        let (daemon, streams) = state.withLock { s -> (DaemonHandle?, [Subscriber]) in
+            s.closing = true
+            if !s.streams.isEmpty { s.drained = drained }
+            return (s.daemon, Array(s.streams.values))
+        }
+        guard let daemon else { return }
+        let listenSocket = MHD_quiesce_daemon(daemon.pointer)
+        for sub in streams { sub.finish() }
+        if !streams.isEmpty {
+            _ = drained.wait(timeout: .now() + .milliseconds(max(0, options.drainTimeoutMilliseconds)))
+        }
+        // Any stream still open is not suspended (finish() resumed it and its reader no longer
+        // suspends), so stopping the daemon now is safe; it closes those connections.
+        let (retained, reaper) = state.withLock { s -> (Unmanaged<HTTPTransport>?, DispatchSourceTimer?) in
+            defer {
+                s.daemon = nil
+                s.retainedSelf = nil
+                s.reaper = nil
+                s.drained = nil
+            }
+            return (s.retainedSelf, s.reaper)
+        }
+        MHD_stop_daemon(daemon.pointer)
+        reaper?.cancel()  // after the daemon: its cancel handler frees the tracker
+        if listenSocket >= 0 { close(listenSocket) }
+        retained?.release()
+    }
+
+    // MARK: - Used by the request and stream callbacks (libmicrohttpd's threads)
+
+    func log(_ message: String) {
+        delegate?.log(message)
+    }
+
+    /// The layer above's answer, or a `503` once it is gone.
+    func reply(to request: Request) -> TransportReply {
+        guard let delegate else { return .response(.text("server is stopping", status: 503)) }
+        return delegate.handle(request)
+    }
+
+    /// Registers a stream; false once stopping (the stream must then be refused).
+    func register(_ subscriber: Subscriber) -> Bool {
+        state.withLock { s in
+            guard !s.closing else { return false }
+            s.streams[subscriber.id] = subscriber
+            return true
+        }
+    }
+
+    /// Forgets a stream whose connection is gone.
+    func streamClosed(_ subscriber: Subscriber) {
+        let drained = state.withLock { s -> DispatchSemaphore? in
+            s.streams.removeValue(forKey: subscriber.id)
+            return s.streams.isEmpty ? s.drained : nil
+        }
+        drained?.signal()
+    }
+
+    private func raiseFileLimit(to wanted: Int) {
+        var limit = rlimit()
+        guard getrlimit(rlimitNoFile, &limit) == 0 else { return }
+        let target = min(rlim_t(wanted), limit.rlim_max)
+        if limit.rlim_cur < target {
+            limit.rlim_cur = target
+            _ = setrlimit(rlimitNoFile, &limit)
+        }
+    }
+}
+
+#if canImport(Glibc)
+    private let rlimitNoFile = __rlimit_resource_t(RLIMIT_NOFILE.rawValue)
+#endif
+
+/// libmicrohttpd's daemon pointer. Sendable because MHD's daemon API is thread-safe for the
+/// calls MicroSSE makes across threads (quiesce, stop), and ``HTTPTransport`` serialises them.
+private struct DaemonHandle: @unchecked Sendable {
+    let pointer: OpaquePointer
+}
+
+/// The request-deadline tracker, used by the reaper timer. Sendable because every shim function
+/// taking it locks the tracker's own mutex; it is freed once, by the timer's cancel handler.
+private struct TrackerHandle: @unchecked Sendable {
+    let pointer: OpaquePointer
+}
+
+private func withOptionalCString<R>(_ s: String?, _ body: (UnsafePointer<CChar>?) -> R) -> R {
+    guard let s else { return body(nil) }
+    return s.withCString { body($0) }
+}
+
+private let mhdLog: msse_shim_log_cb = { cls, message in
+    guard let cls, let message else { return }
+    Unmanaged<HTTPTransport>.fromOpaque(cls).takeUnretainedValue().log(String(cString: message))
+}

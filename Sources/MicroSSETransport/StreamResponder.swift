@@ -1,0 +1,107 @@
+internal import CMHDShim
+internal import CMicroHTTPD
+import MicroSSECore
+
+#if canImport(Glibc)
+    import Glibc
+#endif
+
+/// Streams: a `text/event-stream` response per connection, fed by a content reader that copies
+/// the subscriber's queued frames into libmicrohttpd's buffer and suspends the connection when
+/// nothing is queued; a publish resumes it through the subscriber's waker (docs/DESIGN.md,
+/// suspend/resume).
+
+/// Per-stream state handed to libmicrohttpd as the content reader's `cls`.
+private final class StreamContext: Sendable {
+    let subscriber: Subscriber
+    let connection: ConnectionHandle
+    let transport: HTTPTransport
+    let onClose: @Sendable () -> Void
+
+    init(
+        subscriber: Subscriber, connection: ConnectionHandle, transport: HTTPTransport,
+        onClose: @escaping @Sendable () -> Void
+    ) {
+        self.subscriber = subscriber
+        self.connection = connection
+        self.transport = transport
+        self.onClose = onClose
+    }
+}
+
+/// A connection pointer carried to publisher threads. Sendable because the only cross-thread
+/// call made with it is `MHD_resume_connection`, which libmicrohttpd documents as callable from
+/// any thread, and it is made only while the connection is suspended (so it cannot be freed).
+private struct ConnectionHandle: @unchecked Sendable {
+    let pointer: OpaquePointer
+}
+
+/// Queues a stream response on `connection` (in the access handler).
+func queueStream(
+    headers: [(name: String, value: String)], subscriber: Subscriber, onClose: @escaping @Sendable () -> Void,
+    on connection: OpaquePointer, _ transport: HTTPTransport
+) -> MHD_Result {
+    guard transport.register(subscriber) else {
+        onClose()
+        return queue(.text("server is stopping", status: 503), on: connection, transport)
+    }
+    let handle = ConnectionHandle(pointer: connection)
+    let context = StreamContext(subscriber: subscriber, connection: handle, transport: transport, onClose: onClose)
+    let cls = Unmanaged.passRetained(context).toOpaque()
+    subscriber.setWaker { MHD_resume_connection(handle.pointer) }
+    // libmicrohttpd owns the socket and closes it only after the response's free callback has
+    // run (MHD_connection_close_ destroys the response first), and that callback detaches the
+    // subscriber, clearing this closer under its lock: the fd is never used after it is closed.
+    let fd = msse_shim_connection_fd(connection)
+    if fd >= 0 {
+        subscriber.setCloser { _ = shutdown(fd, Int32(SHUT_RDWR)) }
+    }
+    guard
+        let response = MHD_create_response_from_callback(
+            UInt64.max, TransportOptions.streamBlockSize, streamReader, cls, streamFreed)
+    else {
+        // MHD did not take ownership of cls: release it here instead of in streamFreed.
+        streamFreed(cls)
+        return .NO
+    }
+    defer { MHD_destroy_response(response) }
+    for (name, value) in headers where MHD_add_response_header(response, name, value) != .YES {
+        transport.log("stream header \(name) refused by libmicrohttpd; closing the connection")
+        return .NO
+    }
+    return MHD_queue_response(connection, UInt32(MHD_HTTP_OK), response)
+}
+
+private let streamReader: MHD_ContentReaderCallback = { cls, _, buffer, max in
+    guard let cls, let buffer else { return -2 }
+    // MHD holds the context's reference until the free callback: borrow it, no retain per call.
+    return Unmanaged<StreamContext>.fromOpaque(cls)._withUnsafeGuaranteedRef { context in
+        readStream(context, into: UnsafeMutableRawBufferPointer(start: buffer, count: max))
+    }
+}
+
+private func readStream(_ context: StreamContext, into out: UnsafeMutableRawBufferPointer) -> Int {
+    // The queued frames are copied straight into libmicrohttpd's buffer, several per call.
+    let action = context.subscriber.read(
+        into: out,
+        // Suspend while the subscriber's lock is held, so a publisher's resume can only come
+        // after the suspend (no lost wake-up, no resume of a running connection).
+        onSuspend: { MHD_suspend_connection(context.connection.pointer) })
+    switch action {
+    case .wrote(let bytes, let events):
+        context.transport.deliveredBytes.add(bytes, ordering: .relaxed)
+        if events > 0 { context.transport.deliveredEvents.add(events, ordering: .relaxed) }
+        return bytes
+    case .suspend: return 0
+    case .end: return -1  // MHD_CONTENT_READER_END_OF_STREAM: final zero-length chunk
+    case .abort: return -2  // MHD_CONTENT_READER_END_WITH_ERROR: close now
+    }
+}
+
+private let streamFreed: MHD_ContentReaderFreeCallback = { cls in
+    guard let cls else { return }
+    let context = Unmanaged<StreamContext>.fromOpaque(cls).takeRetainedValue()
+    context.subscriber.detach()
+    context.transport.streamClosed(context.subscriber)
+    context.onClose()
+}
