@@ -1,7 +1,7 @@
 import MicroSSEWire
 import Testing
 
-@Suite("Event validation (SPEC: bad id/event rejected, never altered)")
+@Suite("Event validation: a bad id or event name is rejected, never altered")
 struct EventTests {
     @Test("an event keeps every field exactly as given")
     func keepsFields() throws {

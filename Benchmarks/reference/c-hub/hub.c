@@ -8,7 +8,7 @@
  *   POST /events/{channel}   body = data of one event → 202 {"id":"N"}
  *   GET  /healthz            200 ok
  *
- * Design (see /work/shared/MHD-NOTES.md):
+ * Design (see docs/DESIGN.md in the repository):
  * - one MHD daemon, epoll, internal polling thread (optionally a thread pool), suspend/resume;
  * - each published event is encoded once (`id: N`, `data: ` per line, blank line) into one
  *   refcounted buffer shared by every subscriber's queue;
