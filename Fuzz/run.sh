@@ -21,7 +21,7 @@ SECONDS_EACH=${FUZZ_SECONDS:-60}
 JOBS=${FUZZ_JOBS:-1}
 OUT=$ROOT/.build/fuzz
 mkdir -p "$OUT/bin" "$OUT/corpus" "$OUT/logs"
-scripts/deps.sh libmicrohttpd-dev pkg-config python3 >&2
+scripts/deps.sh libmicrohttpd-dev libjwt-dev pkg-config python3 >&2
 
 W=Sources/MicroSSE/Wire
 C=Sources/MicroSSE/Core
@@ -36,8 +36,13 @@ declare -A SOURCES=(
     [publishbody]="$WIRE"
     [channel]="$WIRE $CORE"
     [resume]="$WIRE $CORE Sources/MicroSSE/HTTP/Request.swift"
+    [jwt]="$WIRE $(echo Sources/MicroSSEAuth/*.swift)"
 )
-ALL_SWIFT="roundtrip parser publishbody channel resume"
+# name -> extra compiler flags (the system libraries a target's sources import)
+declare -A FLAGS=(
+    [jwt]="-I Sources/CJWT -ljwt"
+)
+ALL_SWIFT="roundtrip parser publishbody channel resume jwt"
 ALL="$ALL_SWIFT cabi"
 TARGETS=${*:-$ALL}
 
@@ -45,7 +50,7 @@ build_swift() {
     local name=$1
     # shellcheck disable=SC2086
     swiftc -sanitize=fuzzer,address -parse-as-library -swift-version 6 -O -g \
-        -module-name "Fuzz_$name" Fuzz/targets/Common.swift "Fuzz/targets/$name.swift" ${SOURCES[$name]} \
+        -module-name "Fuzz_$name" Fuzz/targets/Common.swift "Fuzz/targets/$name.swift" ${SOURCES[$name]} ${FLAGS[$name]:-} \
         -o "$OUT/bin/$name" 2>&1 | grep -v 'Cannot export local symbol' >&2 || true
     [ -x "$OUT/bin/$name" ] && [ "$OUT/bin/$name" -nt "Fuzz/targets/$name.swift" ]
 }
