@@ -112,7 +112,11 @@ func mintES(_ claims: String = #"{"microsse":{"subscribe":["news"]}}"#, pair: Ke
 
 /// A token with exactly this header and claims text, HMAC-SHA256-signed with `key` by openssl.
 func handMadeHS(header: String, claims: String, key: [UInt8] = secret) -> String {
-    let input = b64url(header) + "." + b64url(claims)
+    signedHS(b64url(header) + "." + b64url(claims), key: key)
+}
+
+/// `input` (the first two segments, as they are) with an HMAC-SHA256 signature by openssl.
+func signedHS(_ input: String, key: [UInt8] = secret) -> String {
     let hex = key.map { String(format: "%02x", $0) }.joined()
     let mac = try! openssl(
         ["dgst", "-sha256", "-mac", "HMAC", "-macopt", "hexkey:\(hex)", "-binary"], input: Data(input.utf8))

@@ -77,6 +77,18 @@ struct VerifierTests {
         #expect(refusal { () throws(AuthError) in try es.verify(ecForged, now: now) }?.code == .algorithmRefused)
     }
 
+    @Test("libjwt on its own accepts any token as alg none when given no key; the verifier always passes one")
+    func libjwtWithoutKey() {
+        // The quirk: jwt_decode with a NULL key skips verification and reports JWT_ALG_NONE.
+        var jwt: OpaquePointer?
+        let forged = mintHS(key: Array("another secret, 32 bytes long!!!".utf8))
+        #expect(jwt_decode(&jwt, forged, nil, 0) == 0)
+        #expect(jwt_get_alg(jwt) == JWT_ALG_NONE)
+        jwt_free(jwt)
+        // A verifier cannot exist without a key, and checks the algorithm libjwt used.
+        #expect(refusal { () throws(AuthError) in try hs.verify(forged, now: now) }?.code == .signatureInvalid)
+    }
+
     @Test("HS/RS confusion: an RS256 token is refused by an HS256 verifier")
     func rsRefusedByHS() {
         let e = refusal { () throws(AuthError) in try hs.verify(mintRS(), now: now) }
@@ -110,6 +122,25 @@ struct VerifierTests {
             let t = handMadeHS(header: header, claims: "{}")
             #expect(refusal { () throws(AuthError) in try hs.verify(t, now: now) }?.code == .malformedToken)
         }
+    }
+
+    @Test("segments libjwt's lenient base64 reads (stray characters, padding) are refused even when signed")
+    func lenientBase64Refused() {
+        let h = b64url(#"{"alg":"HS256"}"#)
+        let p = b64url(#"{"microsse":{"subscribe":["*"]}}"#)
+        for input in [h + ".!!" + p, h + "." + p + "==", h + "=." + p, "!" + h + "." + p] {
+            let token = signedHS(input)
+            // The quirk: libjwt skips what is not base64 and accepts these.
+            #expect(libjwtAccepts(token, key: secret), "\(input)")
+            #expect(refusal { () throws(AuthError) in try hs.verify(token, now: now) }?.code == .malformedToken)
+        }
+    }
+
+    @Test("libjwt reads the last of two alg members; the verifier refuses both orders")
+    func duplicateAlgLibjwtQuirk() {
+        let lastWins = handMadeHS(header: #"{"alg":"none","alg":"HS256"}"#, claims: "{}")
+        #expect(libjwtAccepts(lastWins, key: secret))
+        #expect(refusal { () throws(AuthError) in try hs.verify(lastWins, now: now) }?.code == .malformedToken)
     }
 
     @Test("a header without alg, with alg not a string, with typ other than JWT, or with crit is refused")
