@@ -85,6 +85,11 @@ struct VerifierTests {
         #expect(jwt_decode(&jwt, forged, nil, 0) == 0)
         #expect(jwt_get_alg(jwt) == JWT_ALG_NONE)
         jwt_free(jwt)
+        // alg none: accepted without a key, refused (EINVAL) with one.
+        let none = "eyJhbGciOiJub25lIn0." + b64url(#"{"microsse":{"subscribe":["*"]}}"#) + "."
+        #expect(jwt_decode(&jwt, none, nil, 0) == 0)
+        jwt_free(jwt)
+        #expect(!libjwtAccepts(none, key: secret))
         // A verifier cannot exist without a key, and checks the algorithm libjwt used.
         #expect(refusal { () throws(AuthError) in try hs.verify(forged, now: now) }?.code == .signatureInvalid)
     }
