@@ -9,7 +9,7 @@ HOST ?= 127.0.0.1
 PORT ?= 8080
 
 # Debian packages the build needs, then those the tests need.
-BUILD_PACKAGES = libmicrohttpd-dev libhiredis-dev pkg-config
+BUILD_PACKAGES = libmicrohttpd-dev libhiredis-dev libjwt-dev pkg-config
 TEST_PACKAGES = curl openssl valgrind gcc g++ redis-server
 
 .PHONY: all deps test-deps build lib demo serve test browser-test install bench bench-smoke fuzz sanitizers soak clean format lint
