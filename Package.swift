@@ -82,6 +82,10 @@ let package = Package(
         .target(name: "MicroSSEAuth", dependencies: ["CJWT"]),
         .testTarget(name: "AuthTests", dependencies: ["MicroSSEAuth", "CJWT"]),
         // --- end of JWT authorization ---
+        // -- DoctorTests: `microsse doctor` against the real hub, directly and through a real
+        // nginx (Examples/deploy); the deploy files checked with nginx -t and systemd-analyze.
+        .testTarget(name: "DoctorTests", dependencies: ["MicroSSETestSupport"]),
+        // -- end DoctorTests
     ],
     swiftLanguageModes: [.v6]
 )

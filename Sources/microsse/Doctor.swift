@@ -63,13 +63,30 @@ struct Doctor: ParsableCommand {
     private func diagnose(_ streamURL: DoctorURL, _ report: Report) {
         let stream: ProbeStream
         do {
-            stream = try ProbeStream(streamURL, timeout: Self.timeout)
+            stream = try ProbeStream(streamURL, timeout: Self.timeout, headWait: wait)
+        } catch is NoResponseHead {
+            report.add(.fail, "status", "no response head within \(seconds(wait)) of the request")
+            report.add(
+                .fail, "buffering",
+                "events held by something between you and the hub: even the response head is held "
+                    + "(the hub sends it at once; a proxy that waits for its buffer to fill holds it: "
+                    + "nginx needs proxy_buffering off and proxy_http_version 1.1), or the server hangs")
+            return
         } catch {
             report.add(.fail, "connect", String(describing: error))
             return
         }
         defer { stream.close() }
         guard report.checkHeaders(stream.head) else { return }
+        guard !stream.compressed else {
+            report.add(.skip, "buffering", "the body is compressed (see content-encoding): fix that first")
+            if let idle {
+                stream.read(until: monotonicSeconds() + idle)
+                report.checkIdle(stream, window: idle, start: stream.openedAt)
+            }
+            report.add(.skip, "resume", "the body is compressed (see content-encoding)")
+            return
+        }
         guard let publish, let publishURL = try? DoctorURL(publish) else {
             let window = idle ?? heartbeatWait
             stream.read(until: monotonicSeconds() + window) { idle == nil && !stream.commentTimes.isEmpty }
@@ -87,7 +104,7 @@ struct Doctor: ParsableCommand {
             report.checkIdle(stream, window: idle, start: start)
         }
         stream.close()
-        guard probes.contains(where: { $0.arrivedAt != nil }), probes.allSatisfy({ $0.arrivedAt != nil }) else {
+        guard !probes.isEmpty, probes.allSatisfy({ $0.arrivedAt != nil }) else {
             report.add(.skip, "resume", "the probe events did not all arrive (see buffering)")
             return
         }
@@ -187,7 +204,7 @@ struct Prober: Sendable {
         }
         let stream: ProbeStream
         do {
-            stream = try ProbeStream(streamURL, lastEventID: lastID, timeout: Doctor.timeout)
+            stream = try ProbeStream(streamURL, lastEventID: lastID, timeout: Doctor.timeout, headWait: wait)
         } catch {
             report.add(.fail, "resume", "reconnecting failed: \(error)")
             return
@@ -205,7 +222,8 @@ struct Prober: Sendable {
         let deadline = monotonicSeconds() + wait
         stream.read(until: deadline) { stream.events.contains { seq(of: $0.event) == next } }
         let seqs = stream.events.compactMap { seq(of: $0.event) }
-        let gap = stream.head.header("MicroSSE-Gap") ?? stream.events.first { $0.event.type == "microsse.gap" }?.event.data
+        let gap =
+            stream.head.header("MicroSSE-Gap") ?? stream.events.first { $0.event.type == "microsse.gap" }?.event.data
         let duplicated = seqs.filter { $0 < next }.count
         if let gap {
             report.add(
@@ -216,7 +234,8 @@ struct Prober: Sendable {
             let dup = duplicated > 0 ? "\(duplicated) event(s) already received came again" : ""
             report.add(.fail, "resume", [lost, dup].filter { !$0.isEmpty }.joined(separator: "; "))
         } else {
-            report.add(.ok, "resume", "reconnected with Last-Event-ID \(lastID): the next event came, none lost or repeated")
+            report.add(
+                .ok, "resume", "reconnected with Last-Event-ID \(lastID): the next event came, none lost or repeated")
         }
     }
 }

@@ -9,6 +9,11 @@ struct DoctorError: Error, CustomStringConvertible {
     init(_ description: String) { self.description = description }
 }
 
+/// No response head arrived in time (a buffering proxy can hold even the head).
+struct NoResponseHead: Error, CustomStringConvertible {
+    var description: String { "no response head in time" }
+}
+
 /// Seconds on the monotonic clock.
 func monotonicSeconds() -> Double {
     var ts = timespec()
@@ -184,7 +189,7 @@ final class HTTPConnection {
                 return try Self.parseHead(String(decoding: bytes[..<end], as: UTF8.self))
             }
             guard bytes.count < 65536 else { throw DoctorError("response head larger than 64 KiB") }
-            guard let more = try receive(deadline: deadline) else { throw DoctorError("no response head in time") }
+            guard let more = try receive(deadline: deadline) else { throw NoResponseHead() }
             guard !more.isEmpty else { throw DoctorError("connection closed before a response head") }
             bytes += more
         }

@@ -39,8 +39,8 @@ final class ProbeStream {
     private var parser = EventStreamParser()
 
     /// Opens `GET url` as a browser's EventSource does (compression offered, as browsers do).
-    init(_ url: DoctorURL, lastEventID: String? = nil, timeout: Double) throws {
-        let deadline = monotonicSeconds() + timeout
+    /// Throws ``NoResponseHead`` when the head takes longer than `headWait` seconds.
+    init(_ url: DoctorURL, lastEventID: String? = nil, timeout: Double, headWait: Double) throws {
         connection = try HTTPConnection(url, timeout: timeout)
         var request = "GET \(url.target) HTTP/1.1\r\nHost: \(url.hostHeader)\r\n"
         request += "Accept: text/event-stream\r\nCache-Control: no-cache\r\n"
@@ -48,7 +48,7 @@ final class ProbeStream {
         if let lastEventID { request += "Last-Event-ID: \(lastEventID)\r\n" }
         request += "\r\n"
         try connection.send(request)
-        head = try connection.readHead(deadline: deadline)
+        head = try connection.readHead(deadline: monotonicSeconds() + headWait)
         openedAt = monotonicSeconds()
         lastBodyAt = openedAt
         decoder = BodyDecoder(head)
