@@ -14,22 +14,32 @@ struct Doctor: ParsableCommand {
         discussion: """
             Subscribes to URL (e.g. http://host/events/doctor-probe) as a browser would and prints one line \
             per check: ok, warn, FAIL or skip. Exits 1 when a check fails. With --publish it publishes \
-            \(Doctor.probeCount) probe events to that URL (the same channel) and measures their delays, \
-            then checks resume with Last-Event-ID. Only http:// URLs: \(DoctorURL.httpsUnsupported).
+            \(Doctor.probeCount) probe events (type \(Prober.eventType), so onmessage handlers ignore them) \
+            to that URL and measures their delays, then checks resume with Last-Event-ID. Without it, \
+            only heartbeats can be watched. Only http:// URLs: \(DoctorURL.httpsUnsupported).
             """)
 
     static let probeCount = 5
     static let spacing = 0.2
     static let timeout = 10.0
 
-    @Argument(help: "The stream URL to subscribe to (http:// only).") var url: String
-    @Option(help: "Publish probe events to this URL (POST) to measure buffering and check resume.")
+    @Argument(help: ArgumentHelp("The stream URL to subscribe to (http:// only).", valueName: "URL"))
+    var url: String
+    @Option(
+        help: ArgumentHelp(
+            "Publish probe events to this URL (POST, the same channel) to measure buffering and check resume.",
+            valueName: "URL"))
     var publish: String?
-    @Option(help: "Bearer token for --publish.") var token: String?
-    @Option(help: "Hold the stream open without events this long and report whether it survives.")
+    @Option(help: ArgumentHelp("Bearer token for --publish.", valueName: "TOKEN")) var token: String?
+    @Option(
+        help: ArgumentHelp(
+            "Hold the stream open without events this long and report whether it survives.", valueName: "SECONDS"))
     var idle: Double?
-    @Option(help: "Without --publish: how long to wait for a heartbeat.") var heartbeatWait = 20.0
-    @Option(help: "How long to wait for a probe event after it is published.") var wait = 5.0
+    @Option(help: ArgumentHelp("Without --publish: how long to wait for a heartbeat.", valueName: "SECONDS"))
+    var heartbeatWait = 20.0
+    @Option(
+        help: ArgumentHelp("How long to wait for the response head and for each probe event.", valueName: "SECONDS"))
+    var wait = 5.0
 
     func validate() throws {
         do {
@@ -97,7 +107,7 @@ struct Doctor: ParsableCommand {
         }
         let prober = Prober(url: publishURL, token: token)
         let probes = prober.measure(stream, count: Self.probeCount, spacing: Self.spacing, wait: wait, report: report)
-        report.checkBuffering(probes, spacing: Self.spacing, waited: wait)
+        report.checkBuffering(probes, spacing: Self.spacing, waited: wait, stream: stream)
         if let idle {
             let start = monotonicSeconds()
             stream.read(until: start + idle)
@@ -120,8 +130,8 @@ struct Prober: Sendable {
     let run = "\(getpid())-\(Int(monotonicSeconds() * 1000) % 1_000_000)"
     static let eventType = "microsse.doctor"
 
-    /// Publishes probe `seq` now; returns when it was sent, or nil after reporting the failure.
-    func publish(_ seq: Int, report: Report? = nil) -> Result<Double, DoctorError> {
+    /// Publishes probe `seq` now; returns when it was sent (monotonic seconds), or why it failed.
+    func publish(_ seq: Int) -> Result<Double, DoctorError> {
         let sentAt = monotonicSeconds()
         let body = "probe \(run) \(seq) sent=\(Int(sentAt * 1e6))us"
         var target = url
@@ -165,17 +175,20 @@ struct Prober: Sendable {
             }
             sent.withLock { $0.finished = true }
         }
-        var lastSent = start + Double(count) * spacing
+        // Each probe gets `wait` seconds from when it was sent (or due, if the publisher is late).
+        var lastSent = start + Double(count - 1) * spacing
+        var finished = false
         func settled() -> Bool {
             sent.withLock { state in
                 if state.failure != nil { return true }
-                if let last = state.probes.last { lastSent = last.sentAt }
+                lastSent = max(lastSent, state.probes.last?.sentAt ?? 0)
+                finished = state.finished
                 let seen = Set(stream.events.compactMap { seq(of: $0.event) })
                 return state.finished && seen.count >= state.probes.count
             }
         }
-        while !settled(), stream.end == nil, monotonicSeconds() < lastSent + wait {
-            stream.read(until: min(lastSent + wait, monotonicSeconds() + 0.05)) { settled() }
+        while !settled(), stream.end == nil, !finished || monotonicSeconds() < lastSent + wait {
+            stream.read(until: monotonicSeconds() + 0.05) { settled() }
         }
         while !sent.withLock({ $0.finished }) { usleep(1000) }
         let state = sent.withLock { $0 }

@@ -108,7 +108,7 @@ struct Probe: Sendable {
 
 extension Report {
     /// The delays and spacing of the probe events: late or bunched arrivals mean a buffer.
-    func checkBuffering(_ probes: [Probe], spacing: Double, waited: Double) {
+    func checkBuffering(_ probes: [Probe], spacing: Double, waited: Double, stream: ProbeStream) {
         guard !probes.isEmpty else {
             add(.skip, "buffering", "no probe event was published (see publish)")
             return
@@ -117,10 +117,11 @@ extension Report {
         let delays = arrived.map { $0.arrivedAt! - $0.sentAt }.sorted()
         let held = "events held by something between you and the hub"
         guard arrived.count == probes.count else {
+            let ended = stream.end.map { "; the stream ended \(seconds($0.at - stream.openedAt)) after its head" } ?? ""
             add(
                 .fail, "buffering",
                 "\(held): \(arrived.count) of \(probes.count) probe events arrived within \(seconds(waited)) "
-                    + "(a proxy or CDN buffer, compression; or the two URLs name different channels)")
+                    + "(a proxy or CDN buffer, compression; or the two URLs name different channels)\(ended)")
             return
         }
         let p50 = Int((delays[delays.count / 2] * 1000).rounded())

@@ -77,6 +77,24 @@ struct DoctorTests {
         #expect(result.out.contains("check(s) failed:\n"))
     }
 
+    @Test("through a proxy that lets the body out once a second: bursts are buffering, exit 1")
+    func burstingProxy() throws {
+        let hub = try startHub(heartbeat: 30)
+        let proxy = try BatchingProxy(upstream: hub.port, interval: 1)
+        defer { proxy.stop() }
+        let result = try doctor([
+            "http://127.0.0.1:\(proxy.port)/events/doctor-probe", "--publish",
+            "http://127.0.0.1:\(hub.port)/events/doctor-probe", "--token", "s3cret",
+        ])
+        #expect(result.status == 1)
+        let line = try #require(result.line("buffering"))
+        #expect(
+            line.hasPrefix(
+                "FAIL  buffering: events held by something between you and the hub: 5 probe events sent 200 ms apart arrived in bursts"
+            ), "\(line)")
+        #expect(result.line("status")?.hasPrefix("ok    ") == true)
+    }
+
     @Test("through nginx with proxy_read_timeout 3s: cut after about 3 s, exit 1")
     func idleCut() throws {
         let hub = try startHub(heartbeat: 30)

@@ -202,3 +202,92 @@ func nginxInFront(of hub: ServerProcess, _ edits: [(String, String)] = []) throw
     }
     throw lastError!
 }
+
+/// A stand-in for a CDN that buffers: it relays each connection to `upstream`, passes the
+/// response head on at once, then holds the body and lets it out only every `interval` seconds.
+final class BatchingProxy: @unchecked Sendable {
+    let port: UInt16
+    private let listener: Int32
+    private let upstream: UInt16
+    private let interval: Double
+
+    init(upstream: UInt16, interval: Double) throws {
+        self.upstream = upstream
+        self.interval = interval
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        var addr = sockaddr_in()
+        addr.sin_family = sa_family_t(AF_INET)
+        addr.sin_addr.s_addr = inet_addr("127.0.0.1")
+        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+        let listening = withUnsafeMutablePointer(to: &addr) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                bind(fd, $0, length) == 0 && listen(fd, 16) == 0 && getsockname(fd, $0, &length) == 0
+            }
+        }
+        guard listening else {
+            close(fd)
+            throw TestClientError("cannot listen on an ephemeral port: errno \(errno)")
+        }
+        listener = fd
+        port = UInt16(bigEndian: addr.sin_port)
+        Thread.detachNewThread { [self] in
+            while true {
+                let client = accept(listener, nil, nil)
+                if client < 0 { return }
+                Thread.detachNewThread { [self] in relay(client) }
+            }
+        }
+    }
+
+    /// Stops accepting (open relays end when their client closes).
+    func stop() { shutdown(listener, Int32(SHUT_RDWR)) }
+
+    deinit {
+        stop()
+        close(listener)
+    }
+
+    private func relay(_ client: Int32) {
+        defer { close(client) }
+        guard let server = try? RawConnection(port: upstream) else { return }
+        var held: [UInt8] = []
+        var headPassed = false
+        var nextFlush = now() + interval
+        var buffer = [UInt8](repeating: 0, count: 65536)
+        func forward(_ bytes: [UInt8]) { bytes.withUnsafeBytes { _ = send(client, $0.baseAddress, $0.count, 0) } }
+        while true {
+            var fds = [
+                pollfd(fd: client, events: Int16(POLLIN), revents: 0),
+                pollfd(fd: server.fd, events: Int16(POLLIN), revents: 0),
+            ]
+            _ = poll(&fds, 2, 20)
+            if fds[0].revents != 0 {
+                let n = recv(client, &buffer, buffer.count, 0)
+                if n <= 0 { return }
+                _ = send(server.fd, buffer, n, Int32(MSG_NOSIGNAL))
+            }
+            if fds[1].revents != 0 {
+                let n = recv(server.fd, &buffer, buffer.count, 0)
+                if n <= 0 {
+                    forward(held)
+                    return
+                }
+                held += buffer[0..<n]
+                if !headPassed,
+                    let end = held.indices.dropLast(3).first(where: { held[$0...].starts(with: [13, 10, 13, 10]) })
+                {
+                    headPassed = true
+                    forward(Array(held[..<(end + 4)]))
+                    held.removeFirst(end + 4)
+                }
+            }
+            if now() >= nextFlush {
+                nextFlush += interval
+                if headPassed, !held.isEmpty {
+                    forward(held)
+                    held = []
+                }
+            }
+        }
+    }
+}
