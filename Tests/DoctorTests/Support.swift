@@ -21,7 +21,7 @@ struct ToolResult {
     }
 }
 
-/// The full path of a tool in PATH or in the sbin directories (nginx lives in /usr/sbin).
+/// The full path of a tool in PATH or in the sbin directories (where Debian puts nginx).
 func toolPath(_ name: String) -> String? {
     let path = ProcessInfo.processInfo.environment["PATH"] ?? ""
     let dirs = path.split(separator: ":").map(String.init) + ["/usr/sbin", "/sbin", "/usr/local/sbin"]
