@@ -14,9 +14,8 @@ import threading
 import time
 import traceback
 
-import cdp
-from cdp import wait_until
-from support import ROOT, Microsse, Proxy, StaticSite, free_port, http_get, kill_all, publish, response_head
+from browser import Browser
+from support import ROOT, Microsse, Proxy, StaticSite, free_port, http_get, kill_all, publish, response_head, wait_until
 
 INDEX = os.path.join(ROOT, "Examples", "web", "index.html")
 # Screenshots go to .build-browser/screenshots/ (git-ignored); UPDATE_SCREENSHOTS=1 writes them to
@@ -404,16 +403,14 @@ def test_cross_origin(t):
 
 
 class TestContext:
+    """What one test started: its tabs, processes, proxies and sites, all closed after it."""
+
     def __init__(self, browser):
         self.browser = browser
         self._cleanup = []
-        self.context = browser.call("Target.createBrowserContext")["browserContextId"]
-        self._cleanup.append(lambda: browser.call("Target.disposeBrowserContext", {"browserContextId": self.context}, timeout=5))
 
     def page(self):
-        target = self.browser.call("Target.createTarget", {"url": "about:blank", "browserContextId": self.context})["targetId"]
-        session = self.browser.call("Target.attachToTarget", {"targetId": target, "flatten": True})["sessionId"]
-        p = cdp.Page(self.browser, target, session)
+        p = self.browser.new_page()
         self._cleanup.append(p.close)
         return p
 
@@ -467,7 +464,7 @@ def main():
     browser = None
     try:
         try:
-            browser = cdp.Browser()
+            browser = Browser()
             print(f"browser: {browser.version} (headless, fresh profile {browser.profile})", flush=True)
         except Exception as e:
             # A browser test that cannot start Chromium fails; it never skips.

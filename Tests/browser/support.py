@@ -12,10 +12,31 @@ import time
 import urllib.error
 import urllib.request
 
-from cdp import wait_until
-
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 MICROSSE = os.environ.get("MICROSSE_BIN") or os.path.join(ROOT, ".build", "debug", "microsse")
+
+
+
+class BrowserError(Exception):
+    """Something the browser could not do (a page script threw, a navigation failed, ...)."""
+
+
+def wait_until(fn, timeout, what, interval=0.02):
+    """Polls fn until it returns something truthy, or fails after timeout seconds."""
+    deadline = time.monotonic() + timeout
+    last_exc = None
+    while True:
+        try:
+            value = fn()
+            if value:
+                return value
+        except BrowserError as e:
+            last_exc = e
+        if time.monotonic() >= deadline:
+            extra = f" (last error: {last_exc})" if last_exc else ""
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}{extra}")
+        time.sleep(interval)
+
 
 _children = []  # every process started, killed at exit whatever happens
 
