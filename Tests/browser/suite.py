@@ -427,9 +427,9 @@ HELPER = """
 """
 
 
-def start_helper(page, hub, path, options="{}"):
+def start_helper(page, base, path, options="{}"):
     """A tab on the hub's origin (its /healthz: a page that opens no stream) running microsse.js."""
-    page.goto(hub.base + "/healthz")
+    page.goto(base + "/healthz")
     return page.js(HELPER % (options, repr(path)))
 
 
@@ -462,9 +462,10 @@ def wait_helper_events(pages, want, timeout=10):
 
 def test_helper_shares_one_stream(t):
     hub = t.hub("--web", "--retry", "200")
+    proxy = t.proxy(hub.port)  # the tabs' origin: the test can make the hub unreachable to them
     tabs = [t.page() for _ in range(3)]
     for p in tabs:
-        start_helper(p, hub, "/events/shared", "{events: ['price']}")
+        start_helper(p, proxy.base, "/events/shared", "{events: ['price']}")
 
     def leaders(pages):
         return [p for p in pages if p.js("__stream.role") == "leader"]
@@ -490,13 +491,19 @@ def test_helper_shares_one_stream(t):
     check(followers[0].js("__sse.typed") == [[want[5][0], "v2"]], "addEventListener gets its type")
     check(all(p.js("__stream.lastEventId") == want[-1][0] for p in tabs), "every tab knows the last id")
 
-    # The leader tab closes while events keep coming: another tab leads, resuming from its last id.
+    # The leader tab closes while events keep coming, and the new leader's request is held
+    # until more events are published, so events surely fall between the two streams: the new
+    # leader resumes from the last id its tab saw and every tab still gets every event.
     last_seen = want[-1][0]
-    leader.close()
+    proxy.holding = True
+    proxy.sever()  # idle keep-alive connections too: the new leader needs a new one
     pub = Publisher(hub.base, "shared")
+    leader.close()
+    wait_until(lambda: proxy.held >= 1 and len(pub.ids) >= 10, 10, "the new leader's request held while events are published")
+    proxy.release()
     wait_until(lambda: len(leaders(followers)) == 1 and leaders(followers)[0].js("__stream.state") == "open", 10, "a new leader with an open stream")
     new_leader = leaders(followers)[0]
-    wait_until(lambda: len(pub.ids) >= 20, 10, "events published after the takeover")
+    wait_until(lambda: len(pub.ids) >= 25, 10, "events published after the takeover")
     wait_clients(hub, 1)
     ids = pub.stop()
     want += [(i, "message", f"event {n + 1}") for n, i in enumerate(ids)]
