@@ -19,13 +19,16 @@ fi
 PYTHON=python3
 command -v "$PYTHON" >/dev/null 2>&1 && "$PYTHON" -c 'import sys; sys.exit(sys.version_info < (3, 9))' || PYTHON=/usr/bin/python3
 
-# Selenium from PyPI, for that Python, unless it imports already. Debian's Python refuses a
-# plain pip install (PEP 668), so the second try says it knows; without pip, Debian's python3-pip.
+# Selenium from PyPI for that Python, unless it imports already (pip from Debian's python3-pip
+# when that Python has none). Debian's own Python is marked externally managed (PEP 668): pip
+# installs into it only when told so.
 if ! "$PYTHON" -c 'import selenium' >/dev/null 2>&1; then
     "$PYTHON" -m pip --version >/dev/null 2>&1 || scripts/deps.sh python3-pip >&2
+    pip_flags=(--quiet --disable-pip-version-check --root-user-action=ignore)
+    "$PYTHON" -c 'import os, sys, sysconfig; sys.exit(not os.path.exists(os.path.join(sysconfig.get_path("stdlib"), "EXTERNALLY-MANAGED")))' &&
+        pip_flags+=(--break-system-packages)
     echo "browser: installing selenium for $PYTHON" >&2
-    "$PYTHON" -m pip install --quiet --disable-pip-version-check selenium >&2 ||
-        "$PYTHON" -m pip install --quiet --disable-pip-version-check --break-system-packages selenium >&2
+    "$PYTHON" -m pip install "${pip_flags[@]}" selenium >&2
 fi
 
 suite_pid=""

@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
-"""MicroSSE in a real headless Chromium: the demo page, the hub page, reconnect and resume, CORS.
+"""MicroSSE in a real headless Chromium: the demo page, the hub page, reconnect and resume, CORS,
+and microsse.js (one stream shared by several tabs, gap and expiry callbacks).
 
-Run through Tests/browser/run.sh. Every wait polls the page (or the processes) with a deadline;
+Run through Tests/browser/run.sh (Selenium drives Chromium through chromedriver). Every wait polls the page (or the processes) with a deadline;
 nothing sleeps a fixed time to let something happen. Prints `browser: N passed, M failed`.
 Optional: MICROSSE_BIN=path (default .build/debug/microsse), BROWSER_TESTS=name,name to run some.
 """
@@ -405,6 +406,11 @@ def test_cross_origin(t):
     check("access-control-allow-origin" not in headers, f"no CORS header for a refused origin: {status} {headers}")
     status, headers = response_head(hub.port, "/events/cors", dict(hdr, Origin=allowed.origin))
     check(headers.get("access-control-allow-origin") == allowed.origin, f"the allowed origin's header: {status} {headers}")
+    # microsse.js is a module script, fetched with CORS: an allowed origin can import it from the
+    # hub (served without --web too), a refused one cannot.
+    load = f"import({hub.base + '/microsse.js'!r}).then((m) => typeof m.MicroSSE, () => 'refused')"
+    check(ok.js(load) == "function", "an allowed origin imports microsse.js from the hub")
+    check(bad.js(load) == "refused", "a refused origin cannot import microsse.js")
 
 
 # --------------------------------------------------------------------------------------------
