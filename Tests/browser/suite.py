@@ -2,9 +2,10 @@
 """MicroSSE in a real headless Chromium: the demo page, the hub page, reconnect and resume, CORS,
 and microsse.js (one stream shared by several tabs, gap and expiry callbacks).
 
-Run through Tests/browser/run.sh (Selenium drives Chromium through chromedriver). Every wait polls the page (or the processes) with a deadline;
-nothing sleeps a fixed time to let something happen. Prints `browser: N passed, M failed`.
-Optional: MICROSSE_BIN=path (default .build/debug/microsse), BROWSER_TESTS=name,name to run some.
+Run through Tests/browser/run.sh; Selenium drives Chromium through chromedriver (browser.py).
+Every wait polls the page (or the processes) with a deadline; nothing sleeps a fixed time to let
+something happen. Prints `browser: N passed, M failed`. Optional: MICROSSE_BIN=path (default
+.build/debug/microsse), BROWSER_TESTS=name,name to run some.
 """
 
 import json
