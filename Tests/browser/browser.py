@@ -1,8 +1,9 @@
 """Headless Chromium for the browser tests, driven by Selenium through Debian's chromedriver.
 
-One Browser is one WebDriver session: Debian's /usr/bin/chromedriver starting /usr/bin/chromium
-headless with a fresh profile in a temporary directory. Both paths are given explicitly, so
-Selenium Manager never runs (and SE_OFFLINE keeps it from downloading anything if it did).
+One Browser is one WebDriver session: Debian's chromedriver starting Debian's chromium headless
+with a fresh profile in a temporary directory. Both paths (CHROMIUM, CHROMEDRIVER below) are given
+explicitly, so Selenium Manager never runs (and SE_OFFLINE keeps it from downloading anything if
+it did).
 A Page is one tab (a WebDriver window handle). Network events come from chromedriver's
 performance log (the same Network.* events Chromium reports), tagged with the tab they belong to.
 """
