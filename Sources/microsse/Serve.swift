@@ -85,6 +85,9 @@ struct Serve: AsyncParsableCommand {
         }
         let server = Server(configuration: config, logger: logger)
         if web { server.addRoute("GET", "/") { _ in .html(hubPage) } }
+        server.addRoute("GET", "/microsse.js") { _ in
+            Response(headers: [("Content-Type", "text/javascript; charset=utf-8")], body: Array(microsseScript.utf8))
+        }
         let scheme = config.tls == nil ? "http" : "https"
         let host = common.host.contains(":") ? "[\(common.host)]" : common.host
         try await runUntilSignalled(server, logger: logger) {
