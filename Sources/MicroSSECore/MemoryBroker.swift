@@ -171,12 +171,10 @@ package final class MemoryBroker: EventBroker {
             channels[name] = nil
         }
 
-        /// Evicts the channel's oldest retained event. `byOwnLimits` tells that its entry in the
-        /// global order is still there (and now stale).
-        mutating func evictOldest(of name: ChannelName, byOwnLimits: Bool) {
+        /// Evicts the channel's oldest retained event (its entry in the global order was just popped).
+        mutating func evictOldest(of name: ChannelName) {
             guard let evicted = channels[name]?.evictOldest() else { return }
             accountedBytes -= evicted.cost
-            if byOwnLimits { staleCount += 1 }
             if let callerID = evicted.callerID { rememberEvicted(callerID.0, callerID.1) }
         }
 
@@ -186,7 +184,7 @@ package final class MemoryBroker: EventBroker {
                 let oldest = order[orderHead]
                 orderHead += 1
                 if let c = channels[oldest.channel], c.isRetaining, c.history[c.historyHead].seq == oldest.seq {
-                    evictOldest(of: oldest.channel, byOwnLimits: false)
+                    evictOldest(of: oldest.channel)
                     forgetIfIdle(oldest.channel)
                 } else {
                     staleCount = max(0, staleCount - 1)
@@ -266,17 +264,21 @@ package final class MemoryBroker: EventBroker {
             let frame = Frame(bytes: event.id == nil ? Self.idLine(id) + body : body, isEvent: true)
             s.ensureChannel(channel)
             let entry = Entry(seq: seq, id: id, frame: frame, callerGiven: event.id != nil)
-            s.channels[channel]!.append(entry)
-            s.accountedBytes += entry.cost
-            s.order.append(Published(channel: s.channels[channel]!.name, seq: seq))
-            while let c = s.channels[channel], c.isOver(limits) {
-                s.evictOldest(of: channel, byOwnLimits: true)
-            }
+            var evicted = Evicted()
+            let stored = Self.store(entry, in: &s.channels[channel]!, limits: limits, evicted: &evicted)
+            s.accountedBytes += entry.cost - evicted.cost
+            s.staleCount += evicted.count
+            for (id, seq) in evicted.callerIDs { s.rememberEvicted(id, seq) }
+            s.order.append(Published(channel: stored, seq: seq))
             s.enforce(budget: limits.memoryBytes)
-            guard s.channels[channel] != nil else { return id }
-            // The channel's array keeps every subscriber alive while the lock is held: enqueue
-            // through unretained references (no retain/release per subscriber per event).
-            s.channels[channel]!.subscribers.withUnsafeBufferPointer { subs in
+            guard let subscribers = s.channels[channel]?.subscribers else { return id }
+            if subscribers.isEmpty {
+                s.forgetIfIdle(channel)
+                return id
+            }
+            // The array keeps every subscriber alive while the lock is held: enqueue through
+            // unretained references (no retain/release per subscriber per event).
+            subscribers.withUnsafeBufferPointer { subs in
                 for i in subs.indices {
                     let woke = Unmanaged.passUnretained(subs[i])._withUnsafeGuaranteedRef { sub -> Bool in
                         switch sub.enqueue(frame, deferWake: true) {
@@ -287,12 +289,33 @@ package final class MemoryBroker: EventBroker {
                     if woke { wakes.append(subs[i]) }
                 }
             }
-            s.forgetIfIdle(channel)
             return id
         }
         // Resume outside the lock: libmicrohttpd takes its own locks in resume.
         for sub in wakes { sub.wake() }
         return id
+    }
+
+    /// What a channel evicted by its own limits while storing an event.
+    private struct Evicted {
+        var cost = 0
+        var count = 0
+        var callerIDs: [(String, UInt64)] = []
+    }
+
+    /// Appends `entry` to `channel` and evicts over the channel's own limits, in one access to
+    /// the channel. Returns the channel's stored name (for the global order).
+    private static func store(
+        _ entry: Entry, in channel: inout Channel, limits: Limits, evicted: inout Evicted
+    ) -> ChannelName {
+        channel.append(entry)
+        while channel.isOver(limits) {
+            let e = channel.evictOldest()
+            evicted.cost += e.cost
+            evicted.count += 1
+            if let callerID = e.callerID { evicted.callerIDs.append(callerID) }
+        }
+        return channel.name
     }
 
     /// The `id: <id>` line that starts the frame of an event with a server-assigned id.
