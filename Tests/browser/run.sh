@@ -44,7 +44,8 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-"$PYTHON" -u Tests/browser/suite.py &
+# No __pycache__ next to the suite's modules: a run leaves the tree clean.
+PYTHONDONTWRITEBYTECODE=1 "$PYTHON" -u Tests/browser/suite.py &
 suite_pid=$!
 status=0
 wait "$suite_pid" || status=$?
