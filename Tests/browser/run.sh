@@ -1,14 +1,15 @@
 #!/usr/bin/env bash
 # The browser suite: MicroSSE's demo and hub pages, and microsse.js, in a real headless Chromium.
 # Installs what it needs, skipping what is there: Debian's chromium and chromium-driver, fonts,
-# curl, and Selenium (PyPI) for the Python that runs the suite. Expects .build/debug/microsse
-# (builds it only when missing), runs Tests/browser/suite.py, and ends with the line
-# `browser: N passed, M failed`. Exits non-zero on any failure, including a Chromium or
-# chromedriver that cannot start: these tests never skip.
+# curl, nginx and openssl (the HTTP/2 proxy test), and Selenium (PyPI) for the Python that runs
+# the suite. Expects .build/debug/microsse (builds it only when missing), runs
+# Tests/browser/suite.py (BROWSER_TESTS=name,name runs the tests whose names contain those), and
+# ends with the line `browser: N passed, M failed`. Exits non-zero on any failure, including a
+# Chromium or chromedriver that cannot start: these tests never skip.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
-scripts/deps.sh chromium chromium-driver fonts-dejavu-core curl python3 >&2
+scripts/deps.sh chromium chromium-driver fonts-dejavu-core curl python3 nginx openssl >&2
 
 if [ -z "${MICROSSE_BIN:-}" ] && [ ! -x .build/debug/microsse ]; then
     echo "browser: .build/debug/microsse is missing, running swift build" >&2
@@ -43,7 +44,8 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-"$PYTHON" -u Tests/browser/suite.py &
+# No __pycache__ next to the suite's modules: a run leaves the tree clean.
+PYTHONDONTWRITEBYTECODE=1 "$PYTHON" -u Tests/browser/suite.py &
 suite_pid=$!
 status=0
 wait "$suite_pid" || status=$?

@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
 """MicroSSE in a real headless Chromium: the demo page, the hub page, reconnect and resume, CORS,
-and microsse.js (one stream shared by several tabs, gap and expiry callbacks).
+microsse.js (one stream shared by several tabs, gap and expiry callbacks), and ten streams on one
+origin through the shipped nginx.conf over HTTP/2 against six directly over HTTP/1.1.
 
 Run through Tests/browser/run.sh; Selenium drives Chromium through chromedriver (browser.py).
 Every wait polls the page (or the processes) with a deadline; nothing sleeps a fixed time to let
@@ -10,6 +11,7 @@ something happen. Prints `browser: N passed, M failed`. Optional: MICROSSE_BIN=p
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -18,6 +20,7 @@ import time
 import traceback
 
 from browser import Browser
+from deploy_nginx import Nginx
 from support import ROOT, Microsse, Proxy, StaticSite, free_port, http_get, kill_all, publish, response_head, wait_until
 
 INDEX = os.path.join(ROOT, "Examples", "web", "index.html")
@@ -572,6 +575,111 @@ def test_helper_gap_and_expired(t):
 
 
 # --------------------------------------------------------------------------------------------
+# 6. More than six streams per origin: HTTP/2 through the shipped nginx config, HTTP/1.1 capped.
+
+# Ten EventSources on the page's origin, one per channel c0..c9, recording opens and events.
+TEN = """
+window.__ten = [];
+for (let i = 0; i < 10; i++) {
+  const s = { channel: "c" + i, opened: false, events: [] };
+  s.es = new EventSource("/events/c" + i);
+  s.es.onopen = () => { s.opened = true; };
+  s.es.onmessage = (e) => s.events.push(e.data);
+  __ten.push(s);
+}
+true
+"""
+TEN_STATE = "__ten.map(s => ({channel: s.channel, state: s.es.readyState, opened: s.opened, events: s.events}))"
+
+
+def open_ten(page, base):
+    """Loads the origin's /healthz (a page that opens no stream) and opens the ten EventSources there."""
+    page.goto(base + "/healthz")
+    page.js(TEN)
+
+
+def stream_responses(page):
+    """Network.responseReceived of the tab's /events/cN requests: {channel: response}."""
+    out = {}
+    for _, p in page.events("Network.responseReceived"):
+        url = p["response"]["url"]
+        if "/events/c" in url:
+            out[url.rsplit("/", 1)[1]] = p["response"]
+    return out
+
+
+def test_h2_proxy_ten_streams(t):
+    hub = t.hub("--web")
+    nginx = t.nginx(hub.port)
+    channels = [f"c{i}" for i in range(10)]
+
+    # Through nginx (https, HTTP/2): all ten streams open on one connection and each gets its event.
+    page = t.page()
+    # The certificate is self-signed: this tab (only; checked: a fresh tab on another such origin
+    # still gets the warning page) ignores certificate errors, the DevTools counterpart of
+    # Chromium's --ignore-certificate-errors. The tab is closed after this part.
+    page.driver.execute_cdp_cmd("Security.setIgnoreCertificateErrors", {"ignore": True})
+    open_ten(page, nginx.base)
+    check(page.js("performance.getEntriesByType('navigation')[0].nextHopProtocol") == "h2", "the page came over h2")
+    # The hub counts ten streams once nginx has passed the ten requests on. Over HTTP/2, nginx
+    # 1.22 holds a stream's response head until the first body bytes (a heartbeat or an event):
+    # the sources open when the events come, not before (over HTTP/1.1 nginx passes it at once).
+    wait_clients(hub, 10)
+    for c in channels:
+        publish(hub.base, c, f"event for {c}", use_curl=False)
+    try:
+        page.wait_js("__ten.every(s => s.es.readyState === EventSource.OPEN && s.events.length >= 1)", 10, "ten EventSources open through nginx, an event on each")
+    except AssertionError as e:
+        raise AssertionError(f"{e}; {page.js(TEN_STATE)}; nginx: {nginx.error_log()}") from None
+    got = {s["channel"]: s["events"] for s in page.js(TEN_STATE)}
+    check(got == {c: [f"event for {c}"] for c in channels}, f"each stream gets its own channel's event, once: {got}")
+    responses = wait_until(lambda: (lambda r: r if len(r) == 10 else None)(stream_responses(page)), 5, "ten stream responses in the performance log")
+    protocols = {c: r.get("protocol") for c, r in responses.items()}
+    check(set(protocols.values()) == {"h2"}, f"every stream over h2: {protocols}")
+    connections = {r.get("connectionId") for r in responses.values()}
+    check(len(connections) == 1, f"the ten streams share one connection: {connections}")
+    # nginx's side: it logs a request when it ends, so the page closes its sources first.
+    page.js("__ten.forEach(s => s.es.close()); true")
+    logged = lambda: sorted(set(re.findall(r'"GET /events/(c\d) HTTP/2\.0" 200', nginx.access_log())))  # noqa: E731
+    wait_until(lambda: logged() == channels, 10, "nginx to log ten HTTP/2.0 stream requests")
+    page.close()
+    # The hub finds a closed stream when it writes to it: events to the channels make it write.
+    wait_until(lambda: [publish(hub.base, c, "closed", use_curl=False) for c in channels] and hub_clients(hub) == 0, 10, "the hub to see every stream closed")
+
+    # Directly against the hub (http, HTTP/1.1): six connections per origin, so six streams.
+    page = t.page()
+    open_ten(page, hub.base)
+    page.wait_js("__ten.filter(s => s.es.readyState === EventSource.OPEN).length >= 6", 10, "six EventSources open on the hub")
+    wait_clients(hub, 6)
+    for c in channels:
+        publish(hub.base, c, f"direct {c}", use_curl=False)
+    page.wait_js("__ten.filter(s => s.events.length > 0).length >= 6", 10, "an event on each of the six open streams")
+    # Nothing to wait for here but time: the other four must stay connecting, with no event,
+    # and the hub must keep counting six streams.
+    deadline = time.monotonic() + 1.5
+    while True:
+        states = page.js(TEN_STATE)
+        is_open = [s for s in states if s["state"] == 1]
+        waiting = [s for s in states if s["state"] != 1]
+        check(len(is_open) == 6, f"exactly six streams open over HTTP/1.1: {states}")
+        check(all(s["events"] == [f"direct {s['channel']}"] for s in is_open), f"each open stream gets its event: {is_open}")
+        check(all(s["state"] == 0 and not s["opened"] and not s["events"] for s in waiting), f"the other four stay connecting, without events: {waiting}")
+        if time.monotonic() >= deadline:
+            break
+        time.sleep(0.1)
+    check(hub_clients(hub) == 6, f"the hub has six streams: {hub_clients(hub)}")
+    protocols = {c: r.get("protocol") for c, r in stream_responses(page).items()}
+    check(sorted(protocols) == sorted(s["channel"] for s in is_open) and set(protocols.values()) == {"http/1.1"},
+          f"responses only for the six open streams, over http/1.1: {protocols}")
+    # Closing one open stream frees its connection: one waiting stream opens on it.
+    first = is_open[0]["channel"]
+    page.js(f"__ten.find(s => s.channel === {first!r}).es.close(); true")
+    page.wait_js("__ten.filter(s => s.opened).length === 7", 10, "a waiting stream to open when a connection is freed")
+    check(len([s for s in page.js(TEN_STATE) if s["state"] == 1]) == 6, "still six open")
+    check(not page.console_errors(), f"page errors: {page.console_errors()}")
+
+
+# --------------------------------------------------------------------------------------------
 
 
 class TestContext:
@@ -599,6 +707,11 @@ class TestContext:
         self._cleanup.append(p.close)
         return p
 
+    def nginx(self, hub_port):
+        n = Nginx(hub_port)
+        self._cleanup.append(n.close)
+        return n
+
     def site(self, directory):
         s = StaticSite(directory)
         self._cleanup.append(s.close)
@@ -623,6 +736,7 @@ TESTS = [
     test_cross_origin,
     test_helper_shares_one_stream,
     test_helper_gap_and_expired,
+    test_h2_proxy_ten_streams,
 ]
 
 
