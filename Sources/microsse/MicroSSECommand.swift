@@ -13,6 +13,13 @@ struct MicroSSECommand: AsyncParsableCommand {
         commandName: "microsse",
         abstract: "An embeddable Server-Sent Events server on libmicrohttpd.",
         subcommands: [Demo.self, Serve.self, Doctor.self])
+
+    /// Parses the command line with the `MICROSSE_*` environment variables added (flags win),
+    /// then runs the command.
+    static func main() async {
+        let arguments = Array(CommandLine.arguments.dropFirst())
+        await main(EnvironmentOptions.apply(to: arguments, environment: EnvironmentOptions.current))
+    }
 }
 
 /// Options every subcommand shares.
@@ -31,6 +38,11 @@ extension Logger.Level: @retroactive ExpressibleByArgument {}
 /// starts, so `onStart` (which prints the URL a supervisor or test waits for) runs only once a
 /// signal can no longer kill the process outright.
 func runUntilSignalled(_ server: Server, logger: Logger, onStart: @escaping @Sendable () -> Void = {}) async throws {
+    if ServeExtras.accessLog.load(ordering: .relaxed) {
+        var access = Logger(label: "microsse.access")
+        access.logLevel = .info
+        server.setAccessLog(access)
+    }
     let group = ServiceGroup(
         services: [StartedServer(server: server, onStart: onStart)], gracefulShutdownSignals: [.sigterm, .sigint],
         logger: logger)

@@ -41,6 +41,12 @@ struct Serve: AsyncParsableCommand {
     @Option(help: "libmicrohttpd polling threads (1 = one epoll thread; more spread streams over more cores).")
     var threads = defaults.threadPoolSize
     @Flag(help: "Serve a live page at / that subscribes to and publishes on a channel.") var web = false
+    // -- h-eco: every option is also MICROSSE_<NAME> in the environment (Environment.swift).
+    @Option(help: "Read the publish token from this file (one trailing newline dropped); keeps it out of ps.")
+    var publishTokenFile: String?
+    @Flag(help: "Log one line per request and per ended stream: who, what, status, bytes, how long.")
+    var accessLog = false
+    // -- end h-eco
 
     /// The configuration the flags describe (TLS files are read by ``run()``).
     private func configuration() throws(MicroSSEError) -> ServerConfiguration {
@@ -63,6 +69,13 @@ struct Serve: AsyncParsableCommand {
         config.threadPoolSize = threads
         config.raiseFileLimit = true
         if let redis { config.redis = try RedisURL(redis) }
+        if let publishTokenFile {  // -- h-eco
+            guard publishToken == nil else {
+                throw MicroSSEError(.invalidArgument, "give --publish-token or --publish-token-file, not both")
+            }
+            config.publishToken = try readSecret(publishTokenFile)
+        }
+        ServeExtras.accessLog.store(accessLog, ordering: .relaxed)  // -- end h-eco
         return config
     }
 
