@@ -112,7 +112,7 @@ let package = Package(
         .testTarget(
             name: "EcosystemTests",
             dependencies: [
-                "MicroSSE", "MicroSSETestSupport", .product(name: "CoreMetrics", package: "swift-metrics"),
+                "MicroSSE", "MicroSSETestSupport", .product(name: "MetricsTestKit", package: "swift-metrics"),
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),
