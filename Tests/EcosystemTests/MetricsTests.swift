@@ -22,6 +22,7 @@ struct MetricsTests {
     func scrapeFollowsPublishes() throws {
         var config = ServerConfiguration()
         config.port = 0
+        config.heartbeatSeconds = 1  // a closed idle stream is noticed at its next write
         let server = try Server(validating: config)
         try server.start()
         defer { server.stop() }

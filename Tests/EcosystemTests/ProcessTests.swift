@@ -45,7 +45,7 @@ struct EcosystemProcessTests {
     func flagWins() throws {
         let port = try freePort()
         let hub = try Launched(
-            "microsse", ["serve", "--port", String(port)],
+            "microsse", ["serve", "--port", String(port), "--heartbeat", "1"],
             environment: [
                 "MICROSSE_PORT": "not-a-port", "MICROSSE_CORS_ORIGIN": "http://a.test,http://b.test",
                 "MICROSSE_ACCESS_LOG": "1",
