@@ -2,9 +2,10 @@ import CoreMetrics
 import Dispatch
 import MicroSSECore
 import MicroSSETransport
-import struct Prometheus.PrometheusMetricsFactory
-import class Prometheus.PrometheusCollectorRegistry
 import Synchronization
+
+import class Prometheus.PrometheusCollectorRegistry
+import struct Prometheus.PrometheusMetricsFactory
 
 /// The hub's metrics, reported two ways at once: to this server's own Prometheus registry (what
 /// `GET /metrics` renders) and to the process's swift-metrics backend (`MetricsSystem.bootstrap`,

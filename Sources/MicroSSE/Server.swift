@@ -50,7 +50,8 @@ public final class Server: Sendable {
 
     /// Creates a server after checking `configuration` with ``ServerConfiguration/validate()``.
     public convenience init(
-        validating configuration: ServerConfiguration, logger: Logger? = nil, metricsFactory: (any MetricsFactory)? = nil
+        validating configuration: ServerConfiguration, logger: Logger? = nil,
+        metricsFactory: (any MetricsFactory)? = nil
     ) throws(MicroSSEError) {
         try configuration.validate()
         self.init(configuration: configuration, logger: logger, metricsFactory: metricsFactory)

@@ -60,7 +60,8 @@ struct MetricsTests {
         let server = try Server(validating: config)
         try server.start()
         defer { server.stop() }
-        let stream = try EventStreamClient(port: server.port, path: "/events/news", headers: [("Last-Event-ID", "nope")])
+        let stream = try EventStreamClient(
+            port: server.port, path: "/events/news", headers: [("Last-Event-ID", "nope")])
         #expect(stream.head.header("MicroSSE-Gap") == "unknown")
         let text = try scrape(server)
         #expect(sample("microsse_gaps_total{reason=\"unknown\"}", in: text) == 1)

@@ -26,7 +26,8 @@ struct EcosystemProcessTests {
     func environmentOnly() throws {
         let port = try freePort()
         let token = "env-token-\(getpid())"
-        let hub = try Launched("microsse", ["serve"], environment: ["MICROSSE_PORT": String(port), "MICROSSE_PUBLISH_TOKEN": token])
+        let hub = try Launched(
+            "microsse", ["serve"], environment: ["MICROSSE_PORT": String(port), "MICROSSE_PUBLISH_TOKEN": token])
         #expect(waitUntilServing(port))
         #expect(try httpRequest(port: port, method: "POST", path: "/events/a", body: Array("x".utf8)).status == 401)
         let allowed = try httpRequest(
