@@ -116,7 +116,7 @@ public struct ServerConfiguration: Sendable {
     ///   so a large event is written in several `send` calls; throughput for 16 KiB events is
     ///   unaffected on loopback (see `BENCHMARKS.md`). Publish bodies are not limited by the pool:
     ///   they are read in pieces up to ``maxPublishBytes``.
-    public var connectionMemoryLimit = 5 << 10
+    public var connectionMemoryLimit = 32 << 10
     /// libmicrohttpd polling threads; 1 = one internal epoll thread. More threads spread the
     /// connections (and the per-turn walk over resumed streams) across cores. Default 1.
     public var threadPoolSize = 1

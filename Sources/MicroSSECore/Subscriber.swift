@@ -120,13 +120,73 @@ package final class Subscriber: Sendable {
     /// See ``SubscriberQueue/tick(stallTicks:heartbeat:)``.
     @discardableResult
     package func tick(heartbeat: Frame?, stallTicks: Int) -> SubscriberQueue.TickAction {
-        let action = queue.withLock { $0.tick(stallTicks: stallTicks, heartbeat: heartbeat) }
-        switch action {
-        case .heartbeat(wake: true), .stalled(wake: true): wake()
-        case .stalled(wake: false): cut()
-        case .none, .heartbeat(wake: false): break
-        }
+        let action = tickDeferringWake(heartbeat: heartbeat, stallTicks: stallTicks)
+        if action.needsWake { wake() }
         return action
+    }
+
+    /// One tick of every stream in `subscribers`, with the resumes batched: first every queue is
+    /// ticked (a lock each, no system call), then the connections that need it are resumed back
+    /// to back, so libmicrohttpd's polling thread finds them together (each turn of its loop
+    /// walks the whole suspended list once, however many were resumed). Returns how many
+    /// connections were resumed.
+    @discardableResult
+    package static func tick(_ subscribers: [Subscriber], heartbeat: Frame?, stallTicks: Int) -> Int {
+        var toWake: [Subscriber] = []
+        for sub in subscribers where sub.tickDeferringWake(heartbeat: heartbeat, stallTicks: stallTicks).needsWake {
+            toWake.append(sub)
+        }
+        for sub in toWake { sub.wake() }
+        return toWake.count
+    }
+
+    /// ``tick(heartbeat:stallTicks:)`` without the resume (the caller resumes if `needsWake`);
+    /// a stalled stream that is not suspended is cut at once.
+    private func tickDeferringWake(heartbeat: Frame?, stallTicks: Int) -> SubscriberQueue.TickAction {
+        let action = queue.withLock { $0.tick(stallTicks: stallTicks, heartbeat: heartbeat) }
+        if action == .stalled(wake: false) { cut() }
+        return action
+    }
+
+    /// The peer closed its sending side (a half-close or a full close): writes `probe` once so a
+    /// closed peer answers with a reset while a half-closed reader keeps its stream. See
+    /// ``SubscriberQueue/probe(_:)``.
+    package func probePeer(_ probe: Frame) {
+        if queue.withLock({ $0.probe(probe) }) { wake() }
+    }
+
+    /// Gives back to the kernel the whole pages inside the write region the content reader was
+    /// last handed, when the connection has stayed suspended since the previous call (see
+    /// ``SubscriberQueue/takeIdleBuffer()``). `release` runs under the queue's lock, so no reader
+    /// and no resume can touch the region meanwhile; the pages read as zeros when next touched.
+    /// Returns the number of bytes given back.
+    @discardableResult
+    package func releaseIdleBuffer(
+        pageSize: Int, _ release: (_ start: UnsafeMutableRawPointer, _ count: Int) -> Void
+    ) -> Int {
+        queue.withLock { q in
+            guard let region = q.takeIdleBuffer(),
+                let pages = Self.wholePages(address: region.address, count: region.count, pageSize: pageSize),
+                let start = UnsafeMutableRawPointer(bitPattern: pages.address)
+            else { return 0 }
+            assert(
+                pages.address >= region.address && pages.address + UInt(pages.count) <= region.address + UInt(region.count),
+                "released range outside the reader's buffer")
+            release(start, pages.count)
+            return pages.count
+        }
+    }
+
+    /// The page-aligned interior of `[address, address + count)`, or nil when it holds no whole page.
+    package static func wholePages(address: UInt, count: Int, pageSize: Int) -> (address: UInt, count: Int)? {
+        guard pageSize > 0, count > 0 else { return nil }
+        let page = UInt(pageSize)
+        let (end, overflow) = address.addingReportingOverflow(UInt(count))
+        guard !overflow, address <= UInt.max - (page - 1) else { return nil }
+        let first = (address + page - 1) / page * page
+        let last = end / page * page
+        guard last > first else { return nil }
+        return (first, Int(last - first))
     }
 
     /// Marks the stream closed because its connection is gone (the transport's free callback).

@@ -70,6 +70,16 @@ package struct SubscriberQueue: Sendable {
     private var enqueuedSinceTick = false
     private var progressSinceTick = false
     private var stalledTicks = 0
+    /// The write region the content reader was last handed (address and size), for
+    /// ``takeIdleBuffer()``. Recorded on every read; the owner of the region is the transport.
+    private var bufferAddress: UInt = 0
+    private var bufferCount = 0
+    /// Idle-release state of the current suspension: seen suspended by one release pass
+    /// (`idleSeen`), region already given back (`idleReleased`). Both cleared on every suspend.
+    private var idleSeen = false
+    private var idleReleased = false
+    /// Whether a liveness probe was queued after the peer closed its sending side.
+    private var probed = false
 
     package init(limit: Int) {
         self.limit = limit
@@ -97,6 +107,8 @@ package struct SubscriberQueue: Sendable {
     package mutating func read(into out: UnsafeMutableRawBufferPointer) -> ReadAction {
         if phase == .failed { return .abort }
         let max = out.count
+        bufferAddress = UInt(bitPattern: out.baseAddress)
+        bufferCount = max
         var written = 0
         var events = 0
         while head < frames.count && written < max {
@@ -129,7 +141,38 @@ package struct SubscriberQueue: Sendable {
         }
         if phase == .finishing { return .end }
         waiting = true
+        idleSeen = false
+        idleReleased = false
         return .suspend
+    }
+
+    /// The write region last handed to the reader, when it may be given back to the kernel: the
+    /// connection has stayed suspended since a previous call of this method (so for at least the
+    /// interval between two calls) and the region was not given back during this suspension.
+    /// The first call during a suspension only marks it. Call under the same lock as
+    /// ``read(into:)`` and release the region before releasing the lock: while `waiting` holds,
+    /// no reader runs and no resume has been asked for, so nothing writes or reads the region.
+    package mutating func takeIdleBuffer() -> (address: UInt, count: Int)? {
+        guard waiting, !idleReleased, bufferAddress != 0, bufferCount > 0 else { return nil }
+        guard idleSeen else {
+            idleSeen = true
+            return nil
+        }
+        idleReleased = true
+        return (bufferAddress, bufferCount)
+    }
+
+    /// The peer closed its sending side: a half-closed reader or a closed socket, which TCP
+    /// tells apart only when something is written (a closed socket answers with a reset).
+    /// Queues `frame` once per stream when nothing is pending (pending bytes probe just as
+    /// well). Returns true when the connection is suspended and must be resumed to write it.
+    package mutating func probe(_ frame: Frame) -> Bool {
+        guard phase == .open, !probed else { return false }
+        probed = true
+        guard pendingBytes == 0, frame.bytes.count <= limit else { return false }
+        frames.append(frame)
+        pendingBytes += frame.bytes.count
+        return takeWaiting()
     }
 
     /// Copies up to `max` queued bytes, in order, through one call of `write` (tests, tools).
@@ -168,6 +211,14 @@ package struct SubscriberQueue: Sendable {
         /// Bytes have been pending with no progress for `stallTicks` whole ticks: the stream was
         /// failed. `wake` tells whether the connection must be resumed so the reader closes it.
         case stalled(wake: Bool)
+
+        /// Whether the connection is suspended and must be resumed.
+        package var needsWake: Bool {
+            switch self {
+            case .heartbeat(wake: true), .stalled(wake: true): true
+            case .none, .heartbeat(wake: false), .stalled(wake: false): false
+            }
+        }
     }
 
     /// Called once per tick. Queues `heartbeat` on a stream that had nothing queued since the

@@ -20,7 +20,7 @@ package final class Ticker: @unchecked Sendable {
         timer = DispatchSource.makeTimerSource(queue: DispatchQueue.global())
         timer.schedule(deadline: .now() + .seconds(interval), repeating: .seconds(interval))
         timer.setEventHandler {
-            for sub in streams() { _ = sub.tick(heartbeat: frame, stallTicks: stallTicks) }
+            Subscriber.tick(streams(), heartbeat: frame, stallTicks: stallTicks)
         }
         timer.resume()
     }
