@@ -26,9 +26,11 @@ def rss_kib(pid):
 
 
 def cpu_seconds(pid):
+    """User and system CPU seconds of the process."""
     with open(f"/proc/{pid}/stat") as f:
         fields = f.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    tick = os.sysconf("SC_CLK_TCK")
+    return int(fields[11]) / tick, int(fields[12]) / tick
 
 
 def free_port():
@@ -43,6 +45,7 @@ def main():
     p.add_argument("--streams", type=int, default=2000)
     p.add_argument("--idle", type=float, default=3.0)
     p.add_argument("--heartbeat", type=int, default=0)
+    p.add_argument("--settle", type=float, default=0.0, help="seconds to wait before the CPU window")
     p.add_argument("--extra", default="", help="more serve arguments, space-separated")
     a = p.parse_args()
     port = free_port()
@@ -70,6 +73,7 @@ def main():
                 sys.exit("a stream was refused")
         time.sleep(0.3)
         opened = rss_kib(server.pid)
+        time.sleep(a.settle)
         cpu0, t0 = cpu_seconds(server.pid), time.monotonic()
         time.sleep(a.idle)
         cpu1, t1 = cpu_seconds(server.pid), time.monotonic()
@@ -77,9 +81,13 @@ def main():
         n = a.streams
         print(f"{n} streams, base RSS {base} KiB")
         print(f"just open: {(opened - base) * 1024 / n / 1000:.1f} KB per stream")
-        print(f"after {a.idle:g} s idle: {(idle - base) * 1024 / n / 1000:.1f} KB per stream")
-        cpu = cpu1 - cpu0
-        print(f"server CPU over {t1 - t0:.1f} s idle: {cpu:.2f} s ({100 * cpu / (t1 - t0):.2f}% of a core)")
+        print(f"after {a.settle + a.idle:g} s idle: {(idle - base) * 1024 / n / 1000:.1f} KB per stream")
+        user, system = cpu1[0] - cpu0[0], cpu1[1] - cpu0[1]
+        cpu = user + system
+        print(
+            f"server CPU over {t1 - t0:.1f} s idle: {cpu:.2f} s ({100 * cpu / (t1 - t0):.2f}% of a core;"
+            f" user {user:.2f} s, system {system:.2f} s)"
+        )
         if a.heartbeat:
             ticks = (t1 - t0) / a.heartbeat
             print(f"per tick ({n} streams): {1000 * cpu / ticks:.1f} ms; per stream per tick: {1e6 * cpu / ticks / n:.1f} us")

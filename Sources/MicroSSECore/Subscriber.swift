@@ -88,9 +88,21 @@ package final class Subscriber: Sendable {
     /// `onSuspend` runs under the queue's lock when the answer is `.suspend`, so the connection
     /// is suspended before any publisher can see it waiting and resume it.
     package func read(into out: UnsafeMutableRawBufferPointer, onSuspend: () -> Void) -> SubscriberQueue.ReadAction {
+        read(into: out, onSuspend: onSuspend, onListing: {})
+    }
+
+    /// ``read(into:onSuspend:)`` that also calls `onListing`, under the queue's lock after
+    /// `onSuspend`, when the stream must be added to the release pass's list (see
+    /// ``SubscriberQueue/takeListing()``).
+    package func read(
+        into out: UnsafeMutableRawBufferPointer, onSuspend: () -> Void, onListing: () -> Void
+    ) -> SubscriberQueue.ReadAction {
         queue.withLock {
             let action = $0.read(into: out)
-            if action == .suspend { onSuspend() }
+            if action == .suspend {
+                onSuspend()
+                if $0.takeListing() { onListing() }
+            }
             return action
         }
     }
@@ -155,25 +167,28 @@ package final class Subscriber: Sendable {
         if queue.withLock({ $0.probe(probe) }) { wake() }
     }
 
-    /// Gives back to the kernel the whole pages inside the write region the content reader was
-    /// last handed, when the connection has stayed suspended since the previous call (see
-    /// ``SubscriberQueue/takeIdleBuffer()``). `release` runs under the queue's lock, so no reader
-    /// and no resume can touch the region meanwhile; the pages read as zeros when next touched.
-    /// Returns the number of bytes given back.
-    @discardableResult
-    package func releaseIdleBuffer(
+    /// A release pass's visit (see ``SubscriberQueue/visitIdle()``): gives back to the kernel the
+    /// whole pages inside the write region the content reader was last handed, when the
+    /// connection has stayed suspended since the previous visit. `release` runs under the queue's
+    /// lock, so no reader and no resume can touch the region meanwhile; the pages read as zeros
+    /// when next touched. Returns the bytes given back and whether to visit the stream again.
+    package func visitIdle(
         pageSize: Int, _ release: (_ start: UnsafeMutableRawPointer, _ count: Int) -> Void
-    ) -> Int {
+    ) -> (released: Int, keep: Bool) {
         queue.withLock { q in
-            guard let region = q.takeIdleBuffer(),
-                let pages = Self.wholePages(address: region.address, count: region.count, pageSize: pageSize),
-                let start = UnsafeMutableRawPointer(bitPattern: pages.address)
-            else { return 0 }
-            assert(
-                pages.address >= region.address && pages.address + UInt(pages.count) <= region.address + UInt(region.count),
-                "released range outside the reader's buffer")
-            release(start, pages.count)
-            return pages.count
+            switch q.visitIdle() {
+            case .drop: return (0, false)
+            case .keep: return (0, true)
+            case .release(let address, let count):
+                guard let pages = Self.wholePages(address: address, count: count, pageSize: pageSize),
+                    let start = UnsafeMutableRawPointer(bitPattern: pages.address)
+                else { return (0, false) }
+                assert(
+                    pages.address >= address && pages.address + UInt(pages.count) <= address + UInt(count),
+                    "released range outside the reader's buffer")
+                release(start, pages.count)
+                return (pages.count, false)
+            }
         }
     }
 

@@ -71,13 +71,15 @@ package struct SubscriberQueue: Sendable {
     private var progressSinceTick = false
     private var stalledTicks = 0
     /// The write region the content reader was last handed (address and size), for
-    /// ``takeIdleBuffer()``. Recorded on every read; the owner of the region is the transport.
+    /// ``visitIdle()``. Recorded on every read; the owner of the region is the transport.
     private var bufferAddress: UInt = 0
     private var bufferCount = 0
     /// Idle-release state of the current suspension: seen suspended by one release pass
     /// (`idleSeen`), region already given back (`idleReleased`). Both cleared on every suspend.
     private var idleSeen = false
     private var idleReleased = false
+    /// True while the stream is in the release pass's list of streams to visit (see ``takeListing()``).
+    private var listed = false
     /// Whether a liveness probe was queued after the peer closed its sending side.
     private var probed = false
 
@@ -146,20 +148,43 @@ package struct SubscriberQueue: Sendable {
         return .suspend
     }
 
-    /// The write region last handed to the reader, when it may be given back to the kernel: the
-    /// connection has stayed suspended since a previous call of this method (so for at least the
-    /// interval between two calls) and the region was not given back during this suspension.
-    /// The first call during a suspension only marks it. Call under the same lock as
-    /// ``read(into:)`` and release the region before releasing the lock: while `waiting` holds,
-    /// no reader runs and no resume has been asked for, so nothing writes or reads the region.
-    package mutating func takeIdleBuffer() -> (address: UInt, count: Int)? {
-        guard waiting, !idleReleased, bufferAddress != 0, bufferCount > 0 else { return nil }
+    /// What a release pass does with a stream it visits (see ``visitIdle()``).
+    package enum IdleVisit: Sendable, Equatable {
+        /// Not suspended, or already given back: drop it from the list (its next suspend lists it again).
+        case drop
+        /// Suspended since before this visit: keep it listed and visit it again next pass.
+        case keep
+        /// Suspended since the previous visit: give back the region (address, size) the reader
+        /// was last handed, then drop the stream from the list.
+        case release(address: UInt, count: Int)
+    }
+
+    /// Whether the suspend that ``read(into:)`` just answered must list the stream for the
+    /// release pass: true once per stream until a pass drops it, so a busy stream is listed at
+    /// most once per pass, and an idle stream whose region was given back costs the pass nothing.
+    package mutating func takeListing() -> Bool {
+        guard waiting, !listed else { return false }
+        listed = true
+        return true
+    }
+
+    /// A release pass's visit. The first visit during a suspension only marks it; the next gives
+    /// the region back, so it has stayed suspended for at least the pass interval. Call under the
+    /// same lock as ``read(into:)`` and release the region before releasing the lock: while
+    /// `waiting` holds, no reader runs and no resume has been asked for, so nothing writes or
+    /// reads the region (and a closed stream is never waiting: its region is never touched).
+    package mutating func visitIdle() -> IdleVisit {
+        guard waiting, !idleReleased, bufferAddress != 0, bufferCount > 0 else {
+            listed = false
+            return .drop
+        }
         guard idleSeen else {
             idleSeen = true
-            return nil
+            return .keep
         }
         idleReleased = true
-        return (bufferAddress, bufferCount)
+        listed = false
+        return .release(address: bufferAddress, count: bufferCount)
     }
 
     /// The peer closed its sending side: a half-closed reader or a closed socket, which TCP

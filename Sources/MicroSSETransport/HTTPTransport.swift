@@ -115,8 +115,7 @@ package final class HTTPTransport: Sendable {
             throw MicroSSEError(.startFailed, error.withUnsafeBufferPointer { String(cString: $0.baseAddress!) })
         }
         boundPort.store(msse_shim_daemon_port(daemon), ordering: .releasing)
-        let watcher = PeerWatcher(
-            lookup: { [weak self] id in self?.stream(id: id) }, streams: { [weak self] in self?.streams() ?? [] })
+        let watcher = PeerWatcher(lookup: { [weak self] id in self?.stream(id: id) })
         if watcher == nil { log("peer watcher unavailable: closed peers are noticed on their next write") }
         state.withLock {
             $0.watcher = watcher

@@ -27,10 +27,12 @@ import Synchronization
 ///   half-closed reader reads the comment, which every SSE client ignores, and keeps its
 ///   stream. One probe per stream: later events on a half-closed reader's socket change nothing.
 ///
-/// Once a second the thread also runs a release pass (``Subscriber/releaseIdleBuffer(pageSize:_:)``):
-/// a stream seen suspended by two passes in a row (so idle for at least a second) has the
-/// whole pages of the write region its reader was last handed given back with
-/// `madvise(MADV_DONTNEED)`, under the subscriber's lock and only while it is still suspended.
+/// Once a second the thread also runs a release pass (``Subscriber/visitIdle(pageSize:_:)``) over
+/// the streams that suspended since they were last visited: a stream seen suspended by two
+/// passes in a row (so idle for at least a second) has the whole pages of the write region its
+/// reader was last handed given back with `madvise(MADV_DONTNEED)`, under the subscriber's lock
+/// and only while it is still suspended. Idle streams already given back are not visited again,
+/// so the pass costs nothing while nothing happens.
 final class PeerWatcher: @unchecked Sendable {
     // @unchecked Sendable: the descriptors are set once in `init` and closed once in `stop()`,
     // after every registration has been removed; `thread` is written in `init` and read in
@@ -40,7 +42,9 @@ final class PeerWatcher: @unchecked Sendable {
     private let stopPipe: (read: Int32, write: Int32)
     private var thread = pthread_t()
     private let lookup: @Sendable (UInt64) -> Subscriber?
-    private let streams: @Sendable () -> [Subscriber]
+    /// Streams the next release pass visits: listed by their reader when they suspend (once
+    /// until a pass drops them), so a pass costs nothing once every idle stream has been visited.
+    private let candidates = Mutex<[Subscriber]>([])
     private let probe = Frame(bytes: EventEncoder.comment(""), isEvent: false)
     private let pageSize = Int(sysconf(Int32(_SC_PAGESIZE)))
     private let stopped = Atomic<Bool>(false)
@@ -61,9 +65,8 @@ final class PeerWatcher: @unchecked Sendable {
 
     /// Starts the watcher thread, or returns nil when the kernel refuses an epoll instance, a
     /// pipe or a thread (the transport then works as before, without it).
-    init?(lookup: @escaping @Sendable (UInt64) -> Subscriber?, streams: @escaping @Sendable () -> [Subscriber]) {
+    init?(lookup: @escaping @Sendable (UInt64) -> Subscriber?) {
         self.lookup = lookup
-        self.streams = streams
         var fds: [Int32] = [-1, -1]
         guard let epoll = Epoll.functions, pipe(&fds) == 0 else { return nil }
         stopPipe = (fds[0], fds[1])
@@ -85,6 +88,12 @@ final class PeerWatcher: @unchecked Sendable {
     @discardableResult
     func watch(fd: Int32, token: UInt64) -> Bool {
         Epoll.control(epollFD, Epoll.add, fd, events: Epoll.peerClosed | Epoll.hangUp | Epoll.error | Epoll.edgeTriggered, token: token)
+    }
+
+    /// Lists a stream that has just suspended for the next release pass (its reader calls this
+    /// under the subscriber's lock, at most once until a pass drops it).
+    func list(_ subscriber: Subscriber) {
+        candidates.withLock { $0.append(subscriber) }
     }
 
     /// Stops watching a stream's socket. Call before the descriptor is closed.
@@ -140,15 +149,22 @@ final class PeerWatcher: @unchecked Sendable {
     }
 
     private func releasePass() {
-        for subscriber in streams() {
-            let released = subscriber.releaseIdleBuffer(pageSize: pageSize) { start, count in
+        let visiting = candidates.withLock { list in
+            defer { list = [] }
+            return list
+        }
+        var kept: [Subscriber] = []
+        for subscriber in visiting {
+            let (released, keep) = subscriber.visitIdle(pageSize: pageSize) { start, count in
                 _ = madvise(start, count, MADV_DONTNEED)
             }
             if released > 0 {
                 Self.releasedBytes.add(released, ordering: .relaxed)
                 Self.releasedRegions.add(1, ordering: .relaxed)
             }
+            if keep { kept.append(subscriber) }
         }
+        if !kept.isEmpty { candidates.withLock { $0.append(contentsOf: kept) } }
     }
 }
 

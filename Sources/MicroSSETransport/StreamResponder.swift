@@ -96,7 +96,9 @@ private func readStream(_ context: StreamContext, into out: UnsafeMutableRawBuff
         into: out,
         // Suspend while the subscriber's lock is held, so a publisher's resume can only come
         // after the suspend (no lost wake-up, no resume of a running connection).
-        onSuspend: { MHD_suspend_connection(context.connection.pointer) })
+        onSuspend: { MHD_suspend_connection(context.connection.pointer) },
+        // Once until the release pass drops it: the pass gives an idle stream's pages back.
+        onListing: { context.watched?.watcher.list(context.subscriber) })
     switch action {
     case .wrote(let bytes, let events):
         context.transport.deliveredBytes.add(bytes, ordering: .relaxed)
