@@ -184,6 +184,8 @@ package struct SubscriberQueue: Sendable {
         }
         idleReleased = true
         listed = false
+        // Nothing is queued while waiting: drop the frame array's spare capacity too.
+        if frames.isEmpty && frames.capacity > 0 { frames = [] }
         return .release(address: bufferAddress, count: bufferCount)
     }
 

@@ -73,7 +73,8 @@ final class PeerWatcher: @unchecked Sendable {
         for fd in fds { _ = fcntl(fd, F_SETFD, FD_CLOEXEC) }
         epollFD = epoll.create(Epoll.cloexec)
         let retained = Unmanaged.passRetained(self)
-        guard epollFD >= 0, Epoll.control(epollFD, Epoll.add, stopPipe.read, events: Epoll.readable, token: Self.stopToken),
+        guard epollFD >= 0,
+            Epoll.control(epollFD, Epoll.add, stopPipe.read, events: Epoll.readable, token: Self.stopToken),
             pthread_create(&thread, nil, peerWatcherMain, retained.toOpaque()) == 0
         else {
             retained.release()
@@ -87,7 +88,9 @@ final class PeerWatcher: @unchecked Sendable {
     /// Watches a stream's socket; `token` is its subscriber's id. Call once, at stream start.
     @discardableResult
     func watch(fd: Int32, token: UInt64) -> Bool {
-        Epoll.control(epollFD, Epoll.add, fd, events: Epoll.peerClosed | Epoll.hangUp | Epoll.error | Epoll.edgeTriggered, token: token)
+        Epoll.control(
+            epollFD, Epoll.add, fd, events: Epoll.peerClosed | Epoll.hangUp | Epoll.error | Epoll.edgeTriggered,
+            token: token)
     }
 
     /// Lists a stream that has just suspended for the next release pass (its reader calls this
