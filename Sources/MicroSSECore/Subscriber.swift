@@ -186,7 +186,10 @@ package final class Subscriber: Sendable {
                 assert(
                     pages.address >= address && pages.address + UInt(pages.count) <= address + UInt(count),
                     "released range outside the reader's buffer")
+                // Already given back and not written since: nothing to do (no system call).
+                if let last = q.untouchedRelease, last == pages { return (0, false) }
                 release(start, pages.count)
+                q.noteReleased(address: pages.address, count: pages.count)
                 return (pages.count, false)
             }
         }

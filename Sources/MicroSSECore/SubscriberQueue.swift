@@ -80,6 +80,9 @@ package struct SubscriberQueue: Sendable {
     private var idleReleased = false
     /// True while the stream is in the release pass's list of streams to visit (see ``takeListing()``).
     private var listed = false
+    /// The pages last given back, while no write may have touched them since (a heartbeat or a
+    /// small event writes only the region's first, partial page): releasing them again is skipped.
+    package private(set) var untouchedRelease: (address: UInt, count: Int)?
     /// Whether a liveness probe was queued after the peer closed its sending side.
     private var probed = false
 
@@ -109,7 +112,11 @@ package struct SubscriberQueue: Sendable {
     package mutating func read(into out: UnsafeMutableRawBufferPointer) -> ReadAction {
         if phase == .failed { return .abort }
         let max = out.count
-        bufferAddress = UInt(bitPattern: out.baseAddress)
+        let address = UInt(bitPattern: out.baseAddress)
+        if untouchedRelease != nil && (address != bufferAddress || max != bufferCount) {
+            untouchedRelease = nil
+        }
+        bufferAddress = address
         bufferCount = max
         var written = 0
         var events = 0
@@ -130,6 +137,10 @@ package struct SubscriberQueue: Sendable {
             }
         }
         pendingBytes -= written
+        // libmicrohttpd appends the chunk's CRLF after the data: count a few bytes more.
+        if let released = untouchedRelease, written > 0, address &+ UInt(written + 16) > released.address {
+            untouchedRelease = nil
+        }
         if head == frames.count {
             frames.removeAll(keepingCapacity: frames.capacity <= 64)
             head = 0
@@ -173,6 +184,11 @@ package struct SubscriberQueue: Sendable {
     /// same lock as ``read(into:)`` and release the region before releasing the lock: while
     /// `waiting` holds, no reader runs and no resume has been asked for, so nothing writes or
     /// reads the region (and a closed stream is never waiting: its region is never touched).
+    /// Records the pages a release gave back (see ``untouchedRelease``).
+    package mutating func noteReleased(address: UInt, count: Int) {
+        untouchedRelease = (address, count)
+    }
+
     package mutating func visitIdle() -> IdleVisit {
         guard waiting, !idleReleased, bufferAddress != 0, bufferCount > 0 else {
             listed = false

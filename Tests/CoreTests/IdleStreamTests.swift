@@ -25,8 +25,10 @@ struct IdleStreamTests {
         let subscriber = Subscriber(channels: ["c"], limit: 1 << 20)
         let wakes = WakeCounter()
         wakes.install(on: subscriber)
-        let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: 32_000, alignment: 16)
-        defer { buffer.deallocate() }
+        let allocation = UnsafeMutableRawBufferPointer.allocate(byteCount: 32_100, alignment: 4_096)
+        defer { allocation.deallocate() }
+        // As libmicrohttpd hands it: after the request and the chunk header, not page-aligned.
+        let buffer = UnsafeMutableRawBufferPointer(rebasing: allocation[100...])
         let start = UInt(bitPattern: buffer.baseAddress)
         let released = Mutex<[(UInt, Int)]>([])
         let listings = Mutex(0)
@@ -57,8 +59,17 @@ struct IdleStreamTests {
         #expect(read() == .suspend)
         #expect(listings.withLock { $0 } == 2, "listed again after a pass dropped it")
         #expect(pass() == 0)
+        #expect(pass() == 0, "a small write did not touch the pages given back: no second release")
+        #expect(released.withLock { $0.count } == 1)
+
+        // A write across the pages makes them resident again: the next idle spell gives them back.
+        #expect(subscriber.enqueue(frame("data: " + String(repeating: "z", count: 10_000) + "\n\n")) == .wake)
+        #expect(read() == .wrote(bytes: 10_008, events: 1))
+        #expect(read() == .suspend)
+        #expect(pass() == 0)
         #expect(pass() == bytes)
-        #expect(wakes.value == 1)
+        #expect(released.withLock { $0.count } == 2)
+        #expect(wakes.value == 2)
     }
 
     @Test("a FIN probe is queued once, only when nothing is pending, and resumes a suspended stream")
