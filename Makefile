@@ -9,8 +9,9 @@ HOST ?= 127.0.0.1
 PORT ?= 8080
 
 # Debian packages the build needs, then those the tests need.
-BUILD_PACKAGES = libmicrohttpd-dev libhiredis-dev pkg-config
-TEST_PACKAGES = curl openssl valgrind gcc g++ redis-server
+BUILD_PACKAGES = libmicrohttpd-dev libhiredis-dev libjwt-dev pkg-config
+# nginx and systemd (systemd-analyze) check the deploy files in Examples/deploy.
+TEST_PACKAGES = curl openssl valgrind gcc g++ redis-server nginx systemd
 
 .PHONY: all deps test-deps build lib demo serve test browser-test install bench bench-smoke fuzz sanitizers soak clean format lint
 
@@ -47,6 +48,7 @@ test: test-deps lib lint
 browser-test: lib
 	Tests/browser/run.sh
 
+# The C library, its header and pkg-config file, and the microsse program (PREFIX/bin).
 install: lib
 	scripts/install-c.sh "$(PREFIX)" "$(BUILD_DIR)"
 

@@ -75,6 +75,17 @@ let package = Package(
         .testTarget(name: "RedisTests", dependencies: ["MicroSSE", "MicroSSERedis", "MicroSSETestSupport"]),
         // Builds and runs C programs against include/microsse.h and libmicrosse.
         .testTarget(name: "CABITests", dependencies: ["MicroSSECABI", "MicroSSETestSupport"]),
+        // --- JWT authorization (kept together; wired into MicroSSE later) ---
+        // libjwt from Debian (libjwt-dev), found through pkg-config (libjwt.pc adds only -ljwt).
+        .systemLibrary(name: "CJWT", pkgConfig: "libjwt", providers: [.apt(["libjwt-dev"])]),
+        // Token verification, claims, channel patterns and token extraction; no Foundation.
+        .target(name: "MicroSSEAuth", dependencies: ["CJWT"]),
+        .testTarget(name: "AuthTests", dependencies: ["MicroSSEAuth", "CJWT"]),
+        // --- end of JWT authorization ---
+        // -- DoctorTests: `microsse doctor` against the real hub, directly and through a real
+        // nginx (Examples/deploy); the deploy files checked with nginx -t and systemd-analyze.
+        .testTarget(name: "DoctorTests", dependencies: ["MicroSSETestSupport"]),
+        // -- end DoctorTests
     ],
     swiftLanguageModes: [.v6]
 )

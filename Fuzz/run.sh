@@ -21,7 +21,7 @@ SECONDS_EACH=${FUZZ_SECONDS:-60}
 JOBS=${FUZZ_JOBS:-1}
 OUT=$ROOT/.build/fuzz
 mkdir -p "$OUT/bin" "$OUT/corpus" "$OUT/logs"
-scripts/deps.sh libmicrohttpd-dev pkg-config python3 >&2
+scripts/deps.sh libmicrohttpd-dev libjwt-dev pkg-config python3 >&2
 
 # The layers' sources are compiled into one module per target (hence -package-name: their
 # `package` declarations are then visible to the target, like `internal` ones).
@@ -35,8 +35,13 @@ declare -A SOURCES=(
     [publishbody]="$WIRE"
     [channel]="$WIRE $CORE"
     [resume]="$WIRE $CORE Sources/MicroSSETransport/Request.swift"
+    [jwt]="$WIRE $(echo Sources/MicroSSEAuth/*.swift)"
 )
-ALL_SWIFT="roundtrip parser publishbody channel resume"
+# name -> extra compiler flags (the system libraries a target's sources import)
+declare -A FLAGS=(
+    [jwt]="-I Sources/CJWT -ljwt"
+)
+ALL_SWIFT="roundtrip parser publishbody channel resume jwt"
 ALL="$ALL_SWIFT cabi"
 TARGETS=${*:-$ALL}
 
@@ -49,7 +54,7 @@ build_swift() {
     done
     # shellcheck disable=SC2086
     swiftc -sanitize=fuzzer,address -parse-as-library -swift-version 6 -O -g -package-name MicroSSE \
-        -module-name "Fuzz_$name" Fuzz/targets/Common.swift "Fuzz/targets/$name.swift" "$src"/*.swift \
+        -module-name "Fuzz_$name" Fuzz/targets/Common.swift "Fuzz/targets/$name.swift" "$src"/*.swift ${FLAGS[$name]:-} \
         -o "$OUT/bin/$name" 2>&1 | grep -v 'Cannot export local symbol' >&2 || true
     [ -x "$OUT/bin/$name" ] && [ "$OUT/bin/$name" -nt "Fuzz/targets/$name.swift" ]
 }

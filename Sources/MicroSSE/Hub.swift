@@ -46,7 +46,9 @@ final class Hub: Sendable {
                 historyCount: configuration.historyCount, historyBytes: configuration.historyBytes,
                 log: { log.warning("\($0)") })
             ?? MemoryBroker(
-                limits: .init(historyCount: configuration.historyCount, historyBytes: configuration.historyBytes))
+                limits: .init(
+                    historyCount: configuration.historyCount, historyBytes: configuration.historyBytes,
+                    memoryBytes: configuration.historyMemoryBytes))
     }
 
     /// The authorizer's answer (`.allow` when none is set).

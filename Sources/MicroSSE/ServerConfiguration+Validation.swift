@@ -24,6 +24,11 @@ extension ServerConfiguration {
                 !publishToken.isEmpty && visible,
                 "publishToken must be non-empty visible ASCII (it is sent as Authorization: Bearer <token>)")
         }
+        try check(historyMemoryBytes >= 0, "historyMemoryBytes must not be negative")
+        for host in allowedHosts {
+            let visible = host.utf8.allSatisfy { $0 > 0x20 && $0 < 0x7F && $0 != UInt8(ascii: "/") }
+            try check(!host.isEmpty && visible, "allowedHosts must hold host names without spaces or slashes")
+        }
         for origin in corsOrigins {
             do throws(MicroSSEError) {
                 try Response.validateHeader(name: "Access-Control-Allow-Origin", value: origin)

@@ -80,6 +80,16 @@ public struct ServerConfiguration: Sendable {
     public var publishing = false
     /// When set, publishing requires `Authorization: Bearer <token>`. Default none.
     public var publishToken: String?
+    /// Bytes of history all channels together may hold, their bookkeeping included: each
+    /// channel counts 256 bytes plus its name, each retained event 128 bytes plus its id and its
+    /// encoded bytes. Over it, the oldest events of all channels are evicted first (a resume from
+    /// one gets the `evicted` gap), and channels with no subscribers and nothing retained are
+    /// forgotten. Default 256 MiB. Not used with Redis, which bounds its own streams.
+    public var historyMemoryBytes = 256 << 20
+    /// Host names (the `Host` header without its port, compared case-insensitively) this
+    /// server answers for; a request naming another host gets `421`. Empty (the default)
+    /// answers any. Set it on a server reachable from browsers to defeat DNS rebinding.
+    public var allowedHosts: [String] = []
     /// Origins allowed to read streams cross-origin (`*` allows any). Default none.
     public var corsOrigins: [String] = []
     /// Whether the built-in channel routes (`/events/{channel}`, `/events?channel=`) are served.

@@ -1,8 +1,10 @@
 import MicroSSEWire
 import Synchronization
 
-/// The in-memory ``EventBroker``: per-channel history bounded by count and bytes, one global
-/// sequence of ids, fan-out under one short lock so every subscriber sees publish order.
+/// The in-memory ``EventBroker``: per-channel history bounded by count and bytes, all channels
+/// together bounded by one memory budget (oldest events of any channel evicted first; channels
+/// with no subscribers and nothing retained forgotten), one global sequence of ids, fan-out
+/// under one short lock so every subscriber sees publish order.
 ///
 /// Server-assigned ids are decimal numbers from a sequence seeded with the wall clock in
 /// microseconds (`next = max(last + 1, now)`), so they increase across channels and do not
@@ -14,12 +16,22 @@ package final class MemoryBroker: EventBroker {
         var historyCount: Int
         /// Encoded bytes kept per channel.
         var historyBytes: Int
+        /// Accounted bytes kept for all channels together (see ``MemoryBroker/accountedBytes``):
+        /// over it, the oldest events of every channel are evicted first.
+        var memoryBytes: Int
 
-        package init(historyCount: Int, historyBytes: Int) {
+        package init(historyCount: Int, historyBytes: Int, memoryBytes: Int = .max) {
             self.historyCount = historyCount
             self.historyBytes = historyBytes
+            self.memoryBytes = memoryBytes
         }
     }
+
+    /// Bytes accounted for a channel besides its name: its dictionary slot, arrays and counters.
+    package static let channelOverhead = 256
+    /// Bytes accounted for a retained event besides its id and encoded bytes: its history slot,
+    /// its place in the global eviction order and the allocations that hold its id and frame.
+    package static let entryOverhead = 128
 
     private struct Entry {
         let seq: UInt64
@@ -27,9 +39,13 @@ package final class MemoryBroker: EventBroker {
         /// Emptied on eviction, so evicted bytes are freed at once, not at the next compaction.
         var frame: Frame
         let callerGiven: Bool
+
+        var cost: Int { MemoryBroker.entryOverhead + id.utf8.count + frame.bytes.count }
     }
 
     private struct Channel {
+        /// The name as first stored, shared by the global eviction order (one allocation).
+        let name: ChannelName
         var history: [Entry] = []
         var historyHead = 0
         var historyBytes = 0
@@ -41,29 +57,42 @@ package final class MemoryBroker: EventBroker {
         var subscriberIndex: [UInt64: Int] = [:]
 
         var retained: ArraySlice<Entry> { history[historyHead...] }
+        var isRetaining: Bool { historyHead < history.count }
+        /// Nothing retained and nobody subscribed: the channel can be forgotten.
+        var isIdle: Bool { !isRetaining && subscribers.isEmpty }
+        var cost: Int { MemoryBroker.channelOverhead + name.rawValue.utf8.count }
 
-        /// Appends and evicts over the limits; calls `evicted` with each evicted caller-given id.
-        mutating func append(_ entry: Entry, limits: Limits, evicted: (String, UInt64) -> Void) {
+        mutating func append(_ entry: Entry) {
             history.append(entry)
             historyBytes += entry.frame.bytes.count
             if entry.callerGiven { callerIDs[entry.id] = entry.seq }
-            while history.count - historyHead > limits.historyCount
-                || (historyBytes > limits.historyBytes && historyHead < history.count)
-            {
-                let old = history[historyHead]
-                history[historyHead].frame = MemoryBroker.evictedFrame
-                historyHead += 1
-                historyBytes -= old.frame.bytes.count
-                floor = old.seq
-                if old.callerGiven, callerIDs[old.id] == old.seq {
-                    callerIDs[old.id] = nil
-                    evicted(old.id, old.seq)
-                }
+        }
+
+        func isOver(_ limits: Limits) -> Bool {
+            history.count - historyHead > limits.historyCount || (historyBytes > limits.historyBytes && isRetaining)
+        }
+
+        /// Evicts the oldest retained entry. Returns its accounted cost, and its id when it was a
+        /// caller-given id that must be remembered for resume.
+        mutating func evictOldest() -> (cost: Int, callerID: (String, UInt64)?) {
+            let old = history[historyHead]
+            history[historyHead].frame = MemoryBroker.evictedFrame
+            historyHead += 1
+            historyBytes -= old.frame.bytes.count
+            floor = old.seq
+            var callerID: (String, UInt64)?
+            if old.callerGiven, callerIDs[old.id] == old.seq {
+                callerIDs[old.id] = nil
+                callerID = (old.id, old.seq)
             }
-            if historyHead > 64 && historyHead * 2 > history.count {
+            if historyHead == history.count {
+                history = []
+                historyHead = 0
+            } else if historyHead > 64 && historyHead * 2 > history.count {
                 history.removeFirst(historyHead)
                 historyHead = 0
             }
+            return (old.cost, callerID)
         }
 
         mutating func add(_ s: Subscriber) {
@@ -81,6 +110,12 @@ package final class MemoryBroker: EventBroker {
         }
     }
 
+    /// One retained event's place in the global eviction order (publish order).
+    private struct Published {
+        let channel: ChannelName
+        let seq: UInt64
+    }
+
     private struct State {
         var channels: [ChannelName: Channel] = [:]
         var lastSeq: UInt64
@@ -91,13 +126,99 @@ package final class MemoryBroker: EventBroker {
         var evictedCallerIDs: [String: UInt64] = [:]
         var evictedOrder: [String] = []
         var evictedHead = 0
+        var evictedCallerIDBytes = 0
+        /// Channels, retained events and remembered evicted ids, as counted against
+        /// ``Limits/memoryBytes``.
+        var accountedBytes = 0
+        /// Every event published, oldest first; entries of events a channel already evicted by
+        /// its own limits stay until popped or compacted (`staleCount` counts them).
+        var order: [Published] = []
+        var orderHead = 0
+        var staleCount = 0
+        /// The floors of forgotten channels, by a hash of the name: a channel created again
+        /// starts from the highest floor of any forgotten channel in its bucket, so a resume
+        /// into a forgotten channel still reports what was evicted from it.
+        var forgottenFloors: [UInt64]
+
+        init(lastSeq: UInt64, bootSeq: UInt64) {
+            self.lastSeq = lastSeq
+            self.bootSeq = bootSeq
+            self.forgottenFloors = Array(repeating: bootSeq, count: MemoryBroker.forgottenFloorBuckets)
+        }
+
+        func bucket(_ name: ChannelName) -> Int {
+            Int(UInt(bitPattern: name.hashValue) % UInt(MemoryBroker.forgottenFloorBuckets))
+        }
+
+        /// The floor of a channel that does not exist (never did, or was forgotten).
+        func absentFloor(_ name: ChannelName) -> UInt64 { forgottenFloors[bucket(name)] }
+
+        /// Creates the channel when absent.
+        mutating func ensureChannel(_ name: ChannelName) {
+            guard channels[name] == nil else { return }
+            let channel = Channel(name: name, floor: absentFloor(name))
+            accountedBytes += channel.cost
+            channels[name] = channel
+        }
+
+        /// Forgets the channel when nothing is retained and nobody is subscribed, keeping its
+        /// floor in its bucket.
+        mutating func forgetIfIdle(_ name: ChannelName) {
+            guard let channel = channels[name], channel.isIdle else { return }
+            let b = bucket(name)
+            forgottenFloors[b] = max(forgottenFloors[b], channel.floor)
+            accountedBytes -= channel.cost
+            channels[name] = nil
+        }
+
+        /// Evicts the channel's oldest retained event (its entry in the global order was just popped).
+        mutating func evictOldest(of name: ChannelName) {
+            guard let evicted = channels[name]?.evictOldest() else { return }
+            accountedBytes -= evicted.cost
+            if let callerID = evicted.callerID { rememberEvicted(callerID.0, callerID.1) }
+        }
+
+        /// Evicts the oldest events of all channels until the accounted bytes fit `budget`.
+        mutating func enforce(budget: Int) {
+            while accountedBytes > budget && orderHead < order.count {
+                let oldest = order[orderHead]
+                orderHead += 1
+                if let c = channels[oldest.channel], c.isRetaining, c.history[c.historyHead].seq == oldest.seq {
+                    evictOldest(of: oldest.channel)
+                    forgetIfIdle(oldest.channel)
+                } else {
+                    staleCount = max(0, staleCount - 1)
+                }
+            }
+            if orderHead > 1_024 && orderHead * 2 > order.count {
+                order.removeFirst(orderHead)
+                orderHead = 0
+            }
+            if staleCount > 1_024 && staleCount * 2 > order.count - orderHead {
+                // An entry is live while its channel still retains it: channels evict oldest first.
+                order = order[orderHead...].filter { p in
+                    guard let c = channels[p.channel], c.isRetaining else { return false }
+                    return p.seq >= c.history[c.historyHead].seq
+                }
+                orderHead = 0
+                staleCount = 0
+            }
+        }
 
         mutating func rememberEvicted(_ id: String, _ seq: UInt64) {
-            if evictedCallerIDs.updateValue(seq, forKey: id) == nil { evictedOrder.append(id) }
-            if evictedOrder.count - evictedHead > MemoryBroker.evictedCallerIDLimit {
+            if evictedCallerIDs.updateValue(seq, forKey: id) == nil {
+                evictedOrder.append(id)
+                evictedCallerIDBytes += MemoryBroker.entryOverhead + id.utf8.count
+                accountedBytes += MemoryBroker.entryOverhead + id.utf8.count
+            }
+            while evictedOrder.count - evictedHead > MemoryBroker.evictedCallerIDLimit
+                || (evictedCallerIDBytes > MemoryBroker.evictedCallerIDBytesLimit && evictedHead < evictedOrder.count)
+            {
                 let oldest = evictedOrder[evictedHead]
                 evictedHead += 1
                 evictedCallerIDs[oldest] = nil
+                evictedCallerIDBytes -= MemoryBroker.entryOverhead + oldest.utf8.count
+                accountedBytes -= MemoryBroker.entryOverhead + oldest.utf8.count
             }
             if evictedHead > 1_024 && evictedHead * 2 > evictedOrder.count {
                 evictedOrder.removeFirst(evictedHead)
@@ -111,6 +232,10 @@ package final class MemoryBroker: EventBroker {
 
     /// How many evicted caller-given ids are remembered for resume.
     package static let evictedCallerIDLimit = 65_536
+    /// Accounted bytes of remembered evicted caller-given ids, at most.
+    package static let evictedCallerIDBytesLimit = 16 << 20
+    /// Buckets of forgotten channels' floors (a fixed 32 KiB).
+    static let forgottenFloorBuckets = 4_096
 
     private let limits: Limits
     private let now: @Sendable () -> UInt64
@@ -130,21 +255,30 @@ package final class MemoryBroker: EventBroker {
         let body = EventEncoder.encode(event)
         let clock = now()
         var wakes: [Subscriber] = []
+        let limits = self.limits
         let id = try state.withLock { (s: inout State) throws(MicroSSEError) -> String in
             guard !s.closed else { throw MicroSSEError(.unavailable, "the server is shutting down") }
             let seq = max(s.lastSeq &+ 1, clock)
             s.lastSeq = seq
             let id = event.id ?? String(seq)
             let frame = Frame(bytes: event.id == nil ? Self.idLine(id) + body : body, isEvent: true)
-            let bootSeq = s.bootSeq
-            var evicted: [(String, UInt64)] = []
-            s.channels[channel, default: Channel(floor: bootSeq)].append(
-                Entry(seq: seq, id: id, frame: frame, callerGiven: event.id != nil), limits: limits
-            ) { evicted.append(($0, $1)) }
-            for (id, seq) in evicted { s.rememberEvicted(id, seq) }
-            // The channel's array keeps every subscriber alive while the lock is held: enqueue
-            // through unretained references (no retain/release per subscriber per event).
-            s.channels[channel]!.subscribers.withUnsafeBufferPointer { subs in
+            s.ensureChannel(channel)
+            let entry = Entry(seq: seq, id: id, frame: frame, callerGiven: event.id != nil)
+            var evicted = Evicted()
+            let stored = Self.store(entry, in: &s.channels[channel]!, limits: limits, evicted: &evicted)
+            s.accountedBytes += entry.cost - evicted.cost
+            s.staleCount += evicted.count
+            for (id, seq) in evicted.callerIDs { s.rememberEvicted(id, seq) }
+            s.order.append(Published(channel: stored, seq: seq))
+            s.enforce(budget: limits.memoryBytes)
+            guard let subscribers = s.channels[channel]?.subscribers else { return id }
+            if subscribers.isEmpty {
+                s.forgetIfIdle(channel)
+                return id
+            }
+            // The array keeps every subscriber alive while the lock is held: enqueue through
+            // unretained references (no retain/release per subscriber per event).
+            subscribers.withUnsafeBufferPointer { subs in
                 for i in subs.indices {
                     let woke = Unmanaged.passUnretained(subs[i])._withUnsafeGuaranteedRef { sub -> Bool in
                         switch sub.enqueue(frame, deferWake: true) {
@@ -162,6 +296,28 @@ package final class MemoryBroker: EventBroker {
         return id
     }
 
+    /// What a channel evicted by its own limits while storing an event.
+    private struct Evicted {
+        var cost = 0
+        var count = 0
+        var callerIDs: [(String, UInt64)] = []
+    }
+
+    /// Appends `entry` to `channel` and evicts over the channel's own limits, in one access to
+    /// the channel. Returns the channel's stored name (for the global order).
+    private static func store(
+        _ entry: Entry, in channel: inout Channel, limits: Limits, evicted: inout Evicted
+    ) -> ChannelName {
+        channel.append(entry)
+        while channel.isOver(limits) {
+            let e = channel.evictOldest()
+            evicted.cost += e.cost
+            evicted.count += 1
+            if let callerID = e.callerID { evicted.callerIDs.append(callerID) }
+        }
+        return channel.name
+    }
+
     /// The `id: <id>` line that starts the frame of an event with a server-assigned id.
     private static func idLine(_ id: String) -> [UInt8] {
         var line: [UInt8] = Array("id: ".utf8)
@@ -174,9 +330,9 @@ package final class MemoryBroker: EventBroker {
         state.withLock { s in
             guard !s.closed else { return .fresh }
             let status = resume(subscriber, after: lastEventID, in: &s)
-            let bootSeq = s.bootSeq
             for name in subscriber.channels {
-                s.channels[name, default: Channel(floor: bootSeq)].add(subscriber)
+                s.ensureChannel(name)
+                s.channels[name]!.add(subscriber)
             }
             return status
         }
@@ -218,7 +374,7 @@ package final class MemoryBroker: EventBroker {
         var replay: [Entry] = []
         for name in sub.channels {
             let channel = s.channels[name]
-            if position < (channel?.floor ?? s.bootSeq) { missed = true }
+            if position < (channel?.floor ?? s.absentFloor(name)) { missed = true }
             guard let channel else { continue }
             for entry in channel.retained.reversed() {
                 if entry.seq <= position { break }
@@ -244,11 +400,9 @@ package final class MemoryBroker: EventBroker {
         state.withLock { s in
             for name in subscriber.channels {
                 s.channels[name]?.remove(subscriber)
-                // A channel that never held an event is forgotten with its last subscriber; one
-                // that did keeps its floor, so resume stays exact about what was evicted.
-                if let c = s.channels[name], c.subscribers.isEmpty, c.history.isEmpty, c.floor == s.bootSeq {
-                    s.channels[name] = nil
-                }
+                // A channel with no subscribers and nothing retained is forgotten; its floor
+                // goes to its bucket, so resume stays exact about what was evicted.
+                s.forgetIfIdle(name)
             }
         }
     }
@@ -258,4 +412,9 @@ package final class MemoryBroker: EventBroker {
     }
 
     package var channelCount: Int { state.withLock { $0.channels.count } }
+
+    /// Bytes counted against ``Limits/memoryBytes``: per channel ``channelOverhead`` plus its
+    /// name, per retained event ``entryOverhead`` plus its id and encoded bytes, per remembered
+    /// evicted caller-given id ``entryOverhead`` plus the id.
+    package var accountedBytes: Int { state.withLock { $0.accountedBytes } }
 }

@@ -37,27 +37,27 @@ package final class RedisBroker: EventBroker {
         var maxBackoffMilliseconds = 2_000
     }
 
-    private let settings: Settings
-    private let log: @Sendable (String) -> Void
-    private let commands: Mutex<CommandSlot>
-    private let state = Mutex(LocalState())
-    private let readerFD = Atomic<Int32>(-1)
-    private let stopping = Atomic<Bool>(false)
-    private let readerDone = Atomic<Bool>(true)
+    let settings: Settings
+    let log: @Sendable (String) -> Void
+    let commands: Mutex<CommandSlot>
+    let state = Mutex(LocalState())
+    let readerFD = Atomic<Int32>(-1)
+    let stopping = Atomic<Bool>(false)
+    let readerDone = Atomic<Bool>(true)
 
     /// The command connection and when it may next be re-dialled.
-    private struct CommandSlot: @unchecked Sendable {
+    struct CommandSlot: @unchecked Sendable {
         // hiredis contexts are not thread-safe; this one is only used inside `commands.withLock`.
         var connection: RedisConnection?
         var retryAt: UInt64 = 0
         var backoff = 50
     }
 
-    private struct Pending {
+    struct Pending {
         var buffered: [(RedisStreamID, Frame)] = []
     }
 
-    private struct LocalState {
+    struct LocalState {
         var channels: [String: [UInt64: Subscriber]] = [:]
         /// Subscribers whose replay is being fetched: live events are buffered meanwhile.
         var pending: [UInt64: Pending] = [:]
@@ -77,9 +77,9 @@ package final class RedisBroker: EventBroker {
         self.commands = Mutex(CommandSlot())
     }
 
-    private var globalKey: String { "\(settings.prefix):all" }
-    private func channelKey(_ c: String) -> String { "\(settings.prefix):ch:\(c)" }
-    private var sinceKey: String { "\(settings.prefix):since" }
+    var globalKey: String { "\(settings.prefix):all" }
+    func channelKey(_ c: String) -> String { "\(settings.prefix):ch:\(c)" }
+    var sinceKey: String { "\(settings.prefix):since" }
 
     // MARK: Lifecycle
 
@@ -110,7 +110,7 @@ package final class RedisBroker: EventBroker {
     }
 
     /// Sets `since` when absent (a new or emptied data set) and returns the global stream's last id.
-    private static func markSince(
+    static func markSince(
         _ c: RedisConnection, sinceKey: String, globalKey: String
     ) throws(MicroSSEError) -> RedisStreamID {
         let now = RedisStreamID(milliseconds: Clocks.wallMilliseconds(), sequence: 0)
@@ -137,7 +137,7 @@ package final class RedisBroker: EventBroker {
 
     // MARK: Publish
 
-    private static let publishScript = """
+    static let publishScript = """
         local id = redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], '*', 'c', ARGV[3], 'd', ARGV[4], 'e', ARGV[5], 'i', ARGV[6])
         redis.call('XADD', KEYS[2], 'MAXLEN', ARGV[2], id, 'd', ARGV[4], 'e', ARGV[5], 'i', ARGV[6])
         redis.call('EXPIRE', KEYS[2], ARGV[7])
@@ -166,7 +166,7 @@ package final class RedisBroker: EventBroker {
 
     /// Runs `body` on the command connection, dialling it first when needed (with backoff, so a
     /// Redis outage costs callers one failed dial per backoff period, not one per call).
-    private func withCommandConnection(
+    func withCommandConnection(
         _ body: (RedisConnection) throws(MicroSSEError) -> RedisValue
     ) throws(MicroSSEError) -> RedisValue {
         try commands.withLock { (slot: inout CommandSlot) throws(MicroSSEError) -> RedisValue in
@@ -196,7 +196,7 @@ package final class RedisBroker: EventBroker {
         }
     }
 
-    private func rememberCallerID(_ callerID: String, _ id: RedisStreamID) {
+    func rememberCallerID(_ callerID: String, _ id: RedisStreamID) {
         state.withLock { s in
             if s.callerIDs.updateValue(id, forKey: callerID) == nil { s.callerOrder.append(callerID) }
             if s.callerOrder.count > 10_000 {
@@ -235,7 +235,7 @@ package final class RedisBroker: EventBroker {
 
     /// Reads each channel's retained events after `position`, merged in id order, and whether
     /// any event after `position` may be gone.
-    private func fetchReplay(
+    func fetchReplay(
         channels: [String], after position: RedisStreamID
     ) throws(MicroSSEError) -> ([(RedisStreamID, Frame)], Bool) {
         var replay: [(RedisStreamID, Frame)] = []
@@ -286,7 +286,7 @@ package final class RedisBroker: EventBroker {
 
     /// Queues the gap event, the replay, then what arrived live meanwhile (minus duplicates),
     /// and switches the subscriber to live delivery.
-    private func finishResume(
+    func finishResume(
         _ sub: Subscriber, replay: [(RedisStreamID, Frame)], gap: GapReason?, lastEventID: String,
         after position: RedisStreamID?
     ) -> ResumeStatus {
@@ -319,102 +319,4 @@ package final class RedisBroker: EventBroker {
     }
 
     package var channelCount: Int { state.withLock { $0.channels.count } }
-
-    // MARK: The reader
-
-    private func readLoop() {
-        defer { readerDone.store(true, ordering: .releasing) }
-        var connection: RedisConnection?
-        var backoff = 50
-        var wasLost = false
-        while !stopping.load(ordering: .acquiring) {
-            if connection == nil || connection!.isBroken {
-                connection = nil
-                readerFD.store(-1, ordering: .releasing)
-                do {
-                    let c = try RedisConnection(url: settings.url, timeoutMilliseconds: settings.timeoutMilliseconds)
-                    c.setTimeout(milliseconds: 0)  // XREAD BLOCK bounds each wait
-                    readerFD.store(c.fileDescriptor, ordering: .releasing)
-                    if stopping.load(ordering: .acquiring) { break }
-                    connection = c
-                    backoff = 50
-                    if wasLost { log("Redis reader reconnected; catching up") }
-                    wasLost = false
-                } catch {
-                    if !wasLost { log("Redis reader lost its connection: \(error.message)") }
-                    wasLost = true
-                    Clocks.sleep(milliseconds: backoff)
-                    backoff = min(backoff * 2, settings.maxBackoffMilliseconds)
-                    continue
-                }
-            }
-            let from = state.withLock { $0.lastDelivered }
-            do {
-                let reply = try connection!.command([
-                    "XREAD", "COUNT", "512", "BLOCK", "1000", "STREAMS", globalKey, from.description,
-                ])
-                guard case .array(let streams) = reply, let entries = streams.first?.array?.dropFirst().first?.array
-                else { continue }
-                deliver(entries)
-            } catch {
-                connection = nil
-            }
-        }
-        readerFD.store(-1, ordering: .releasing)
-    }
-
-    private func deliver(_ entries: [RedisValue]) {
-        var decoded: [(RedisStreamID, String, Frame)] = []
-        for entry in entries {
-            guard let fields = entry.array, fields.count == 2, let id = fields[0].text.flatMap(RedisStreamID.init),
-                let channel = field("c", in: fields[1]), let (_, frame) = decodeEntry(entry)
-            else { continue }
-            decoded.append((id, channel, frame))
-            // Caller-given ids published on other hubs are placed here too.
-            if let caller = field("i", in: fields[1]), caller.hasPrefix("=") {
-                rememberCallerID(String(caller.dropFirst()), id)
-            }
-        }
-        var wakes: [Subscriber] = []
-        state.withLock { s in
-            for (id, channel, frame) in decoded where id > s.lastDelivered {
-                s.lastDelivered = id
-                for sub in (s.channels[channel] ?? [:]).values {
-                    if s.pending[sub.id] != nil {
-                        s.pending[sub.id]!.buffered.append((id, frame))
-                        continue
-                    }
-                    if let skip = s.skipUpTo[sub.id], id <= skip { continue }
-                    switch sub.enqueue(frame, deferWake: true) {
-                    case .wake, .overflow(wake: true): wakes.append(sub)
-                    default: break
-                    }
-                }
-            }
-        }
-        for sub in wakes { sub.wake() }
-    }
-
-    private func field(_ name: String, in value: RedisValue) -> String? {
-        guard let kv = value.array else { return nil }
-        var i = 0
-        while i + 1 < kv.count {
-            if kv[i].text == name { return kv[i + 1].text }
-            i += 2
-        }
-        return nil
-    }
-
-    /// Decodes `[id, [field, value, ...]]` into the encoded frame (the wire id is the caller's id
-    /// when one was given, else the stream id).
-    private func decodeEntry(_ entry: RedisValue) -> (RedisStreamID, Frame)? {
-        guard let fields = entry.array, fields.count == 2, let id = fields[0].text.flatMap(RedisStreamID.init),
-            let data = field("d", in: fields[1])
-        else { return nil }
-        let name = field("e", in: fields[1]) ?? ""
-        let caller = field("i", in: fields[1]) ?? ""
-        let wireID = caller.hasPrefix("=") ? String(caller.dropFirst()) : id.description
-        guard let event = try? Event(data: data, event: name.isEmpty ? nil : name, id: wireID) else { return nil }
-        return (id, Frame(bytes: EventEncoder.encode(event), isEvent: true))
-    }
 }

@@ -3,7 +3,7 @@
 /// Validation happens once, at construction, so the encoder never has to alter or reject
 /// anything:
 ///
-/// - `event` must not contain CR or LF (``MicroSSEError/Code/invalidEventName``).
+/// - `event` must not contain CR, LF or NUL (``MicroSSEError/Code/invalidEventName``).
 /// - `id` must not contain CR, LF or NUL (``MicroSSEError/Code/invalidID``).
 /// - `retry` must not be negative (``MicroSSEError/Code/invalidArgument``).
 /// - `data` may hold anything. ``EventEncoder`` writes one `data:` line per payload line, so a
@@ -35,7 +35,7 @@ public struct Event: Sendable, Hashable {
     /// Creates an event, validating every field.
     ///
     /// - Throws: ``MicroSSEError`` with code ``MicroSSEError/Code/invalidEventName`` when `event`
-    ///   contains CR or LF, ``MicroSSEError/Code/invalidID`` when `id` contains CR, LF or NUL,
+    ///   contains CR, LF or NUL, ``MicroSSEError/Code/invalidID`` when `id` contains CR, LF or NUL,
     ///   and ``MicroSSEError/Code/invalidArgument`` when `retry` is negative.
     public init(
         data: String,
@@ -109,9 +109,11 @@ extension Event {
         }
     }
 
-    /// Checks that `name` can be written as an `event:` field: no CR or LF.
+    /// Checks that `name` can be written as an `event:` field: no CR, LF or NUL.
     ///
-    /// The empty name is valid and means `message`, like no name at all.
+    /// CR or LF would end the field early, and a NUL is what a C caller or a server that
+    /// cuts strings at NUL would read as the end of the name, so such a name is rejected rather
+    /// than altered. The empty name is valid and means `message`, like no name at all.
     ///
     /// - Throws: ``MicroSSEError`` with code ``MicroSSEError/Code/invalidEventName``.
     public static func validateEventName(_ name: String) throws(MicroSSEError) {
@@ -121,6 +123,8 @@ extension Event {
                 throw MicroSSEError(.invalidEventName, "event name must not contain CR")
             case 0x0A:
                 throw MicroSSEError(.invalidEventName, "event name must not contain LF")
+            case 0x00:
+                throw MicroSSEError(.invalidEventName, "event name must not contain NUL")
             default:
                 continue
             }

@@ -12,7 +12,7 @@ struct MicroSSECommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "microsse",
         abstract: "An embeddable Server-Sent Events server on libmicrohttpd.",
-        subcommands: [Demo.self, Serve.self])
+        subcommands: [Demo.self, Serve.self, Doctor.self])
 }
 
 /// Options every subcommand shares.

@@ -18,6 +18,15 @@ struct Serve: AsyncParsableCommand {
     @Option(help: "Require 'Authorization: Bearer TOKEN' to publish.") var publishToken: String?
     @Option(help: "Events kept per channel for Last-Event-ID resume.") var history = defaults.historyCount
     @Option(help: "Encoded bytes kept per channel for resume.") var historyBytes = defaults.historyBytes
+    @Option(
+        help:
+            "Bytes of history kept for all channels together, bookkeeping included; over it the oldest events of any channel go first."
+    )
+    var historyMemory = defaults.historyMemoryBytes
+    @Option(help: "Connections one IP address may hold at once (0 = no limit); more are closed at once.")
+    var maxClientsPerIp = defaults.perIPConnectionLimit
+    @Option(help: "A host name (Host header, no port) to answer for (repeatable); others get 421.")
+    var allowedHost: [String] = []
     @Option(help: "Seconds between heartbeat comments on idle streams (0 = off).")
     var heartbeat = defaults.heartbeatSeconds
     @Option(help: "retry: value in milliseconds sent at the start of every stream.") var retry: Int?
@@ -51,6 +60,9 @@ struct Serve: AsyncParsableCommand {
         config.publishToken = publishToken
         config.historyCount = history
         config.historyBytes = historyBytes
+        config.historyMemoryBytes = historyMemory
+        config.perIPConnectionLimit = maxClientsPerIp
+        config.allowedHosts = allowedHost
         config.heartbeatSeconds = heartbeat
         config.retryMilliseconds = retry
         config.corsOrigins = corsOrigin
@@ -85,6 +97,9 @@ struct Serve: AsyncParsableCommand {
         }
         let server = Server(configuration: config, logger: logger)
         if web { server.addRoute("GET", "/") { _ in .html(hubPage) } }
+        server.addRoute("GET", "/microsse.js") { _ in
+            Response(headers: [("Content-Type", "text/javascript; charset=utf-8")], body: Array(microsseScript.utf8))
+        }
         let scheme = config.tls == nil ? "http" : "https"
         let host = common.host.contains(":") ? "[\(common.host)]" : common.host
         try await runUntilSignalled(server, logger: logger) {

@@ -3,7 +3,7 @@ import MicroSSE
 import MicroSSETestSupport
 import Testing
 
-/// SPEC "HTTP behaviour of the built-in routes", one row at a time, over loopback.
+/// The README's route table, one row at a time, over loopback.
 @Suite("Hub route table")
 struct RouteTableTests {
     @Test("GET /events/{channel} is a stream of that channel with the SSE headers")
@@ -165,7 +165,7 @@ struct RouteTableTests {
 
     @Test("GET /stats counts clients, channels, published, delivered, bytes, drops, disconnects")
     func statsCounters() throws {
-        // Heartbeats on: a peer that left is found by the next write (MHD-NOTES trap 1).
+        // Heartbeats on: a peer that left is found by the next write (docs/DESIGN.md: dead suspended peers).
         let hub = try makeHub { $0.heartbeatSeconds = 1 }
         defer { hub.stop() }
         let a = try subscribe(hub, "/events/a")

@@ -129,7 +129,7 @@ struct LimitTests {
         try server.publish("still", to: "ip")
         for s in streams { #expect(try s.next()?.data == "still") }
         streams[0].close()
-        // A closed peer is noticed on a write (MHD-NOTES trap 1).
+        // A closed peer is noticed on a write (docs/DESIGN.md: dead suspended peers).
         #expect(
             eventually {
                 _ = try? server.publish("notice the close", to: "ip")

@@ -45,7 +45,7 @@ struct ResetTests {
                 open.append(c)
             }
             for c in open { c.reset() }
-            // Reveal the reset streams of this batch at once (MHD-NOTES trap 1), so they do not
+            // Reveal the reset streams of this batch at once (docs/DESIGN.md: dead suspended peers), so they do not
             // pile up across batches: the test is about what is left, not about peak memory.
             _ = try? httpRequest(port: port, method: "POST", path: "/events/poke", body: Array("p".utf8))
             done += n
@@ -53,7 +53,7 @@ struct ResetTests {
     }
 
     /// Waits until the server is back to `fds` open descriptors (polling; publishing reveals
-    /// reset streams, MHD-NOTES trap 1). Returns the last sample.
+    /// reset streams, docs/DESIGN.md: dead suspended peers). Returns the last sample.
     func settle(_ server: ServerProcess, fds: Int) -> (fds: Int, rssKiB: Int, threads: Int) {
         let pid = server.process.processIdentifier
         var last = Self.sample(pid)

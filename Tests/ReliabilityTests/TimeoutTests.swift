@@ -8,7 +8,7 @@ import Testing
 #endif
 
 /// ServerConfiguration.connectionTimeoutSeconds: idle and stalled requests are closed, streams
-/// are not (SPEC "Liveness"; MHD-NOTES trap 1).
+/// are not (README "Limits and liveness"; docs/DESIGN.md: dead suspended peers).
 @Suite("Connection timeouts: requests time out, streams do not")
 struct TimeoutTests {
     @Test("a connection that sends nothing is closed after the connection timeout")

@@ -1,7 +1,7 @@
 import MicroSSEWire
 import Testing
 
-@Suite("EventEncoder (SPEC: Wire format)")
+@Suite("EventEncoder: the wire format")
 struct EncoderTests {
     @Test("fields are written id, event, retry, then data, then a blank line")
     func fieldOrder() throws {

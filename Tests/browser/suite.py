@@ -1,11 +1,14 @@
 #!/usr/bin/env python3
-"""MicroSSE in a real headless Chromium: the demo page, the hub page, reconnect and resume, CORS.
+"""MicroSSE in a real headless Chromium: the demo page, the hub page, reconnect and resume, CORS,
+and microsse.js (one stream shared by several tabs, gap and expiry callbacks).
 
-Run through Tests/browser/run.sh. Every wait polls the page (or the processes) with a deadline;
-nothing sleeps a fixed time to let something happen. Prints `browser: N passed, M failed`.
-Optional: MICROSSE_BIN=path (default .build/debug/microsse), BROWSER_TESTS=name,name to run some.
+Run through Tests/browser/run.sh; Selenium drives Chromium through chromedriver (browser.py).
+Every wait polls the page (or the processes) with a deadline; nothing sleeps a fixed time to let
+something happen. Prints `browser: N passed, M failed`. Optional: MICROSSE_BIN=path (default
+.build/debug/microsse), BROWSER_TESTS=name,name to run some.
 """
 
+import json
 import os
 import signal
 import subprocess
@@ -14,11 +17,11 @@ import threading
 import time
 import traceback
 
-import cdp
-from cdp import wait_until
-from support import ROOT, Microsse, Proxy, StaticSite, free_port, http_get, kill_all, publish, response_head
+from browser import Browser
+from support import ROOT, Microsse, Proxy, StaticSite, free_port, http_get, kill_all, publish, response_head, wait_until
 
 INDEX = os.path.join(ROOT, "Examples", "web", "index.html")
+HELPER_JS = os.path.join(ROOT, "Examples", "web", "microsse.js")
 # Screenshots go to .build-browser/screenshots/ (git-ignored); UPDATE_SCREENSHOTS=1 writes them to
 # docs/ instead, where the README's copies live (ids and times differ on every run).
 SHOTS = os.path.join(ROOT, "docs") if os.environ.get("UPDATE_SCREENSHOTS") == "1" else os.path.join(ROOT, ".build-browser", "screenshots")
@@ -81,6 +84,12 @@ def test_page_source(t):
     with open(INDEX, "rb") as f:
         want = f.read()
     check(body == want, f"GET / is not Examples/web/index.html ({len(body)} vs {len(want)} bytes): rebuild with `swift build`")
+    status, headers, body = http_get(hub.base + "/microsse.js")
+    check(status == 200, f"GET /microsse.js: {status}")
+    check(headers.get("Content-Type") == "text/javascript; charset=utf-8", f"GET /microsse.js content type {headers.get('Content-Type')}")
+    with open(HELPER_JS, "rb") as f:
+        want = f.read()
+    check(body == want, f"GET /microsse.js is not Examples/web/microsse.js ({len(body)} vs {len(want)} bytes): rebuild with `swift build`")
 
 
 # --------------------------------------------------------------------------------------------
@@ -398,22 +407,182 @@ def test_cross_origin(t):
     check("access-control-allow-origin" not in headers, f"no CORS header for a refused origin: {status} {headers}")
     status, headers = response_head(hub.port, "/events/cors", dict(hdr, Origin=allowed.origin))
     check(headers.get("access-control-allow-origin") == allowed.origin, f"the allowed origin's header: {status} {headers}")
+    # microsse.js is a module script, fetched with CORS: an allowed origin can import it from the
+    # hub (served without --web too), a refused one cannot.
+    load = f"import({hub.base + '/microsse.js'!r}).then((m) => typeof m.MicroSSE, () => 'refused')"
+    check(ok.js(load) == "function", "an allowed origin imports microsse.js from the hub")
+    check(bad.js(load) == "refused", "a refused origin cannot import microsse.js")
+
+
+# --------------------------------------------------------------------------------------------
+# 5. microsse.js: one stream shared by the tabs of an origin, gap and expiry callbacks.
+
+# Loads /microsse.js from the hub (the page is on the hub's origin) and opens a MicroSSE whose
+# callbacks record into window.__sse. %s is the options object (JavaScript).
+HELPER = """
+(async () => {
+  const { MicroSSE } = await import("/microsse.js");
+  const log = window.__sse = { events: [], gaps: [], expired: [], typed: [] };
+  const options = Object.assign({
+    onEvent: (e) => log.events.push([e.lastEventId, e.type, e.data]),
+    onGap: (gap) => log.gaps.push(gap),
+    onExpired: (info) => log.expired.push(info),
+  }, %s);
+  window.__stream = new MicroSSE(%s, options);
+  return __stream.role;
+})()
+"""
+
+
+def start_helper(page, base, path, options="{}"):
+    """A tab on the hub's origin (its /healthz: a page that opens no stream) running microsse.js."""
+    page.goto(base + "/healthz")
+    return page.js(HELPER % (options, repr(path)))
+
+
+def helper_events(page):
+    return [tuple(e) for e in page.js("window.__sse.events")]
+
+
+def hub_clients(hub):
+    status, _, body = http_get(hub.base + "/stats")
+    check(status == 200, f"GET /stats: {status}")
+    return json.loads(body)["clients"]
+
+
+def wait_clients(hub, n, timeout=10):
+    try:
+        wait_until(lambda: hub_clients(hub) == n, timeout, f"{n} stream(s) open on the hub")
+    except AssertionError as e:
+        raise AssertionError(f"{e}; the hub has {hub_clients(hub)}") from None
+
+
+def wait_helper_events(pages, want, timeout=10):
+    for p in pages:
+        try:
+            wait_until(lambda: len(p.js("window.__sse.events")) >= len(want), timeout, f"{len(want)} events in every tab")
+        except AssertionError as e:
+            raise AssertionError(f"{e}; tab {p.handle} has {helper_events(p)}") from None
+        got = helper_events(p)
+        check(got == want, f"every event once, in order, in tab {p.handle}:\n  tab  {got}\n  want {want}")
+
+
+def test_helper_shares_one_stream(t):
+    hub = t.hub("--web", "--retry", "200")
+    proxy = t.proxy(hub.port)  # the tabs' origin: the test can make the hub unreachable to them
+    tabs = [t.page() for _ in range(3)]
+    for p in tabs:
+        start_helper(p, proxy.base, "/events/shared", "{events: ['price']}")
+
+    def leaders(pages):
+        return [p for p in pages if p.js("__stream.role") == "leader"]
+
+    wait_until(lambda: len(leaders(tabs)) == 1 and leaders(tabs)[0].js("__stream.state") == "open", 10, "one leader tab with an open stream")
+    leader = leaders(tabs)[0]
+    followers = [p for p in tabs if p is not leader]
+    check([p.js("__stream.role") for p in followers] == ["follower", "follower"], "the other tabs follow")
+    wait_clients(hub, 1)
+    streams = [p for p in tabs if [e for m, e in p.events("Network.requestWillBeSent") if "/events/shared" in e["request"]["url"]]]
+    check(streams == [leader], f"only the leader opened a stream: {[p.handle for p in streams]}")
+    # A follower listens for one more type: the leader is told and rebroadcasts it to every tab.
+    followers[0].js("__stream.addEventListener('deploy', (e) => __sse.typed.push([e.lastEventId, e.data]))")
+    wait_until(lambda: leader.js("__stream._listening.has('deploy')"), 5, "the leader to listen for the follower's type")
+
+    want = []
+    for i in range(4):
+        want.append((publish(hub.base, "shared", f"event {i}"), "message", f"event {i}"))
+    want.append((publish(hub.base, "shared", "101.25", event="price"), "price", "101.25"))
+    want.append((publish(hub.base, "shared", "v2", event="deploy"), "deploy", "v2"))
+    want.append((publish(hub.base, "shared", "multi\nline ünïcødé"), "message", "multi\nline ünïcødé"))
+    wait_helper_events(tabs, want)
+    check(followers[0].js("__sse.typed") == [[want[5][0], "v2"]], "addEventListener gets its type")
+    check(all(p.js("__stream.lastEventId") == want[-1][0] for p in tabs), "every tab knows the last id")
+
+    # The leader tab closes while events keep coming, and the new leader's request is held
+    # until more events are published, so events surely fall between the two streams: the new
+    # leader resumes from the last id its tab saw and every tab still gets every event.
+    last_seen = want[-1][0]
+    proxy.holding = True
+    proxy.sever()  # idle keep-alive connections too: the new leader needs a new one
+    pub = Publisher(hub.base, "shared")
+    leader.close()
+    wait_until(lambda: proxy.held >= 1 and len(pub.ids) >= 10, 10, "the new leader's request held while events are published")
+    proxy.release()
+    wait_until(lambda: len(leaders(followers)) == 1 and leaders(followers)[0].js("__stream.state") == "open", 10, "a new leader with an open stream")
+    new_leader = leaders(followers)[0]
+    wait_until(lambda: len(pub.ids) >= 25, 10, "events published after the takeover")
+    wait_clients(hub, 1)
+    ids = pub.stop()
+    want += [(i, "message", f"event {n + 1}") for n, i in enumerate(ids)]
+    wait_helper_events(followers, want)
+    resumed = [e["request"]["url"] for m, e in new_leader.events("Network.requestWillBeSent") if "/events/shared" in e["request"]["url"]]
+    check(resumed and resumed[0].endswith(f"/events/shared?lastEventId={last_seen}"), f"the new leader resumed from {last_seen}: {resumed}")
+    check(all(p.js("__sse.gaps.length") == 0 for p in followers), "no gap: the hub had every missed event")
+    for p in followers:
+        check(not p.console_errors(), f"page errors: {p.console_errors()}")
+
+
+def test_helper_gap_and_expired(t):
+    hub = t.hub("--web", "--history", "2")
+    old = [publish(hub.base, "gappy", f"old {i}") for i in range(5)]
+    a, b = t.page(), t.page()
+    for p in (a, b):
+        p.goto(hub.base + "/healthz")
+    # The test holds the tabs' lock until both helpers wait for it, so both see the leader's
+    # first events, the gap included, whichever tab leads.
+    a.js("navigator.locks.request('gap-test', () => new Promise((r) => { window.__unlock = r; })); true")
+    a.wait_js("typeof window.__unlock === 'function'", 5, "the test to hold the lock")
+    for p in (a, b):
+        role = p.js(HELPER % (f"{{name: 'gap-test', lastEventId: {old[0]!r}}}", repr("/events/gappy")))
+        check(role == "follower", f"a helper waits for the lock: {role}")
+    a.js("__unlock()")
+    want = [(old[3], "message", "old 3"), (old[4], "message", "old 4")]
+    wait_helper_events([a, b], want)
+    for p in (a, b):
+        check(p.js("__sse.gaps") == [{"lastEventId": old[0], "reason": "evicted"}], f"onGap in every tab: {p.js('__sse.gaps')}")
+    check(sorted([a.js("__stream.role"), b.js("__stream.role")]) == ["follower", "leader"], "one leader")
+    wait_clients(hub, 1)
+
+    # {shared: false}: a stream of this tab's own, with its own gap.
+    b.js(
+        "window.__single = {events: [], gaps: []}; window.__own = new __stream.constructor('/events/gappy', {shared: false, lastEventId: "
+        + repr(old[1]) + ", onEvent: (e) => __single.events.push(e.lastEventId), onGap: (g) => __single.gaps.push(g)});"
+    )
+    check(b.js("__own.role") == "single", "shared: false is a plain EventSource")
+    b.wait_js("__single.events.length >= 2", 10, "the single stream's replay")
+    check(b.js("__single.gaps") == [{"lastEventId": old[1], "reason": "evicted"}], f"the single stream's gap: {b.js('__single.gaps')}")
+    check(b.js("__single.events") == [old[3], old[4]], f"the single stream's replay: {b.js('__single.events')}")
+    wait_clients(hub, 2)
+    live = publish(hub.base, "gappy", "live")
+    want.append((live, "message", "live"))
+    wait_helper_events([a, b], want)
+    b.wait_js(f"__single.events.includes({live!r})", 5, "the live event on the single stream")
+
+    # microsse.expired (what the hub sends before ending a stream whose token expired): onExpired
+    # in every tab, and every stream closes.
+    publish(hub.base, "gappy", '{"exp": 1700000000}', event="microsse.expired")
+    for p in (a, b):
+        p.wait_js("__sse.expired.length === 1 && __stream.state === 'closed'", 5, "onExpired and the stream closed")
+        check(p.js("__sse.expired") == [{"exp": 1700000000}], f"onExpired payload: {p.js('__sse.expired')}")
+        check(helper_events(p) == want, "microsse.expired is not an ordinary event")
+    b.wait_js("__own.state === 'closed'", 5, "the single stream to close on microsse.expired")
+    # The hub finds a closed stream when it writes to it: events to the channel make it write.
+    wait_until(lambda: publish(hub.base, "gappy", "after expiry") and hub_clients(hub) == 0, 10, "the hub to see every stream closed")
+    check(all(len(p.js("__sse.events")) == len(want) for p in (a, b)), "nothing after microsse.expired")
 
 
 # --------------------------------------------------------------------------------------------
 
 
 class TestContext:
+    """What one test started: its tabs, processes, proxies and sites, all closed after it."""
+
     def __init__(self, browser):
         self.browser = browser
         self._cleanup = []
-        self.context = browser.call("Target.createBrowserContext")["browserContextId"]
-        self._cleanup.append(lambda: browser.call("Target.disposeBrowserContext", {"browserContextId": self.context}, timeout=5))
 
     def page(self):
-        target = self.browser.call("Target.createTarget", {"url": "about:blank", "browserContextId": self.context})["targetId"]
-        session = self.browser.call("Target.attachToTarget", {"targetId": target, "flatten": True})["sessionId"]
-        p = cdp.Page(self.browser, target, session)
+        p = self.browser.new_page()
         self._cleanup.append(p.close)
         return p
 
@@ -452,6 +621,8 @@ TESTS = [
     test_hub_restart_shows_gap,
     test_multi_channel,
     test_cross_origin,
+    test_helper_shares_one_stream,
+    test_helper_gap_and_expired,
 ]
 
 
@@ -467,7 +638,7 @@ def main():
     browser = None
     try:
         try:
-            browser = cdp.Browser()
+            browser = Browser()
             print(f"browser: {browser.version} (headless, fresh profile {browser.profile})", flush=True)
         except Exception as e:
             # A browser test that cannot start Chromium fails; it never skips.

@@ -12,10 +12,31 @@ import time
 import urllib.error
 import urllib.request
 
-from cdp import wait_until
-
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 MICROSSE = os.environ.get("MICROSSE_BIN") or os.path.join(ROOT, ".build", "debug", "microsse")
+
+
+
+class BrowserError(Exception):
+    """Something the browser could not do (a page script threw, a navigation failed, ...)."""
+
+
+def wait_until(fn, timeout, what, interval=0.02):
+    """Polls fn until it returns something truthy, or fails after timeout seconds."""
+    deadline = time.monotonic() + timeout
+    last_exc = None
+    while True:
+        try:
+            value = fn()
+            if value:
+                return value
+        except BrowserError as e:
+            last_exc = e
+        if time.monotonic() >= deadline:
+            extra = f" (last error: {last_exc})" if last_exc else ""
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}{extra}")
+        time.sleep(interval)
+
 
 _children = []  # every process started, killed at exit whatever happens
 
@@ -145,8 +166,9 @@ class Proxy:
     """A TCP proxy between the browser and the hub that the test can cut.
 
     sever() closes every open connection at once (the browser sees its stream end with a
-    network error); while down, new connections are accepted and closed at once. requests
-    holds the request head of every connection, so the test sees what the browser sent.
+    network error); while down, new connections are accepted and closed at once; while holding,
+    new connections are accepted and wait, unanswered, until release(). requests holds the
+    request head of every connection, so the test sees what the browser sent.
     """
 
     def __init__(self, upstream_port):
@@ -158,6 +180,9 @@ class Proxy:
         self.port = self.listener.getsockname()[1]
         self.base = f"http://127.0.0.1:{self.port}"
         self.down = False
+        self.holding = False
+        self.held = 0  # connections that waited while holding
+        self._held = []
         self.refused = 0
         self.refused_at = []  # monotonic times of connections refused while down
         self.requests = []  # raw request heads (str), in arrival order
@@ -177,16 +202,32 @@ class Proxy:
                 self.refused_at.append(time.monotonic())
                 _hard_close(client)
                 continue
-            try:
-                upstream = socket.create_connection(("127.0.0.1", self.upstream), timeout=5)
-                upstream.settimeout(None)
-            except OSError:
-                _hard_close(client)
-                continue
             with self._lock:
-                self._conns.append((client, upstream))
-            threading.Thread(target=self._pump, args=(client, upstream, True), daemon=True).start()
-            threading.Thread(target=self._pump, args=(upstream, client, False), daemon=True).start()
+                if self.holding:
+                    self._held.append(client)
+                    self.held += 1
+                    continue
+            self._forward(client)
+
+    def release(self):
+        """Stops holding: the connections that waited are forwarded now."""
+        with self._lock:
+            self.holding = False
+            held, self._held = self._held, []
+        for client in held:
+            self._forward(client)
+
+    def _forward(self, client):
+        try:
+            upstream = socket.create_connection(("127.0.0.1", self.upstream), timeout=5)
+            upstream.settimeout(None)
+        except OSError:
+            _hard_close(client)
+            return
+        with self._lock:
+            self._conns.append((client, upstream))
+        threading.Thread(target=self._pump, args=(client, upstream, True), daemon=True).start()
+        threading.Thread(target=self._pump, args=(upstream, client, False), daemon=True).start()
 
     def _pump(self, src, dst, is_request):
         buf, skip = b"", 0  # request bytes not yet parsed; body bytes still to skip
@@ -249,6 +290,10 @@ class Proxy:
         self._closed = True
         _hard_close(self.listener)
         self.sever()
+        with self._lock:
+            held, self._held = self._held, []
+        for client in held:
+            _hard_close(client)
 
 
 def _hard_close(sock):

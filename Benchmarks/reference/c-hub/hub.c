@@ -8,7 +8,7 @@
  *   POST /events/{channel}   body = data of one event → 202 {"id":"N"}
  *   GET  /healthz            200 ok
  *
- * Design (see /work/shared/MHD-NOTES.md):
+ * Design (see docs/DESIGN.md in the repository):
  * - one MHD daemon, epoll, internal polling thread (optionally a thread pool), suspend/resume;
  * - each published event is encoded once (`id: N`, `data: ` per line, blank line) into one
  *   refcounted buffer shared by every subscriber's queue;
@@ -43,14 +43,22 @@
 static struct {
     const char *host;
     int port;
-    unsigned pool;        /* MHD_OPTION_CONNECTION_MEMORY_LIMIT */
-    unsigned block;       /* content-reader block size */
+    unsigned pool;        /* MHD_OPTION_CONNECTION_MEMORY_LIMIT; 0 = not passed: libmicrohttpd's default */
+    unsigned block;       /* content-reader block size (MHD_create_response_from_callback) */
     unsigned threads;     /* MHD thread pool size (1 = the internal polling thread only) */
     unsigned max_clients; /* streams; more get 503 */
     size_t queue_limit;   /* bytes queued per subscriber before it is dropped */
     size_t body_limit;    /* publish body limit */
     int verbose;
-} opt = {"127.0.0.1", 8080, 16384, 1024, 1, 19000, 8u << 20, 2u << 20, 0};
+} opt = {"127.0.0.1", 8080, 0, 1024, 1, 19000, 8u << 20, 2u << 20, 0};
+
+/* Defaults are what someone writing C on libmicrohttpd would use, not tuned to any other server:
+ * - pool 0: MHD_OPTION_CONNECTION_MEMORY_LIMIT is not passed, so libmicrohttpd uses its own
+ *   default (MHD_POOL_SIZE_DEFAULT, 32 KiB per connection in 0.9.75);
+ * - block 1024: the block size commonly passed to MHD_create_response_from_callback (e.g.
+ *   libhttpserver's deferred responses); on a chunked stream the reader's `max` comes from the
+ *   connection's pool, the block is libmicrohttpd's buffer for close-delimited (HTTP/1.0) bodies;
+ * - one epoll thread; no per-IP limit and no connection timeout (SSE streams are long-lived). */
 
 /* ------------------------------------------------------------------------------------------ */
 /* events, subscribers, channels                                                               */
@@ -455,7 +463,9 @@ static void resume_all(void) {
 static void usage(void) {
     fprintf(stderr,
             "usage: c-hub [--host 127.0.0.1] [--port 8080] [--pool BYTES] [--block BYTES] [--threads N]\n"
-            "             [--max-clients N] [--queue-limit BYTES] [--verbose]\n");
+            "             [--max-clients N] [--queue-limit BYTES] [--verbose]\n"
+            "  --pool BYTES   MHD_OPTION_CONNECTION_MEMORY_LIMIT (default: not set, libmicrohttpd's 32 KiB)\n"
+            "  --block BYTES  content-reader block size (default 1024)\n");
 }
 
 int main(int argc, char **argv) {
@@ -474,7 +484,7 @@ int main(int argc, char **argv) {
         else if (!strcmp(a, "--queue-limit")) opt.queue_limit = (size_t)atoll(v);
         else { usage(); return 2; }
     }
-    if (opt.port < 0 || opt.port > 65535 || opt.pool < 1024 || opt.block < 64 || opt.threads < 1) { usage(); return 2; }
+    if (opt.port < 0 || opt.port > 65535 || (opt.pool != 0 && opt.pool < 1024) || opt.block < 64 || opt.threads < 1) { usage(); return 2; }
 
     struct rlimit rl;
     if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
@@ -504,18 +514,22 @@ int main(int argc, char **argv) {
     daemon_ = MHD_start_daemon(flags, (uint16_t)opt.port, NULL, NULL, on_request, NULL,
                                MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&addr,
                                MHD_OPTION_CONNECTION_LIMIT, conn_limit,
-                               MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)opt.pool,
                                MHD_OPTION_CONNECTION_TIMEOUT, 0u,
                                MHD_OPTION_LISTEN_BACKLOG_SIZE, 4096u,
                                MHD_OPTION_PER_IP_CONNECTION_LIMIT, 0u,
                                MHD_OPTION_NOTIFY_COMPLETED, on_completed, NULL,
                                MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL,
                                MHD_OPTION_THREAD_POOL_SIZE, opt.threads > 1 ? opt.threads : 0u,
+                               /* last: with --pool 0 the list ends here and MHD keeps its default */
+                               opt.pool ? MHD_OPTION_CONNECTION_MEMORY_LIMIT : MHD_OPTION_END, (size_t)opt.pool,
                                MHD_OPTION_END);
     if (!daemon_) { logf_("cannot start the daemon on %s:%d", opt.host, opt.port); return 1; }
     const union MHD_DaemonInfo *info = MHD_get_daemon_info(daemon_, MHD_DAEMON_INFO_BIND_PORT);
-    logf_("listening on http://%s:%u/ (pool %u, block %u, threads %u, max clients %u)", opt.host,
-          info ? info->port : (unsigned)opt.port, opt.pool, opt.block, opt.threads, opt.max_clients);
+    char pool[32];
+    if (opt.pool) snprintf(pool, sizeof pool, "%u", opt.pool);
+    else snprintf(pool, sizeof pool, "libmicrohttpd default");
+    logf_("listening on http://%s:%u/ (pool %s, block %u, threads %u, max clients %u)", opt.host,
+          info ? info->port : (unsigned)opt.port, pool, opt.block, opt.threads, opt.max_clients);
 
     int sig = 0;
     sigwait(&set, &sig);

@@ -12,6 +12,19 @@ struct CORSPolicy: Sendable {
         return origins.contains("*") ? "*" : nil
     }
 
+    /// Whether a page of `origin` may publish: an origin in the list (or `*`), or the server's
+    /// own origin (its scheme-less authority equals the request's `Host`, as for a page the
+    /// server itself serves).
+    func allowsPublish(from origin: String, _ request: Request) -> Bool {
+        if origins.contains(origin) || origins.contains("*") { return true }
+        guard let host = request.header("Host") else { return false }
+        for scheme in ["http://", "https://"] where origin.hasPrefix(scheme) {
+            let authority = String(origin.dropFirst(scheme.count))
+            return !authority.isEmpty && asciiCaseInsensitiveEquals(authority, host)
+        }
+        return false
+    }
+
     /// The answer to an `OPTIONS` preflight.
     func preflight(allowed: Bool) -> Response {
         guard allowed else { return .text("origin not allowed", status: 403) }

@@ -56,8 +56,12 @@ enum ChannelRoutes {
         do throws(MicroSSEError) {
             let channel = try ChannelName(name)
             if let refusal = router.authorize(request, .publish(channel: channel.rawValue)) { return refusal }
-            let event = try Event(
-                utf8Data: request.body, event: request.queryValue("event"), id: request.queryValue("id"))
+            let givenID = request.queryValue("id")
+            if givenID?.isEmpty == true {
+                // Written as `id:`, an empty id would clear every subscriber's last event id.
+                return .text("id must not be empty (leave it out to have one assigned)", status: 400)
+            }
+            let event = try Event(utf8Data: request.body, event: request.queryValue("event"), id: givenID)
             let id = try router.hub.publish(event, to: channel)
             return .json(JSON.object([("id", JSON.quote(id))]), status: 202)
         } catch {

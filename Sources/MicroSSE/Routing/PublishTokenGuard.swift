@@ -13,9 +13,11 @@ struct PublishTokenGuard: RequestGuard {
     }
 }
 
-/// The token of an `Authorization: Bearer TOKEN` header, if any.
+/// The token of an `Authorization: Bearer TOKEN` header, if any. A value with a control byte
+/// (a NUL, say, after which C code would stop reading) holds no token.
 func bearerToken(_ request: Request) -> String? {
-    guard let value = request.header("Authorization") else { return nil }
+    guard let value = request.header("Authorization"), value.utf8.allSatisfy({ $0 >= 0x20 && $0 != 0x7F })
+    else { return nil }
     let parts = value.split(separator: " ", maxSplits: 1)
     guard parts.count == 2, asciiCaseInsensitiveEquals(String(parts[0]), "Bearer") else { return nil }
     return String(parts[1])

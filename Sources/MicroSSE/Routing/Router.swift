@@ -46,6 +46,7 @@ final class Router: TransportDelegate {
         if config.channelRoutes { routes += ChannelRoutes.routes(publishing: config.publishing) }
         self.routes = routes
         var guards: [any RequestGuard] = []
+        guards.append(SiteGuard(allowedHosts: config.allowedHosts, corsOrigins: config.corsOrigins))
         if let token = config.publishToken { guards.append(PublishTokenGuard(token: token)) }
         self.guards = guards
         self.cors = CORSPolicy(origins: config.corsOrigins)

@@ -1,0 +1,225 @@
+/**
+ * microsse.js: a thin wrapper over EventSource for MicroSSE hubs. An ES module with no
+ * dependencies and no build step; `microsse serve` serves it at /microsse.js.
+ *
+ *   import { MicroSSE } from "/microsse.js";
+ *   const stream = new MicroSSE("/events/news", {
+ *     events: ["price"],                     // named event types to receive besides "message"
+ *     onEvent: (e) => show(e.type, e.lastEventId, e.data),
+ *     onGap: (gap) => warn(gap.lastEventId, gap.reason),  // "evicted" | "unknown"
+ *     onExpired: (info) => renewToken(info.exp),         // the stream has ended
+ *   });
+ *   stream.addEventListener("price", (e) => ...);        // one type only
+ *   stream.lastEventId;                                  // the last id received
+ *   stream.close();
+ *
+ * Events are plain objects {type, data, lastEventId}. EventSource only delivers named event
+ * types it was asked for, so name them in `events` or with addEventListener (before they are
+ * published). The hub's own events are not given to onEvent: `microsse.gap` (the hub could not
+ * replay everything after the id the stream resumed from; its data is {"lastEventId", "reason"})
+ * goes to onGap, and `microsse.expired` (the subscriber's token expired; data {"exp": N}) goes to
+ * onExpired, after which the stream is closed: reconnecting with that token would only get 401,
+ * so open a new MicroSSE with a fresh token and `lastEventId: old.lastEventId`.
+ *
+ * Shared mode (the default where the browser has Web Locks and BroadcastChannel): the tabs of
+ * one origin that open the same URL share one connection. A Web Lock elects one leader tab,
+ * which holds the EventSource and rebroadcasts every event (type, data, lastEventId) on a
+ * BroadcastChannel; the other tabs (followers) receive them from there. When the leader tab
+ * closes, the browser gives the lock to another tab, which opens the stream again with
+ * ?lastEventId=<the last id it saw> (EventSource cannot set headers; the hub takes the query
+ * parameter), so the hub replays what was missed. Every tab remembers the last ids it delivered
+ * and drops a repeat, so no event is delivered twice across a change of leader. Every event of a
+ * MicroSSE hub has an id; an event without one (from another server) is never dropped.
+ *
+ * Options:
+ *   shared           false: a plain EventSource in this tab (default true when supported)
+ *   withCredentials  send cookies cross-origin (EventSource's option; the hub must allow the
+ *                    origin with --cors-origin)
+ *   lastEventId      resume after this id from the start (e.g. one saved before a reload)
+ *   events           named event types to listen for, besides "message"
+ *   name             the lock and channel name (default: derived from the URL): tabs with the
+ *                    same name share one stream, so give different ones for different streams
+ *   onEvent(e), onGap(gap, e), onExpired(info, e), onState(state)
+ *
+ * Properties: lastEventId; role ("leader", "follower" or "single"); state ("connecting",
+ * "open", "reconnecting" or "closed"; in a follower, the leader's); url.
+ */
+
+const GAP = "microsse.gap";
+const EXPIRED = "microsse.expired";
+const REMEMBERED_IDS = 1024;
+
+function parse(data) {
+  try {
+    return JSON.parse(data);
+  } catch {
+    return { raw: data };
+  }
+}
+
+/** Calls fn without letting it throw into the helper (the error is still reported). */
+function safely(fn, ...args) {
+  if (typeof fn !== "function") return;
+  try {
+    fn(...args);
+  } catch (err) {
+    if (typeof reportError === "function") reportError(err);
+    else setTimeout(() => { throw err; });
+  }
+}
+
+export class MicroSSE {
+  /**
+   * @param {string} url  the stream, e.g. "/events/news" or "https://hub.example/events?channel=a&channel=b"
+   * @param {object} [options]  see the top of this file
+   */
+  constructor(url, options = {}) {
+    this.options = options;
+    this.url = new URL(url, location.href).href;
+    this.withCredentials = Boolean(options.withCredentials);
+    this.lastEventId = options.lastEventId == null ? "" : String(options.lastEventId);
+    this.state = "connecting";
+    this._types = new Set(["message", ...(options.events || [])]);
+    this._listeners = new Map(); // type -> Set of functions
+    this._seen = new Set();
+    this._seenOrder = [];
+    this._source = null;
+    this._closed = false;
+
+    const canShare = typeof BroadcastChannel === "function" && typeof navigator !== "undefined" && navigator.locks;
+    if (options.shared === false || !canShare) {
+      this.role = "single";
+      this._open();
+      return;
+    }
+    this.role = "follower";
+    this.name = options.name || "microsse " + (this.withCredentials ? "credentials " : "") + this.url;
+    this._channel = new BroadcastChannel(this.name);
+    this._channel.onmessage = (m) => this._onMessage(m.data);
+    this._abort = new AbortController();
+    this._post({ k: "hello", types: [...this._types] });
+    navigator.locks
+      .request(this.name, { signal: this._abort.signal }, () => this._lead())
+      .catch(() => {}); // AbortError: closed before this tab became the leader
+  }
+
+  /** Calls fn with every event of this type (named types are then listened for in every tab). */
+  addEventListener(type, fn) {
+    if (!this._listeners.has(type)) this._listeners.set(type, new Set());
+    this._listeners.get(type).add(fn);
+    if (type !== GAP && type !== EXPIRED && !this._types.has(type)) {
+      this._addTypes([type]);
+      this._post({ k: "types", types: [type] });
+    }
+  }
+
+  removeEventListener(type, fn) {
+    const set = this._listeners.get(type);
+    if (set) set.delete(fn);
+  }
+
+  /** Closes the stream in this tab; in shared mode, another tab (if any) takes over. */
+  close() {
+    if (this._closed) return;
+    this._closed = true;
+    if (this._source) this._source.close();
+    this._source = null;
+    if (this._abort) this._abort.abort();
+    if (this._release) this._release();
+    if (this._channel) this._channel.close();
+    this.state = "closed";
+    safely(this.options.onState, "closed");
+  }
+
+  // --- leader (or single): the EventSource ---
+
+  _lead() {
+    if (this._closed) return undefined;
+    this.role = "leader";
+    this._open();
+    // The lock is held until this promise resolves: at close(), or when the tab goes away.
+    return new Promise((resolve) => { this._release = resolve; });
+  }
+
+  _open() {
+    const url = new URL(this.url);
+    if (this.lastEventId) url.searchParams.set("lastEventId", this.lastEventId);
+    const source = new EventSource(url.href, { withCredentials: this.withCredentials });
+    this._source = source;
+    this._listening = new Set();
+    this._setState("connecting");
+    source.addEventListener("open", () => this._setState("open"));
+    source.addEventListener("error", () => {
+      this._setState(source.readyState === EventSource.CLOSED ? "closed" : "reconnecting");
+    });
+    for (const type of [GAP, EXPIRED, ...this._types]) this._listen(type);
+  }
+
+  _listen(type) {
+    if (!this._source || this._listening.has(type)) return;
+    this._listening.add(type);
+    this._source.addEventListener(type, (e) => {
+      this._receive({ type: e.type, data: e.data, lastEventId: e.lastEventId }, true);
+    });
+  }
+
+  // --- every tab ---
+
+  _receive(event, fromStream) {
+    if (this._closed) return;
+    const own = event.type === GAP || event.type === EXPIRED;
+    if (!own && event.lastEventId) {
+      if (this._seen.has(event.lastEventId)) return; // replayed after a change of leader
+      this._seen.add(event.lastEventId);
+      this._seenOrder.push(event.lastEventId);
+      if (this._seenOrder.length > REMEMBERED_IDS) this._seen.delete(this._seenOrder.shift());
+      this.lastEventId = event.lastEventId;
+    }
+    if (fromStream) this._post({ k: "event", event });
+    if (event.type === GAP) safely(this.options.onGap, parse(event.data), event);
+    else if (event.type === EXPIRED) safely(this.options.onExpired, parse(event.data), event);
+    else safely(this.options.onEvent, event);
+    for (const fn of this._listeners.get(event.type) || []) safely(fn, event);
+    if (event.type === EXPIRED) this.close();
+  }
+
+  _onMessage(msg) {
+    if (this._closed || !msg) return;
+    if (msg.k === "event") {
+      this._receive(msg.event, false);
+    } else if (msg.k === "hello") {
+      // A new tab: learn its types; tell it ours, and the leader tells where the stream is.
+      this._addTypes(msg.types);
+      const reply = { k: "types", types: [...this._types] };
+      if (this.role === "leader") Object.assign(reply, { lastEventId: this.lastEventId, state: this.state });
+      this._post(reply);
+    } else if (msg.k === "types") {
+      this._addTypes(msg.types);
+      if (msg.lastEventId && !this.lastEventId) this.lastEventId = msg.lastEventId;
+      if (msg.state && this.role === "follower") this._setState(msg.state);
+    } else if (msg.k === "state" && this.role === "follower") {
+      this._setState(msg.state);
+    }
+  }
+
+  _addTypes(types) {
+    for (const type of types || []) {
+      if (this._types.has(type)) continue;
+      this._types.add(type);
+      this._listen(type);
+    }
+  }
+
+  _setState(state) {
+    if (this._closed || state === this.state) return;
+    this.state = state;
+    if (this.role === "leader") this._post({ k: "state", state });
+    safely(this.options.onState, state);
+  }
+
+  _post(msg) {
+    if (this._channel && !this._closed) this._channel.postMessage(msg);
+  }
+}
+
+export default MicroSSE;

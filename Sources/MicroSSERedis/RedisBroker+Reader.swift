@@ -1,0 +1,108 @@
+import MicroSSECore
+import MicroSSEWire
+import Synchronization
+#if canImport(Glibc)
+    import Glibc
+#endif
+
+/// The reader thread: one blocking `XREAD` loop on its own connection, delivering what other hubs
+/// (and this one) published to the local subscribers.
+extension RedisBroker {
+    // MARK: The reader
+
+    func readLoop() {
+        defer { readerDone.store(true, ordering: .releasing) }
+        var connection: RedisConnection?
+        var backoff = 50
+        var wasLost = false
+        while !stopping.load(ordering: .acquiring) {
+            if connection == nil || connection!.isBroken {
+                connection = nil
+                readerFD.store(-1, ordering: .releasing)
+                do {
+                    let c = try RedisConnection(url: settings.url, timeoutMilliseconds: settings.timeoutMilliseconds)
+                    c.setTimeout(milliseconds: 0)  // XREAD BLOCK bounds each wait
+                    readerFD.store(c.fileDescriptor, ordering: .releasing)
+                    if stopping.load(ordering: .acquiring) { break }
+                    connection = c
+                    backoff = 50
+                    if wasLost { log("Redis reader reconnected; catching up") }
+                    wasLost = false
+                } catch {
+                    if !wasLost { log("Redis reader lost its connection: \(error.message)") }
+                    wasLost = true
+                    Clocks.sleep(milliseconds: backoff)
+                    backoff = min(backoff * 2, settings.maxBackoffMilliseconds)
+                    continue
+                }
+            }
+            let from = state.withLock { $0.lastDelivered }
+            do {
+                let reply = try connection!.command([
+                    "XREAD", "COUNT", "512", "BLOCK", "1000", "STREAMS", globalKey, from.description,
+                ])
+                guard case .array(let streams) = reply, let entries = streams.first?.array?.dropFirst().first?.array
+                else { continue }
+                deliver(entries)
+            } catch {
+                connection = nil
+            }
+        }
+        readerFD.store(-1, ordering: .releasing)
+    }
+
+    func deliver(_ entries: [RedisValue]) {
+        var decoded: [(RedisStreamID, String, Frame)] = []
+        for entry in entries {
+            guard let fields = entry.array, fields.count == 2, let id = fields[0].text.flatMap(RedisStreamID.init),
+                let channel = field("c", in: fields[1]), let (_, frame) = decodeEntry(entry)
+            else { continue }
+            decoded.append((id, channel, frame))
+            // Caller-given ids published on other hubs are placed here too.
+            if let caller = field("i", in: fields[1]), caller.hasPrefix("=") {
+                rememberCallerID(String(caller.dropFirst()), id)
+            }
+        }
+        var wakes: [Subscriber] = []
+        state.withLock { s in
+            for (id, channel, frame) in decoded where id > s.lastDelivered {
+                s.lastDelivered = id
+                for sub in (s.channels[channel] ?? [:]).values {
+                    if s.pending[sub.id] != nil {
+                        s.pending[sub.id]!.buffered.append((id, frame))
+                        continue
+                    }
+                    if let skip = s.skipUpTo[sub.id], id <= skip { continue }
+                    switch sub.enqueue(frame, deferWake: true) {
+                    case .wake, .overflow(wake: true): wakes.append(sub)
+                    default: break
+                    }
+                }
+            }
+        }
+        for sub in wakes { sub.wake() }
+    }
+
+    func field(_ name: String, in value: RedisValue) -> String? {
+        guard let kv = value.array else { return nil }
+        var i = 0
+        while i + 1 < kv.count {
+            if kv[i].text == name { return kv[i + 1].text }
+            i += 2
+        }
+        return nil
+    }
+
+    /// Decodes `[id, [field, value, ...]]` into the encoded frame (the wire id is the caller's id
+    /// when one was given, else the stream id).
+    func decodeEntry(_ entry: RedisValue) -> (RedisStreamID, Frame)? {
+        guard let fields = entry.array, fields.count == 2, let id = fields[0].text.flatMap(RedisStreamID.init),
+            let data = field("d", in: fields[1])
+        else { return nil }
+        let name = field("e", in: fields[1]) ?? ""
+        let caller = field("i", in: fields[1]) ?? ""
+        let wireID = caller.hasPrefix("=") ? String(caller.dropFirst()) : id.description
+        guard let event = try? Event(data: data, event: name.isEmpty ? nil : name, id: wireID) else { return nil }
+        return (id, Frame(bytes: EventEncoder.encode(event), isEvent: true))
+    }
+}

@@ -1,0 +1,254 @@
+import ArgumentParser
+import Dispatch
+import MicroSSE
+import Synchronization
+
+#if canImport(Glibc)
+    import Glibc
+#endif
+
+/// Diagnoses the path between a hub and browsers: headers, buffering, idle cuts and resume.
+struct Doctor: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Check that events reach browsers promptly through proxies, CDNs and load balancers.",
+        discussion: """
+            Subscribes to URL (e.g. http://host/events/doctor-probe) as a browser would and prints one line \
+            per check: ok, warn, FAIL or skip. Exits 1 when a check fails. With --publish it publishes \
+            \(Doctor.probeCount) probe events (type \(Prober.eventType), so onmessage handlers ignore them) \
+            to that URL and measures their delays, then checks resume with Last-Event-ID. Without it, \
+            only heartbeats can be watched. Only http:// URLs: \(DoctorURL.httpsUnsupported).
+            """)
+
+    static let probeCount = 5
+    static let spacing = 0.2
+    static let timeout = 10.0
+
+    @Argument(help: ArgumentHelp("The stream URL to subscribe to (http:// only).", valueName: "URL"))
+    var url: String
+    @Option(
+        help: ArgumentHelp(
+            "Publish probe events to this URL (POST, the same channel) to measure buffering and check resume.",
+            valueName: "URL"))
+    var publish: String?
+    @Option(help: ArgumentHelp("Bearer token for --publish.", valueName: "TOKEN")) var token: String?
+    @Option(
+        help: ArgumentHelp(
+            "Hold the stream open without events this long and report whether it survives.", valueName: "SECONDS"))
+    var idle: Double?
+    @Option(help: ArgumentHelp("Without --publish: how long to wait for a heartbeat.", valueName: "SECONDS"))
+    var heartbeatWait = 20.0
+    @Option(
+        help: ArgumentHelp("How long to wait for the response head and for each probe event.", valueName: "SECONDS"))
+    var wait = 5.0
+
+    func validate() throws {
+        do {
+            _ = try DoctorURL(url)
+            _ = try publish.map(DoctorURL.init)
+        } catch {
+            throw ValidationError(String(describing: error))
+        }
+        guard (idle ?? 1) > 0, heartbeatWait > 0, wait > 0 else {
+            throw ValidationError("--idle, --heartbeat-wait and --wait must be positive")
+        }
+    }
+
+    func run() throws {
+        let streamURL = try DoctorURL(url)
+        let report = Report()
+        print("microsse doctor \(url)" + (publish.map { ", publishing to \($0)" } ?? ""))
+        diagnose(streamURL, report)
+        let failures = report.failures
+        if failures.isEmpty {
+            let warnings = report.lines.filter { $0.verdict == .warn }.count
+            print("doctor: no check failed" + (warnings > 0 ? " (\(warnings) warning(s))" : ""))
+        } else {
+            print("doctor: \(failures.count) check(s) failed:")
+            for line in failures { print("  " + line) }
+        }
+        fflush(nil)
+        if !failures.isEmpty { throw ExitCode(1) }
+    }
+
+    private func diagnose(_ streamURL: DoctorURL, _ report: Report) {
+        let stream: ProbeStream
+        do {
+            stream = try ProbeStream(streamURL, timeout: Self.timeout, headWait: wait)
+        } catch is NoResponseHead {
+            report.add(.fail, "status", "no response head within \(seconds(wait)) of the request")
+            report.add(
+                .fail, "buffering",
+                "events held by something between you and the hub: even the response head is held "
+                    + "(the hub sends it at once; a proxy that waits for its buffer to fill holds it: "
+                    + "nginx needs proxy_buffering off and proxy_http_version 1.1), or the server hangs")
+            return
+        } catch {
+            report.add(.fail, "connect", String(describing: error))
+            return
+        }
+        defer { stream.close() }
+        guard report.checkHeaders(stream.head) else { return }
+        guard !stream.compressed else {
+            report.add(.skip, "buffering", "the body is compressed (see content-encoding): fix that first")
+            if let idle {
+                stream.read(until: monotonicSeconds() + idle)
+                report.checkIdle(stream, window: idle, start: stream.openedAt)
+            }
+            report.add(.skip, "resume", "the body is compressed (see content-encoding)")
+            return
+        }
+        guard let publish, let publishURL = try? DoctorURL(publish) else {
+            let window = idle ?? heartbeatWait
+            stream.read(until: monotonicSeconds() + window) { idle == nil && !stream.commentTimes.isEmpty }
+            report.checkHeartbeats(stream, watched: monotonicSeconds() - stream.openedAt)
+            if idle != nil { report.checkIdle(stream, window: window, start: stream.openedAt) }
+            report.add(.skip, "resume", "needs --publish")
+            return
+        }
+        let prober = Prober(url: publishURL, token: token)
+        let probes = prober.measure(stream, count: Self.probeCount, spacing: Self.spacing, wait: wait, report: report)
+        report.checkBuffering(probes, spacing: Self.spacing, waited: wait, stream: stream)
+        if let idle {
+            let start = monotonicSeconds()
+            stream.read(until: start + idle)
+            report.checkIdle(stream, window: idle, start: start)
+        }
+        stream.close()
+        guard !probes.isEmpty, probes.allSatisfy({ $0.arrivedAt != nil }) else {
+            report.add(.skip, "resume", "the probe events did not all arrive (see buffering)")
+            return
+        }
+        prober.checkResume(streamURL, after: probes, wait: wait, report: report)
+    }
+}
+
+/// Publishes probe events and finds them in a stream.
+struct Prober: Sendable {
+    let url: DoctorURL
+    let token: String?
+    /// Tells this run's probe events from anything else on the channel.
+    let run = "\(getpid())-\(Int(monotonicSeconds() * 1000) % 1_000_000)"
+    static let eventType = "microsse.doctor"
+
+    /// Publishes probe `seq` now; returns when it was sent (monotonic seconds), or why it failed.
+    func publish(_ seq: Int) -> Result<Double, DoctorError> {
+        let sentAt = monotonicSeconds()
+        let body = "probe \(run) \(seq) sent=\(Int(sentAt * 1e6))us"
+        var target = url
+        target.target += (url.target.contains("?") ? "&" : "?") + "event=\(Self.eventType)"
+        do {
+            let (status, text) = try postEvent(target, body: body, token: token, timeout: Doctor.timeout)
+            guard (200..<300).contains(status) else {
+                let hint = status == 401 || status == 403 ? " (give the publish token with --token)" : ""
+                return .failure(DoctorError("POST \(url) → \(status) \(text)\(hint)"))
+            }
+            return .success(sentAt)
+        } catch {
+            return .failure(error as? DoctorError ?? DoctorError(String(describing: error)))
+        }
+    }
+
+    /// The probe's sequence number when `event` is one of this run's probes.
+    func seq(of event: ParsedEvent) -> Int? {
+        guard event.type == Self.eventType else { return nil }
+        let words = event.data.split(separator: " ")
+        guard words.count == 4, words[0] == "probe", words[1] == run else { return nil }
+        return Int(words[2])
+    }
+
+    /// Publishes `count` probes `spacing` apart from another thread while `stream` is read here,
+    /// so each arrival is stamped the moment its bytes come.
+    func measure(_ stream: ProbeStream, count: Int, spacing: Double, wait: Double, report: Report) -> [Probe] {
+        let sent = Mutex<(probes: [Probe], failure: DoctorError?, finished: Bool)>(([], nil, false))
+        let start = monotonicSeconds()
+        let prober = self
+        DispatchQueue.global().async {
+            for seq in 0..<count {
+                let due = start + Double(seq) * spacing
+                let pause = due - monotonicSeconds()
+                if pause > 0 { usleep(UInt32(pause * 1e6)) }
+                switch prober.publish(seq) {
+                case .success(let at): sent.withLock { $0.probes.append(Probe(seq: seq, sentAt: at)) }
+                case .failure(let error): sent.withLock { $0.failure = error }
+                }
+                if sent.withLock({ $0.failure != nil }) { break }
+            }
+            sent.withLock { $0.finished = true }
+        }
+        // Each probe gets `wait` seconds from when it was sent (or due, if the publisher is late).
+        var lastSent = start + Double(count - 1) * spacing
+        var finished = false
+        func settled() -> Bool {
+            sent.withLock { state in
+                if state.failure != nil { return true }
+                lastSent = max(lastSent, state.probes.last?.sentAt ?? 0)
+                finished = state.finished
+                let seen = Set(stream.events.compactMap { seq(of: $0.event) })
+                return state.finished && seen.count >= state.probes.count
+            }
+        }
+        while !settled(), stream.end == nil, !finished || monotonicSeconds() < lastSent + wait {
+            stream.read(until: monotonicSeconds() + 0.05) { settled() }
+        }
+        while !sent.withLock({ $0.finished }) { usleep(1000) }
+        let state = sent.withLock { $0 }
+        if let failure = state.failure {
+            report.add(.fail, "publish", failure.description)
+        } else {
+            report.add(.ok, "publish", "\(state.probes.count) probe events accepted by POST \(url)")
+        }
+        var probes = state.probes
+        for (event, at) in stream.events {
+            if let seq = seq(of: event), let i = probes.firstIndex(where: { $0.seq == seq }),
+                probes[i].arrivedAt == nil
+            {
+                probes[i].arrivedAt = at
+                probes[i].id = event.id
+            }
+        }
+        return probes
+    }
+
+    /// Reconnects with the last probe's id, publishes one more, and checks that exactly it follows.
+    func checkResume(_ streamURL: DoctorURL, after probes: [Probe], wait: Double, report: Report) {
+        guard let lastID = probes.last?.id else {
+            report.add(.skip, "resume", "the probe events carried no id: nothing to resume from")
+            return
+        }
+        let stream: ProbeStream
+        do {
+            stream = try ProbeStream(streamURL, lastEventID: lastID, timeout: Doctor.timeout, headWait: wait)
+        } catch {
+            report.add(.fail, "resume", "reconnecting failed: \(error)")
+            return
+        }
+        defer { stream.close() }
+        guard stream.head.status == 200 else {
+            report.add(.fail, "resume", "reconnecting with Last-Event-ID gave \(stream.head.status)")
+            return
+        }
+        let next = probes.count
+        if case .failure(let error) = publish(next) {
+            report.add(.fail, "resume", "publishing the last probe failed: \(error)")
+            return
+        }
+        let deadline = monotonicSeconds() + wait
+        stream.read(until: deadline) { stream.events.contains { seq(of: $0.event) == next } }
+        let seqs = stream.events.compactMap { seq(of: $0.event) }
+        let gap =
+            stream.head.header("MicroSSE-Gap") ?? stream.events.first { $0.event.type == "microsse.gap" }?.event.data
+        let duplicated = seqs.filter { $0 < next }.count
+        if let gap {
+            report.add(
+                .fail, "resume",
+                "Last-Event-ID \(lastID) was not found (gap: \(gap)): several hubs without a shared --redis?")
+        } else if !seqs.contains(next) || duplicated > 0 {
+            let lost = seqs.contains(next) ? "" : "the new event did not arrive within \(seconds(wait))"
+            let dup = duplicated > 0 ? "\(duplicated) event(s) already received came again" : ""
+            report.add(.fail, "resume", [lost, dup].filter { !$0.isEmpty }.joined(separator: "; "))
+        } else {
+            report.add(
+                .ok, "resume", "reconnected with Last-Event-ID \(lastID): the next event came, none lost or repeated")
+        }
+    }
+}

@@ -1,0 +1,319 @@
+// The doctor's HTTP/1.1 client: plain POSIX sockets, so it sees exactly when bytes arrive.
+#if canImport(Glibc)
+    import Glibc
+#endif
+
+/// A reason the doctor could not do something, as one line of text.
+struct DoctorError: Error, CustomStringConvertible {
+    let description: String
+    init(_ description: String) { self.description = description }
+}
+
+/// No response head arrived in time (a buffering proxy can hold even the head).
+struct NoResponseHead: Error, CustomStringConvertible {
+    var description: String { "no response head in time" }
+}
+
+/// Seconds on the monotonic clock.
+func monotonicSeconds() -> Double {
+    var ts = timespec()
+    clock_gettime(CLOCK_MONOTONIC, &ts)
+    return Double(ts.tv_sec) + Double(ts.tv_nsec) / 1e9
+}
+
+/// An `http://` URL, split into what a request needs.
+struct DoctorURL: Sendable, CustomStringConvertible {
+    static let httpsUnsupported =
+        "https is not supported by doctor yet; run it against the proxy's http port (or the hub's own port)"
+
+    /// The host without IPv6 brackets.
+    var host: String
+    var port: UInt16
+    /// The request target: path and query, at least `/`.
+    var target: String
+    let description: String
+
+    init(_ text: String) throws {
+        description = text
+        let lower = text.lowercased()
+        if lower.hasPrefix("https://") { throw DoctorError(Self.httpsUnsupported) }
+        guard lower.hasPrefix("http://") else { throw DoctorError("'\(text)' is not an http:// URL") }
+        var rest = Substring(text.dropFirst("http://".count))
+        if let hash = rest.firstIndex(of: "#") { rest = rest[..<hash] }
+        let authorityEnd = rest.firstIndex { $0 == "/" || $0 == "?" } ?? rest.endIndex
+        let authority = rest[..<authorityEnd]
+        target = String(rest[authorityEnd...])
+        if target.isEmpty { target = "/" } else if target.first == "?" { target = "/" + target }
+        guard !authority.contains("@") else { throw DoctorError("user names in URLs are not supported: \(text)") }
+        var hostPart = authority
+        var portPart: Substring = ""
+        if authority.first == "[" {
+            guard let close = authority.firstIndex(of: "]") else { throw DoctorError("bad IPv6 host in \(text)") }
+            hostPart = authority[authority.index(after: authority.startIndex)..<close]
+            portPart = authority[authority.index(after: close)...]
+            if !portPart.isEmpty {
+                guard portPart.first == ":" else { throw DoctorError("bad host in \(text)") }
+                portPart = portPart.dropFirst()
+            }
+        } else if let colon = authority.lastIndex(of: ":") {
+            hostPart = authority[..<colon]
+            portPart = authority[authority.index(after: colon)...]
+        }
+        guard !hostPart.isEmpty else { throw DoctorError("no host in \(text)") }
+        host = String(hostPart)
+        if portPart.isEmpty {
+            port = 80
+        } else {
+            guard let p = UInt16(portPart), p > 0 else { throw DoctorError("bad port in \(text)") }
+            port = p
+        }
+    }
+
+    /// The `Host` header's value.
+    var hostHeader: String {
+        let name = host.contains(":") ? "[\(host)]" : host
+        return port == 80 ? name : "\(name):\(port)"
+    }
+}
+
+/// A status line and its headers.
+struct ResponseHead {
+    var version: String
+    var status: Int
+    var reason: String
+    var headers: [(name: String, value: String)]
+
+    /// The values of a header (case-insensitive), joined with ", " as HTTP allows; nil when absent.
+    func header(_ name: String) -> String? {
+        let values = headers.filter { $0.name.lowercased() == name.lowercased() }.map(\.value)
+        return values.isEmpty ? nil : values.joined(separator: ", ")
+    }
+}
+
+/// One TCP connection; every read reports when it returned.
+final class HTTPConnection {
+    private var fd: Int32 = -1
+    /// Bytes read past the response head, not yet handed out.
+    private var leftover: [UInt8] = []
+
+    /// Connects to the URL's host and port (every address it resolves to, in order).
+    init(_ url: DoctorURL, timeout: Double) throws {
+        var hints = addrinfo()
+        hints.ai_socktype = Int32(SOCK_STREAM.rawValue)
+        hints.ai_flags = AI_NUMERICSERV
+        var list: UnsafeMutablePointer<addrinfo>?
+        let rc = getaddrinfo(url.host, String(url.port), &hints, &list)
+        guard rc == 0, let first = list else {
+            throw DoctorError("cannot resolve \(url.host): \(String(cString: gai_strerror(rc)))")
+        }
+        defer { freeaddrinfo(list) }
+        var reason = "no address"
+        var next: UnsafeMutablePointer<addrinfo>? = first
+        while let ai = next {
+            next = ai.pointee.ai_next
+            let s = socket(ai.pointee.ai_family, ai.pointee.ai_socktype, ai.pointee.ai_protocol)
+            if s < 0 { continue }
+            if let failure = Self.connect(s, ai.pointee.ai_addr, ai.pointee.ai_addrlen, timeout: timeout) {
+                reason = failure
+                Glibc.close(s)
+                continue
+            }
+            var one: Int32 = 1
+            setsockopt(s, Int32(IPPROTO_TCP), TCP_NODELAY, &one, socklen_t(MemoryLayout<Int32>.size))
+            fd = s
+            return
+        }
+        throw DoctorError("cannot connect to \(url.hostHeader): \(reason)")
+    }
+
+    /// A non-blocking connect bounded by `timeout`; nil on success, else the reason.
+    private static func connect(
+        _ s: Int32, _ address: UnsafeMutablePointer<sockaddr>?, _ length: socklen_t, timeout: Double
+    ) -> String? {
+        let flags = fcntl(s, F_GETFL)
+        _ = fcntl(s, F_SETFL, flags | O_NONBLOCK)
+        defer { _ = fcntl(s, F_SETFL, flags) }
+        if Glibc.connect(s, address, length) == 0 { return nil }
+        guard errno == EINPROGRESS else { return String(cString: strerror(errno)) }
+        var p = pollfd(fd: s, events: Int16(POLLOUT), revents: 0)
+        guard poll(&p, 1, Int32(timeout * 1000)) == 1 else { return "timed out after \(timeout) s" }
+        var error: Int32 = 0
+        var size = socklen_t(MemoryLayout<Int32>.size)
+        getsockopt(s, SOL_SOCKET, SO_ERROR, &error, &size)
+        return error == 0 ? nil : String(cString: strerror(error))
+    }
+
+    deinit { close() }
+
+    func close() {
+        if fd >= 0 { Glibc.close(fd) }
+        fd = -1
+    }
+
+    func send(_ text: String) throws {
+        let bytes = Array(text.utf8)
+        var offset = 0
+        while offset < bytes.count {
+            let n = bytes[offset...].withUnsafeBytes { Glibc.send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
+            guard n > 0 else { throw DoctorError("send failed: \(String(cString: strerror(errno)))") }
+            offset += n
+        }
+    }
+
+    /// One read: the bytes (empty at end of stream), or nil when nothing came before `deadline`.
+    func receive(deadline: Double) throws -> [UInt8]? {
+        if !leftover.isEmpty {
+            defer { leftover = [] }
+            return leftover
+        }
+        let remaining = deadline - monotonicSeconds()
+        guard remaining > 0 else { return nil }
+        var p = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
+        let ready = poll(&p, 1, Int32(min(remaining * 1000 + 1, 3_600_000)))
+        guard ready > 0 else { return nil }
+        var chunk = [UInt8](repeating: 0, count: 65536)
+        let n = chunk.withUnsafeMutableBytes { recv(fd, $0.baseAddress, $0.count, 0) }
+        if n < 0 {
+            if errno == ECONNRESET { return [] }
+            throw DoctorError("read failed: \(String(cString: strerror(errno)))")
+        }
+        return Array(chunk[0..<n])
+    }
+
+    /// Reads a status line and headers (at most 64 KiB); what follows stays for `receive`.
+    func readHead(deadline: Double) throws -> ResponseHead {
+        var bytes: [UInt8] = []
+        while true {
+            if let end = Self.headEnd(bytes) {
+                leftover = Array(bytes[(end + 4)...])
+                return try Self.parseHead(String(decoding: bytes[..<end], as: UTF8.self))
+            }
+            guard bytes.count < 65536 else { throw DoctorError("response head larger than 64 KiB") }
+            guard let more = try receive(deadline: deadline) else { throw NoResponseHead() }
+            guard !more.isEmpty else { throw DoctorError("connection closed before a response head") }
+            bytes += more
+        }
+    }
+
+    private static func headEnd(_ bytes: [UInt8]) -> Int? {
+        guard bytes.count >= 4 else { return nil }
+        return (0...(bytes.count - 4)).first {
+            bytes[$0] == 13 && bytes[$0 + 1] == 10 && bytes[$0 + 2] == 13 && bytes[$0 + 3] == 10
+        }
+    }
+
+    private static func parseHead(_ text: String) throws -> ResponseHead {
+        let lines = text.split(separator: "\r\n", omittingEmptySubsequences: false)
+        let status = lines[0].split(separator: " ", maxSplits: 2, omittingEmptySubsequences: false)
+        guard status.count >= 2, status[0].hasPrefix("HTTP/"), let code = Int(status[1]) else {
+            throw DoctorError("not an HTTP response: \(lines[0])")
+        }
+        var headers: [(name: String, value: String)] = []
+        for line in lines.dropFirst() {
+            guard let colon = line.firstIndex(of: ":") else { throw DoctorError("bad header line: \(line)") }
+            let value = line[line.index(after: colon)...].drop { $0 == " " || $0 == "\t" }
+            headers.append((String(line[..<colon]), String(value)))
+        }
+        return ResponseHead(
+            version: String(status[0]), status: code, reason: status.count > 2 ? String(status[2]) : "",
+            headers: headers)
+    }
+}
+
+/// Turns a response body's framing (chunked, Content-Length or close-delimited) into its bytes.
+struct BodyDecoder {
+    enum Framing { case chunked, length(Int), close }
+    private enum State { case size, data(Int), dataEnd, trailer, done }
+    private let framing: Framing
+    private var state = State.size
+    private var pending: [UInt8] = []
+    private var received = 0
+    /// Whether the body has ended as its framing says (the final chunk, or all of its length).
+    private(set) var complete = false
+
+    init(_ head: ResponseHead) {
+        if head.header("Transfer-Encoding")?.lowercased().contains("chunked") == true {
+            framing = .chunked
+        } else if let length = head.header("Content-Length").flatMap({ Int($0) }) {
+            framing = .length(length)
+            complete = length == 0
+        } else {
+            framing = .close
+        }
+    }
+
+    /// The body bytes in `bytes`.
+    mutating func decode(_ bytes: [UInt8]) throws -> [UInt8] {
+        switch framing {
+        case .close:
+            return bytes
+        case .length(let length):
+            let take = Array(bytes.prefix(length - received))
+            received += take.count
+            complete = received == length
+            return take
+        case .chunked:
+            pending += bytes
+            return try dechunk()
+        }
+    }
+
+    private mutating func dechunk() throws -> [UInt8] {
+        var out: [UInt8] = []
+        var i = 0
+        defer { pending.removeFirst(i) }
+        while i < pending.count {
+            if case .data(let remaining) = state {
+                let n = min(remaining, pending.count - i)
+                out += pending[i..<(i + n)]
+                i += n
+                state = n == remaining ? .dataEnd : .data(remaining - n)
+                continue
+            }
+            if case .done = state { throw DoctorError("bytes after the final chunk") }
+            guard let end = (i..<(pending.count - 1)).first(where: { pending[$0] == 13 && pending[$0 + 1] == 10 })
+            else { break }
+            let line = String(decoding: pending[i..<end], as: UTF8.self)
+            i = end + 2
+            switch state {
+            case .size:
+                let hex = line.split(separator: ";").first.map { $0.trimmingSpaces } ?? ""
+                guard let size = Int(hex, radix: 16), size >= 0 else { throw DoctorError("bad chunk size '\(line)'") }
+                state = size == 0 ? .trailer : .data(size)
+            case .dataEnd:
+                guard line.isEmpty else { throw DoctorError("a chunk is not followed by CRLF") }
+                state = .size
+            case .trailer where line.isEmpty:
+                state = .done
+                complete = true
+            default:
+                break
+            }
+        }
+        return out
+    }
+}
+
+extension Substring {
+    fileprivate var trimmingSpaces: String { String(drop { $0 == " " }.reversed().drop { $0 == " " }.reversed()) }
+}
+
+/// Sends `POST url` with `body` (and a bearer token) on a new connection; returns the status and
+/// the start of the response body.
+func postEvent(_ url: DoctorURL, body: String, token: String?, timeout: Double) throws -> (Int, String) {
+    let deadline = monotonicSeconds() + timeout
+    let connection = try HTTPConnection(url, timeout: timeout)
+    var request = "POST \(url.target) HTTP/1.1\r\nHost: \(url.hostHeader)\r\nConnection: close\r\n"
+    request += "User-Agent: microsse-doctor\r\nContent-Type: text/plain; charset=utf-8\r\n"
+    if let token { request += "Authorization: Bearer \(token)\r\n" }
+    request += "Content-Length: \(body.utf8.count)\r\n\r\n\(body)"
+    try connection.send(request)
+    let head = try connection.readHead(deadline: deadline)
+    var decoder = BodyDecoder(head)
+    var text: [UInt8] = []
+    while !decoder.complete, text.count < 512, let bytes = try connection.receive(deadline: deadline), !bytes.isEmpty {
+        text += try decoder.decode(bytes)
+    }
+    let line = text.prefix(200).prefix { $0 != 10 && $0 != 13 }
+    return (head.status, String(decoding: line, as: UTF8.self))
+}
