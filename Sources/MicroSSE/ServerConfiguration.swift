@@ -95,7 +95,7 @@ public struct ServerConfiguration: Sendable {
     /// Whether the built-in channel routes (`/events/{channel}`, `/events?channel=`) are served.
     /// Default on.
     public var channelRoutes = true
-    /// Whether `GET /healthz`, `GET /stats` and `GET /metrics` are served. Default on.
+    /// Whether `GET /healthz`, `GET /readyz`, `GET /stats` and `GET /metrics` are served. Default on.
     public var statusRoutes = true
     /// Seconds a stream may have bytes pending without the peer reading any before it is
     /// disconnected as dead. Default 30.
@@ -134,6 +134,13 @@ public struct ServerConfiguration: Sendable {
     public var tls: TLS?
     /// Milliseconds ``Server/stop()`` waits for streams to flush their final chunk. Default 3,000.
     public var shutdownDrainMilliseconds = 3_000
+    /// When ``Server/stop()`` ends the streams, each first gets a `retry:` drawn at random from
+    /// 0 to this many milliseconds, so browsers reconnect spread over the window instead of all in
+    /// the same millisecond (to the restarted hub, or another one). 0 sends none. Default 5,000.
+    public var drainWindowMilliseconds = 5_000
+    /// Seconds an event stays replayable after it was published; older events are not replayed
+    /// and a client resuming from one gets the gap signal. 0 = no age limit. Default 0.
+    public var historyTTLSeconds = 0
 
     /// Whether ``Server/start()`` raises the process's open-file limit (`RLIMIT_NOFILE`) to fit
     /// ``connectionLimit``. A process-wide change, so off by default; `microsse serve` turns it on.
