@@ -1,6 +1,9 @@
 #include "mhd_shim.h"
 
 #include <arpa/inet.h>
+#include <dlfcn.h>
+#include <errno.h>
+#include <poll.h>
 #include <netinet/in.h>
 #include <pthread.h>
 #include <stdarg.h>
@@ -187,6 +190,37 @@ size_t msse_shim_request_footprint(struct MHD_Connection *connection, const char
     if (method != NULL && end != NULL && end > method && (size_t)(end - method) < ((size_t)1 << 30))
         head = (size_t)(end - method) + 4;
     return head + f.items * MSSE_SHIM_POOL_ITEM_BYTES + f.copies;
+}
+
+typedef ssize_t (*msse_shim_tls_send)(void *session, const void *data, size_t size);
+
+int msse_shim_send_raw_answer(struct MHD_Connection *connection, const void *bytes, size_t size) {
+    const union MHD_ConnectionInfo *info = MHD_get_connection_info(connection, MHD_CONNECTION_INFO_GNUTLS_SESSION);
+    void *session = info != NULL ? info->tls_session : NULL;
+    msse_shim_tls_send tls_send = NULL;
+    if (session != NULL) {
+        /* GnuTLS is loaded with libmicrohttpd; MicroSSE does not link it itself. */
+        tls_send = (msse_shim_tls_send)dlsym(RTLD_DEFAULT, "gnutls_record_send");
+        if (tls_send == NULL) return -1;
+    }
+    int fd = msse_shim_connection_fd(connection);
+    if (fd < 0) return -1;
+    const char *p = bytes;
+    size_t left = size;
+    for (int attempts = 0; left > 0 && attempts < 50; attempts++) {
+        ssize_t n = tls_send != NULL ? tls_send(session, p, left) : send(fd, p, left, MSG_NOSIGNAL | MSG_DONTWAIT);
+        if (n > 0) {
+            p += n;
+            left -= (size_t)n;
+            continue;
+        }
+        if (n < 0 && tls_send == NULL && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) return -1;
+        if (n < 0 && tls_send != NULL && n != -28 /* GNUTLS_E_AGAIN */ && n != -52 /* GNUTLS_E_INTERRUPTED */)
+            return -1;
+        struct pollfd pfd = {fd, POLLOUT, 0};
+        (void)poll(&pfd, 1, 10); /* a fresh socket's send buffer holds a short answer: rarely reached */
+    }
+    return left == 0 ? 0 : -1;
 }
 
 struct MHD_Daemon *msse_shim_start_daemon(const msse_shim_daemon_options *o, char *error,

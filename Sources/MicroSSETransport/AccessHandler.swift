@@ -87,7 +87,18 @@ private func headersArrived(_ call: FirstCall, _ context: RequestContext, _ tran
     if footprint + Int(MSSE_SHIM_RESPONSE_HEAD_RESERVE) > pool {
         let text =
             "request header fields too large: about \(footprint) bytes of the connection's \(pool)-byte memory"
-        return refuse(.text(text, status: 431), context, transport, connection)
+        guard footprint + Int(MSSE_SHIM_RESPONSE_HEAD_RESERVE) / 2 > pool else {
+            return refuse(.text(text, status: 431), context, transport, connection)
+        }
+        // Too little pool left for libmicrohttpd to build any response head: write it directly.
+        context.upload.refused()
+        msse_shim_request_arrived(connection)
+        let body = text + "\n"
+        let answer = Array(
+            ("HTTP/1.1 431 Request Header Fields Too Large\r\nConnection: close\r\n"
+                + "Content-Type: text/plain; charset=utf-8\r\nContent-Length: \(body.utf8.count)\r\n\r\n" + body).utf8)
+        _ = answer.withUnsafeBytes { msse_shim_send_raw_answer(connection, $0.baseAddress, $0.count) }
+        return .NO
     }
     guard let query = connectionValues(connection, .GET_ARGUMENT_KIND, strictUTF8: true) else {
         let refusal = Response.text("query parameters must be valid UTF-8 once percent-decoded", status: 400)

@@ -78,6 +78,13 @@ const void *msse_shim_query_too_large_marker(void);
 /// header. Call on the access handler's first call, with its method and version arguments.
 size_t msse_shim_request_footprint(struct MHD_Connection *connection, const char *method, const char *version);
 
+/// Writes a complete response straight to the connection (through its TLS session when it has
+/// one), for the one case where libmicrohttpd cannot: a request head that filled the pool so far
+/// that no response head fits any more (libmicrohttpd would close without an answer). Only on
+/// the access handler's first call, before anything was queued; the caller then returns MHD_NO.
+/// Returns 0 when every byte was written, -1 otherwise.
+int msse_shim_send_raw_answer(struct MHD_Connection *connection, const void *bytes, size_t size);
+
 /// Everything MicroSSE sets when it starts a daemon. Zero means "libmicrohttpd's default".
 typedef struct msse_shim_daemon_options {
     unsigned int flags;            /* MHD_FLAG bits */
