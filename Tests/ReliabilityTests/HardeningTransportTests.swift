@@ -53,6 +53,17 @@ struct HardeningTransportTests {
         let again = now()
         #expect(try partial.waitForClose(timeout: 8))
         #expect(now() - again < 4.5)
+        // A handshake trickled a byte at a time (each well within libmicrohttpd's idle timeout).
+        let trickle = try RawConnection(port: server.port)
+        let begun = now()
+        var closed = false
+        for byte: UInt8 in [0x16, 0x03, 0x01, 0x02, 0x00] + [UInt8](repeating: 0x01, count: 40) where !closed {
+            if (try? trickle.send([byte])) == nil { break }
+            closed = try trickle.waitForClose(timeout: 0.3)
+        }
+        if !closed { closed = try trickle.waitForClose(timeout: 3) }
+        #expect(closed)
+        #expect(now() - begun < 4.5, "a trickled handshake lasted \(now() - begun) s")
     }
 
     // MARK: Publishes refused on their head
