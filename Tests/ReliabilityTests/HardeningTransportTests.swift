@@ -162,16 +162,21 @@ struct HardeningTransportTests {
         #expect(try holder.readHead().status == 202)
         holder.close()
         let body = [UInt8](repeating: 0x63, count: piece)
-        #expect(try eventually { try httpRequest(port: port, method: "POST", path: "/events/t", body: body).status == 202 })
+        #expect(
+            try eventually { try httpRequest(port: port, method: "POST", path: "/events/t", body: body).status == 202 })
     }
 
     // MARK: Framing (RFC 9112)
 
     static let smuggling: [(String, String)] = [
-        ("Content-Length with Transfer-Encoding",
-         "POST /events/t HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n"),
-        ("two different Content-Lengths",
-         "POST /events/t HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\nContent-Length: 4\r\n\r\nabcd"),
+        (
+            "Content-Length with Transfer-Encoding",
+            "POST /events/t HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n"
+        ),
+        (
+            "two different Content-Lengths",
+            "POST /events/t HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\nContent-Length: 4\r\n\r\nabcd"
+        ),
         ("space before the colon", "POST /events/t HTTP/1.1\r\nHost: x\r\nContent-Length : 3\r\n\r\nabc"),
         ("obs-fold", "GET /healthz HTTP/1.1\r\nHost: x\r\nX-A: a\r\n b\r\n\r\n"),
         ("obs-fold with a tab", "GET /healthz HTTP/1.1\r\nX-A: a\r\n\tb\r\nHost: x\r\n\r\n"),
@@ -180,11 +185,15 @@ struct HardeningTransportTests {
         ("NUL in the last value", "GET /healthz HTTP/1.1\r\nHost: x\r\nX-A: a\u{0}b\r\n\r\n"),
         ("NUL NUL in the last value", "GET /healthz HTTP/1.1\r\nHost: x\r\nX-A: a\u{0}\u{0}b\r\n\r\n"),
         ("NUL in a name", "GET /healthz HTTP/1.1\r\nHost: x\r\nX-\u{0}A: b\r\n\r\n"),
-        ("Transfer-Encoding: chunked, identity",
-         "POST /events/t HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked, identity\r\n\r\n0\r\n\r\n"),
+        (
+            "Transfer-Encoding: chunked, identity",
+            "POST /events/t HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked, identity\r\n\r\n0\r\n\r\n"
+        ),
         ("Transfer-Encoding: identity", "POST /events/t HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: identity\r\n\r\n"),
-        ("two Transfer-Encodings",
-         "POST /events/t HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n"),
+        (
+            "two Transfer-Encodings",
+            "POST /events/t HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n"
+        ),
         ("Content-Length not digits", "POST /events/t HTTP/1.1\r\nHost: x\r\nContent-Length: +3\r\n\r\nabc"),
     ]
 
@@ -216,9 +225,11 @@ struct HardeningTransportTests {
 
     // MARK: Requests too large for the connection's pool
 
-    @Test("subscribes with many channels get a status line with a reason at 5 KiB and 32 KiB pools", arguments: [
-        5 << 10, 32 << 10,
-    ])
+    @Test(
+        "subscribes with many channels get a status line with a reason at 5 KiB and 32 KiB pools",
+        arguments: [
+            5 << 10, 32 << 10,
+        ])
     func manyChannels(pool: Int) throws {
         let server = try makeServer { $0.connectionMemoryLimit = pool }
         defer { server.stop() }
