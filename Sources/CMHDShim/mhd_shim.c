@@ -200,7 +200,8 @@ int msse_shim_send_raw_answer(struct MHD_Connection *connection, const void *byt
     msse_shim_tls_send tls_send = NULL;
     if (session != NULL) {
         /* GnuTLS is loaded with libmicrohttpd; MicroSSE does not link it itself. */
-        tls_send = (msse_shim_tls_send)dlsym(RTLD_DEFAULT, "gnutls_record_send");
+        void *symbol = dlsym(RTLD_DEFAULT, "gnutls_record_send");
+        memcpy(&tls_send, &symbol, sizeof tls_send); /* POSIX: dlsym's result as a function */
         if (tls_send == NULL) return -1;
     }
     int fd = msse_shim_connection_fd(connection);
