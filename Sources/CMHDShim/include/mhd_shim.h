@@ -62,7 +62,7 @@ int msse_shim_check_request_head(struct MHD_Connection *connection, const char *
 #define MSSE_SHIM_POOL_ITEM_BYTES 64
 
 /// The pool kept free for the response head when judging a request's size.
-#define MSSE_SHIM_RESPONSE_HEAD_RESERVE 1024
+#define MSSE_SHIM_RESPONSE_HEAD_RESERVE 512
 
 /// The access handler's first `*con_cls` when the request's query was too large for the
 /// connection's pool: libmicrohttpd 0.9.75 ignores running out of pool while it parses query
