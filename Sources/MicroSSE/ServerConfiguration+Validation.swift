@@ -43,6 +43,7 @@ extension ServerConfiguration {
             try check(tls.certificatePEM.contains("-----BEGIN "), "tls.certificatePEM is not PEM text")
             try check(tls.privateKeyPEM.contains("-----BEGIN "), "tls.privateKeyPEM is not PEM text")
         }
+        try check(maxUploadBytesInFlight >= 1, "maxUploadBytesInFlight must be at least 1")
     }
 
     private func check(_ condition: Bool, _ reason: String) throws(MicroSSEError) {
@@ -56,6 +57,7 @@ extension ServerConfiguration {
             connectionTimeout: connectionTimeoutSeconds, threadPoolSize: threadPoolSize,
             perIPConnectionLimit: perIPConnectionLimit, maxBodyBytes: maxPublishBytes,
             tlsCertificatePEM: tls?.certificatePEM, tlsKeyPEM: tls?.privateKeyPEM,
-            drainTimeoutMilliseconds: shutdownDrainMilliseconds, raiseFileLimit: raiseFileLimit)
+            drainTimeoutMilliseconds: shutdownDrainMilliseconds, raiseFileLimit: raiseFileLimit,
+            maxUploadBytesInFlight: maxUploadBytesInFlight)
     }
 }

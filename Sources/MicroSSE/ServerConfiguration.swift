@@ -150,6 +150,13 @@ public struct ServerConfiguration: Sendable {
     /// `redis` property). nil = the in-memory broker.
     package var brokerFactory: (any BrokerFactory)?
 
+    /// Request-body bytes all uploads in flight may hold together (publish bodies being
+    /// received); an upload that would take them over gets `503` with `Retry-After`: at once when
+    /// its `Content-Length` announces it, otherwise when its body crosses the budget (the rest is
+    /// then discarded unread into memory). Never less than ``maxPublishBytes`` in effect, so one
+    /// upload of the largest size always fits. Default 64 MiB (32 uploads of the default 2 MiB).
+    public var maxUploadBytesInFlight = 64 << 20
+
     /// The defaults.
     public init() {}
 }
