@@ -142,12 +142,21 @@ static const char msse_shim_query_marker = 0;
 
 const void *msse_shim_query_too_large_marker(void) { return &msse_shim_query_marker; }
 
+static const char msse_shim_path_nul_marker_value = 0;
+
+const void *msse_shim_path_nul_marker(void) { return &msse_shim_path_nul_marker_value; }
+
 /* Called by libmicrohttpd with the raw request target, in place in its read buffer, before it
  * splits off and parses the query (the pointer is const only in the callback's signature). */
 static void *msse_shim_uri_log(void *cls, const char *uri, struct MHD_Connection *connection) {
     (void)connection;
     size_t pool = (size_t)(uintptr_t)cls;
-    char *query = uri != NULL ? strchr(uri, '?') : NULL;
+    if (uri == NULL) return NULL;
+    /* libmicrohttpd hands the decoded path over as a C string: "%00" would silently cut it. */
+    for (const char *p = uri; *p != '\0' && *p != '?'; p++) {
+        if (p[0] == '%' && p[1] == '0' && p[2] == '0') return (void *)&msse_shim_path_nul_marker_value;
+    }
+    char *query = strchr(uri, '?');
     if (query == NULL) return NULL;
     size_t parameters = 1;
     for (const char *p = query + 1; *p != '\0'; p++) {

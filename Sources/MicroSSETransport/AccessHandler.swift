@@ -23,14 +23,16 @@ let accessHandler: MHD_AccessHandlerCallback = {
     cls, connection, url, method, version, uploadData, uploadDataSize, conCls in
     guard let cls, let connection, let conCls, let uploadDataSize else { return .NO }
     let transport = Unmanaged<HTTPTransport>.fromOpaque(cls).takeUnretainedValue()
-    // The shim's URI-log callback leaves nil, or a marker when it emptied a query too large.
-    guard let raw = conCls.pointee, raw != UnsafeMutableRawPointer(mutating: msse_shim_query_too_large_marker())
-    else {
+    // The shim's URI-log callback leaves nil, or a marker: a query too large (emptied), or an
+    // encoded NUL in the path.
+    guard let raw = conCls.pointee, !isURIMarker(raw) else {
         let context = RequestContext(limit: transport.options.maxBodyBytes)
-        let queryTooLarge = conCls.pointee != nil
+        let marker = conCls.pointee
         conCls.pointee = Unmanaged.passRetained(context).toOpaque()
         let call = FirstCall(
-            connection: connection, url: url, method: method, version: version, queryTooLarge: queryTooLarge)
+            connection: connection, url: url, method: method, version: version,
+            queryTooLarge: marker == UnsafeMutableRawPointer(mutating: msse_shim_query_too_large_marker()),
+            pathHasNUL: marker == UnsafeMutableRawPointer(mutating: msse_shim_path_nul_marker()))
         return headersArrived(call, context, transport)
     }
     let context = Unmanaged<RequestContext>.fromOpaque(raw).takeUnretainedValue()
@@ -67,6 +69,13 @@ private struct FirstCall {
     let method: UnsafePointer<CChar>?
     let version: UnsafePointer<CChar>?
     let queryTooLarge: Bool
+    let pathHasNUL: Bool
+}
+
+/// Whether `con_cls` holds one of the URI-log callback's markers rather than a request context.
+private func isURIMarker(_ raw: UnsafeMutableRawPointer) -> Bool {
+    raw == UnsafeMutableRawPointer(mutating: msse_shim_query_too_large_marker())
+        || raw == UnsafeMutableRawPointer(mutating: msse_shim_path_nul_marker())
 }
 
 /// The head is in, no body byte stored yet: refuse what breaks HTTP's framing (RFC 9112) or does
@@ -79,6 +88,10 @@ private func headersArrived(_ call: FirstCall, _ context: RequestContext, _ tran
         return refuse(.text("bad request: \(text)", status: 400), context, transport, connection)
     }
     let pool = transport.options.connectionMemoryLimit > 0 ? transport.options.connectionMemoryLimit : 32 << 10
+    if call.pathHasNUL {
+        return refuse(
+            .text("bad request: the path holds an encoded NUL (%00)", status: 400), context, transport, connection)
+    }
     if call.queryTooLarge {
         let text = "request target too long: its query does not fit the connection's \(pool)-byte memory"
         return refuse(.text(text, status: 414), context, transport, connection)
@@ -162,7 +175,7 @@ let requestCompleted: MHD_RequestCompletedCallback = { cls, connection, conCls, 
     if let connection { msse_shim_request_finished(connection) }
     guard let conCls, let raw = conCls.pointee else { return }
     conCls.pointee = nil
-    guard raw != UnsafeMutableRawPointer(mutating: msse_shim_query_too_large_marker()) else { return }
+    guard !isURIMarker(raw) else { return }
     let context = Unmanaged<RequestContext>.fromOpaque(raw).takeRetainedValue()
     if let cls {
         Unmanaged<HTTPTransport>.fromOpaque(cls).takeUnretainedValue().options.uploadBudget.release(

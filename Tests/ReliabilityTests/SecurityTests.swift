@@ -33,7 +33,9 @@ struct SecurityTests {
             let r = try httpRequest(
                 port: port, method: "POST", path: "/events/t", headers: [("Authorization", "Bearer \(candidate)")],
                 body: Array("x".utf8))
-            #expect(r.status == 401, "token '\(candidate)' gave \(r.status)")
+            // A NUL in a header breaks HTTP's framing rules: refused as a bad request instead.
+            let expected = candidate.utf8.contains(0) ? 400 : 401
+            #expect(r.status == expected, "token '\(candidate)' gave \(r.status)")
         }
         for header in ["Basic \(Self.token)", Self.token, "Bearer", "Bearer  \(Self.token)", "Token \(Self.token)"] {
             let r = try httpRequest(

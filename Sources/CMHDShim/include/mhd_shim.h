@@ -72,6 +72,9 @@ int msse_shim_check_request_head(struct MHD_Connection *connection, const char *
 /// not leave room for headers and a response head it empties the query in place (libmicrohttpd
 /// parses nothing) and hands this marker to the access handler, which answers 414.
 const void *msse_shim_query_too_large_marker(void);
+/// The `con_cls` the URI-log callback leaves for a request whose path holds an encoded NUL
+/// (`%00`): libmicrohttpd would hand over the decoded path cut at the NUL.
+const void *msse_shim_path_nul_marker(void);
 
 /// Bytes of the connection's pool the request holds: its request line and header lines (parsed
 /// in place), a record per header, query parameter and cookie, and the copy of the Cookie
