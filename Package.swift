@@ -36,7 +36,7 @@ let package = Package(
         .target(
             name: "MicroSSE",
             dependencies: [
-                "MicroSSEWire", "MicroSSECore", "MicroSSETransport",
+                "MicroSSEWire", "MicroSSECore", "MicroSSETransport", "MicroSSEAuth",
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),

@@ -17,6 +17,8 @@ final class Hub: Sendable {
     private let attached = Mutex(Attached())
     /// Streams admitted and not yet closed (``ServerConfiguration/maxClients`` bounds it).
     let openStreams = Atomic<Int>(0)
+    /// Token authorization, when ``ServerConfiguration/jwt`` is set.
+    let jwt: JWTAuthority?
 
     /// Routes, stream routes, the authorizer and the connect/disconnect callbacks: what the
     /// embedding code registers, before or after start.
@@ -40,6 +42,7 @@ final class Hub: Sendable {
     init(configuration: ServerConfiguration, logger: Logger) {
         self.configuration = configuration
         self.logger = logger
+        self.jwt = JWTAuthority(configuration, logger: logger)
         let log = logger
         self.broker =
             configuration.brokerFactory?.makeBroker(

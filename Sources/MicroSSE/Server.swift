@@ -20,7 +20,7 @@ import Synchronization
 public final class Server: Sendable {
     /// The configuration the server was created with.
     public var configuration: ServerConfiguration { hub.configuration }
-    private let hub: Hub
+    let hub: Hub
     private let lifecycle = Mutex(Lifecycle())
 
     private struct Lifecycle {

@@ -27,6 +27,12 @@ struct Serve: AsyncParsableCommand {
     var maxClientsPerIp = defaults.perIPConnectionLimit
     @Option(help: "A host name (Host header, no port) to answer for (repeatable); others get 421.")
     var allowedHost: [String] = []
+    @Option(help: "Require JWTs signed with this HS256 secret (at least 32 bytes) to subscribe; they may also grant publishing.")
+    var jwtSecret: String?
+    @Option(help: "Require JWTs verified by this PEM public key file (RSA: RS256, P-256: ES256) to subscribe.")
+    var jwtKey: String?
+    @Option(help: "A channel pattern (name, prefix*, or *) anyone may subscribe to without a token (repeatable).")
+    var publicChannel: [String] = []
     @Option(help: "Seconds between heartbeat comments on idle streams (0 = off).")
     var heartbeat = defaults.heartbeatSeconds
     @Option(help: "retry: value in milliseconds sent at the start of every stream.") var retry: Int?
@@ -73,6 +79,12 @@ struct Serve: AsyncParsableCommand {
         config.connectionLimit = max(config.connectionLimit, maxClients + 240)
         config.connectionMemoryLimit = connectionMemory
         config.threadPoolSize = threads
+        if jwtSecret != nil, jwtKey != nil {
+            throw MicroSSEError(.invalidArgument, "--jwt-secret and --jwt-key are exclusive: give one")
+        }
+        if let jwtSecret { config.jwt = JWTSettings(secret: jwtSecret) }
+        if let jwtKey { config.jwt = try JWTSettings(publicKeyFile: jwtKey) }
+        config.publicChannels = publicChannel
         config.raiseFileLimit = true
         if let redis { config.redis = try RedisURL(redis) }
         return config
