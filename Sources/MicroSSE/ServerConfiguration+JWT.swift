@@ -49,7 +49,9 @@ public struct JWTSettings: Sendable, Equatable {
         defer { fclose(file) }
         var bytes = [UInt8](repeating: 0, count: 64 << 10 + 1)
         let n = bytes.withUnsafeMutableBytes { fread($0.baseAddress, 1, $0.count, file) }
-        guard ferror(file) == 0 else { throw MicroSSEError(.invalidArgument, "cannot read JWT key \(path): read error") }
+        guard ferror(file) == 0 else {
+            throw MicroSSEError(.invalidArgument, "cannot read JWT key \(path): read error")
+        }
         guard n <= 64 << 10 else { throw MicroSSEError(.invalidArgument, "JWT key \(path) is larger than 64 KiB") }
         guard let text = String(validating: bytes[0..<n], as: UTF8.self) else {
             throw MicroSSEError(.invalidArgument, "JWT key \(path) is not a PEM file")

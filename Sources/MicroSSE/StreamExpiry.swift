@@ -62,7 +62,8 @@ final class StreamExpiry: @unchecked Sendable {
     var count: Int { state.withLock { $0.heap.count } }
 
     private func arm(_ exp: Int) {
-        timer.schedule(wallDeadline: DispatchWallTime(timespec: timespec(tv_sec: exp, tv_nsec: 0)), leeway: .milliseconds(5))
+        timer.schedule(
+            wallDeadline: DispatchWallTime(timespec: timespec(tv_sec: exp, tv_nsec: 0)), leeway: .milliseconds(5))
     }
 
     private func fire() {

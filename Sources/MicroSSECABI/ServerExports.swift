@@ -181,7 +181,8 @@ private func configuration(_ p: UnsafePointer<msse_config>) throws(CFailure) -> 
     guard publicCount >= 0 else { throw CFailure(MSSE_EINVAL, "msse_config.public_channel_count is too large") }
     if publicCount > 0 {
         guard let patterns = c.public_channels else {
-            throw CFailure(MSSE_EINVAL, "msse_config.public_channels is NULL but public_channel_count is \(publicCount)")
+            throw CFailure(
+                MSSE_EINVAL, "msse_config.public_channels is NULL but public_channel_count is \(publicCount)")
         }
         for i in 0..<publicCount {
             s.publicChannels.append(try string(patterns[i], "msse_config.public_channels[\(i)]"))

@@ -27,7 +27,7 @@ struct Serve: AsyncParsableCommand {
     var maxClientsPerIp = defaults.perIPConnectionLimit
     @Option(help: "A host name (Host header, no port) to answer for (repeatable); others get 421.")
     var allowedHost: [String] = []
-    @Option(help: "Require JWTs signed with this HS256 secret (at least 32 bytes) to subscribe; they may also grant publishing.")
+    @Option(help: "Require JWTs signed with this HS256 secret (at least 32 bytes) to subscribe or publish.")
     var jwtSecret: String?
     @Option(help: "Require JWTs verified by this PEM public key file (RSA: RS256, P-256: ES256) to subscribe.")
     var jwtKey: String?

@@ -62,7 +62,8 @@ final class JWTAuthority: Sendable {
     /// Ends `client`'s stream when its token expires (nothing for public channels or a token
     /// without `exp`).
     func watch(_ client: Client, request: Request, channels: [String]) {
-        guard !privateChannels(channels).isEmpty, let exp = claims(for: request, .subscribe(channels: channels))?.expiresAt
+        guard !privateChannels(channels).isEmpty,
+            let exp = claims(for: request, .subscribe(channels: channels))?.expiresAt
         else { return }
         expiry.watch(client, exp: exp)
     }
