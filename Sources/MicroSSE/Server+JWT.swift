@@ -1,7 +1,7 @@
 import MicroSSEAuth
 
 extension Server {
-    /// Like ``setAuthorizer(_:)-(@Sendable(Request,Access)->Authorization)``, with the claims of
+    /// Like the two-argument `setAuthorizer(_:)`, with the claims of
     /// the request's token when ``ServerConfiguration/jwt`` is set and the token verifies now
     /// (nil without JWT, without a token, with an invalid one, or with the static publish token).
     ///

@@ -18,7 +18,7 @@ import MicroSSETransport
 ///   publish with a visitor's ambient cookie — whose `microsse.publish` list grants the channel.
 ///   Either suffices.
 /// - Custom routes and stream routes are left to the embedder's authorizer, which can read the
-///   verified claims (``Server/setAuthorizer(_:)-(@Sendable(Request,Access,Claims?)->Authorization)``).
+///   verified claims (`Server.setAuthorizer(_:)` with a `(Request, Access, Claims?)` closure).
 final class JWTAuthority: Sendable {
     let verifier: JWTVerifier
     let publicChannels: [ChannelPattern]
