@@ -48,14 +48,14 @@ final class StreamExpiry: @unchecked Sendable {
 
     /// Ends `client`'s stream at `exp` (seconds since the epoch).
     func watch(_ client: Client, exp: Int) {
-        let rearm = state.withLock { s -> Bool in
+        // The timer is (re)armed under the lock, so a concurrent fire() cannot arm it later.
+        state.withLock { s in
             if s.heap.count > 2 * s.compactedCount + 1024 { Self.compact(&s) }
             Self.push(Entry(exp: exp, client: client), &s.heap)
-            guard s.armed.map({ exp < $0 }) ?? true else { return false }
+            guard s.armed.map({ exp < $0 }) ?? true else { return }
             s.armed = exp
-            return true
+            arm(exp)
         }
-        if rearm { arm(exp) }
     }
 
     /// Streams being watched (closed ones included until their deadline or a compaction).
@@ -69,15 +69,14 @@ final class StreamExpiry: @unchecked Sendable {
     private func fire() {
         let now = Int(Clocks.wallMicroseconds() / 1_000_000)
         var due: [(Int, Client)] = []
-        let next = state.withLock { s -> Int? in
+        state.withLock { s in
             while let first = s.heap.first, first.exp <= now {
                 let entry = Self.pop(&s.heap)
                 if let client = entry.client { due.append((entry.exp, client)) }
             }
             s.armed = s.heap.first?.exp
-            return s.armed
+            if let next = s.armed { arm(next) }
         }
-        if let next { arm(next) }
         for (exp, client) in due where client.isOpen {
             if let event = try? Event(data: "{\"exp\": \(exp)}", event: Self.eventType) { client.send(event) }
             client.close()

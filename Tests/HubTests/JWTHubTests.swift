@@ -185,6 +185,28 @@ struct JWTHubTests {
         #expect(waitForClients(hub, 1))
     }
 
+    @Test("one timer for every stream: a later-added earlier deadline fires first, each at its own exp")
+    func expiryOrder() throws {
+        let hub = try jwtHub()
+        defer { hub.stop() }
+        let now = TokenMint.now
+        func open(_ exp: Int) throws -> EventStreamClient {
+            try subscribe(
+                hub, "/events/news", headers: bearer(TokenMint.hs256(TokenMint.claims(subscribe: ["news"], exp: exp))))
+        }
+        let late = try open(now + 3)
+        let early = try open(now + 1)
+        let first = try #require(try early.next(timeout: 5))
+        #expect(first.type == "microsse.expired" && first.data == "{\"exp\": \(now + 1)}")
+        #expect(try early.waitForEnd())
+        #expect(TokenMint.now < now + 3)
+        #expect(late.head.status == 200)
+        let second = try #require(try late.next(timeout: 6))
+        #expect(second.type == "microsse.expired" && second.data == "{\"exp\": \(now + 3)}")
+        #expect(TokenMint.now >= now + 3)
+        #expect(try late.waitForEnd())
+    }
+
     @Test("the embedder's authorizer runs after the JWT check and sees the verified claims")
     func authorizerSeesClaims() throws {
         let hub = try jwtHub()
