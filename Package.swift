@@ -13,6 +13,11 @@ let package = Package(
     dependencies: [
         .package(url: "https://github.com/apple/swift-log.git", from: "1.16.2"),
         .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),
+        // -- h-eco: metrics, /metrics exposition, service lifecycle
+        .package(url: "https://github.com/apple/swift-metrics.git", from: "2.13.0"),
+        .package(url: "https://github.com/swift-server/swift-prometheus.git", from: "2.4.1"),
+        .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.13.0"),
+        // -- end h-eco
     ],
     targets: [
         // libmicrohttpd from Debian (libmicrohttpd-dev), found through pkg-config.
@@ -38,6 +43,11 @@ let package = Package(
             dependencies: [
                 "MicroSSEWire", "MicroSSECore", "MicroSSETransport", "MicroSSEAuth",
                 .product(name: "Logging", package: "swift-log"),
+                // -- h-eco
+                .product(name: "CoreMetrics", package: "swift-metrics"),
+                .product(name: "Prometheus", package: "swift-prometheus"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                // -- end h-eco
             ]
         ),
         // Several hubs through Redis: only what links it (the CLI, the C library) pays for hiredis.
@@ -56,6 +66,9 @@ let package = Package(
                 "MicroSSE", "MicroSSERedis",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
+                // -- h-eco
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                // -- end h-eco
             ]
         ),
         // The README's Swift example, compiled with the package so it cannot go stale.
@@ -86,6 +99,24 @@ let package = Package(
         // nginx (Examples/deploy); the deploy files checked with nginx -t and systemd-analyze.
         .testTarget(name: "DoctorTests", dependencies: ["MicroSSETestSupport"]),
         // -- end DoctorTests
+        // -- h-eco: the README's ServiceGroup example (run by EcosystemTests), and the tests of
+        // metrics, the service lifecycle, configuration from the environment and the access log.
+        .executableTarget(
+            name: "service-group",
+            dependencies: [
+                "MicroSSE", .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            path: "Examples/swift/service-group"
+        ),
+        .testTarget(
+            name: "EcosystemTests",
+            dependencies: [
+                "MicroSSE", "MicroSSETestSupport", .product(name: "MetricsTestKit", package: "swift-metrics"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+        // -- end h-eco
     ],
     swiftLanguageModes: [.v6]
 )

@@ -50,7 +50,7 @@ DEFAULT_MICROSSE = "../.build/release/microsse serve --host 127.0.0.1 --port {po
 # labelled extra section, only in SAMEPOOL_SCENARIOS, never a headline column or a target.
 MICROSSE_BLOCK = 256
 SAMEPOOL_SCENARIOS = ("idle", "large")
-FALLBACK_POOL = 5120
+FALLBACK_POOL = 32768
 
 SERVER_CPU, LOADGEN_CPU = "0", "1"
 
@@ -706,7 +706,7 @@ def write_report(path, results, servers, scen_defs, args, started, elapsed):
     L.append("Servers, each at the defaults its own users would run (see `Benchmarks/README.md`):")
     L.append("")
     about = {"microsse": "MicroSSE's shipped defaults: heartbeats every 15 s, publishing on, 10,000 streams, "
-                         "its 5 KiB libmicrohttpd pool",
+                         "libmicrohttpd's 32 KiB pool (idle streams give unused pages back)",
              "c-ref": "the C reference on libmicrohttpd directly, at libmicrohttpd's defaults (32 KiB per "
                       "connection) and its own block 1024",
              "node": "the classic Node.js `http` hub",

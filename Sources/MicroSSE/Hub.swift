@@ -1,3 +1,4 @@
+import CoreMetrics
 import Logging
 import MicroSSECore
 import MicroSSETransport
@@ -14,6 +15,10 @@ final class Hub: Sendable {
     let published = Atomic<Int>(0)
     let drops = Atomic<Int>(0)
     let disconnects = Atomic<Int>(0)
+    /// Counters, gauges and the publish timer (``HubMetrics``).
+    let metrics: HubMetrics
+    /// The access log, when one is set (``Server/setAccessLog(_:)``).
+    let accessLog = Mutex<AccessLog?>(nil)
     private let attached = Mutex(Attached())
     /// Streams admitted and not yet closed (``ServerConfiguration/maxClients`` bounds it).
     let openStreams = Atomic<Int>(0)
@@ -39,12 +44,14 @@ final class Hub: Sendable {
         let path: String
     }
 
-    init(configuration: ServerConfiguration, logger: Logger) {
+    init(configuration: ServerConfiguration, logger: Logger, metricsFactory: (any MetricsFactory)? = nil) {
         self.configuration = configuration
         self.logger = logger
         self.jwt = JWTAuthority(configuration, logger: logger)
         let log = logger
-        self.broker =
+        let metrics = HubMetrics(factory: metricsFactory)
+        self.metrics = metrics
+        let broker =
             configuration.brokerFactory?.makeBroker(
                 historyCount: configuration.historyCount, historyBytes: configuration.historyBytes,
                 log: { log.warning("\($0)") })
@@ -52,6 +59,7 @@ final class Hub: Sendable {
                 limits: .init(
                     historyCount: configuration.historyCount, historyBytes: configuration.historyBytes,
                     memoryBytes: configuration.historyMemoryBytes))
+        self.broker = GapCountingBroker(base: broker, metrics: metrics)
     }
 
     /// The authorizer's answer (`.allow` when none is set).
@@ -76,6 +84,8 @@ final class Hub: Sendable {
     /// A stream opened: the connect callbacks run.
     func opened(_ client: Client) {
         logger.debug("client \(client.id) connected from \(client.request.remoteAddress) to \(client.request.path)")
+        metrics.opened.increment()
+        accessLog.withLock { $0 }?.streamOpened(client)
         for callback in registry.withLock({ $0.onConnect }) { callback(client) }
     }
 
@@ -84,14 +94,25 @@ final class Hub: Sendable {
         broker.unsubscribe(client.subscriber)
         openStreams.subtract(1, ordering: .relaxed)
         disconnects.add(1, ordering: .relaxed)
-        if client.subscriber.wasDropped { drops.add(1, ordering: .relaxed) }
+        metrics.disconnects.increment()
+        if client.subscriber.wasDropped {
+            drops.add(1, ordering: .relaxed)
+            metrics.drops.increment()
+        }
         logger.debug("client \(client.id) disconnected")
+        accessLog.withLock { $0 }?.streamClosed(client)
         for callback in registry.withLock({ $0.onDisconnect }) { callback(client) }
     }
 
     /// Called once the transport is running: statistics read its counters from then on.
     func attach(_ transport: HTTPTransport) {
         attached.withLock { $0.transport = transport }
+    }
+
+    /// The most bytes any open stream has queued and not yet written (its peer's backlog).
+    func largestQueueBytes() -> Int {
+        let transport = attached.withLock { $0.transport }
+        return transport?.streams().reduce(0) { max($0, $1.pendingBytes) } ?? 0
     }
 
     /// Counters since start.

@@ -1,6 +1,8 @@
+import CoreMetrics
 import Logging
 import MicroSSECore
 import MicroSSETransport
+import ServiceLifecycle
 import Synchronization
 
 /// An embeddable Server-Sent Events server on libmicrohttpd.
@@ -34,15 +36,25 @@ public final class Server: Sendable {
 
     /// Creates a server; nothing is bound until ``start()``, which throws if `configuration`
     /// does not pass ``ServerConfiguration/validate()``.
-    public init(configuration: ServerConfiguration = ServerConfiguration(), logger: Logger? = nil) {
-        hub = Hub(configuration: configuration, logger: logger ?? Logger(label: "microsse"))
+    ///
+    /// Its metrics go to `metricsFactory`, or when nil to the swift-metrics backend bootstrapped
+    /// by then (`MetricsSystem.bootstrap`; bootstrap before creating the server), and always to
+    /// the server's own Prometheus registry that `GET /metrics` renders.
+    public init(
+        configuration: ServerConfiguration = ServerConfiguration(), logger: Logger? = nil,
+        metricsFactory: (any MetricsFactory)? = nil
+    ) {
+        hub = Hub(
+            configuration: configuration, logger: logger ?? Logger(label: "microsse"), metricsFactory: metricsFactory)
     }
 
     /// Creates a server after checking `configuration` with ``ServerConfiguration/validate()``.
-    public convenience init(validating configuration: ServerConfiguration, logger: Logger? = nil) throws(MicroSSEError)
-    {
+    public convenience init(
+        validating configuration: ServerConfiguration, logger: Logger? = nil,
+        metricsFactory: (any MetricsFactory)? = nil
+    ) throws(MicroSSEError) {
         try configuration.validate()
-        self.init(configuration: configuration, logger: logger)
+        self.init(configuration: configuration, logger: logger, metricsFactory: metricsFactory)
     }
 
     // MARK: Routes and callbacks
@@ -103,6 +115,7 @@ public final class Server: Sendable {
             l.ticker = Ticker(
                 heartbeatSeconds: config.heartbeatSeconds, writeTimeoutSeconds: config.writeTimeoutSeconds,
                 streams: { [weak transport] in transport?.streams() ?? [] })
+            hub.metrics.startSampling(hub)
         }
         let scheme = config.tls == nil ? "http" : "https"
         let host = config.host.contains(":") ? "[\(config.host)]" : config.host
@@ -128,6 +141,7 @@ public final class Server: Sendable {
         if let transport {
             hub.broker.shutdown()
             transport.stop()
+            hub.metrics.stopSampling(hub)
             hub.logger.info("microsse stopped")
         }
         let waiters = lifecycle.withLock { l in
@@ -139,10 +153,16 @@ public final class Server: Sendable {
         for w in waiters { w.resume() }
     }
 
-    /// Starts the server and returns when it has stopped, by ``stop()`` or by cancelling the task.
+    /// Starts the server and returns when it has stopped: by ``stop()``, by cancelling the task,
+    /// or by a graceful shutdown of the `ServiceGroup` running it (a signal such as SIGTERM):
+    /// every stream then ends with its final chunk before this returns.
     public func run() async throws {
         try start()
-        await waitUntilStopped()
+        await withGracefulShutdownHandler {
+            await waitUntilStopped()
+        } onGracefulShutdown: {
+            self.stop()
+        }
     }
 
     /// Returns once ``stop()`` has finished (at once if it already has). Cancelling the waiting
@@ -195,8 +215,13 @@ extension Hub {
         guard event.data.utf8.count <= limit else {
             throw MicroSSEError(.payloadTooLarge, "event data is larger than \(limit) bytes")
         }
+        let started = ContinuousClock.now
         let id = try broker.publish(event, to: channel)
+        let elapsed = started.duration(to: .now)
         published.add(1, ordering: .relaxed)
+        metrics.published.increment()
+        metrics.publishDuration.recordNanoseconds(
+            elapsed.components.seconds * 1_000_000_000 + elapsed.components.attoseconds / 1_000_000_000)
         return id
     }
 }

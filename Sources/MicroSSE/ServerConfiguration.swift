@@ -115,25 +115,25 @@ public struct ServerConfiguration: Sendable {
     /// Connections from one IP address at once; 0 = no limit. Default 0.
     public var perIPConnectionLimit = 0
     /// libmicrohttpd's per-connection memory pool in bytes: it holds the request (line and
-    /// headers) and then the response's write buffer. Default 5 KiB.
+    /// headers) and then the response's write buffer. Default 32 KiB, libmicrohttpd's own.
     ///
-    /// An idle stream's memory follows the pool, because libmicrohttpd zeroes the part it does
-    /// not use (measured with 10,000 idle streams, `Benchmarks/`): about 7.4 KB per stream at
-    /// 5 KiB, 8.4 KB at 6 KiB, 10.4 KB at 8 KiB, 15 KB at 16 KiB. The default keeps a held stream
-    /// under 8 KB. What a smaller pool costs:
-    /// - **Request size.** A request with the usual handful of headers must fit in about half
-    ///   the pool (libmicrohttpd keeps the parsed headers and cannot grow its read buffer past
-    ///   them): measured with a browser-like request, at most about 2.3 KB of request line and
-    ///   headers (cookies included) at 5 KiB, 2.8 KB at 6 KiB, 3.9 KB at 8 KiB, 8 KB at 16 KiB.
-    ///   A request with one large header may use nearly the whole pool. Larger requests get
-    ///   `431` (or `414` for a long path); just over the limit, a stream request can also be
-    ///   closed without an answer (its response head no longer fits). Raise the pool when
-    ///   subscribers send large cookies or tokens in headers.
-    /// - **Write size.** One content-reader call fills at most what the pool has left (a few KB),
-    ///   so a large event is written in several `send` calls; throughput for 16 KiB events is
-    ///   unaffected on loopback (see `BENCHMARKS.md`). Publish bodies are not limited by the pool:
-    ///   they are read in pieces up to ``maxPublishBytes``.
-    public var connectionMemoryLimit = 5 << 10
+    /// - **Request size.** A request must fit in about half the pool (libmicrohttpd keeps the
+    ///   parsed headers and cannot grow its read buffer past them): at 32 KiB a subscribe
+    ///   request may carry about 16 KB of request line and headers, cookies and tokens included
+    ///   (measured: 2.3 KB at 5 KiB, 3.9 KB at 8 KiB, 8 KB at 16 KiB). Larger requests get `431`
+    ///   (or `414` for a long path); just over the limit, a stream request can also be closed
+    ///   without an answer (its response head no longer fits).
+    /// - **Memory per stream.** A stream that is writing uses the pool's pages it touches (about
+    ///   23 KB per stream measured at 32 KiB). Once a stream has been idle (suspended) for a
+    ///   second or two, the transport gives the whole pages of its write buffer back to the
+    ///   kernel, so an idle stream costs about 6.8 KB (10,000 idle streams, loopback; 6.5 KB at a
+    ///   4 KiB pool, which has no whole page to give back). The pages come back, zeroed, when
+    ///   the stream next writes past the first page of its buffer. A smaller pool therefore
+    ///   saves little on idle streams; it bounds busy streams and costs request size.
+    /// - **Write size.** One content-reader call fills at most what the pool has left, so an
+    ///   event larger than that is written in several `send` calls. Publish bodies are not
+    ///   limited by the pool: they are read in pieces up to ``maxPublishBytes``.
+    public var connectionMemoryLimit = 32 << 10
     /// libmicrohttpd polling threads; 1 = one internal epoll thread. More threads spread the
     /// connections (and the per-turn walk over resumed streams) across cores. Default 1.
     public var threadPoolSize = 1

@@ -88,9 +88,21 @@ package final class Subscriber: Sendable {
     /// `onSuspend` runs under the queue's lock when the answer is `.suspend`, so the connection
     /// is suspended before any publisher can see it waiting and resume it.
     package func read(into out: UnsafeMutableRawBufferPointer, onSuspend: () -> Void) -> SubscriberQueue.ReadAction {
+        read(into: out, onSuspend: onSuspend, onListing: {})
+    }
+
+    /// ``read(into:onSuspend:)`` that also calls `onListing`, under the queue's lock after
+    /// `onSuspend`, when the stream must be added to the release pass's list (see
+    /// ``SubscriberQueue/takeListing()``).
+    package func read(
+        into out: UnsafeMutableRawBufferPointer, onSuspend: () -> Void, onListing: () -> Void
+    ) -> SubscriberQueue.ReadAction {
         queue.withLock {
             let action = $0.read(into: out)
-            if action == .suspend { onSuspend() }
+            if action == .suspend {
+                onSuspend()
+                if $0.takeListing() { onListing() }
+            }
             return action
         }
     }
@@ -120,13 +132,79 @@ package final class Subscriber: Sendable {
     /// See ``SubscriberQueue/tick(stallTicks:heartbeat:)``.
     @discardableResult
     package func tick(heartbeat: Frame?, stallTicks: Int) -> SubscriberQueue.TickAction {
-        let action = queue.withLock { $0.tick(stallTicks: stallTicks, heartbeat: heartbeat) }
-        switch action {
-        case .heartbeat(wake: true), .stalled(wake: true): wake()
-        case .stalled(wake: false): cut()
-        case .none, .heartbeat(wake: false): break
-        }
+        let action = tickDeferringWake(heartbeat: heartbeat, stallTicks: stallTicks)
+        if action.needsWake { wake() }
         return action
+    }
+
+    /// One tick of every stream in `subscribers`, with the resumes batched: first every queue is
+    /// ticked (a lock each, no system call), then the connections that need it are resumed back
+    /// to back, so libmicrohttpd's polling thread finds them together (each turn of its loop
+    /// walks the whole suspended list once, however many were resumed). Returns how many
+    /// connections were resumed.
+    @discardableResult
+    package static func tick(_ subscribers: [Subscriber], heartbeat: Frame?, stallTicks: Int) -> Int {
+        var toWake: [Subscriber] = []
+        for sub in subscribers where sub.tickDeferringWake(heartbeat: heartbeat, stallTicks: stallTicks).needsWake {
+            toWake.append(sub)
+        }
+        for sub in toWake { sub.wake() }
+        return toWake.count
+    }
+
+    /// ``tick(heartbeat:stallTicks:)`` without the resume (the caller resumes if `needsWake`);
+    /// a stalled stream that is not suspended is cut at once.
+    private func tickDeferringWake(heartbeat: Frame?, stallTicks: Int) -> SubscriberQueue.TickAction {
+        let action = queue.withLock { $0.tick(stallTicks: stallTicks, heartbeat: heartbeat) }
+        if action == .stalled(wake: false) { cut() }
+        return action
+    }
+
+    /// The peer closed its sending side (a half-close or a full close): writes `probe` once so a
+    /// closed peer answers with a reset while a half-closed reader keeps its stream. See
+    /// ``SubscriberQueue/probe(_:)``.
+    package func probePeer(_ probe: Frame) {
+        if queue.withLock({ $0.probe(probe) }) { wake() }
+    }
+
+    /// A release pass's visit (see ``SubscriberQueue/visitIdle()``): gives back to the kernel the
+    /// whole pages inside the write region the content reader was last handed, when the
+    /// connection has stayed suspended since the previous visit. `release` runs under the queue's
+    /// lock, so no reader and no resume can touch the region meanwhile; the pages read as zeros
+    /// when next touched. Returns the bytes given back and whether to visit the stream again.
+    package func visitIdle(
+        pageSize: Int, _ release: (_ start: UnsafeMutableRawPointer, _ count: Int) -> Void
+    ) -> (released: Int, keep: Bool) {
+        queue.withLock { q in
+            switch q.visitIdle() {
+            case .drop: return (0, false)
+            case .keep: return (0, true)
+            case .release(let address, let count):
+                guard let pages = Self.wholePages(address: address, count: count, pageSize: pageSize),
+                    let start = UnsafeMutableRawPointer(bitPattern: pages.address)
+                else { return (0, false) }
+                assert(
+                    pages.address >= address && pages.address + UInt(pages.count) <= address + UInt(count),
+                    "released range outside the reader's buffer")
+                // Already given back and not written since: nothing to do (no system call).
+                if let last = q.untouchedRelease, last == pages { return (0, false) }
+                release(start, pages.count)
+                q.noteReleased(address: pages.address, count: pages.count)
+                return (pages.count, false)
+            }
+        }
+    }
+
+    /// The page-aligned interior of `[address, address + count)`, or nil when it holds no whole page.
+    package static func wholePages(address: UInt, count: Int, pageSize: Int) -> (address: UInt, count: Int)? {
+        guard pageSize > 0, count > 0 else { return nil }
+        let page = UInt(pageSize)
+        let (end, overflow) = address.addingReportingOverflow(UInt(count))
+        guard !overflow, address <= UInt.max - (page - 1) else { return nil }
+        let first = (address + page - 1) / page * page
+        let last = end / page * page
+        guard last > first else { return nil }
+        return (first, Int(last - first))
     }
 
     /// Marks the stream closed because its connection is gone (the transport's free callback).

@@ -70,6 +70,21 @@ package struct SubscriberQueue: Sendable {
     private var enqueuedSinceTick = false
     private var progressSinceTick = false
     private var stalledTicks = 0
+    /// The write region the content reader was last handed (address and size), for
+    /// ``visitIdle()``. Recorded on every read; the owner of the region is the transport.
+    private var bufferAddress: UInt = 0
+    private var bufferCount = 0
+    /// Idle-release state of the current suspension: seen suspended by one release pass
+    /// (`idleSeen`), region already given back (`idleReleased`). Both cleared on every suspend.
+    private var idleSeen = false
+    private var idleReleased = false
+    /// True while the stream is in the release pass's list of streams to visit (see ``takeListing()``).
+    private var listed = false
+    /// The pages last given back, while no write may have touched them since (a heartbeat or a
+    /// small event writes only the region's first, partial page): releasing them again is skipped.
+    package private(set) var untouchedRelease: (address: UInt, count: Int)?
+    /// Whether a liveness probe was queued after the peer closed its sending side.
+    private var probed = false
 
     package init(limit: Int) {
         self.limit = limit
@@ -97,6 +112,12 @@ package struct SubscriberQueue: Sendable {
     package mutating func read(into out: UnsafeMutableRawBufferPointer) -> ReadAction {
         if phase == .failed { return .abort }
         let max = out.count
+        let address = UInt(bitPattern: out.baseAddress)
+        if untouchedRelease != nil && (address != bufferAddress || max != bufferCount) {
+            untouchedRelease = nil
+        }
+        bufferAddress = address
+        bufferCount = max
         var written = 0
         var events = 0
         while head < frames.count && written < max {
@@ -116,6 +137,10 @@ package struct SubscriberQueue: Sendable {
             }
         }
         pendingBytes -= written
+        // libmicrohttpd appends the chunk's CRLF after the data: count a few bytes more.
+        if let released = untouchedRelease, written > 0, address &+ UInt(written + 16) > released.address {
+            untouchedRelease = nil
+        }
         if head == frames.count {
             frames.removeAll(keepingCapacity: frames.capacity <= 64)
             head = 0
@@ -129,7 +154,68 @@ package struct SubscriberQueue: Sendable {
         }
         if phase == .finishing { return .end }
         waiting = true
+        idleSeen = false
+        idleReleased = false
         return .suspend
+    }
+
+    /// What a release pass does with a stream it visits (see ``visitIdle()``).
+    package enum IdleVisit: Sendable, Equatable {
+        /// Not suspended, or already given back: drop it from the list (its next suspend lists it again).
+        case drop
+        /// Suspended since before this visit: keep it listed and visit it again next pass.
+        case keep
+        /// Suspended since the previous visit: give back the region (address, size) the reader
+        /// was last handed, then drop the stream from the list.
+        case release(address: UInt, count: Int)
+    }
+
+    /// Whether the suspend that ``read(into:)`` just answered must list the stream for the
+    /// release pass: true once per stream until a pass drops it, so a busy stream is listed at
+    /// most once per pass, and an idle stream whose region was given back costs the pass nothing.
+    package mutating func takeListing() -> Bool {
+        guard waiting, !listed else { return false }
+        listed = true
+        return true
+    }
+
+    /// A release pass's visit. The first visit during a suspension only marks it; the next gives
+    /// the region back, so it has stayed suspended for at least the pass interval. Call under the
+    /// same lock as ``read(into:)`` and release the region before releasing the lock: while
+    /// `waiting` holds, no reader runs and no resume has been asked for, so nothing writes or
+    /// reads the region (and a closed stream is never waiting: its region is never touched).
+    /// Records the pages a release gave back (see ``untouchedRelease``).
+    package mutating func noteReleased(address: UInt, count: Int) {
+        untouchedRelease = (address, count)
+    }
+
+    package mutating func visitIdle() -> IdleVisit {
+        guard waiting, !idleReleased, bufferAddress != 0, bufferCount > 0 else {
+            listed = false
+            return .drop
+        }
+        guard idleSeen else {
+            idleSeen = true
+            return .keep
+        }
+        idleReleased = true
+        listed = false
+        // Nothing is queued while waiting: drop the frame array's spare capacity too.
+        if frames.isEmpty && frames.capacity > 0 { frames = [] }
+        return .release(address: bufferAddress, count: bufferCount)
+    }
+
+    /// The peer closed its sending side: a half-closed reader or a closed socket, which TCP
+    /// tells apart only when something is written (a closed socket answers with a reset).
+    /// Queues `frame` once per stream when nothing is pending (pending bytes probe just as
+    /// well). Returns true when the connection is suspended and must be resumed to write it.
+    package mutating func probe(_ frame: Frame) -> Bool {
+        guard phase == .open, !probed else { return false }
+        probed = true
+        guard pendingBytes == 0, frame.bytes.count <= limit else { return false }
+        frames.append(frame)
+        pendingBytes += frame.bytes.count
+        return takeWaiting()
     }
 
     /// Copies up to `max` queued bytes, in order, through one call of `write` (tests, tools).
@@ -168,6 +254,14 @@ package struct SubscriberQueue: Sendable {
         /// Bytes have been pending with no progress for `stallTicks` whole ticks: the stream was
         /// failed. `wake` tells whether the connection must be resumed so the reader closes it.
         case stalled(wake: Bool)
+
+        /// Whether the connection is suspended and must be resumed.
+        package var needsWake: Bool {
+            switch self {
+            case .heartbeat(wake: true), .stalled(wake: true): true
+            case .none, .heartbeat(wake: false), .stalled(wake: false): false
+            }
+        }
     }
 
     /// Called once per tick. Queues `heartbeat` on a stream that had nothing queued since the

@@ -28,7 +28,7 @@ package final class Ticker: @unchecked Sendable {
             guard let self else { return }
             let second = seconds.add(1, ordering: .relaxed).newValue
             if let frame, second % heartbeatSeconds == 0 {
-                for sub in streams() { _ = sub.tick(heartbeat: frame, stallTicks: stallTicks) }
+                Subscriber.tick(streams(), heartbeat: frame, stallTicks: stallTicks)
             } else if stallTicks > 0 {
                 for sub in streams() where sub.pendingBytes > 0 {
                     _ = sub.tick(heartbeat: nil, stallTicks: stallTicks)

@@ -32,6 +32,8 @@ package final class HTTPTransport: Sendable {
         /// Shuts down connections whose request is past its deadline (slowloris); its cancel
         /// handler frees the tracker, so it is cancelled only after `MHD_stop_daemon`.
         var reaper: DispatchSourceTimer?
+        /// Watches every stream's socket for a closed peer; runs the idle-buffer release pass.
+        var watcher: PeerWatcher?
     }
     private let state = Mutex(State())
 
@@ -52,6 +54,22 @@ package final class HTTPTransport: Sendable {
 
     /// Number of open streams.
     package var streamCount: Int { state.withLock { $0.streams.count } }
+
+    /// The open stream of subscriber `id`, if any.
+    func stream(id: UInt64) -> Subscriber? { state.withLock { $0.streams[id] } }
+
+    /// The peer watcher, while started (nil if the kernel refused one).
+    var peerWatcher: PeerWatcher? { state.withLock { $0.watcher } }
+
+    /// Streams failed because the peer watcher saw their peer gone (reset, or a probe after a
+    /// FIN answered by a reset).
+    package var closedPeers: Int { peerWatcher?.peersGone.load(ordering: .relaxed) ?? 0 }
+
+    /// Idle streams' write regions given back to the kernel since the process started (every
+    /// transport), and their bytes.
+    package static var releasedIdleBuffers: (regions: Int, bytes: Int) {
+        (PeerWatcher.releasedRegions.load(ordering: .relaxed), PeerWatcher.releasedBytes.load(ordering: .relaxed))
+    }
 
     /// Binds and starts serving. Throws `.startFailed` with libmicrohttpd's reason.
     package func start() throws(MicroSSEError) {
@@ -97,7 +115,10 @@ package final class HTTPTransport: Sendable {
             throw MicroSSEError(.startFailed, error.withUnsafeBufferPointer { String(cString: $0.baseAddress!) })
         }
         boundPort.store(msse_shim_daemon_port(daemon), ordering: .releasing)
+        let watcher = PeerWatcher(lookup: { [weak self] id in self?.stream(id: id) })
+        if watcher == nil { log("peer watcher unavailable: closed peers are noticed on their next write") }
         state.withLock {
+            $0.watcher = watcher
             $0.daemon = DaemonHandle(pointer: daemon)
             $0.retainedSelf = retained
             $0.reaper = tracker.map { startReaper($0) }
@@ -133,17 +154,20 @@ package final class HTTPTransport: Sendable {
         }
         // Any stream still open is not suspended (finish() resumed it and its reader no longer
         // suspends), so stopping the daemon now is safe; it closes those connections.
-        let (retained, reaper) = state.withLock { s -> (Unmanaged<HTTPTransport>?, DispatchSourceTimer?) in
+        let (retained, reaper, watcher) = state.withLock {
+            s -> (Unmanaged<HTTPTransport>?, DispatchSourceTimer?, PeerWatcher?) in
             defer {
                 s.daemon = nil
                 s.retainedSelf = nil
                 s.reaper = nil
                 s.drained = nil
+                s.watcher = nil
             }
-            return (s.retainedSelf, s.reaper)
+            return (s.retainedSelf, s.reaper, s.watcher)
         }
         MHD_stop_daemon(daemon.pointer)
         reaper?.cancel()  // after the daemon: its cancel handler frees the tracker
+        watcher?.stop()  // after the daemon: every free callback has removed its registration
         if listenSocket >= 0 { close(listenSocket) }
         retained?.release()
     }

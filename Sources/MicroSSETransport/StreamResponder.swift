@@ -17,15 +17,19 @@ private final class StreamContext: Sendable {
     let connection: ConnectionHandle
     let transport: HTTPTransport
     let onClose: @Sendable () -> Void
+    /// The socket and the watcher it is registered with (removed in the free callback, before
+    /// libmicrohttpd closes the socket).
+    let watched: (fd: Int32, watcher: PeerWatcher)?
 
     init(
         subscriber: Subscriber, connection: ConnectionHandle, transport: HTTPTransport,
-        onClose: @escaping @Sendable () -> Void
+        onClose: @escaping @Sendable () -> Void, watched: (fd: Int32, watcher: PeerWatcher)?
     ) {
         self.subscriber = subscriber
         self.connection = connection
         self.transport = transport
         self.onClose = onClose
+        self.watched = watched
     }
 }
 
@@ -46,16 +50,22 @@ func queueStream(
         return queue(.text("server is stopping", status: 503), on: connection, transport)
     }
     let handle = ConnectionHandle(pointer: connection)
-    let context = StreamContext(subscriber: subscriber, connection: handle, transport: transport, onClose: onClose)
-    let cls = Unmanaged.passRetained(context).toOpaque()
     subscriber.setWaker { MHD_resume_connection(handle.pointer) }
     // libmicrohttpd owns the socket and closes it only after the response's free callback has
     // run (MHD_connection_close_ destroys the response first), and that callback detaches the
-    // subscriber, clearing this closer under its lock: the fd is never used after it is closed.
+    // subscriber, clearing this closer under its lock, and removes the socket from the peer
+    // watcher: the fd is never used after it is closed.
     let fd = msse_shim_connection_fd(connection)
+    var watched: (fd: Int32, watcher: PeerWatcher)?
     if fd >= 0 {
         subscriber.setCloser { _ = shutdown(fd, Int32(SHUT_RDWR)) }
+        if let watcher = transport.peerWatcher, watcher.watch(fd: fd, token: subscriber.id) {
+            watched = (fd, watcher)
+        }
     }
+    let context = StreamContext(
+        subscriber: subscriber, connection: handle, transport: transport, onClose: onClose, watched: watched)
+    let cls = Unmanaged.passRetained(context).toOpaque()
     guard
         let response = MHD_create_response_from_callback(
             UInt64.max, TransportOptions.streamBlockSize, streamReader, cls, streamFreed)
@@ -86,7 +96,9 @@ private func readStream(_ context: StreamContext, into out: UnsafeMutableRawBuff
         into: out,
         // Suspend while the subscriber's lock is held, so a publisher's resume can only come
         // after the suspend (no lost wake-up, no resume of a running connection).
-        onSuspend: { MHD_suspend_connection(context.connection.pointer) })
+        onSuspend: { MHD_suspend_connection(context.connection.pointer) },
+        // Once until the release pass drops it: the pass gives an idle stream's pages back.
+        onListing: { context.watched?.watcher.list(context.subscriber) })
     switch action {
     case .wrote(let bytes, let events):
         context.transport.deliveredBytes.add(bytes, ordering: .relaxed)
@@ -101,6 +113,7 @@ private func readStream(_ context: StreamContext, into out: UnsafeMutableRawBuff
 private let streamFreed: MHD_ContentReaderFreeCallback = { cls in
     guard let cls else { return }
     let context = Unmanaged<StreamContext>.fromOpaque(cls).takeRetainedValue()
+    if let watched = context.watched { watched.watcher.unwatch(fd: watched.fd) }
     context.subscriber.detach()
     context.transport.streamClosed(context.subscriber)
     context.onClose()

@@ -1,7 +1,7 @@
 import ArgumentParser
-import Dispatch
 import Logging
 import MicroSSE
+import ServiceLifecycle
 
 #if canImport(Glibc)
     import Glibc
@@ -13,6 +13,13 @@ struct MicroSSECommand: AsyncParsableCommand {
         commandName: "microsse",
         abstract: "An embeddable Server-Sent Events server on libmicrohttpd.",
         subcommands: [Demo.self, Serve.self, Doctor.self])
+
+    /// Parses the command line with the `MICROSSE_*` environment variables added (flags win),
+    /// then runs the command.
+    static func main() async {
+        let arguments = Array(CommandLine.arguments.dropFirst())
+        await main(EnvironmentOptions.apply(to: arguments, environment: EnvironmentOptions.current))
+    }
 }
 
 /// Options every subcommand shares.
@@ -25,47 +32,33 @@ struct CommonOptions: ParsableArguments {
 
 extension Logger.Level: @retroactive ExpressibleByArgument {}
 
-/// The write end of the self-pipe the signal handler writes the signal number to.
-/// Written once before the handler is installed, then only read (by the handler).
-nonisolated(unsafe) private var signalPipeWrite: Int32 = -1
-
 /// Runs `server` until SIGINT or SIGTERM, then stops it gracefully (every stream ends cleanly).
 ///
-/// A plain `sigaction` handler writes the signal to a pipe that a Dispatch read source drains:
-/// it works whichever thread the kernel picks. (A Dispatch signal source with the signals set to
-/// SIG_IGN loses a signal delivered to a thread that does not block it, e.g. libmicrohttpd's.)
-/// The signals are also unblocked here, since a parent can hand down a mask that blocks them.
-func runUntilSignalled(_ server: Server, logger: Logger, onStart: () -> Void = {}) async throws {
-    var fds: [Int32] = [-1, -1]
-    guard pipe(&fds) == 0 else { throw MicroSSEError(.startFailed, "cannot create the signal pipe") }
-    signalPipeWrite = fds[1]
-    var action = sigaction()
-    action.__sigaction_handler.sa_handler = { sig in
-        var byte = UInt8(truncatingIfNeeded: sig)
-        _ = write(signalPipeWrite, &byte, 1)
+/// A swift-service-lifecycle `ServiceGroup` installs the signal handlers before the server
+/// starts, so `onStart` (which prints the URL a supervisor or test waits for) runs only once a
+/// signal can no longer kill the process outright.
+func runUntilSignalled(_ server: Server, logger: Logger, onStart: @escaping @Sendable () -> Void = {}) async throws {
+    let group = ServiceGroup(
+        services: [StartedServer(server: server, onStart: onStart)], gracefulShutdownSignals: [.sigterm, .sigint],
+        logger: logger)
+    try await group.run()
+}
+
+/// ``Server/run()`` with a callback once the port is bound.
+private struct StartedServer: Service {
+    let server: Server
+    let onStart: @Sendable () -> Void
+
+    func run() async throws {
+        try server.start()
+        onStart()
+        fflush(nil)  // the URL line must reach a pipe (tests, supervisors) at once
+        await withGracefulShutdownHandler {
+            await server.waitUntilStopped()
+        } onGracefulShutdown: {
+            server.stop()
+        }
     }
-    sigemptyset(&action.sa_mask)
-    action.sa_flags = SA_RESTART
-    var unblock = sigset_t()
-    sigemptyset(&unblock)
-    for sig in [SIGINT, SIGTERM] {
-        sigaction(sig, &action, nil)
-        sigaddset(&unblock, sig)
-    }
-    pthread_sigmask(SIG_UNBLOCK, &unblock, nil)
-    let source = DispatchSource.makeReadSource(fileDescriptor: fds[0], queue: .global())
-    source.setEventHandler {
-        var byte: UInt8 = 0
-        guard read(fds[0], &byte, 1) == 1 else { return }
-        logger.info("signal \(byte): stopping")
-        server.stop()
-    }
-    source.resume()
-    try server.start()
-    onStart()
-    fflush(nil)  // the URL line must reach a pipe (tests, supervisors) at once
-    await server.waitUntilStopped()
-    source.cancel()
 }
 
 func makeLogger(_ level: Logger.Level) -> Logger {

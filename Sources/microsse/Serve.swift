@@ -56,6 +56,10 @@ struct Serve: AsyncParsableCommand {
     @Option(help: "libmicrohttpd polling threads (1 = one epoll thread; more spread streams over more cores).")
     var threads = defaults.threadPoolSize
     @Flag(help: "Serve a live page at / that subscribes to and publishes on a channel.") var web = false
+    @Option(help: "Read the publish token from this file (one trailing newline dropped); keeps it out of ps.")
+    var publishTokenFile: String?
+    @Flag(help: "Log one line per request and per ended stream: who, what, status, bytes, how long.")
+    var accessLog = false
 
     /// The configuration the flags describe (TLS files are read by ``run()``).
     private func configuration() throws(MicroSSEError) -> ServerConfiguration {
@@ -87,6 +91,12 @@ struct Serve: AsyncParsableCommand {
         config.publicChannels = publicChannel
         config.raiseFileLimit = true
         if let redis { config.redis = try RedisURL(redis) }
+        if let publishTokenFile {
+            guard publishToken == nil else {
+                throw MicroSSEError(.invalidArgument, "give --publish-token or --publish-token-file, not both")
+            }
+            config.publishToken = try readSecret(publishTokenFile)
+        }
         return config
     }
 
@@ -108,6 +118,11 @@ struct Serve: AsyncParsableCommand {
             config.tls = try ServerConfiguration.TLS(certificateFile: tlsCert, privateKeyFile: tlsKey)
         }
         let server = Server(configuration: config, logger: logger)
+        if accessLog {
+            var access = Logger(label: "microsse.access")
+            access.logLevel = .info
+            server.setAccessLog(access)
+        }
         if web { server.addRoute("GET", "/") { _ in .html(hubPage) } }
         server.addRoute("GET", "/microsse.js") { _ in
             Response(headers: [("Content-Type", "text/javascript; charset=utf-8")], body: Array(microsseScript.utf8))

@@ -85,6 +85,12 @@ private func checkPerThreadOrder(_ events: [ParsedEvent], threads: Int, perThrea
     func valgrind() throws {
         let dir = try temporaryDirectory("valgrind")
         defer { try? FileManager.default.removeItem(at: dir) }
+        // The library without its debug info: valgrind 3.19 cannot read the DWARF 5 that clang
+        // writes for the C code of some dependencies, and gives up on the whole process. Leaks and
+        // invalid accesses are still found; only the library's frames lose their line numbers.
+        let stripped = dir.appendingPathComponent("libmicrosse.so")
+        let strip = try run("objcopy", ["--strip-debug", libraryPath, stripped.path])
+        try #require(strip.status == 0, "objcopy --strip-debug failed: \(strip.err)")
         let clock = try buildProgram("clock", sources: [exampleSource], in: dir, flags: strictC + ["-g", "-O0"])
         let valgrind = try run("sh", ["-c", "command -v valgrind"]).out.trimmingCharacters(in: .whitespacesAndNewlines)
         try #require(!valgrind.isEmpty, "valgrind is not installed (make test-deps installs it)")

@@ -105,8 +105,10 @@ struct SecurityTests {
         let recorder = Recorder()
         server.setAuthorizer { _, access in recorder.decide(access) }
         let port = server.port
-        // The control: the allowed channel streams, the forbidden one is refused.
-        #expect(try EventStreamClient(port: port, path: "/events/public").status == 200)
+        // The control: the allowed channel streams (kept open: a closed client's stream is
+        // gone at once), the forbidden one is refused.
+        let control = try EventStreamClient(port: port, path: "/events/public")
+        #expect(control.status == 200)
         #expect(recorder.take() == [.subscribe(channels: ["public"])])
         #expect(try httpRequest(port: port, path: "/events/secret").status == 403)
         #expect(recorder.take() == [.subscribe(channels: ["secret"])])
@@ -123,6 +125,7 @@ struct SecurityTests {
             }
         }
         #expect(server.statistics.clients == 1)
+        withExtendedLifetime(control) {}
     }
 
     @Test("a stream opened through a path trick never carries a channel the authorizer did not see")

@@ -19,9 +19,21 @@ struct ConnectionMemoryTests {
         ]
     }
 
-    @Test("the default pool is 5 KiB")
+    @Test("the default pool is libmicrohttpd's 32 KiB")
     func defaultPool() {
-        #expect(ServerConfiguration().connectionMemoryLimit == 5 << 10)
+        #expect(ServerConfiguration().connectionMemoryLimit == 32 << 10)
+    }
+
+    @Test("with the default pool, a subscribe request with 16 KB of headers streams")
+    func largeHeadersFit() throws {
+        let server = try makeServer()
+        defer { server.stop() }
+        let stream = try EventStreamClient(
+            port: server.port, path: "/events/news", headers: browserHeaders(cookie: 15_500))
+        #expect(stream.status == 200)
+        try #require(eventually { server.statistics.clients == 1 })
+        try server.publish("hello", to: "news")
+        #expect(try stream.next()?.data == "hello")
     }
 
     @Test("with the default pool, a browser-like subscribe request with 2 KB of headers streams")
@@ -39,7 +51,7 @@ struct ConnectionMemoryTests {
     @Test("a request larger than the pool is refused with 431, and a larger pool accepts it")
     func largerThanPool() throws {
         let headers = browserHeaders(cookie: 6_000)
-        let small = try makeServer()
+        let small = try makeServer { $0.connectionMemoryLimit = 5 << 10 }
         defer { small.stop() }
         #expect(try httpRequest(port: small.port, path: "/healthz", headers: headers).status == 431)
         let large = try makeServer { $0.connectionMemoryLimit = 16 << 10 }
@@ -53,7 +65,7 @@ struct ConnectionMemoryTests {
         defer { server.stop() }
         let streams = try (0..<5).map { _ in try EventStreamClient(port: server.port, path: "/events/big") }
         try #require(eventually { server.statistics.clients == 5 })
-        let payload = String(repeating: "0123456789abcdef", count: 1_024)  // 16 KiB
+        let payload = String(repeating: "0123456789abcdef", count: 3_072)  // 48 KiB
         try server.publish(payload, to: "big")
         for stream in streams { #expect(try stream.next()?.data == payload) }
     }

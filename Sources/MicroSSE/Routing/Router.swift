@@ -58,10 +58,13 @@ final class Router: TransportDelegate {
     }
 
     func handle(_ request: Request) -> TransportReply {
+        let started = ContinuousClock.now
         let origin = cors.allowedOrigin(for: request)
         let reply =
             request.method == "OPTIONS" ? .response(cors.preflight(allowed: origin != nil)) : route(request)
-        return cors.decorate(reply, origin: origin)
+        let decorated = cors.decorate(reply, origin: origin)
+        hub.answered(request, decorated, since: started)
+        return decorated
     }
 
     private func route(_ request: Request) -> TransportReply {

@@ -1,0 +1,115 @@
+import MicroSSE
+import MicroSSETestSupport
+import MicroSSETransport
+import Synchronization
+import Testing
+
+#if canImport(Glibc)
+    import Glibc
+#endif
+
+/// Closed peers are noticed while their stream is idle (suspended), half-closed readers keep
+/// their stream, and idle streams' buffer pages go back to the kernel without corrupting what is
+/// written after. Heartbeats are off in every test here: nothing but the peer watcher can notice.
+@Suite("Peer watcher and idle buffers")
+struct PeerWatcherTests {
+    /// Opens 3 streams under `maxClients` 3, ends one client with `end`, and measures how long
+    /// until a 4th subscribe is accepted.
+    func slotFreed(by end: (RawConnection) -> Void) throws {
+        let disconnects = Atomic<Int>(0)
+        let server = try makeServer { $0.maxClients = 3 }
+        defer { server.stop() }
+        server.onDisconnect { _ in disconnects.add(1, ordering: .relaxed) }
+        let streams = try (0..<3).map { _ in try EventStreamClient(port: server.port, path: "/events/c") }
+        #expect(streams.allSatisfy { $0.status == 200 })
+        try #require(eventually { server.statistics.clients == 3 })
+        let refused = try EventStreamClient(port: server.port, path: "/events/c")
+        #expect(refused.status != 200, "a 4th stream must be refused while 3 are open")
+        refused.close()
+        // Let every stream go idle (suspended) before the close.
+        usleep(100_000)
+
+        let closedAt = now()
+        end(streams[0].connection)
+        var fourth: EventStreamClient?
+        while fourth == nil && now() < closedAt + 1 {
+            let attempt = try EventStreamClient(port: server.port, path: "/events/c")
+            if attempt.status == 200 { fourth = attempt } else { attempt.close() }
+            if fourth == nil { usleep(1_000) }
+        }
+        let elapsed = now() - closedAt
+        print("slot reusable \(Int(elapsed * 1_000)) ms after the client closed")
+        let stream = try #require(fourth, "no 4th stream within 1 s of the close")
+        #expect(elapsed <= 1)
+        #expect(disconnects.load(ordering: .relaxed) >= 1)
+        #expect(eventually { server.statistics.clients == 3 })
+        // The survivors and the newcomer still stream.
+        try server.publish("after", to: "c")
+        for s in [streams[1], streams[2], stream] { #expect(try s.next()?.data == "after") }
+    }
+
+    @Test("a client that closes an idle stream frees its slot at once")
+    func closedClientFreesSlot() throws {
+        try slotFreed { $0.close() }
+    }
+
+    @Test("a client that resets an idle stream frees its slot at once")
+    func resetClientFreesSlot() throws {
+        try slotFreed { $0.reset() }
+    }
+
+    @Test("a half-closed client (shutdown SHUT_WR) keeps receiving")
+    func halfClosedKeepsReceiving() throws {
+        let server = try makeServer()
+        defer { server.stop() }
+        let stream = try EventStreamClient(port: server.port, path: "/events/h")
+        try #require(eventually { server.statistics.clients == 1 })
+        usleep(50_000)
+        #expect(shutdown(stream.connection.fd, Int32(SHUT_WR)) == 0)
+        // Longer than the probe's round trip: a closed peer would be gone by now.
+        usleep(300_000)
+        #expect(server.statistics.clients == 1)
+        for i in 0..<3 {
+            try server.publish("half \(i)", to: "h")
+            #expect(try stream.next()?.data == "half \(i)")
+            usleep(200_000)
+        }
+        #expect(server.statistics.clients == 1)
+        // A full close after the half-close is noticed on the next write.
+        stream.close()
+        try server.publish("gone", to: "h")
+        #expect(eventually(timeout: 2) { server.statistics.clients == 0 })
+    }
+
+    @Test("streams resumed after their idle buffer was given back deliver every byte exactly")
+    func releasedBuffersDeliverExactly() throws {
+        let server = try makeServer { $0.clientBufferBytes = 1 << 20 }
+        defer { server.stop() }
+        let count = 200
+        let streams = try (0..<count).map { _ in try EventStreamClient(port: server.port, path: "/events/idle") }
+        try #require(eventually { server.statistics.clients == count })
+        let before = HTTPTransport.releasedIdleBuffers
+        // Two release passes see every stream suspended (one marks, the next releases).
+        usleep(2_600_000)
+        let after = HTTPTransport.releasedIdleBuffers
+        print(
+            "idle buffers given back: \(after.regions - before.regions) regions, "
+                + "\((after.bytes - before.bytes) / 1_024) KiB for \(count) streams")
+        #expect(after.regions - before.regions >= count)
+
+        let sizes = [1, 100, 4_095, 4_096, 4_097, 9_000, 31_000, 40_000, 70_000]
+        for (i, size) in sizes.enumerated() {
+            // Printable bytes that change every position, so zeroed or stale pages would show.
+            let payload = String((0..<size).map { Character(UnicodeScalar(UInt8(33 + ($0 * 7 + i) % 90))) })
+            try server.publish(payload, to: "idle")
+            for (n, stream) in streams.enumerated() {
+                let event = try #require(try stream.next(timeout: 10), "stream \(n) missed event \(i)")
+                #expect(event.data == payload, "stream \(n), event \(i) of \(size) bytes differs")
+            }
+            if i == 4 {
+                // Idle again long enough for a second release on every stream.
+                usleep(2_100_000)
+            }
+        }
+    }
+}

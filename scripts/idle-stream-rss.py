@@ -1,0 +1,100 @@
+#!/usr/bin/env python3
+"""Measures a MicroSSE server's memory per idle stream and CPU per heartbeat tick.
+
+Starts `BINARY serve` on a free port, opens N idle streams from this process (raw sockets, never
+read: heartbeats pile up in the kernel's buffers, not in the server), and samples the server's
+VmRSS and CPU time (/proc). Prints RSS per stream just after the streams are open and after
+`--idle` seconds, and, with --heartbeat, the server CPU per tick.
+
+  scripts/idle-stream-rss.py .build/release/microsse --streams 2000 --idle 3
+  scripts/idle-stream-rss.py .build/release/microsse --streams 5000 --heartbeat 1 --idle 10
+"""
+import argparse
+import os
+import socket
+import subprocess
+import sys
+import time
+
+
+def rss_kib(pid):
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    return -1
+
+
+def cpu_seconds(pid):
+    """User and system CPU seconds of the process."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    tick = os.sysconf("SC_CLK_TCK")
+    return int(fields[11]) / tick, int(fields[12]) / tick
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def main():
+    p = argparse.ArgumentParser()
+    p.add_argument("binary")
+    p.add_argument("--streams", type=int, default=2000)
+    p.add_argument("--idle", type=float, default=3.0)
+    p.add_argument("--heartbeat", type=int, default=0)
+    p.add_argument("--settle", type=float, default=0.0, help="seconds to wait before the CPU window")
+    p.add_argument("--extra", default="", help="more serve arguments, space-separated")
+    a = p.parse_args()
+    port = free_port()
+    args = [a.binary, "serve", "--host", "127.0.0.1", "--port", str(port), "--heartbeat", str(a.heartbeat)]
+    args += a.extra.split()
+    server = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        for _ in range(100):
+            try:
+                socket.create_connection(("127.0.0.1", port)).close()
+                break
+            except OSError:
+                time.sleep(0.05)
+        time.sleep(0.2)
+        base = rss_kib(server.pid)
+        request = f"GET /events/idle HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nAccept: text/event-stream\r\n\r\n".encode()
+        socks = []
+        for _ in range(a.streams):
+            s = socket.create_connection(("127.0.0.1", port))
+            s.sendall(request)
+            socks.append(s)
+        for s in socks:  # the response head: the stream is open (and soon suspended)
+            s.settimeout(5)
+            if not s.recv(4096).startswith(b"HTTP/1.1 200"):
+                sys.exit("a stream was refused")
+        time.sleep(0.3)
+        opened = rss_kib(server.pid)
+        time.sleep(a.settle)
+        cpu0, t0 = cpu_seconds(server.pid), time.monotonic()
+        time.sleep(a.idle)
+        cpu1, t1 = cpu_seconds(server.pid), time.monotonic()
+        idle = rss_kib(server.pid)
+        n = a.streams
+        print(f"{n} streams, base RSS {base} KiB")
+        print(f"just open: {(opened - base) * 1024 / n / 1000:.1f} KB per stream")
+        print(f"after {a.settle + a.idle:g} s idle: {(idle - base) * 1024 / n / 1000:.1f} KB per stream")
+        user, system = cpu1[0] - cpu0[0], cpu1[1] - cpu0[1]
+        cpu = user + system
+        print(
+            f"server CPU over {t1 - t0:.1f} s idle: {cpu:.2f} s ({100 * cpu / (t1 - t0):.2f}% of a core;"
+            f" user {user:.2f} s, system {system:.2f} s)"
+        )
+        if a.heartbeat:
+            ticks = (t1 - t0) / a.heartbeat
+            print(f"per tick ({n} streams): {1000 * cpu / ticks:.1f} ms; per stream per tick: {1e6 * cpu / ticks / n:.1f} us")
+    finally:
+        server.terminate()
+        server.wait()
+
+
+if __name__ == "__main__":
+    main()
