@@ -84,7 +84,8 @@ struct Serve: AsyncParsableCommand {
         config.connectionMemoryLimit = connectionMemory
         config.threadPoolSize = threads
         if jwtSecret != nil, jwtKey != nil {
-            throw MicroSSEError(.invalidArgument, "--jwt-secret and --jwt-key are exclusive: give one")
+            throw MicroSSEError(
+                .invalidArgument, "give --jwt-secret (or MICROSSE_JWT_SECRET) or --jwt-key, not both")
         }
         if let jwtSecret { config.jwt = JWTSettings(secret: jwtSecret) }
         if let jwtKey { config.jwt = try JWTSettings(publicKeyFile: jwtKey) }

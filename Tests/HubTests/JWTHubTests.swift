@@ -274,7 +274,7 @@ struct JWTHubTests {
     @Test("microsse serve --log-level trace: the query token never appears in its output")
     func queryTokenNotLogged() throws {
         let hub = try ServerProcess([
-            "serve", "--port", "0", "--log-level", "trace", "--jwt-key", TokenMint.rsa.publicPath,
+            "serve", "--port", "0", "--log-level", "trace", "--access-log", "--jwt-key", TokenMint.rsa.publicPath,
             "--public-channel", "news",
         ])
         let token = TokenMint.rs256(TokenMint.claims(subscribe: ["user.1.*"], exp: TokenMint.now + 60))
