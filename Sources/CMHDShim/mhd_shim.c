@@ -1,12 +1,16 @@
 #include "mhd_shim.h"
 
 #include <arpa/inet.h>
+#include <dlfcn.h>
+#include <errno.h>
+#include <poll.h>
 #include <netinet/in.h>
 #include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/socket.h>
 #include <time.h>
 
@@ -133,6 +137,93 @@ unsigned int msse_shim_reap_slow_requests(msse_shim_tracker *t) {
     return n;
 }
 
+/* ---- Query size (see mhd_shim.h) ---- */
+static const char msse_shim_query_marker = 0;
+
+const void *msse_shim_query_too_large_marker(void) { return &msse_shim_query_marker; }
+
+/* Called by libmicrohttpd with the raw request target, in place in its read buffer, before it
+ * splits off and parses the query (the pointer is const only in the callback's signature). */
+static void *msse_shim_uri_log(void *cls, const char *uri, struct MHD_Connection *connection) {
+    (void)connection;
+    size_t pool = (size_t)(uintptr_t)cls;
+    char *query = uri != NULL ? strchr(uri, '?') : NULL;
+    if (query == NULL) return NULL;
+    size_t parameters = 1;
+    for (const char *p = query + 1; *p != '\0'; p++) {
+        if (*p == '&') parameters++;
+    }
+    size_t cost = strlen(uri) + parameters * MSSE_SHIM_POOL_ITEM_BYTES;
+    size_t room = pool > 2 * MSSE_SHIM_RESPONSE_HEAD_RESERVE ? pool - 2 * MSSE_SHIM_RESPONSE_HEAD_RESERVE : 0;
+    if (cost <= room) return NULL;
+    query[1] = '\0'; /* libmicrohttpd parses an empty query */
+    return (void *)&msse_shim_query_marker;
+}
+
+typedef struct msse_shim_footprint {
+    const char *last_end; /* the end of the header value that lies furthest in the buffer */
+    size_t items, copies;
+} msse_shim_footprint;
+
+static enum MHD_Result msse_shim_count_item(void *cls, enum MHD_ValueKind kind, const char *key, size_t key_size,
+                                            const char *value, size_t value_size) {
+    (void)key;
+    (void)key_size;
+    msse_shim_footprint *f = cls;
+    f->items++;
+    if (kind == MHD_HEADER_KIND && value != NULL) {
+        if (value + value_size > f->last_end) f->last_end = value + value_size;
+        if (key != NULL && key_size == 6 && strncasecmp(key, "Cookie", 6) == 0) f->copies += value_size + 1;
+    }
+    return MHD_YES;
+}
+
+size_t msse_shim_request_footprint(struct MHD_Connection *connection, const char *method, const char *version) {
+    msse_shim_footprint f = {NULL, 0, 0};
+    MHD_get_connection_values_n(connection, MHD_HEADER_KIND, msse_shim_count_item, &f);
+    MHD_get_connection_values_n(connection, MHD_GET_ARGUMENT_KIND, msse_shim_count_item, &f);
+    MHD_get_connection_values_n(connection, MHD_COOKIE_KIND, msse_shim_count_item, &f);
+    size_t head = 0;
+    const char *end = f.last_end;
+    if (version != NULL && (end == NULL || version + strlen(version) > end)) end = version + strlen(version);
+    /* The head lies in place from the method on; without a plausible layout, count nothing. */
+    if (method != NULL && end != NULL && end > method && (size_t)(end - method) < ((size_t)1 << 30))
+        head = (size_t)(end - method) + 4;
+    return head + f.items * MSSE_SHIM_POOL_ITEM_BYTES + f.copies;
+}
+
+typedef ssize_t (*msse_shim_tls_send)(void *session, const void *data, size_t size);
+
+int msse_shim_send_raw_answer(struct MHD_Connection *connection, const void *bytes, size_t size) {
+    const union MHD_ConnectionInfo *info = MHD_get_connection_info(connection, MHD_CONNECTION_INFO_GNUTLS_SESSION);
+    void *session = info != NULL ? info->tls_session : NULL;
+    msse_shim_tls_send tls_send = NULL;
+    if (session != NULL) {
+        /* GnuTLS is loaded with libmicrohttpd; MicroSSE does not link it itself. */
+        void *symbol = dlsym(RTLD_DEFAULT, "gnutls_record_send");
+        memcpy(&tls_send, &symbol, sizeof tls_send); /* POSIX: dlsym's result as a function */
+        if (tls_send == NULL) return -1;
+    }
+    int fd = msse_shim_connection_fd(connection);
+    if (fd < 0) return -1;
+    const char *p = bytes;
+    size_t left = size;
+    for (int attempts = 0; left > 0 && attempts < 50; attempts++) {
+        ssize_t n = tls_send != NULL ? tls_send(session, p, left) : send(fd, p, left, MSG_NOSIGNAL | MSG_DONTWAIT);
+        if (n > 0) {
+            p += n;
+            left -= (size_t)n;
+            continue;
+        }
+        if (n < 0 && tls_send == NULL && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) return -1;
+        if (n < 0 && tls_send != NULL && n != -28 /* GNUTLS_E_AGAIN */ && n != -52 /* GNUTLS_E_INTERRUPTED */)
+            return -1;
+        struct pollfd pfd = {fd, POLLOUT, 0};
+        (void)poll(&pfd, 1, 10); /* a fresh socket's send buffer holds a short answer: rarely reached */
+    }
+    return left == 0 ? 0 : -1;
+}
+
 struct MHD_Daemon *msse_shim_start_daemon(const msse_shim_daemon_options *o, char *error,
                                           size_t error_size) {
     struct sockaddr_storage addr;
@@ -183,6 +274,9 @@ struct MHD_Daemon *msse_shim_start_daemon(const msse_shim_daemon_options *o, cha
     if (o->tracker != NULL)
         opts[i++] = (struct MHD_OptionItem){MHD_OPTION_NOTIFY_CONNECTION, (intptr_t)msse_shim_notify_connection,
                                             o->tracker};
+    opts[i++] = (struct MHD_OptionItem){MHD_OPTION_URI_LOG_CALLBACK, (intptr_t)msse_shim_uri_log,
+                                        (void *)(uintptr_t)(o->connection_memory_limit ? o->connection_memory_limit
+                                                                                       : 32u * 1024u)};
     if (o->tls_cert_pem != NULL && o->tls_key_pem != NULL) {
         flags |= MHD_USE_TLS;
         opts[i++] = (struct MHD_OptionItem){MHD_OPTION_HTTPS_MEM_CERT, 0, (void *)o->tls_cert_pem};
@@ -221,4 +315,147 @@ int msse_shim_connection_fd(struct MHD_Connection *connection) {
     const union MHD_ConnectionInfo *info =
         MHD_get_connection_info(connection, MHD_CONNECTION_INFO_CONNECTION_FD);
     return info != NULL ? (int)info->connect_fd : -1;
+}
+
+/* ---- Request head checks (see mhd_shim.h) ----
+ * libmicrohttpd 0.9.75 parses the head in place: each line's CR and LF become NULs, the colon
+ * becomes a NUL and the value starts after the spaces that follow it; a folded line is appended
+ * to a copy of the header's name, and values are measured with strlen. So in a well-formed head
+ * each name is followed, within its line, by NUL and blanks up to its value, and each value by
+ * NULs and blanks up to the next name. Anything else between them (a byte after a NUL inside a
+ * value, a name that is no longer next to its value) means the line was not what the parsed
+ * values say. Only bytes between two pointers into the same pool, at most MSSE_SHIM_GAP_MAX
+ * apart, are read. */
+#define MSSE_SHIM_GAP_MAX 4096
+
+typedef struct msse_shim_header {
+    const char *key, *value;
+    size_t key_size, value_size;
+} msse_shim_header;
+
+typedef struct msse_shim_headers {
+    msse_shim_header *items;
+    size_t count, capacity;
+    int failed;
+} msse_shim_headers;
+
+static enum MHD_Result msse_shim_collect_header(void *cls, enum MHD_ValueKind kind, const char *key, size_t key_size,
+                                                const char *value, size_t value_size) {
+    (void)kind;
+    msse_shim_headers *h = cls;
+    if (h->count == h->capacity) {
+        size_t capacity = h->capacity ? h->capacity * 2 : 32;
+        msse_shim_header *items = realloc(h->items, capacity * sizeof *items);
+        if (items == NULL) {
+            h->failed = 1;
+            return MHD_NO;
+        }
+        h->items = items;
+        h->capacity = capacity;
+    }
+    h->items[h->count++] = (msse_shim_header){key, value != NULL ? value : "", key_size,
+                                               value != NULL ? value_size : 0};
+    return MHD_YES;
+}
+
+static int msse_shim_is_tchar(unsigned char c) {
+    if ((c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z')) return 1;
+    return c != '\0' && strchr("!#$%&'*+-.^_`|~", c) != NULL;
+}
+
+/* Whether [from, to) is at most MSSE_SHIM_GAP_MAX bytes of NULs and blanks, starting with a NUL. */
+static int msse_shim_blank_gap(const char *from, const char *to) {
+    if (to <= from || (size_t)(to - from) > MSSE_SHIM_GAP_MAX || from[0] != '\0') return 0;
+    for (const char *p = from; p < to; p++) {
+        if (*p != '\0' && *p != ' ' && *p != '\t') return 0;
+    }
+    return 1;
+}
+
+static int msse_shim_equals_ci(const char *a, size_t a_size, const char *b) {
+    size_t n = strlen(b);
+    if (a_size != n) return 0;
+    for (size_t i = 0; i < n; i++) {
+        unsigned char x = (unsigned char)a[i], y = (unsigned char)b[i];
+        if (x >= 'A' && x <= 'Z') x = (unsigned char)(x + 32);
+        if (y >= 'A' && y <= 'Z') y = (unsigned char)(y + 32);
+        if (x != y) return 0;
+    }
+    return 1;
+}
+
+static int msse_shim_refuse(char *reason, size_t size, const char *text) {
+    snprintf(reason, size, "%s", text);
+    return -1;
+}
+
+static int msse_shim_check_headers(const msse_shim_headers *h, const char *version, char *reason, size_t size) {
+    /* The request line's end tells the line-end style: two NULs for CRLF, one for a bare LF. */
+    size_t line_end = 2;
+    if (h->count > 0 && version != NULL && version[0] != '\0') {
+        const char *end = version + strlen(version);
+        const char *first = h->items[0].key;
+        if (first > end && first - end <= 2 && msse_shim_blank_gap(end, first)) line_end = (size_t)(first - end);
+        else return msse_shim_refuse(reason, size, "malformed request line or first header line");
+    }
+    int content_lengths = 0, transfer_encodings = 0;
+    unsigned long long content_length = 0;
+    for (size_t i = 0; i < h->count; i++) {
+        const msse_shim_header *x = &h->items[i];
+        if (x->key_size == 0) return msse_shim_refuse(reason, size, "empty header name");
+        for (size_t j = 0; j < x->key_size; j++) {
+            if (!msse_shim_is_tchar((unsigned char)x->key[j]))
+                return msse_shim_refuse(reason, size,
+                                        "header name is not a token (no space before the colon, no control bytes)");
+        }
+        for (size_t j = 0; j < x->value_size; j++) {
+            unsigned char c = (unsigned char)x->value[j];
+            if (c == '\r' || c == '\n' || c == 0x7f || (c < 0x20 && c != '\t'))
+                return msse_shim_refuse(reason, size, "header value holds CR, LF, NUL or another control byte");
+        }
+        if (!msse_shim_blank_gap(x->key + x->key_size, x->value))
+            return msse_shim_refuse(reason, size, "malformed header line (obs-fold or a NUL before the value)");
+        const char *value_end = x->value + x->value_size;
+        if (i + 1 < h->count) {
+            if (!msse_shim_blank_gap(value_end, h->items[i + 1].key))
+                return msse_shim_refuse(reason, size, "malformed header line (obs-fold, or a NUL in a value)");
+        } else {
+            /* The last line: its end and the empty line's, all NULs (what follows is the body). */
+            for (size_t j = 0; j < line_end + 1; j++) {
+                if (value_end[j] != '\0')
+                    return msse_shim_refuse(reason, size, "malformed header line (a NUL in a value)");
+            }
+        }
+        if (msse_shim_equals_ci(x->key, x->key_size, "Content-Length")) {
+            if (x->value_size == 0 || x->value_size > 18)
+                return msse_shim_refuse(reason, size, "Content-Length must be 1 to 18 decimal digits");
+            unsigned long long n = 0;
+            for (size_t j = 0; j < x->value_size; j++) {
+                if (x->value[j] < '0' || x->value[j] > '9')
+                    return msse_shim_refuse(reason, size, "Content-Length must be 1 to 18 decimal digits");
+                n = n * 10 + (unsigned long long)(x->value[j] - '0');
+            }
+            if (content_lengths++ > 0 && n != content_length)
+                return msse_shim_refuse(reason, size, "conflicting Content-Length headers");
+            content_length = n;
+        } else if (msse_shim_equals_ci(x->key, x->key_size, "Transfer-Encoding")) {
+            if (transfer_encodings++ > 0)
+                return msse_shim_refuse(reason, size, "more than one Transfer-Encoding header");
+            if (!msse_shim_equals_ci(x->value, x->value_size, "chunked"))
+                return msse_shim_refuse(reason, size, "Transfer-Encoding other than exactly 'chunked' is not supported");
+        }
+    }
+    if (content_lengths > 0 && transfer_encodings > 0)
+        return msse_shim_refuse(reason, size, "Content-Length together with Transfer-Encoding");
+    return 0;
+}
+
+int msse_shim_check_request_head(struct MHD_Connection *connection, const char *version, char *reason,
+                                 size_t reason_size) {
+    msse_shim_headers h = {NULL, 0, 0, 0};
+    MHD_get_connection_values_n(connection, MHD_HEADER_KIND, msse_shim_collect_header, &h);
+    int result = h.failed ? msse_shim_refuse(reason, reason_size, "out of memory checking the request head")
+                          : msse_shim_check_headers(&h, version, reason, reason_size);
+    free(h.items);
+    return result;
 }

@@ -20,6 +20,8 @@ final class Hub: Sendable {
     /// The access log, when one is set (``Server/setAccessLog(_:)``).
     let accessLog = Mutex<AccessLog?>(nil)
     private let attached = Mutex(Attached())
+    /// Set when ``Server/stop()`` begins: `/readyz` answers `503` from then on.
+    let draining = Atomic<Bool>(false)
     /// Streams admitted and not yet closed (``ServerConfiguration/maxClients`` bounds it).
     let openStreams = Atomic<Int>(0)
     /// Token authorization, when ``ServerConfiguration/jwt`` is set.
@@ -58,7 +60,7 @@ final class Hub: Sendable {
             ?? MemoryBroker(
                 limits: .init(
                     historyCount: configuration.historyCount, historyBytes: configuration.historyBytes,
-                    memoryBytes: configuration.historyMemoryBytes))
+                    memoryBytes: configuration.historyMemoryBytes, ttlSeconds: configuration.historyTTLSeconds))
         self.broker = GapCountingBroker(base: broker, metrics: metrics)
     }
 

@@ -169,4 +169,6 @@ struct GapCountingBroker: EventBroker {
     func shutdown() { base.shutdown() }
 
     var channelCount: Int { base.channelCount }
+
+    var unavailableReason: String? { base.unavailableReason }
 }

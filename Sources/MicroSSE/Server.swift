@@ -138,8 +138,10 @@ public final class Server: Sendable {
             return (first ? l.transport : nil, l.ticker)
         }
         ticker?.cancel()
+        hub.draining.store(true, ordering: .relaxed)
         if let transport {
             hub.broker.shutdown()
+            spreadReconnects(transport.streams())
             transport.stop()
             hub.metrics.stopSampling(hub)
             hub.logger.info("microsse stopped")
@@ -151,6 +153,17 @@ public final class Server: Sendable {
             return l.waiters
         }
         for w in waiters { w.resume() }
+    }
+
+    /// Queues a `retry:` with a random delay within ``ServerConfiguration/drainWindowMilliseconds``
+    /// on every stream, before its final chunk: browsers come back spread over the window.
+    private func spreadReconnects(_ streams: [Subscriber]) {
+        let window = hub.configuration.drainWindowMilliseconds
+        guard window > 0 else { return }
+        for sub in streams {
+            let delay = Int.random(in: 0...window)
+            sub.enqueue(Frame(bytes: EventEncoder.retry(milliseconds: delay), isEvent: false))
+        }
     }
 
     /// Starts the server and returns when it has stopped: by ``stop()``, by cancelling the task,

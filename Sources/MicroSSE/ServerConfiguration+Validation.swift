@@ -18,6 +18,8 @@ extension ServerConfiguration {
         try check(connectionMemoryLimit >= 2_048, "connectionMemoryLimit must be at least 2048")
         try check((1...256).contains(threadPoolSize), "threadPoolSize must be between 1 and 256")
         try check(shutdownDrainMilliseconds >= 0, "shutdownDrainMilliseconds must not be negative")
+        try check(drainWindowMilliseconds >= 0, "drainWindowMilliseconds must not be negative")
+        try check(historyTTLSeconds >= 0, "historyTTLSeconds must not be negative")
         if let publishToken {
             let visible = publishToken.utf8.allSatisfy { $0 > 0x20 && $0 < 0x7F }
             try check(
@@ -42,6 +44,7 @@ extension ServerConfiguration {
             try check(tls.certificatePEM.contains("-----BEGIN "), "tls.certificatePEM is not PEM text")
             try check(tls.privateKeyPEM.contains("-----BEGIN "), "tls.privateKeyPEM is not PEM text")
         }
+        try check(maxUploadBytesInFlight >= 1, "maxUploadBytesInFlight must be at least 1")
     }
 
     private func check(_ condition: Bool, _ reason: String) throws(MicroSSEError) {
@@ -55,6 +58,7 @@ extension ServerConfiguration {
             connectionTimeout: connectionTimeoutSeconds, threadPoolSize: threadPoolSize,
             perIPConnectionLimit: perIPConnectionLimit, maxBodyBytes: maxPublishBytes,
             tlsCertificatePEM: tls?.certificatePEM, tlsKeyPEM: tls?.privateKeyPEM,
-            drainTimeoutMilliseconds: shutdownDrainMilliseconds, raiseFileLimit: raiseFileLimit)
+            drainTimeoutMilliseconds: shutdownDrainMilliseconds, raiseFileLimit: raiseFileLimit,
+            maxUploadBytesInFlight: maxUploadBytesInFlight)
     }
 }

@@ -102,7 +102,7 @@ public struct ServerConfiguration: Sendable {
     /// Whether the built-in channel routes (`/events/{channel}`, `/events?channel=`) are served.
     /// Default on.
     public var channelRoutes = true
-    /// Whether `GET /healthz`, `GET /stats` and `GET /metrics` are served. Default on.
+    /// Whether `GET /healthz`, `GET /readyz`, `GET /stats` and `GET /metrics` are served. Default on.
     public var statusRoutes = true
     /// Seconds a stream may have bytes pending without the peer reading any before it is
     /// disconnected as dead. Default 30.
@@ -141,6 +141,13 @@ public struct ServerConfiguration: Sendable {
     public var tls: TLS?
     /// Milliseconds ``Server/stop()`` waits for streams to flush their final chunk. Default 3,000.
     public var shutdownDrainMilliseconds = 3_000
+    /// When ``Server/stop()`` ends the streams, each first gets a `retry:` drawn at random from
+    /// 0 to this many milliseconds, so browsers reconnect spread over the window instead of all in
+    /// the same millisecond (to the restarted hub, or another one). 0 sends none. Default 5,000.
+    public var drainWindowMilliseconds = 5_000
+    /// Seconds an event stays replayable after it was published; older events are not replayed
+    /// and a client resuming from one gets the gap signal. 0 = no age limit. Default 0.
+    public var historyTTLSeconds = 0
 
     /// Whether ``Server/start()`` raises the process's open-file limit (`RLIMIT_NOFILE`) to fit
     /// ``connectionLimit``. A process-wide change, so off by default; `microsse serve` turns it on.
@@ -149,6 +156,13 @@ public struct ServerConfiguration: Sendable {
     /// Where events live when not in this process's memory (set by the Redis module's
     /// `redis` property). nil = the in-memory broker.
     package var brokerFactory: (any BrokerFactory)?
+
+    /// Request-body bytes all uploads in flight may hold together (publish bodies being
+    /// received); an upload that would take them over gets `503` with `Retry-After`: at once when
+    /// its `Content-Length` announces it, otherwise when its body crosses the budget (the rest is
+    /// then discarded unread into memory). Never less than ``maxPublishBytes`` in effect, so one
+    /// upload of the largest size always fits. Default 64 MiB (32 uploads of the default 2 MiB).
+    public var maxUploadBytesInFlight = 64 << 20
 
     /// The defaults.
     public init() {}

@@ -43,10 +43,13 @@ package protocol EventBroker: Sendable {
     func shutdown()
     /// Channels with history or subscribers.
     var channelCount: Int { get }
+    /// Why the broker cannot serve right now (e.g. its Redis is unreachable), or nil when it can.
+    var unavailableReason: String? { get }
 }
 
 extension EventBroker {
     package func start() throws(MicroSSEError) {}
+    package var unavailableReason: String? { nil }
 }
 
 extension ResumeStatus {

@@ -1,4 +1,5 @@
 import MicroSSE
+
 #if canImport(Glibc)
     import Glibc
 #endif

@@ -3,10 +3,12 @@ internal import CMicroHTTPD
 import MicroSSECore
 import MicroSSEWire
 
-/// Per-request state in `con_cls`: the body as it arrives. Only touched on the connection's
-/// own libmicrohttpd thread, one call at a time, hence `@unchecked Sendable`.
+/// Per-request state in `con_cls`: the request's head, then its body as it arrives. Only
+/// touched on the connection's own libmicrohttpd thread, one call at a time, hence
+/// `@unchecked Sendable`.
 private final class RequestContext: @unchecked Sendable {
     var upload: UploadState
+    var head: Request?
 
     init(limit: Int) {
         upload = UploadState(limit: limit)
@@ -14,46 +16,122 @@ private final class RequestContext: @unchecked Sendable {
 }
 
 /// libmicrohttpd's access handler: called when the headers are in, per piece of body, and once
-/// more when the body is complete. The request goes to the layer above only then.
+/// more when the body is complete. On the first call the head is checked (framing, size, then
+/// the layer above's ``TransportDelegate/admit(_:)``) before any body byte is stored; the
+/// request goes to the layer above only when its body is complete.
 let accessHandler: MHD_AccessHandlerCallback = {
     cls, connection, url, method, version, uploadData, uploadDataSize, conCls in
     guard let cls, let connection, let conCls, let uploadDataSize else { return .NO }
     let transport = Unmanaged<HTTPTransport>.fromOpaque(cls).takeUnretainedValue()
-    guard let raw = conCls.pointee else {
+    // The shim's URI-log callback leaves nil, or a marker when it emptied a query too large.
+    guard let raw = conCls.pointee, raw != UnsafeMutableRawPointer(mutating: msse_shim_query_too_large_marker())
+    else {
         let context = RequestContext(limit: transport.options.maxBodyBytes)
+        let queryTooLarge = conCls.pointee != nil
         conCls.pointee = Unmanaged.passRetained(context).toOpaque()
-        let length = MHD_lookup_connection_value(connection, .HEADER_KIND, "Content-Length").flatMap {
-            Int(String(cString: $0))
-        }
-        return perform(context.upload.headers(contentLength: length), transport, connection)
+        let call = FirstCall(
+            connection: connection, url: url, method: method, version: version, queryTooLarge: queryTooLarge)
+        return headersArrived(call, context, transport)
     }
     let context = Unmanaged<RequestContext>.fromOpaque(raw).takeUnretainedValue()
+    let budget = transport.options.uploadBudget
     if uploadDataSize.pointee > 0 {
         let bytes = UnsafeRawBufferPointer(start: uploadData, count: uploadDataSize.pointee)
         uploadDataSize.pointee = 0
-        return perform(context.upload.receive(bytes), transport, connection)
+        return perform(context.upload.receive(bytes, reserve: budget.reserve), transport, connection)
     }
     let action = context.upload.end()
-    guard action == .dispatch else { return perform(action, transport, connection) }
+    guard action == .dispatch, let head = context.head else { return perform(action, transport, connection) }
     msse_shim_request_arrived(connection)
-    guard let query = connectionValues(connection, .GET_ARGUMENT_KIND, strictUTF8: true) else {
-        let refusal = Response.text("query parameters must be valid UTF-8 once percent-decoded", status: 400)
-        return queue(refusal, on: connection, transport)
-    }
     let request = Request(
-        method: method.map { String(cString: $0) } ?? "",
-        path: url.map { String(cString: $0) } ?? "/",
-        httpVersion: version.map { String(cString: $0) } ?? "",
-        headers: connectionValues(connection, .HEADER_KIND) ?? [],
-        query: query,
-        body: context.upload.takeBody(),
-        remoteAddress: clientAddress(connection))
+        method: head.method, path: head.path, httpVersion: head.httpVersion, headers: head.headers,
+        query: head.query, body: context.upload.takeBody(), remoteAddress: head.remoteAddress)
+    context.head = nil
     switch transport.reply(to: request) {
     case .response(let response):
         return queue(response, on: connection, transport)
+    case .stream(let headers, _, let onClose) where request.method == "HEAD":
+        // The stream's head without a body: libmicrohttpd 0.9.75 would send a chunked stream's
+        // final chunk after a HEAD response's head, breaking the next request on the connection.
+        onClose()
+        return queue(Response(status: 200, headers: headers), on: connection, transport)
     case .stream(let headers, let subscriber, let onClose):
         return queueStream(headers: headers, subscriber: subscriber, onClose: onClose, on: connection, transport)
     }
+}
+
+/// The access handler's arguments on a request's first call.
+private struct FirstCall {
+    let connection: OpaquePointer
+    let url: UnsafePointer<CChar>?
+    let method: UnsafePointer<CChar>?
+    let version: UnsafePointer<CChar>?
+    let queryTooLarge: Bool
+}
+
+/// The head is in, no body byte stored yet: refuse what breaks HTTP's framing (RFC 9112) or does
+/// not fit the connection's pool, then ask the layer above, then reserve the announced body.
+private func headersArrived(_ call: FirstCall, _ context: RequestContext, _ transport: HTTPTransport) -> MHD_Result {
+    let connection = call.connection
+    var reason = [CChar](repeating: 0, count: 160)
+    if msse_shim_check_request_head(connection, call.version, &reason, reason.count) != 0 {
+        let text = reason.withUnsafeBufferPointer { String(cString: $0.baseAddress!) }
+        return refuse(.text("bad request: \(text)", status: 400), context, transport, connection)
+    }
+    let pool = transport.options.connectionMemoryLimit > 0 ? transport.options.connectionMemoryLimit : 32 << 10
+    if call.queryTooLarge {
+        let text = "request target too long: its query does not fit the connection's \(pool)-byte memory"
+        return refuse(.text(text, status: 414), context, transport, connection)
+    }
+    let footprint = msse_shim_request_footprint(connection, call.method, call.version)
+    if footprint + Int(MSSE_SHIM_RESPONSE_HEAD_RESERVE) > pool {
+        let text =
+            "request header fields too large: about \(footprint) bytes of the connection's \(pool)-byte memory"
+        guard footprint + Int(MSSE_SHIM_RESPONSE_HEAD_RESERVE) / 2 > pool else {
+            return refuse(.text(text, status: 431), context, transport, connection)
+        }
+        // Too little pool left for libmicrohttpd to build any response head: write it directly.
+        context.upload.refused()
+        msse_shim_request_arrived(connection)
+        let body = text + "\n"
+        let answer = Array(
+            ("HTTP/1.1 431 Request Header Fields Too Large\r\nConnection: close\r\n"
+                + "Content-Type: text/plain; charset=utf-8\r\nContent-Length: \(body.utf8.count)\r\n\r\n" + body).utf8)
+        _ = answer.withUnsafeBytes { msse_shim_send_raw_answer(connection, $0.baseAddress, $0.count) }
+        return .NO
+    }
+    guard let query = connectionValues(connection, .GET_ARGUMENT_KIND, strictUTF8: true) else {
+        let refusal = Response.text("query parameters must be valid UTF-8 once percent-decoded", status: 400)
+        return refuse(refusal, context, transport, connection)
+    }
+    let head = Request(
+        method: call.method.map { String(cString: $0) } ?? "",
+        path: call.url.map { String(cString: $0) } ?? "/",
+        httpVersion: call.version.map { String(cString: $0) } ?? "",
+        headers: connectionValues(connection, .HEADER_KIND) ?? [],
+        query: query,
+        remoteAddress: clientAddress(connection))
+    if let refusal = transport.admit(head) {
+        return refuse(refusal, context, transport, connection)
+    }
+    context.head = head
+    let length = head.header("Content-Length").flatMap { Int($0) }
+    let action = context.upload.headers(contentLength: length, reserve: transport.options.uploadBudget.reserve)
+    return perform(action, transport, connection)
+}
+
+/// Answers on the first call, before any body byte is read, and closes the connection after the
+/// answer (an unread body cannot be told from the next request).
+private func refuse(
+    _ response: Response, _ context: RequestContext, _ transport: HTTPTransport, _ connection: OpaquePointer
+) -> MHD_Result {
+    context.upload.refused()
+    msse_shim_request_arrived(connection)
+    var r = response
+    if !r.headers.contains(where: { asciiCaseInsensitiveEquals($0.name, "Connection") }) {
+        r.headers.append(("Connection", "close"))
+    }
+    return queue(r, on: connection, transport)
 }
 
 /// Carries out an upload action other than `.dispatch`.
@@ -69,14 +147,27 @@ private func perform(
             "request body is larger than \(transport.options.maxBodyBytes) bytes", status: 413)
         r.headers.append(("Connection", "close"))
         return queue(r, on: connection, transport)
+    case .refuseBusy:
+        msse_shim_request_arrived(connection)
+        var r = Response.text(
+            "uploads in flight hold the server's \(transport.options.uploadBudget.limit)-byte upload budget; retry",
+            status: 503)
+        r.headers.append(("Retry-After", "1"))
+        r.headers.append(("Connection", "close"))
+        return queue(r, on: connection, transport)
     }
 }
 
-let requestCompleted: MHD_RequestCompletedCallback = { _, connection, conCls, _ in
+let requestCompleted: MHD_RequestCompletedCallback = { cls, connection, conCls, _ in
     if let connection { msse_shim_request_finished(connection) }
     guard let conCls, let raw = conCls.pointee else { return }
     conCls.pointee = nil
-    Unmanaged<RequestContext>.fromOpaque(raw).release()
+    guard raw != UnsafeMutableRawPointer(mutating: msse_shim_query_too_large_marker()) else { return }
+    let context = Unmanaged<RequestContext>.fromOpaque(raw).takeRetainedValue()
+    if let cls {
+        Unmanaged<HTTPTransport>.fromOpaque(cls).takeUnretainedValue().options.uploadBudget.release(
+            context.upload.reserved)
+    }
 }
 
 /// Queues a complete response. A header libmicrohttpd refuses is never dropped silently: the

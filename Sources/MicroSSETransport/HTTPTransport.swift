@@ -184,6 +184,11 @@ package final class HTTPTransport: Sendable {
         return delegate.handle(request)
     }
 
+    /// The layer above's verdict on a request's head, or nil (go on) once it is gone.
+    func admit(_ head: Request) -> Response? {
+        delegate?.admit(head)
+    }
+
     /// Registers a stream; false once stopping (the stream must then be refused).
     func register(_ subscriber: Subscriber) -> Bool {
         state.withLock { s in

@@ -1,4 +1,5 @@
 import MicroSSECore
+import Synchronization
 
 /// What the layer above answers to a request.
 package enum TransportReply: Sendable {
@@ -12,8 +13,50 @@ package enum TransportReply: Sendable {
 /// The layer above the transport: turns requests into replies. Called on libmicrohttpd's threads;
 /// must not block.
 package protocol TransportDelegate: AnyObject, Sendable {
+    /// Asked once per request when its head is in and before any body byte is stored: `head`
+    /// has an empty body. A response refuses the request at once (libmicrohttpd sends it
+    /// instead of `100 Continue`, and the body is never read); nil lets it go on to
+    /// ``handle(_:)``.
+    func admit(_ head: Request) -> Response?
     func handle(_ request: Request) -> TransportReply
     func log(_ message: String)
+}
+
+extension TransportDelegate {
+    package func admit(_ head: Request) -> Response? { nil }
+}
+
+/// The bytes of request bodies held by all of a transport's uploads together, against a
+/// budget: an upload that would take it over is refused with `503`.
+package final class UploadBudget: Sendable {
+    /// The most bytes held at once.
+    package let limit: Int
+    private let held = Atomic<Int>(0)
+
+    package init(limit: Int) {
+        self.limit = limit
+    }
+
+    /// Bytes held now.
+    package var inFlight: Int { held.load(ordering: .relaxed) }
+
+    /// Takes `bytes` from the budget; false (and nothing taken) when they do not fit.
+    package func reserve(_ bytes: Int) -> Bool {
+        guard bytes > 0 else { return true }
+        var current = held.load(ordering: .relaxed)
+        while true {
+            guard current + bytes <= limit else { return false }
+            let (exchanged, original) = held.compareExchange(
+                expected: current, desired: current + bytes, ordering: .relaxed)
+            if exchanged { return true }
+            current = original
+        }
+    }
+
+    /// Gives back bytes taken with ``reserve(_:)``.
+    package func release(_ bytes: Int) {
+        if bytes > 0 { held.subtract(bytes, ordering: .relaxed) }
+    }
 }
 
 /// Options of the libmicrohttpd daemon: mechanism only, no policy (the layer above decides who
@@ -34,11 +77,16 @@ package struct TransportOptions: Sendable {
     /// Whether ``HTTPTransport/start()`` raises the process's open-file limit to fit
     /// `connectionLimit` (a process-wide change: the CLI opts in, embedders decide).
     package var raiseFileLimit: Bool
+    /// The bytes of request bodies all uploads in flight may hold together (never below
+    /// `maxBodyBytes`, so one upload of the largest size always fits); shared by every copy of
+    /// these options, so give each transport options of its own.
+    package let uploadBudget: UploadBudget
 
     package init(
         host: String, port: UInt16, connectionLimit: Int, connectionMemoryLimit: Int, connectionTimeout: Int,
         threadPoolSize: Int, perIPConnectionLimit: Int, maxBodyBytes: Int, tlsCertificatePEM: String?,
-        tlsKeyPEM: String?, drainTimeoutMilliseconds: Int, raiseFileLimit: Bool
+        tlsKeyPEM: String?, drainTimeoutMilliseconds: Int, raiseFileLimit: Bool,
+        maxUploadBytesInFlight: Int = 64 << 20
     ) {
         self.host = host
         self.port = port
@@ -52,6 +100,7 @@ package struct TransportOptions: Sendable {
         self.tlsKeyPEM = tlsKeyPEM
         self.drainTimeoutMilliseconds = drainTimeoutMilliseconds
         self.raiseFileLimit = raiseFileLimit
+        self.uploadBudget = UploadBudget(limit: max(maxUploadBytesInFlight, maxBodyBytes))
     }
 
     /// The buffer libmicrohttpd allocates with every stream's response. It bounds one

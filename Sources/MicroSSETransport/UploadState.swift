@@ -6,6 +6,11 @@
 /// `413`: at once when `Content-Length` announces it, otherwise (chunked, or longer than
 /// announced) at the end, because libmicrohttpd 0.9.75 refuses a response queued mid-upload; the
 /// rest is discarded meanwhile, up to another `limit`, after which the connection is closed.
+///
+/// The body's bytes are taken from a budget shared by all uploads in flight (`reserve`, given
+/// back by the caller when the request completes: ``reserved``). An upload that does not fit is
+/// refused with `503`: at once when `Content-Length` announces it, else at the end, its body
+/// discarded meanwhile like an oversized one.
 package struct UploadState: Sendable {
     package enum Phase: Sendable, Equatable {
         /// Storing the body.
@@ -22,6 +27,8 @@ package struct UploadState: Sendable {
         case proceed
         /// Queue `413` now.
         case refuseTooLarge
+        /// Queue `503` now: the uploads in flight hold the budget.
+        case refuseBusy
         /// Give up: return `MHD_NO`, libmicrohttpd closes the connection.
         case close
         /// The body is complete: hand the request (with ``takeBody()``) to the layer above.
@@ -31,23 +38,38 @@ package struct UploadState: Sendable {
     /// The largest body accepted.
     package let limit: Int
     package private(set) var phase = Phase.receiving
+    /// Bytes taken from the uploads' budget, to give back when the request completes.
+    package private(set) var reserved = 0
     private var body: [UInt8] = []
+    private var busy = false
 
     package init(limit: Int) {
         self.limit = limit
     }
 
     /// The headers are in; `contentLength` is the announced length, if any.
-    package mutating func headers(contentLength: Int?) -> Action {
+    package mutating func headers(contentLength: Int?, reserve: (Int) -> Bool = { _ in true }) -> Action {
         if let contentLength, contentLength > limit {
             phase = .answered
             return .refuseTooLarge
         }
+        if let contentLength, contentLength > 0 {
+            guard reserve(contentLength) else {
+                phase = .answered
+                return .refuseBusy
+            }
+            reserved = contentLength
+        }
         return .proceed
     }
 
+    /// The request was answered before its body (refused on its head): ignore the rest.
+    package mutating func refused() {
+        phase = .answered
+    }
+
     /// A piece of body arrived.
-    package mutating func receive(_ bytes: UnsafeRawBufferPointer) -> Action {
+    package mutating func receive(_ bytes: UnsafeRawBufferPointer, reserve: (Int) -> Bool = { _ in true }) -> Action {
         switch phase {
         case .answered:
             return .proceed
@@ -61,6 +83,16 @@ package struct UploadState: Sendable {
                 phase = .discarding(bytes.count)
                 return .proceed
             }
+            let needed = body.count + bytes.count - reserved
+            if needed > 0 {
+                guard reserve(needed) else {
+                    body = []
+                    busy = true
+                    phase = .discarding(bytes.count)
+                    return .proceed
+                }
+                reserved += needed
+            }
             body.append(contentsOf: bytes)
             return .proceed
         }
@@ -73,7 +105,7 @@ package struct UploadState: Sendable {
             return .proceed
         case .discarding:
             phase = .answered
-            return .refuseTooLarge
+            return busy ? .refuseBusy : .refuseTooLarge
         case .receiving:
             phase = .answered
             return .dispatch

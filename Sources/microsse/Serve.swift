@@ -55,6 +55,10 @@ struct Serve: AsyncParsableCommand {
     var connectionMemory = defaults.connectionMemoryLimit
     @Option(help: "libmicrohttpd polling threads (1 = one epoll thread; more spread streams over more cores).")
     var threads = defaults.threadPoolSize
+    @Option(help: "On stop, tell each browser to reconnect after a random delay within this many seconds (0 = none).")
+    var drainWindow = defaults.drainWindowMilliseconds / 1_000
+    @Option(help: "Seconds an event stays replayable for Last-Event-ID resume (0 = no age limit).")
+    var historyTtl = defaults.historyTTLSeconds
     @Flag(help: "Serve a live page at / that subscribes to and publishes on a channel.") var web = false
     @Option(help: "Read the publish token from this file (one trailing newline dropped); keeps it out of ps.")
     var publishTokenFile: String?
@@ -83,6 +87,8 @@ struct Serve: AsyncParsableCommand {
         config.connectionLimit = max(config.connectionLimit, maxClients + 240)
         config.connectionMemoryLimit = connectionMemory
         config.threadPoolSize = threads
+        config.drainWindowMilliseconds = drainWindow * 1_000
+        config.historyTTLSeconds = historyTtl
         if jwtSecret != nil, jwtKey != nil {
             throw MicroSSEError(
                 .invalidArgument, "give --jwt-secret (or MICROSSE_JWT_SECRET) or --jwt-key, not both")

@@ -42,6 +42,49 @@ void msse_shim_request_arrived(struct MHD_Connection *connection);
 /// Call from the request-completed callback.
 void msse_shim_request_finished(struct MHD_Connection *connection);
 
+/// Checks the request head libmicrohttpd has parsed against RFC 9112's framing rules, which
+/// libmicrohttpd 0.9.75 does not enforce (its MHD_OPTION_STRICT_FOR_CLIENT only adds the Host
+/// check): header names must be tokens; values must not hold CR, LF or NUL; no obs-fold line;
+/// Content-Length only as digits, and one value; Transfer-Encoding only as exactly `chunked`,
+/// and never with Content-Length. `version` is the access handler's version argument. Call on
+/// the access handler's first call. Returns 0 when the head is acceptable, else -1 with a
+/// one-line reason in `reason`.
+///
+/// libmicrohttpd parses the head in place in the connection's read buffer (NULs over the colon
+/// and the line ends) and measures values with strlen, so a NUL inside a value or a folded line
+/// leaves no trace in the values it hands out; they are found from where the names and values
+/// lie in that buffer (see the definition).
+int msse_shim_check_request_head(struct MHD_Connection *connection, const char *version, char *reason,
+                                 size_t reason_size);
+
+/// What libmicrohttpd 0.9.75 spends of a connection's pool on each parsed header, query
+/// parameter or cookie besides its bytes (its header record, rounded to the pool's alignment).
+#define MSSE_SHIM_POOL_ITEM_BYTES 64
+
+/// The pool kept free for the response head when judging a request's size.
+#define MSSE_SHIM_RESPONSE_HEAD_RESERVE 512
+
+/// The access handler's first `*con_cls` when the request's query was too large for the
+/// connection's pool: libmicrohttpd 0.9.75 ignores running out of pool while it parses query
+/// parameters (it keeps the ones that fit and goes on), and the request then stalls or its
+/// response head no longer fits, so it is closed without an answer. The shim's URI-log callback
+/// (installed by msse_shim_start_daemon) sees the raw request target first; when the query would
+/// not leave room for headers and a response head it empties the query in place (libmicrohttpd
+/// parses nothing) and hands this marker to the access handler, which answers 414.
+const void *msse_shim_query_too_large_marker(void);
+
+/// Bytes of the connection's pool the request holds: its request line and header lines (parsed
+/// in place), a record per header, query parameter and cookie, and the copy of the Cookie
+/// header. Call on the access handler's first call, with its method and version arguments.
+size_t msse_shim_request_footprint(struct MHD_Connection *connection, const char *method, const char *version);
+
+/// Writes a complete response straight to the connection (through its TLS session when it has
+/// one), for the one case where libmicrohttpd cannot: a request head that filled the pool so far
+/// that no response head fits any more (libmicrohttpd would close without an answer). Only on
+/// the access handler's first call, before anything was queued; the caller then returns MHD_NO.
+/// Returns 0 when every byte was written, -1 otherwise.
+int msse_shim_send_raw_answer(struct MHD_Connection *connection, const void *bytes, size_t size);
+
 /// Everything MicroSSE sets when it starts a daemon. Zero means "libmicrohttpd's default".
 typedef struct msse_shim_daemon_options {
     unsigned int flags;            /* MHD_FLAG bits */

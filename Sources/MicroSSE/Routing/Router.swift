@@ -57,6 +57,32 @@ final class Router: TransportDelegate {
         hub.logger.debug("libmicrohttpd: \(redactingTokens(message))")
     }
 
+    /// Refuses a publish on its head, before the transport stores a byte of its body (or sends
+    /// `100 Continue`): `POST /events/{channel}` gets the same channel check and the same
+    /// ``authorize(_:_:)`` as when its body is in (which runs again then, with the body: a
+    /// publish is decided on its head and on its whole). Everything else goes on.
+    func admit(_ head: Request) -> Response? {
+        let config = hub.configuration
+        guard head.method == "POST", config.channelRoutes, config.publishing, head.path.hasPrefix("/events/") else {
+            return nil
+        }
+        let key = Hub.RouteKey(method: head.method, path: head.path)
+        if hub.registry.withLock({ $0.routes[key] != nil }) { return nil }
+        let name = String(head.path.dropFirst("/events/".count))
+        if name.contains("/") { return nil }  // the route answers 404
+        let refusal: Response
+        do throws(MicroSSEError) {
+            let channel = try ChannelName(name)
+            guard let denied = authorize(head, .publish(channel: channel.rawValue)) else { return nil }
+            refusal = denied
+        } catch {
+            refusal = .text(error.message, status: 400)
+        }
+        guard case .response(let decorated) = cors.decorate(.response(refusal), origin: cors.allowedOrigin(for: head))
+        else { return refusal }
+        return decorated
+    }
+
     func handle(_ request: Request) -> TransportReply {
         let started = ContinuousClock.now
         let origin = cors.allowedOrigin(for: request)
@@ -124,6 +150,8 @@ final class Router: TransportDelegate {
 
     private func privateStream(_ request: Request, _ handler: @Sendable (Request, Client) -> Void) -> TransportReply {
         if let refusal = authorize(request, .stream(path: request.path)) { return .response(refusal) }
+        // HEAD: the stream's head, no stream (no slot taken, the handler not run).
+        if request.method == "HEAD" { return .response(Response(status: 200, headers: Self.streamHeaders)) }
         guard let subscriber = admit(channels: []) else { return Self.full }
         let client = Client(request: request, subscriber: subscriber)
         handler(request, client)

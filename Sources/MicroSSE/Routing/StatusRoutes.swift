@@ -1,12 +1,23 @@
 import MicroSSETransport
 import MicroSSEWire
 
-/// `GET /healthz` (liveness, never authorized), `GET /stats` (JSON) and `GET /metrics`
+/// `GET /healthz` (liveness, never authorized), `GET /readyz` (readiness, never authorized:
+/// `200` while serving, `503` with the reason while stopping or while the broker's backend is
+/// unreachable), `GET /stats` (JSON) and `GET /metrics`
 /// (Prometheus text, rendered by swift-prometheus from the server's registry, ``HubMetrics``);
 /// the last two go through the authorizer as `.route(path:)`.
 enum StatusRoutes {
     static let routes: [Route] = [
         Route(match: .exact("/healthz"), methods: ["GET"]) { _, _ in .response(.text("ok")) },
+        Route(match: .exact("/readyz"), methods: ["GET"]) { _, router in
+            if router.hub.draining.load(ordering: .relaxed) {
+                return .response(.text("not ready: the server is stopping", status: 503))
+            }
+            if let reason = router.hub.broker.unavailableReason {
+                return .response(.text("not ready: \(reason)", status: 503))
+            }
+            return .response(.text("ready"))
+        },
         Route(match: .exact("/stats"), methods: ["GET"]) { request, router in
             if let refusal = router.authorize(request, .route(path: request.path)) { return .response(refusal) }
             return .response(.json(statsJSON(router.hub.statistics())))

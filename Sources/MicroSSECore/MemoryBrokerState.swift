@@ -1,0 +1,204 @@
+import MicroSSEWire
+
+/// The in-memory broker's state: channels with their bounded history and subscribers, the
+/// global eviction order, and what is remembered of evicted and forgotten ones. Mutated only
+/// under ``MemoryBroker``'s lock.
+extension MemoryBroker {
+    struct Entry {
+        let seq: UInt64
+        /// When it was published (wall clock, microseconds), for the history TTL.
+        let publishedAt: UInt64
+        let id: String
+        /// Emptied on eviction, so evicted bytes are freed at once, not at the next compaction.
+        var frame: Frame
+        let callerGiven: Bool
+
+        var cost: Int { MemoryBroker.entryOverhead + id.utf8.count + frame.bytes.count }
+    }
+
+    struct Channel {
+        /// The name as first stored, shared by the global eviction order (one allocation).
+        let name: ChannelName
+        var history: [Entry] = []
+        var historyHead = 0
+        var historyBytes = 0
+        /// Resuming from a position below this may have missed events (evicted or pre-restart).
+        var floor: UInt64
+        /// Caller-given ids still in history, to place a `Last-Event-ID` that is not a number.
+        var callerIDs: [String: UInt64] = [:]
+        var subscribers: [Subscriber] = []
+        var subscriberIndex: [UInt64: Int] = [:]
+
+        var retained: ArraySlice<Entry> { history[historyHead...] }
+        var isRetaining: Bool { historyHead < history.count }
+        /// Nothing retained and nobody subscribed: the channel can be forgotten.
+        var isIdle: Bool { !isRetaining && subscribers.isEmpty }
+        var cost: Int { MemoryBroker.channelOverhead + name.rawValue.utf8.count }
+
+        mutating func append(_ entry: Entry) {
+            history.append(entry)
+            historyBytes += entry.frame.bytes.count
+            if entry.callerGiven { callerIDs[entry.id] = entry.seq }
+        }
+
+        func isOver(_ limits: Limits) -> Bool {
+            history.count - historyHead > limits.historyCount || (historyBytes > limits.historyBytes && isRetaining)
+        }
+
+        /// Evicts the oldest retained entry. Returns its accounted cost, and its id when it was a
+        /// caller-given id that must be remembered for resume.
+        mutating func evictOldest() -> (cost: Int, callerID: (String, UInt64)?) {
+            let old = history[historyHead]
+            history[historyHead].frame = MemoryBroker.evictedFrame
+            historyHead += 1
+            historyBytes -= old.frame.bytes.count
+            floor = old.seq
+            var callerID: (String, UInt64)?
+            if old.callerGiven, callerIDs[old.id] == old.seq {
+                callerIDs[old.id] = nil
+                callerID = (old.id, old.seq)
+            }
+            if historyHead == history.count {
+                history = []
+                historyHead = 0
+            } else if historyHead > 64 && historyHead * 2 > history.count {
+                history.removeFirst(historyHead)
+                historyHead = 0
+            }
+            return (old.cost, callerID)
+        }
+
+        mutating func add(_ s: Subscriber) {
+            subscriberIndex[s.id] = subscribers.count
+            subscribers.append(s)
+        }
+
+        mutating func remove(_ s: Subscriber) {
+            guard let i = subscriberIndex.removeValue(forKey: s.id) else { return }
+            let last = subscribers.removeLast()
+            if i < subscribers.count {
+                subscribers[i] = last
+                subscriberIndex[last.id] = i
+            }
+        }
+    }
+
+    /// One retained event's place in the global eviction order (publish order).
+    struct Published {
+        let channel: ChannelName
+        let seq: UInt64
+        let publishedAt: UInt64
+    }
+
+    struct State {
+        var channels: [ChannelName: Channel] = [:]
+        var lastSeq: UInt64
+        let bootSeq: UInt64
+        var closed = false
+        /// Caller-given ids evicted from history, remembered (boundedly) so that a client
+        /// resuming from one is placed where it really was, not read as a sequence number.
+        var evictedCallerIDs: [String: UInt64] = [:]
+        var evictedOrder: [String] = []
+        var evictedHead = 0
+        var evictedCallerIDBytes = 0
+        /// Channels, retained events and remembered evicted ids, as counted against
+        /// ``Limits/memoryBytes``.
+        var accountedBytes = 0
+        /// Every event published, oldest first; entries of events a channel already evicted by
+        /// its own limits stay until popped or compacted (`staleCount` counts them).
+        var order: [Published] = []
+        var orderHead = 0
+        var staleCount = 0
+        /// The floors of forgotten channels, by a hash of the name: a channel created again
+        /// starts from the highest floor of any forgotten channel in its bucket, so a resume
+        /// into a forgotten channel still reports what was evicted from it.
+        var forgottenFloors: [UInt64]
+
+        init(lastSeq: UInt64, bootSeq: UInt64) {
+            self.lastSeq = lastSeq
+            self.bootSeq = bootSeq
+            self.forgottenFloors = Array(repeating: bootSeq, count: MemoryBroker.forgottenFloorBuckets)
+        }
+
+        func bucket(_ name: ChannelName) -> Int {
+            Int(UInt(bitPattern: name.hashValue) % UInt(MemoryBroker.forgottenFloorBuckets))
+        }
+
+        /// The floor of a channel that does not exist (never did, or was forgotten).
+        func absentFloor(_ name: ChannelName) -> UInt64 { forgottenFloors[bucket(name)] }
+
+        /// Creates the channel when absent.
+        mutating func ensureChannel(_ name: ChannelName) {
+            guard channels[name] == nil else { return }
+            let channel = Channel(name: name, floor: absentFloor(name))
+            accountedBytes += channel.cost
+            channels[name] = channel
+        }
+
+        /// Forgets the channel when nothing is retained and nobody is subscribed, keeping its
+        /// floor in its bucket.
+        mutating func forgetIfIdle(_ name: ChannelName) {
+            guard let channel = channels[name], channel.isIdle else { return }
+            let b = bucket(name)
+            forgottenFloors[b] = max(forgottenFloors[b], channel.floor)
+            accountedBytes -= channel.cost
+            channels[name] = nil
+        }
+
+        /// Evicts the channel's oldest retained event (its entry in the global order was just popped).
+        mutating func evictOldest(of name: ChannelName) {
+            guard let evicted = channels[name]?.evictOldest() else { return }
+            accountedBytes -= evicted.cost
+            if let callerID = evicted.callerID { rememberEvicted(callerID.0, callerID.1) }
+        }
+
+        /// Evicts the oldest events of all channels until the accounted bytes fit `budget` and
+        /// nothing retained was published before `cutoff` (the history TTL; 0 = none).
+        mutating func enforce(budget: Int, cutoff: UInt64 = 0) {
+            while orderHead < order.count && (accountedBytes > budget || order[orderHead].publishedAt < cutoff) {
+                let oldest = order[orderHead]
+                orderHead += 1
+                if let c = channels[oldest.channel], c.isRetaining, c.history[c.historyHead].seq == oldest.seq {
+                    evictOldest(of: oldest.channel)
+                    forgetIfIdle(oldest.channel)
+                } else {
+                    staleCount = max(0, staleCount - 1)
+                }
+            }
+            if orderHead > 1_024 && orderHead * 2 > order.count {
+                order.removeFirst(orderHead)
+                orderHead = 0
+            }
+            if staleCount > 1_024 && staleCount * 2 > order.count - orderHead {
+                // An entry is live while its channel still retains it: channels evict oldest first.
+                order = order[orderHead...].filter { p in
+                    guard let c = channels[p.channel], c.isRetaining else { return false }
+                    return p.seq >= c.history[c.historyHead].seq
+                }
+                orderHead = 0
+                staleCount = 0
+            }
+        }
+
+        mutating func rememberEvicted(_ id: String, _ seq: UInt64) {
+            if evictedCallerIDs.updateValue(seq, forKey: id) == nil {
+                evictedOrder.append(id)
+                evictedCallerIDBytes += MemoryBroker.entryOverhead + id.utf8.count
+                accountedBytes += MemoryBroker.entryOverhead + id.utf8.count
+            }
+            while evictedOrder.count - evictedHead > MemoryBroker.evictedCallerIDLimit
+                || (evictedCallerIDBytes > MemoryBroker.evictedCallerIDBytesLimit && evictedHead < evictedOrder.count)
+            {
+                let oldest = evictedOrder[evictedHead]
+                evictedHead += 1
+                evictedCallerIDs[oldest] = nil
+                evictedCallerIDBytes -= MemoryBroker.entryOverhead + oldest.utf8.count
+                accountedBytes -= MemoryBroker.entryOverhead + oldest.utf8.count
+            }
+            if evictedHead > 1_024 && evictedHead * 2 > evictedOrder.count {
+                evictedOrder.removeFirst(evictedHead)
+                evictedHead = 0
+            }
+        }
+    }
+}
