@@ -41,7 +41,7 @@ let package = Package(
         .target(
             name: "MicroSSE",
             dependencies: [
-                "MicroSSEWire", "MicroSSECore", "MicroSSETransport",
+                "MicroSSEWire", "MicroSSECore", "MicroSSETransport", "MicroSSEAuth",
                 .product(name: "Logging", package: "swift-log"),
                 // -- h-eco
                 .product(name: "CoreMetrics", package: "swift-metrics"),
@@ -88,7 +88,7 @@ let package = Package(
         .testTarget(name: "RedisTests", dependencies: ["MicroSSE", "MicroSSERedis", "MicroSSETestSupport"]),
         // Builds and runs C programs against include/microsse.h and libmicrosse.
         .testTarget(name: "CABITests", dependencies: ["MicroSSECABI", "MicroSSETestSupport"]),
-        // --- JWT authorization (kept together; wired into MicroSSE later) ---
+        // --- JWT authorization (kept together; MicroSSE wires it into the channel routes) ---
         // libjwt from Debian (libjwt-dev), found through pkg-config (libjwt.pc adds only -ljwt).
         .systemLibrary(name: "CJWT", pkgConfig: "libjwt", providers: [.apt(["libjwt-dev"])]),
         // Token verification, claims, channel patterns and token extraction; no Foundation.

@@ -148,6 +148,20 @@ typedef struct msse_config {
     const char *redis_url;          /**< "redis://[:PASSWORD@]HOST[:PORT][/DB]": share channels, ids and
                                          history with other hubs through Redis Streams; NULL keeps them
                                          in this process. NULL. */
+    /* Added for token authorization (JWT), after redis_url; an older cfg.size gets NULL/0 here.
+       Set jwt_secret or jwt_public_key_pem (not both) to require a token to subscribe: the
+       token comes from `Authorization: Bearer`, the cookie `microsseAuthorization` or the query
+       parameter `authorization`; its claim {"microsse": {"subscribe": [...], "publish": [...]}}
+       lists the channel patterns it grants (`name`, `prefix*`, `*`). Without a token: 401; a
+       channel not granted: 403; a stream whose token expires gets a final `microsse.expired`
+       event and ends. A token whose `publish` list grants the channel may publish, as does
+       publish_token when set. Strings are copied by msse_server_create. */
+    const char *jwt_secret;         /**< HS256 secret, at least 32 bytes of text. NULL. */
+    const char *jwt_public_key_pem; /**< PEM `PUBLIC KEY` text (not a path): RSA >= 2048 bits for
+                                         RS256, or P-256 for ES256. NULL. */
+    const char *const *public_channels; /**< Channel patterns anyone may subscribe to without a
+                                             token; needs a JWT key. NULL. */
+    size_t public_channel_count;    /**< Number of entries in public_channels. 0. */
 } msse_config;
 
 /**

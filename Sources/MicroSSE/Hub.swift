@@ -24,6 +24,8 @@ final class Hub: Sendable {
     let draining = Atomic<Bool>(false)
     /// Streams admitted and not yet closed (``ServerConfiguration/maxClients`` bounds it).
     let openStreams = Atomic<Int>(0)
+    /// Token authorization, when ``ServerConfiguration/jwt`` is set.
+    let jwt: JWTAuthority?
 
     /// Routes, stream routes, the authorizer and the connect/disconnect callbacks: what the
     /// embedding code registers, before or after start.
@@ -47,6 +49,7 @@ final class Hub: Sendable {
     init(configuration: ServerConfiguration, logger: Logger, metricsFactory: (any MetricsFactory)? = nil) {
         self.configuration = configuration
         self.logger = logger
+        self.jwt = JWTAuthority(configuration, logger: logger)
         let log = logger
         let metrics = HubMetrics(factory: metricsFactory)
         self.metrics = metrics

@@ -31,6 +31,7 @@ extension ServerConfiguration {
             let visible = host.utf8.allSatisfy { $0 > 0x20 && $0 < 0x7F && $0 != UInt8(ascii: "/") }
             try check(!host.isEmpty && visible, "allowedHosts must hold host names without spaces or slashes")
         }
+        try validateJWT()
         for origin in corsOrigins {
             do throws(MicroSSEError) {
                 try Response.validateHeader(name: "Access-Control-Allow-Origin", value: origin)

@@ -90,6 +90,13 @@ public struct ServerConfiguration: Sendable {
     /// server answers for; a request naming another host gets `421`. Empty (the default)
     /// answers any. Set it on a server reachable from browsers to defeat DNS rebinding.
     public var allowedHosts: [String] = []
+    /// Token authorization (JWT): when set, subscribing to a channel needs a token granting it
+    /// (unless the channel matches ``publicChannels``), and a token granting a channel also lets
+    /// its bearer publish there. Default nil: no tokens are looked at.
+    public var jwt: JWTSettings?
+    /// Channel patterns (`news`, `public.*`, `*`) anyone may subscribe to without a token when
+    /// ``jwt`` is set. Needs ``jwt``. Default none.
+    public var publicChannels: [String] = []
     /// Origins allowed to read streams cross-origin (`*` allows any). Default none.
     public var corsOrigins: [String] = []
     /// Whether the built-in channel routes (`/events/{channel}`, `/events?channel=`) are served.

@@ -80,6 +80,10 @@ private func defaultConfig() -> msse_config {
     c.tls_key_pem = nil
     c.shutdown_drain_ms = Int32(clamping: d.shutdownDrainMilliseconds)
     c.redis_url = nil
+    c.jwt_secret = nil
+    c.jwt_public_key_pem = nil
+    c.public_channels = nil
+    c.public_channel_count = 0
     return c
 }
 
@@ -163,6 +167,25 @@ private func configuration(_ p: UnsafePointer<msse_config>) throws(CFailure) -> 
             s.redis = try RedisURL(url)
         } catch {
             throw CFailure(MSSE_EINVAL, "msse_config.redis_url: \(error.message)")
+        }
+    }
+    let secret = try optionalString(c.jwt_secret, "msse_config.jwt_secret")
+    let pem = try optionalString(c.jwt_public_key_pem, "msse_config.jwt_public_key_pem")
+    switch (secret, pem) {
+    case (nil, nil): s.jwt = nil
+    case (let secret?, nil): s.jwt = JWTSettings(secret: secret)
+    case (nil, let pem?): s.jwt = JWTSettings(publicKeyPEM: pem)
+    default: throw CFailure(MSSE_EINVAL, "set msse_config.jwt_secret or jwt_public_key_pem, not both")
+    }
+    let publicCount = c.public_channel_count
+    guard publicCount >= 0 else { throw CFailure(MSSE_EINVAL, "msse_config.public_channel_count is too large") }
+    if publicCount > 0 {
+        guard let patterns = c.public_channels else {
+            throw CFailure(
+                MSSE_EINVAL, "msse_config.public_channels is NULL but public_channel_count is \(publicCount)")
+        }
+        for i in 0..<publicCount {
+            s.publicChannels.append(try string(patterns[i], "msse_config.public_channels[\(i)]"))
         }
     }
     return s

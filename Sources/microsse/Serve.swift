@@ -27,6 +27,12 @@ struct Serve: AsyncParsableCommand {
     var maxClientsPerIp = defaults.perIPConnectionLimit
     @Option(help: "A host name (Host header, no port) to answer for (repeatable); others get 421.")
     var allowedHost: [String] = []
+    @Option(help: "Require JWTs signed with this HS256 secret (at least 32 bytes) to subscribe or publish.")
+    var jwtSecret: String?
+    @Option(help: "Require JWTs verified by this PEM public key file (RSA: RS256, P-256: ES256) to subscribe.")
+    var jwtKey: String?
+    @Option(help: "A channel pattern (name, prefix*, or *) anyone may subscribe to without a token (repeatable).")
+    var publicChannel: [String] = []
     @Option(help: "Seconds between heartbeat comments on idle streams (0 = off).")
     var heartbeat = defaults.heartbeatSeconds
     @Option(help: "retry: value in milliseconds sent at the start of every stream.") var retry: Int?
@@ -83,6 +89,13 @@ struct Serve: AsyncParsableCommand {
         config.threadPoolSize = threads
         config.drainWindowMilliseconds = drainWindow * 1_000
         config.historyTTLSeconds = historyTtl
+        if jwtSecret != nil, jwtKey != nil {
+            throw MicroSSEError(
+                .invalidArgument, "give --jwt-secret (or MICROSSE_JWT_SECRET) or --jwt-key, not both")
+        }
+        if let jwtSecret { config.jwt = JWTSettings(secret: jwtSecret) }
+        if let jwtKey { config.jwt = try JWTSettings(publicKeyFile: jwtKey) }
+        config.publicChannels = publicChannel
         config.raiseFileLimit = true
         if let redis { config.redis = try RedisURL(redis) }
         if let publishTokenFile {

@@ -9,6 +9,9 @@ something happen. Prints `browser: N passed, M failed`. Optional: MICROSSE_BIN=p
 .build/debug/microsse), BROWSER_TESTS=name,name to run some.
 """
 
+import base64
+import hashlib
+import hmac
 import json
 import os
 import re
@@ -575,6 +578,82 @@ def test_helper_gap_and_expired(t):
 
 
 # --------------------------------------------------------------------------------------------
+# 5b. JWT: an HttpOnly cookie authorizes a plain EventSource on the hub's own origin.
+
+JWT_SECRET = "browser-suite-jwt-secret-0123456789abcdef"
+
+
+def jwt_hs256(claims, secret=JWT_SECRET):
+    """A compact HS256 token with these claims (what a backend mints; stdlib only)."""
+    def b64(data):
+        return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+    head = b64(json.dumps({"alg": "HS256", "typ": "JWT"}, separators=(",", ":")).encode())
+    body = b64(json.dumps(claims, separators=(",", ":")).encode())
+    sig = b64(hmac.new(secret.encode(), f"{head}.{body}".encode(), hashlib.sha256).digest())
+    return f"{head}.{body}.{sig}"
+
+
+# Two EventSources with credentials: the user's own channel and another user's.
+JWT_STREAMS = """
+function watch(url) {
+  const s = { opened: 0, errors: 0, events: [], expired: [], states: [] };
+  s.es = new EventSource(url, { withCredentials: true });
+  s.es.onopen = () => { s.opened++; };
+  s.es.onmessage = (e) => s.events.push(e.data);
+  s.es.addEventListener("microsse.expired", (e) => s.expired.push(JSON.parse(e.data)));
+  s.es.onerror = () => { s.errors++; s.states.push(s.es.readyState); };
+  return s;
+}
+window.__own = watch("/events/user.alice.inbox");
+window.__other = watch("/events/user.bob.inbox");
+true
+"""
+
+
+def hub_log(hub):
+    with hub._cond:
+        return "\n".join(hub.lines)
+
+
+def test_jwt_cookie(t):
+    publisher = "browser-suite-static-publish-token"
+    hub = t.hub("--jwt-secret", JWT_SECRET, "--publish-token", publisher, "--retry", "300", "--log-level", "debug")
+    page = t.page()
+    page.goto(hub.base + "/healthz")
+    exp = int(time.time()) + 5
+    token = jwt_hs256({"sub": "alice", "exp": exp, "microsse": {"subscribe": ["user.alice.*"]}})
+    # The backend's Set-Cookie, as the browser keeps it: HttpOnly, so page scripts cannot read it.
+    page.driver.add_cookie({"name": "microsseAuthorization", "value": token, "path": "/", "httpOnly": True, "sameSite": "Strict"})
+    check(page.js("document.cookie") == "", f"the cookie is HttpOnly: {page.js('document.cookie')!r}")
+    page.js(JWT_STREAMS)
+    page.wait_js("__own.opened === 1", 5, "alice's stream to open with the cookie")
+    wait_clients(hub, 1)
+
+    # Another user's channel: 403, which an EventSource reports as an error and never retries.
+    page.wait_js("__other.es.readyState === 2", 5, "bob's channel to fail")
+    check(page.js("__other.opened") == 0, "bob's channel never opened")
+    wait_until(lambda: "403 token does not grant subscribing to channel user.bob.inbox" in hub_log(hub), 5, "the hub to log the 403")
+
+    publish(hub.base, "user.alice.inbox", "hello alice", token=publisher)
+    publish(hub.base, "user.bob.inbox", "hello bob", token=publisher)
+    page.wait_js("__own.events.length === 1", 5, "alice's event")
+    check(page.js("__own.events") == ["hello alice"], f"alice's events: {page.js('__own.events')}")
+    check(page.js("__own.expired") == [], "no expiry yet")
+
+    # The token lapses: microsse.expired with its exp, then the stream ends; the EventSource
+    # reconnects with the same (now expired) cookie, gets 401 and gives up.
+    page.wait_js("__own.expired.length === 1", 10, "microsse.expired when the cookie's token lapses")
+    check(page.js("__own.expired") == [{"exp": exp}], f"microsse.expired data: {page.js('__own.expired')}")
+    check(time.time() >= exp, "not before exp (exact, no leeway mid-stream)")
+    page.wait_js("__own.es.readyState === 2", 10, "the reconnect with the expired token to be refused")
+    check(page.js("__own.events") == ["hello alice"], "nothing else arrived")
+    wait_until(lambda: "401 token expired" in hub_log(hub), 5, "the hub to log the refused reconnect")
+    wait_clients(hub, 0)
+    check(token not in hub_log(hub), "the token never appears in the hub's log")
+
+
+# --------------------------------------------------------------------------------------------
 # 6. More than six streams per origin: HTTP/2 through the shipped nginx config, HTTP/1.1 capped.
 
 # Ten EventSources on the page's origin, one per channel c0..c9, recording opens and events.
@@ -736,6 +815,7 @@ TESTS = [
     test_cross_origin,
     test_helper_shares_one_stream,
     test_helper_gap_and_expired,
+    test_jwt_cookie,
     test_h2_proxy_ten_streams,
 ]
 

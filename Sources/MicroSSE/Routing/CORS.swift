@@ -46,6 +46,9 @@ struct CORSPolicy: Sendable {
                 ("Access-Control-Allow-Origin", origin),
                 ("Access-Control-Expose-Headers", "\(ChannelRoutes.gapHeader), Retry-After"),
             ]
+            // Credentials (cookies, Authorization) only for an origin echoed from the list:
+            // browsers refuse them with `*`, and `*` must not let any site read with them.
+            if origin != "*" { cors.append(("Access-Control-Allow-Credentials", "true")) }
         }
         guard !cors.isEmpty else { return reply }
         switch reply {

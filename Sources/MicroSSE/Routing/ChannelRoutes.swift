@@ -49,7 +49,9 @@ enum ChannelRoutes {
         if case .gap(let reason) = router.hub.broker.subscribe(subscriber, after: lastEventID) {
             headers.append((gapHeader, reason.rawValue))
         }
-        return router.openStream(Client(request: request, subscriber: subscriber), headers: headers)
+        let client = Client(request: request, subscriber: subscriber)
+        router.hub.jwt?.watch(client, request: request, channels: channels.map(\.rawValue))
+        return router.openStream(client, headers: headers)
     }
 
     private static func publish(_ request: Request, name: String, _ router: Router) -> Response {

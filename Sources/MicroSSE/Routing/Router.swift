@@ -47,13 +47,14 @@ final class Router: TransportDelegate {
         self.routes = routes
         var guards: [any RequestGuard] = []
         guards.append(SiteGuard(allowedHosts: config.allowedHosts, corsOrigins: config.corsOrigins))
-        if let token = config.publishToken { guards.append(PublishTokenGuard(token: token)) }
+        if let jwt = hub.jwt { guards.append(JWTGuard(authority: jwt)) }
+        if let token = config.publishToken, hub.jwt == nil { guards.append(PublishTokenGuard(token: token)) }
         self.guards = guards
         self.cors = CORSPolicy(origins: config.corsOrigins)
     }
 
     func log(_ message: String) {
-        hub.logger.debug("libmicrohttpd: \(message)")
+        hub.logger.debug("libmicrohttpd: \(redactingTokens(message))")
     }
 
     /// Refuses a publish on its head, before the transport stores a byte of its body (or sends
