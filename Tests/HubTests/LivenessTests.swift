@@ -99,7 +99,7 @@ struct LivenessTests {
         #expect(waitForClients(hub, 2))
         gone.connection.reset()
         #expect(eventually(timeout: 10) { hub.statistics.clients == 1 })
-        #expect(try idle.waitForComments(2, timeout: 10))
+        #expect(try idle.waitForComments(3, timeout: 10))  // the opening comment, then two heartbeats
         try hub.publish("still", to: "idle")
         #expect(try idle.next()?.data == "still")
     }

@@ -12,11 +12,13 @@ struct ReadmeTests {
         #expect(lines.dropFirst(2).first?.trimmingCharacters(in: .whitespaces).hasPrefix("make test") == true)
     }
 
-    @Test("the README's Swift example is the compiled Examples/swift/hello-sse/main.swift")
-    func swiftExampleCompiles() throws {
+    @Test(
+        "each Swift example in the README is the compiled file it names",
+        arguments: ["Examples/swift/hello-sse/main.swift", "Examples/swift/service-group/main.swift"])
+    func swiftExampleCompiles(path: String) throws {
         let readme = try String(contentsOfFile: packageRoot + "/README.md", encoding: .utf8)
-        let example = try String(contentsOfFile: packageRoot + "/Examples/swift/hello-sse/main.swift", encoding: .utf8)
-        let marker = try #require(readme.range(of: "<!-- swift-example:"))
+        let example = try String(contentsOfFile: packageRoot + "/" + path, encoding: .utf8)
+        let marker = try #require(readme.range(of: "<!-- swift-example: \(path) "), "README names \(path)")
         let afterMarker = readme[marker.upperBound...]
         let open = try #require(afterMarker.range(of: "```swift\n"))
         let close = try #require(afterMarker[open.upperBound...].range(of: "```"))

@@ -42,7 +42,8 @@ struct StreamingTests {
         #expect(event.data == "a\nb")
         server.stop()
         #expect(try stream.waitForEnd())
-        #expect(String(decoding: stream.body, as: UTF8.self).hasPrefix("id: "))
+        // The opening comment, then the event, bytes as written (no chunk framing).
+        #expect(String(decoding: stream.body, as: UTF8.self).hasPrefix(":\n\nid: "))
     }
 
     @Test("every subscriber gets every event, complete and in publish order")
@@ -96,7 +97,7 @@ struct StreamingTests {
         let server = try makeServer { $0.heartbeatSeconds = 1 }
         defer { server.stop() }
         let stream = try EventStreamClient(port: server.port, path: "/events/quiet")
-        #expect(try stream.waitForComments(2, timeout: 5))
+        #expect(try stream.waitForComments(3, timeout: 5))  // the opening comment, then two heartbeats
         #expect(stream.pending.isEmpty)
     }
 
@@ -109,7 +110,7 @@ struct StreamingTests {
         try server.publish("x", to: "r")
         _ = try stream.events(1)
         #expect(stream.parser.retry == 2500)
-        #expect(String(decoding: stream.body, as: UTF8.self).hasPrefix("retry: 2500\n\n"))
+        #expect(String(decoding: stream.body, as: UTF8.self).hasPrefix("retry: 2500\n\n:\n\n"))
     }
 
     @Test("stopping with hundreds of suspended streams ends every stream cleanly")

@@ -165,8 +165,14 @@ final class Router: TransportDelegate {
         if let retry = hub.configuration.retryMilliseconds {
             subscriber.enqueue(Frame(bytes: EventEncoder.retry(milliseconds: retry), isEvent: false))
         }
+        subscriber.enqueue(Self.opening)
         return subscriber
     }
+
+    /// The first bytes of every stream, an empty comment: a proxy that holds a response's head
+    /// until its body starts (nginx over HTTP/2 does) forwards it at once, so the browser's
+    /// `open` comes now, not with the first event or heartbeat.
+    static let opening = Frame(bytes: EventEncoder.comment(""), isEvent: false)
 
     /// The reply that opens an admitted stream; its slot is freed when the connection is gone.
     func openStream(_ client: Client, headers: [(name: String, value: String)]) -> TransportReply {
