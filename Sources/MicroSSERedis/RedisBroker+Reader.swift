@@ -20,7 +20,7 @@ extension RedisBroker {
                 connection = nil
                 readerFD.store(-1, ordering: .releasing)
                 do {
-                    let c = try RedisConnection(url: settings.url, timeoutMilliseconds: settings.timeoutMilliseconds)
+                    let c = try settings.url.connectPrimary(timeoutMilliseconds: settings.timeoutMilliseconds)
                     c.setTimeout(milliseconds: 0)  // XREAD BLOCK bounds each wait
                     readerFD.store(c.fileDescriptor, ordering: .releasing)
                     if stopping.load(ordering: .acquiring) { break }
@@ -41,6 +41,14 @@ extension RedisBroker {
                 let reply = try connection!.command([
                     "XREAD", "COUNT", "512", "BLOCK", "1000", "STREAMS", globalKey, from.description,
                 ])
+                if case .error(let e) = reply {
+                    // A failover (UNBLOCKED, READONLY, ...): find the primary again and read on
+                    // from the last id delivered.
+                    log("Redis reader: \(e); finding the primary again")
+                    connection = nil
+                    Clocks.sleep(milliseconds: 50)
+                    continue
+                }
                 guard case .array(let streams) = reply, let entries = streams.first?.array?.dropFirst().first?.array
                 else { continue }
                 deliver(entries)

@@ -31,6 +31,7 @@ package final class RedisBroker: EventBroker {
         var url: RedisURL
         var prefix = "microsse"
         var historyCount: Int
+        var historyBytes = Int.max
         var globalLength = 100_000
         var channelTTLSeconds = 86_400
         var timeoutMilliseconds = 1_000
@@ -79,6 +80,7 @@ package final class RedisBroker: EventBroker {
 
     var globalKey: String { "\(settings.prefix):all" }
     func channelKey(_ c: String) -> String { "\(settings.prefix):ch:\(c)" }
+    func channelBytesKey(_ c: String) -> String { "\(settings.prefix):chb:\(c)" }
     var sinceKey: String { "\(settings.prefix):since" }
 
     // MARK: Lifecycle
@@ -86,7 +88,7 @@ package final class RedisBroker: EventBroker {
     /// Connects, marks where this data set began, and starts the reader thread.
     /// Throws `.unavailable` when Redis cannot be reached.
     package func start() throws(MicroSSEError) {
-        let connection = try RedisConnection(url: settings.url, timeoutMilliseconds: settings.timeoutMilliseconds)
+        let connection = try dialCommandConnection()
         let last = try Self.markSince(connection, sinceKey: sinceKey, globalKey: globalKey)
         state.withLock { $0.lastDelivered = last }
         commands.withLock { $0.connection = connection }
@@ -137,31 +139,78 @@ package final class RedisBroker: EventBroker {
 
     // MARK: Publish
 
+    /// KEYS: global stream, channel stream, channel byte counter. ARGV: global MAXLEN, history
+    /// count, channel, data, event name, caller id, TTL seconds, history bytes.
+    ///
+    /// The channel stream is trimmed from its oldest end while it holds more than the history
+    /// count, or more than the history bytes, besides its oldest entry (the boundary that places a
+    /// client resuming from exactly there). An entry's size is its data, event name and id plus
+    /// 32 bytes, close to its encoded size on the wire; the counter key holds the sum.
     static let publishScript = """
+        if redis.call('EXISTS', KEYS[2]) == 0 then redis.call('DEL', KEYS[3]) end
         local id = redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], '*', 'c', ARGV[3], 'd', ARGV[4], 'e', ARGV[5], 'i', ARGV[6])
-        redis.call('XADD', KEYS[2], 'MAXLEN', ARGV[2], id, 'd', ARGV[4], 'e', ARGV[5], 'i', ARGV[6])
+        redis.call('XADD', KEYS[2], id, 'd', ARGV[4], 'e', ARGV[5], 'i', ARGV[6])
+        local bytes = redis.call('INCRBY', KEYS[3], #ARGV[4] + #ARGV[5] + #ARGV[6] + 32)
+        local n = redis.call('XLEN', KEYS[2])
+        local count = tonumber(ARGV[2])
+        local budget = tonumber(ARGV[8])
+        while n > 1 do
+          local oldest = redis.call('XRANGE', KEYS[2], '-', '+', 'COUNT', 1)[1]
+          local size = 32
+          for k = 2, #oldest[2], 2 do size = size + #oldest[2][k] end
+          if n - 1 <= count and bytes - size <= budget then break end
+          redis.call('XDEL', KEYS[2], oldest[1])
+          bytes = redis.call('DECRBY', KEYS[3], size)
+          n = n - 1
+        end
         redis.call('EXPIRE', KEYS[2], ARGV[7])
+        redis.call('EXPIRE', KEYS[3], ARGV[7])
         return id
         """
 
+    /// Stores the event in Redis (and, when the URL asks for it, waits until `waitReplicas`
+    /// replicas confirmed it) before returning its id. Throws `.unavailable` when Redis is
+    /// unreachable, failing over, or too few replicas confirmed in time: the event is then not
+    /// acknowledged, though it may have been stored and may still be delivered.
     package func publish(_ event: Event, to channel: ChannelName) throws(MicroSSEError) -> String {
         guard !state.withLock({ $0.closed }) else { throw MicroSSEError(.unavailable, "the server is shutting down") }
         // A caller-given id travels as "=ID" so that an empty id stays distinguishable from none.
         let args: [[UInt8]] = [
-            Array("EVAL".utf8), Array(Self.publishScript.utf8), Array("2".utf8), Array(globalKey.utf8),
-            Array(channelKey(channel.rawValue).utf8), Array(String(settings.globalLength).utf8),
-            // One entry more than the history count: the oldest retained entry marks where
-            // eviction stopped, so a client resuming from exactly there is placed without a gap.
-            Array(String(max(1, settings.historyCount) + 1).utf8), Array(channel.rawValue.utf8), Array(event.data.utf8),
-            Array((event.event ?? "").utf8), Array((event.id.map { "=" + $0 } ?? "").utf8),
-            Array(String(settings.channelTTLSeconds).utf8),
+            Array("EVAL".utf8), Array(Self.publishScript.utf8), Array("3".utf8), Array(globalKey.utf8),
+            Array(channelKey(channel.rawValue).utf8), Array(channelBytesKey(channel.rawValue).utf8),
+            Array(String(settings.globalLength).utf8), Array(String(max(1, settings.historyCount)).utf8),
+            Array(channel.rawValue.utf8), Array(event.data.utf8), Array((event.event ?? "").utf8),
+            Array((event.id.map { "=" + $0 } ?? "").utf8), Array(String(settings.channelTTLSeconds).utf8),
+            Array(String(max(0, settings.historyBytes)).utf8),
         ]
-        let reply = try withCommandConnection { c throws(MicroSSEError) in try c.command(bytes: args) }
+        let replicas = settings.url.waitReplicas
+        let timeout = settings.url.waitTimeoutMilliseconds
+        let reply = try withCommandConnection { c throws(MicroSSEError) in
+            let reply = try c.command(bytes: args)
+            guard replicas > 0, reply.text.flatMap(RedisStreamID.init) != nil else { return reply }
+            let confirmed = try c.command(["WAIT", String(replicas), String(timeout)])
+            guard case .integer(let n) = confirmed else { return confirmed }
+            guard n >= replicas else {
+                throw MicroSSEError(
+                    .unavailable,
+                    "Redis stored the event but \(n) of \(replicas) replicas confirmed it within \(timeout) ms; retry")
+            }
+            return reply
+        }
         guard let text = reply.text, let id = RedisStreamID(text) else {
             throw MicroSSEError(.unavailable, "Redis refused the publish: \(reply)")
         }
         if let callerID = event.id { rememberCallerID(callerID, id) }
         return event.id ?? id.description
+    }
+
+    /// Connects to the primary for commands; its timeout leaves room for `WAIT`.
+    func dialCommandConnection() throws(MicroSSEError) -> RedisConnection {
+        let c = try settings.url.connectPrimary(timeoutMilliseconds: settings.timeoutMilliseconds)
+        if settings.url.waitReplicas > 0 {
+            c.setTimeout(milliseconds: settings.timeoutMilliseconds + settings.url.waitTimeoutMilliseconds)
+        }
+        return c
     }
 
     /// Runs `body` on the command connection, dialling it first when needed (with backoff, so a
@@ -177,7 +226,7 @@ package final class RedisBroker: EventBroker {
                     throw MicroSSEError(.unavailable, "Redis at \(settings.url) is unreachable; retrying")
                 }
                 do throws(MicroSSEError) {
-                    let c = try RedisConnection(url: settings.url, timeoutMilliseconds: settings.timeoutMilliseconds)
+                    let c = try dialCommandConnection()
                     _ = try Self.markSince(c, sinceKey: sinceKey, globalKey: globalKey)
                     slot.connection = c
                     slot.backoff = 50
@@ -188,9 +237,17 @@ package final class RedisBroker: EventBroker {
                 }
             }
             do throws(MicroSSEError) {
-                return try body(slot.connection!)
+                let reply = try body(slot.connection!)
+                if reply.meansNotPrimary {
+                    // A failover: find the primary again on the next call, at once.
+                    slot.connection = nil
+                    throw MicroSSEError(.unavailable, "Redis is failing over (\(reply)); retry")
+                }
+                return reply
             } catch {
-                slot.connection = nil
+                // A broken connection is replaced; a refusal on a sound one (too few replicas
+                // confirmed in time) keeps it.
+                if slot.connection?.isBroken != false { slot.connection = nil }
                 throw error
             }
         }

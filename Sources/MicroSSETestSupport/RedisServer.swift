@@ -12,12 +12,15 @@ public final class RedisServer {
     private let directory: String
 
     private let persistent: Bool
+    private let extraArguments: [String]
 
     /// Starts redis-server on a free port; throws if it is not installed or does not come up.
     /// `persistent` keeps data across ``stop()``/``start()`` (append-only file, fsync always),
-    /// as a production Redis behind several hubs would.
-    public init(port: UInt16? = nil, persistent: Bool = false) throws {
+    /// as a production Redis behind several hubs would. `arguments` are added to the command
+    /// line (`["--replicaof", "127.0.0.1", "6379"]` starts a replica).
+    public init(port: UInt16? = nil, persistent: Bool = false, arguments: [String] = []) throws {
         self.persistent = persistent
+        extraArguments = arguments
         self.port = try port ?? freePort()
         directory = NSTemporaryDirectory() + "microsse-redis-\(getpid())-\(self.port)"
         try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
@@ -39,7 +42,7 @@ public final class RedisServer {
         p.arguments = [
             "--port", String(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", persistent ? "yes" : "no",
             "--appendfsync", "always", "--dir", directory, "--protected-mode", "no",
-        ]
+        ] + extraArguments
         p.standardOutput = FileHandle.nullDevice
         p.standardError = FileHandle.nullDevice
         try p.run()
@@ -59,6 +62,9 @@ public final class RedisServer {
         p.waitUntilExit()
         process = nil
     }
+
+    /// Whether the process is running (started and not stopped).
+    public var isRunning: Bool { process?.isRunning ?? false }
 
     deinit {
         stop()

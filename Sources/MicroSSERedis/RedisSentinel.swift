@@ -1,0 +1,54 @@
+import MicroSSECore
+import MicroSSEWire
+
+extension RedisURL {
+    /// Connects to the primary: the one server of a `redis://` URL, or the primary the sentinels
+    /// name (each sentinel asked in turn with `SENTINEL get-master-addr-by-name`, and the answer
+    /// checked with `ROLE`, so a sentinel that has not yet seen a failover is not believed).
+    /// Throws `.unavailable` with every reason when no primary can be reached.
+    package func connectPrimary(timeoutMilliseconds: Int) throws(MicroSSEError) -> RedisConnection {
+        guard let masterName else { return try RedisConnection(url: self, timeoutMilliseconds: timeoutMilliseconds) }
+        var reasons: [String] = []
+        for sentinel in sentinels {
+            do throws(MicroSSEError) {
+                let address = try Self.askSentinel(sentinel, masterName, timeoutMilliseconds: timeoutMilliseconds)
+                let c = try RedisConnection(
+                    host: address.host, port: address.port, password: password, database: database,
+                    timeoutMilliseconds: timeoutMilliseconds, name: "\(address) (primary '\(masterName)')")
+                let role = try c.command(["ROLE"])
+                guard role.array?.first?.text == "master" else {
+                    reasons.append("sentinel \(sentinel) named \(address), which is not a primary")
+                    continue
+                }
+                return c
+            } catch {
+                reasons.append("sentinel \(sentinel): \(error.message)")
+            }
+        }
+        throw MicroSSEError(.unavailable, "cannot connect to Redis at \(self): \(reasons.joined(separator: "; "))")
+    }
+
+    /// The primary's address as one sentinel knows it.
+    static func askSentinel(
+        _ sentinel: Endpoint, _ masterName: String, timeoutMilliseconds: Int
+    ) throws(MicroSSEError) -> Endpoint {
+        let c = try RedisConnection(host: sentinel.host, port: sentinel.port, timeoutMilliseconds: timeoutMilliseconds)
+        let reply = try c.command(["SENTINEL", "get-master-addr-by-name", masterName])
+        guard let pair = reply.array, pair.count == 2, let host = pair[0].text, let port = pair[1].text.flatMap(Int.init)
+        else {
+            if case .error(let e) = reply { throw MicroSSEError(.unavailable, e) }
+            throw MicroSSEError(.unavailable, "does not know a primary named '\(masterName)'")
+        }
+        return Endpoint(host: host, port: port)
+    }
+}
+
+extension RedisValue {
+    /// Whether this error reply means the server is no longer the primary (a failover happened
+    /// or is under way), so the connection must be dropped and the primary found again.
+    package var meansNotPrimary: Bool {
+        guard case .error(let e) = self else { return false }
+        return e.contains("READONLY") || e.hasPrefix("UNBLOCKED") || e.hasPrefix("MASTERDOWN")
+            || e.hasPrefix("LOADING")
+    }
+}
