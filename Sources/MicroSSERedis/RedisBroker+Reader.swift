@@ -1,6 +1,7 @@
 import MicroSSECore
 import MicroSSEWire
 import Synchronization
+
 #if canImport(Glibc)
     import Glibc
 #endif
@@ -15,6 +16,7 @@ extension RedisBroker {
         var connection: RedisConnection?
         var backoff = 50
         var wasLost = false
+        var checkedAt = Clocks.monotonicMilliseconds()
         while !stopping.load(ordering: .acquiring) {
             if connection == nil || connection!.isBroken {
                 connection = nil
@@ -48,6 +50,20 @@ extension RedisBroker {
                     connection = nil
                     Clocks.sleep(milliseconds: 50)
                     continue
+                }
+                // A primary cut off from the sentinels takes no more publishes once they promote
+                // another, but answers XREAD (with nothing) until it is demoted: every few
+                // seconds the reader checks that the sentinels still name its server.
+                let now = Clocks.monotonicMilliseconds()
+                if settings.url.usesSentinel && now - checkedAt >= 5_000 {
+                    checkedAt = now
+                    if settings.url.sentinelsMoved(
+                        from: connection!.endpoint, timeoutMilliseconds: settings.timeoutMilliseconds)
+                    {
+                        log("Redis reader: the sentinels name another primary; reconnecting")
+                        connection = nil
+                        continue
+                    }
                 }
                 guard case .array(let streams) = reply, let entries = streams.first?.array?.dropFirst().first?.array
                 else { continue }

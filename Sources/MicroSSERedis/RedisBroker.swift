@@ -185,12 +185,19 @@ package final class RedisBroker: EventBroker {
         ]
         let replicas = settings.url.waitReplicas
         let timeout = settings.url.waitTimeoutMilliseconds
+        var shortfall = false
+        defer {
+            // Through sentinels, too few replicas may mean this primary was cut off and another
+            // promoted: the next publish asks the sentinels again.
+            if shortfall && settings.url.usesSentinel { commands.withLock { $0.connection = nil } }
+        }
         let reply = try withCommandConnection { c throws(MicroSSEError) in
             let reply = try c.command(bytes: args)
             guard replicas > 0, reply.text.flatMap(RedisStreamID.init) != nil else { return reply }
             let confirmed = try c.command(["WAIT", String(replicas), String(timeout)])
             guard case .integer(let n) = confirmed else { return confirmed }
             guard n >= replicas else {
+                shortfall = true
                 throw MicroSSEError(
                     .unavailable,
                     "Redis stored the event but \(n) of \(replicas) replicas confirmed it within \(timeout) ms; retry")

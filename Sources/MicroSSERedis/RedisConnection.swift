@@ -34,8 +34,8 @@ package enum RedisValue: Equatable {
 /// or callers serialised by a lock). The only code that touches hiredis.
 package final class RedisConnection {
     private var context: UnsafeMutablePointer<redisContext>?
-    /// `HOST:PORT`, for messages.
-    package let address: String
+    /// Where this connection goes.
+    package let endpoint: RedisURL.Endpoint
 
     /// Connects to the server `url` names directly (not through sentinels).
     package convenience init(url: RedisURL, timeoutMilliseconds: Int) throws(MicroSSEError) {
@@ -51,7 +51,7 @@ package final class RedisConnection {
         host: String, port: Int, password: String? = nil, database: Int = 0, timeoutMilliseconds: Int,
         name: String? = nil
     ) throws(MicroSSEError) {
-        address = "\(host):\(port)"
+        endpoint = RedisURL.Endpoint(host: host, port: port)
         let name = name ?? "redis://\(host):\(port)"
         let tv = timeval(tv_sec: timeoutMilliseconds / 1000, tv_usec: (timeoutMilliseconds % 1000) * 1000)
         guard let c = redisConnectWithTimeout(host, Int32(port), tv) else {

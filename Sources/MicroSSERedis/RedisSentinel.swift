@@ -28,13 +28,26 @@ extension RedisURL {
         throw MicroSSEError(.unavailable, "cannot connect to Redis at \(self): \(reasons.joined(separator: "; "))")
     }
 
+    /// Whether the sentinels now name another primary than `endpoint` (the first sentinel that
+    /// answers decides; false when none answers: nothing to act on).
+    package func sentinelsMoved(from endpoint: Endpoint, timeoutMilliseconds: Int) -> Bool {
+        guard let masterName else { return false }
+        for sentinel in sentinels {
+            if let named = try? Self.askSentinel(sentinel, masterName, timeoutMilliseconds: timeoutMilliseconds) {
+                return named != endpoint
+            }
+        }
+        return false
+    }
+
     /// The primary's address as one sentinel knows it.
     static func askSentinel(
         _ sentinel: Endpoint, _ masterName: String, timeoutMilliseconds: Int
     ) throws(MicroSSEError) -> Endpoint {
         let c = try RedisConnection(host: sentinel.host, port: sentinel.port, timeoutMilliseconds: timeoutMilliseconds)
         let reply = try c.command(["SENTINEL", "get-master-addr-by-name", masterName])
-        guard let pair = reply.array, pair.count == 2, let host = pair[0].text, let port = pair[1].text.flatMap(Int.init)
+        guard let pair = reply.array, pair.count == 2, let host = pair[0].text,
+            let port = pair[1].text.flatMap(Int.init)
         else {
             if case .error(let e) = reply { throw MicroSSEError(.unavailable, e) }
             throw MicroSSEError(.unavailable, "does not know a primary named '\(masterName)'")

@@ -60,7 +60,7 @@ public final class RedisSentinel {
     public func stop() {
         guard let p = process else { return }
         kill(p.processIdentifier, SIGKILL)
-        p.waitUntilExit()
+        awaitExit(p)
         process = nil
     }
 
