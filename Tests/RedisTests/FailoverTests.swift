@@ -22,102 +22,28 @@ extension SeveralHubsTests {
     struct Failover {
         @Test("the primary is killed mid-publish: every acknowledged event reaches every hub once, in order")
         func primaryKilledMidPublish() throws {
-            let started = now()
-            let cluster = try RedisSentinelCluster()
-            // Ready when every sentinel knows both replicas and the two other sentinels, and both
-            // replicas are in sync with the primary.
-            try #require(
-                eventually(timeout: 20) {
-                    let linked = cluster.servers.dropFirst().allSatisfy {
-                        ask($0.port, ["ROLE"])?.array.map { $0.count > 3 && $0[3].text == "connected" } ?? false
-                    }
-                    return linked
-                        && cluster.sentinels.allSatisfy {
-                            ask($0.port, ["SENTINEL", "replicas", cluster.masterName])?.array?.count == 2
-                                && ask($0.port, ["SENTINEL", "sentinels", cluster.masterName])?.array?.count == 2
-                        }
-                }, "the sentinels never saw the whole cluster")
-            let url = try RedisURL(cluster.url(query: "wait=1&waitTimeout=250"))
-            let prefix = uniquePrefix("failover")
-            let hubs = try (0..<2).map { _ in
-                try makeServer {
-                    $0.publishing = true
-                    $0.redis = url
-                    $0.redisKeyPrefix = prefix
-                }
-            }
-            defer { hubs.forEach { $0.stop() } }
-            let streams = try hubs.map { try EventStreamClient(port: $0.port, path: "/events/orders") }
-            try #require(eventually { hubs.allSatisfy { $0.statistics.clients == 1 } })
+            let figures = try runFailover(.killPrimary)
+            #expect(figures.refusals > 0, "the failover was never seen by the publisher")
+            #expect(figures.missingFromHistory == 0, "acknowledged events missing from the new primary's history")
+        }
 
-            // The publisher: numbered events to hub A, each retried on 503 until acknowledged.
-            let total = 150
-            var acknowledged: [(data: String, id: String)] = []
-            var refusals = 0
-            var retriedEvents = 0
-            var killedAt = 0.0
-            var firstAckAfterKill = 0.0
-            let primaryPID = try #require(cluster.servers[0].processIdentifier)
-            let killer = Thread { kill(primaryPID, SIGKILL) }
-            for i in 0..<total {
-                if i == 40 {
-                    // Mid-publish: the kill races the next publishes.
-                    killedAt = now()
-                    killer.start()
-                }
-                let deadline = now() + 20
-                var refusedThis = false
-                while true {
-                    let r = try postEvent(port: hubs[0].port, channel: "orders", data: "o\(i)")
-                    if let id = publishedID(r) {
-                        acknowledged.append(("o\(i)", id))
-                        if killedAt > 0 && firstAckAfterKill == 0 && refusals > 0 { firstAckAfterKill = now() }
-                        break
-                    }
-                    #expect(r.status == 503, "a publish during the failover is refused with 503, got \(r.status)")
-                    refusals += 1
-                    refusedThis = true
-                    try #require(now() < deadline, "o\(i) was never acknowledged")
-                    usleep(10_000)
-                }
-                if refusedThis { retriedEvents += 1 }
-            }
-            #expect(refusals > 0, "the failover was never seen by the publisher")
-            #expect(retriedEvents > 0)
-            #expect(eventually { killer.isFinished })
-            cluster.servers[0].stop()  // reaps it
-            // A replica was promoted.
-            let promoted = cluster.servers.dropFirst().first { ask($0.port, ["ROLE"])?.array?.first?.text == "master" }
-            #expect(promoted != nil, "no replica became the primary")
+        @Test("a manual failover with wait=1: hubs follow the demoted primary; its last writes can vanish")
+        func manualFailoverWaitOne() throws {
+            let figures = try runFailover(.sentinelFailover, wait: 1)
+            // Sentinel promotes a replica (REPLICAOF NO ONE) and only later demotes the old
+            // primary, which meanwhile takes writes that its other replica confirms; both then
+            // resynchronise from the new primary and drop them. Subscribers connected at the time
+            // received them live; the history lacks them. Recorded here, documented in the README.
+            print("manual failover, wait=1: \(figures.missingFromHistory) acknowledged events missing from history")
+        }
 
-            // Every hub's open stream: every acknowledged id exactly once, in publish order.
-            let ackedIDs = acknowledged.map(\.id)
-            let ackedSet = Set(ackedIDs)
-            var delivered: [Int] = []
-            for (n, stream) in streams.enumerated() {
-                var seen: [ParsedEvent] = []
-                let deadline = now() + 20
-                while Set(seen.map(\.lastEventID)).isSuperset(of: ackedSet) == false && now() < deadline {
-                    if let e = try stream.next(timeout: 0.5) { seen.append(e) }
-                }
-                // Anything else queued (a late duplicate would show here).
-                while let e = try stream.next(timeout: 0.3) { seen.append(e) }
-                let ofAcked = seen.filter { ackedSet.contains($0.lastEventID) }
-                #expect(ofAcked.map(\.lastEventID) == ackedIDs, "hub \(n): acknowledged events once each, in order")
-                #expect(ofAcked.map(\.data) == acknowledged.map(\.data))
-                #expect(!seen.contains { $0.type == "microsse.gap" }, "hub \(n) sent a gap")
-                // The same connection, still open.
-                #expect(!stream.brokenOff && !stream.endedCleanly, "hub \(n)'s stream was closed")
-                #expect(hubs[n].statistics.clients == 1)
-                delivered.append(seen.count)
-            }
-            let failover = firstAckAfterKill > 0 ? firstAckAfterKill - killedAt : -1
-            print(
-                "failover figures: \(String(format: "%.2f", failover)) s from SIGKILL to the next 202, "
-                    + "\(refusals) responses 503 over \(retriedEvents) events, \(acknowledged.count) acknowledged, "
-                    + "delivered per hub \(delivered) (extra = unacknowledged attempts that were stored), "
-                    + "test \(String(format: "%.1f", now() - started)) s")
-            #expect(now() - started < 60)
+        @Test("a manual failover with wait=2 (every replica): nothing acknowledged is lost")
+        func manualFailoverWaitAll() throws {
+            let figures = try runFailover(.sentinelFailover, wait: 2)
+            // The promoted replica stops confirming the moment it is promoted, so the old primary
+            // acknowledges nothing more.
+            #expect(figures.missingFromHistory == 0, "acknowledged events missing from the new primary's history")
+            #expect(figures.refusals > 0)
         }
 
         @Test("WAIT: too few replicas in time means 503, and the event may still be delivered")
@@ -195,4 +121,142 @@ extension SeveralHubsTests {
             #expect(late.head.header("MicroSSE-Gap") == "evicted")
         }
     }
+}
+
+enum Disruption { case killPrimary, sentinelFailover }
+
+struct FailoverFigures {
+    var refusals = 0
+    var missingFromHistory = 0
+}
+
+/// Three servers and three sentinels, two hubs with a subscriber each, a publisher of numbered
+/// events to hub A retrying 503s; `disruption` strikes after 40 events. Checks that every
+/// acknowledged event reached both subscribers exactly once, in order, on the streams they
+/// opened; returns the publisher's refusals and how many acknowledged events the new primary's
+/// history lacks.
+func runFailover(_ disruption: Disruption, wait: Int = 1) throws -> FailoverFigures {
+    let started = now()
+    let cluster = try RedisSentinelCluster()
+    // Ready when every sentinel knows both replicas and the two other sentinels, and both
+    // replicas are in sync with the primary.
+    try #require(
+        eventually(timeout: 20) {
+            let linked = cluster.servers.dropFirst().allSatisfy {
+                ask($0.port, ["ROLE"])?.array.map { $0.count > 3 && $0[3].text == "connected" } ?? false
+            }
+            return linked
+                && cluster.sentinels.allSatisfy {
+                    ask($0.port, ["SENTINEL", "replicas", cluster.masterName])?.array?.count == 2
+                        && ask($0.port, ["SENTINEL", "sentinels", cluster.masterName])?.array?.count == 2
+                }
+        }, "the sentinels never saw the whole cluster")
+    let url = try RedisURL(cluster.url(query: "wait=\(wait)&waitTimeout=250"))
+    let prefix = uniquePrefix("failover")
+    let hubs = try (0..<2).map { _ in
+        try makeServer {
+            $0.publishing = true
+            $0.redis = url
+            $0.redisKeyPrefix = prefix
+        }
+    }
+    defer { hubs.forEach { $0.stop() } }
+    let streams = try hubs.map { try EventStreamClient(port: $0.port, path: "/events/orders") }
+    try #require(eventually { hubs.allSatisfy { $0.statistics.clients == 1 } })
+
+    // The publisher: numbered events to hub A, each retried on 503 until acknowledged.
+    let total = 100
+    var acknowledged: [(data: String, id: String)] = []
+    var figures = FailoverFigures()
+    var retriedEvents = 0
+    var struckAt = 0.0
+    var firstAckAfter = 0.0
+    let primaryPID = try #require(cluster.servers[0].processIdentifier)
+    let sentinelPort = cluster.sentinels[0].port
+    let name = cluster.masterName
+    let striker = Thread {
+        switch disruption {
+        case .killPrimary: kill(primaryPID, SIGKILL)
+        case .sentinelFailover: _ = ask(sentinelPort, ["SENTINEL", "FAILOVER", name])
+        }
+    }
+    // Publish `total` events, and on until the sentinels name another primary and 20 more
+    // events were acknowledged after that.
+    let oldPort = cluster.servers[0].port
+    var movedAt: Int?
+    var i = 0
+    while i < total || movedAt.map({ acknowledged.count < $0 + 20 }) ?? true {
+        try #require(now() - started < 50, "the sentinels never named another primary")
+        if movedAt == nil && i > 40 && i % 10 == 0,
+            let named = ask(sentinelPort, ["SENTINEL", "get-master-addr-by-name", name])?.array,
+            named.count == 2, named[1].text != String(oldPort)
+        {
+            movedAt = acknowledged.count
+        }
+        if i == 40 {
+            // Mid-publish: the disruption races the next publishes.
+            struckAt = now()
+            striker.start()
+        }
+        let deadline = now() + 20
+        var refusedThis = false
+        while true {
+            let r = try postEvent(port: hubs[0].port, channel: "orders", data: "o\(i)")
+            if let id = publishedID(r) {
+                acknowledged.append(("o\(i)", id))
+                if struckAt > 0 && firstAckAfter == 0 && figures.refusals > 0 { firstAckAfter = now() }
+                break
+            }
+            #expect(r.status == 503, "a publish during the failover is refused with 503, got \(r.status)")
+            figures.refusals += 1
+            refusedThis = true
+            try #require(now() < deadline, "o\(i) was never acknowledged")
+            usleep(10_000)
+        }
+        if refusedThis { retriedEvents += 1 }
+        i += 1
+        usleep(2_000)
+    }
+    #expect(eventually { striker.isFinished })
+    // A replica was promoted, and the sentinels name it.
+    let promoted = cluster.servers.dropFirst().first { ask($0.port, ["ROLE"])?.array?.first?.text == "master" }
+    try #require(promoted != nil, "no replica became the primary")
+    if disruption == .killPrimary { cluster.servers[0].stop() }  // reaps it
+
+    // Every hub's open stream: every acknowledged id exactly once, in publish order.
+    let ackedIDs = acknowledged.map(\.id)
+    let ackedSet = Set(ackedIDs)
+    var delivered: [Int] = []
+    for (n, stream) in streams.enumerated() {
+        var seen: [ParsedEvent] = []
+        let deadline = now() + 20
+        while Set(seen.map(\.lastEventID)).isSuperset(of: ackedSet) == false && now() < deadline {
+            if let e = try stream.next(timeout: 0.5) { seen.append(e) }
+        }
+        // Anything else queued (a late duplicate would show here).
+        while let e = try stream.next(timeout: 0.3) { seen.append(e) }
+        let ofAcked = seen.filter { ackedSet.contains($0.lastEventID) }
+        #expect(ofAcked.map(\.lastEventID) == ackedIDs, "hub \(n): acknowledged events once each, in order")
+        #expect(ofAcked.map(\.data) == acknowledged.map(\.data))
+        #expect(!seen.contains { $0.type == "microsse.gap" }, "hub \(n) sent a gap")
+        // The same connection, still open.
+        #expect(!stream.brokenOff && !stream.endedCleanly, "hub \(n)'s stream was closed")
+        #expect(hubs[n].statistics.clients == 1)
+        delivered.append(seen.count)
+    }
+    // The new primary's history of the channel.
+    let stored = Set(
+        (ask(promoted!.port, ["XRANGE", "\(prefix):ch:orders", "-", "+"])?.array ?? []).compactMap {
+            $0.array?.first?.text
+        })
+    figures.missingFromHistory = ackedSet.subtracting(stored).count
+    let failover = firstAckAfter > 0 ? firstAckAfter - struckAt : 0
+    print(
+        "failover figures (\(disruption), wait=\(wait)): \(String(format: "%.2f", failover)) s from the disruption to the next 202, "
+            + "\(figures.refusals) responses 503 over \(retriedEvents) events, \(acknowledged.count) acknowledged, "
+            + "delivered per hub \(delivered) (beyond \(acknowledged.count): unacknowledged attempts that were stored), "
+            + "\(figures.missingFromHistory) acknowledged missing from history, test \(String(format: "%.1f", now() - started)) s"
+    )
+    #expect(now() - started < 60)
+    return figures
 }
