@@ -51,16 +51,17 @@ extension RedisBroker {
                     Clocks.sleep(milliseconds: 50)
                     continue
                 }
-                // A primary cut off from the sentinels takes no more publishes once they promote
-                // another, but answers XREAD (with nothing) until it is demoted: every few
-                // seconds the reader checks that the sentinels still name its server.
+                // After the sentinels promote another server, the old primary answers as a
+                // primary until they get round to demoting it (seconds later, or never while it
+                // is cut off from them): every second the reader asks the sentinels, follows
+                // their answer, and leaves it for the command connection (`namedPrimary`).
                 let now = Clocks.monotonicMilliseconds()
-                if settings.url.usesSentinel && now - checkedAt >= 5_000 {
+                if settings.url.usesSentinel && now - checkedAt >= 1_000 {
                     checkedAt = now
-                    if settings.url.sentinelsMoved(
-                        from: connection!.endpoint, timeoutMilliseconds: settings.timeoutMilliseconds)
-                    {
-                        log("Redis reader: the sentinels name another primary; reconnecting")
+                    let named = settings.url.namedPrimary(timeoutMilliseconds: settings.timeoutMilliseconds)
+                    if let named { namedPrimary.withLock { $0 = named } }
+                    if let named, named != connection!.endpoint {
+                        log("Redis reader: the sentinels name \(named) as the primary now; reconnecting")
                         connection = nil
                         continue
                     }

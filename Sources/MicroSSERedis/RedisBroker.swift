@@ -45,6 +45,8 @@ package final class RedisBroker: EventBroker {
     let readerFD = Atomic<Int32>(-1)
     let stopping = Atomic<Bool>(false)
     let readerDone = Atomic<Bool>(true)
+    /// The primary the sentinels named when the reader last asked (nil without sentinels).
+    let namedPrimary = Mutex<RedisURL.Endpoint?>(nil)
 
     /// The command connection and when it may next be re-dialled.
     struct CommandSlot: @unchecked Sendable {
@@ -226,6 +228,10 @@ package final class RedisBroker: EventBroker {
         _ body: (RedisConnection) throws(MicroSSEError) -> RedisValue
     ) throws(MicroSSEError) -> RedisValue {
         try commands.withLock { (slot: inout CommandSlot) throws(MicroSSEError) -> RedisValue in
+            if let c = slot.connection, let named = namedPrimary.withLock({ $0 }), named != c.endpoint {
+                // The sentinels promoted another server: leave this one before it is demoted.
+                slot.connection = nil
+            }
             if slot.connection == nil || slot.connection!.isBroken {
                 slot.connection = nil
                 let now = Clocks.monotonicMilliseconds()

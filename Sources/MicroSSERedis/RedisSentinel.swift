@@ -28,16 +28,16 @@ extension RedisURL {
         throw MicroSSEError(.unavailable, "cannot connect to Redis at \(self): \(reasons.joined(separator: "; "))")
     }
 
-    /// Whether the sentinels now name another primary than `endpoint` (the first sentinel that
-    /// answers decides; false when none answers: nothing to act on).
-    package func sentinelsMoved(from endpoint: Endpoint, timeoutMilliseconds: Int) -> Bool {
-        guard let masterName else { return false }
+    /// The primary the first sentinel that answers names; nil when none answers (or for a
+    /// plain URL).
+    package func namedPrimary(timeoutMilliseconds: Int) -> Endpoint? {
+        guard let masterName else { return nil }
         for sentinel in sentinels {
             if let named = try? Self.askSentinel(sentinel, masterName, timeoutMilliseconds: timeoutMilliseconds) {
-                return named != endpoint
+                return named
             }
         }
-        return false
+        return nil
     }
 
     /// The primary's address as one sentinel knows it.

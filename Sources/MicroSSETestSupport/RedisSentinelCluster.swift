@@ -80,8 +80,11 @@ public final class RedisSentinelCluster {
 
     public init(masterName: String = "microsse") throws {
         self.masterName = masterName
-        let primary = try RedisServer()
-        let replicaOf = ["--replicaof", "127.0.0.1", String(primary.port)]
+        // A replica that must fully resynchronise after a failover does so at once (Redis waits
+        // 5 s by default to serve several replicas with one transfer).
+        let fast = ["--repl-diskless-sync-delay", "0"]
+        let primary = try RedisServer(arguments: fast)
+        let replicaOf = fast + ["--replicaof", "127.0.0.1", String(primary.port)]
         servers = [primary, try RedisServer(arguments: replicaOf), try RedisServer(arguments: replicaOf)]
         sentinels = try (0..<3).map { _ in try RedisSentinel(masterName: masterName, primaryPort: primary.port) }
     }
