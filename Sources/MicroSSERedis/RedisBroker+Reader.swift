@@ -17,6 +17,7 @@ extension RedisBroker {
         var backoff = 50
         var wasLost = false
         var checkedAt = Clocks.monotonicMilliseconds()
+        var answering = 0
         while !stopping.load(ordering: .acquiring) {
             if connection == nil || connection!.isBroken {
                 connection = nil
@@ -25,6 +26,7 @@ extension RedisBroker {
                     let c = try settings.url.connectPrimary(timeoutMilliseconds: settings.timeoutMilliseconds)
                     c.setTimeout(milliseconds: 0)  // XREAD BLOCK bounds each wait
                     readerFD.store(c.fileDescriptor, ordering: .releasing)
+                    if settings.url.usesSentinel { namedPrimary.withLock { $0 = c.endpoint } }
                     if stopping.load(ordering: .acquiring) { break }
                     connection = c
                     backoff = 50
@@ -58,9 +60,13 @@ extension RedisBroker {
                 let now = Clocks.monotonicMilliseconds()
                 if settings.url.usesSentinel && now - checkedAt >= 1_000 {
                     checkedAt = now
-                    let named = settings.url.namedPrimary(timeoutMilliseconds: settings.timeoutMilliseconds)
-                    if let named { namedPrimary.withLock { $0 = named } }
-                    if let named, named != connection!.endpoint {
+                    let answer = settings.url.namedPrimary(
+                        timeoutMilliseconds: min(settings.timeoutMilliseconds, 250), first: answering)
+                    if let (named, index) = answer {
+                        answering = index
+                        namedPrimary.withLock { $0 = named }
+                    }
+                    if let (named, _) = answer, named != connection!.endpoint {
                         log("Redis reader: the sentinels name \(named) as the primary now; reconnecting")
                         connection = nil
                         continue

@@ -11,8 +11,12 @@ import Synchronization
 ///
 /// - Every publish runs one Lua script: `XADD` to the global stream `PREFIX:all` (all channels,
 ///   one order, the ids every hub uses) and, with the same id, to the channel's stream
-///   `PREFIX:ch:NAME` capped at the history count plus one (`MAXLEN`; the extra entry marks
-///   where eviction stopped), which expires after `channelTTL` seconds without a publish.
+///   `PREFIX:ch:NAME` bounded by the history count and bytes plus one entry (the extra entry marks
+///   where eviction stopped), which expires after `channelTTL` seconds without a publish. With
+///   `wait=N` in the URL, `WAIT` then holds the acknowledgement until N replicas have it.
+/// - With a `redis-sentinel://` URL both connections go to the primary the sentinels name, and
+///   move when a connection fails, Redis answers `READONLY`/`UNBLOCKED`, or the sentinels (asked
+///   by the reader every second) name another server.
 /// - Each hub runs one reader thread blocked in `XREAD BLOCK` on the global stream and fans every
 ///   entry out to its local subscribers: live delivery never polls. After a lost connection it
 ///   reconnects with backoff and reads on from the last id it delivered, so open streams see no
@@ -216,6 +220,7 @@ package final class RedisBroker: EventBroker {
     /// Connects to the primary for commands; its timeout leaves room for `WAIT`.
     func dialCommandConnection() throws(MicroSSEError) -> RedisConnection {
         let c = try settings.url.connectPrimary(timeoutMilliseconds: settings.timeoutMilliseconds)
+        if settings.url.usesSentinel { namedPrimary.withLock { $0 = c.endpoint } }
         if settings.url.waitReplicas > 0 {
             c.setTimeout(milliseconds: settings.timeoutMilliseconds + settings.url.waitTimeoutMilliseconds)
         }

@@ -28,13 +28,15 @@ extension RedisURL {
         throw MicroSSEError(.unavailable, "cannot connect to Redis at \(self): \(reasons.joined(separator: "; "))")
     }
 
-    /// The primary the first sentinel that answers names; nil when none answers (or for a
-    /// plain URL).
-    package func namedPrimary(timeoutMilliseconds: Int) -> Endpoint? {
-        guard let masterName else { return nil }
-        for sentinel in sentinels {
-            if let named = try? Self.askSentinel(sentinel, masterName, timeoutMilliseconds: timeoutMilliseconds) {
-                return named
+    /// The primary the first sentinel that answers names, asking from sentinel `first` on (the
+    /// one that answered last time, so a dead sentinel costs one timeout, not one per check),
+    /// and the index of the sentinel that answered; nil when none answers (or for a plain URL).
+    package func namedPrimary(timeoutMilliseconds: Int, first: Int = 0) -> (Endpoint, Int)? {
+        guard let masterName, !sentinels.isEmpty else { return nil }
+        for k in 0..<sentinels.count {
+            let i = (first + k) % sentinels.count
+            if let named = try? Self.askSentinel(sentinels[i], masterName, timeoutMilliseconds: timeoutMilliseconds) {
+                return (named, i)
             }
         }
         return nil
