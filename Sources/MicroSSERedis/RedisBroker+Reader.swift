@@ -29,6 +29,7 @@ extension RedisBroker {
                     if settings.url.usesSentinel { namedPrimary.withLock { $0 = c.endpoint } }
                     if stopping.load(ordering: .acquiring) { break }
                     connection = c
+                    checkedAt = 0
                     backoff = 50
                     if wasLost { log("Redis reader reconnected; catching up") }
                     wasLost = false
@@ -37,6 +38,19 @@ extension RedisBroker {
                     wasLost = true
                     Clocks.sleep(milliseconds: backoff)
                     backoff = min(backoff * 2, settings.maxBackoffMilliseconds)
+                    continue
+                }
+            }
+            // After the sentinels promote another server, the old primary answers as a primary
+            // until they get round to demoting it (seconds later, or never while it is cut off
+            // from them): every second (and after each reconnection) the reader asks the
+            // sentinels, follows their answer, and leaves it for the command connection.
+            let now = Clocks.monotonicMilliseconds()
+            if settings.url.usesSentinel && now - checkedAt >= 1_000 {
+                checkedAt = now
+                if let named = askSentinels(first: &answering), named != connection!.endpoint {
+                    log("Redis reader: the sentinels name \(named) as the primary now; reconnecting")
+                    connection = nil
                     continue
                 }
             }
@@ -53,33 +67,27 @@ extension RedisBroker {
                     Clocks.sleep(milliseconds: 50)
                     continue
                 }
-                // After the sentinels promote another server, the old primary answers as a
-                // primary until they get round to demoting it (seconds later, or never while it
-                // is cut off from them): every second the reader asks the sentinels, follows
-                // their answer, and leaves it for the command connection (`namedPrimary`).
-                let now = Clocks.monotonicMilliseconds()
-                if settings.url.usesSentinel && now - checkedAt >= 1_000 {
-                    checkedAt = now
-                    let answer = settings.url.namedPrimary(
-                        timeoutMilliseconds: min(settings.timeoutMilliseconds, 250), first: answering)
-                    if let (named, index) = answer {
-                        answering = index
-                        namedPrimary.withLock { $0 = named }
-                    }
-                    if let (named, _) = answer, named != connection!.endpoint {
-                        log("Redis reader: the sentinels name \(named) as the primary now; reconnecting")
-                        connection = nil
-                        continue
-                    }
+                if case .array(let streams) = reply, let entries = streams.first?.array?.dropFirst().first?.array {
+                    deliver(entries)
                 }
-                guard case .array(let streams) = reply, let entries = streams.first?.array?.dropFirst().first?.array
-                else { continue }
-                deliver(entries)
             } catch {
                 connection = nil
             }
         }
         readerFD.store(-1, ordering: .releasing)
+    }
+
+    /// Asks the sentinels (from the one that answered last) which server is the primary and how
+    /// many replicas are up; records both for the command connection and returns the primary.
+    func askSentinels(first: inout Int) -> RedisURL.Endpoint? {
+        guard
+            let answer = settings.url.namedPrimary(
+                timeoutMilliseconds: min(settings.timeoutMilliseconds, 250), first: first)
+        else { return nil }
+        first = answer.sentinel
+        namedPrimary.withLock { $0 = answer.primary }
+        if let up = answer.replicasUp { replicasUp.store(up, ordering: .relaxed) }
+        return answer.primary
     }
 
     func deliver(_ entries: [RedisValue]) {

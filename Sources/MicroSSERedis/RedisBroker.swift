@@ -51,6 +51,8 @@ package final class RedisBroker: EventBroker {
     let readerDone = Atomic<Bool>(true)
     /// The primary the sentinels named when the reader last asked (nil without sentinels).
     let namedPrimary = Mutex<RedisURL.Endpoint?>(nil)
+    /// Replicas the sentinels consider up (for `wait=all`); -1 before they were asked.
+    let replicasUp = Atomic<Int>(-1)
 
     /// The command connection and when it may next be re-dialled.
     struct CommandSlot: @unchecked Sendable {
@@ -95,6 +97,10 @@ package final class RedisBroker: EventBroker {
     /// Throws `.unavailable` when Redis cannot be reached.
     package func start() throws(MicroSSEError) {
         let connection = try dialCommandConnection()
+        if settings.url.usesSentinel {
+            var first = 0
+            _ = askSentinels(first: &first)
+        }
         let last = try Self.markSince(connection, sinceKey: sinceKey, globalKey: globalKey)
         state.withLock { $0.lastDelivered = last }
         commands.withLock { $0.connection = connection }
@@ -189,7 +195,9 @@ package final class RedisBroker: EventBroker {
             Array((event.id.map { "=" + $0 } ?? "").utf8), Array(String(settings.channelTTLSeconds).utf8),
             Array(String(max(0, settings.historyBytes)).utf8),
         ]
-        let replicas = settings.url.waitReplicas
+        let replicas =
+            settings.url.waitForEveryReplica
+            ? max(1, replicasUp.load(ordering: .relaxed)) : settings.url.waitReplicas
         let timeout = settings.url.waitTimeoutMilliseconds
         var shortfall = false
         defer {
@@ -221,7 +229,7 @@ package final class RedisBroker: EventBroker {
     func dialCommandConnection() throws(MicroSSEError) -> RedisConnection {
         let c = try settings.url.connectPrimary(timeoutMilliseconds: settings.timeoutMilliseconds)
         if settings.url.usesSentinel { namedPrimary.withLock { $0 = c.endpoint } }
-        if settings.url.waitReplicas > 0 {
+        if settings.url.waitReplicas > 0 || settings.url.waitForEveryReplica {
             c.setTimeout(milliseconds: settings.timeoutMilliseconds + settings.url.waitTimeoutMilliseconds)
         }
         return c

@@ -28,25 +28,55 @@ extension RedisURL {
         throw MicroSSEError(.unavailable, "cannot connect to Redis at \(self): \(reasons.joined(separator: "; "))")
     }
 
-    /// The primary the first sentinel that answers names, asking from sentinel `first` on (the
-    /// one that answered last time, so a dead sentinel costs one timeout, not one per check),
-    /// and the index of the sentinel that answered; nil when none answers (or for a plain URL).
-    package func namedPrimary(timeoutMilliseconds: Int, first: Int = 0) -> (Endpoint, Int)? {
+    /// What the first sentinel that answers says, asking from sentinel `first` on (the one that
+    /// answered last time, so a dead sentinel costs one timeout, not one per check): the primary,
+    /// how many of its replicas it considers up (not `s_down`, `o_down` or `disconnected`), and
+    /// the index of the sentinel. Nil when none answers (or for a plain URL).
+    package func namedPrimary(
+        timeoutMilliseconds: Int, first: Int = 0
+    ) -> (primary: Endpoint, replicasUp: Int?, sentinel: Int)? {
         guard let masterName, !sentinels.isEmpty else { return nil }
         for k in 0..<sentinels.count {
             let i = (first + k) % sentinels.count
-            if let named = try? Self.askSentinel(sentinels[i], masterName, timeoutMilliseconds: timeoutMilliseconds) {
-                return (named, i)
-            }
+            let sentinel = sentinels[i]
+            guard
+                let c = try? RedisConnection(
+                    host: sentinel.host, port: sentinel.port, timeoutMilliseconds: timeoutMilliseconds),
+                let named = try? Self.primary(c, masterName)
+            else { continue }
+            return (named, try? Self.replicasUp(c, masterName), i)
         }
         return nil
+    }
+
+    /// How many replicas of `masterName` a sentinel considers up.
+    static func replicasUp(_ c: RedisConnection, _ masterName: String) throws(MicroSSEError) -> Int? {
+        guard let replicas = try c.command(["SENTINEL", "replicas", masterName]).array else { return nil }
+        return replicas.filter { replica in
+            guard let kv = replica.array else { return false }
+            var i = 0
+            while i + 1 < kv.count {
+                if kv[i].text == "flags", let flags = kv[i + 1].text {
+                    return !flags.split(separator: ",").contains { ["s_down", "o_down", "disconnected"].contains($0) }
+                }
+                i += 2
+            }
+            return false
+        }.count
     }
 
     /// The primary's address as one sentinel knows it.
     static func askSentinel(
         _ sentinel: Endpoint, _ masterName: String, timeoutMilliseconds: Int
     ) throws(MicroSSEError) -> Endpoint {
-        let c = try RedisConnection(host: sentinel.host, port: sentinel.port, timeoutMilliseconds: timeoutMilliseconds)
+        let c = try RedisConnection(
+            host: sentinel.host, port: sentinel.port, timeoutMilliseconds: timeoutMilliseconds,
+            name: sentinel.description)
+        return try primary(c, masterName)
+    }
+
+    /// The primary's address as the sentinel on `c` knows it.
+    static func primary(_ c: RedisConnection, _ masterName: String) throws(MicroSSEError) -> Endpoint {
         let reply = try c.command(["SENTINEL", "get-master-addr-by-name", masterName])
         guard let pair = reply.array, pair.count == 2, let host = pair[0].text,
             let port = pair[1].text.flatMap(Int.init)

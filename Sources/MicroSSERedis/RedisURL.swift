@@ -5,7 +5,8 @@ import MicroSSEWire
 /// found through Redis Sentinel, `redis-sentinel://[:PASSWORD@]HOST:PORT[,HOST:PORT…]/MASTERNAME[/DB][?OPTIONS]`.
 ///
 /// Options: `wait=N` (a publish is acknowledged only once `N` replicas confirmed it with `WAIT`;
-/// default 1 with sentinels, 0 without) and `waitTimeout=MS` (how long `WAIT` may take, 1-10000;
+/// default 1 with sentinels, 0 without; `wait=all`, with sentinels: every replica they consider
+/// up, and at least one) and `waitTimeout=MS` (how long `WAIT` may take, 1-10000;
 /// default 250). The password is the data nodes'; sentinels are asked without one.
 public struct RedisURL: Sendable, Equatable, CustomStringConvertible {
     /// A `HOST:PORT` pair.
@@ -38,6 +39,9 @@ public struct RedisURL: Sendable, Equatable, CustomStringConvertible {
     public var masterName: String?
     /// Replicas that must confirm a publish (`WAIT`) before it is acknowledged; 0 = none.
     public var waitReplicas: Int
+    /// `wait=all` (sentinel URLs only): every replica the sentinels consider up must confirm a
+    /// publish, and at least one.
+    public var waitForEveryReplica: Bool
     /// How long `WAIT` may take, in milliseconds.
     public var waitTimeoutMilliseconds: Int
 
@@ -59,17 +63,25 @@ public struct RedisURL: Sendable, Equatable, CustomStringConvertible {
                 .invalidArgument, "Redis URL must start with redis:// or redis-sentinel:// (got '\(text)')")
         }
         var wait = sentinel ? 1 : 0
+        var waitAll = false
         var waitTimeout = 250
         if let q = rest.firstIndex(of: "?") {
             for pair in rest[rest.index(after: q)...].split(separator: "&") {
                 let kv = pair.split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false)
                 let value = kv.count == 2 ? Int(kv[1]) : nil
                 switch kv[0] {
+                case "wait" where kv.count == 2 && kv[1] == "all":
+                    guard sentinel else {
+                        throw MicroSSEError(
+                            .invalidArgument, "Redis URL option wait=all needs redis-sentinel:// in '\(text)'")
+                    }
+                    waitAll = true
                 case "wait":
                     guard let value, (0...100).contains(value) else {
                         throw MicroSSEError(.invalidArgument, "Redis URL option wait must be 0-100 in '\(text)'")
                     }
                     wait = value
+                    waitAll = false
                 case "waitTimeout":
                     guard let value, (1...10_000).contains(value) else {
                         throw MicroSSEError(
@@ -82,7 +94,8 @@ public struct RedisURL: Sendable, Equatable, CustomStringConvertible {
             }
             rest = rest[..<q]
         }
-        waitReplicas = wait
+        waitReplicas = waitAll ? 0 : wait
+        waitForEveryReplica = waitAll
         waitTimeoutMilliseconds = waitTimeout
         password = nil
         if let at = rest.lastIndex(of: "@") {

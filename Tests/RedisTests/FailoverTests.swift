@@ -29,7 +29,7 @@ extension SeveralHubsTests {
 
         @Test("a manual failover with wait=1: hubs follow the demoted primary; its last writes can vanish")
         func manualFailoverWaitOne() throws {
-            let figures = try runFailover(.sentinelFailover, wait: 1)
+            let figures = try runFailover(.sentinelFailover, wait: "1")
             // Sentinel promotes a replica (REPLICAOF NO ONE) and only later demotes the old
             // primary, which meanwhile takes writes that its other replica confirms; both then
             // resynchronise from the new primary and drop them. Subscribers connected at the time
@@ -37,13 +37,20 @@ extension SeveralHubsTests {
             print("manual failover, wait=1: \(figures.missingFromHistory) acknowledged events missing from history")
         }
 
-        @Test("a manual failover with wait=2 (every replica): nothing acknowledged is lost")
+        @Test("a manual failover with wait=all: nothing acknowledged is lost")
         func manualFailoverWaitAll() throws {
-            let figures = try runFailover(.sentinelFailover, wait: 2)
+            let figures = try runFailover(.sentinelFailover, wait: "all")
             // The promoted replica stops confirming the moment it is promoted, so the old primary
             // acknowledges nothing more.
             #expect(figures.missingFromHistory == 0, "acknowledged events missing from the new primary's history")
             #expect(figures.refusals > 0)
+        }
+
+        @Test("the primary is killed with wait=all: publishing resumes with the one replica left, nothing lost")
+        func primaryKilledWaitAll() throws {
+            let figures = try runFailover(.killPrimary, wait: "all")
+            #expect(figures.refusals > 0)
+            #expect(figures.missingFromHistory == 0, "acknowledged events missing from the new primary's history")
         }
 
         @Test("WAIT: too few replicas in time means 503, and the event may still be delivered")
@@ -74,9 +81,12 @@ extension SeveralHubsTests {
             let plain = try RedisURL("redis://h:7000/3")
             #expect(plain.waitReplicas == 0 && !plain.usesSentinel && plain.port == 7000 && plain.database == 3)
             #expect(try RedisURL("redis://h?wait=2").waitReplicas == 2)
+            let all = try RedisURL("redis-sentinel://h/m?wait=all")
+            #expect(all.waitForEveryReplica && all.waitReplicas == 0)
+            #expect(try !RedisURL("redis-sentinel://h/m?wait=all&wait=0").waitForEveryReplica)
             for bad in [
                 "redis-sentinel://h:1", "redis-sentinel://h:1/", "redis://h?wait=x", "redis://h?nope=1",
-                "redis://h?waitTimeout=0", "rediss://h", "redis-sentinel://h:1,:2/m",
+                "redis://h?waitTimeout=0", "rediss://h", "redis-sentinel://h:1,:2/m", "redis://h?wait=all",
             ] {
                 #expect(throws: MicroSSEError.self, "\(bad)") { try RedisURL(bad) }
             }
@@ -135,7 +145,7 @@ struct FailoverFigures {
 /// acknowledged event reached both subscribers exactly once, in order, on the streams they
 /// opened; returns the publisher's refusals and how many acknowledged events the new primary's
 /// history lacks.
-func runFailover(_ disruption: Disruption, wait: Int = 1) throws -> FailoverFigures {
+func runFailover(_ disruption: Disruption, wait: String = "1") throws -> FailoverFigures {
     let started = now()
     let cluster = try RedisSentinelCluster()
     // Ready when every sentinel knows both replicas and the two other sentinels, and both
