@@ -138,6 +138,8 @@ enum Disruption { case killPrimary, sentinelFailover }
 struct FailoverFigures {
     var refusals = 0
     var missingFromHistory = 0
+    /// Seconds the publisher spent between a first refusal and the acknowledgement, in all.
+    var unavailableSeconds = 0.0
 }
 
 /// Three servers and three sentinels, two hubs with a subscriber each, a publisher of numbered
@@ -210,6 +212,7 @@ func runFailover(_ disruption: Disruption, wait: String = "1") throws -> Failove
         }
         let deadline = now() + 20
         var refusedThis = false
+        let attemptStarted = now()
         while true {
             let r = try postEvent(port: hubs[0].port, channel: "orders", data: "o\(i)")
             if let id = publishedID(r) {
@@ -223,7 +226,10 @@ func runFailover(_ disruption: Disruption, wait: String = "1") throws -> Failove
             try #require(now() < deadline, "o\(i) was never acknowledged")
             usleep(10_000)
         }
-        if refusedThis { retriedEvents += 1 }
+        if refusedThis {
+            retriedEvents += 1
+            figures.unavailableSeconds += now() - attemptStarted
+        }
         i += 1
         usleep(2_000)
     }
@@ -264,7 +270,8 @@ func runFailover(_ disruption: Disruption, wait: String = "1") throws -> Failove
     #expect(Set(ackedIDs.suffix(20)).isSubset(of: stored), "the last acknowledged events are not on the new primary")
     let failover = firstAckAfter > 0 ? firstAckAfter - struckAt : 0
     print(
-        "failover figures (\(disruption), wait=\(wait)): \(String(format: "%.2f", failover)) s from the disruption to the next 202, "
+        "failover figures (\(disruption), wait=\(wait)): \(String(format: "%.2f", failover)) s from the disruption to the next 202 after a 503, "
+            + "\(String(format: "%.2f", figures.unavailableSeconds)) s refused in all, "
             + "\(figures.refusals) responses 503 over \(retriedEvents) events, \(acknowledged.count) acknowledged, "
             + "delivered per hub \(delivered) (beyond \(acknowledged.count): unacknowledged attempts that were stored), "
             + "\(figures.missingFromHistory) acknowledged missing from history, test \(String(format: "%.1f", now() - started)) s"
