@@ -16,20 +16,21 @@ extension RedisBroker {
         var connection: RedisConnection?
         var backoff = 50
         var wasLost = false
-        var checkedAt = Clocks.monotonicMilliseconds()
-        var answering = 0
+        var nextCheck = Clocks.monotonicMilliseconds()
         while !stopping.load(ordering: .acquiring) {
             if connection == nil || connection!.isBroken {
                 connection = nil
                 readerFD.store(-1, ordering: .releasing)
                 do {
-                    let c = try settings.url.connectPrimary(timeoutMilliseconds: settings.timeoutMilliseconds)
+                    let c = try settings.url.connectPrimary(
+                        timeoutMilliseconds: settings.timeoutMilliseconds,
+                        first: answeringSentinel.load(ordering: .relaxed))
                     c.setTimeout(milliseconds: 0)  // XREAD BLOCK bounds each wait
                     readerFD.store(c.fileDescriptor, ordering: .releasing)
                     if settings.url.usesSentinel { namedPrimary.withLock { $0 = c.endpoint } }
                     if stopping.load(ordering: .acquiring) { break }
                     connection = c
-                    checkedAt = 0
+                    nextCheck = 0
                     backoff = 50
                     if wasLost { log("Redis reader reconnected; catching up") }
                     wasLost = false
@@ -46,9 +47,13 @@ extension RedisBroker {
             // from them): every second (and after each reconnection) the reader asks the
             // sentinels, follows their answer, and leaves it for the command connection.
             let now = Clocks.monotonicMilliseconds()
-            if settings.url.usesSentinel && now - checkedAt >= 1_000 {
-                checkedAt = now
-                if let named = askSentinels(first: &answering), named != connection!.endpoint {
+            if settings.url.usesSentinel && now >= nextCheck {
+                nextCheck = now + 1_000
+                let named = askSentinels()
+                // No sentinel answered: ask again in 10 s, not every second (an unreachable
+                // sentinel costs a connect timeout that live delivery would wait for).
+                if named == nil { nextCheck = now + 10_000 }
+                if let named, named != connection!.endpoint {
                     log("Redis reader: the sentinels name \(named) as the primary now; reconnecting")
                     connection = nil
                     continue
@@ -79,12 +84,13 @@ extension RedisBroker {
 
     /// Asks the sentinels (from the one that answered last) which server is the primary and how
     /// many replicas are up; records both for the command connection and returns the primary.
-    func askSentinels(first: inout Int) -> RedisURL.Endpoint? {
+    func askSentinels() -> RedisURL.Endpoint? {
         guard
             let answer = settings.url.namedPrimary(
-                timeoutMilliseconds: min(settings.timeoutMilliseconds, 250), first: first)
+                timeoutMilliseconds: min(settings.timeoutMilliseconds, 250),
+                first: answeringSentinel.load(ordering: .relaxed))
         else { return nil }
-        first = answer.sentinel
+        answeringSentinel.store(answer.sentinel, ordering: .relaxed)
         namedPrimary.withLock { $0 = answer.primary }
         if let up = answer.replicasUp { replicasUp.store(up, ordering: .relaxed) }
         return answer.primary

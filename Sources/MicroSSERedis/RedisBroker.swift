@@ -53,6 +53,8 @@ package final class RedisBroker: EventBroker {
     let namedPrimary = Mutex<RedisURL.Endpoint?>(nil)
     /// Replicas the sentinels consider up (for `wait=all`); -1 before they were asked.
     let replicasUp = Atomic<Int>(-1)
+    /// The sentinel that answered last: asked first next time.
+    let answeringSentinel = Atomic<Int>(0)
 
     /// The command connection and when it may next be re-dialled.
     struct CommandSlot: @unchecked Sendable {
@@ -97,10 +99,7 @@ package final class RedisBroker: EventBroker {
     /// Throws `.unavailable` when Redis cannot be reached.
     package func start() throws(MicroSSEError) {
         let connection = try dialCommandConnection()
-        if settings.url.usesSentinel {
-            var first = 0
-            _ = askSentinels(first: &first)
-        }
+        if settings.url.usesSentinel { _ = askSentinels() }
         let last = try Self.markSince(connection, sinceKey: sinceKey, globalKey: globalKey)
         state.withLock { $0.lastDelivered = last }
         commands.withLock { $0.connection = connection }
@@ -227,7 +226,8 @@ package final class RedisBroker: EventBroker {
 
     /// Connects to the primary for commands; its timeout leaves room for `WAIT`.
     func dialCommandConnection() throws(MicroSSEError) -> RedisConnection {
-        let c = try settings.url.connectPrimary(timeoutMilliseconds: settings.timeoutMilliseconds)
+        let c = try settings.url.connectPrimary(
+            timeoutMilliseconds: settings.timeoutMilliseconds, first: answeringSentinel.load(ordering: .relaxed))
         if settings.url.usesSentinel { namedPrimary.withLock { $0 = c.endpoint } }
         if settings.url.waitReplicas > 0 || settings.url.waitForEveryReplica {
             c.setTimeout(milliseconds: settings.timeoutMilliseconds + settings.url.waitTimeoutMilliseconds)

@@ -5,11 +5,14 @@ extension RedisURL {
     /// Connects to the primary: the one server of a `redis://` URL, or the primary the sentinels
     /// name (each sentinel asked in turn with `SENTINEL get-master-addr-by-name`, and the answer
     /// checked with `ROLE`, so a sentinel that has not yet seen a failover is not believed).
-    /// Throws `.unavailable` with every reason when no primary can be reached.
-    package func connectPrimary(timeoutMilliseconds: Int) throws(MicroSSEError) -> RedisConnection {
+    /// Sentinels are asked from index `first` on (the one that answered last, so a dead one
+    /// costs nothing while another answers). Throws `.unavailable` with every reason when no
+    /// primary can be reached.
+    package func connectPrimary(timeoutMilliseconds: Int, first: Int = 0) throws(MicroSSEError) -> RedisConnection {
         guard let masterName else { return try RedisConnection(url: self, timeoutMilliseconds: timeoutMilliseconds) }
         var reasons: [String] = []
-        for sentinel in sentinels {
+        for k in 0..<sentinels.count {
+            let sentinel = sentinels[(first + k) % sentinels.count]
             do throws(MicroSSEError) {
                 let address = try Self.askSentinel(sentinel, masterName, timeoutMilliseconds: timeoutMilliseconds)
                 let c = try RedisConnection(
