@@ -16,16 +16,21 @@ extension RedisBroker {
         var connection: RedisConnection?
         var backoff = 50
         var wasLost = false
+        var nextCheck = Clocks.monotonicMilliseconds()
         while !stopping.load(ordering: .acquiring) {
             if connection == nil || connection!.isBroken {
                 connection = nil
                 readerFD.store(-1, ordering: .releasing)
                 do {
-                    let c = try RedisConnection(url: settings.url, timeoutMilliseconds: settings.timeoutMilliseconds)
+                    let c = try settings.url.connectPrimary(
+                        timeoutMilliseconds: settings.timeoutMilliseconds,
+                        first: answeringSentinel.load(ordering: .relaxed))
                     c.setTimeout(milliseconds: 0)  // XREAD BLOCK bounds each wait
                     readerFD.store(c.fileDescriptor, ordering: .releasing)
+                    if settings.url.usesSentinel { namedPrimary.withLock { $0 = c.endpoint } }
                     if stopping.load(ordering: .acquiring) { break }
                     connection = c
+                    nextCheck = 0
                     backoff = 50
                     if wasLost { log("Redis reader reconnected; catching up") }
                     wasLost = false
@@ -37,19 +42,58 @@ extension RedisBroker {
                     continue
                 }
             }
+            // After the sentinels promote another server, the old primary answers as a primary
+            // until they get round to demoting it (seconds later, or never while it is cut off
+            // from them): every second (and after each reconnection) the reader asks the
+            // sentinels, follows their answer, and leaves it for the command connection.
+            let now = Clocks.monotonicMilliseconds()
+            if settings.url.usesSentinel && now >= nextCheck {
+                nextCheck = now + 1_000
+                let named = askSentinels()
+                // No sentinel answered: ask again in 10 s, not every second (an unreachable
+                // sentinel costs a connect timeout that live delivery would wait for).
+                if named == nil { nextCheck = now + 10_000 }
+                if let named, named != connection!.endpoint {
+                    log("Redis reader: the sentinels name \(named) as the primary now; reconnecting")
+                    connection = nil
+                    continue
+                }
+            }
             let from = state.withLock { $0.lastDelivered }
             do {
                 let reply = try connection!.command([
                     "XREAD", "COUNT", "512", "BLOCK", "1000", "STREAMS", globalKey, from.description,
                 ])
-                guard case .array(let streams) = reply, let entries = streams.first?.array?.dropFirst().first?.array
-                else { continue }
-                deliver(entries)
+                if case .error(let e) = reply {
+                    // A failover (UNBLOCKED, READONLY, ...): find the primary again and read on
+                    // from the last id delivered.
+                    log("Redis reader: \(e); finding the primary again")
+                    connection = nil
+                    Clocks.sleep(milliseconds: 50)
+                    continue
+                }
+                if case .array(let streams) = reply, let entries = streams.first?.array?.dropFirst().first?.array {
+                    deliver(entries)
+                }
             } catch {
                 connection = nil
             }
         }
         readerFD.store(-1, ordering: .releasing)
+    }
+
+    /// Asks the sentinels (from the one that answered last) which server is the primary and how
+    /// many replicas are up; records both for the command connection and returns the primary.
+    func askSentinels() -> RedisURL.Endpoint? {
+        guard
+            let answer = settings.url.namedPrimary(
+                timeoutMilliseconds: min(settings.timeoutMilliseconds, 250),
+                first: answeringSentinel.load(ordering: .relaxed))
+        else { return nil }
+        answeringSentinel.store(answer.sentinel, ordering: .relaxed)
+        namedPrimary.withLock { $0 = answer.primary }
+        if let up = answer.replicasUp { replicasUp.store(up, ordering: .relaxed) }
+        return answer.primary
     }
 
     func deliver(_ entries: [RedisValue]) {

@@ -11,8 +11,12 @@ import Synchronization
 ///
 /// - Every publish runs one Lua script: `XADD` to the global stream `PREFIX:all` (all channels,
 ///   one order, the ids every hub uses) and, with the same id, to the channel's stream
-///   `PREFIX:ch:NAME` capped at the history count plus one (`MAXLEN`; the extra entry marks
-///   where eviction stopped), which expires after `channelTTL` seconds without a publish.
+///   `PREFIX:ch:NAME` bounded by the history count and bytes plus one entry (the extra entry marks
+///   where eviction stopped), which expires after `channelTTL` seconds without a publish. With
+///   `wait=N` in the URL, `WAIT` then holds the acknowledgement until N replicas have it.
+/// - With a `redis-sentinel://` URL both connections go to the primary the sentinels name, and
+///   move when a connection fails, Redis answers `READONLY`/`UNBLOCKED`, or the sentinels (asked
+///   by the reader every second) name another server.
 /// - Each hub runs one reader thread blocked in `XREAD BLOCK` on the global stream and fans every
 ///   entry out to its local subscribers: live delivery never polls. After a lost connection it
 ///   reconnects with backoff and reads on from the last id it delivered, so open streams see no
@@ -31,6 +35,7 @@ package final class RedisBroker: EventBroker {
         var url: RedisURL
         var prefix = "microsse"
         var historyCount: Int
+        var historyBytes = Int.max
         var globalLength = 100_000
         var channelTTLSeconds = 86_400
         var timeoutMilliseconds = 1_000
@@ -44,6 +49,12 @@ package final class RedisBroker: EventBroker {
     let readerFD = Atomic<Int32>(-1)
     let stopping = Atomic<Bool>(false)
     let readerDone = Atomic<Bool>(true)
+    /// The primary the sentinels named when the reader last asked (nil without sentinels).
+    let namedPrimary = Mutex<RedisURL.Endpoint?>(nil)
+    /// Replicas the sentinels consider up (for `wait=all`); -1 before they were asked.
+    let replicasUp = Atomic<Int>(-1)
+    /// The sentinel that answered last: asked first next time.
+    let answeringSentinel = Atomic<Int>(0)
 
     /// The command connection and when it may next be re-dialled.
     struct CommandSlot: @unchecked Sendable {
@@ -79,6 +90,7 @@ package final class RedisBroker: EventBroker {
 
     var globalKey: String { "\(settings.prefix):all" }
     func channelKey(_ c: String) -> String { "\(settings.prefix):ch:\(c)" }
+    func channelBytesKey(_ c: String) -> String { "\(settings.prefix):chb:\(c)" }
     var sinceKey: String { "\(settings.prefix):since" }
 
     // MARK: Lifecycle
@@ -86,7 +98,8 @@ package final class RedisBroker: EventBroker {
     /// Connects, marks where this data set began, and starts the reader thread.
     /// Throws `.unavailable` when Redis cannot be reached.
     package func start() throws(MicroSSEError) {
-        let connection = try RedisConnection(url: settings.url, timeoutMilliseconds: settings.timeoutMilliseconds)
+        let connection = try dialCommandConnection()
+        if settings.url.usesSentinel { _ = askSentinels() }
         let last = try Self.markSince(connection, sinceKey: sinceKey, globalKey: globalKey)
         state.withLock { $0.lastDelivered = last }
         commands.withLock { $0.connection = connection }
@@ -137,31 +150,89 @@ package final class RedisBroker: EventBroker {
 
     // MARK: Publish
 
+    /// KEYS: global stream, channel stream, channel byte counter. ARGV: global MAXLEN, history
+    /// count, channel, data, event name, caller id, TTL seconds, history bytes.
+    ///
+    /// The channel stream is trimmed from its oldest end while it holds more than the history
+    /// count, or more than the history bytes, besides its oldest entry (the boundary that places a
+    /// client resuming from exactly there). An entry's size is its data, event name and id plus
+    /// 32 bytes, close to its encoded size on the wire; the counter key holds the sum.
     static let publishScript = """
+        if redis.call('EXISTS', KEYS[2]) == 0 then redis.call('DEL', KEYS[3]) end
         local id = redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], '*', 'c', ARGV[3], 'd', ARGV[4], 'e', ARGV[5], 'i', ARGV[6])
-        redis.call('XADD', KEYS[2], 'MAXLEN', ARGV[2], id, 'd', ARGV[4], 'e', ARGV[5], 'i', ARGV[6])
+        redis.call('XADD', KEYS[2], id, 'd', ARGV[4], 'e', ARGV[5], 'i', ARGV[6])
+        local bytes = redis.call('INCRBY', KEYS[3], #ARGV[4] + #ARGV[5] + #ARGV[6] + 32)
+        local n = redis.call('XLEN', KEYS[2])
+        local count = tonumber(ARGV[2])
+        local budget = tonumber(ARGV[8])
+        while n > 1 do
+          local oldest = redis.call('XRANGE', KEYS[2], '-', '+', 'COUNT', 1)[1]
+          local size = 32
+          for k = 2, #oldest[2], 2 do size = size + #oldest[2][k] end
+          if n - 1 <= count and bytes - size <= budget then break end
+          redis.call('XDEL', KEYS[2], oldest[1])
+          bytes = redis.call('DECRBY', KEYS[3], size)
+          n = n - 1
+        end
         redis.call('EXPIRE', KEYS[2], ARGV[7])
+        redis.call('EXPIRE', KEYS[3], ARGV[7])
         return id
         """
 
+    /// Stores the event in Redis (and, when the URL asks for it, waits until `waitReplicas`
+    /// replicas confirmed it) before returning its id. Throws `.unavailable` when Redis is
+    /// unreachable, failing over, or too few replicas confirmed in time: the event is then not
+    /// acknowledged, though it may have been stored and may still be delivered.
     package func publish(_ event: Event, to channel: ChannelName) throws(MicroSSEError) -> String {
         guard !state.withLock({ $0.closed }) else { throw MicroSSEError(.unavailable, "the server is shutting down") }
         // A caller-given id travels as "=ID" so that an empty id stays distinguishable from none.
         let args: [[UInt8]] = [
-            Array("EVAL".utf8), Array(Self.publishScript.utf8), Array("2".utf8), Array(globalKey.utf8),
-            Array(channelKey(channel.rawValue).utf8), Array(String(settings.globalLength).utf8),
-            // One entry more than the history count: the oldest retained entry marks where
-            // eviction stopped, so a client resuming from exactly there is placed without a gap.
-            Array(String(max(1, settings.historyCount) + 1).utf8), Array(channel.rawValue.utf8), Array(event.data.utf8),
-            Array((event.event ?? "").utf8), Array((event.id.map { "=" + $0 } ?? "").utf8),
-            Array(String(settings.channelTTLSeconds).utf8),
+            Array("EVAL".utf8), Array(Self.publishScript.utf8), Array("3".utf8), Array(globalKey.utf8),
+            Array(channelKey(channel.rawValue).utf8), Array(channelBytesKey(channel.rawValue).utf8),
+            Array(String(settings.globalLength).utf8), Array(String(max(1, settings.historyCount)).utf8),
+            Array(channel.rawValue.utf8), Array(event.data.utf8), Array((event.event ?? "").utf8),
+            Array((event.id.map { "=" + $0 } ?? "").utf8), Array(String(settings.channelTTLSeconds).utf8),
+            Array(String(max(0, settings.historyBytes)).utf8),
         ]
-        let reply = try withCommandConnection { c throws(MicroSSEError) in try c.command(bytes: args) }
+        let replicas =
+            settings.url.waitForEveryReplica
+            ? max(1, replicasUp.load(ordering: .relaxed)) : settings.url.waitReplicas
+        let timeout = settings.url.waitTimeoutMilliseconds
+        var shortfall = false
+        defer {
+            // Through sentinels, too few replicas may mean this primary was cut off and another
+            // promoted: the next publish asks the sentinels again.
+            if shortfall && settings.url.usesSentinel { commands.withLock { $0.connection = nil } }
+        }
+        let reply = try withCommandConnection { c throws(MicroSSEError) in
+            let reply = try c.command(bytes: args)
+            guard replicas > 0, reply.text.flatMap(RedisStreamID.init) != nil else { return reply }
+            let confirmed = try c.command(["WAIT", String(replicas), String(timeout)])
+            guard case .integer(let n) = confirmed else { return confirmed }
+            guard n >= replicas else {
+                shortfall = true
+                throw MicroSSEError(
+                    .unavailable,
+                    "Redis stored the event but \(n) of \(replicas) replicas confirmed it within \(timeout) ms; retry")
+            }
+            return reply
+        }
         guard let text = reply.text, let id = RedisStreamID(text) else {
             throw MicroSSEError(.unavailable, "Redis refused the publish: \(reply)")
         }
         if let callerID = event.id { rememberCallerID(callerID, id) }
         return event.id ?? id.description
+    }
+
+    /// Connects to the primary for commands; its timeout leaves room for `WAIT`.
+    func dialCommandConnection() throws(MicroSSEError) -> RedisConnection {
+        let c = try settings.url.connectPrimary(
+            timeoutMilliseconds: settings.timeoutMilliseconds, first: answeringSentinel.load(ordering: .relaxed))
+        if settings.url.usesSentinel { namedPrimary.withLock { $0 = c.endpoint } }
+        if settings.url.waitReplicas > 0 || settings.url.waitForEveryReplica {
+            c.setTimeout(milliseconds: settings.timeoutMilliseconds + settings.url.waitTimeoutMilliseconds)
+        }
+        return c
     }
 
     /// Runs `body` on the command connection, dialling it first when needed (with backoff, so a
@@ -170,6 +241,10 @@ package final class RedisBroker: EventBroker {
         _ body: (RedisConnection) throws(MicroSSEError) -> RedisValue
     ) throws(MicroSSEError) -> RedisValue {
         try commands.withLock { (slot: inout CommandSlot) throws(MicroSSEError) -> RedisValue in
+            if let c = slot.connection, let named = namedPrimary.withLock({ $0 }), named != c.endpoint {
+                // The sentinels promoted another server: leave this one before it is demoted.
+                slot.connection = nil
+            }
             if slot.connection == nil || slot.connection!.isBroken {
                 slot.connection = nil
                 let now = Clocks.monotonicMilliseconds()
@@ -177,7 +252,7 @@ package final class RedisBroker: EventBroker {
                     throw MicroSSEError(.unavailable, "Redis at \(settings.url) is unreachable; retrying")
                 }
                 do throws(MicroSSEError) {
-                    let c = try RedisConnection(url: settings.url, timeoutMilliseconds: settings.timeoutMilliseconds)
+                    let c = try dialCommandConnection()
                     _ = try Self.markSince(c, sinceKey: sinceKey, globalKey: globalKey)
                     slot.connection = c
                     slot.backoff = 50
@@ -188,9 +263,17 @@ package final class RedisBroker: EventBroker {
                 }
             }
             do throws(MicroSSEError) {
-                return try body(slot.connection!)
+                let reply = try body(slot.connection!)
+                if reply.meansNotPrimary {
+                    // A failover: find the primary again on the next call, at once.
+                    slot.connection = nil
+                    throw MicroSSEError(.unavailable, "Redis is failing over (\(reply)); retry")
+                }
+                return reply
             } catch {
-                slot.connection = nil
+                // A broken connection is replaced; a refusal on a sound one (too few replicas
+                // confirmed in time) keeps it.
+                if slot.connection?.isBroken != false { slot.connection = nil }
                 throw error
             }
         }

@@ -6,57 +6,6 @@ import MicroSSEWire
     import Glibc
 #endif
 
-/// Where a Redis server is: `redis://[:PASSWORD@]HOST[:PORT][/DB]`.
-public struct RedisURL: Sendable, Equatable, CustomStringConvertible {
-    /// Host name or address.
-    public var host: String
-    /// TCP port (default 6379).
-    public var port: Int
-    /// Database number (default 0).
-    public var database: Int
-    /// Password for `AUTH`, if any.
-    public var password: String?
-
-    /// Parses `redis://[:PASSWORD@]HOST[:PORT][/DB]`; throws `.invalidArgument` with the reason.
-    public init(_ text: String) throws(MicroSSEError) {
-        guard text.hasPrefix("redis://") else {
-            throw MicroSSEError(.invalidArgument, "Redis URL must start with redis:// (got '\(text)')")
-        }
-        var rest = Substring(text.dropFirst("redis://".count))
-        password = nil
-        if let at = rest.lastIndex(of: "@") {
-            let userinfo = rest[..<at]
-            let pass = userinfo.split(separator: ":", maxSplits: 1, omittingEmptySubsequences: false)
-            password = String(pass.count == 2 ? pass[1] : pass[0])
-            rest = rest[rest.index(after: at)...]
-        }
-        database = 0
-        if let slash = rest.firstIndex(of: "/") {
-            let db = rest[rest.index(after: slash)...]
-            if !db.isEmpty {
-                guard let n = Int(db), n >= 0 else {
-                    throw MicroSSEError(.invalidArgument, "Redis database must be a number (got '\(db)')")
-                }
-                database = n
-            }
-            rest = rest[..<slash]
-        }
-        port = 6379
-        if let colon = rest.lastIndex(of: ":"), !rest.hasPrefix("[") || rest[..<colon].hasSuffix("]") {
-            guard let p = Int(rest[rest.index(after: colon)...]), (1...65535).contains(p) else {
-                throw MicroSSEError(.invalidArgument, "Redis port must be 1-65535 in '\(text)'")
-            }
-            port = p
-            rest = rest[..<colon]
-        }
-        if rest.hasPrefix("[") && rest.hasSuffix("]") { rest = rest.dropFirst().dropLast() }
-        guard !rest.isEmpty else { throw MicroSSEError(.invalidArgument, "Redis URL has no host: '\(text)'") }
-        host = String(rest)
-    }
-
-    public var description: String { "redis://\(host):\(port)/\(database)" }
-}
-
 /// A Redis reply.
 package enum RedisValue: Equatable {
     case string([UInt8])
@@ -85,14 +34,27 @@ package enum RedisValue: Equatable {
 /// or callers serialised by a lock). The only code that touches hiredis.
 package final class RedisConnection {
     private var context: UnsafeMutablePointer<redisContext>?
-    package let url: RedisURL
+    /// Where this connection goes.
+    package let endpoint: RedisURL.Endpoint
 
-    /// Connects (and authenticates and selects the database) within `timeoutMilliseconds`.
-    /// Throws `.unavailable` with the reason when Redis cannot be reached.
-    package init(url: RedisURL, timeoutMilliseconds: Int) throws(MicroSSEError) {
-        self.url = url
+    /// Connects to the server `url` names directly (not through sentinels).
+    package convenience init(url: RedisURL, timeoutMilliseconds: Int) throws(MicroSSEError) {
+        try self.init(
+            host: url.host, port: url.port, password: url.password, database: url.database,
+            timeoutMilliseconds: timeoutMilliseconds, name: url.description)
+    }
+
+    /// Connects (and authenticates and selects the database when asked) within
+    /// `timeoutMilliseconds`. Throws `.unavailable` with the reason when Redis cannot be reached;
+    /// `name` is how messages call the server.
+    package init(
+        host: String, port: Int, password: String? = nil, database: Int = 0, timeoutMilliseconds: Int,
+        name: String? = nil
+    ) throws(MicroSSEError) {
+        endpoint = RedisURL.Endpoint(host: host, port: port)
+        let name = name ?? "redis://\(host):\(port)"
         let tv = timeval(tv_sec: timeoutMilliseconds / 1000, tv_usec: (timeoutMilliseconds % 1000) * 1000)
-        guard let c = redisConnectWithTimeout(url.host, Int32(url.port), tv) else {
+        guard let c = redisConnectWithTimeout(host, Int32(port), tv) else {
             throw MicroSSEError(.unavailable, "cannot allocate a Redis connection")
         }
         if c.pointee.err != 0 {
@@ -100,18 +62,18 @@ package final class RedisConnection {
                 String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self)
             }
             redisFree(c)
-            throw MicroSSEError(.unavailable, "cannot connect to Redis at \(url): \(reason)")
+            throw MicroSSEError(.unavailable, "cannot connect to Redis at \(name): \(reason)")
         }
         context = c
         setTimeout(milliseconds: timeoutMilliseconds)
-        if let password = url.password {
+        if let password {
             if case .error(let e) = try command(["AUTH", password]) {
                 throw MicroSSEError(.unavailable, "Redis AUTH failed: \(e)")
             }
         }
-        if url.database != 0 {
-            if case .error(let e) = try command(["SELECT", String(url.database)]) {
-                throw MicroSSEError(.unavailable, "Redis SELECT \(url.database) failed: \(e)")
+        if database != 0 {
+            if case .error(let e) = try command(["SELECT", String(database)]) {
+                throw MicroSSEError(.unavailable, "Redis SELECT \(database) failed: \(e)")
             }
         }
     }

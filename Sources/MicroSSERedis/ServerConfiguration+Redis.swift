@@ -46,7 +46,11 @@ private struct RedisSettings: BrokerFactory {
     {
         RedisBroker(
             settings: .init(
-                url: url, prefix: prefix, historyCount: max(1, historyCount), channelTTLSeconds: max(1, ttl)),
+                url: url, prefix: prefix, historyCount: max(1, historyCount), historyBytes: historyBytes,
+                channelTTLSeconds: max(1, ttl),
+                // Asking local sentinels again is cheap, and a failover should cost little more
+                // than the sentinels' own detection and promotion.
+                maxBackoffMilliseconds: url.usesSentinel ? 500 : 2_000),
             log: log)
     }
 }

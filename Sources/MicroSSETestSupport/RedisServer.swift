@@ -12,12 +12,15 @@ public final class RedisServer {
     private let directory: String
 
     private let persistent: Bool
+    private let extraArguments: [String]
 
     /// Starts redis-server on a free port; throws if it is not installed or does not come up.
     /// `persistent` keeps data across ``stop()``/``start()`` (append-only file, fsync always),
-    /// as a production Redis behind several hubs would.
-    public init(port: UInt16? = nil, persistent: Bool = false) throws {
+    /// as a production Redis behind several hubs would. `arguments` are added to the command
+    /// line (`["--replicaof", "127.0.0.1", "6379"]` starts a replica).
+    public init(port: UInt16? = nil, persistent: Bool = false, arguments: [String] = []) throws {
         self.persistent = persistent
+        extraArguments = arguments
         self.port = try port ?? freePort()
         directory = NSTemporaryDirectory() + "microsse-redis-\(getpid())-\(self.port)"
         try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
@@ -36,10 +39,11 @@ public final class RedisServer {
             throw TestClientError("redis-server is not installed (make test installs it)")
         }
         p.executableURL = URL(fileURLWithPath: path)
-        p.arguments = [
-            "--port", String(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", persistent ? "yes" : "no",
-            "--appendfsync", "always", "--dir", directory, "--protected-mode", "no",
-        ]
+        p.arguments =
+            [
+                "--port", String(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", persistent ? "yes" : "no",
+                "--appendfsync", "always", "--dir", directory, "--protected-mode", "no",
+            ] + extraArguments
         p.standardOutput = FileHandle.nullDevice
         p.standardError = FileHandle.nullDevice
         try p.run()
@@ -56,13 +60,32 @@ public final class RedisServer {
     public func stop() {
         guard let p = process else { return }
         kill(p.processIdentifier, SIGKILL)
-        p.waitUntilExit()
+        awaitExit(p)
         process = nil
     }
+
+    /// The process id while running (to signal it from another thread), else nil.
+    public var processIdentifier: Int32? { process?.processIdentifier }
+
+    /// Whether the process is running (started and not stopped).
+    public var isRunning: Bool { process?.isRunning ?? false }
 
     deinit {
         stop()
         try? FileManager.default.removeItem(atPath: directory)
+    }
+}
+
+/// Waits (at most 5 s) until a killed child has exited. Not `waitUntilExit()`: Foundation can miss
+/// the exit of one of several children that die together and then waits forever; a child that
+/// is dead but not yet reaped (a zombie) counts as exited.
+func awaitExit(_ p: Process) {
+    let pid = p.processIdentifier
+    _ = eventually(timeout: 5) {
+        guard p.isRunning else { return true }
+        guard let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8) else { return true }
+        // The state follows the command name in parentheses: "pid (comm) S ...".
+        return stat.split(separator: ")").last?.dropFirst().first == "Z"
     }
 }
 
