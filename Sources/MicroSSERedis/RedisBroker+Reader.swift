@@ -34,9 +34,11 @@ extension RedisBroker {
                     backoff = 50
                     if wasLost { log("Redis reader reconnected; catching up") }
                     wasLost = false
+                    readerLost.withLock { $0 = nil }
                 } catch {
                     if !wasLost { log("Redis reader lost its connection: \(error.message)") }
                     wasLost = true
+                    readerLost.withLock { $0 = error.message }
                     Clocks.sleep(milliseconds: backoff)
                     backoff = min(backoff * 2, settings.maxBackoffMilliseconds)
                     continue

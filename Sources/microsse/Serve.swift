@@ -46,7 +46,7 @@ struct Serve: AsyncParsableCommand {
     @Option(help: "TLS certificate chain (PEM) for HTTPS; needs --tls-key.") var tlsCert: String?
     @Option(help: "TLS private key (PEM, unencrypted) for HTTPS; needs --tls-cert.") var tlsKey: String?
     @Option(
-        help: "Share channels, ids and history with other hubs through Redis (redis://[:PASSWORD@]HOST[:PORT][/DB]).")
+        help: "Share channels, ids and history with other hubs through Redis (redis://[:PASSWORD@]HOST[:PORT][/DB], or redis-sentinel://HOST:PORT[,HOST:PORT...]/MASTER[?wait=N|all]).")
     var redis: String?
     @Option(
         help:
