@@ -1,6 +1,7 @@
 import MicroSSECore
 import MicroSSEWire
 import Synchronization
+
 #if canImport(Glibc)
     import Glibc
 #endif

@@ -46,14 +46,7 @@ public final class RedisSentinel {
         } else {
             throw TestClientError("redis-sentinel is not installed (make test installs it)")
         }
-        p.standardOutput = FileHandle.nullDevice
-        p.standardError = FileHandle.nullDevice
-        try p.run()
-        process = p
-        let port = self.port
-        guard eventually(timeout: 10, { (try? RawConnection(port: port)) != nil }) else {
-            throw TestClientError("redis-sentinel did not listen on \(port)")
-        }
+        process = try launchListening(p, port: port, name: "redis-sentinel")
     }
 
     /// Stops the sentinel at once (SIGKILL).

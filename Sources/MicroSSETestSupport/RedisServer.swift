@@ -44,14 +44,7 @@ public final class RedisServer {
                 "--port", String(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", persistent ? "yes" : "no",
                 "--appendfsync", "always", "--dir", directory, "--protected-mode", "no",
             ] + extraArguments
-        p.standardOutput = FileHandle.nullDevice
-        p.standardError = FileHandle.nullDevice
-        try p.run()
-        process = p
-        let port = self.port
-        guard eventually(timeout: 10, { (try? RawConnection(port: port)) != nil }) else {
-            throw TestClientError("redis-server did not listen on \(port)")
-        }
+        process = try launchListening(p, port: port, name: "redis-server")
     }
 
     /// Stops the server at once (SIGKILL). A persistent one loses nothing: it fsyncs its
@@ -106,4 +99,16 @@ public func freePort() throws -> UInt16 {
     }
     guard rc == 0 else { throw TestClientError("no free port: errno \(errno)") }
     return UInt16(bigEndian: addr.sin_port)
+}
+
+/// Runs `p` quietly and waits until it listens on `port` on 127.0.0.1 (a Redis server or sentinel).
+func launchListening(_ p: Process, port: UInt16, name: String) throws -> Process {
+    p.standardOutput = FileHandle.nullDevice
+    p.standardError = FileHandle.nullDevice
+    try p.run()
+    guard eventually(timeout: 10, { (try? RawConnection(port: port)) != nil }) else {
+        kill(p.processIdentifier, SIGKILL)
+        throw TestClientError("\(name) did not listen on \(port)")
+    }
+    return p
 }

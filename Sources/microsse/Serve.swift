@@ -46,11 +46,13 @@ struct Serve: AsyncParsableCommand {
     @Option(help: "TLS certificate chain (PEM) for HTTPS; needs --tls-key.") var tlsCert: String?
     @Option(help: "TLS private key (PEM, unencrypted) for HTTPS; needs --tls-cert.") var tlsKey: String?
     @Option(
-        help: "Share channels, ids and history with other hubs through Redis (redis://[:PASSWORD@]HOST[:PORT][/DB], or redis-sentinel://HOST:PORT[,HOST:PORT...]/MASTER[?wait=N|all]).")
+        help:
+            "Share channels, ids and history with other hubs through Redis (redis://[:PASSWORD@]HOST[:PORT][/DB], or redis-sentinel://HOST:PORT[,HOST:PORT...]/MASTER[?wait=N|all])."
+    )
     var redis: String?
     @Option(
         help:
-            "libmicrohttpd's memory per connection in bytes: request headers must fit in it; smaller saves memory per idle stream."
+            "libmicrohttpd's memory per connection in bytes: a request's line and headers must fit in it (about 16 KB at the default; more gets 431)."
     )
     var connectionMemory = defaults.connectionMemoryLimit
     @Option(help: "libmicrohttpd polling threads (1 = one epoll thread; more spread streams over more cores).")
