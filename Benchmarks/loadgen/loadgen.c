@@ -56,6 +56,7 @@
 #define EVNAME_CAP 32
 #define HDR_CAP 8192
 #define RBUF_SIZE (256 * 1024)
+#define MAX_SUB_PORTS 16
 
 /* ------------------------------------------------------------------------------------------ */
 /* time, histogram                                                                             */
@@ -139,6 +140,10 @@ static struct {
     int server_pid;
     const char *label;
     int dump;             /* print subscriber 0's events to stderr as JSON lines */
+    int sub_ports[MAX_SUB_PORTS]; /* --sub-ports: subscriber i connects to sub_ports[i % n_sub_ports] */
+    int n_sub_ports;
+    int storm_subs;       /* the last N subscribers reconnect all at once (resume storm) */
+    double storm_at;      /* seconds after publishing starts */
 } opt = {
     .host = "127.0.0.1", .port = 8080, .channel = "bench", .subs = 100, .connect_conc = 256,
     .connect_timeout = 60, .pub_conns = 4, .events = 0, .rate = 0, .window = 0, .size = 64,
@@ -152,6 +157,8 @@ static void usage(void) {
         "  --host H            server address (127.0.0.1)\n"
         "  --port P            server port (8080)\n"
         "  --pub-port P        publish to this port instead (another hub sharing channels)\n"
+        "  --sub-ports P,P,..  spread the subscribers over these ports (subscriber i → port i mod n;\n"
+        "                      several hubs sharing channels); default: --port\n"
         "  --channel NAME      channel (bench)\n"
         "  --subs N            subscribers (100)\n"
         "  --connect-conc N    connections being set up at once (256)\n"
@@ -169,7 +176,11 @@ static void usage(void) {
         "  --expect-end        no publisher: wait until the server ends every stream\n"
         "  --server-pid PID    sample server CPU (/proc/PID/stat) and memory (/proc/PID/status)\n"
         "  --label TEXT        copied into the JSON output\n"
-        "  --dump              print subscriber 0's events to stderr as JSON lines\n");
+        "  --dump              print subscriber 0's events to stderr as JSON lines\n"
+        "  --storm-subs N      resume storm: the last N of --subs close and reconnect all at once with\n"
+        "                      Last-Event-ID (their last id) --storm-at S seconds into publishing;\n"
+        "                      the others are the steady set, their latency split before/during/after\n"
+        "  --storm-at S        when the storm starts, seconds after publishing starts (2)\n");
 }
 
 static double arg_num(const char *name, const char *v) {
@@ -208,6 +219,22 @@ static void parse_args(int argc, char **argv) {
         else if (!strcmp(a, "--server-pid")) { NEEDV(); opt.server_pid = (int)arg_num(a, v); }
         else if (!strcmp(a, "--label")) { NEEDV(); opt.label = v; }
         else if (!strcmp(a, "--dump")) { opt.dump = 1; }
+        else if (!strcmp(a, "--sub-ports")) {
+            NEEDV();
+            opt.n_sub_ports = 0;
+            char buf[256];
+            snprintf(buf, sizeof buf, "%s", v);
+            char *save = NULL;
+            for (char *t = strtok_r(buf, ",", &save); t; t = strtok_r(NULL, ",", &save)) {
+                if (opt.n_sub_ports == MAX_SUB_PORTS) { fprintf(stderr, "loadgen: at most %d --sub-ports\n", MAX_SUB_PORTS); exit(2); }
+                int pt = (int)arg_num(a, t);
+                if (pt <= 0 || pt > 65535) { fprintf(stderr, "loadgen: bad port in --sub-ports: %s\n", t); exit(2); }
+                opt.sub_ports[opt.n_sub_ports++] = pt;
+            }
+            if (opt.n_sub_ports == 0) { fprintf(stderr, "loadgen: --sub-ports needs a port\n"); exit(2); }
+        }
+        else if (!strcmp(a, "--storm-subs")) { NEEDV(); opt.storm_subs = (int)arg_num(a, v); }
+        else if (!strcmp(a, "--storm-at")) { NEEDV(); opt.storm_at = arg_num(a, v); }
         else if (!strcmp(a, "-h") || !strcmp(a, "--help")) { usage(); exit(0); }
         else { fprintf(stderr, "loadgen: unknown option %s\n", a); usage(); exit(2); }
 #undef NEEDV
@@ -217,6 +244,7 @@ static void parse_args(int argc, char **argv) {
         fprintf(stderr, "loadgen: option out of range\n");
         exit(2);
     }
+    if (opt.storm_subs > opt.subs) { fprintf(stderr, "loadgen: --storm-subs exceeds --subs\n"); exit(2); }
     if (opt.events > 0 && opt.pub_conns < 1) opt.pub_conns = 1;
     if (opt.events == 0) opt.pub_conns = 0;
 }
@@ -239,6 +267,7 @@ typedef struct sub {
     uint8_t has_id_num;     /* last_id_num valid */
     uint8_t id_set;         /* an id field was seen in the event being built */
     uint8_t ended;          /* the server ended the body cleanly */
+    uint8_t storm;          /* 1: reconnecting in the storm (not yet live), 2: live again, 3: caught up */
     int fd;
     int idx;
     uint32_t hdr_len;
@@ -288,7 +317,7 @@ static int ep = -1;
 static sub_t *subs;
 static pub_t pubs[MAX_PUB];
 static char *rbuf;
-static struct sockaddr_in srv_addr, pub_addr;
+static struct sockaddr_in srv_addr, pub_addr, sub_addrs[MAX_SUB_PORTS];
 
 /* global counters */
 static uint64_t g_next = 0, g_oldest = 0, g_oldest_since = 0;
@@ -303,6 +332,11 @@ static uint64_t deliveries = 0, bytes_delivered = 0, wire_bytes = 0;
 static uint64_t t_first_delivery = 0, t_last_delivery = 0, t_last_sent = 0;
 static hist_t lat;
 static hist_t pub_rtt;
+/* resume storm: the steady set's latency before / during (until every storm stream is caught up) /
+ * after the storm; the storm streams' own latency (replayed events included) */
+static hist_t lat_before, lat_during, lat_after, lat_resumed;
+static int storm_started = 0, storm_live = 0, storm_caught = 0, storm_failed = 0;
+static uint64_t t_storm = 0, t_storm_live = 0, t_storm_caught = 0, g_storm = 0;
 static uint64_t pub_late_max = 0;
 static char last_err[160] = "";
 
@@ -439,8 +473,19 @@ static void dispatch(sub_t *s, uint64_t now) {
         } else {
             s->out_of_order++;
         }
-        if (now > t) h_add(&lat, now - t);
-        else h_add(&lat, 0);
+        uint64_t l = now > t ? now - t : 0;
+        h_add(&lat, l);
+        if (opt.storm_subs > 0) {
+            if (s->idx >= opt.subs - opt.storm_subs) {
+                if (storm_started) h_add(&lat_resumed, l);
+                if (s->storm == 2 && g >= g_storm) {
+                    s->storm = 3;
+                    if (++storm_caught == opt.storm_subs) t_storm_caught = now;
+                }
+            } else {
+                h_add(!storm_started ? &lat_before : !t_storm_caught ? &lat_during : &lat_after, l);
+            }
+        }
         if (!t_first_delivery) t_first_delivery = now;
         t_last_delivery = now;
         if (ring && g >= g_oldest && g < g_next) ring[g & ring_mask]++;
@@ -663,7 +708,7 @@ static void sub_close(sub_t *s) {
 static void sub_open(sub_t *s) {
     s->kind = K_SUB;
     s->bom = 0;
-    s->fd = open_socket_to(&srv_addr);
+    s->fd = open_socket_to(opt.n_sub_ports ? &sub_addrs[s->idx % opt.n_sub_ports] : &srv_addr);
     if (s->fd < 0) {
         connect_errors++;
         sub_failed++;
@@ -725,7 +770,12 @@ static void sub_on_headers(sub_t *s, uint64_t now) {
     s->cs = CH_SIZE;
     connecting--;
     s->state = S_STREAM;
-    established++;
+    if (s->storm == 1) {
+        s->storm = 2;
+        if (++storm_live == opt.storm_subs) t_storm_live = now;
+    } else {
+        established++;
+    }
     alive++;
     size_t rest = s->hdr_len - hl;
     char tmp[HDR_CAP];
@@ -752,10 +802,12 @@ static void sub_event(sub_t *s, uint32_t events) {
             return;
         }
         char req[512];
+        char resume[ID_CAP + 32] = "";
+        if (s->storm == 1 && s->id_len > 0) snprintf(resume, sizeof resume, "Last-Event-ID: %.*s\r\n", (int)s->id_len, s->id);
         int n = snprintf(req, sizeof req,
                          "GET /events/%s HTTP/1.1\r\nHost: %s:%d\r\nAccept: text/event-stream\r\n"
-                         "Cache-Control: no-cache\r\n\r\n",
-                         opt.channel, opt.host, opt.port);
+                         "Cache-Control: no-cache\r\n%s\r\n",
+                         opt.channel, opt.host, opt.port, resume);
         ssize_t w = send(s->fd, req, (size_t)n, MSG_NOSIGNAL);
         if (w != n) {
             connect_errors++;
@@ -1016,6 +1068,10 @@ int main(int argc, char **argv) {
         return 2;
     }
     pub_addr = srv_addr;
+    for (int i = 0; i < opt.n_sub_ports; i++) {
+        sub_addrs[i] = srv_addr;
+        sub_addrs[i].sin_port = htons((uint16_t)opt.sub_ports[i]);
+    }
     if (opt.pub_port > 0) pub_addr.sin_port = htons((uint16_t)opt.pub_port);
     ep = epoll_create1(EPOLL_CLOEXEC);
     rbuf = malloc(RBUF_SIZE);
@@ -1084,6 +1140,29 @@ int main(int argc, char **argv) {
             phase = P_DONE;
             break;
         }
+        if (phase == P_PUBLISH && opt.storm_subs > 0 && !storm_started &&
+            now >= t_pub_start + (uint64_t)(opt.storm_at * 1e9)) {
+            /* the resume storm: every storm stream closes, then all reconnect at once, each with
+             * Last-Event-ID = its last event id; parser state restarts, the per-connection sequence
+             * checks carry on (a resume must neither lose nor repeat an event) */
+            storm_started = 1;
+            g_storm = g_next;
+            t_storm = now_ns();
+            for (int i = opt.subs - opt.storm_subs; i < opt.subs; i++) {
+                sub_t *s = &subs[i];
+                if (s->state != S_STREAM) { storm_failed++; continue; }
+                sub_close(s);
+            }
+            for (int i = opt.subs - opt.storm_subs; i < opt.subs; i++) {
+                sub_t *s = &subs[i];
+                if (s->fd >= 0 || s->storm) continue;
+                s->storm = 1;
+                s->ended = 0; s->skip_lf = 0; s->cs = CH_SIZE; s->chunk_left = 0; s->size_digits = 0;
+                s->body_left = 0; s->line_len = 0; s->data_head_len = 0; s->data_len = 0; s->ev_len = 0;
+                s->id_set = 0;
+                sub_open(s);
+            }
+        }
         if (phase == P_PUBLISH) {
             /* window accounting: retire events every live subscriber has */
             if (ring) {
@@ -1125,6 +1204,7 @@ int main(int argc, char **argv) {
             int done;
             if (opt.pub_conns > 0) {
                 done = deliveries >= published_ok * (uint64_t)alive;
+                if (storm_started && connecting > 0) done = 0; /* storm streams still coming back */
             } else {
                 done = 1;
                 if (opt.expect >= 0 && deliveries < (uint64_t)opt.expect * (uint64_t)established) done = 0;
@@ -1186,7 +1266,8 @@ int main(int argc, char **argv) {
     double srv_cpu = (s1.ok && s2.ok) ? s2.cpu_s - s1.cpu_s : -1;
     int ok = established == opt.subs && sub_failed == 0 && proto_errors == 0 && pub_errors == 0 &&
              gaps == 0 && ooo == 0 && idreg == 0 && lost == 0 && dup == 0 && !strcmp(end_reason, "complete") &&
-             (opt.pub_conns > 0 || opt.expect_end || sub_closed_late == 0);
+             (opt.pub_conns > 0 || opt.expect_end || sub_closed_late == 0) &&
+             (opt.storm_subs == 0 || (storm_started && storm_failed == 0 && storm_caught == opt.storm_subs));
 
     printf("{\"label\":");
     json_str(stdout, opt.label, strlen(opt.label));
@@ -1217,6 +1298,20 @@ int main(int argc, char **argv) {
            measure_s, opt.server_pid, (s0.ok && s1.ok) ? s1.cpu_s - s0.cpu_s : -1, srv_cpu, s0.rss_kb, s1.rss_kb,
            s2.rss_kb, s2.hwm_kb, self_cpu_measure);
     json_str(stdout, last_err, strlen(last_err));
+    printf(",\"sub_ports\":%d", opt.n_sub_ports ? opt.n_sub_ports : 1);
+    if (opt.storm_subs > 0) {
+        const hist_t *hs[] = {&lat_before, &lat_during, &lat_after, &lat_resumed};
+        const char *hn[] = {"before", "during", "after", "resumed"};
+        printf(",\"storm_subs\":%d,\"storm_started\":%d,\"storm_failed\":%d,\"storm_live\":%d,\"storm_caught\":%d,"
+               "\"storm_live_s\":%.3f,\"storm_caught_s\":%.3f,\"storm_g\":%" PRIu64,
+               opt.storm_subs, storm_started, storm_failed, storm_live, storm_caught,
+               t_storm_live ? (double)(t_storm_live - t_storm) / 1e9 : -1.0,
+               t_storm_caught ? (double)(t_storm_caught - t_storm) / 1e9 : -1.0, g_storm);
+        for (int i = 0; i < 4; i++)
+            printf(",\"storm_lat_%s_n\":%" PRIu64 ",\"storm_lat_%s_p50_us\":%.1f,\"storm_lat_%s_p99_us\":%.1f,"
+                   "\"storm_lat_%s_max_us\":%.1f",
+                   hn[i], hs[i]->n, hn[i], h_pct(hs[i], 50) / 1e3, hn[i], h_pct(hs[i], 99) / 1e3, hn[i], hs[i]->max / 1e3);
+    }
     printf("}\n");
     fflush(stdout);
     return 0;

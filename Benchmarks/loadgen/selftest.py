@@ -200,18 +200,27 @@ def stream_handler(body, chunk, mode):
 
 
 class MiniHub:
-    """A minimal pub/sub hub: POST /events/x → 202, broadcast to every subscriber."""
+    """A minimal pub/sub hub: POST /events/x → 202, broadcast to every subscriber. It listens on
+    `ports` ports sharing one state (hubs sharing channels) and keeps every event for
+    `Last-Event-ID` resume; `resume_from_start` replays the whole history instead (a broken
+    resume: duplicates)."""
 
-    def __init__(self, drop_g=None):
+    def __init__(self, drop_g=None, ports=1, resume_from_start=False):
         self.lock = threading.Lock()
         self.subs = []
         self.next_id = 1
         self.drop_g = drop_g
         self.nresp = 0
-        self.stub = Stub(self.handle)
+        self.history = []
+        self.resume_from_start = resume_from_start
+        self.gets = [0] * ports
+        self.resumes = 0
+        self.stubs = [Stub(lambda c, i=i: self.handle(c, i)) for i in range(ports)]
+        self.stub = self.stubs[0]
         self.port = self.stub.port
+        self.ports = [st.port for st in self.stubs]
 
-    def handle(self, c):
+    def handle(self, c, port_index=0):
         head, rest = read_head(c)
         if head is None:
             return
@@ -219,8 +228,19 @@ class MiniHub:
             c.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\nok\n")
             return
         if head.startswith("GET /events/"):
-            c.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nTransfer-Encoding: chunked\r\n\r\n")
+            last = None
+            for line in head.split("\r\n")[1:]:
+                k, _, v = line.partition(":")
+                if k.strip().lower() == "last-event-id":
+                    last = int(v.strip())
             with self.lock:
+                self.gets[port_index] += 1
+                c.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nTransfer-Encoding: chunked\r\n\r\n")
+                if last is not None:
+                    self.resumes += 1
+                    for ident, frame in self.history:
+                        if ident > last or self.resume_from_start:
+                            c.sendall(frame)
                 self.subs.append(c)
             c.settimeout(None)
             while c.recv(1024):
@@ -246,6 +266,7 @@ class MiniHub:
                 self.next_id += 1
                 ev = ("id: %d\ndata: %s\n\n" % (ident, data)).encode()
                 frame = b"%x\r\n%s\r\n" % (len(ev), ev)
+                self.history.append((ident, frame))
                 g = int(data.split(" ", 1)[0])
                 for i, s in enumerate(self.subs):
                     if self.drop_g == g and i == 0:
@@ -270,7 +291,8 @@ class MiniHub:
             head, rest = read_head(c, rest)
 
     def close(self):
-        self.stub.close()
+        for st in self.stubs:
+            st.close()
         with self.lock:
             for s in self.subs:
                 try:
@@ -357,6 +379,45 @@ def test_minihub(loadgen, drop):
         check("the gap is seen on one connection (gaps = 1)", r["gaps"] == 1, str(r["gaps"]))
 
 
+def test_subports(loadgen):
+    print("minihub on 3 ports (--sub-ports)")
+    hub = MiniHub(ports=3)
+    try:
+        r, _ = run_loadgen(loadgen, ["--port", str(hub.ports[1]), "--sub-ports", ",".join(map(str, hub.ports)),
+                                     "--subs", "9", "--events", "200", "--pub-conns", "2", "--window", "8",
+                                     "--duration", "20", "--drain", "3"])
+    finally:
+        hub.close()
+    check("9 subscribers spread 3/3/3 over the ports", hub.gets == [3, 3, 3], str(hub.gets))
+    check("200 x 9 delivered, ok, sub_ports = 3", r["ok"] is True and r["deliveries"] == 1800 and r["sub_ports"] == 3,
+          str(r))
+
+
+def test_storm(loadgen, broken):
+    label = "minihub resume storm%s" % (" (hub replays from the start)" if broken else "")
+    print(label)
+    hub = MiniHub(resume_from_start=broken)
+    try:
+        r, _ = run_loadgen(loadgen, ["--port", str(hub.port), "--subs", "12", "--storm-subs", "8", "--storm-at", "0.5",
+                                     "--events", "100", "--rate", "100", "--pub-conns", "2", "--duration", "5",
+                                     "--drain", "3", "--label", label])
+    finally:
+        hub.close()
+    check("8 reconnects, each with Last-Event-ID", hub.resumes == 8 and sum(hub.gets) == 20, "%d %s" % (hub.resumes, hub.gets))
+    check("storm: 8 live again and caught up, times measured",
+          r["storm_live"] == 8 and r["storm_caught"] == 8 and 0 <= r["storm_live_s"] <= r["storm_caught_s"], str(r))
+    check("steady latency split before / during-or-after the storm",
+          r["storm_lat_before_n"] > 0 and r["storm_lat_during_n"] + r["storm_lat_after_n"] > 0 and
+          r["storm_lat_before_n"] + r["storm_lat_during_n"] + r["storm_lat_after_n"] == 400, str(r))
+    check("established stays 12", r["established"] == 12, str(r["established"]))
+    if not broken:
+        check("exact resume: 100 x 12 delivered, ok", r["ok"] is True and r["deliveries"] == 1200 and r["lost"] == 0 and
+              r["duplicates"] == 0, str(r))
+    else:
+        check("replay from the start detected: duplicates, ok = false",
+              r["ok"] is False and r["duplicates"] > 0 and r["out_of_order"] > 0, str(r))
+
+
 def free_port():
     s = socket.socket()
     s.bind(("127.0.0.1", 0))
@@ -416,6 +477,9 @@ def main():
         test_stream(a.loadgen, kind, chunk, mode)
     test_minihub(a.loadgen, False)
     test_minihub(a.loadgen, True)
+    test_subports(a.loadgen)
+    test_storm(a.loadgen, False)
+    test_storm(a.loadgen, True)
     if os.path.exists(a.c_hub):
         test_server(a.loadgen, "c-hub", [a.c_hub, "--port", "{port}"])
     else:
