@@ -95,9 +95,9 @@ SCENARIOS = {
                           ["--subs", "1000", "--size", "64", "--events", "600", "--rate", "100", "--pub-conns", "4",
                            "--duration", "8", "--drain", "10"]),
         "resume-storm": ("resume storm: 5,000 streams on one hub (with Redis) reconnect at once with Last-Event-ID "
-                         "while 20 events/s flow; 500 steady streams watched",
-                         ["--subs", "5500", "--storm-subs", "5000", "--storm-at", "4", "--size", "64", "--events",
-                          "240", "--rate", "20", "--pub-conns", "2", "--duration", "14", "--drain", "20",
+                         "while 10 events/s flow; 500 steady streams watched",
+                         ["--subs", "5500", "--storm-subs", "5000", "--hold", "2", "--storm-at", "5", "--size", "64",
+                          "--events", "150", "--rate", "10", "--pub-conns", "2", "--duration", "16", "--drain", "30",
                           "--connect-timeout", "60", "--connect-conc", "256"]),
     },
     "smoke": {
@@ -131,8 +131,8 @@ SCENARIOS = {
                           ["--subs", "60", "--size", "64", "--events", "50", "--rate", "50", "--pub-conns", "2",
                            "--duration", "3", "--drain", "5"]),
         "resume-storm": ("resume storm (smoke): 500 streams on one hub (with Redis) reconnect at once, 50 steady",
-                         ["--subs", "550", "--storm-subs", "500", "--storm-at", "1", "--size", "64", "--events",
-                          "60", "--rate", "20", "--pub-conns", "2", "--duration", "4", "--drain", "10",
+                         ["--subs", "550", "--storm-subs", "500", "--hold", "0.5", "--storm-at", "1", "--size", "64",
+                          "--events", "30", "--rate", "10", "--pub-conns", "2", "--duration", "4", "--drain", "10",
                           "--connect-timeout", "20"]),
     },
 }
@@ -772,13 +772,15 @@ def write_scale(L, by, scen_defs):
         L.append("loadgen: `%s`; hub: `microsse serve --redis ... %s` (room for the streams being replaced while "
                  "their successors arrive)" % (" ".join(lg_args), " ".join(STORM_HUB_ARGS)))
         L.append("")
-        L.append("%s s after publishing starts, the load generator closes %s streams and at once reopens all of them, "
-                 "each with `Last-Event-ID` = the last id it received (the hub replays from Redis). Their per-"
+        L.append("Once all streams are established they settle for %s s; %s s after publishing starts, the load "
+                 "generator closes %s streams and at once reopens all "
+                 "of them, each with `Last-Event-ID` = the last id it received (the hub replays from Redis). Their per-"
                  "connection sequence checks carry on across the reconnect: a resume that loses or repeats an event "
                  "shows as lost/duplicates/gaps. The other %s streams (the steady set) never reconnect; their "
                  "publish→receive latency is split into before the storm (the idle figure), during it (until every "
                  "storm stream has received an event published after the storm began) and after." % (
-                     lg_value(lg_args, "--storm-at"), fmt(n_storm, 0), fmt(n_all - n_storm, 0)))
+                     lg_value(lg_args, "--hold"), lg_value(lg_args, "--storm-at"), fmt(n_storm, 0),
+                     fmt(n_all - n_storm, 0)))
         L.append("")
         L.append("| metric | value |")
         L.append("|---|---|")

@@ -169,7 +169,8 @@ static void usage(void) {
         "  --window W          events in flight end to end (0 = unbounded)\n"
         "  --size B            payload bytes (64)\n"
         "  --duration S        stop publishing after S seconds (10)\n"
-        "  --hold S            after connecting, hold the streams S seconds (idle test)\n"
+        "  --hold S            after connecting, hold the streams S seconds (idle test; with a\n"
+        "                      publisher: settle S seconds before publishing starts)\n"
         "  --drain S           wait at most S seconds for deliveries after publishing (10)\n"
         "  --max-time S        hard cap for the whole run (600)\n"
         "  --expect N          no publisher: each subscriber must receive N benchmark events\n"
@@ -1115,7 +1116,10 @@ int main(int argc, char **argv) {
                 t_connected = now_ns();
                 s1 = sample_proc(opt.server_pid);
                 self_cpu_measure0 = self_cpu();
-                if (opt.pub_conns > 0 && opt.events > 0) {
+                if (opt.pub_conns > 0 && opt.events > 0 && opt.hold > 0) {
+                    phase = P_HOLD; /* settle before publishing */
+                    hold_end = now + (uint64_t)(opt.hold * 1e9);
+                } else if (opt.pub_conns > 0 && opt.events > 0) {
                     for (int i = 0; i < opt.pub_conns; i++) {
                         pubs[i].idx = i;
                         pubs[i].fd = -1;
@@ -1137,8 +1141,20 @@ int main(int argc, char **argv) {
             }
         }
         if (phase == P_HOLD && now >= hold_end) {
-            phase = P_DONE;
-            break;
+            if (!(opt.pub_conns > 0 && opt.events > 0)) {
+                phase = P_DONE;
+                break;
+            }
+            for (int i = 0; i < opt.pub_conns; i++) {
+                pubs[i].idx = i;
+                pubs[i].fd = -1;
+                pub_connect(&pubs[i]);
+            }
+            phase = P_PUBLISH;
+            t_pub_start = now_ns();
+            g_oldest_since = t_pub_start;
+            pub_deadline = t_pub_start + (uint64_t)(opt.duration * 1e9);
+            next_due = t_pub_start;
         }
         if (phase == P_PUBLISH && opt.storm_subs > 0 && !storm_started &&
             now >= t_pub_start + (uint64_t)(opt.storm_at * 1e9)) {
