@@ -313,7 +313,8 @@ def run_cluster(margv_t, scen, lg_args, logdir, variant, hub_names, with_redis, 
         extra = []
         if with_redis:
             rport = free_port()
-            rlog = open(os.path.join(logdir, "%s-%s-redis.log" % (scen, variant)), "w")
+            rname = "redis" if variant == "two-hubs" else "%s-redis" % variant
+            rlog = open(os.path.join(logdir, "%s-%s.log" % (scen, rname)), "w")
             logs.append(rlog)
             redis = subprocess.Popen(pinned(SERVER_CPU, ["redis-server", "--port", str(rport), "--bind", "127.0.0.1",
                                                          "--save", "", "--appendonly", "no"]),
@@ -1021,6 +1022,13 @@ def write_report(path, results, servers, scen_defs, args, started, elapsed):
                 r = ratio(m_, c_)
                 line("dashboard (%s subscribers × %s events/s): latency %s, MicroSSE / C reference (no target yet)"
                      % (subs, rate, key), "%s ms / %s ms = %s" % (fmt(m_, 2), fmt(c_, 2), fmt(r, 2) + "×" if r else "—"), None)
+        if "resume-storm" in scen_defs and ("resume-storm", "storm") in by:
+            ms_ = metrics(by[("resume-storm", "storm")])
+            r = ratio(ms_.get("during_p99"), ms_.get("before_p99"))
+            line("resume storm (%s streams reconnect at once, one hub with Redis): steady streams' p99 during the "
+                 "storm ≤ 2 × idle p99" % fmt(int(lg_value(scen_defs["resume-storm"][1], "--storm-subs")), 0),
+                 "%s ms / %s ms = %s" % (fmt(ms_.get("during_p99"), 2), fmt(ms_.get("before_p99"), 2),
+                                         fmt(r, 2) + "×" if r else "—"), None if r is None else r <= 2.0)
     L.append("")
     findings = os.path.join(HERE, "FINDINGS.md")
     if os.path.exists(findings) and not args.smoke:
