@@ -1,6 +1,7 @@
 // The doctor's TLS: a GnuTLS client session over the same POSIX socket, non-blocking, so every
 // handshake, read and write is bounded by a deadline.
 import CGnuTLS
+import Synchronization
 
 #if canImport(Glibc)
     import Glibc
@@ -48,10 +49,51 @@ func waitReady(_ fd: Int32, write: Bool, deadline: Double) -> Bool {
     }
 }
 
+/// Trusted certificates, loaded once per trust setting and shared by every session (GnuTLS
+/// allows that), so a probe's connection does not read the system store again.
+private final class Credentials: @unchecked Sendable {
+    let pointer: gnutls_certificate_credentials_t?
+
+    private init(_ pointer: gnutls_certificate_credentials_t?) { self.pointer = pointer }
+
+    private static let loaded = Mutex<[String: Credentials]>([:])
+
+    static func of(_ trust: TLSTrust) throws -> Credentials {
+        let key = "\(trust.insecure) \(trust.caFile ?? "")"
+        return try loaded.withLock { loaded in
+            if let made = loaded[key] { return made }
+            let made = try load(trust)
+            loaded[key] = made
+            return made
+        }
+    }
+
+    private static func load(_ trust: TLSTrust) throws -> Credentials {
+        var pointer: gnutls_certificate_credentials_t?
+        let allocated = gnutls_certificate_allocate_credentials(&pointer)
+        guard allocated >= 0 else { throw TLSFailure(description: "TLS credentials: \(tlsError(allocated))") }
+        let made = Credentials(pointer)
+        let system = gnutls_certificate_set_x509_system_trust(pointer)
+        if let caFile = trust.caFile {
+            let loaded = gnutls_certificate_set_x509_trust_file(pointer, caFile, GNUTLS_X509_FMT_PEM)
+            guard loaded > 0 else {
+                throw TLSFailure(
+                    description: "--ca-file \(caFile): " + (loaded == 0 ? "no PEM certificate in it" : tlsError(loaded))
+                )
+            }
+        } else if system <= 0, !trust.insecure {
+            throw TLSFailure(description: "no system trust store (\(tlsError(system))); give one with --ca-file")
+        }
+        return made
+    }
+
+    deinit { gnutls_certificate_free_credentials(pointer) }
+}
+
 /// One client TLS session on a connected socket.
 final class TLSSession {
     private var session: gnutls_session_t?
-    private var credentials: gnutls_certificate_credentials_t?
+    private let credentials: Credentials
     private let fd: Int32
     /// The host name the certificate is checked against; GnuTLS keeps the pointer for the session.
     private let verifiedName: UnsafeMutablePointer<CChar>?
@@ -67,23 +109,12 @@ final class TLSSession {
     init(fd: Int32, host: String, protocols: [String], trust: TLSTrust, deadline: Double) throws {
         self.fd = fd
         self.trust = trust
+        credentials = try Credentials.of(trust)
         verifiedName = strdup(host)
         _ = fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK)
-        try check(gnutls_certificate_allocate_credentials(&credentials), "credentials")
-        let system = gnutls_certificate_set_x509_system_trust(credentials)
-        if let caFile = trust.caFile {
-            let loaded = gnutls_certificate_set_x509_trust_file(credentials, caFile, GNUTLS_X509_FMT_PEM)
-            guard loaded > 0 else {
-                throw TLSFailure(
-                    description: "--ca-file \(caFile): "
-                        + (loaded == 0 ? "no PEM certificate in it" : tlsError(loaded)))
-            }
-        } else if system <= 0, !trust.insecure {
-            throw TLSFailure(description: "no system trust store (\(tlsError(system))); give one with --ca-file")
-        }
         try check(gnutls_init(&session, UInt32(GNUTLS_CLIENT)), "session")
         try check(gnutls_set_default_priority(session), "priority")
-        let certificates = UnsafeMutableRawPointer(credentials)
+        let certificates = UnsafeMutableRawPointer(credentials.pointer)
         try check(gnutls_credentials_set(session, GNUTLS_CRD_CERTIFICATE, certificates), "credentials")
         if !isIPAddress(host) {
             try check(gnutls_server_name_set(session, GNUTLS_NAME_DNS, host, host.utf8.count), "server name")
@@ -111,7 +142,6 @@ final class TLSSession {
 
     deinit {
         if let session { gnutls_deinit(session) }
-        if let credentials { gnutls_certificate_free_credentials(credentials) }
         free(verifiedName)
     }
 
