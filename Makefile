@@ -9,7 +9,7 @@ HOST ?= 127.0.0.1
 PORT ?= 8080
 
 # Debian packages the build needs, then those the tests need.
-BUILD_PACKAGES = libmicrohttpd-dev libhiredis-dev libjwt-dev pkg-config
+BUILD_PACKAGES = libmicrohttpd-dev libhiredis-dev libjwt-dev libgnutls28-dev pkg-config
 # nginx and systemd (systemd-analyze) check the deploy files in Examples/deploy.
 TEST_PACKAGES = curl openssl valgrind gcc g++ redis-server redis-sentinel nginx systemd
 

@@ -63,7 +63,7 @@ let package = Package(
         .executableTarget(
             name: "microsse",
             dependencies: [
-                "MicroSSE", "MicroSSERedis",
+                "MicroSSE", "MicroSSERedis", "CGnuTLS",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 // -- h-eco
@@ -99,6 +99,10 @@ let package = Package(
         // nginx (Examples/deploy); the deploy files checked with nginx -t and systemd-analyze.
         .testTarget(name: "DoctorTests", dependencies: ["MicroSSETestSupport"]),
         // -- end DoctorTests
+        // -- doctor over TLS: GnuTLS from Debian (libgnutls28-dev, which libmicrohttpd-dev
+        // also pulls in), found through pkg-config; only the CLI links it, for https:// URLs.
+        .systemLibrary(name: "CGnuTLS", pkgConfig: "gnutls", providers: [.apt(["libgnutls28-dev"])]),
+        // -- end doctor over TLS
         // -- h-eco: the README's ServiceGroup example (run by EcosystemTests), and the tests of
         // metrics, the service lifecycle, configuration from the environment and the access log.
         .executableTarget(

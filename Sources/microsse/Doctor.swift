@@ -16,14 +16,16 @@ struct Doctor: ParsableCommand {
             per check: ok, warn, FAIL or skip. Exits 1 when a check fails. With --publish it publishes \
             \(Doctor.probeCount) probe events (type \(Prober.eventType), so onmessage handlers ignore them) \
             to that URL and measures their delays, then checks resume with Last-Event-ID. Without it, \
-            only heartbeats can be watched. Only http:// URLs: \(DoctorURL.httpsUnsupported).
+            only heartbeats can be watched. https:// URLs are checked over TLS (HTTP/1.1 by ALPN, as the \
+            doctor speaks it) with the system's trusted certificates; --ca-file adds one, --insecure \
+            accepts any (and says so).
             """)
 
     static let probeCount = 5
     static let spacing = 0.2
     static let timeout = 10.0
 
-    @Argument(help: ArgumentHelp("The stream URL to subscribe to (http:// only).", valueName: "URL"))
+    @Argument(help: ArgumentHelp("The stream URL to subscribe to (http:// or https://).", valueName: "URL"))
     var url: String
     @Option(
         help: ArgumentHelp(
@@ -31,6 +33,10 @@ struct Doctor: ParsableCommand {
             valueName: "URL"))
     var publish: String?
     @Option(help: ArgumentHelp("Bearer token for --publish.", valueName: "TOKEN")) var token: String?
+    @Flag(help: "https: do not fail on a certificate that does not verify (self-signed test setups).")
+    var insecure = false
+    @Option(help: ArgumentHelp("https: also trust the certificates in this PEM file.", valueName: "FILE"))
+    var caFile: String?
     @Option(
         help: ArgumentHelp(
             "Hold the stream open without events this long and report whether it survives.", valueName: "SECONDS"))
@@ -48,13 +54,23 @@ struct Doctor: ParsableCommand {
         } catch {
             throw ValidationError(String(describing: error))
         }
+        if let caFile, access(caFile, R_OK) != 0 {
+            throw ValidationError("--ca-file \(caFile): \(String(cString: strerror(errno)))")
+        }
         guard (idle ?? 1) > 0, heartbeatWait > 0, wait > 0 else {
             throw ValidationError("--idle, --heartbeat-wait and --wait must be positive")
         }
     }
 
+    /// `text` as a URL, trusted as the TLS options say.
+    private func parse(_ text: String) throws -> DoctorURL {
+        var parsed = try DoctorURL(text)
+        parsed.trust = TLSTrust(insecure: insecure, caFile: caFile)
+        return parsed
+    }
+
     func run() throws {
-        let streamURL = try DoctorURL(url)
+        let streamURL = try parse(url)
         let report = Report()
         print("microsse doctor \(url)" + (publish.map { ", publishing to \($0)" } ?? ""))
         diagnose(streamURL, report)
@@ -82,12 +98,23 @@ struct Doctor: ParsableCommand {
                     + "(the hub sends it at once; a proxy that waits for its buffer to fill holds it: "
                     + "nginx needs proxy_buffering off and proxy_http_version 1.1), or the server hangs")
             return
+        } catch let error as CertificateNotTrusted {
+            report.add(
+                .fail, "tls",
+                "certificate verification failed for \(streamURL.host): \(error) (trusting "
+                    + "\(streamURL.trust.source); give its CA with --ca-file, or --insecure for a test setup)")
+            return
+        } catch let error as TLSFailure {
+            report.add(.fail, "tls", error.description)
+            return
         } catch {
             report.add(.fail, "connect", String(describing: error))
             return
         }
         defer { stream.close() }
-        guard report.checkHeaders(stream.head) else { return }
+        if let tls = stream.tls { report.checkTLS(tls, host: streamURL.host) }
+        guard report.checkHeaders(stream.head, tls: stream.tls) else { return }
+        if streamURL.isTLS { report.checkHTTP2(streamURL, timeout: Self.timeout) }
         guard !stream.compressed else {
             report.add(.skip, "buffering", "the body is compressed (see content-encoding): fix that first")
             if let idle {
@@ -97,7 +124,7 @@ struct Doctor: ParsableCommand {
             report.add(.skip, "resume", "the body is compressed (see content-encoding)")
             return
         }
-        guard let publish, let publishURL = try? DoctorURL(publish) else {
+        guard let publish, let publishURL = try? parse(publish) else {
             let window = idle ?? heartbeatWait
             stream.read(until: monotonicSeconds() + window) { idle == nil && !stream.commentTimes.isEmpty }
             report.checkHeartbeats(stream, watched: monotonicSeconds() - stream.openedAt)

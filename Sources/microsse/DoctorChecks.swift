@@ -44,18 +44,20 @@ func seconds(_ value: Double) -> String {
 extension Report {
     /// The response head of an event stream, header by header. Returns false when nothing more
     /// can be learned from the stream (not a 200 event stream).
-    func checkHeaders(_ head: ResponseHead) -> Bool {
+    func checkHeaders(_ head: ResponseHead, tls: TLSSession? = nil) -> Bool {
         let usable = head.status == 200
         add(
             usable ? .ok : .fail, "status",
             usable
                 ? "\(head.status) \(head.reason)"
                 : "\(head.status) \(head.reason): an EventSource needs 200 (is the URL a stream?)")
+        let path = tls.map { " over \($0.version), ALPN \($0.alpn ?? "none")" } ?? ""
         add(
             head.version == "HTTP/1.1" ? .ok : .warn, "http version",
             head.version == "HTTP/1.1"
-                ? "HTTP/1.1 between you and the first hop"
-                : "\(head.version): expected HTTP/1.1 (the body can only end by closing the connection)")
+                ? "HTTP/1.1 between you and the first hop\(path)"
+                    + (tls == nil ? "" : " (browsers would use h2 through an HTTP/2 proxy: see http/2)")
+                : "\(head.version)\(path): expected HTTP/1.1 (the body can only end by closing the connection)")
         let type = head.header("Content-Type") ?? ""
         let isStream = type.lowercased().hasPrefix("text/event-stream")
         add(

@@ -21,11 +21,12 @@ func monotonicSeconds() -> Double {
     return Double(ts.tv_sec) + Double(ts.tv_nsec) / 1e9
 }
 
-/// An `http://` URL, split into what a request needs.
+/// An `http://` or `https://` URL, split into what a request needs.
 struct DoctorURL: Sendable, CustomStringConvertible {
-    static let httpsUnsupported =
-        "https is not supported by doctor yet; run it against the proxy's http port (or the hub's own port)"
-
+    /// Whether the URL is `https://`.
+    let isTLS: Bool
+    /// How an `https://` server's certificate is trusted.
+    var trust = TLSTrust()
     /// The host without IPv6 brackets.
     var host: String
     var port: UInt16
@@ -36,9 +37,11 @@ struct DoctorURL: Sendable, CustomStringConvertible {
     init(_ text: String) throws {
         description = text
         let lower = text.lowercased()
-        if lower.hasPrefix("https://") { throw DoctorError(Self.httpsUnsupported) }
-        guard lower.hasPrefix("http://") else { throw DoctorError("'\(text)' is not an http:// URL") }
-        var rest = Substring(text.dropFirst("http://".count))
+        isTLS = lower.hasPrefix("https://")
+        guard isTLS || lower.hasPrefix("http://") else {
+            throw DoctorError("'\(text)' is not an http:// or https:// URL")
+        }
+        var rest = Substring(text.dropFirst(isTLS ? "https://".count : "http://".count))
         if let hash = rest.firstIndex(of: "#") { rest = rest[..<hash] }
         let authorityEnd = rest.firstIndex { $0 == "/" || $0 == "?" } ?? rest.endIndex
         let authority = rest[..<authorityEnd]
@@ -62,7 +65,7 @@ struct DoctorURL: Sendable, CustomStringConvertible {
         guard !hostPart.isEmpty else { throw DoctorError("no host in \(text)") }
         host = String(hostPart)
         if portPart.isEmpty {
-            port = 80
+            port = isTLS ? 443 : 80
         } else {
             guard let p = UInt16(portPart), p > 0 else { throw DoctorError("bad port in \(text)") }
             port = p
@@ -72,7 +75,7 @@ struct DoctorURL: Sendable, CustomStringConvertible {
     /// The `Host` header's value.
     var hostHeader: String {
         let name = host.contains(":") ? "[\(host)]" : host
-        return port == 80 ? name : "\(name):\(port)"
+        return port == (isTLS ? 443 : 80) ? name : "\(name):\(port)"
     }
 }
 
@@ -90,14 +93,28 @@ struct ResponseHead {
     }
 }
 
-/// One TCP connection; every read reports when it returned.
+/// One TCP connection, with TLS for `https://`; every read reports when it returned.
 final class HTTPConnection {
     private var fd: Int32 = -1
     /// Bytes read past the response head, not yet handed out.
     private var leftover: [UInt8] = []
+    /// The TLS session of an `https://` URL.
+    private(set) var tls: TLSSession?
+    private let timeout: Double
 
-    /// Connects to the URL's host and port (every address it resolves to, in order).
-    init(_ url: DoctorURL, timeout: Double) throws {
+    /// Connects to the URL's host and port (every address it resolves to, in order); for
+    /// `https://`, handshakes offering `protocols` by ALPN.
+    init(_ url: DoctorURL, timeout: Double, protocols: [String] = ["http/1.1"]) throws {
+        self.timeout = timeout
+        try connect(url)
+        if url.isTLS {
+            tls = try TLSSession(
+                fd: fd, host: url.host, protocols: protocols, trust: url.trust,
+                deadline: monotonicSeconds() + timeout)
+        }
+    }
+
+    private func connect(_ url: DoctorURL) throws {
         var hints = addrinfo()
         hints.ai_socktype = Int32(SOCK_STREAM.rawValue)
         hints.ai_flags = AI_NUMERICSERV
@@ -146,12 +163,15 @@ final class HTTPConnection {
     deinit { close() }
 
     func close() {
+        if fd >= 0 { tls?.close() }
+        tls = nil
         if fd >= 0 { Glibc.close(fd) }
         fd = -1
     }
 
     func send(_ text: String) throws {
         let bytes = Array(text.utf8)
+        if let tls { return try tls.send(bytes, deadline: monotonicSeconds() + timeout) }
         var offset = 0
         while offset < bytes.count {
             let n = bytes[offset...].withUnsafeBytes { Glibc.send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
@@ -166,6 +186,7 @@ final class HTTPConnection {
             defer { leftover = [] }
             return leftover
         }
+        if let tls { return try tls.receive(deadline: deadline) }
         let remaining = deadline - monotonicSeconds()
         guard remaining > 0 else { return nil }
         var p = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)

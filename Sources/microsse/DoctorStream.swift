@@ -35,6 +35,8 @@ final class ProbeStream {
     let compressed: Bool
 
     private let connection: HTTPConnection
+    /// The TLS session of an `https://` stream.
+    var tls: TLSSession? { connection.tls }
     private var decoder: BodyDecoder
     private var parser = EventStreamParser()
 

@@ -15,31 +15,6 @@ private func eventsLocation(_ config: String) throws -> Substring {
     return config[start.lowerBound..<end.upperBound]
 }
 
-/// A self-signed certificate and key for 127.0.0.1, made with openssl in `dir`.
-private func selfSignedCertificate(in dir: URL) throws -> (cert: String, key: String) {
-    let openssl = try #require(toolPath("openssl"), "openssl is not installed (make test-deps installs it)")
-    let cert = dir.appendingPathComponent("cert.pem").path
-    let key = dir.appendingPathComponent("key.pem").path
-    let made = try run(
-        openssl,
-        [
-            "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", key, "-out", cert, "-days", "1",
-            "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1",
-        ])
-    try #require(made.status == 0, "\(made.err)")
-    return (cert, key)
-}
-
-/// The TLS config with the test's certificate.
-private func tlsSite(cert: String, key: String, _ edits: [(String, String)] = []) throws -> String {
-    try replacing(
-        deployFile("nginx.conf"),
-        [
-            ("/etc/ssl/certs/events.example.com.pem", cert),
-            ("/etc/ssl/private/events.example.com.key", key),
-        ] + edits)
-}
-
 extension DoctorTests {
     @Suite("Deploy files")
     struct DeployFileTests {
