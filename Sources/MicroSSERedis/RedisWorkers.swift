@@ -155,7 +155,8 @@ extension RedisBroker {
                 self.finishResume(subscriber, replay: [], gap: .unknown, lastEventID: lastEventID, after: position)
             }
             let job = RedisWorkers.Job(
-                run: { lane in completion(self.resume(subscriber, lastEventID: lastEventID, after: position, on: lane)) },
+                run: { lane in completion(self.resume(subscriber, lastEventID: lastEventID, after: position, on: lane))
+                },
                 cancel: { completion(live()) })
             if let refusal = workers.submit(job) {
                 if refusal == .full { log("Redis work queue full; a resuming stream starts live with a gap event") }

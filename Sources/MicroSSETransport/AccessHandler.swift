@@ -60,7 +60,9 @@ let accessHandler: MHD_AccessHandlerCallback = {
         query: head.query, body: context.upload.takeBody(), remoteAddress: head.remoteAddress)
     context.head = nil
     let reply = transport.reply(to: request)
-    guard case .deferred(let deferred) = reply else { return send(reply, method: request.method, on: connection, transport) }
+    guard case .deferred(let deferred) = reply else {
+        return send(reply, method: request.method, on: connection, transport)
+    }
     let handle = ConnectionHandle(pointer: connection)
     guard
         let ready = transport.park(

@@ -16,6 +16,9 @@ private func timed(_ body: () throws -> Void) rethrows -> Double {
     return now() - started
 }
 
+/// Seconds as milliseconds with one decimal.
+private func ms(_ seconds: Double) -> String { String(format: "%.1f", seconds * 1000) }
+
 /// A redis-server that accepts `DEBUG SLEEP` (Redis 7 refuses DEBUG unless enabled).
 private func sleepyRedis() throws -> RedisServer {
     try RedisServer(arguments: ["--enable-debug-command", "yes"])
@@ -48,7 +51,11 @@ extension SeveralHubsTests {
             let stream = try EventStreamClient(port: hub.port, path: "/private")
             let client = try #require(opened.withLock { $0 })
             let first = try hub.publish("first", to: "feed")
-            let healthyBefore = try timed { #expect(try httpRequest(port: hub.port, path: "/healthz").status == 200) }
+            var answer = 0
+            let healthyBefore = try timed { () throws in
+                answer = try httpRequest(port: hub.port, path: "/healthz").status
+            }
+            #expect(answer == 200)
 
             let sleeper = stall(redis, seconds: 0.6)
             let publishStatus = Mutex<Int>(0)
@@ -67,12 +74,18 @@ extension SeveralHubsTests {
             usleep(50_000)  // both are waiting on Redis now
             #expect(publishStatus.withLock { $0 } == 0 && resumeStatus.withLock { $0 } == 0)
 
-            let healthz = try timed { #expect(try httpRequest(port: hub.port, path: "/healthz").status == 200) }
-            let live = try timed {
-                #expect(client.send(Event(data: "live")))
-                #expect(try stream.next(timeout: 2)?.data == "live")
+            let healthz = try timed { () throws in answer = try httpRequest(port: hub.port, path: "/healthz").status }
+            #expect(answer == 200)
+            let event = try Event(data: "live")
+            var received: String?
+            let live = try timed { () throws in
+                _ = client.send(event)
+                received = try stream.next(timeout: 2)?.data
             }
-            print("figures: /healthz \(Int(healthyBefore * 1000)) ms before the stall, \(Int(healthz * 1000)) ms during; live event \(Int(live * 1000)) ms during")
+            #expect(received == "live")
+            print(
+                "figures: /healthz \(ms(healthyBefore)) ms before the stall, \(ms(healthz)) ms during;"
+                    + " a live event \(ms(live)) ms during")
             #expect(healthz < 0.1)
             #expect(live < 0.1)
 
@@ -113,7 +126,7 @@ extension SeveralHubsTests {
             usleep(150_000)
             #expect(statuses.withLock { $0 }.isEmpty)
             let stopping = timed { hub.stop() }
-            print("figures: stop() with 3 publishes pending took \(Int(stopping * 1000)) ms")
+            print("figures: stop() with 3 publishes pending took \(ms(stopping)) ms")
             #expect(eventually(timeout: 3) { statuses.withLock { $0 }.count == 3 })
             #expect(statuses.withLock { $0 } == [503, 503, 503])
             #expect(stopping < 1.0)
