@@ -12,6 +12,9 @@ private final class RequestContext: @unchecked Sendable {
     /// A reply the layer above gives later, and the method of its request, while the connection
     /// is suspended waiting for it.
     var deferred: (reply: DeferredReply, method: String)?
+    /// The deferred reply in the transport's pending table: until its response is sent (the
+    /// request completes), or until its stream is registered.
+    var parked: DeferredReply?
 
     init(limit: Int) {
         upload = UploadState(limit: limit)
@@ -43,8 +46,7 @@ let accessHandler: MHD_AccessHandlerCallback = {
         // Called again after the completion resumed the connection.
         context.deferred = nil
         let reply = deferred.take() ?? .response(.text("the deferred reply was lost", status: 500))
-        transport.unpark(deferred)
-        return send(reply, method: method, on: connection, transport)
+        return sendDeferred(reply, method: method, context, on: connection, transport)
     }
     let budget = transport.options.uploadBudget
     if uploadDataSize.pointee > 0 {
@@ -64,6 +66,7 @@ let accessHandler: MHD_AccessHandlerCallback = {
         return send(reply, method: request.method, on: connection, transport)
     }
     let handle = ConnectionHandle(pointer: connection)
+    context.parked = deferred
     guard
         let ready = transport.park(
             deferred, suspend: { MHD_suspend_connection(connection) },
@@ -72,7 +75,22 @@ let accessHandler: MHD_AccessHandlerCallback = {
         context.deferred = (deferred, request.method)
         return .YES
     }
-    return send(ready, method: request.method, on: connection, transport)
+    return sendDeferred(ready, method: request.method, context, on: connection, transport)
+}
+
+/// Sends a deferred reply's answer. A stream leaves the pending table now (the stream table
+/// takes over); a response stays until it has been sent (the request-completed callback), so
+/// ``HTTPTransport/stop()`` waits for it.
+private func sendDeferred(
+    _ reply: TransportReply, method: String, _ context: RequestContext, on connection: OpaquePointer,
+    _ transport: HTTPTransport
+) -> MHD_Result {
+    let result = send(reply, method: method, on: connection, transport)
+    if case .stream = reply, method != "HEAD", let parked = context.parked {
+        context.parked = nil
+        transport.unpark(parked)
+    }
+    return result
 }
 
 /// Queues `reply` (a response or a stream) for a request made with `method`.
@@ -214,10 +232,10 @@ let requestCompleted: MHD_RequestCompletedCallback = { cls, connection, conCls, 
     guard let cls else { return }
     let transport = Unmanaged<HTTPTransport>.fromOpaque(cls).takeUnretainedValue()
     transport.options.uploadBudget.release(context.upload.reserved)
-    if let (deferred, _) = context.deferred {
-        // Closed before the reply was sent: a later completion is dropped.
-        deferred.abandon()
-        transport.unpark(deferred)
+    if let parked = context.parked {
+        // Sent, or closed before the reply came (a later completion is then dropped).
+        parked.abandon()
+        transport.unpark(parked)
     }
 }
 

@@ -26,7 +26,8 @@ package final class HTTPTransport: Sendable {
         var daemon: DaemonHandle?
         var retainedSelf: Unmanaged<HTTPTransport>?
         var streams: [UInt64: Subscriber] = [:]
-        /// Requests whose connection is suspended until their deferred reply is completed.
+        /// Requests answered with a deferred reply, until the answer is sent (their connections
+        /// are suspended until it is completed).
         var pending: [ObjectIdentifier: DeferredReply] = [:]
         var closing = false
         /// Signalled when the last stream closes, and no request is pending, while closing
@@ -58,7 +59,7 @@ package final class HTTPTransport: Sendable {
     /// Number of open streams.
     package var streamCount: Int { state.withLock { $0.streams.count } }
 
-    /// Requests waiting for their deferred reply (their connections are suspended).
+    /// Requests answered with a deferred reply whose answer is not yet sent.
     package var pendingCount: Int { state.withLock { $0.pending.count } }
 
     /// The open stream of subscriber `id`, if any.
@@ -216,12 +217,11 @@ package final class HTTPTransport: Sendable {
             reply.abandon()
             return .response(Self.stopping)
         }
-        let ready = reply.park(suspend: suspend, resume: resume)
-        if ready != nil { unpark(reply) }
-        return ready
+        return reply.park(suspend: suspend, resume: resume)
     }
 
-    /// Removes a reply from the pending table (taken, or its connection gone).
+    /// Removes a reply from the pending table (sent, its stream registered, or its connection
+    /// gone).
     func unpark(_ reply: DeferredReply) {
         let drained = state.withLock { s -> DispatchSemaphore? in
             guard s.pending.removeValue(forKey: ObjectIdentifier(reply)) != nil else { return nil }
