@@ -1,9 +1,12 @@
 import Foundation
 import MicroSSE
+import MicroSSECore
 import MicroSSERedis
 import MicroSSETestSupport
 import Synchronization
 import Testing
+
+@testable import MicroSSERedis
 
 #if canImport(Glibc)
     import Glibc
@@ -116,10 +119,12 @@ extension SeveralHubsTests {
             let hub = try makeHub(redis, prefix: uniquePrefix("stop"))
             let sleeper = stall(redis, seconds: 1.5)
             let statuses = Mutex<[Int]>([])
+            let retryAfter = Mutex<[String]>([])
             let publishers = (0..<3).map { i in
                 Thread {
                     let r = try? postEvent(port: hub.port, channel: "feed", data: "p\(i)")
                     statuses.withLock { $0.append(r?.status ?? -1) }
+                    retryAfter.withLock { $0.append(r?.header("Retry-After") ?? "") }
                 }
             }
             publishers.forEach { $0.start() }
@@ -129,7 +134,37 @@ extension SeveralHubsTests {
             print("figures: stop() with 3 publishes pending took \(ms(stopping)) ms")
             #expect(eventually(timeout: 3) { statuses.withLock { $0 }.count == 3 })
             #expect(statuses.withLock { $0 } == [503, 503, 503])
+            #expect(retryAfter.withLock { $0 } == ["1", "1", "1"])
             #expect(stopping < 1.0)
+            _ = sleeper
+        }
+
+        @Test("a publish that finds the work queue full is refused at once, without waiting on Redis")
+        func fullQueueRefuses() throws {
+            let redis = try sleepyRedis()
+            let url = try RedisURL(redis.url)
+            var settings = RedisBroker.Settings(url: url, prefix: uniquePrefix("full"), historyCount: 10)
+            settings.workerCount = 1
+            settings.workQueueCapacity = 1
+            let broker = RedisBroker(settings: settings)
+            try broker.start()
+            defer { broker.shutdown() }
+            let sleeper = stall(redis, seconds: 0.5)
+            let results = Mutex<[Result<String, MicroSSEError>]>([])
+            let channel = try ChannelName("feed")
+            for i in 0..<3 {
+                broker.publish(try Event(data: "e\(i)"), to: channel) { r in results.withLock { $0.append(r) } }
+                usleep(10_000)  // the first is running, the second waits, the third does not fit
+            }
+            let refused = results.withLock { $0 }
+            #expect(refused.count == 1)
+            if case .failure(let e) = refused.first {
+                #expect(e.code == .unavailable)
+            } else {
+                Issue.record("not refused")
+            }
+            #expect(eventually(timeout: 3) { results.withLock { $0 }.count == 3 })
+            #expect(results.withLock { $0 }.dropFirst().allSatisfy { if case .success = $0 { true } else { false } })
             _ = sleeper
         }
     }
