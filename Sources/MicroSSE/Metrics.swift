@@ -164,6 +164,25 @@ struct GapCountingBroker: EventBroker {
         return status
     }
 
+    var isAsynchronous: Bool { base.isAsynchronous }
+
+    func publish(
+        _ event: Event, to channel: ChannelName,
+        completion: @escaping @Sendable (Result<String, MicroSSEError>) -> Void
+    ) {
+        base.publish(event, to: channel, completion: completion)
+    }
+
+    func subscribe(
+        _ subscriber: Subscriber, after lastEventID: String?, completion: @escaping @Sendable (ResumeStatus) -> Void
+    ) {
+        let metrics = self.metrics
+        base.subscribe(subscriber, after: lastEventID) { status in
+            if case .gap(let reason) = status { metrics.gap(reason) }
+            completion(status)
+        }
+    }
+
     func unsubscribe(_ subscriber: Subscriber) { base.unsubscribe(subscriber) }
 
     func shutdown() { base.shutdown() }

@@ -230,11 +230,33 @@ extension Hub {
         }
         let started = ContinuousClock.now
         let id = try broker.publish(event, to: channel)
+        countPublish(since: started)
+        return id
+    }
+
+    /// ``publish(_:to:)`` for the HTTP route: returns at once, `completion` gets the id or the
+    /// error (from a broker's worker thread when the broker is asynchronous).
+    func publish(
+        _ event: Event, to channel: ChannelName,
+        completion: @escaping @Sendable (Result<String, MicroSSEError>) -> Void
+    ) {
+        let limit = configuration.maxPublishBytes
+        guard event.data.utf8.count <= limit else {
+            completion(.failure(MicroSSEError(.payloadTooLarge, "event data is larger than \(limit) bytes")))
+            return
+        }
+        let started = ContinuousClock.now
+        broker.publish(event, to: channel) { [self] result in
+            if case .success = result { countPublish(since: started) }
+            completion(result)
+        }
+    }
+
+    private func countPublish(since started: ContinuousClock.Instant) {
         let elapsed = started.duration(to: .now)
         published.add(1, ordering: .relaxed)
         metrics.published.increment()
         metrics.publishDuration.recordNanoseconds(
             elapsed.components.seconds * 1_000_000_000 + elapsed.components.attoseconds / 1_000_000_000)
-        return id
     }
 }

@@ -33,6 +33,11 @@ package enum GapReason: String, Sendable, Equatable {
 ///   event falls between replay and live, none arrives twice.
 /// - After ``unsubscribe(_:)`` returns, the subscriber is queued nothing more.
 /// - After ``shutdown()``, `publish` throws `.unavailable` and `subscribe` registers nothing.
+/// - A broker whose calls wait on I/O says so with ``isAsynchronous``; the router then uses the
+///   completion-based forms, which return at once and call `completion` exactly once, from any
+///   thread (the subscriber is registered for live events before `subscribe` returns; the
+///   completion comes once the resume prelude is queued). The defaults run the synchronous
+///   forms inline.
 package protocol EventBroker: Sendable {
     /// Connects to whatever backs the broker; called once by ``Server/start()`` before the port
     /// is bound. Throws `.unavailable` (or `.startFailed`) when that is impossible.
@@ -45,11 +50,37 @@ package protocol EventBroker: Sendable {
     var channelCount: Int { get }
     /// Why the broker cannot serve right now (e.g. its Redis is unreachable), or nil when it can.
     var unavailableReason: String? { get }
+    /// Whether `publish` and a resuming `subscribe` wait on I/O (then call the completion forms
+    /// from libmicrohttpd's threads).
+    var isAsynchronous: Bool { get }
+    func publish(
+        _ event: Event, to channel: ChannelName,
+        completion: @escaping @Sendable (Result<String, MicroSSEError>) -> Void)
+    func subscribe(
+        _ subscriber: Subscriber, after lastEventID: String?, completion: @escaping @Sendable (ResumeStatus) -> Void)
 }
 
 extension EventBroker {
     package func start() throws(MicroSSEError) {}
     package var unavailableReason: String? { nil }
+    package var isAsynchronous: Bool { false }
+
+    package func publish(
+        _ event: Event, to channel: ChannelName,
+        completion: @escaping @Sendable (Result<String, MicroSSEError>) -> Void
+    ) {
+        do throws(MicroSSEError) {
+            completion(.success(try publish(event, to: channel)))
+        } catch {
+            completion(.failure(error))
+        }
+    }
+
+    package func subscribe(
+        _ subscriber: Subscriber, after lastEventID: String?, completion: @escaping @Sendable (ResumeStatus) -> Void
+    ) {
+        completion(subscribe(subscriber, after: lastEventID))
+    }
 }
 
 extension ResumeStatus {

@@ -12,6 +12,22 @@ extension RedisBroker {
     // MARK: Subscribe
 
     package func subscribe(_ subscriber: Subscriber, after lastEventID: String?) -> ResumeStatus {
+        switch register(subscriber, after: lastEventID) {
+        case .done(let status): return status
+        case .replay(let lastEventID, let position):
+            return resume(subscriber, lastEventID: lastEventID, after: position, on: commands)
+        }
+    }
+
+    /// What is left to do after registering a subscriber.
+    enum Registration {
+        case done(ResumeStatus)
+        /// Live events are buffered until the replay after `position` is queued.
+        case replay(lastEventID: String, position: RedisStreamID)
+    }
+
+    /// Registers `subscriber` for live events at once (buffering them when it resumes); no I/O.
+    func register(_ subscriber: Subscriber, after lastEventID: String?) -> Registration {
         let position: RedisStreamID? = lastEventID.flatMap { l in
             RedisStreamID(l) ?? state.withLock { $0.callerIDs[l] }
         }
@@ -21,12 +37,21 @@ extension RedisBroker {
             if lastEventID != nil { s.pending[subscriber.id] = Pending() }
             return true
         }
-        guard registered, let lastEventID else { return .fresh }
+        guard registered, let lastEventID else { return .done(.fresh) }
         guard let position else {
-            return finishResume(subscriber, replay: [], gap: .unknown, lastEventID: lastEventID, after: nil)
+            return .done(finishResume(subscriber, replay: [], gap: .unknown, lastEventID: lastEventID, after: nil))
         }
+        return .replay(lastEventID: lastEventID, position: position)
+    }
+
+    /// Fetches the replay on `lane`'s connection and queues it (with a gap event when Redis
+    /// fails: the stream then starts live).
+    func resume(
+        _ subscriber: Subscriber, lastEventID: String, after position: RedisStreamID, on lane: CommandLane
+    ) -> ResumeStatus {
         do {
-            let (replay, missed) = try fetchReplay(channels: subscriber.channels.map(\.rawValue), after: position)
+            let (replay, missed) = try fetchReplay(
+                channels: subscriber.channels.map(\.rawValue), after: position, on: lane)
             return finishResume(
                 subscriber, replay: replay, gap: missed ? .evicted : nil, lastEventID: lastEventID, after: position)
         } catch {
@@ -38,15 +63,19 @@ extension RedisBroker {
     /// Reads each channel's retained events after `position`, merged in id order, and whether
     /// any event after `position` may be gone.
     func fetchReplay(
-        channels: [String], after position: RedisStreamID
+        channels: [String], after position: RedisStreamID, on lane: CommandLane
     ) throws(MicroSSEError) -> ([(RedisStreamID, Frame)], Bool) {
         var replay: [(RedisStreamID, Frame)] = []
         var missed = false
-        let since = try withCommandConnection { c throws(MicroSSEError) in try c.command(["GET", sinceKey]) }
+        let since = try withCommandConnection(on: lane) { c throws(MicroSSEError) in
+            try c.command(["GET", sinceKey])
+        }
         if let s = since.text.flatMap(RedisStreamID.init), position < s { missed = true }
         for channel in channels {
             let key = channelKey(channel)
-            let info = try withCommandConnection { c throws(MicroSSEError) in try c.command(["XINFO", "STREAM", key]) }
+            let info = try withCommandConnection(on: lane) { c throws(MicroSSEError) in
+                try c.command(["XINFO", "STREAM", key])
+            }
             if case .array(let fields) = info {
                 // Trimming (MAXLEN) leaves max-deleted-entry-id alone, so eviction shows as
                 // entries-added > length; everything evicted is older than the first retained
@@ -75,7 +104,7 @@ extension RedisBroker {
                 // publish. An id older than the TTL may have missed events that expired.
                 missed = true
             }
-            let range = try withCommandConnection { c throws(MicroSSEError) in
+            let range = try withCommandConnection(on: lane) { c throws(MicroSSEError) in
                 try c.command(["XRANGE", key, "(" + position.description, "+"])
             }
             for entry in range.array ?? [] {

@@ -40,11 +40,19 @@ package final class RedisBroker: EventBroker {
         var channelTTLSeconds = 86_400
         var timeoutMilliseconds = 1_000
         var maxBackoffMilliseconds = 2_000
+        /// Threads running publishes and resumes for libmicrohttpd's threads, each with its own
+        /// command connection, and how many jobs may wait for them (more are refused: `503`).
+        var workerCount = 2
+        var workQueueCapacity = 1_024
     }
 
     let settings: Settings
     let log: @Sendable (String) -> Void
-    let commands: Mutex<CommandSlot>
+    /// The command connection of callers outside libmicrohttpd (``Server/publish``); the
+    /// workers have one each.
+    let commands = CommandLane()
+    /// Publishes and resumes from libmicrohttpd's threads run here (``isAsynchronous``).
+    let workers: RedisWorkers
     let state = Mutex(LocalState())
     let readerFD = Atomic<Int32>(-1)
     let stopping = Atomic<Bool>(false)
@@ -58,9 +66,14 @@ package final class RedisBroker: EventBroker {
     /// The sentinel that answered last: asked first next time.
     let answeringSentinel = Atomic<Int>(0)
 
+    /// One command connection, used by one thread at a time (its lock is held during I/O).
+    final class CommandLane: Sendable {
+        let slot = Mutex(CommandSlot())
+    }
+
     /// The command connection and when it may next be re-dialled.
     struct CommandSlot: @unchecked Sendable {
-        // hiredis contexts are not thread-safe; this one is only used inside `commands.withLock`.
+        // hiredis contexts are not thread-safe; this one is only used inside its lane's lock.
         var connection: RedisConnection?
         var retryAt: UInt64 = 0
         var backoff = 50
@@ -87,7 +100,7 @@ package final class RedisBroker: EventBroker {
     package init(settings: Settings, log: @escaping @Sendable (String) -> Void = { _ in }) {
         self.settings = settings
         self.log = log
-        self.commands = Mutex(CommandSlot())
+        self.workers = RedisWorkers(count: settings.workerCount, capacity: settings.workQueueCapacity)
     }
 
     var globalKey: String { "\(settings.prefix):all" }
@@ -104,7 +117,8 @@ package final class RedisBroker: EventBroker {
         if settings.url.usesSentinel { _ = askSentinels() }
         let last = try Self.markSince(connection, sinceKey: sinceKey, globalKey: globalKey)
         state.withLock { $0.lastDelivered = last }
-        commands.withLock { $0.connection = connection }
+        commands.slot.withLock { $0.connection = connection }
+        try workers.start()
         stopping.store(false, ordering: .relaxed)
         readerDone.store(false, ordering: .relaxed)
         let box = Unmanaged.passRetained(self)
@@ -141,13 +155,16 @@ package final class RedisBroker: EventBroker {
 
     package func shutdown() {
         state.withLock { $0.closed = true }
+        // Jobs still queued complete now (publishes with 503, resumes live with a gap event);
+        // those running finish their Redis round trip on their own.
+        workers.shutdown()
         stopping.store(true, ordering: .releasing)
         let fd = readerFD.load(ordering: .acquiring)
         if fd >= 0 { Glibc.shutdown(fd, Int32(SHUT_RDWR)) }
         // The reader leaves XREAD at once (socket shut down) or within its block timeout.
         let deadline = Clocks.monotonicMilliseconds() + 3_000
         while !readerDone.load(ordering: .acquiring) && Clocks.monotonicMilliseconds() < deadline { usleep(1_000) }
-        commands.withLock { $0.connection = nil }
+        commands.slot.withLock { $0.connection = nil }
     }
 
     // MARK: Publish
@@ -186,6 +203,11 @@ package final class RedisBroker: EventBroker {
     /// unreachable, failing over, or too few replicas confirmed in time: the event is then not
     /// acknowledged, though it may have been stored and may still be delivered.
     package func publish(_ event: Event, to channel: ChannelName) throws(MicroSSEError) -> String {
+        try publish(event, to: channel, on: commands)
+    }
+
+    /// ``publish(_:to:)`` on `lane`'s command connection.
+    func publish(_ event: Event, to channel: ChannelName, on lane: CommandLane) throws(MicroSSEError) -> String {
         guard !state.withLock({ $0.closed }) else { throw MicroSSEError(.unavailable, "the server is shutting down") }
         // A caller-given id travels as "=ID" so that an empty id stays distinguishable from none.
         let args: [[UInt8]] = [
@@ -204,9 +226,9 @@ package final class RedisBroker: EventBroker {
         defer {
             // Through sentinels, too few replicas may mean this primary was cut off and another
             // promoted: the next publish asks the sentinels again.
-            if shortfall && settings.url.usesSentinel { commands.withLock { $0.connection = nil } }
+            if shortfall && settings.url.usesSentinel { lane.slot.withLock { $0.connection = nil } }
         }
-        let reply = try withCommandConnection { c throws(MicroSSEError) in
+        let reply = try withCommandConnection(on: lane) { c throws(MicroSSEError) in
             let reply = try c.command(bytes: args)
             guard replicas > 0, reply.text.flatMap(RedisStreamID.init) != nil else { return reply }
             let confirmed = try c.command(["WAIT", String(replicas), String(timeout)])
@@ -240,9 +262,9 @@ package final class RedisBroker: EventBroker {
     /// Runs `body` on the command connection, dialling it first when needed (with backoff, so a
     /// Redis outage costs callers one failed dial per backoff period, not one per call).
     func withCommandConnection(
-        _ body: (RedisConnection) throws(MicroSSEError) -> RedisValue
+        on lane: CommandLane, _ body: (RedisConnection) throws(MicroSSEError) -> RedisValue
     ) throws(MicroSSEError) -> RedisValue {
-        try commands.withLock { (slot: inout CommandSlot) throws(MicroSSEError) -> RedisValue in
+        try lane.slot.withLock { (slot: inout CommandSlot) throws(MicroSSEError) -> RedisValue in
             if let c = slot.connection, let named = namedPrimary.withLock({ $0 }), named != c.endpoint {
                 // The sentinels promoted another server: leave this one before it is demoted.
                 slot.connection = nil

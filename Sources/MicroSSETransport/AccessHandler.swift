@@ -9,6 +9,12 @@ import MicroSSEWire
 private final class RequestContext: @unchecked Sendable {
     var upload: UploadState
     var head: Request?
+    /// A reply the layer above gives later, and the method of its request, while the connection
+    /// is suspended waiting for it.
+    var deferred: (reply: DeferredReply, method: String)?
+    /// The deferred reply in the transport's pending table: until its response is sent (the
+    /// request completes), or until its stream is registered.
+    var parked: DeferredReply?
 
     init(limit: Int) {
         upload = UploadState(limit: limit)
@@ -36,6 +42,12 @@ let accessHandler: MHD_AccessHandlerCallback = {
         return headersArrived(call, context, transport)
     }
     let context = Unmanaged<RequestContext>.fromOpaque(raw).takeUnretainedValue()
+    if let (deferred, method) = context.deferred {
+        // Called again after the completion resumed the connection.
+        context.deferred = nil
+        let reply = deferred.take() ?? .response(.text("the deferred reply was lost", status: 500))
+        return sendDeferred(reply, method: method, context, on: connection, transport)
+    }
     let budget = transport.options.uploadBudget
     if uploadDataSize.pointee > 0 {
         let bytes = UnsafeRawBufferPointer(start: uploadData, count: uploadDataSize.pointee)
@@ -49,16 +61,56 @@ let accessHandler: MHD_AccessHandlerCallback = {
         method: head.method, path: head.path, httpVersion: head.httpVersion, headers: head.headers,
         query: head.query, body: context.upload.takeBody(), remoteAddress: head.remoteAddress)
     context.head = nil
-    switch transport.reply(to: request) {
+    let reply = transport.reply(to: request)
+    guard case .deferred(let deferred) = reply else {
+        return send(reply, method: request.method, on: connection, transport)
+    }
+    let handle = ConnectionHandle(pointer: connection)
+    context.parked = deferred
+    guard
+        let ready = transport.park(
+            deferred, suspend: { MHD_suspend_connection(connection) },
+            resume: { MHD_resume_connection(handle.pointer) })
+    else {
+        context.deferred = (deferred, request.method)
+        return .YES
+    }
+    return sendDeferred(ready, method: request.method, context, on: connection, transport)
+}
+
+/// Sends a deferred reply's answer. A stream leaves the pending table now (the stream table
+/// takes over); a response stays until it has been sent (the request-completed callback), so
+/// ``HTTPTransport/stop()`` waits for it.
+private func sendDeferred(
+    _ reply: TransportReply, method: String, _ context: RequestContext, on connection: OpaquePointer,
+    _ transport: HTTPTransport
+) -> MHD_Result {
+    let result = send(reply, method: method, on: connection, transport)
+    if case .stream = reply, method != "HEAD", let parked = context.parked {
+        context.parked = nil
+        transport.unpark(parked)
+    }
+    return result
+}
+
+/// Queues `reply` (a response or a stream) for a request made with `method`.
+private func send(
+    _ reply: TransportReply, method: String, on connection: OpaquePointer, _ transport: HTTPTransport
+) -> MHD_Result {
+    switch reply {
     case .response(let response):
         return queue(response, on: connection, transport)
-    case .stream(let headers, _, let onClose) where request.method == "HEAD":
+    case .stream(let headers, _, let onClose) where method == "HEAD":
         // The stream's head without a body: libmicrohttpd 0.9.75 would send a chunked stream's
         // final chunk after a HEAD response's head, breaking the next request on the connection.
         onClose()
         return queue(Response(status: 200, headers: headers), on: connection, transport)
     case .stream(let headers, let subscriber, let onClose):
         return queueStream(headers: headers, subscriber: subscriber, onClose: onClose, on: connection, transport)
+    case .deferred(let deferred):
+        // A completion is never itself deferred (complete(with:) turns that into a 500).
+        deferred.abandon()
+        return queue(.text("a deferred reply completed with another", status: 500), on: connection, transport)
     }
 }
 
@@ -177,9 +229,13 @@ let requestCompleted: MHD_RequestCompletedCallback = { cls, connection, conCls, 
     conCls.pointee = nil
     guard !isURIMarker(raw) else { return }
     let context = Unmanaged<RequestContext>.fromOpaque(raw).takeRetainedValue()
-    if let cls {
-        Unmanaged<HTTPTransport>.fromOpaque(cls).takeUnretainedValue().options.uploadBudget.release(
-            context.upload.reserved)
+    guard let cls else { return }
+    let transport = Unmanaged<HTTPTransport>.fromOpaque(cls).takeUnretainedValue()
+    transport.options.uploadBudget.release(context.upload.reserved)
+    if let parked = context.parked {
+        // Sent, or closed before the reply came (a later completion is then dropped).
+        parked.abandon()
+        transport.unpark(parked)
     }
 }
 

@@ -26,8 +26,12 @@ package final class HTTPTransport: Sendable {
         var daemon: DaemonHandle?
         var retainedSelf: Unmanaged<HTTPTransport>?
         var streams: [UInt64: Subscriber] = [:]
+        /// Requests answered with a deferred reply, until the answer is sent (their connections
+        /// are suspended until it is completed).
+        var pending: [ObjectIdentifier: DeferredReply] = [:]
         var closing = false
-        /// Signalled when the last stream closes while closing (``stop()`` waits on it).
+        /// Signalled when the last stream closes, and no request is pending, while closing
+        /// (``stop()`` waits on it).
         var drained: DispatchSemaphore?
         /// Shuts down connections whose request is past its deadline (slowloris); its cancel
         /// handler frees the tracker, so it is cancelled only after `MHD_stop_daemon`.
@@ -54,6 +58,9 @@ package final class HTTPTransport: Sendable {
 
     /// Number of open streams.
     package var streamCount: Int { state.withLock { $0.streams.count } }
+
+    /// Requests answered with a deferred reply whose answer is not yet sent.
+    package var pendingCount: Int { state.withLock { $0.pending.count } }
 
     /// The open stream of subscriber `id`, if any.
     func stream(id: UInt64) -> Subscriber? { state.withLock { $0.streams[id] } }
@@ -136,24 +143,29 @@ package final class HTTPTransport: Sendable {
     }
 
     /// Graceful stop in the order libmicrohttpd needs (docs/DESIGN.md, shutdown): refuse new
-    /// streams, stop accepting, end every stream (resuming suspended ones), wait until the last
-    /// stream has closed (or the drain timeout), then stop the daemon. Idempotent; returns when
-    /// libmicrohttpd's threads have exited.
+    /// streams, stop accepting, answer every pending request `503` and end every stream
+    /// (resuming suspended connections), wait until the last stream has closed and the last
+    /// pending request was answered (or the drain timeout), then stop the daemon. Idempotent;
+    /// returns when libmicrohttpd's threads have exited.
     package func stop() {
         let drained = DispatchSemaphore(value: 0)
-        let (daemon, streams) = state.withLock { s -> (DaemonHandle?, [Subscriber]) in
+        let (daemon, streams, pending) = state.withLock { s -> (DaemonHandle?, [Subscriber], [DeferredReply]) in
             s.closing = true
-            if !s.streams.isEmpty { s.drained = drained }
-            return (s.daemon, Array(s.streams.values))
+            if !s.streams.isEmpty || !s.pending.isEmpty { s.drained = drained }
+            return (s.daemon, Array(s.streams.values), Array(s.pending.values))
         }
         guard let daemon else { return }
         let listenSocket = MHD_quiesce_daemon(daemon.pointer)
+        // A connection still suspended at MHD_stop_daemon aborts the process: each pending
+        // request is answered (first completion wins), which resumes it.
+        for reply in pending { reply.complete(with: .response(Self.stopping)) }
         for sub in streams { sub.finish() }
-        if !streams.isEmpty {
+        if !streams.isEmpty || !pending.isEmpty {
             _ = drained.wait(timeout: .now() + .milliseconds(max(0, options.drainTimeoutMilliseconds)))
         }
         // Any stream still open is not suspended (finish() resumed it and its reader no longer
-        // suspends), so stopping the daemon now is safe; it closes those connections.
+        // suspends), nor is any request still pending (its completion resumed it), so stopping
+        // the daemon now is safe; it closes those connections.
         let (retained, reaper, watcher) = state.withLock {
             s -> (Unmanaged<HTTPTransport>?, DispatchSourceTimer?, PeerWatcher?) in
             defer {
@@ -178,10 +190,44 @@ package final class HTTPTransport: Sendable {
         delegate?.log(message)
     }
 
+    static var stopping: Response {
+        var r = Response.text("server is stopping", status: 503)
+        r.headers.append(("Retry-After", "1"))
+        return r
+    }
+
     /// The layer above's answer, or a `503` once it is gone.
     func reply(to request: Request) -> TransportReply {
         guard let delegate else { return .response(.text("server is stopping", status: 503)) }
         return delegate.handle(request)
+    }
+
+    /// Parks a deferred reply in the pending table (in the access handler): the reply when it is
+    /// already complete (no suspend), a `503` once stopping, else nil with the connection
+    /// suspended until the completion resumes it.
+    func park(
+        _ reply: DeferredReply, suspend: () -> Void, resume: @escaping @Sendable () -> Void
+    ) -> TransportReply? {
+        let accepted = state.withLock { s in
+            guard !s.closing else { return false }
+            s.pending[ObjectIdentifier(reply)] = reply
+            return true
+        }
+        guard accepted else {
+            reply.abandon()
+            return .response(Self.stopping)
+        }
+        return reply.park(suspend: suspend, resume: resume)
+    }
+
+    /// Removes a reply from the pending table (sent, its stream registered, or its connection
+    /// gone).
+    func unpark(_ reply: DeferredReply) {
+        let drained = state.withLock { s -> DispatchSemaphore? in
+            guard s.pending.removeValue(forKey: ObjectIdentifier(reply)) != nil else { return nil }
+            return s.streams.isEmpty && s.pending.isEmpty ? s.drained : nil
+        }
+        drained?.signal()
     }
 
     /// The layer above's verdict on a request's head, or nil (go on) once it is gone.
@@ -202,7 +248,7 @@ package final class HTTPTransport: Sendable {
     func streamClosed(_ subscriber: Subscriber) {
         let drained = state.withLock { s -> DispatchSemaphore? in
             s.streams.removeValue(forKey: subscriber.id)
-            return s.streams.isEmpty ? s.drained : nil
+            return s.streams.isEmpty && s.pending.isEmpty ? s.drained : nil
         }
         drained?.signal()
     }

@@ -35,8 +35,9 @@ private final class StreamContext: Sendable {
 
 /// A connection pointer carried to publisher threads. Sendable because the only cross-thread
 /// call made with it is `MHD_resume_connection`, which libmicrohttpd documents as callable from
-/// any thread, and it is made only while the connection is suspended (so it cannot be freed).
-private struct ConnectionHandle: @unchecked Sendable {
+/// any thread, and it is made only while the connection is suspended (so it cannot be freed):
+/// by a stream's waker, or by a deferred reply's completion.
+struct ConnectionHandle: @unchecked Sendable {
     let pointer: OpaquePointer
 }
 

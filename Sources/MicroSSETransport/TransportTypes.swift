@@ -8,10 +8,13 @@ package enum TransportReply: Sendable {
     /// A `text/event-stream` response fed from `subscriber`'s queue. `onClose` runs exactly once,
     /// when the stream's connection is gone (or at once, if the transport refuses the stream).
     case stream(headers: [(name: String, value: String)], subscriber: Subscriber, onClose: @Sendable () -> Void)
+    /// An answer that comes later, from any thread, through ``DeferredReply/complete(with:)``:
+    /// the connection is suspended meanwhile (a reply completed with `503` if the server stops).
+    case deferred(DeferredReply)
 }
 
 /// The layer above the transport: turns requests into replies. Called on libmicrohttpd's threads;
-/// must not block.
+/// must not block (work that waits on I/O answers ``TransportReply/deferred(_:)``).
 package protocol TransportDelegate: AnyObject, Sendable {
     /// Asked once per request when its head is in and before any body byte is stored: `head`
     /// has an empty body. A response refuses the request at once (libmicrohttpd sends it

@@ -57,6 +57,9 @@ struct CORSPolicy: Sendable {
             return .response(r)
         case .stream(let headers, let sub, let onClose):
             return .stream(headers: headers + cors, subscriber: sub, onClose: onClose)
+        case .deferred(let later):
+            later.transform { [self] in decorate($0, origin: origin) }
+            return reply
         }
     }
 }

@@ -17,7 +17,7 @@ enum ChannelRoutes {
             Route(match: .prefix("/events/"), methods: publishing ? ["GET", "POST"] : ["GET"]) { request, router in
                 let name = String(request.path.dropFirst("/events/".count))
                 if name.contains("/") { return .response(.text("not found: \(request.path)", status: 404)) }
-                if request.method == "POST" { return .response(publish(request, name: name, router)) }
+                if request.method == "POST" { return publish(request, name: name, router) }
                 return subscribe(request, names: [name], router)
             },
         ]
@@ -45,8 +45,25 @@ enum ChannelRoutes {
         let lastEventID = (request.header("Last-Event-ID") ?? request.queryValue("lastEventId")).flatMap {
             $0.isEmpty ? nil : $0
         }
+        guard let lastEventID, router.hub.broker.isAsynchronous else {
+            let status = router.hub.broker.subscribe(subscriber, after: lastEventID)
+            return open(subscriber, status, request, channels, router)
+        }
+        // The broker registers the subscriber for live events now (buffering them) and fetches
+        // the replay off libmicrohttpd's thread; the stream opens once the replay is queued.
+        let later = DeferredReply()
+        router.hub.broker.subscribe(subscriber, after: lastEventID) { [channels] status in
+            later.complete(with: open(subscriber, status, request, channels, router))
+        }
+        return .deferred(later)
+    }
+
+    private static func open(
+        _ subscriber: Subscriber, _ status: ResumeStatus, _ request: Request, _ channels: [ChannelName],
+        _ router: Router
+    ) -> TransportReply {
         var headers = Router.streamHeaders
-        if case .gap(let reason) = router.hub.broker.subscribe(subscriber, after: lastEventID) {
+        if case .gap(let reason) = status {
             headers.append((gapHeader, reason.rawValue))
         }
         let client = Client(request: request, subscriber: subscriber)
@@ -54,21 +71,46 @@ enum ChannelRoutes {
         return router.openStream(client, headers: headers)
     }
 
-    private static func publish(_ request: Request, name: String, _ router: Router) -> Response {
+    /// Checks and publishes; an asynchronous broker's answer comes later (``DeferredReply``).
+    private static func publish(_ request: Request, name: String, _ router: Router) -> TransportReply {
+        let event: Event
+        let channel: ChannelName
         do throws(MicroSSEError) {
-            let channel = try ChannelName(name)
-            if let refusal = router.authorize(request, .publish(channel: channel.rawValue)) { return refusal }
+            channel = try ChannelName(name)
+            if let refusal = router.authorize(request, .publish(channel: channel.rawValue)) {
+                return .response(refusal)
+            }
             let givenID = request.queryValue("id")
             if givenID?.isEmpty == true {
                 // Written as `id:`, an empty id would clear every subscriber's last event id.
-                return .text("id must not be empty (leave it out to have one assigned)", status: 400)
+                return .response(.text("id must not be empty (leave it out to have one assigned)", status: 400))
             }
-            let event = try Event(utf8Data: request.body, event: request.queryValue("event"), id: givenID)
-            let id = try router.hub.publish(event, to: channel)
-            return .json(JSON.object([("id", JSON.quote(id))]), status: 202)
+            event = try Event(utf8Data: request.body, event: request.queryValue("event"), id: givenID)
         } catch {
+            return .response(answer(.failure(error)))
+        }
+        guard router.hub.broker.isAsynchronous else {
+            do throws(MicroSSEError) {
+                return .response(answer(.success(try router.hub.publish(event, to: channel))))
+            } catch {
+                return .response(answer(.failure(error)))
+            }
+        }
+        let later = DeferredReply()
+        router.hub.publish(event, to: channel) { result in later.complete(with: .response(answer(result))) }
+        return .deferred(later)
+    }
+
+    private static func answer(_ result: Result<String, MicroSSEError>) -> Response {
+        switch result {
+        case .success(let id):
+            return .json(JSON.object([("id", JSON.quote(id))]), status: 202)
+        case .failure(let error):
             switch error.code {
-            case .unavailable: return .text(error.message, status: 503)
+            case .unavailable:
+                var r = Response.text(error.message, status: 503)
+                r.headers.append(("Retry-After", "1"))
+                return r
             case .payloadTooLarge: return .text(error.message, status: 413)
             default: return .text(error.message, status: 400)
             }

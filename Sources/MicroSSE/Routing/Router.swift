@@ -89,7 +89,15 @@ final class Router: TransportDelegate {
         let reply =
             request.method == "OPTIONS" ? .response(cors.preflight(allowed: origin != nil)) : route(request)
         let decorated = cors.decorate(reply, origin: origin)
-        hub.answered(request, decorated, since: started)
+        if case .deferred(let later) = decorated {
+            // Logged when it is sent, with the time it took.
+            later.transform { [hub] in
+                hub.answered(request, $0, since: started)
+                return $0
+            }
+        } else {
+            hub.answered(request, decorated, since: started)
+        }
         return decorated
     }
 
