@@ -166,14 +166,14 @@ struct JWTHubTests {
     func expiryMidStream() throws {
         let hub = try jwtHub()
         defer { hub.stop() }
-        let exp = TokenMint.now + 2
+        let exp = TokenMint.now + 4  // whole seconds: at least 3 s away, room for a loaded machine
         let stream = try subscribe(
             hub, "/events/news", headers: bearer(TokenMint.hs256(TokenMint.claims(subscribe: ["news"], exp: exp))))
         let forever = try subscribe(
             hub, "/events/news", headers: bearer(TokenMint.hs256(TokenMint.claims(subscribe: ["news"]))))
         try hub.publish("before", to: "news")
         #expect(try stream.next()?.data == "before")
-        let last = try #require(try stream.next(timeout: 6))
+        let last = try #require(try stream.next(timeout: 8))
         #expect(last.type == "microsse.expired")
         #expect(last.data == "{\"exp\": \(exp)}")
         #expect(TokenMint.now >= exp)
@@ -194,15 +194,16 @@ struct JWTHubTests {
             try subscribe(
                 hub, "/events/news", headers: bearer(TokenMint.hs256(TokenMint.claims(subscribe: ["news"], exp: exp))))
         }
-        let late = try open(now + 3)
-        let early = try open(now + 1)
-        let first = try #require(try early.next(timeout: 5))
-        #expect(first.type == "microsse.expired" && first.data == "{\"exp\": \(now + 1)}")
+        // Whole seconds: `now + 1` could be a few milliseconds away; leave room for a loaded machine.
+        let late = try open(now + 6)
+        let early = try open(now + 3)
+        let first = try #require(try early.next(timeout: 8))
+        #expect(first.type == "microsse.expired" && first.data == "{\"exp\": \(now + 3)}")
         #expect(try early.waitForEnd())
-        #expect(TokenMint.now < now + 3)
+        #expect(TokenMint.now < now + 6)
         #expect(late.head.status == 200)
-        let second = try #require(try late.next(timeout: 6))
-        #expect(second.type == "microsse.expired" && second.data == "{\"exp\": \(now + 3)}")
+        let second = try #require(try late.next(timeout: 9))
+        #expect(second.type == "microsse.expired" && second.data == "{\"exp\": \(now + 6)}")
         #expect(TokenMint.now >= now + 3)
         #expect(try late.waitForEnd())
     }

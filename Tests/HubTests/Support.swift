@@ -98,3 +98,19 @@ func microsseExecutable() -> String? {
     let fallback = FileManager.default.currentDirectoryPath + "/.build/debug/microsse"
     return FileManager.default.isExecutableFile(atPath: fallback) ? fallback : nil
 }
+
+/// `/stats` of a hub on `port`, parsed.
+func hubStats(_ port: UInt16) throws -> [String: Int] {
+    let r = try httpRequest(port: port, path: "/stats")
+    let json = try JSONSerialization.jsonObject(with: Data(r.body)) as? [String: Any] ?? [:]
+    return json.compactMapValues { $0 as? Int }
+}
+
+/// The resident set size of process `pid` in KiB (`VmRSS` in /proc/PID/status), or 0.
+func residentKiB(of pid: Int32) -> Int {
+    guard let status = try? String(contentsOfFile: "/proc/\(pid)/status", encoding: .utf8) else { return 0 }
+    for line in status.split(separator: "\n") where line.hasPrefix("VmRSS:") {
+        return Int(line.split(separator: " ").dropFirst().first ?? "") ?? 0
+    }
+    return 0
+}
