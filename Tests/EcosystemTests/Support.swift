@@ -19,7 +19,11 @@ func executable(_ name: String) -> String {
 /// collected. Stopped with SIGKILL if still running when released.
 final class Launched {
     let process = Process()
+    // Two pipes, never one for both: Process.run closes the write end of each pipe it is given,
+    // and the same pipe twice would close its descriptor twice, the second time whatever
+    // descriptor of this process (a server's socket) has reused the number.
     private let output = Pipe()
+    private let errors = Pipe()
     private let collected = Collected()
 
     init(_ name: String, _ arguments: [String], environment: [String: String] = [:]) throws {
@@ -29,10 +33,12 @@ final class Launched {
         env.merge(environment) { $1 }
         process.environment = env
         process.standardOutput = output
-        process.standardError = output
+        process.standardError = errors
         let collected = self.collected
-        output.fileHandleForReading.readabilityHandler = { handle in
-            collected.append(String(decoding: handle.availableData, as: UTF8.self))
+        for pipe in [output, errors] {
+            pipe.fileHandleForReading.readabilityHandler = { handle in
+                collected.append(String(decoding: handle.availableData, as: UTF8.self))
+            }
         }
         try process.run()
     }
@@ -56,6 +62,7 @@ final class Launched {
             process.waitUntilExit()
         }
         output.fileHandleForReading.readabilityHandler = nil
+        errors.fileHandleForReading.readabilityHandler = nil
     }
 }
 
