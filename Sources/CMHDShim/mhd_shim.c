@@ -43,6 +43,7 @@ typedef struct msse_shim_conn {
      * callback, read by the head check, both on the connection's own thread): the end falls short
      * of libmicrohttpd's end of the target when the target holds a raw NUL. */
     const char *target_start, *target_end;
+    int target_bad; /* the raw target holds a space, CR, LF or another control byte */
 } msse_shim_conn;
 
 struct msse_shim_tracker {
@@ -157,8 +158,15 @@ static void *msse_shim_uri_log(void *cls, const char *uri, struct MHD_Connection
     if (uri == NULL) return NULL;
     const union MHD_ConnectionInfo *info = MHD_get_connection_info(connection, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
     if (info != NULL && info->socket_context != NULL) {
-        ((msse_shim_conn *)info->socket_context)->target_start = uri;
-        ((msse_shim_conn *)info->socket_context)->target_end = uri + strlen(uri);
+        /* libmicrohttpd 0.9.75 lets a bare CR and spaces into the target (it ends the line at a
+         * CR only before a LF, and takes the version from the last space). */
+        msse_shim_conn *c = info->socket_context;
+        c->target_start = uri;
+        c->target_end = uri + strlen(uri);
+        c->target_bad = 0;
+        for (const char *p = uri; p < c->target_end; p++) {
+            if ((unsigned char)*p <= 0x20 || *p == 0x7f) c->target_bad = 1;
+        }
     }
     /* libmicrohttpd hands the decoded path over as a C string: "%00" would silently cut it. */
     for (const char *p = uri; *p != '\0' && *p != '?'; p++) {
@@ -499,12 +507,15 @@ int msse_shim_check_request_head(struct MHD_Connection *connection, const char *
      * NUL) and searches it for '?' over that length; a raw NUL inside ends the path early. With
      * no request deadline (connection timeout 0) there is no socket context and no such check. */
     const char *target_start = NULL, *target_end = NULL;
+    int target_bad = 0;
     const union MHD_ConnectionInfo *sc = MHD_get_connection_info(connection, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
     if (sc != NULL && sc->socket_context != NULL) {
         msse_shim_conn *c = sc->socket_context;
         target_start = c->target_start;
         target_end = c->target_end;
+        target_bad = c->target_bad;
         c->target_start = c->target_end = NULL;
+        c->target_bad = 0;
     }
     /* The method ends at the NUL libmicrohttpd put over its space; only spaces follow up to the
      * target. A raw NUL in the method ends it sooner. */
@@ -516,9 +527,24 @@ int msse_shim_check_request_head(struct MHD_Connection *connection, const char *
             if (*p != ' ') method_ok = 0;
         }
     }
+    if (method != NULL) {
+        for (const char *p = method; *p != '\0'; p++) {
+            if (!msse_shim_is_tchar((unsigned char)*p)) method_ok = 0;
+        }
+    }
+    /* The version, when given, is HTTP/DIGIT.DIGIT (libmicrohttpd 0.9.75 answers HRTP/1.1). */
+    int version_ok = 1;
+    if (version != NULL && version[0] != '\0') {
+        version_ok = strlen(version) == 8 && strncmp(version, "HTTP/", 5) == 0 && version[5] >= '0' &&
+                     version[5] <= '9' && version[6] == '.' && version[7] >= '0' && version[7] <= '9';
+    }
     int result;
     if (!method_ok)
-        result = msse_shim_refuse(reason, reason_size, "a NUL in the request method");
+        result = msse_shim_refuse(reason, reason_size, "the request method is not a token (a NUL or a control byte)");
+    else if (!version_ok)
+        result = msse_shim_refuse(reason, reason_size, "malformed HTTP version in the request line");
+    else if (target_bad)
+        result = msse_shim_refuse(reason, reason_size, "a space, CR, LF or control byte in the request target");
     else if (target_end != NULL && version != NULL && version[0] != '\0' && target_end != version - 1)
         result = msse_shim_refuse(reason, reason_size, "a NUL in the request target");
     else

@@ -5,8 +5,9 @@ import Testing
 /// A NUL that hides part of a request head from libmicrohttpd (found by the `headers` fuzz
 /// target): a NUL in the last header's value followed by more bytes on its line, a line that
 /// starts with a NUL (libmicrohttpd takes it for the empty line that ends the head), or a raw NUL
-/// in the method or the request target (the string ends there; libmicrohttpd parses on).
-@Suite("Request heads with a NUL that hides bytes")
+/// in the method or the request target (the string ends there; libmicrohttpd parses on); and a
+/// bare CR, a space or another control byte in the request line, or a version that is not HTTP.
+@Suite("Request heads with a NUL or a stray byte that hides bytes")
 struct HeadNULTests {
     static let heads: [(String, [UInt8])] = [
         (
@@ -47,6 +48,13 @@ struct HeadNULTests {
             Array("POST /events/t".utf8) + [0]
                 + Array("?event=x HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\n\r\nabc".utf8)
         ),
+        (
+            "the fuzzer's sixth input: a bare CR inside the request line",
+            Array(
+                "GET /events?channel=a&chel=b HRTP/1.1\rPOST /events/t HTTP/1.1\r\nHost: x\r\n\r\n".utf8)
+        ),
+        ("a space in the target", Array("GET /events/a b HTTP/1.1\r\nHost: x\r\n\r\n".utf8)),
+        ("a version that is not HTTP", Array("GET /events/a HRTP/1.1\r\nHost: x\r\n\r\n".utf8)),
         (
             "a line starting with NUL and no headers",
             Array("POST /events/t HTTP/1.1\r\n".utf8) + [0] + Array("Content-Length: 3\r\n\r\nabc".utf8)
