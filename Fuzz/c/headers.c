@@ -91,15 +91,23 @@ static long long now_ms(void) {
     return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
+/* libFuzzer's timer signal interrupts system calls (EINTR): a connect so interrupted is retried
+ * on a new socket; send, poll and recv are simply called again. */
 static int connect_server(void) {
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    if (fd < 0) FAIL("socket: %s", strerror(errno));
-    struct sockaddr_in a;
-    memset(&a, 0, sizeof a);
-    a.sin_family = AF_INET;
-    a.sin_port = htons(port);
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    if (connect(fd, (struct sockaddr *)&a, sizeof a) != 0) FAIL("connect: %s", strerror(errno));
+    int fd = -1;
+    for (int attempt = 0; fd < 0; attempt++) {
+        fd = socket(AF_INET, SOCK_STREAM, 0);
+        if (fd < 0) FAIL("socket: %s", strerror(errno));
+        struct sockaddr_in a;
+        memset(&a, 0, sizeof a);
+        a.sin_family = AF_INET;
+        a.sin_port = htons(port);
+        a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+        if (connect(fd, (struct sockaddr *)&a, sizeof a) == 0) break;
+        if (errno != EINTR || attempt >= 10) FAIL("connect: %s", strerror(errno));
+        close(fd);
+        fd = -1;
+    }
     struct linger l = {1, 0}; /* close with a reset: no TIME_WAIT pile-up over millions of inputs */
     setsockopt(fd, SOL_SOCKET, SO_LINGER, &l, sizeof l);
     return fd;
@@ -108,6 +116,7 @@ static int connect_server(void) {
 static void send_all(int fd, const uint8_t *p, size_t n) {
     while (n > 0) {
         ssize_t w = send(fd, p, n, MSG_NOSIGNAL);
+        if (w < 0 && errno == EINTR) continue;
         if (w <= 0) return; /* the server may close early (a refused head); that is an answer too */
         p += w;
         n -= (size_t)w;
@@ -126,8 +135,11 @@ static size_t read_answer(int fd, char *buf) {
         int left = (int)(deadline - now_ms());
         if (left <= 0) break;
         struct pollfd p = {fd, POLLIN, 0};
-        if (poll(&p, 1, left) <= 0) break;
+        int ready = poll(&p, 1, left);
+        if (ready < 0 && errno == EINTR) continue;
+        if (ready <= 0) break;
         ssize_t r = recv(fd, buf + got, MAX_ANSWER - got, 0);
+        if (r < 0 && errno == EINTR) continue;
         if (r <= 0) break;
         got += (size_t)r;
         const char *end = find(buf, got, "\r\n\r\n");
