@@ -204,6 +204,8 @@ static const char *head_defect(const uint8_t *d, size_t n, int *colonless, int *
         /* The empty line ends the head; so does a line of NULs only, which libmicrohttpd takes
          * for empty (a known limit: RELIABILITY.md, finding 12). */
         if (end == start || text_end == start) break;
+        /* So does a line `:` (libmicrohttpd NULs the colon, then the line is empty: finding 13). */
+        if (line_no > 0 && text_end == start + 1 && d[start] == ':') break;
         end = text_end;
         if (line_no++ == 0) continue; /* the request line */
         if (d[start] == ' ' || d[start] == '\t') return "obs-fold";
