@@ -53,9 +53,10 @@ void msse_shim_request_finished(struct MHD_Connection *connection);
 /// libmicrohttpd parses the head in place in the connection's read buffer (NULs over the colon
 /// and the line ends) and measures values with strlen, so a NUL inside a value or a folded line
 /// leaves no trace in the values it hands out; they are found from where the names and values
-/// lie in that buffer (see the definition).
-int msse_shim_check_request_head(struct MHD_Connection *connection, const char *version, char *reason,
-                                 size_t reason_size);
+/// lie in that buffer (see the definition). `method` is the access handler's `method` argument:
+/// the head's first byte, where libmicrohttpd's header size is counted from.
+int msse_shim_check_request_head(struct MHD_Connection *connection, const char *method, const char *version,
+                                 char *reason, size_t reason_size);
 
 /// What libmicrohttpd 0.9.75 spends of a connection's pool on each parsed header, query
 /// parameter or cookie besides its bytes (its header record, rounded to the pool's alignment).
