@@ -85,9 +85,16 @@ msse_shim_tracker *msse_shim_tracker_create(unsigned int request_timeout_seconds
 
 void msse_shim_tracker_destroy(msse_shim_tracker *t) {
     if (t == NULL) return;
-    /* After MHD_stop_daemon every connection has been notified closed, which freed its node.
-     * The lock orders this after the last notification (the caller's thread may be another). */
+    /* After MHD_stop_daemon every connection has been notified closed, which freed its node;
+     * free any linked straggler. The lock orders this after the last notification (the
+     * caller's thread may be another). */
     pthread_mutex_lock(&t->lock);
+    msse_shim_conn *c = t->head.next;
+    while (c != &t->head) {
+        msse_shim_conn *next = c->next;
+        free(c);
+        c = next;
+    }
     t->head.next = t->head.prev = &t->head;
     pthread_mutex_unlock(&t->lock);
     pthread_mutex_destroy(&t->lock);
@@ -145,16 +152,6 @@ unsigned int msse_shim_reap_slow_requests(msse_shim_tracker *t) {
         }
         msse_shim_unlink(c); /* once */
     }
-    pthread_mutex_unlock(&t->lock);
-    return n;
-}
-
-/* A tracker's linked connections (tests). */
-unsigned int msse_shim_tracker_pending(msse_shim_tracker *t) {
-    if (t == NULL) return 0;
-    unsigned int n = 0;
-    pthread_mutex_lock(&t->lock);
-    for (msse_shim_conn *c = t->head.next; c != &t->head; c = c->next) n++;
     pthread_mutex_unlock(&t->lock);
     return n;
 }

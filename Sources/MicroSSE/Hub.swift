@@ -96,6 +96,9 @@ final class Hub: Sendable {
 
     /// A stream's connection is gone: its slot is freed and the disconnect callbacks run.
     func closed(_ client: Client) {
+        // Already detached when its connection was freed; a stream that never got one (a HEAD
+        // request) must not stay listed in `pending` with its opening bytes.
+        client.subscriber.detach()
         broker.unsubscribe(client.subscriber)
         openStreams.subtract(1, ordering: .relaxed)
         disconnects.add(1, ordering: .relaxed)
