@@ -30,15 +30,19 @@ static void msse_shim_log_trampoline(void *cls, const char *fmt, va_list ap) {
 }
 
 /* ---- Request deadlines (see mhd_shim.h) ----
- * One node per connection, in the connection's socket context, linked into its tracker's list.
+ * One node per connection, in the connection's socket context. Only connections waiting for a
+ * request are linked into their tracker's list (a stream's request has arrived: it is unlinked
+ * in O(1), so an idle stream costs the reaper nothing). Every deadline is "now + the one
+ * timeout", and a node is linked at the tail when armed, so the list is in deadline order and
+ * the reaper stops at the first node not yet due: each pass costs O(1 + due).
  * libmicrohttpd calls NOTIFY_CONNECTION/CLOSED before it closes the socket, and the node is
  * unlinked then under the tracker's lock, so the reaper (which shuts sockets down under the same
  * lock) can never touch a closed, possibly reused, descriptor. */
 typedef struct msse_shim_conn {
-    struct msse_shim_conn *prev, *next;
+    struct msse_shim_conn *prev, *next; /* NULL while not linked (no deadline) */
     msse_shim_tracker *tracker;
     int fd;
-    uint64_t deadline_ms; /* 0 = none: the request has arrived */
+    uint64_t deadline_ms;
     /* Where the current request target starts, and ends as a C string (set by the URI-log
      * callback, read by the head check, both on the connection's own thread): the end falls short
      * of libmicrohttpd's end of the target when the target holds a raw NUL. */
@@ -48,7 +52,7 @@ typedef struct msse_shim_conn {
 
 struct msse_shim_tracker {
     pthread_mutex_t lock;
-    msse_shim_conn head; /* sentinel of a circular list */
+    msse_shim_conn head; /* sentinel of a circular list, in deadline order */
     uint64_t timeout_ms;
 };
 
@@ -56,6 +60,23 @@ static uint64_t msse_shim_now_ms(void) {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+/* Both under the tracker's lock. */
+static void msse_shim_unlink(msse_shim_conn *c) {
+    if (c->next == NULL) return;
+    c->prev->next = c->next;
+    c->next->prev = c->prev;
+    c->prev = c->next = NULL;
+}
+
+static void msse_shim_link_tail(msse_shim_tracker *t, msse_shim_conn *c) {
+    msse_shim_unlink(c);
+    c->deadline_ms = msse_shim_now_ms() + t->timeout_ms;
+    c->next = &t->head;
+    c->prev = t->head.prev;
+    t->head.prev->next = c;
+    t->head.prev = c;
 }
 
 msse_shim_tracker *msse_shim_tracker_create(unsigned int request_timeout_seconds) {
@@ -69,8 +90,9 @@ msse_shim_tracker *msse_shim_tracker_create(unsigned int request_timeout_seconds
 
 void msse_shim_tracker_destroy(msse_shim_tracker *t) {
     if (t == NULL) return;
-    /* After MHD_stop_daemon every connection has been notified closed; free any stragglers.
-     * The lock orders this after the last notification (the caller's thread may be another). */
+    /* After MHD_stop_daemon every connection has been notified closed, which freed its node;
+     * free any linked straggler. The lock orders this after the last notification (the
+     * caller's thread may be another). */
     pthread_mutex_lock(&t->lock);
     msse_shim_conn *c = t->head.next;
     while (c != &t->head) {
@@ -94,11 +116,7 @@ static void msse_shim_notify_connection(void *cls, struct MHD_Connection *connec
         c->tracker = t;
         c->fd = info != NULL ? (int)info->connect_fd : -1;
         pthread_mutex_lock(&t->lock);
-        c->deadline_ms = msse_shim_now_ms() + t->timeout_ms;
-        c->next = &t->head;
-        c->prev = t->head.prev;
-        t->head.prev->next = c;
-        t->head.prev = c;
+        msse_shim_link_tail(t, c);
         pthread_mutex_unlock(&t->lock);
         *socket_context = c;
     } else if (code == MHD_CONNECTION_NOTIFY_CLOSED) {
@@ -106,8 +124,7 @@ static void msse_shim_notify_connection(void *cls, struct MHD_Connection *connec
         if (c == NULL) return;
         *socket_context = NULL;
         pthread_mutex_lock(&t->lock);
-        c->prev->next = c->next;
-        c->next->prev = c->prev;
+        msse_shim_unlink(c);
         pthread_mutex_unlock(&t->lock);
         free(c);
     }
@@ -118,7 +135,8 @@ static void msse_shim_set_deadline(struct MHD_Connection *connection, int arm) {
     if (info == NULL || info->socket_context == NULL) return;
     msse_shim_conn *c = info->socket_context;
     pthread_mutex_lock(&c->tracker->lock);
-    c->deadline_ms = arm ? msse_shim_now_ms() + c->tracker->timeout_ms : 0;
+    if (arm) msse_shim_link_tail(c->tracker, c);
+    else msse_shim_unlink(c);
     pthread_mutex_unlock(&c->tracker->lock);
 }
 
@@ -131,12 +149,13 @@ unsigned int msse_shim_reap_slow_requests(msse_shim_tracker *t) {
     unsigned int n = 0;
     uint64_t now = msse_shim_now_ms();
     pthread_mutex_lock(&t->lock);
-    for (msse_shim_conn *c = t->head.next; c != &t->head; c = c->next) {
-        if (c->deadline_ms != 0 && c->deadline_ms <= now && c->fd >= 0) {
+    while (t->head.next != &t->head && t->head.next->deadline_ms <= now) {
+        msse_shim_conn *c = t->head.next;
+        if (c->fd >= 0) {
             shutdown(c->fd, SHUT_RDWR);
-            c->deadline_ms = 0; /* once */
             n++;
         }
+        msse_shim_unlink(c); /* once */
     }
     pthread_mutex_unlock(&t->lock);
     return n;

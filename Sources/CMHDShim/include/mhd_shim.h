@@ -32,6 +32,8 @@ void msse_shim_tracker_destroy(msse_shim_tracker *tracker);
 
 /// Shuts down (never closes: libmicrohttpd owns the socket and closes it when it sees the
 /// shutdown) every connection whose request is past its deadline. Returns how many. Any thread.
+/// Only connections waiting for a request are listed, in deadline order: a pass costs O(1 + the
+/// connections due), however many streams are open.
 unsigned int msse_shim_reap_slow_requests(msse_shim_tracker *tracker);
 
 /// The connection's request has arrived in full (or is being answered): no deadline until
