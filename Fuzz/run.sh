@@ -7,8 +7,8 @@
 #   FUZZ_BUILD_ONLY=1 Fuzz/run.sh              build only
 #
 # Swift targets are compiled with `swiftc -sanitize=fuzzer,address` together with the project
-# source files they exercise (so internal functions are reachable); the C ABI target is built
-# with the toolchain's clang `-fsanitize=fuzzer,address` against .build/debug/libMicroSSEC.so.
+# source files they exercise (so internal functions are reachable); the C targets
+# (Fuzz/c/NAME.c: cabi, headers) are built with the toolchain's clang `-fsanitize=fuzzer,address` against .build/debug/libMicroSSEC.so.
 # The toolchain ships its own libFuzzer and ASan runtimes: no Debian package is needed for them.
 #
 # Seeds live in Fuzz/corpus/NAME (committed); the growing corpus in .build/fuzz/corpus/NAME.
@@ -42,7 +42,8 @@ declare -A FLAGS=(
     [jwt]="-I Sources/CJWT -ljwt"
 )
 ALL_SWIFT="roundtrip parser publishbody channel resume jwt"
-ALL="$ALL_SWIFT cabi"
+ALL_C="cabi headers"
+ALL="$ALL_SWIFT $ALL_C"
 TARGETS=${*:-$ALL}
 
 build_swift() {
@@ -59,9 +60,11 @@ build_swift() {
     [ -x "$OUT/bin/$name" ] && [ "$OUT/bin/$name" -nt "Fuzz/targets/$name.swift" ]
 }
 
-build_cabi() {
+# The C targets (Fuzz/c/NAME.c) link the C ABI library.
+build_c() {
+    local name=$1
     if [ ! -f include/microsse.h ]; then
-        echo "cabi: include/microsse.h does not exist yet; skipped" >&2
+        echo "$name: include/microsse.h does not exist yet; skipped" >&2
         return 1
     fi
     if [ -z "${FUZZ_CABI_LIB:-}" ]; then
@@ -75,16 +78,16 @@ build_cabi() {
     [ "$libdir" != .build/debug ] && extra=(-shared-libasan)
     # The library's soname is libmicrosse.so (Package.swift); `make lib` makes the same link.
     [ -e "$libdir/libmicrosse.so" ] || ln -sf libMicroSSEC.so "$libdir/libmicrosse.so"
-    "$clang" -g -O1 -fsanitize=fuzzer,address "${extra[@]}" -Iinclude Fuzz/c/cabi.c -L"$libdir" -lMicroSSEC \
+    "$clang" -g -O1 -fsanitize=fuzzer,address "${extra[@]}" -Iinclude "Fuzz/c/$name.c" -L"$libdir" -lMicroSSEC \
         -Wl,-rpath,"$ROOT/$libdir" -Wl,-rpath,"$(dirname "$clang")/../lib/swift/clang/lib/linux" -pthread -lm \
-        -o "$OUT/bin/cabi" 2>&1 | grep -v 'Cannot export local symbol' >&2 || true
-    [ -x "$OUT/bin/cabi" ] && [ "$OUT/bin/cabi" -nt Fuzz/c/cabi.c ]
+        -o "$OUT/bin/$name" 2>&1 | grep -v 'Cannot export local symbol' >&2 || true
+    [ -x "$OUT/bin/$name" ] && [ "$OUT/bin/$name" -nt "Fuzz/c/$name.c" ]
 }
 
 build() {
     local name=$1
     echo "== building $name" >&2
-    if [ "$name" = cabi ]; then build_cabi; else build_swift "$name"; fi
+    if [ -f "Fuzz/c/$name.c" ]; then build_c "$name"; else build_swift "$name"; fi
 }
 
 run_one() {
@@ -96,14 +99,17 @@ run_one() {
     echo "== fuzzing $name for ${SECONDS_EACH}s" >&2
     local rc=0 started label=$name preload=
     started=$(date +%s)
-    if [ "$name" = cabi ] && [ -n "${FUZZ_CABI_LIB:-}" ]; then
-        label="cabi (ASan library)"
+    if [ -f "Fuzz/c/$name.c" ] && [ -n "${FUZZ_CABI_LIB:-}" ]; then
+        label="$name (ASan library)"
         preload=$(dirname "$(readlink -f "$(command -v swiftc)")")/../lib/swift/clang/lib/linux/libclang_rt.asan-x86_64.so
     fi
-    # Options: a 10 s per-input timeout, 2 GB RSS cap, crashes written under Fuzz/crashes/NAME/.
+    # Options: a 10 s per-input timeout, 2 GB RSS cap, crashes written under Fuzz/crashes/NAME/,
+    # and Fuzz/NAME.dict as libFuzzer's dictionary when it exists.
+    local dict=()
+    [ -f "Fuzz/$name.dict" ] && dict=(-dict="Fuzz/$name.dict")
     LD_PRELOAD=$preload SWIFT_BACKTRACE=enable=no ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
         "$OUT/bin/$name" -max_total_time="$SECONDS_EACH" -timeout=10 -rss_limit_mb=2048 -max_len=8192 \
-        -print_final_stats=1 -artifact_prefix="$crashes/" "$corpus" "Fuzz/corpus/$name" >"$log" 2>&1 || rc=$?
+        -print_final_stats=1 "${dict[@]}" -artifact_prefix="$crashes/" "$corpus" "Fuzz/corpus/$name" >"$log" 2>&1 || rc=$?
     local execs secs
     execs=$(grep -o 'stat::number_of_executed_units: *[0-9]*' "$log" | grep -o '[0-9]*$' | tail -1 || true)
     secs=$(($(date +%s) - started))

@@ -8,9 +8,15 @@ VmRSS and CPU time (/proc). Prints RSS per stream just after the streams are ope
 
   scripts/idle-stream-rss.py .build/release/microsse --streams 2000 --idle 3
   scripts/idle-stream-rss.py .build/release/microsse --streams 5000 --heartbeat 1 --idle 10
+  scripts/idle-stream-rss.py .build/release/microsse --streams 10000 --heartbeat 15 --settle 5 --idle 45
+
+The open-file limit is raised to its hard limit (the server inherits it); 10,000 streams need
+about 10,100 descriptors on each side. With --perf FILE, `perf record -g` samples the server
+over the idle window into FILE.
 """
 import argparse
 import os
+import resource
 import socket
 import subprocess
 import sys
@@ -47,7 +53,13 @@ def main():
     p.add_argument("--heartbeat", type=int, default=0)
     p.add_argument("--settle", type=float, default=0.0, help="seconds to wait before the CPU window")
     p.add_argument("--extra", default="", help="more serve arguments, space-separated")
+    p.add_argument("--perf", default="", help="record the idle window with perf into this file")
     a = p.parse_args()
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < hard:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    if hard < a.streams + 200:
+        sys.exit(f"open-file limit {hard} is too low for {a.streams} streams")
     port = free_port()
     args = [a.binary, "serve", "--host", "127.0.0.1", "--port", str(port), "--heartbeat", str(a.heartbeat)]
     args += a.extra.split()
@@ -74,9 +86,17 @@ def main():
         time.sleep(0.3)
         opened = rss_kib(server.pid)
         time.sleep(a.settle)
+        recorder = None
+        if a.perf:
+            recorder = subprocess.Popen(
+                ["perf", "record", "-q", "-g", "-e", "cpu-clock", "-o", a.perf, "-p", str(server.pid)],
+                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         cpu0, t0 = cpu_seconds(server.pid), time.monotonic()
         time.sleep(a.idle)
         cpu1, t1 = cpu_seconds(server.pid), time.monotonic()
+        if recorder is not None:
+            recorder.send_signal(2)
+            recorder.wait()
         idle = rss_kib(server.pid)
         n = a.streams
         print(f"{n} streams, base RSS {base} KiB")

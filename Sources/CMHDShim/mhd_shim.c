@@ -30,20 +30,29 @@ static void msse_shim_log_trampoline(void *cls, const char *fmt, va_list ap) {
 }
 
 /* ---- Request deadlines (see mhd_shim.h) ----
- * One node per connection, in the connection's socket context, linked into its tracker's list.
+ * One node per connection, in the connection's socket context. Only connections waiting for a
+ * request are linked into their tracker's list (a stream's request has arrived: it is unlinked
+ * in O(1), so an idle stream costs the reaper nothing). Every deadline is "now + the one
+ * timeout", and a node is linked at the tail when armed, so the list is in deadline order and
+ * the reaper stops at the first node not yet due: each pass costs O(1 + due).
  * libmicrohttpd calls NOTIFY_CONNECTION/CLOSED before it closes the socket, and the node is
  * unlinked then under the tracker's lock, so the reaper (which shuts sockets down under the same
  * lock) can never touch a closed, possibly reused, descriptor. */
 typedef struct msse_shim_conn {
-    struct msse_shim_conn *prev, *next;
+    struct msse_shim_conn *prev, *next; /* NULL while not linked (no deadline) */
     msse_shim_tracker *tracker;
     int fd;
-    uint64_t deadline_ms; /* 0 = none: the request has arrived */
+    uint64_t deadline_ms;
+    /* Where the current request target starts, and ends as a C string (set by the URI-log
+     * callback, read by the head check, both on the connection's own thread): the end falls short
+     * of libmicrohttpd's end of the target when the target holds a raw NUL. */
+    const char *target_start, *target_end;
+    int target_bad; /* the raw target holds a space, CR, LF or another control byte */
 } msse_shim_conn;
 
 struct msse_shim_tracker {
     pthread_mutex_t lock;
-    msse_shim_conn head; /* sentinel of a circular list */
+    msse_shim_conn head; /* sentinel of a circular list, in deadline order */
     uint64_t timeout_ms;
 };
 
@@ -51,6 +60,23 @@ static uint64_t msse_shim_now_ms(void) {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+/* Both under the tracker's lock. */
+static void msse_shim_unlink(msse_shim_conn *c) {
+    if (c->next == NULL) return;
+    c->prev->next = c->next;
+    c->next->prev = c->prev;
+    c->prev = c->next = NULL;
+}
+
+static void msse_shim_link_tail(msse_shim_tracker *t, msse_shim_conn *c) {
+    msse_shim_unlink(c);
+    c->deadline_ms = msse_shim_now_ms() + t->timeout_ms;
+    c->next = &t->head;
+    c->prev = t->head.prev;
+    t->head.prev->next = c;
+    t->head.prev = c;
 }
 
 msse_shim_tracker *msse_shim_tracker_create(unsigned int request_timeout_seconds) {
@@ -64,8 +90,9 @@ msse_shim_tracker *msse_shim_tracker_create(unsigned int request_timeout_seconds
 
 void msse_shim_tracker_destroy(msse_shim_tracker *t) {
     if (t == NULL) return;
-    /* After MHD_stop_daemon every connection has been notified closed; free any stragglers.
-     * The lock orders this after the last notification (the caller's thread may be another). */
+    /* After MHD_stop_daemon every connection has been notified closed, which freed its node;
+     * free any linked straggler. The lock orders this after the last notification (the
+     * caller's thread may be another). */
     pthread_mutex_lock(&t->lock);
     msse_shim_conn *c = t->head.next;
     while (c != &t->head) {
@@ -89,11 +116,7 @@ static void msse_shim_notify_connection(void *cls, struct MHD_Connection *connec
         c->tracker = t;
         c->fd = info != NULL ? (int)info->connect_fd : -1;
         pthread_mutex_lock(&t->lock);
-        c->deadline_ms = msse_shim_now_ms() + t->timeout_ms;
-        c->next = &t->head;
-        c->prev = t->head.prev;
-        t->head.prev->next = c;
-        t->head.prev = c;
+        msse_shim_link_tail(t, c);
         pthread_mutex_unlock(&t->lock);
         *socket_context = c;
     } else if (code == MHD_CONNECTION_NOTIFY_CLOSED) {
@@ -101,8 +124,7 @@ static void msse_shim_notify_connection(void *cls, struct MHD_Connection *connec
         if (c == NULL) return;
         *socket_context = NULL;
         pthread_mutex_lock(&t->lock);
-        c->prev->next = c->next;
-        c->next->prev = c->prev;
+        msse_shim_unlink(c);
         pthread_mutex_unlock(&t->lock);
         free(c);
     }
@@ -113,7 +135,8 @@ static void msse_shim_set_deadline(struct MHD_Connection *connection, int arm) {
     if (info == NULL || info->socket_context == NULL) return;
     msse_shim_conn *c = info->socket_context;
     pthread_mutex_lock(&c->tracker->lock);
-    c->deadline_ms = arm ? msse_shim_now_ms() + c->tracker->timeout_ms : 0;
+    if (arm) msse_shim_link_tail(c->tracker, c);
+    else msse_shim_unlink(c);
     pthread_mutex_unlock(&c->tracker->lock);
 }
 
@@ -126,12 +149,13 @@ unsigned int msse_shim_reap_slow_requests(msse_shim_tracker *t) {
     unsigned int n = 0;
     uint64_t now = msse_shim_now_ms();
     pthread_mutex_lock(&t->lock);
-    for (msse_shim_conn *c = t->head.next; c != &t->head; c = c->next) {
-        if (c->deadline_ms != 0 && c->deadline_ms <= now && c->fd >= 0) {
+    while (t->head.next != &t->head && t->head.next->deadline_ms <= now) {
+        msse_shim_conn *c = t->head.next;
+        if (c->fd >= 0) {
             shutdown(c->fd, SHUT_RDWR);
-            c->deadline_ms = 0; /* once */
             n++;
         }
+        msse_shim_unlink(c); /* once */
     }
     pthread_mutex_unlock(&t->lock);
     return n;
@@ -149,9 +173,20 @@ const void *msse_shim_path_nul_marker(void) { return &msse_shim_path_nul_marker_
 /* Called by libmicrohttpd with the raw request target, in place in its read buffer, before it
  * splits off and parses the query (the pointer is const only in the callback's signature). */
 static void *msse_shim_uri_log(void *cls, const char *uri, struct MHD_Connection *connection) {
-    (void)connection;
     size_t pool = (size_t)(uintptr_t)cls;
     if (uri == NULL) return NULL;
+    const union MHD_ConnectionInfo *info = MHD_get_connection_info(connection, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+    if (info != NULL && info->socket_context != NULL) {
+        /* libmicrohttpd 0.9.75 lets a bare CR and spaces into the target (it ends the line at a
+         * CR only before a LF, and takes the version from the last space). */
+        msse_shim_conn *c = info->socket_context;
+        c->target_start = uri;
+        c->target_end = uri + strlen(uri);
+        c->target_bad = 0;
+        for (const char *p = uri; p < c->target_end; p++) {
+            if ((unsigned char)*p <= 0x20 || *p == 0x7f) c->target_bad = 1;
+        }
+    }
     /* libmicrohttpd hands the decoded path over as a C string: "%00" would silently cut it. */
     for (const char *p = uri; *p != '\0' && *p != '?'; p++) {
         if (p[0] == '%' && p[1] == '0' && p[2] == '0') return (void *)&msse_shim_path_nul_marker_value;
@@ -398,7 +433,23 @@ static int msse_shim_refuse(char *reason, size_t size, const char *text) {
     return -1;
 }
 
-static int msse_shim_check_headers(const msse_shim_headers *h, const char *version, char *reason, size_t size) {
+/* Whether [from, to) holds only NULs, at least `min` and at most `max` of them: a line end (one
+ * or two) or a line end and the empty line's (two to four). libmicrohttpd 0.9.75 keeps a value's
+ * trailing blanks in the value, so more NULs there were NULs in the line. */
+static int msse_shim_nuls(const char *from, const char *to, size_t min, size_t max) {
+    if (to < from || (size_t)(to - from) < min || (size_t)(to - from) > max) return 0;
+    for (const char *p = from; p < to; p++) {
+        if (*p != '\0') return 0;
+    }
+    return 1;
+}
+
+/* `head_end` is where the head ends in the read buffer (the body's first byte), or NULL when
+ * libmicrohttpd does not say. A line starting with a NUL ends the head for libmicrohttpd, and a
+ * NUL in the last value hides the rest of its line; both leave bytes other than NULs between the
+ * last value (or the request line) and head_end. */
+static int msse_shim_check_headers(const msse_shim_headers *h, const char *version, const char *head_end,
+                                   char *reason, size_t size) {
     /* The request line's end tells the line-end style: two NULs for CRLF, one for a bare LF. */
     size_t line_end = 2;
     if (h->count > 0 && version != NULL && version[0] != '\0') {
@@ -407,6 +458,9 @@ static int msse_shim_check_headers(const msse_shim_headers *h, const char *versi
         if (first > end && first - end <= 2 && msse_shim_blank_gap(end, first)) line_end = (size_t)(first - end);
         else return msse_shim_refuse(reason, size, "malformed request line or first header line");
     }
+    if (h->count == 0 && version != NULL && head_end != NULL &&
+        !msse_shim_nuls(version + strlen(version), head_end, 2, 4))
+        return msse_shim_refuse(reason, size, "malformed request head (a NUL in a line)");
     int content_lengths = 0, transfer_encodings = 0;
     unsigned long long content_length = 0;
     for (size_t i = 0; i < h->count; i++) {
@@ -426,7 +480,7 @@ static int msse_shim_check_headers(const msse_shim_headers *h, const char *versi
             return msse_shim_refuse(reason, size, "malformed header line (obs-fold or a NUL before the value)");
         const char *value_end = x->value + x->value_size;
         if (i + 1 < h->count) {
-            if (!msse_shim_blank_gap(value_end, h->items[i + 1].key))
+            if (!msse_shim_nuls(value_end, h->items[i + 1].key, 1, 2))
                 return msse_shim_refuse(reason, size, "malformed header line (obs-fold, or a NUL in a value)");
         } else {
             /* The last line: its end and the empty line's, all NULs (what follows is the body). */
@@ -434,6 +488,8 @@ static int msse_shim_check_headers(const msse_shim_headers *h, const char *versi
                 if (value_end[j] != '\0')
                     return msse_shim_refuse(reason, size, "malformed header line (a NUL in a value)");
             }
+            if (head_end != NULL && !msse_shim_nuls(value_end, head_end, 2, 4))
+                return msse_shim_refuse(reason, size, "malformed header line (a NUL in a line)");
         }
         if (msse_shim_equals_ci(x->key, x->key_size, "Content-Length")) {
             if (x->value_size == 0 || x->value_size > 18)
@@ -459,12 +515,60 @@ static int msse_shim_check_headers(const msse_shim_headers *h, const char *versi
     return 0;
 }
 
-int msse_shim_check_request_head(struct MHD_Connection *connection, const char *version, char *reason,
-                                 size_t reason_size) {
+int msse_shim_check_request_head(struct MHD_Connection *connection, const char *method, const char *version,
+                                 char *reason, size_t reason_size) {
     msse_shim_headers h = {NULL, 0, 0, 0};
     MHD_get_connection_values_n(connection, MHD_HEADER_KIND, msse_shim_collect_header, &h);
-    int result = h.failed ? msse_shim_refuse(reason, reason_size, "out of memory checking the request head")
-                          : msse_shim_check_headers(&h, version, reason, reason_size);
+    /* libmicrohttpd 0.9.75 counts the head from the method's first byte to the body's. */
+    const union MHD_ConnectionInfo *info = MHD_get_connection_info(connection, MHD_CONNECTION_INFO_REQUEST_HEADER_SIZE);
+    const char *head_end = method != NULL && info != NULL && info->header_size > 0 ? method + info->header_size : NULL;
+    /* libmicrohttpd ends the target at the space before the version (which it replaces with a
+     * NUL) and searches it for '?' over that length; a raw NUL inside ends the path early. With
+     * no request deadline (connection timeout 0) there is no socket context and no such check. */
+    const char *target_start = NULL, *target_end = NULL;
+    int target_bad = 0;
+    const union MHD_ConnectionInfo *sc = MHD_get_connection_info(connection, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+    if (sc != NULL && sc->socket_context != NULL) {
+        msse_shim_conn *c = sc->socket_context;
+        target_start = c->target_start;
+        target_end = c->target_end;
+        target_bad = c->target_bad;
+        c->target_start = c->target_end = NULL;
+        c->target_bad = 0;
+    }
+    /* The method ends at the NUL libmicrohttpd put over its space; only spaces follow up to the
+     * target. A raw NUL in the method ends it sooner. */
+    int method_ok = 1;
+    if (method != NULL && target_start != NULL) {
+        const char *p = method + strlen(method);
+        if (p >= target_start || (size_t)(target_start - p) > MSSE_SHIM_GAP_MAX) method_ok = 0;
+        for (p++; method_ok && p < target_start; p++) {
+            if (*p != ' ') method_ok = 0;
+        }
+    }
+    if (method != NULL) {
+        for (const char *p = method; *p != '\0'; p++) {
+            if (!msse_shim_is_tchar((unsigned char)*p)) method_ok = 0;
+        }
+    }
+    /* The version, when given, is HTTP/DIGIT.DIGIT (libmicrohttpd 0.9.75 answers HRTP/1.1). */
+    int version_ok = 1;
+    if (version != NULL && version[0] != '\0') {
+        version_ok = strlen(version) == 8 && strncmp(version, "HTTP/", 5) == 0 && version[5] >= '0' &&
+                     version[5] <= '9' && version[6] == '.' && version[7] >= '0' && version[7] <= '9';
+    }
+    int result;
+    if (!method_ok)
+        result = msse_shim_refuse(reason, reason_size, "the request method is not a token (a NUL or a control byte)");
+    else if (!version_ok)
+        result = msse_shim_refuse(reason, reason_size, "malformed HTTP version in the request line");
+    else if (target_bad)
+        result = msse_shim_refuse(reason, reason_size, "a space, CR, LF or control byte in the request target");
+    else if (target_end != NULL && version != NULL && version[0] != '\0' && target_end != version - 1)
+        result = msse_shim_refuse(reason, reason_size, "a NUL in the request target");
+    else
+        result = h.failed ? msse_shim_refuse(reason, reason_size, "out of memory checking the request head")
+                          : msse_shim_check_headers(&h, version, head_end, reason, reason_size);
     free(h.items);
     return result;
 }

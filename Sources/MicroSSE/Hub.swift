@@ -26,6 +26,9 @@ final class Hub: Sendable {
     let openStreams = Atomic<Int>(0)
     /// Token authorization, when ``ServerConfiguration/jwt`` is set.
     let jwt: JWTAuthority?
+    /// The streams with bytes pending (every subscriber is made with it): what the ticker's
+    /// stall pass and the largest-backlog gauge visit, instead of every stream.
+    let pending = PendingStreams()
 
     /// Routes, stream routes, the authorizer and the connect/disconnect callbacks: what the
     /// embedding code registers, before or after start.
@@ -93,6 +96,9 @@ final class Hub: Sendable {
 
     /// A stream's connection is gone: its slot is freed and the disconnect callbacks run.
     func closed(_ client: Client) {
+        // Already detached when its connection was freed; a stream that never got one (a HEAD
+        // request) must not stay listed in `pending` with its opening bytes.
+        client.subscriber.detach()
         broker.unsubscribe(client.subscriber)
         openStreams.subtract(1, ordering: .relaxed)
         disconnects.add(1, ordering: .relaxed)
@@ -113,8 +119,7 @@ final class Hub: Sendable {
 
     /// The most bytes any open stream has queued and not yet written (its peer's backlog).
     func largestQueueBytes() -> Int {
-        let transport = attached.withLock { $0.transport }
-        return transport?.streams().reduce(0) { max($0, $1.pendingBytes) } ?? 0
+        pending.largestPendingBytes()
     }
 
     /// Counters since start.

@@ -114,7 +114,7 @@ public final class Server: Sendable {
             hub.attach(transport)
             l.ticker = Ticker(
                 heartbeatSeconds: config.heartbeatSeconds, writeTimeoutSeconds: config.writeTimeoutSeconds,
-                streams: { [weak transport] in transport?.streams() ?? [] })
+                pending: hub.pending, streams: { [weak transport] in transport?.streams() ?? [] })
             hub.metrics.startSampling(hub)
         }
         let scheme = config.tls == nil ? "http" : "https"

@@ -45,6 +45,7 @@ extension ServerConfiguration {
             try check(tls.privateKeyPEM.contains("-----BEGIN "), "tls.privateKeyPEM is not PEM text")
         }
         try check(maxUploadBytesInFlight >= 1, "maxUploadBytesInFlight must be at least 1")
+        try check(maxChannelsPerStream >= 1, "maxChannelsPerStream must be at least 1")
     }
 
     private func check(_ condition: Bool, _ reason: String) throws(MicroSSEError) {

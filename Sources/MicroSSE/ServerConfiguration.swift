@@ -164,6 +164,14 @@ public struct ServerConfiguration: Sendable {
     /// upload of the largest size always fits. Default 64 MiB (32 uploads of the default 2 MiB).
     public var maxUploadBytesInFlight = 64 << 20
 
+    /// Most distinct channels one stream may carry (`/events?channel=a&channel=b…`); a subscribe
+    /// naming more gets `400` with a reason naming the limit. Default 32: 32 channels of the
+    /// longest name (128 bytes) make a request target of about 4.4 KB, which libmicrohttpd keeps in
+    /// the connection's memory (``connectionMemoryLimit``, 32 KiB) together with one parsed entry
+    /// per parameter and the other headers, leaving room for the usual cookies; and each channel
+    /// costs the stream a subscription in the broker. Must be at least 1.
+    public var maxChannelsPerStream = 32
+
     /// The defaults.
     public init() {}
 }

@@ -1,6 +1,19 @@
 import MicroSSEWire
 import Synchronization
 
+/// The transport's side of one stream, installed with ``Subscriber/attach(_:)``.
+package protocol StreamConnection: AnyObject, Sendable {
+    /// Resumes the suspended connection (never called under a lock of ours: libmicrohttpd takes
+    /// its own locks, and may run the free callback, which takes the subscriber's, inside them).
+    func resume()
+    /// Cuts the connection of a stream failed while its connection is not suspended (over its
+    /// bound, or stalled). Such a connection may never call its content reader again (its peer
+    /// reads nothing, so the socket never becomes writable), so failing the queue alone would
+    /// leave it open until libmicrohttpd's inactivity timeout. Runs under the subscriber's hooks
+    /// lock, which ``Subscriber/detach()`` also takes: after `detach` it is never called again.
+    func cut()
+}
+
 /// One connected stream: its bounded queue behind a short lock, and how to wake its connection.
 ///
 /// Publishers (any thread) call ``enqueue(_:)``; the transport's content reader calls ``read(into:onSuspend:)``
@@ -12,46 +25,61 @@ package final class Subscriber: Sendable {
     /// The channels this stream receives (empty for a private stream).
     package let channels: [ChannelName]
     private let queue: Mutex<SubscriberQueue>
-    private let hooks: Mutex<Hooks>
+    private let hooks: Mutex<(any StreamConnection)?>
+    /// The ticker's set this stream enters whenever it has bytes pending (nil: no ticker).
+    private let pending: PendingStreams?
 
-    /// The transport's functions, each held by a ``Callback`` reference: a `Mutex` whose value is
-    /// a bare function type re-wraps the stored closure in two reabstraction thunks on every
-    /// `withLock` (the inout write-back of the generic value), so each wake-up made the next one
-    /// longer: measured at 42% of server CPU after 1,000 events per stream, and a stack overflow
-    /// waiting to happen on a long-lived stream.
-    private struct Hooks {
-        var waker: Callback?
-        var closer: Callback?
-    }
-
-    private final class Callback: Sendable {
-        let call: @Sendable () -> Void
-        init(_ call: @escaping @Sendable () -> Void) { self.call = call }
+    /// Functions given as closures (``setWaker(_:)``, ``setCloser(_:)``: tests and tools), held
+    /// by a reference: a `Mutex` whose value is a bare function type re-wraps the stored closure
+    /// in two reabstraction thunks on every `withLock` (the inout write-back of the generic
+    /// value), so each wake-up made the next one longer: measured at 42% of server CPU after
+    /// 1,000 events per stream, and a stack overflow waiting to happen on a long-lived stream.
+    private final class Callbacks: StreamConnection {
+        let waker: (@Sendable () -> Void)?
+        let closer: (@Sendable () -> Void)?
+        init(waker: (@Sendable () -> Void)?, closer: (@Sendable () -> Void)?) {
+            self.waker = waker
+            self.closer = closer
+        }
+        func resume() { waker?() }
+        func cut() { closer?() }
     }
 
     private static let nextID = Atomic<UInt64>(1)
 
-    package init(channels: [ChannelName], limit: Int) {
+    /// A stream of `channels` that may have at most `limit` bytes pending. With `pending`, the
+    /// stream lists itself there whenever it has bytes pending (see ``PendingStreams``).
+    package init(channels: [ChannelName], limit: Int, pending: PendingStreams? = nil) {
         self.id = Self.nextID.wrappingAdd(1, ordering: .relaxed).oldValue
         self.channels = channels
         self.queue = Mutex(SubscriberQueue(limit: limit))
-        self.hooks = Mutex(Hooks())
+        self.hooks = Mutex(nil)
+        self.pending = pending
     }
 
-    /// Installs the function that resumes this stream's suspended connection.
+    /// Lists the stream in its pending set if it has bytes pending and is not listed yet.
+    /// Call under the queue's lock, after anything that may have queued bytes.
+    private func listIfPending(_ q: inout SubscriberQueue) {
+        if let pending, q.takePendingListing() { pending.insert(self) }
+    }
+
+    /// Installs the stream's connection: how to resume it when suspended, and how to cut it
+    /// (see ``StreamConnection``). One reference per stream, no closure: the transport's
+    /// per-stream context is the connection. ``detach()`` removes it.
+    package func attach(_ connection: any StreamConnection) {
+        hooks.withLock { $0 = connection }
+    }
+
+    /// Installs the function that resumes this stream's suspended connection (keeps a closer
+    /// installed with ``setCloser(_:)``).
     package func setWaker(_ wake: @escaping @Sendable () -> Void) {
-        let callback = Callback(wake)
-        hooks.withLock { $0.waker = callback }
+        hooks.withLock { $0 = Callbacks(waker: wake, closer: ($0 as? Callbacks)?.closer) }
     }
 
-    /// Installs the function that cuts the connection of a stream failed while its connection is
-    /// not suspended (over its bound, or stalled). Such a connection may never call its content
-    /// reader again (its peer reads nothing, so the socket never becomes writable), so failing
-    /// the queue alone would leave it open until libmicrohttpd's inactivity timeout.
-    /// The function runs under this subscriber's hooks lock, which ``detach()`` also takes.
+    /// Installs the function that cuts the connection (see ``StreamConnection/cut()``; keeps a
+    /// waker installed with ``setWaker(_:)``).
     package func setCloser(_ close: @escaping @Sendable () -> Void) {
-        let callback = Callback(close)
-        hooks.withLock { $0.closer = callback }
+        hooks.withLock { $0 = Callbacks(waker: ($0 as? Callbacks)?.waker, closer: close) }
     }
 
     /// Queues a frame. Returns what happened; a needed wake-up has already been done when
@@ -59,7 +87,11 @@ package final class Subscriber: Sendable {
     /// An overflow of a connection that is not suspended cuts the connection at once.
     @discardableResult
     package func enqueue(_ frame: Frame, deferWake: Bool = false) -> SubscriberQueue.EnqueueAction {
-        let action = queue.withLock { $0.enqueue(frame) }
+        let action = queue.withLock { q in
+            let action = q.enqueue(frame)
+            listIfPending(&q)
+            return action
+        }
         switch action {
         case .wake, .overflow(wake: true):
             if !deferWake { wake() }
@@ -73,15 +105,15 @@ package final class Subscriber: Sendable {
 
     /// Cuts the connection of a failed stream (see ``setCloser(_:)``).
     private func cut() {
-        hooks.withLock { $0.closer?.call() }
+        hooks.withLock { $0?.cut() }
     }
 
     /// Resumes the suspended connection. Call only after an action said so: exactly once per suspend.
     package func wake() {
         // Called outside the lock: resuming takes libmicrohttpd's locks, and ``detach()`` (which
         // takes this lock) may run inside them.
-        let waker = hooks.withLock { $0.waker }
-        waker?.call()
+        let connection = hooks.withLock { $0 }
+        connection?.resume()
     }
 
     /// Called by the transport's content reader. See ``SubscriberQueue/read(into:)``.
@@ -155,16 +187,50 @@ package final class Subscriber: Sendable {
     /// ``tick(heartbeat:stallTicks:)`` without the resume (the caller resumes if `needsWake`);
     /// a stalled stream that is not suspended is cut at once.
     private func tickDeferringWake(heartbeat: Frame?, stallTicks: Int) -> SubscriberQueue.TickAction {
-        let action = queue.withLock { $0.tick(stallTicks: stallTicks, heartbeat: heartbeat) }
+        let action = queue.withLock { q in
+            let action = q.tick(stallTicks: stallTicks, heartbeat: heartbeat)
+            listIfPending(&q)
+            return action
+        }
         if action == .stalled(wake: false) { cut() }
         return action
+    }
+
+    /// The ticker's per-second visit of the streams listed in `set` (those that had bytes
+    /// pending since the previous visit): a stream that still has bytes pending is ticked
+    /// without heartbeat (when `stallTicks` > 0) and stays listed; one that has drained leaves
+    /// the set. Resumes are batched as in ``tick(_:heartbeat:stallTicks:)``. Returns how many
+    /// streams were visited.
+    @discardableResult
+    package static func visitPending(_ set: PendingStreams, stallTicks: Int) -> Int {
+        let visiting = set.takeAll()
+        var toWake: [Subscriber] = []
+        for sub in visiting {
+            let action = sub.queue.withLock { q -> SubscriberQueue.TickAction in
+                var action = SubscriberQueue.TickAction.none
+                if stallTicks > 0 && q.pendingBytes > 0 {
+                    action = q.tick(stallTicks: stallTicks, heartbeat: nil)
+                }
+                if q.keepPendingListing() { set.insert(sub) }
+                return action
+            }
+            if action == .stalled(wake: false) { sub.cut() }
+            if action.needsWake { toWake.append(sub) }
+        }
+        for sub in toWake { sub.wake() }
+        return visiting.count
     }
 
     /// The peer closed its sending side (a half-close or a full close): writes `probe` once so a
     /// closed peer answers with a reset while a half-closed reader keeps its stream. See
     /// ``SubscriberQueue/probe(_:)``.
     package func probePeer(_ probe: Frame) {
-        if queue.withLock({ $0.probe(probe) }) { wake() }
+        let needsWake = queue.withLock { q in
+            let needsWake = q.probe(probe)
+            listIfPending(&q)
+            return needsWake
+        }
+        if needsWake { wake() }
     }
 
     /// A release pass's visit (see ``SubscriberQueue/visitIdle()``): gives back to the kernel the
@@ -211,9 +277,8 @@ package final class Subscriber: Sendable {
     /// Unlike ``fail()`` it never resumes the connection: there is none left to resume, and the
     /// callback may run inside libmicrohttpd's own locks. Later enqueues answer `.closed`.
     package func detach() {
-        hooks.withLock { $0.closer = nil }
+        hooks.withLock { $0 = nil }
         queue.withLock { _ = $0.fail() }
-        hooks.withLock { $0.waker = nil }
     }
 
     /// Bytes that can still be queued before the stream is over its bound.

@@ -85,6 +85,9 @@ package struct SubscriberQueue: Sendable {
     package private(set) var untouchedRelease: (address: UInt, count: Int)?
     /// Whether a liveness probe was queued after the peer closed its sending side.
     private var probed = false
+    /// True while the stream is in its ticker's set of streams with pending bytes
+    /// (``PendingStreams``; see ``takePendingListing()``).
+    private var listedPending = false
 
     package init(limit: Int) {
         self.limit = limit
@@ -173,8 +176,16 @@ package struct SubscriberQueue: Sendable {
     /// Whether the suspend that ``read(into:)`` just answered must list the stream for the
     /// release pass: true once per stream until a pass drops it, so a busy stream is listed at
     /// most once per pass, and an idle stream whose region was given back costs the pass nothing.
+    /// A stream whose pages given back are still untouched (a heartbeat or a small event wrote
+    /// only the region's first, partial page) is not listed at all: a pass would find nothing to
+    /// give back. Its emptied frame array is freed here instead.
     package mutating func takeListing() -> Bool {
         guard waiting, !listed else { return false }
+        if untouchedRelease != nil {
+            idleReleased = true
+            if frames.isEmpty && frames.capacity > 0 { frames = [] }
+            return false
+        }
         listed = true
         return true
     }
@@ -295,6 +306,22 @@ package struct SubscriberQueue: Sendable {
 
     /// Bytes that can still be queued before the stream is over its bound.
     package var freeBytes: Int { phase == .open ? limit - pendingBytes : 0 }
+
+    /// Whether the stream must now enter its ticker's set of streams with pending bytes: true
+    /// when bytes are pending and it is not listed yet (it is then marked listed). Checked after
+    /// every call that may queue bytes, so a stream with bytes pending is always listed.
+    package mutating func takePendingListing() -> Bool {
+        guard pendingBytes > 0, !listedPending else { return false }
+        listedPending = true
+        return true
+    }
+
+    /// A visit of the pending set: whether the stream stays listed (bytes still pending), or
+    /// leaves it (it is then marked unlisted, and its next queued bytes list it again).
+    package mutating func keepPendingListing() -> Bool {
+        listedPending = pendingBytes > 0
+        return listedPending
+    }
 
     private mutating func takeWaiting() -> Bool {
         let was = waiting

@@ -6,9 +6,10 @@ import Synchronization
 /// streams whose peer has read nothing for the write timeout (see ``SubscriberQueue/tick(stallTicks:heartbeat:)``).
 ///
 /// It fires every second. Every `heartbeatSeconds` it ticks every stream (with the heartbeat);
-/// on the other seconds, when a write timeout is set, it ticks only the streams with bytes
-/// pending (the only ones that can be stalled), so the timeout fires within about a second of
-/// its value while an idle stream costs one lock per second.
+/// on the other seconds it visits only the streams in `pending` (those that had bytes queued
+/// since the previous visit: the only ones that can be stalled), ticking those that still have
+/// bytes pending when a write timeout is set, so the timeout fires within about a second of its
+/// value while an idle stream costs nothing between heartbeats.
 ///
 /// `@unchecked Sendable`: its state is the Dispatch timer, set once in `init` (a Dispatch source
 /// may be cancelled from any thread), and an atomic second counter.
@@ -16,9 +17,11 @@ package final class Ticker: @unchecked Sendable {
     private let timer: DispatchSourceTimer
     private let seconds = Atomic<Int>(0)
 
-    /// Starts ticking; `streams` is read every second that has work.
+    /// Starts ticking; `streams` is read every `heartbeatSeconds`, `pending` every second. Every
+    /// subscriber of `streams` must have been made with `pending` (``Subscriber/init(channels:limit:pending:)``).
     package init(
-        heartbeatSeconds: Int, writeTimeoutSeconds: Int, streams: @escaping @Sendable () -> [Subscriber]
+        heartbeatSeconds: Int, writeTimeoutSeconds: Int, pending: PendingStreams,
+        streams: @escaping @Sendable () -> [Subscriber]
     ) {
         let stallTicks = max(0, writeTimeoutSeconds)
         let frame = heartbeatSeconds > 0 ? Frame(bytes: EventEncoder.comment(""), isEvent: false) : nil
@@ -29,10 +32,10 @@ package final class Ticker: @unchecked Sendable {
             let second = seconds.add(1, ordering: .relaxed).newValue
             if let frame, second % heartbeatSeconds == 0 {
                 Subscriber.tick(streams(), heartbeat: frame, stallTicks: stallTicks)
-            } else if stallTicks > 0 {
-                for sub in streams() where sub.pendingBytes > 0 {
-                    _ = sub.tick(heartbeat: nil, stallTicks: stallTicks)
-                }
+                // Ticked above: only refresh the set (drop the streams that have drained).
+                Subscriber.visitPending(pending, stallTicks: 0)
+            } else {
+                Subscriber.visitPending(pending, stallTicks: stallTicks)
             }
         }
         timer.resume()
@@ -40,4 +43,37 @@ package final class Ticker: @unchecked Sendable {
 
     /// Stops ticking.
     package func cancel() { timer.cancel() }
+}
+
+/// The streams that had bytes queued since the ticker's last visit: every stream with bytes
+/// pending is in it (a stream enters on the enqueue that makes its queue non-empty, under the
+/// stream's queue lock, and leaves only on a visit that finds nothing pending), each at most
+/// once. So the per-second stall pass and the largest-backlog gauge cost O(streams with recent
+/// output), not O(streams). Lock order: a subscriber's queue lock, then this set's lock.
+package final class PendingStreams: Sendable {
+    private let members = Mutex<[Subscriber]>([])
+
+    package init() {}
+
+    /// Called under `subscriber`'s queue lock, once until a visit drops it.
+    func insert(_ subscriber: Subscriber) {
+        members.withLock { $0.append(subscriber) }
+    }
+
+    /// Takes every member out (a visit puts back those still pending).
+    func takeAll() -> [Subscriber] {
+        members.withLock { list in
+            defer { list = [] }
+            return list
+        }
+    }
+
+    /// How many streams are listed (tests).
+    package var count: Int { members.withLock { $0.count } }
+
+    /// The most bytes any listed stream has pending: the largest backlog of every stream made
+    /// with this set, since a stream with bytes pending is always listed.
+    package func largestPendingBytes() -> Int {
+        members.withLock { Array($0) }.reduce(0) { max($0, $1.pendingBytes) }
+    }
 }

@@ -135,7 +135,7 @@ private func isURIMarker(_ raw: UnsafeMutableRawPointer) -> Bool {
 private func headersArrived(_ call: FirstCall, _ context: RequestContext, _ transport: HTTPTransport) -> MHD_Result {
     let connection = call.connection
     var reason = [CChar](repeating: 0, count: 160)
-    if msse_shim_check_request_head(connection, call.version, &reason, reason.count) != 0 {
+    if msse_shim_check_request_head(connection, call.method, call.version, &reason, reason.count) != 0 {
         let text = reason.withUnsafeBufferPointer { String(cString: $0.baseAddress!) }
         return refuse(.text("bad request: \(text)", status: 400), context, transport, connection)
     }

@@ -32,7 +32,9 @@ import Synchronization
 /// passes in a row (so idle for at least a second) has the whole pages of the write region its
 /// reader was last handed given back with `madvise(MADV_DONTNEED)`, under the subscriber's lock
 /// and only while it is still suspended. Idle streams already given back are not visited again,
-/// so the pass costs nothing while nothing happens.
+/// and a stream whose pages given back were not touched since (a heartbeat or a small event
+/// writes only the region's first, partial page) is not even listed when it suspends again, so
+/// the pass costs nothing while nothing happens and O(streams that wrote a lot) after a heartbeat.
 final class PeerWatcher: @unchecked Sendable {
     // @unchecked Sendable: the descriptors are set once in `init` and closed once in `stop()`,
     // after every registration has been removed; `thread` is written in `init` and read in

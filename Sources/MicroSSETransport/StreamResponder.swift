@@ -11,25 +11,38 @@ import MicroSSECore
 /// nothing is queued; a publish resumes it through the subscriber's waker (docs/DESIGN.md,
 /// suspend/resume).
 
-/// Per-stream state handed to libmicrohttpd as the content reader's `cls`.
-private final class StreamContext: Sendable {
+/// Per-stream state handed to libmicrohttpd as the content reader's `cls`, and the subscriber's
+/// connection (its waker and closer: one object per stream, no closures).
+private final class StreamContext: StreamConnection {
     let subscriber: Subscriber
     let connection: ConnectionHandle
     let transport: HTTPTransport
     let onClose: @Sendable () -> Void
-    /// The socket and the watcher it is registered with (removed in the free callback, before
+    /// The socket (-1 if libmicrohttpd did not tell it).
+    let fd: Int32
+    /// The watcher the socket is registered with, if any (removed in the free callback, before
     /// libmicrohttpd closes the socket).
-    let watched: (fd: Int32, watcher: PeerWatcher)?
+    let watcher: PeerWatcher?
 
     init(
         subscriber: Subscriber, connection: ConnectionHandle, transport: HTTPTransport,
-        onClose: @escaping @Sendable () -> Void, watched: (fd: Int32, watcher: PeerWatcher)?
+        onClose: @escaping @Sendable () -> Void, fd: Int32, watcher: PeerWatcher?
     ) {
         self.subscriber = subscriber
         self.connection = connection
         self.transport = transport
         self.onClose = onClose
-        self.watched = watched
+        self.fd = fd
+        self.watcher = watcher
+    }
+
+    func resume() { MHD_resume_connection(connection.pointer) }
+
+    // libmicrohttpd owns the socket and closes it only after the response's free callback has
+    // run (MHD_connection_close_ destroys the response first), and that callback detaches the
+    // subscriber under the lock this runs under: the fd is never used after it is closed.
+    func cut() {
+        if fd >= 0 { _ = shutdown(fd, Int32(SHUT_RDWR)) }
     }
 }
 
@@ -47,25 +60,21 @@ func queueStream(
     on connection: OpaquePointer, _ transport: HTTPTransport
 ) -> MHD_Result {
     guard transport.register(subscriber) else {
+        subscriber.detach()  // nothing pending is left listed for the ticker
         onClose()
         return queue(.text("server is stopping", status: 503), on: connection, transport)
     }
-    let handle = ConnectionHandle(pointer: connection)
-    subscriber.setWaker { MHD_resume_connection(handle.pointer) }
-    // libmicrohttpd owns the socket and closes it only after the response's free callback has
-    // run (MHD_connection_close_ destroys the response first), and that callback detaches the
-    // subscriber, clearing this closer under its lock, and removes the socket from the peer
-    // watcher: the fd is never used after it is closed.
     let fd = msse_shim_connection_fd(connection)
-    var watched: (fd: Int32, watcher: PeerWatcher)?
-    if fd >= 0 {
-        subscriber.setCloser { _ = shutdown(fd, Int32(SHUT_RDWR)) }
-        if let watcher = transport.peerWatcher, watcher.watch(fd: fd, token: subscriber.id) {
-            watched = (fd, watcher)
-        }
+    var watching: PeerWatcher?
+    if fd >= 0, let watcher = transport.peerWatcher, watcher.watch(fd: fd, token: subscriber.id) {
+        watching = watcher
     }
     let context = StreamContext(
-        subscriber: subscriber, connection: handle, transport: transport, onClose: onClose, watched: watched)
+        subscriber: subscriber, connection: ConnectionHandle(pointer: connection), transport: transport,
+        onClose: onClose, fd: fd, watcher: watching)
+    // Before the response is queued, so before the connection can ever suspend. The subscriber
+    // holds the context until the free callback detaches it.
+    subscriber.attach(context)
     let cls = Unmanaged.passRetained(context).toOpaque()
     guard
         let response = MHD_create_response_from_callback(
@@ -99,7 +108,7 @@ private func readStream(_ context: StreamContext, into out: UnsafeMutableRawBuff
         // after the suspend (no lost wake-up, no resume of a running connection).
         onSuspend: { MHD_suspend_connection(context.connection.pointer) },
         // Once until the release pass drops it: the pass gives an idle stream's pages back.
-        onListing: { context.watched?.watcher.list(context.subscriber) })
+        onListing: { context.watcher?.list(context.subscriber) })
     switch action {
     case .wrote(let bytes, let events):
         context.transport.deliveredBytes.add(bytes, ordering: .relaxed)
@@ -114,7 +123,7 @@ private func readStream(_ context: StreamContext, into out: UnsafeMutableRawBuff
 private let streamFreed: MHD_ContentReaderFreeCallback = { cls in
     guard let cls else { return }
     let context = Unmanaged<StreamContext>.fromOpaque(cls).takeRetainedValue()
-    if let watched = context.watched { watched.watcher.unwatch(fd: watched.fd) }
+    context.watcher?.unwatch(fd: context.fd)
     context.subscriber.detach()
     context.transport.streamClosed(context.subscriber)
     context.onClose()

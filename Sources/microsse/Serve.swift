@@ -61,6 +61,8 @@ struct Serve: AsyncParsableCommand {
     var drainWindow = defaults.drainWindowMilliseconds / 1_000
     @Option(help: "Seconds an event stays replayable for Last-Event-ID resume (0 = no age limit).")
     var historyTtl = defaults.historyTTLSeconds
+    @Option(help: "Most distinct channels one stream may carry; a subscribe naming more gets 400.")
+    var maxChannelsPerStream = defaults.maxChannelsPerStream
     @Flag(help: "Serve a live page at / that subscribes to and publishes on a channel.") var web = false
     @Option(help: "Read the publish token from this file (one trailing newline dropped); keeps it out of ps.")
     var publishTokenFile: String?
@@ -91,6 +93,7 @@ struct Serve: AsyncParsableCommand {
         config.threadPoolSize = threads
         config.drainWindowMilliseconds = drainWindow * 1_000
         config.historyTTLSeconds = historyTtl
+        config.maxChannelsPerStream = maxChannelsPerStream
         if jwtSecret != nil, jwtKey != nil {
             throw MicroSSEError(
                 .invalidArgument, "give --jwt-secret (or MICROSSE_JWT_SECRET) or --jwt-key, not both")

@@ -32,6 +32,8 @@ void msse_shim_tracker_destroy(msse_shim_tracker *tracker);
 
 /// Shuts down (never closes: libmicrohttpd owns the socket and closes it when it sees the
 /// shutdown) every connection whose request is past its deadline. Returns how many. Any thread.
+/// Only connections waiting for a request are listed, in deadline order: a pass costs O(1 + the
+/// connections due), however many streams are open.
 unsigned int msse_shim_reap_slow_requests(msse_shim_tracker *tracker);
 
 /// The connection's request has arrived in full (or is being answered): no deadline until
@@ -53,9 +55,10 @@ void msse_shim_request_finished(struct MHD_Connection *connection);
 /// libmicrohttpd parses the head in place in the connection's read buffer (NULs over the colon
 /// and the line ends) and measures values with strlen, so a NUL inside a value or a folded line
 /// leaves no trace in the values it hands out; they are found from where the names and values
-/// lie in that buffer (see the definition).
-int msse_shim_check_request_head(struct MHD_Connection *connection, const char *version, char *reason,
-                                 size_t reason_size);
+/// lie in that buffer (see the definition). `method` is the access handler's `method` argument:
+/// the head's first byte, where libmicrohttpd's header size is counted from.
+int msse_shim_check_request_head(struct MHD_Connection *connection, const char *method, const char *version,
+                                 char *reason, size_t reason_size);
 
 /// What libmicrohttpd 0.9.75 spends of a connection's pool on each parsed header, query
 /// parameter or cookie besides its bytes (its header record, rounded to the pool's alignment).

@@ -28,6 +28,7 @@ enum ChannelRoutes {
             return .response(
                 .text("name at least one channel: /events/{channel} or /events?channel=a&channel=b", status: 400))
         }
+        let limit = router.hub.configuration.maxChannelsPerStream
         var channels: [ChannelName] = []
         var seen = Set<ChannelName>()
         for name in names {
@@ -37,6 +38,12 @@ enum ChannelRoutes {
             } catch {
                 return .response(.text(error.message, status: 400))
             }
+        }
+        if channels.count > limit {
+            let text =
+                "too many channels: \(channels.count) distinct channels named, "
+                + "at most \(limit) per stream (maxChannelsPerStream)"
+            return .response(.text(text, status: 400))
         }
         if let refusal = router.authorize(request, .subscribe(channels: channels.map(\.rawValue))) {
             return .response(refusal)

@@ -169,7 +169,8 @@ final class Router: TransportDelegate {
     /// A new subscriber when a stream slot is free (with the configured `retry:` queued), or nil.
     func admit(channels: [ChannelName]) -> Subscriber? {
         guard hub.admitStream() else { return nil }
-        let subscriber = Subscriber(channels: channels, limit: hub.configuration.clientBufferBytes)
+        let subscriber = Subscriber(
+            channels: channels, limit: hub.configuration.clientBufferBytes, pending: hub.pending)
         if let retry = hub.configuration.retryMilliseconds {
             subscriber.enqueue(Frame(bytes: EventEncoder.retry(milliseconds: retry), isEvent: false))
         }

@@ -1,0 +1,111 @@
+import MicroSSECore
+import MicroSSEWire
+import Synchronization
+import Testing
+
+/// The ticker's set of streams with pending bytes: what the per-second stall pass and the
+/// largest-backlog gauge visit instead of every stream.
+@Suite("Pending streams: the stall pass visits only streams with bytes pending")
+struct PendingStreamsTests {
+    private let heartbeat = Frame(bytes: EventEncoder.comment(""), isEvent: false)
+
+    private func suspend(_ subscriber: Subscriber) {
+        #expect(subscriber.read(max: 4_096, write: { _ in }, onSuspend: {}) == .suspend)
+    }
+
+    @Test("a stream enters on its first pending bytes, once, and leaves on a visit once drained")
+    func membership() {
+        let set = PendingStreams()
+        let sub = Subscriber(channels: ["c"], limit: 1 << 20, pending: set)
+        #expect(set.count == 0)
+        sub.enqueue(frame("data: a\n\n"))
+        sub.enqueue(frame("data: b\n\n"))
+        #expect(set.count == 1, "listed once, however many frames")
+        #expect(set.largestPendingBytes() == 18)
+        #expect(Subscriber.visitPending(set, stallTicks: 30) == 1)
+        #expect(set.count == 1, "still pending: stays listed")
+        _ = sub.read(max: 4_096, write: { _ in }, onSuspend: {})
+        #expect(set.count == 1, "a drain does not touch the set (no lock on the write path)")
+        #expect(Subscriber.visitPending(set, stallTicks: 30) == 1)
+        #expect(set.count == 0, "drained: dropped by the visit")
+        #expect(Subscriber.visitPending(set, stallTicks: 30) == 0, "an idle stream costs the pass nothing")
+        sub.enqueue(frame("data: c\n\n"))
+        #expect(set.count == 1, "listed again by its next bytes")
+    }
+
+    @Test("a stream with pending bytes and no progress is still dropped by the write timeout")
+    func stalledStreamIsDropped() {
+        let set = PendingStreams()
+        let sub = Subscriber(channels: ["c"], limit: 1 << 20, pending: set)
+        let wakes = WakeCounter()
+        wakes.install(on: sub)
+        let cuts = Atomic<Int>(0)
+        sub.setCloser { cuts.add(1, ordering: .relaxed) }
+        let idle = Subscriber(channels: ["c"], limit: 1 << 20, pending: set)
+        suspend(idle)
+        sub.enqueue(frame("data: never read\n\n"))
+        let stallTicks = 3
+        // The first visit only starts the count; the stream is failed after `stallTicks` more.
+        for _ in 0..<stallTicks {
+            Subscriber.visitPending(set, stallTicks: stallTicks)
+            #expect(sub.isOpen)
+        }
+        Subscriber.visitPending(set, stallTicks: stallTicks)
+        #expect(!sub.isOpen && sub.wasDropped)
+        #expect(cuts.load(ordering: .relaxed) == 1, "not suspended: the connection is cut")
+        #expect(idle.isOpen, "an idle stream is neither visited nor failed")
+        Subscriber.visitPending(set, stallTicks: stallTicks)
+        #expect(set.count == 0, "a failed stream leaves the set")
+        #expect(wakes.value == 0)
+    }
+
+    @Test("a stream resumed for bytes its reader never takes is dropped by the write timeout")
+    func resumedButNeverReadIsDropped() {
+        let set = PendingStreams()
+        let sub = Subscriber(channels: ["c"], limit: 1 << 20, pending: set)
+        let wakes = WakeCounter()
+        wakes.install(on: sub)
+        suspend(sub)
+        // A probe queued while suspended asks for a resume; the resume is lost (a connection
+        // that never runs its reader again), so the bytes stay pending.
+        sub.probePeer(heartbeat)
+        #expect(wakes.value == 1 && set.count == 1)
+        for _ in 0..<2 { Subscriber.visitPending(set, stallTicks: 2) }
+        #expect(sub.isOpen)
+        Subscriber.visitPending(set, stallTicks: 2)
+        #expect(!sub.isOpen && sub.wasDropped)
+    }
+
+    @Test("an idle stream gets its heartbeat, which lists it until it is written")
+    func idleStreamGetsHeartbeat() {
+        let set = PendingStreams()
+        let idle = Subscriber(channels: ["c"], limit: 1 << 20, pending: set)
+        let busy = Subscriber(channels: ["c"], limit: 1 << 20, pending: set)
+        let wakes = WakeCounter()
+        wakes.install(on: idle)
+        suspend(idle)
+        suspend(busy)
+        #expect(Subscriber.tick([idle, busy], heartbeat: heartbeat, stallTicks: 30) == 2)
+        #expect(drain(idle) == heartbeat.bytes && drain(busy) == heartbeat.bytes)
+        Subscriber.visitPending(set, stallTicks: 30)
+        #expect(set.count == 0)
+
+        busy.enqueue(frame("data: news\n\n"))
+        #expect(drain(busy).count == 12)
+        #expect(Subscriber.tick([idle, busy], heartbeat: heartbeat, stallTicks: 30) == 1)
+        #expect(wakes.value == 2, "the idle stream was resumed for each heartbeat")
+        #expect(busy.pendingBytes == 0, "a stream with output since the last tick gets no heartbeat")
+        #expect(idle.pendingBytes == heartbeat.bytes.count)
+        #expect(set.count == 2, "the heartbeat listed the idle stream; the busy one is still listed")
+        #expect(drain(idle) == heartbeat.bytes)
+        Subscriber.visitPending(set, stallTicks: 30)
+        #expect(set.count == 0)
+    }
+
+    /// Reads until the stream suspends; returns what was written.
+    private func drain(_ subscriber: Subscriber) -> [UInt8] {
+        var out: [UInt8] = []
+        while case .wrote = subscriber.read(max: 4_096, write: { out += $0 }, onSuspend: {}) {}
+        return out
+    }
+}
