@@ -143,6 +143,8 @@ public final class Server: Sendable {
             hub.broker.shutdown()
             spreadReconnects(transport.streams())
             transport.stop()
+            // Listed streams hold the set and the set holds them: every stream has ended now.
+            _ = hub.pending.takeAll()
             hub.metrics.stopSampling(hub)
             hub.logger.info("microsse stopped")
         }

@@ -61,7 +61,7 @@ package final class PendingStreams: Sendable {
     }
 
     /// Takes every member out (a visit puts back those still pending).
-    func takeAll() -> [Subscriber] {
+    package func takeAll() -> [Subscriber] {
         members.withLock { list in
             defer { list = [] }
             return list
