@@ -214,7 +214,14 @@ func runFailover(_ disruption: Disruption, wait: String = "1") throws -> Failove
         var refusedThis = false
         let attemptStarted = now()
         while true {
-            let r = try postEvent(port: hubs[0].port, channel: "orders", data: "o\(i)")
+            // No answer in time (the hub's Redis worker is still finding the new primary) counts
+            // as refused, like a 503: the publisher retries; the event may still be stored.
+            guard let r = try? postEvent(port: hubs[0].port, channel: "orders", data: "o\(i)") else {
+                figures.refusals += 1
+                refusedThis = true
+                try #require(now() < deadline, "o\(i) was never acknowledged")
+                continue
+            }
             if let id = publishedID(r) {
                 acknowledged.append(("o\(i)", id))
                 if struckAt > 0 && firstAckAfter == 0 && figures.refusals > 0 { firstAckAfter = now() }
