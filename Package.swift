@@ -71,6 +71,8 @@ let package = Package(
                 // -- end h-eco
             ]
         ),
+        // Benchmarks' in-process publisher (scenario "inproc"): built with the package, release mode.
+        .executableTarget(name: "microsse-inproc", dependencies: ["MicroSSE"], path: "Benchmarks/inproc/swift"),
         // The README's Swift example, compiled with the package so it cannot go stale.
         .executableTarget(name: "hello-sse", dependencies: ["MicroSSE"], path: "Examples/swift/hello-sse"),
         // A strict raw-socket HTTP/SSE client shared by the test targets (not a product).

@@ -130,6 +130,26 @@ struct SeveralHubsTests {
         #expect(c.waitForExit(timeout: 30) == 0)
     }
 
+    @Test("/readyz is 503 with the reason while the hub's Redis is unreachable, 200 again once it is back")
+    func readinessFollowsRedis() throws {
+        let redis = try RedisServer()
+        let hub = try makeHub(redis, prefix: uniquePrefix("ready"))
+        defer { hub.stop() }
+        #expect(try httpRequest(port: hub.port, path: "/readyz").status == 200)
+        redis.stop()
+        var reason = ""
+        #expect(
+            eventually(timeout: 10) {
+                guard let r = try? httpRequest(port: hub.port, path: "/readyz") else { return false }
+                reason = r.text
+                return r.status == 503
+            }, "readyz while Redis is down: \(reason)")
+        #expect(reason.contains("Redis"), "the reason names Redis: \(reason)")
+        #expect(try httpRequest(port: hub.port, path: "/healthz").status == 200)  // still alive
+        try redis.start()
+        #expect(eventually(timeout: 10) { (try? httpRequest(port: hub.port, path: "/readyz"))?.status == 200 })
+    }
+
     @Test("Redis stopped and restarted while publishers retry: nothing acknowledged is lost, nothing is duplicated")
     func redisOutage() throws {
         let redis = try RedisServer(persistent: true)

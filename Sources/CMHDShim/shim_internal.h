@@ -1,0 +1,42 @@
+/* Private to the shim: what its three files share (not part of include/mhd_shim.h). */
+#ifndef MSSE_SHIM_INTERNAL_H
+#define MSSE_SHIM_INTERNAL_H
+
+#include "mhd_shim.h"
+
+#include <stdint.h>
+
+#pragma GCC visibility push(hidden)
+
+/* ---- Request deadlines (see mhd_shim.h) ----
+ * One node per connection, in the connection's socket context. Only connections waiting for a
+ * request are linked into their tracker's list (a stream's request has arrived: it is unlinked
+ * in O(1), so an idle stream costs the reaper nothing). Every deadline is "now + the one
+ * timeout", and a node is linked at the tail when armed, so the list is in deadline order and
+ * the reaper stops at the first node not yet due: each pass costs O(1 + due).
+ * libmicrohttpd calls NOTIFY_CONNECTION/CLOSED before it closes the socket, and the node is
+ * unlinked then under the tracker's lock, so the reaper (which shuts sockets down under the same
+ * lock) can never touch a closed, possibly reused, descriptor. */
+typedef struct msse_shim_conn {
+    struct msse_shim_conn *prev, *next; /* NULL while not linked (no deadline) */
+    msse_shim_tracker *tracker;
+    int fd;
+    uint64_t deadline_ms;
+    /* Where the current request target starts, and ends as a C string (set by the URI-log
+     * callback, read by the head check, both on the connection's own thread): the end falls short
+     * of libmicrohttpd's end of the target when the target holds a raw NUL. */
+    const char *target_start, *target_end;
+    int target_bad; /* the raw target holds a space, CR, LF or another control byte */
+} msse_shim_conn;
+
+/* libmicrohttpd's connection notifications: the deadline tracker's node per connection
+ * (shim_deadlines.c). */
+void msse_shim_notify_connection(void *cls, struct MHD_Connection *connection, void **socket_context,
+                                 enum MHD_ConnectionNotificationCode code);
+
+/* libmicrohttpd's URI-log callback: the raw request target (shim_request.c). */
+void *msse_shim_uri_log(void *cls, const char *uri, struct MHD_Connection *connection);
+
+#pragma GCC visibility pop
+
+#endif
