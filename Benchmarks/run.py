@@ -501,7 +501,9 @@ def metrics(rec):
     if scen == "idle":
         n = lg["established"] or 1
         m["established"] = lg["established"]
-        m["rss_per_stream_kb"] = (lg["server_rss_kb_connected"] - lg["server_rss_kb_start"]) / n
+        # After the hold, as a held idle stream costs (a stream gives unused buffer pages back
+        # after a second suspended, so the "just connected" sample overstates it).
+        m["rss_per_stream_kb"] = (lg["server_rss_kb_end"] - lg["server_rss_kb_start"]) / n
         m["idle_cpu_s"] = cpu
         m["idle_s"] = lg["measure_s"]
         m["connect_s"] = lg["connect_s"]
