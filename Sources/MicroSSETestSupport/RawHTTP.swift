@@ -73,7 +73,10 @@ public final class RawConnection {
         }
         guard rc == 0 else {
             let e = errno
-            Glibc.close(fd)
+            // Swift runs deinit when an initializer throws after every stored property is set:
+            // close here once and let deinit see it done. (Closing twice closed whatever
+            // descriptor had reused the number: an in-process server's socket.)
+            close()
             throw TestClientError("connect to \(host):\(port) failed: errno \(e)")
         }
         var one: Int32 = 1
