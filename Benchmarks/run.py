@@ -10,8 +10,7 @@ to Benchmarks/results/*.json, server logs to Benchmarks/results/logs/.
 
 Servers: microsse (MICROSSE_CMD or --microsse-cmd; default `../.build/release/microsse serve`
 at its shipped defaults, skipped with a note if missing), c-ref (reference/c-hub at its own,
-libmicrohttpd's, defaults), node (reference/node-hub), and c-ref-samepool (the C reference on
-MicroSSE's pool and block, an extra section run in the idle and large scenarios only).
+libmicrohttpd's, defaults) and node (reference/node-hub).
 The references run as their own users would run them, never tuned to match MicroSSE.
 All traffic goes to 127.0.0.1.
 """
@@ -40,17 +39,10 @@ INPROC_SWIFT = os.path.join(HERE, "inproc", "inproc-swift")
 INPROC_C = os.path.join(HERE, "inproc", "inproc-c")
 
 # MicroSSE at its shipped defaults (heartbeats every 15 s, publishing on, 10,000 streams): only
-# the address is given.
+# the address is given. Every reference runs at its own defaults too (the C hub: libmicrohttpd's
+# 32 KiB connection memory, block 1024; see reference/c-hub/hub.c); CREF_ARGS / --cref-args add
+# flags to it for experiments outside `make bench`.
 DEFAULT_MICROSSE = "../.build/release/microsse serve --host 127.0.0.1 --port {port}"
-# The headline C reference runs at its own defaults (libmicrohttpd's 32 KiB connection memory,
-# block 1024; see reference/c-hub/hub.c); CREF_ARGS / --cref-args add flags to it.
-# The extra "same pool" entry runs it with MicroSSE's libmicrohttpd pool (the command's own
-# --connection-memory, else the default `microsse serve --help` prints) and MicroSSE's stream
-# block size (Server.streamBlockSize): what the C hub costs on MicroSSE's memory budget. It is a
-# labelled extra section, only in SAMEPOOL_SCENARIOS, never a headline column or a target.
-MICROSSE_BLOCK = 256
-SAMEPOOL_SCENARIOS = ("idle", "large")
-FALLBACK_POOL = 32768
 
 SERVER_CPU, LOADGEN_CPU = "0", "1"
 
@@ -138,7 +130,7 @@ SCENARIOS = {
 }
 ORDER = ["fanout", "latency", "idle", "large", "dashboard", "inproc", "redis-fanout", "redis-latency",
          "scale-fanout", "scale-latency", "resume-storm"]
-SERVER_ORDER = ["microsse", "c-ref", "node", "c-ref-samepool"]
+SERVER_ORDER = ["microsse", "c-ref", "node"]
 HEADLINE_SERVERS = ["microsse", "c-ref", "node"]
 # Scenarios run in several interleaved rounds (microsse, c-ref, node, microsse, ...): the report
 # keeps each server's best round by this figure. Other processes on a shared machine only ever
@@ -220,8 +212,7 @@ def server_commands(args):
             margv[0] = exe_path
         out.append(("microsse", margv, mcmd))
     cargs = args.cref_args if args.cref_args is not None else os.environ.get("CREF_ARGS", "")
-    samepool = "--pool %d --block %d" % (microsse_pool(margv), MICROSSE_BLOCK)
-    for name, flags in (("c-ref", cargs), ("c-ref-samepool", samepool)):
+    for name, flags in (("c-ref", cargs),):
         if os.path.exists(CHUB):
             out.append((name, [CHUB, "--host", "127.0.0.1", "--port", "{port}"] + shlex.split(flags),
                         ("reference/c-hub/c-hub --port {port} " + flags).strip()))
@@ -234,25 +225,6 @@ def server_commands(args):
         out.append(("node", None, "skipped: node not found"))
     wanted = args.servers.split(",")
     return [s for s in out if s[0] in wanted]
-
-
-def microsse_pool(margv):
-    """MicroSSE's libmicrohttpd pool in bytes: the command's --connection-memory, else the default
-    that `microsse serve --help` prints."""
-    for i, a in enumerate(margv):
-        if a == "--connection-memory" and i + 1 < len(margv):
-            return int(margv[i + 1])
-        if a.startswith("--connection-memory="):
-            return int(a.split("=", 1)[1])
-    try:
-        exe = margv[0] if os.path.isabs(margv[0]) else os.path.normpath(os.path.join(HERE, margv[0]))
-        out = subprocess.run([exe, "serve", "--help"], capture_output=True, text=True, timeout=10).stdout
-        flat = " ".join(out.split())
-        i = flat.index("--connection-memory")
-        j = flat.index("(default: ", i)
-        return int(flat[j + len("(default: "):flat.index(")", j)])
-    except (OSError, ValueError, subprocess.TimeoutExpired):
-        return FALLBACK_POOL
 
 
 def proc_cpu_s(pid):
@@ -845,43 +817,6 @@ def best_round(scen, recs):
     return best
 
 
-def write_samepool(L, by, scen_defs, servers):
-    """The extra section: the C reference on MicroSSE's pool and block, next to both headline
-    figures. Not a target: it shows what MicroSSE's own memory trade-off costs the C hub."""
-    scens = [s for s in SAMEPOOL_SCENARIOS if s in scen_defs and (s, "c-ref-samepool") in by]
-    if not scens:
-        return
-    note = next((n for name, argv, n in servers if name == "c-ref-samepool"), "")
-    L.append("## Extra, not a headline: the C reference on MicroSSE's memory budget")
-    L.append("")
-    L.append("The headline C reference runs at libmicrohttpd's defaults (32 KiB per connection). Here the same "
-             "hub runs with MicroSSE's pool and stream block, `%s`, to show what that smaller budget does to "
-             "the C hub itself; the targets never use this column." % note)
-    L.append("")
-    cols = [("microsse", "MicroSSE (defaults)"), ("c-ref", "C ref (defaults)"), ("c-ref-samepool", "C ref, same pool")]
-    for scen in scens:
-        title, lg_args = scen_defs[scen]
-        L.append("### %s" % title)
-        L.append("")
-        hdr = ["metric"] + [c[1] for c in cols] + ["MicroSSE / same-pool C ref"]
-        L.append("| " + " | ".join(hdr) + " |")
-        L.append("|" + "---|" * len(hdr))
-        ms = {n: metrics(by[(scen, n)]) if (scen, n) in by else {} for n, _ in cols}
-        for label, key, nd, _better in ROWS[scen]:
-            r = ratio(ms["microsse"].get(key), ms["c-ref-samepool"].get(key))
-            L.append("| " + " | ".join([label] + [fmt(ms[n].get(key), nd) for n, _ in cols] +
-                                       [fmt(r, 2) + "×" if r is not None else "—"]) + " |")
-        if scen in PRIMARY and any(by.get((scen, n), {}).get("rounds") for n, _ in cols):
-            key = PRIMARY[scen][0]
-            label = next(l for l, k, _, _ in ROWS[scen] if k == key)
-            cells = [" / ".join(fmt(x[key], 1) + ("" if x["ok"] else " ✗") for x in by.get((scen, n), {}).get("rounds") or [])
-                     or "—" for n, _ in cols]
-            L.append("| " + " | ".join(["%s, every round (best shown)" % label] + cells + [""]) + " |")
-        L.append("| " + " | ".join(["correctness"] + [correctness(by[(scen, n)]) if (scen, n) in by else "not run"
-                                                      for n, _ in cols] + [""]) + " |")
-        L.append("")
-
-
 def write_report(path, results, servers, scen_defs, args, started, elapsed):
     names = [s[0] for s in servers if s[0] in HEADLINE_SERVERS]
     runnable = [s[0] for s in servers if s[1] is not None]
@@ -913,9 +848,7 @@ def write_report(path, results, servers, scen_defs, args, started, elapsed):
                          "libmicrohttpd's 32 KiB pool (idle streams give unused pages back)",
              "c-ref": "the C reference on libmicrohttpd directly, at libmicrohttpd's defaults (32 KiB per "
                       "connection) and its own block 1024",
-             "node": "the classic Node.js `http` hub",
-             "c-ref-samepool": "extra, not a headline: the C reference on MicroSSE's pool and block, in the %s "
-                               "scenarios only" % " and ".join(SAMEPOOL_SCENARIOS)}
+             "node": "the classic Node.js `http` hub"}
     for name, argv, note in servers:
         L.append("- **%s**: %s%s" % (name, ("`%s`" % note) if argv else note,
                                      " — " + about[name] if argv and name in about else ""))
@@ -980,7 +913,6 @@ def write_report(path, results, servers, scen_defs, args, started, elapsed):
         row += [""] * (len(hdr) - len(row))
         L.append("| " + " | ".join(row) + " |")
         L.append("")
-    write_samepool(L, by, scen_defs, servers)
     write_microsse_only(L, by, scen_defs)
     write_scale(L, by, scen_defs)
     L.append("## Targets")
@@ -1050,8 +982,7 @@ def write_report(path, results, servers, scen_defs, args, started, elapsed):
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--smoke", action="store_true", help="tiny scenarios (seconds); report to results/smoke.md")
-    ap.add_argument("--servers", default=",".join(SERVER_ORDER), help="comma list of " + ",".join(SERVER_ORDER) +
-                    " (c-ref-samepool runs only in the %s scenarios)" % " and ".join(SAMEPOOL_SCENARIOS))
+    ap.add_argument("--servers", default=",".join(SERVER_ORDER), help="comma list of " + ",".join(SERVER_ORDER))
     ap.add_argument("--scenarios", default=",".join(ORDER), help="comma list of " + ",".join(ORDER))
     ap.add_argument("--microsse-cmd", default=None,
                     help="MicroSSE command, {port} is replaced (env MICROSSE_CMD; default: %s)" % DEFAULT_MICROSSE)
@@ -1109,7 +1040,7 @@ def main():
         by_server = {}
         for rnd in range(rounds):
             for name, argv, _ in servers:
-                if argv is None or (name == "c-ref-samepool" and scen not in SAMEPOOL_SCENARIOS):
+                if argv is None:
                     continue
                 rec = run_one(name, argv, scen, title, lg_args, os.path.join(RESULTS, "logs"))
                 rec["round"] = rnd + 1
