@@ -134,6 +134,8 @@ package final class Subscriber: Sendable {
             if action == .suspend {
                 onSuspend()
                 if $0.takeListing() { onListing() }
+            } else {
+                listIfPending(&$0)
             }
             return action
         }
@@ -145,7 +147,7 @@ package final class Subscriber: Sendable {
     ) -> SubscriberQueue.ReadAction {
         queue.withLock {
             let action = $0.read(max: max, write: write)
-            if action == .suspend { onSuspend() }
+            if action == .suspend { onSuspend() } else { listIfPending(&$0) }
             return action
         }
     }

@@ -88,6 +88,9 @@ package struct SubscriberQueue: Sendable {
     /// True while the stream is in its ticker's set of streams with pending bytes
     /// (``PendingStreams``; see ``takePendingListing()``).
     private var listedPending = false
+    /// True from an answer that asked for a resume until the next read: the reader is about to
+    /// take what is pending, so the stream need not be listed for it (see ``takePendingListing()``).
+    private var woken = false
 
     package init(limit: Int) {
         self.limit = limit
@@ -102,11 +105,7 @@ package struct SubscriberQueue: Sendable {
         frames.append(frame)
         pendingBytes += frame.bytes.count
         enqueuedSinceTick = true
-        if waiting {
-            waiting = false
-            return .wake
-        }
-        return .none
+        return takeWaiting() ? .wake : .none
     }
 
     /// Copies up to `out.count` queued bytes, in order, into `out` (several frames per call): what
@@ -121,6 +120,7 @@ package struct SubscriberQueue: Sendable {
         }
         bufferAddress = address
         bufferCount = max
+        woken = false
         var written = 0
         var events = 0
         while head < frames.count && written < max {
@@ -226,7 +226,10 @@ package struct SubscriberQueue: Sendable {
         guard pendingBytes == 0, frame.bytes.count <= limit else { return false }
         frames.append(frame)
         pendingBytes += frame.bytes.count
-        return takeWaiting()
+        let wake = takeWaiting()
+        // Listed even though woken: a peer that may be gone is watched from the start.
+        woken = false
+        return wake
     }
 
     /// Copies up to `max` queued bytes, in order, through one call of `write` (tests, tools).
@@ -308,10 +311,14 @@ package struct SubscriberQueue: Sendable {
     package var freeBytes: Int { phase == .open ? limit - pendingBytes : 0 }
 
     /// Whether the stream must now enter its ticker's set of streams with pending bytes: true
-    /// when bytes are pending and it is not listed yet (it is then marked listed). Checked after
-    /// every call that may queue bytes, so a stream with bytes pending is always listed.
+    /// when bytes are pending, it is not listed yet (it is then marked listed), and no resume is
+    /// on its way to its reader. Checked after every call that may queue bytes and after every
+    /// read, so a stream with bytes pending is listed unless its reader is about to run: a
+    /// heartbeat or an event that wakes a suspended stream costs the ticker's per-second pass
+    /// nothing, and only bytes the reader could not take (a peer that reads slowly or not at
+    /// all) are watched for stalls.
     package mutating func takePendingListing() -> Bool {
-        guard pendingBytes > 0, !listedPending else { return false }
+        guard pendingBytes > 0, !listedPending, !woken else { return false }
         listedPending = true
         return true
     }
@@ -326,6 +333,7 @@ package struct SubscriberQueue: Sendable {
     private mutating func takeWaiting() -> Bool {
         let was = waiting
         waiting = false
+        if was { woken = true }
         return was
     }
 }

@@ -45,11 +45,13 @@ package final class Ticker: @unchecked Sendable {
     package func cancel() { timer.cancel() }
 }
 
-/// The streams that had bytes queued since the ticker's last visit: every stream with bytes
-/// pending is in it (a stream enters on the enqueue that makes its queue non-empty, under the
-/// stream's queue lock, and leaves only on a visit that finds nothing pending), each at most
-/// once. So the per-second stall pass and the largest-backlog gauge cost O(streams with recent
-/// output), not O(streams). Lock order: a subscriber's queue lock, then this set's lock.
+/// The streams with bytes their reader has not taken: every stream with bytes pending is in it
+/// unless a resume is on its way to its reader (a stream enters under its queue lock, on the
+/// enqueue that leaves bytes pending on a stream not being woken, or on the read that leaves
+/// bytes behind, and leaves only on a visit that finds nothing pending), each at most once. So
+/// the per-second stall pass and the largest-backlog gauge cost O(streams whose peer is behind),
+/// not O(streams): the heartbeat that wakes every idle stream lists none of them. Lock order: a
+/// subscriber's queue lock, then this set's lock.
 package final class PendingStreams: Sendable {
     private let members = Mutex<[Subscriber]>([])
 
@@ -72,7 +74,7 @@ package final class PendingStreams: Sendable {
     package var count: Int { members.withLock { $0.count } }
 
     /// The most bytes any listed stream has pending: the largest backlog of every stream made
-    /// with this set, since a stream with bytes pending is always listed.
+    /// with this set (a stream being woken is not listed, but its reader is about to take its bytes).
     package func largestPendingBytes() -> Int {
         members.withLock { Array($0) }.reduce(0) { max($0, $1.pendingBytes) }
     }

@@ -76,7 +76,7 @@ struct PendingStreamsTests {
         #expect(!sub.isOpen && sub.wasDropped)
     }
 
-    @Test("an idle stream gets its heartbeat, which lists it until it is written")
+    @Test("an idle stream gets its heartbeat; a woken stream costs the stall pass nothing")
     func idleStreamGetsHeartbeat() {
         let set = PendingStreams()
         let idle = Subscriber(channels: ["c"], limit: 1 << 20, pending: set)
@@ -96,10 +96,31 @@ struct PendingStreamsTests {
         #expect(wakes.value == 2, "the idle stream was resumed for each heartbeat")
         #expect(busy.pendingBytes == 0, "a stream with output since the last tick gets no heartbeat")
         #expect(idle.pendingBytes == heartbeat.bytes.count)
-        #expect(set.count == 2, "the heartbeat listed the idle stream; the busy one is still listed")
+        #expect(set.count == 0, "both were woken, so neither is listed: their readers take the bytes")
         #expect(drain(idle) == heartbeat.bytes)
+    }
+
+    @Test("a woken stream is listed only when its reader leaves bytes behind")
+    func wokenStreamListedByItsReader() {
+        let set = PendingStreams()
+        let sub = Subscriber(channels: ["c"], limit: 1 << 20, pending: set)
+        let wakes = WakeCounter()
+        wakes.install(on: sub)
+        suspend(sub)
+        let big = frame("data: " + String(repeating: "x", count: 100) + "\n\n")
+        #expect(sub.enqueue(big) == .wake)
+        sub.enqueue(frame("data: more\n\n"))
+        #expect(set.count == 0, "a resume is on its way to the reader: nothing to watch yet")
+        var out: [UInt8] = []
+        #expect(sub.read(max: 64, write: { out += $0 }, onSuspend: {}) == .wrote(bytes: 64, events: 0))
+        #expect(set.count == 1, "the reader left bytes behind: listed for the stall pass")
+        #expect(set.largestPendingBytes() == big.bytes.count + 12 - 64)
+        out += drain(sub)
+        #expect(out == big.bytes + Array("data: more\n\n".utf8))
         Subscriber.visitPending(set, stallTicks: 30)
         #expect(set.count == 0)
+        sub.enqueue(frame("data: not woken\n\n"))
+        #expect(set.count == 0 && wakes.value == 2, "suspended again by the drain: woken, not listed")
     }
 
     /// Reads until the stream suspends; returns what was written.
