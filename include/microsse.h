@@ -162,6 +162,23 @@ typedef struct msse_config {
     const char *const *public_channels; /**< Channel patterns anyone may subscribe to without a
                                              token; needs a JWT key. NULL. */
     size_t public_channel_count;    /**< Number of entries in public_channels. 0. */
+    /* Added for the limits, after public_channel_count; an older cfg.size gets the defaults. */
+    size_t history_memory_bytes;    /**< Accounted history bytes of all channels together (per
+                                         channel 256 + its name, per event 128 + its id and bytes);
+                                         over it the oldest events of any channel go first. Not
+                                         used with Redis. 256 MiB. */
+    int history_ttl_seconds;        /**< Events older than this are not replayed (a resume from
+                                         one gets the gap signal); 0 = no age limit. 0. */
+    int max_channels_per_stream;    /**< Channels one stream may name; more get 400. 32. */
+    size_t max_upload_bytes_in_flight; /**< Publish-body bytes being received on all connections
+                                            together; an upload over it gets 503. 64 MiB. */
+    int drain_window_ms;            /**< msse_server_stop sends each stream a `retry:` drawn from
+                                         0 to this many ms, so clients reconnect spread out;
+                                         0 = none. 5000. */
+    const char *const *allowed_hosts; /**< Host names (the Host header without its port, any
+                                           case) this server answers for; others get 421 (a DNS
+                                           rebinding guard). NULL = any. Copied. */
+    size_t allowed_host_count;      /**< Number of entries in allowed_hosts. 0. */
 } msse_config;
 
 /**

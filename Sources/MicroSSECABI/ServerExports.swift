@@ -84,6 +84,13 @@ private func defaultConfig() -> msse_config {
     c.jwt_public_key_pem = nil
     c.public_channels = nil
     c.public_channel_count = 0
+    c.history_memory_bytes = d.historyMemoryBytes
+    c.history_ttl_seconds = Int32(clamping: d.historyTTLSeconds)
+    c.max_channels_per_stream = Int32(clamping: d.maxChannelsPerStream)
+    c.max_upload_bytes_in_flight = d.maxUploadBytesInFlight
+    c.drain_window_ms = Int32(clamping: d.drainWindowMilliseconds)
+    c.allowed_hosts = nil
+    c.allowed_host_count = 0
     return c
 }
 
@@ -136,16 +143,7 @@ private func configuration(_ p: UnsafePointer<msse_config>) throws(CFailure) -> 
     s.maxPublishBytes = size(c.max_publish_bytes)
     s.publishing = c.publishing != 0
     s.publishToken = try optionalString(c.publish_token, "msse_config.publish_token")
-    let corsCount = c.cors_origin_count
-    guard corsCount >= 0 else { throw CFailure(MSSE_EINVAL, "msse_config.cors_origin_count is too large") }
-    if corsCount > 0 {
-        guard let origins = c.cors_origins else {
-            throw CFailure(MSSE_EINVAL, "msse_config.cors_origins is NULL but cors_origin_count is \(corsCount)")
-        }
-        var list: [String] = []
-        for i in 0..<corsCount { list.append(try string(origins[i], "msse_config.cors_origins[\(i)]")) }
-        s.corsOrigins = list
-    }
+    s.corsOrigins = try strings(c.cors_origins, c.cors_origin_count, "cors_origins", "cors_origin_count")
     s.channelRoutes = c.channel_routes != 0
     s.statusRoutes = c.status_routes != 0
     s.writeTimeoutSeconds = count(c.write_timeout_seconds)
@@ -177,18 +175,27 @@ private func configuration(_ p: UnsafePointer<msse_config>) throws(CFailure) -> 
     case (nil, let pem?): s.jwt = JWTSettings(publicKeyPEM: pem)
     default: throw CFailure(MSSE_EINVAL, "set msse_config.jwt_secret or jwt_public_key_pem, not both")
     }
-    let publicCount = c.public_channel_count
-    guard publicCount >= 0 else { throw CFailure(MSSE_EINVAL, "msse_config.public_channel_count is too large") }
-    if publicCount > 0 {
-        guard let patterns = c.public_channels else {
-            throw CFailure(
-                MSSE_EINVAL, "msse_config.public_channels is NULL but public_channel_count is \(publicCount)")
-        }
-        for i in 0..<publicCount {
-            s.publicChannels.append(try string(patterns[i], "msse_config.public_channels[\(i)]"))
-        }
-    }
+    s.publicChannels = try strings(
+        c.public_channels, c.public_channel_count, "public_channels", "public_channel_count")
+    s.historyMemoryBytes = size(c.history_memory_bytes)
+    s.historyTTLSeconds = count(c.history_ttl_seconds)
+    s.maxChannelsPerStream = count(c.max_channels_per_stream)
+    s.maxUploadBytesInFlight = size(c.max_upload_bytes_in_flight)
+    s.drainWindowMilliseconds = count(c.drain_window_ms)
+    s.allowedHosts = try strings(c.allowed_hosts, c.allowed_host_count, "allowed_hosts", "allowed_host_count")
     return s
+}
+
+/// A C array of `count` strings (`msse_config.LIST`, counted by `msse_config.COUNT`), copied.
+private func strings(
+    _ list: UnsafePointer<UnsafePointer<CChar>?>?, _ count: Int, _ name: String, _ countName: String
+) throws(CFailure) -> [String] {
+    guard count >= 0 else { throw CFailure(MSSE_EINVAL, "msse_config.\(countName) is too large") }
+    guard count > 0 else { return [] }
+    guard let list else { throw CFailure(MSSE_EINVAL, "msse_config.\(name) is NULL but \(countName) is \(count)") }
+    var out: [String] = []
+    for i in 0..<count { out.append(try string(list[i], "msse_config.\(name)[\(i)]")) }
+    return out
 }
 
 // MARK: Lifecycle
