@@ -265,7 +265,8 @@ MSSE_API const char *msse_server_errmsg(const msse_server *srv);
  * history for resume.
  *
  * Returns MSSE_OK; MSSE_EINVAL when `srv` or `channel` is NULL, or `data` is NULL with `len` > 0;
- * MSSE_ECHANNEL for a bad channel name; MSSE_EEVENT when `event` contains CR or LF; MSSE_EID
+ * MSSE_ECHANNEL for a bad channel name; MSSE_EEVENT when `event` contains CR or LF or is one of
+ * MicroSSE's own types ("microsse.gap", "microsse.expired"); MSSE_EID
  * when `id` contains CR or LF; MSSE_EUTF8 when `data` (or a string) is not valid UTF-8;
  * MSSE_ETOOBIG when `len` > config.max_publish_bytes; MSSE_EUNAVAIL once the server is stopping.
  * Publishing before msse_server_start is allowed (the event goes to history).

@@ -2,6 +2,7 @@ import CoreMetrics
 import Logging
 import MicroSSECore
 import MicroSSETransport
+import MicroSSEWire
 import ServiceLifecycle
 import Synchronization
 
@@ -224,12 +225,9 @@ public final class Server: Sendable {
 }
 
 extension Hub {
-    /// Every publish goes through here: the size limit, the broker, the counter.
+    /// Every publish goes through here: the checks below, the broker, the counter.
     func publish(_ event: Event, to channel: ChannelName) throws(MicroSSEError) -> String {
-        let limit = configuration.maxPublishBytes
-        guard event.data.utf8.count <= limit else {
-            throw MicroSSEError(.payloadTooLarge, "event data is larger than \(limit) bytes")
-        }
+        try admit(event)
         let started = ContinuousClock.now
         let id = try broker.publish(event, to: channel)
         countPublish(since: started)
@@ -242,15 +240,28 @@ extension Hub {
         _ event: Event, to channel: ChannelName,
         completion: @escaping @Sendable (Result<String, MicroSSEError>) -> Void
     ) {
-        let limit = configuration.maxPublishBytes
-        guard event.data.utf8.count <= limit else {
-            completion(.failure(MicroSSEError(.payloadTooLarge, "event data is larger than \(limit) bytes")))
+        do throws(MicroSSEError) {
+            try admit(event)
+        } catch {
+            completion(.failure(error))
             return
         }
         let started = ContinuousClock.now
         broker.publish(event, to: channel) { [self] result in
             if case .success = result { countPublish(since: started) }
             completion(result)
+        }
+    }
+
+    /// What a publisher may send: data within ``ServerConfiguration/maxPublishBytes``, and no
+    /// event name of MicroSSE's own control events.
+    private func admit(_ event: Event) throws(MicroSSEError) {
+        let limit = configuration.maxPublishBytes
+        guard event.data.utf8.count <= limit else {
+            throw MicroSSEError(.payloadTooLarge, "event data is larger than \(limit) bytes")
+        }
+        if let name = event.event, ControlEvents.isReserved(name) {
+            throw MicroSSEError(.invalidEventName, "event name \(name) is reserved for MicroSSE's own events")
         }
     }
 

@@ -1,5 +1,6 @@
 import Dispatch
 import MicroSSECore
+import MicroSSEWire
 import Synchronization
 
 #if canImport(Glibc)
@@ -17,7 +18,7 @@ import Synchronization
 /// and cancelled from any thread); everything else is behind the mutex.
 final class StreamExpiry: @unchecked Sendable {
     /// The event type of the final event.
-    static let eventType = "microsse.expired"
+    static let eventType = ControlEvents.expiredName
 
     private struct Entry {
         let exp: Int

@@ -3,6 +3,14 @@
 package enum ControlEvents {
     /// The `event:` name of the gap signal.
     package static let gapName = "microsse.gap"
+    /// The `event:` name of the last event of a stream whose token expired.
+    package static let expiredName = "microsse.expired"
+
+    /// Whether `name` is one of the names above, which only MicroSSE may send: a publisher
+    /// sending one could make clients believe events were lost, or end their streams.
+    package static func isReserved(_ name: String) -> Bool {
+        name == gapName || name == expiredName
+    }
 
     /// The first event of a resumed stream that may have missed events: data
     /// `{"lastEventId":"…","reason":"evicted|unknown"}`.

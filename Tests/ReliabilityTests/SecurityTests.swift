@@ -197,4 +197,23 @@ struct SecurityTests {
             #expect((400..<500).contains(s), "\(path) gave \(s)")
         }
     }
+
+    @Test(
+        "a publisher cannot send MicroSSE's own control events (gap, expired): 400 over HTTP, a thrown error in Swift")
+    func controlEventNamesReserved() throws {
+        let server = try makeServer { $0.publishing = true }
+        defer { server.stop() }
+        let stream = try EventStreamClient(port: server.port, path: "/events/news")
+        for name in ["microsse.gap", "microsse.expired"] {
+            let answer = try postEvent(port: server.port, channel: "news", data: "{}", query: "event=\(name)")
+            #expect(answer.status == 400)
+            #expect(answer.text.contains("reserved"))
+            #expect(throws: MicroSSEError.self) { try server.publish("{}", event: name, to: "news") }
+        }
+        #expect(
+            try postEvent(port: server.port, channel: "news", data: "ok", query: "event=microsse.other").status == 202)
+        #expect(server.statistics.published == 1)
+        let first = try #require(try stream.next())
+        #expect(first.data == "ok" && first.type == "microsse.other", "nothing reserved reached the stream")
+    }
 }

@@ -19,6 +19,8 @@ import signal
 import subprocess
 import sys
 import threading
+import urllib.error
+import urllib.request
 import time
 import traceback
 
@@ -528,6 +530,16 @@ def test_helper_shares_one_stream(t):
         check(not p.console_errors(), f"page errors: {p.console_errors()}")
 
 
+def publish_status(base, channel, data, event):
+    """POSTs one event; returns the status (an error status too, where publish() raises)."""
+    req = urllib.request.Request(f"{base}/events/{channel}?event={event}", data=data.encode(), method="POST")
+    try:
+        with urllib.request.urlopen(req, timeout=5) as resp:
+            return resp.status
+    except urllib.error.HTTPError as e:
+        return e.code
+
+
 def test_helper_gap_and_expired(t):
     hub = t.hub("--web", "--history", "2")
     old = [publish(hub.base, "gappy", f"old {i}") for i in range(5)]
@@ -564,17 +576,25 @@ def test_helper_gap_and_expired(t):
     wait_helper_events([a, b], want)
     b.wait_js(f"__single.events.includes({live!r})", 5, "the live event on the single stream")
 
-    # microsse.expired (what the hub sends before ending a stream whose token expired): onExpired
-    # in every tab, and every stream closes.
-    publish(hub.base, "gappy", '{"exp": 1700000000}', event="microsse.expired")
+    # microsse.expired: what the hub sends before ending a stream whose token expired (a publisher
+    # cannot send it: the name is reserved). A hub with tokens; the cookie's token lapses while
+    # both tabs share one stream: onExpired in every tab, and every stream closes.
+    check(publish_status(hub.base, "gappy", "{}", event="microsse.expired") == 400, "a publisher cannot send microsse.expired")
+    hub2 = t.hub("--web", "--jwt-secret", JWT_SECRET, "--publish-token", "browser-suite-publish")
+    exp = int(time.time()) + 6
+    token = jwt_hs256({"sub": "tab", "exp": exp, "microsse": {"subscribe": ["expiring"]}})
     for p in (a, b):
-        p.wait_js("__sse.expired.length === 1 && __stream.state === 'closed'", 5, "onExpired and the stream closed")
-        check(p.js("__sse.expired") == [{"exp": 1700000000}], f"onExpired payload: {p.js('__sse.expired')}")
-        check(helper_events(p) == want, "microsse.expired is not an ordinary event")
-    b.wait_js("__own.state === 'closed'", 5, "the single stream to close on microsse.expired")
-    # The hub finds a closed stream when it writes to it: events to the channel make it write.
-    wait_until(lambda: publish(hub.base, "gappy", "after expiry") and hub_clients(hub) == 0, 10, "the hub to see every stream closed")
-    check(all(len(p.js("__sse.events")) == len(want) for p in (a, b)), "nothing after microsse.expired")
+        p.goto(hub2.base + "/healthz")
+    a.driver.add_cookie({"name": "microsseAuthorization", "value": token, "path": "/", "httpOnly": True, "sameSite": "Strict"})
+    for p in (a, b):
+        p.js(HELPER % ("{name: 'expiry-test'}", repr("/events/expiring")))
+    wait_clients(hub2, 1)
+    for p in (a, b):
+        p.wait_js("__sse.expired.length === 1 && __stream.state === 'closed'", 15, "onExpired and the stream closed")
+        check(p.js("__sse.expired") == [{"exp": exp}], f"onExpired payload: {p.js('__sse.expired')}")
+        check(helper_events(p) == [], "microsse.expired is not an ordinary event")
+    check(time.time() >= exp, "not before exp")
+    wait_clients(hub2, 0)
 
 
 # --------------------------------------------------------------------------------------------
