@@ -138,7 +138,8 @@ typedef struct msse_config {
     int write_timeout_seconds;      /**< A stream stalled this long is dropped as dead. 30. */
     int connection_timeout_seconds; /**< Idle non-stream connections are closed after. 30. */
     int connection_limit;           /**< TCP connections at once (streams + requests). 10240. */
-    int per_ip_connection_limit;    /**< Connections per peer address; 0 = no limit. 0. */
+    int per_ip_connection_limit;    /**< Connections per peer address; over it a request gets 429
+                                         (past twice it: closed at accept); 0 = no limit. 0. */
     size_t connection_memory_limit; /**< libmicrohttpd memory pool per connection (request headers up to 16 KB fit). 32 KiB. */
     int thread_pool_size;           /**< Polling threads (>= 1). 1. */
     const char *tls_cert_pem;       /**< PEM certificate chain (text, not a path) for HTTPS. NULL. */

@@ -4,6 +4,7 @@
 #include <arpa/inet.h>
 #include <dlfcn.h>
 #include <errno.h>
+#include <limits.h>
 #include <poll.h>
 #include <netinet/in.h>
 #include <pthread.h>
@@ -98,9 +99,14 @@ struct MHD_Daemon *msse_shim_start_daemon(const msse_shim_daemon_options *o, cha
         opts[i++] = (struct MHD_OptionItem){MHD_OPTION_CONNECTION_TIMEOUT, (intptr_t)o->connection_timeout, NULL};
     if (o->thread_pool_size > 1)
         opts[i++] = (struct MHD_OptionItem){MHD_OPTION_THREAD_POOL_SIZE, (intptr_t)o->thread_pool_size, NULL};
+    /* The tracker answers connections over the per-address limit with 429; libmicrohttpd's own
+     * limit, at twice it, bounds how many slots one address can take while they wait for it
+     * (past it, connections are closed at accept without an answer). */
     if (o->per_ip_connection_limit)
         opts[i++] = (struct MHD_OptionItem){MHD_OPTION_PER_IP_CONNECTION_LIMIT,
-                                            (intptr_t)o->per_ip_connection_limit, NULL};
+                                            o->per_ip_connection_limit > UINT_MAX / 2 ? (intptr_t)UINT_MAX
+                                            : (intptr_t)o->per_ip_connection_limit * 2,
+                                            NULL};
     if (o->completed != NULL)
         opts[i++] = (struct MHD_OptionItem){MHD_OPTION_NOTIFY_COMPLETED, (intptr_t)o->completed, o->completed_cls};
     if (o->logger != NULL) {

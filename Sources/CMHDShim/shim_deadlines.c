@@ -18,8 +18,17 @@
 struct msse_shim_tracker {
     pthread_mutex_t lock;
     msse_shim_conn head; /* sentinel of a circular list, in deadline order */
-    uint64_t timeout_ms;
+    uint64_t timeout_ms; /* 0: no request deadlines */
+    /* Connections over the per-address limit, waiting for their request (answered 429) for at
+     * most MSSE_SHIM_REFUSAL_MS: a sentinel of a second list, in deadline order too. */
+    msse_shim_conn refused;
+    msse_shim_peers *peers; /* NULL: no per-address limit */
+    unsigned int per_ip_limit;
 };
+
+/* How long a connection over the per-address limit may take to send the request its 429
+ * answers: short, so refused connections hold few of the daemon's slots. */
+#define MSSE_SHIM_REFUSAL_MS 2000u
 
 static uint64_t msse_shim_now_ms(void) {
     struct timespec ts;
@@ -35,22 +44,41 @@ static void msse_shim_unlink(msse_shim_conn *c) {
     c->prev = c->next = NULL;
 }
 
-static void msse_shim_link_tail(msse_shim_tracker *t, msse_shim_conn *c) {
+/* Links `c` at the tail of the list `head` with a deadline `delay_ms` from now: every node of a
+ * list gets the same delay, so each list stays in deadline order. */
+static void msse_shim_link_tail(msse_shim_conn *head, msse_shim_conn *c, uint64_t delay_ms) {
     msse_shim_unlink(c);
-    c->deadline_ms = msse_shim_now_ms() + t->timeout_ms;
-    c->next = &t->head;
-    c->prev = t->head.prev;
-    t->head.prev->next = c;
-    t->head.prev = c;
+    c->deadline_ms = msse_shim_now_ms() + delay_ms;
+    c->next = head;
+    c->prev = head->prev;
+    head->prev->next = c;
+    head->prev = c;
 }
 
-msse_shim_tracker *msse_shim_tracker_create(unsigned int request_timeout_seconds) {
+msse_shim_tracker *msse_shim_tracker_create(unsigned int request_timeout_seconds, unsigned int per_ip_limit,
+                                            unsigned int connection_limit) {
     msse_shim_tracker *t = calloc(1, sizeof *t);
     if (t == NULL) return NULL;
+    if (per_ip_limit > 0 && (t->peers = msse_shim_peers_create(connection_limit)) == NULL) {
+        free(t);
+        return NULL;
+    }
     pthread_mutex_init(&t->lock, NULL);
     t->head.prev = t->head.next = &t->head;
+    t->refused.prev = t->refused.next = &t->refused;
     t->timeout_ms = (uint64_t)request_timeout_seconds * 1000u;
+    t->per_ip_limit = per_ip_limit;
     return t;
+}
+
+static void msse_shim_free_list(msse_shim_conn *head) {
+    msse_shim_conn *c = head->next;
+    while (c != head) {
+        msse_shim_conn *next = c->next;
+        free(c);
+        c = next;
+    }
+    head->next = head->prev = head;
 }
 
 void msse_shim_tracker_destroy(msse_shim_tracker *t) {
@@ -59,15 +87,11 @@ void msse_shim_tracker_destroy(msse_shim_tracker *t) {
      * free any linked straggler. The lock orders this after the last notification (the
      * caller's thread may be another). */
     pthread_mutex_lock(&t->lock);
-    msse_shim_conn *c = t->head.next;
-    while (c != &t->head) {
-        msse_shim_conn *next = c->next;
-        free(c);
-        c = next;
-    }
-    t->head.next = t->head.prev = &t->head;
+    msse_shim_free_list(&t->head);
+    msse_shim_free_list(&t->refused);
     pthread_mutex_unlock(&t->lock);
     pthread_mutex_destroy(&t->lock);
+    msse_shim_peers_destroy(t->peers);
     free(t);
 }
 
@@ -80,8 +104,21 @@ void msse_shim_notify_connection(void *cls, struct MHD_Connection *connection, v
         const union MHD_ConnectionInfo *info = MHD_get_connection_info(connection, MHD_CONNECTION_INFO_CONNECTION_FD);
         c->tracker = t;
         c->fd = info != NULL ? (int)info->connect_fd : -1;
+        unsigned char key[16];
+        int keyed = 0;
+        if (t->peers != NULL) {
+            const union MHD_ConnectionInfo *peer =
+                MHD_get_connection_info(connection, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+            keyed = peer != NULL && msse_shim_address_key(peer->client_addr, key);
+        }
         pthread_mutex_lock(&t->lock);
-        msse_shim_link_tail(t, c);
+        if (keyed) {
+            memcpy(c->address, key, sizeof key);
+            c->counted = 1;
+            c->over_limit = msse_shim_peers_add(t->peers, key) > t->per_ip_limit;
+        }
+        if (c->over_limit) msse_shim_link_tail(&t->refused, c, MSSE_SHIM_REFUSAL_MS);
+        else if (t->timeout_ms > 0) msse_shim_link_tail(&t->head, c, t->timeout_ms);
         pthread_mutex_unlock(&t->lock);
         *socket_context = c;
     } else if (code == MHD_CONNECTION_NOTIFY_CLOSED) {
@@ -90,6 +127,7 @@ void msse_shim_notify_connection(void *cls, struct MHD_Connection *connection, v
         *socket_context = NULL;
         pthread_mutex_lock(&t->lock);
         msse_shim_unlink(c);
+        if (c->counted) msse_shim_peers_remove(t->peers, c->address);
         pthread_mutex_unlock(&t->lock);
         free(c);
     }
@@ -99,10 +137,20 @@ static void msse_shim_set_deadline(struct MHD_Connection *connection, int arm) {
     const union MHD_ConnectionInfo *info = MHD_get_connection_info(connection, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
     if (info == NULL || info->socket_context == NULL) return;
     msse_shim_conn *c = info->socket_context;
-    pthread_mutex_lock(&c->tracker->lock);
-    if (arm) msse_shim_link_tail(c->tracker, c);
+    msse_shim_tracker *t = c->tracker;
+    /* A refused connection keeps its short deadline until libmicrohttpd closes it. */
+    if (c->over_limit) return;
+    pthread_mutex_lock(&t->lock);
+    if (arm && t->timeout_ms > 0) msse_shim_link_tail(&t->head, c, t->timeout_ms);
     else msse_shim_unlink(c);
-    pthread_mutex_unlock(&c->tracker->lock);
+    pthread_mutex_unlock(&t->lock);
+}
+
+int msse_shim_over_ip_limit(struct MHD_Connection *connection) {
+    const union MHD_ConnectionInfo *info = MHD_get_connection_info(connection, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+    if (info == NULL || info->socket_context == NULL) return 0;
+    /* Set once, before libmicrohttpd reads from the connection, on the connection's own thread. */
+    return ((msse_shim_conn *)info->socket_context)->over_limit;
 }
 
 void msse_shim_request_arrived(struct MHD_Connection *connection) { msse_shim_set_deadline(connection, 0); }
@@ -114,13 +162,17 @@ unsigned int msse_shim_reap_slow_requests(msse_shim_tracker *t) {
     unsigned int n = 0;
     uint64_t now = msse_shim_now_ms();
     pthread_mutex_lock(&t->lock);
-    while (t->head.next != &t->head && t->head.next->deadline_ms <= now) {
-        msse_shim_conn *c = t->head.next;
-        if (c->fd >= 0) {
-            shutdown(c->fd, SHUT_RDWR);
-            n++;
+    msse_shim_conn *lists[] = {&t->head, &t->refused};
+    for (size_t i = 0; i < sizeof lists / sizeof lists[0]; i++) {
+        msse_shim_conn *head = lists[i];
+        while (head->next != head && head->next->deadline_ms <= now) {
+            msse_shim_conn *c = head->next;
+            if (c->fd >= 0) {
+                shutdown(c->fd, SHUT_RDWR);
+                n++;
+            }
+            msse_shim_unlink(c); /* once */
         }
-        msse_shim_unlink(c); /* once */
     }
     pthread_mutex_unlock(&t->lock);
     return n;

@@ -5,6 +5,7 @@
 #include "mhd_shim.h"
 
 #include <stdint.h>
+#include <sys/socket.h>
 
 #pragma GCC visibility push(hidden)
 
@@ -27,7 +28,24 @@ typedef struct msse_shim_conn {
      * of libmicrohttpd's end of the target when the target holds a raw NUL. */
     const char *target_start, *target_end;
     int target_bad; /* the raw target holds a space, CR, LF or another control byte */
+    /* The client's address (IPv4 as ::ffff:a.b.c.d) when counted in the tracker's per-address
+     * table, and whether this connection took its address over the limit (then it waits in the
+     * tracker's refusal list, with a short deadline, for its 429). */
+    unsigned char address[16];
+    unsigned char counted, over_limit;
 } msse_shim_conn;
+
+/* ---- Connections per client address (shim_peers.c), under the tracker's lock ---- */
+typedef struct msse_shim_peers msse_shim_peers;
+/* A table for at most `connection_limit` open connections: it never fills and never grows. */
+msse_shim_peers *msse_shim_peers_create(unsigned int connection_limit);
+void msse_shim_peers_destroy(msse_shim_peers *peers);
+/* The table key of an IPv4 or IPv6 address; 0 for another family. */
+int msse_shim_address_key(const struct sockaddr *address, unsigned char key[16]);
+/* Counts one more connection from `key`; returns how many it has now. */
+unsigned int msse_shim_peers_add(msse_shim_peers *peers, const unsigned char key[16]);
+/* Counts one connection from `key` fewer (the entry goes at zero). */
+void msse_shim_peers_remove(msse_shim_peers *peers, const unsigned char key[16]);
 
 /* libmicrohttpd's connection notifications: the deadline tracker's node per connection
  * (shim_deadlines.c). */

@@ -112,7 +112,9 @@ public struct ServerConfiguration: Sendable {
     /// TCP connections libmicrohttpd accepts at once (streams plus ordinary requests).
     /// Default 10,240; the process's open-file limit is raised to fit when allowed.
     public var connectionLimit = 10_240
-    /// Connections from one IP address at once; 0 = no limit. Default 0.
+    /// Connections from one IP address at once; 0 = no limit. Default 0. The request of a
+    /// connection over it is answered `429` (it must arrive within 2 s); past twice the limit,
+    /// libmicrohttpd closes the address's new connections at accept.
     public var perIPConnectionLimit = 0
     /// libmicrohttpd's per-connection memory pool in bytes: it holds the request (line and
     /// headers) and then the response's write buffer. Default 32 KiB, libmicrohttpd's own.

@@ -59,9 +59,26 @@ public final class RawConnection {
     private var buffer: [UInt8] = []
     private var eof = false
 
-    public init(port: UInt16, host: String = "127.0.0.1") throws {
+    /// Connects to `host:port`; with `from`, from that local IPv4 address (any of 127.0.0.0/8
+    /// on loopback: a client seen by the server as another address).
+    public init(port: UInt16, host: String = "127.0.0.1", from source: String? = nil) throws {
         fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
         guard fd >= 0 else { throw TestClientError("socket() failed: errno \(errno)") }
+        if let source {
+            var local = sockaddr_in()
+            local.sin_family = sa_family_t(AF_INET)
+            inet_pton(AF_INET, source, &local.sin_addr)
+            let bound = withUnsafePointer(to: &local) {
+                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                    bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size))
+                }
+            }
+            guard bound == 0 else {
+                let failure = errno
+                close()  // once (see below)
+                throw TestClientError("bind(\(source)) failed: errno \(failure)")
+            }
+        }
         var addr = sockaddr_in()
         addr.sin_family = sa_family_t(AF_INET)
         addr.sin_port = port.bigEndian

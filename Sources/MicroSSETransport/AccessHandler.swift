@@ -134,6 +134,12 @@ private func isURIMarker(_ raw: UnsafeMutableRawPointer) -> Bool {
 /// not fit the connection's pool, then ask the layer above, then reserve the announced body.
 private func headersArrived(_ call: FirstCall, _ context: RequestContext, _ transport: HTTPTransport) -> MHD_Result {
     let connection = call.connection
+    if msse_shim_over_ip_limit(connection) != 0 {
+        let limit = transport.options.perIPConnectionLimit
+        var refusal = Response.text("too many connections from your address (at most \(limit) at once)", status: 429)
+        refusal.headers.append(("Retry-After", "1"))
+        return refuse(refusal, context, transport, connection)
+    }
     var reason = [CChar](repeating: 0, count: 160)
     if msse_shim_check_request_head(connection, call.method, call.version, &reason, reason.count) != 0 {
         let text = reason.withUnsafeBufferPointer { String(cString: $0.baseAddress!) }

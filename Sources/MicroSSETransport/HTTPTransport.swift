@@ -82,11 +82,13 @@ package final class HTTPTransport: Sendable {
     package func start() throws(MicroSSEError) {
         if options.raiseFileLimit { raiseFileLimit(to: options.connectionLimit + 64) }
         // libmicrohttpd's timeout counts idle time only; a request must also arrive in full
-        // within the same number of seconds (msse_shim_tracker: slowloris, slow bodies).
-        let tracker: TrackerHandle? =
-            options.connectionTimeout > 0
-            ? msse_shim_tracker_create(UInt32(clamping: options.connectionTimeout)).map { TrackerHandle(pointer: $0) }
-            : nil
+        // within the same number of seconds (msse_shim_tracker: slowloris, slow bodies). The
+        // tracker's record of each connection also carries the raw request target's checks, and
+        // the per-address counts of the per-address limit, so there is one whatever the options.
+        let tracker = msse_shim_tracker_create(
+            UInt32(clamping: options.connectionTimeout), UInt32(clamping: options.perIPConnectionLimit),
+            UInt32(clamping: options.connectionLimit)
+        ).map { TrackerHandle(pointer: $0) }
         let retained = Unmanaged.passRetained(self)
         var error = [CChar](repeating: 0, count: 256)
         let daemon: OpaquePointer? = withOptionalCString(options.host) { host in

@@ -61,9 +61,14 @@ struct HeadNULTests {
         ),
     ]
 
-    @Test("each gets 400 and publishes nothing; the same heads without the NULs are served")
-    func hiddenBytesRefused() throws {
-        let server = try makeServer { $0.publishing = true }
+    @Test(
+        "each gets 400 and publishes nothing; the same heads without the NULs are served (with and without timeouts)",
+        arguments: [30, 0])
+    func hiddenBytesRefused(connectionTimeout: Int) throws {
+        let server = try makeServer {
+            $0.publishing = true
+            $0.connectionTimeoutSeconds = connectionTimeout
+        }
         defer { server.stop() }
         for (name, bytes) in Self.heads {
             let (status, c) = try rawRequest(port: server.port, bytes)

@@ -120,11 +120,16 @@ struct LimitTests {
         defer { server.stop() }
         let streams = try (0..<3).map { _ in try EventStreamClient(port: server.port, path: "/events/ip") }
         try #require(eventually { server.statistics.clients == 3 })
-        // The fourth is accepted by the kernel and closed by libmicrohttpd without a response.
+        // The fourth gets 429 with the reason (and is closed); past twice the limit (three streams
+        // and three more held open), a connection is closed at accept.
         let fourth = try RawConnection(port: server.port)
-        try? fourth.send("GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
-        #expect((try? fourth.readHead(timeout: 2)) == nil)
-        fourth.close()
+        try fourth.send("GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        #expect(try fourth.readHead(timeout: 2).status == 429)
+        let held = try (0..<3).map { _ in try RawConnection(port: server.port) }
+        let seventh = try RawConnection(port: server.port)
+        try? seventh.send("GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        #expect((try? seventh.readHead(timeout: 2)) == nil, "past twice the limit: closed without an answer")
+        for c in held + [fourth, seventh] { c.close() }
         // The streams were not disturbed.
         try server.publish("still", to: "ip")
         for s in streams { #expect(try s.next()?.data == "still") }

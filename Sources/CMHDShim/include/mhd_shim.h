@@ -25,9 +25,13 @@ typedef void (*msse_shim_log_cb)(void *cls, const char *message);
 typedef struct msse_shim_tracker msse_shim_tracker;
 
 /// A tracker whose requests must arrive within `request_timeout_seconds` of the connection
-/// opening, or of the previous request completing. Free it with msse_shim_tracker_destroy only
-/// after MHD_stop_daemon has returned.
-msse_shim_tracker *msse_shim_tracker_create(unsigned int request_timeout_seconds);
+/// opening, or of the previous request completing (0: no deadlines). With `per_ip_limit` > 0 it
+/// also counts the open connections of each client address (in a table sized once for
+/// `connection_limit` connections): a connection that takes its address over the limit is
+/// marked (msse_shim_over_ip_limit) and must send its request within 2 s. Free it with
+/// msse_shim_tracker_destroy only after MHD_stop_daemon has returned. NULL when out of memory.
+msse_shim_tracker *msse_shim_tracker_create(unsigned int request_timeout_seconds, unsigned int per_ip_limit,
+                                            unsigned int connection_limit);
 void msse_shim_tracker_destroy(msse_shim_tracker *tracker);
 
 /// Shuts down (never closes: libmicrohttpd owns the socket and closes it when it sees the
@@ -43,6 +47,10 @@ void msse_shim_request_arrived(struct MHD_Connection *connection);
 /// The connection's request is done; the next one on this connection gets a new deadline.
 /// Call from the request-completed callback.
 void msse_shim_request_finished(struct MHD_Connection *connection);
+
+/// Whether the connection took its client address over the tracker's per-address limit (its
+/// request must be refused). Call from the access handler.
+int msse_shim_over_ip_limit(struct MHD_Connection *connection);
 
 /// Checks the request head libmicrohttpd has parsed against RFC 9112's framing rules, which
 /// libmicrohttpd 0.9.75 does not enforce (its MHD_OPTION_STRICT_FOR_CLIENT only adds the Host
