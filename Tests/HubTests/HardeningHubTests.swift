@@ -64,7 +64,9 @@ struct HardeningHubTests {
 
     // MARK: Per-IP connection limit
 
-    @Test("serve --max-clients-per-ip 2: a third connection from 127.0.0.1 gets 429 with a reason, other addresses and the first two are served")
+    @Test(
+        "serve --max-clients-per-ip 2: a third connection from 127.0.0.1 gets 429 with a reason, other addresses and the first two are served"
+    )
     func perIPLimitFromTheCLI() throws {
         let hub = try ServerProcess(["serve", "--port", "0", "--max-clients-per-ip", "2"])
         let a = try EventStreamClient(port: hub.port, path: "/events/a")
