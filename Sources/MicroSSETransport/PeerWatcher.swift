@@ -1,3 +1,4 @@
+internal import CMHDShim
 import MicroSSECore
 import MicroSSEWire
 import Synchronization
@@ -70,13 +71,13 @@ final class PeerWatcher: @unchecked Sendable {
     init?(lookup: @escaping @Sendable (UInt64) -> Subscriber?) {
         self.lookup = lookup
         var fds: [Int32] = [-1, -1]
-        guard let epoll = Epoll.functions, pipe(&fds) == 0 else { return nil }
+        guard pipe(&fds) == 0 else { return nil }
         stopPipe = (fds[0], fds[1])
         for fd in fds { _ = fcntl(fd, F_SETFD, FD_CLOEXEC) }
-        epollFD = epoll.create(Epoll.cloexec)
+        epollFD = msse_shim_epoll_create()
         let retained = Unmanaged.passRetained(self)
         guard epollFD >= 0,
-            Epoll.control(epollFD, Epoll.add, stopPipe.read, events: Epoll.readable, token: Self.stopToken),
+            msse_shim_epoll_watch_readable(epollFD, stopPipe.read, Self.stopToken) == 0,
             pthread_create(&thread, nil, peerWatcherMain, retained.toOpaque()) == 0
         else {
             retained.release()
@@ -90,9 +91,7 @@ final class PeerWatcher: @unchecked Sendable {
     /// Watches a stream's socket; `token` is its subscriber's id. Call once, at stream start.
     @discardableResult
     func watch(fd: Int32, token: UInt64) -> Bool {
-        Epoll.control(
-            epollFD, Epoll.add, fd, events: Epoll.peerClosed | Epoll.hangUp | Epoll.error | Epoll.edgeTriggered,
-            token: token)
+        msse_shim_epoll_watch_peer(epollFD, fd, token) == 0
     }
 
     /// Lists a stream that has just suspended for the next release pass (its reader calls this
@@ -103,7 +102,7 @@ final class PeerWatcher: @unchecked Sendable {
 
     /// Stops watching a stream's socket. Call before the descriptor is closed.
     func unwatch(fd: Int32) {
-        _ = Epoll.control(epollFD, Epoll.delete, fd, events: 0, token: 0)
+        _ = msse_shim_epoll_unwatch(epollFD, fd)
     }
 
     /// Ends the thread and closes the descriptors. Call once no stream is registered any more
@@ -119,8 +118,7 @@ final class PeerWatcher: @unchecked Sendable {
     }
 
     fileprivate func run() {
-        let capacity = 256
-        var buffer = [UInt8](repeating: 0, count: capacity * Epoll.eventSize)
+        var events = [msse_shim_epoll_event](repeating: msse_shim_epoll_event(), count: 256)
         var nextPass = Clocks.monotonicMilliseconds() + UInt64(Self.releaseIntervalMilliseconds)
         while true {
             let now = Clocks.monotonicMilliseconds()
@@ -129,25 +127,26 @@ final class PeerWatcher: @unchecked Sendable {
                 nextPass = now + UInt64(Self.releaseIntervalMilliseconds)
             }
             let timeout = Int32(clamping: nextPass - min(nextPass, Clocks.monotonicMilliseconds()))
-            let n = buffer.withUnsafeMutableBytes { Epoll.wait(epollFD, $0, timeout: timeout) }
+            let n = events.withUnsafeMutableBufferPointer {
+                msse_shim_epoll_wait(epollFD, $0.baseAddress, Int32($0.count), timeout)
+            }
             if n < 0 {
                 if errno == EINTR { continue }
                 return
             }
-            for i in 0..<n {
-                let (mask, token) = buffer.withUnsafeBytes { Epoll.event(at: i, in: $0) }
-                if token == Self.stopToken { return }
-                handle(mask, token: token)
+            for event in events[..<Int(n)] {
+                if event.token == Self.stopToken { return }
+                handle(event.mask, token: event.token)
             }
         }
     }
 
     private func handle(_ mask: UInt32, token: UInt64) {
         guard let subscriber = lookup(token) else { return }
-        if mask & (Epoll.hangUp | Epoll.error) != 0 {
+        if mask & UInt32(MSSE_SHIM_PEER_GONE) != 0 {
             peersGone.add(1, ordering: .relaxed)
             subscriber.fail()
-        } else if mask & Epoll.peerClosed != 0 {
+        } else if mask & UInt32(MSSE_SHIM_PEER_CLOSED_SENDING) != 0 {
             finsSeen.add(1, ordering: .relaxed)
             subscriber.probePeer(probe)
         }
@@ -178,73 +177,4 @@ private func peerWatcherMain(_ argument: UnsafeMutableRawPointer?) -> UnsafeMuta
     let watcher = Unmanaged<PeerWatcher>.fromOpaque(argument).takeRetainedValue()
     watcher.run()
     return nil
-}
-
-/// epoll, which Swift's Glibc module does not import (`sys/epoll.h` is not in it): the three
-/// functions are looked up once with `dlsym` and called through C function pointers, and
-/// `struct epoll_event` is read and written at its C offsets (packed on x86-64, where `data`
-/// follows `events` at offset 4; naturally aligned elsewhere, at offset 8).
-private enum Epoll {
-    typealias Create = @convention(c) (Int32) -> Int32
-    typealias Control = @convention(c) (Int32, Int32, Int32, UnsafeMutableRawPointer?) -> Int32
-    typealias Wait = @convention(c) (Int32, UnsafeMutableRawPointer?, Int32, Int32) -> Int32
-
-    struct Functions: @unchecked Sendable {
-        // @unchecked Sendable: C function pointers into the C library, immutable.
-        let create: Create
-        let control: Control
-        let wait: Wait
-    }
-
-    static let functions: Functions? = {
-        guard let create = dlsym(nil, "epoll_create1"), let control = dlsym(nil, "epoll_ctl"),
-            let wait = dlsym(nil, "epoll_wait")
-        else { return nil }
-        return Functions(
-            create: unsafeBitCast(create, to: Create.self), control: unsafeBitCast(control, to: Control.self),
-            wait: unsafeBitCast(wait, to: Wait.self))
-    }()
-
-    // Values from the Linux UAPI (sys/epoll.h).
-    static let readable: UInt32 = 0x001  // EPOLLIN
-    static let error: UInt32 = 0x008  // EPOLLERR
-    static let hangUp: UInt32 = 0x010  // EPOLLHUP
-    static let peerClosed: UInt32 = 0x2000  // EPOLLRDHUP
-    static let edgeTriggered: UInt32 = 1 << 31  // EPOLLET
-    static let cloexec: Int32 = 0o2_000_000  // EPOLL_CLOEXEC (O_CLOEXEC)
-    static let add: Int32 = 1  // EPOLL_CTL_ADD
-    static let delete: Int32 = 2  // EPOLL_CTL_DEL
-
-    #if arch(x86_64)
-        static let eventSize = 12
-        static let dataOffset = 4
-    #else
-        static let eventSize = 16
-        static let dataOffset = 8
-    #endif
-
-    static func control(_ epollFD: Int32, _ op: Int32, _ fd: Int32, events: UInt32, token: UInt64) -> Bool {
-        guard let functions else { return false }
-        var event = [UInt8](repeating: 0, count: eventSize)
-        return event.withUnsafeMutableBytes { raw in
-            raw.storeBytes(of: events, toByteOffset: 0, as: UInt32.self)
-            raw.storeBytes(of: token, toByteOffset: dataOffset, as: UInt64.self)
-            return functions.control(epollFD, op, fd, raw.baseAddress) == 0
-        }
-    }
-
-    /// Waits for events into `buffer` (room for `buffer.count / eventSize` events).
-    static func wait(_ epollFD: Int32, _ buffer: UnsafeMutableRawBufferPointer, timeout: Int32) -> Int {
-        guard let functions else { return -1 }
-        return Int(functions.wait(epollFD, buffer.baseAddress, Int32(buffer.count / eventSize), timeout))
-    }
-
-    /// The mask and token of the `index`th event in `buffer`.
-    static func event(at index: Int, in buffer: UnsafeRawBufferPointer) -> (mask: UInt32, token: UInt64) {
-        let base = index * eventSize
-        return (
-            buffer.loadUnaligned(fromByteOffset: base, as: UInt32.self),
-            buffer.loadUnaligned(fromByteOffset: base + dataOffset, as: UInt64.self)
-        )
-    }
 }

@@ -52,6 +52,27 @@ void msse_shim_request_finished(struct MHD_Connection *connection);
 /// request must be refused). Call from the access handler.
 int msse_shim_over_ip_limit(struct MHD_Connection *connection);
 
+/// epoll for the peer watcher (shim_epoll.c): an instance, registrations keyed by a 64-bit
+/// token, and a wait that reports each event as the masks below. Each returns what the epoll
+/// call it wraps returns (-1 with errno on failure).
+enum {
+    MSSE_SHIM_READABLE = 1,            /* EPOLLIN */
+    MSSE_SHIM_PEER_GONE = 2,           /* EPOLLHUP or EPOLLERR: reset, or a write answered by one */
+    MSSE_SHIM_PEER_CLOSED_SENDING = 4, /* EPOLLRDHUP: the peer sent its FIN */
+};
+typedef struct {
+    uint32_t mask;
+    uint64_t token;
+} msse_shim_epoll_event;
+int msse_shim_epoll_create(void);
+/// Level-triggered EPOLLIN (a wake-up pipe).
+int msse_shim_epoll_watch_readable(int epoll_fd, int fd, uint64_t token);
+/// Edge-triggered EPOLLRDHUP | EPOLLHUP | EPOLLERR: a stream's socket, registered once.
+int msse_shim_epoll_watch_peer(int epoll_fd, int fd, uint64_t token);
+int msse_shim_epoll_unwatch(int epoll_fd, int fd);
+/// Waits up to `timeout_ms` for at most `max` (at most 256) events into `events`.
+int msse_shim_epoll_wait(int epoll_fd, msse_shim_epoll_event *events, int max, int timeout_ms);
+
 /// Checks the request head libmicrohttpd has parsed against RFC 9112's framing rules, which
 /// libmicrohttpd 0.9.75 does not enforce (its MHD_OPTION_STRICT_FOR_CLIENT only adds the Host
 /// check): header names must be tokens; values must not hold CR, LF or NUL; no obs-fold line;
