@@ -59,36 +59,32 @@ public final class RawConnection {
     private var buffer: [UInt8] = []
     private var eof = false
 
+    /// Calls `body` with the IPv4 socket address `host:port` and its length.
+    private static func withAddress(
+        _ host: String, port: UInt16, _ body: (UnsafePointer<sockaddr>, socklen_t) -> Int32
+    ) -> Int32 {
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_port = port.bigEndian
+        inet_pton(AF_INET, host, &address.sin_addr)
+        return withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { body($0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+        }
+    }
+
     /// Connects to `host:port`; with `from`, from that local IPv4 address (any of 127.0.0.0/8
     /// on loopback: a client seen by the server as another address).
     public init(port: UInt16, host: String = "127.0.0.1", from source: String? = nil) throws {
         fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
         guard fd >= 0 else { throw TestClientError("socket() failed: errno \(errno)") }
         if let source {
-            var local = sockaddr_in()
-            local.sin_family = sa_family_t(AF_INET)
-            inet_pton(AF_INET, source, &local.sin_addr)
-            let bound = withUnsafePointer(to: &local) {
-                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
-                    bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size))
-                }
-            }
-            guard bound == 0 else {
+            guard Self.withAddress(source, port: 0, { bind(fd, $0, $1) }) == 0 else {
                 let failure = errno
                 close()  // once (see below)
                 throw TestClientError("bind(\(source)) failed: errno \(failure)")
             }
         }
-        var addr = sockaddr_in()
-        addr.sin_family = sa_family_t(AF_INET)
-        addr.sin_port = port.bigEndian
-        inet_pton(AF_INET, host, &addr.sin_addr)
-        let rc = withUnsafePointer(to: &addr) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
-                connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size))
-            }
-        }
-        guard rc == 0 else {
+        guard Self.withAddress(host, port: port, { connect(fd, $0, $1) }) == 0 else {
             let e = errno
             // Swift runs deinit when an initializer throws after every stored property is set:
             // close here once and let deinit see it done. (Closing twice closed whatever

@@ -6,15 +6,6 @@ import Testing
 /// The limits added to `msse_config` after the JWT fields: what a C host sets reaches the server.
 @Suite("C ABI: msse_config limit fields")
 struct LimitsConfigTests {
-    private func start(_ cfg: inout msse_config) throws -> OpaquePointer {
-        var srv: OpaquePointer?
-        let rc = msse_server_create(&cfg, &srv)
-        try #require(rc == MSSE_OK, "msse_server_create: \(rc) \(String(cString: msse_server_errmsg(srv)))")
-        let server = try #require(srv)
-        try #require(msse_server_start(server) == MSSE_OK)
-        return server
-    }
-
     /// The status line's code of a stream request naming `host` (the head only: a stream never ends).
     private func status(_ server: OpaquePointer, _ path: String, host: String = "127.0.0.1") throws -> Int {
         let c = try RawConnection(port: msse_server_port(server))
@@ -35,17 +26,14 @@ struct LimitsConfigTests {
 
     @Test("max_channels_per_stream and allowed_hosts are enforced over HTTP")
     func enforced() throws {
-        var cfg = msse_config()
-        msse_config_init(&cfg)
-        cfg.port = 0
-        cfg.heartbeat_seconds = 0
+        var cfg = testConfig()
         cfg.max_channels_per_stream = 2
         let server = try "hub.example".withCString { host in
             let hosts: [UnsafePointer<CChar>?] = [host]
             return try hosts.withUnsafeBufferPointer { list in
                 cfg.allowed_hosts = list.baseAddress
                 cfg.allowed_host_count = 1
-                return try start(&cfg)  // copied by msse_server_create
+                return try startServer(&cfg)  // copied by msse_server_create
             }
         }
         defer { msse_server_destroy(server) }
@@ -56,21 +44,12 @@ struct LimitsConfigTests {
 
     @Test("bad values are MSSE_EINVAL with a reason; an older layout gets the defaults")
     func errorsAndOlderLayout() throws {
-        func createFails(_ configure: (inout msse_config) -> Void) -> String? {
-            var c = msse_config()
-            msse_config_init(&c)
-            configure(&c)
-            var srv: OpaquePointer?
-            defer { msse_server_destroy(srv) }
-            guard msse_server_create(&c, &srv) == MSSE_EINVAL else { return nil }
-            return String(cString: msse_server_errmsg(srv))
-        }
-        #expect(createFails { $0.max_channels_per_stream = 0 }?.contains("maxChannelsPerStream") == true)
-        #expect(createFails { $0.history_ttl_seconds = -1 }?.contains("historyTTLSeconds") == true)
-        #expect(createFails { $0.allowed_host_count = 1 }?.contains("allowed_hosts is NULL") == true)
+        #expect(createFailure { $0.max_channels_per_stream = 0 }?.contains("maxChannelsPerStream") == true)
+        #expect(createFailure { $0.history_ttl_seconds = -1 }?.contains("historyTTLSeconds") == true)
+        #expect(createFailure { $0.allowed_host_count = 1 }?.contains("allowed_hosts is NULL") == true)
         let spaced = "a b".withCString { h in
             [h].withUnsafeBufferPointer { list in
-                createFails {
+                createFailure {
                     $0.allowed_hosts = UnsafePointer(OpaquePointer(list.baseAddress))
                     $0.allowed_host_count = 1
                 }
@@ -78,15 +57,12 @@ struct LimitsConfigTests {
         }
         #expect(spaced?.contains("allowedHosts") == true)
 
-        var cfg = msse_config()
-        msse_config_init(&cfg)
-        cfg.port = 0
-        cfg.heartbeat_seconds = 0
+        var cfg = testConfig()
         cfg.size = MemoryLayout<msse_config>.offset(of: \msse_config.history_memory_bytes)!
         // Past an older caller's struct is not its memory: what is there must not be read.
         cfg.max_channels_per_stream = 1
         cfg.allowed_host_count = 7
-        let server = try start(&cfg)
+        let server = try startServer(&cfg)
         defer { msse_server_destroy(server) }
         #expect(try status(server, "/events?channel=a&channel=b") == 200)
     }
