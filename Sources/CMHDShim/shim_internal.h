@@ -33,6 +33,8 @@ typedef struct msse_shim_conn {
      * tracker's refusal list, with a short deadline, for its 429). */
     unsigned char address[16];
     unsigned char counted, over_limit;
+    /* The current request is HTTP/1.1 (its stream, if any, is sent chunked). Set by the head check. */
+    unsigned char http11;
 } msse_shim_conn;
 
 /* ---- Connections per client address (shim_peers.c), under the tracker's lock ---- */

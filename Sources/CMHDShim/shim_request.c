@@ -265,6 +265,7 @@ int msse_shim_check_request_head(struct MHD_Connection *connection, const char *
         target_bad = c->target_bad;
         c->target_start = c->target_end = NULL;
         c->target_bad = 0;
+        c->http11 = version != NULL && strcmp(version, MHD_HTTP_VERSION_1_1) == 0;
     }
     /* The method ends at the NUL libmicrohttpd put over its space; only spaces follow up to the
      * target. A raw NUL in the method ends it sooner. */

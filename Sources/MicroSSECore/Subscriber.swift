@@ -12,6 +12,27 @@ package protocol StreamConnection: AnyObject, Sendable {
     /// leave it open until libmicrohttpd's inactivity timeout. Runs under the subscriber's hooks
     /// lock, which ``Subscriber/detach()`` also takes: after `detach` it is never called again.
     func cut()
+    /// Writes `bytes` (one whole frame, a heartbeat) to the socket of the suspended connection
+    /// now, without resuming it: the transport frames and sends them itself. Called only while
+    /// the connection is suspended and no resume has been asked for, under the subscriber's
+    /// queue lock and then its hooks lock (so nothing else writes to the socket, and `detach`,
+    /// which runs before the socket is closed, waits for it).
+    func writeWhileSuspended(_ bytes: [UInt8]) -> SuspendedWrite
+}
+
+/// What ``StreamConnection/writeWhileSuspended(_:)`` did.
+package enum SuspendedWrite: Sendable, Equatable {
+    /// Every byte was written: the connection stays suspended.
+    case written
+    /// Nothing was written (the connection cannot be written to directly, or its socket buffer
+    /// is full): queue the bytes and resume the connection instead.
+    case unavailable
+    /// The write failed (the peer is gone) or was cut short: the stream cannot go on.
+    case failed
+}
+
+extension StreamConnection {
+    package func writeWhileSuspended(_ bytes: [UInt8]) -> SuspendedWrite { .unavailable }
 }
 
 /// One connected stream: its bounded queue behind a short lock, and how to wake its connection.
@@ -190,7 +211,10 @@ package final class Subscriber: Sendable {
     /// a stalled stream that is not suspended is cut at once.
     private func tickDeferringWake(heartbeat: Frame?, stallTicks: Int) -> SubscriberQueue.TickAction {
         let action = queue.withLock { q in
-            let action = q.tick(stallTicks: stallTicks, heartbeat: heartbeat)
+            // Lock order: the queue's, then the hooks' (nothing takes them the other way round).
+            let action = q.tick(stallTicks: stallTicks, heartbeat: heartbeat) { bytes in
+                hooks.withLock { $0?.writeWhileSuspended(bytes) ?? .unavailable }
+            }
             listIfPending(&q)
             return action
         }

@@ -268,12 +268,18 @@ package struct SubscriberQueue: Sendable {
         /// Bytes have been pending with no progress for `stallTicks` whole ticks: the stream was
         /// failed. `wake` tells whether the connection must be resumed so the reader closes it.
         case stalled(wake: Bool)
+        /// The heartbeat was written to the suspended connection's socket directly; it stays
+        /// suspended.
+        case heartbeatWritten
+        /// Writing the heartbeat directly failed (the peer is gone): the stream was failed and
+        /// its suspended connection must be resumed so the reader closes it.
+        case peerGone
 
         /// Whether the connection is suspended and must be resumed.
         package var needsWake: Bool {
             switch self {
-            case .heartbeat(wake: true), .stalled(wake: true): true
-            case .none, .heartbeat(wake: false), .stalled(wake: false): false
+            case .heartbeat(wake: true), .stalled(wake: true), .peerGone: true
+            case .none, .heartbeat(wake: false), .stalled(wake: false), .heartbeatWritten: false
             }
         }
     }
@@ -283,7 +289,13 @@ package struct SubscriberQueue: Sendable {
     /// heartbeat itself does not count as activity). Fails the stream when bytes stayed pending
     /// without the peer reading any for `stallTicks` whole ticks after they were first seen, so
     /// a stall is reported no sooner than `stallTicks` tick intervals (0 = never).
-    package mutating func tick(stallTicks: Int, heartbeat: Frame?) -> TickAction {
+    ///
+    /// A heartbeat due on a suspended stream is first offered to `writeSuspended`, which may
+    /// write it to the socket without resuming the connection (then nothing is queued); when it
+    /// cannot, the heartbeat is queued and the connection resumed as for any frame.
+    package mutating func tick(
+        stallTicks: Int, heartbeat: Frame?, writeSuspended: ([UInt8]) -> SuspendedWrite = { _ in .unavailable }
+    ) -> TickAction {
         defer {
             enqueuedSinceTick = false
             progressSinceTick = false
@@ -302,6 +314,15 @@ package struct SubscriberQueue: Sendable {
         }
         guard let heartbeat, !enqueuedSinceTick, pendingBytes == 0 else { return .none }
         guard heartbeat.bytes.count <= limit else { return .none }
+        if waiting {
+            switch writeSuspended(heartbeat.bytes) {
+            case .written: return .heartbeatWritten
+            case .failed:
+                _ = fail()
+                return .peerGone
+            case .unavailable: break
+            }
+        }
         frames.append(heartbeat)
         pendingBytes += heartbeat.bytes.count
         return .heartbeat(wake: takeWaiting())

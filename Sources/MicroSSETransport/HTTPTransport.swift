@@ -53,6 +53,10 @@ package final class HTTPTransport: Sendable {
         self.delegate = delegate
     }
 
+    /// Heartbeats written straight to a suspended stream's socket since the process started
+    /// (every transport): the ones that cost no resume.
+    package static let heartbeatsWrittenDirectly = Atomic<Int>(0)
+
     /// The open streams' subscribers, for periodic work.
     package func streams() -> [Subscriber] { state.withLock { Array($0.streams.values) } }
 

@@ -23,10 +23,13 @@ private final class StreamContext: StreamConnection {
     /// The watcher the socket is registered with, if any (removed in the free callback, before
     /// libmicrohttpd closes the socket).
     let watcher: PeerWatcher?
+    /// Whether the stream goes out as plain HTTP/1.1 chunks on `fd`, so that a whole chunk may
+    /// be written to the socket directly while the connection is suspended.
+    let plainChunked: Bool
 
     init(
         subscriber: Subscriber, connection: ConnectionHandle, transport: HTTPTransport,
-        onClose: @escaping @Sendable () -> Void, fd: Int32, watcher: PeerWatcher?
+        onClose: @escaping @Sendable () -> Void, fd: Int32, watcher: PeerWatcher?, plainChunked: Bool
     ) {
         self.subscriber = subscriber
         self.connection = connection
@@ -34,6 +37,7 @@ private final class StreamContext: StreamConnection {
         self.onClose = onClose
         self.fd = fd
         self.watcher = watcher
+        self.plainChunked = plainChunked
     }
 
     func resume() { MHD_resume_connection(connection.pointer) }
@@ -43,6 +47,31 @@ private final class StreamContext: StreamConnection {
     // subscriber under the lock this runs under: the fd is never used after it is closed.
     func cut() {
         if fd >= 0 { _ = shutdown(fd, Int32(SHUT_RDWR)) }
+    }
+
+    // A heartbeat for an idle stream, sent as one chunk straight to the socket: resuming the
+    // connection for it (libmicrohttpd's resume, a turn of its loop, the content reader, the
+    // suspend) cost several times the `send` itself, for every idle stream at every heartbeat.
+    // Safe for the reasons `cut()` is (the free callback, which runs before the socket is
+    // closed, waits for the hooks lock this runs under), and because the connection is
+    // suspended with nothing of libmicrohttpd's left unsent (its content reader is only asked
+    // for more once the previous chunk is out), so no other write can interleave. A chunk of a
+    // few bytes is accepted whole or not at all by a TCP socket with room; anything else (a
+    // reset, or a short write that would leave half a chunk) ends the stream.
+    func writeWhileSuspended(_ bytes: [UInt8]) -> SuspendedWrite {
+        guard plainChunked, fd >= 0 else { return .unavailable }
+        var chunk = Array(String(bytes.count, radix: 16, uppercase: true).utf8)
+        chunk += [13, 10]
+        chunk += bytes
+        chunk += [13, 10]
+        let sent = chunk.withUnsafeBytes { send(fd, $0.baseAddress, $0.count, Int32(MSG_DONTWAIT | MSG_NOSIGNAL)) }
+        if sent == chunk.count {
+            transport.deliveredBytes.add(bytes.count, ordering: .relaxed)
+            HTTPTransport.heartbeatsWrittenDirectly.add(1, ordering: .relaxed)
+            return .written
+        }
+        if sent < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR) { return .unavailable }
+        return .failed
     }
 }
 
@@ -71,7 +100,8 @@ func queueStream(
     }
     let context = StreamContext(
         subscriber: subscriber, connection: ConnectionHandle(pointer: connection), transport: transport,
-        onClose: onClose, fd: fd, watcher: watching)
+        onClose: onClose, fd: fd, watcher: watching,
+        plainChunked: msse_shim_stream_is_plain_chunked(connection) != 0)
     // Before the response is queued, so before the connection can ever suspend. The subscriber
     // holds the context until the free callback detaches it.
     subscriber.attach(context)

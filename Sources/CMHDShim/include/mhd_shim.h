@@ -48,6 +48,11 @@ void msse_shim_request_arrived(struct MHD_Connection *connection);
 /// Call from the request-completed callback.
 void msse_shim_request_finished(struct MHD_Connection *connection);
 
+/// Whether a stream response queued now on `connection` goes out as plain (not TLS) HTTP/1.1
+/// chunks on its socket: what a direct write to the socket must then look like. Call on the
+/// connection's thread (the access handler).
+int msse_shim_stream_is_plain_chunked(struct MHD_Connection *connection);
+
 /// Whether the connection took its client address over the tracker's per-address limit (its
 /// request must be refused). Call from the access handler.
 int msse_shim_over_ip_limit(struct MHD_Connection *connection);
