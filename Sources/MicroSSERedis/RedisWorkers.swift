@@ -34,8 +34,19 @@ final class RedisWorkers: Sendable {
     private let ready = DispatchSemaphore(value: 0)
 
     init(count: Int, capacity: Int) {
-        self.count = max(1, count)
-        self.capacity = max(1, capacity)
+        self.count = count
+        self.capacity = capacity
+    }
+
+    /// Throws `.invalidArgument` when the count or the capacity is out of range (a ``RedisURL``
+    /// whose ``RedisURL/workers`` or ``RedisURL/queueLimit`` was set out of range).
+    func validate() throws(MicroSSEError) {
+        guard RedisURL.workerRange.contains(count) else {
+            throw MicroSSEError(.invalidArgument, "Redis workers must be 1-64 (got \(count))")
+        }
+        guard RedisURL.queueLimitRange.contains(capacity) else {
+            throw MicroSSEError(.invalidArgument, "Redis queue limit must be 1-1000000 (got \(capacity))")
+        }
     }
 
     /// Jobs waiting for a worker.
