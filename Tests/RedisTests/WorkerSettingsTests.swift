@@ -1,0 +1,101 @@
+import Foundation
+import MicroSSE
+import MicroSSERedis
+import MicroSSETestSupport
+import Synchronization
+import Testing
+
+#if canImport(Glibc)
+    import Glibc
+#endif
+
+extension SeveralHubsTests {
+    @Suite("Redis workers and their queue")
+    struct WorkerSettings {
+        @Test("workers= and queue= parse, and values out of range are refused with the reason")
+        func urlOptions() throws {
+            let plain = try RedisURL("redis://h")
+            #expect(plain.workers == 2 && plain.queueLimit == 1_024)
+            let set = try RedisURL("redis-sentinel://h/m?workers=8&queue=5000&wait=all")
+            #expect(set.workers == 8 && set.queueLimit == 5_000 && set.waitForEveryReplica)
+            for (bad, reason) in [
+                ("redis://h?workers=0", "workers must be 1-64"), ("redis://h?workers=65", "workers must be 1-64"),
+                ("redis://h?workers=two", "workers must be 1-64"), ("redis://h?queue=0", "queue must be 1-1000000"),
+                ("redis://h?queue=1000001", "queue must be 1-1000000"), ("redis://h?queue", "queue must be 1-1000000"),
+            ] {
+                #expect("\(bad)") {
+                    _ = try RedisURL(bad)
+                } throws: { error in
+                    (error as? MicroSSEError).map { $0.code == .invalidArgument && $0.message.contains(reason) }
+                        ?? false
+                }
+            }
+        }
+
+        @Test("a RedisURL whose workers or queueLimit was set out of range: start() throws invalidArgument")
+        func fieldsOutOfRange() throws {
+            let redis = try RedisServer()
+            for (workers, queue, reason) in [(0, 1_024, "workers must be 1-64"), (2, 0, "queue limit must be")] {
+                var url = try RedisURL(redis.url)
+                url.workers = workers
+                url.queueLimit = queue
+                #expect("workers \(workers), queue \(queue)") {
+                    _ = try makeServer {
+                        $0.redis = url
+                        $0.redisKeyPrefix = uniquePrefix("range")
+                    }
+                } throws: { error in
+                    (error as? MicroSSEError).map { $0.code == .invalidArgument && $0.message.contains(reason) }
+                        ?? false
+                }
+            }
+        }
+
+        @Test("serve --redis with workers=0: a clear error and a non-zero exit code")
+        func serveRefusesBadWorkers() throws {
+            let p = Process()
+            p.executableURL = URL(fileURLWithPath: microsseExecutable())
+            p.arguments = ["serve", "--port", "0", "--redis", "redis://127.0.0.1:1?workers=0"]
+            let err = Pipe()
+            p.standardError = err
+            p.standardOutput = FileHandle.nullDevice
+            try p.run()
+            p.waitUntilExit()
+            let message = String(decoding: err.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+            #expect(p.terminationStatus != 0)
+            #expect(message.contains("Redis URL option workers must be 1-64"), "\(message)")
+        }
+
+        @Test("workers=3&queue=1 with Redis stalled: three publishes run, one waits, the rest get 503 at once")
+        func settingsTakeEffect() throws {
+            let redis = try RedisServer(arguments: ["--enable-debug-command", "yes"])
+            let hub = try makeServer {
+                $0.publishing = true
+                $0.redis = try? RedisURL(redis.url + "?workers=3&queue=1")
+                $0.redisKeyPrefix = uniquePrefix("workers")
+            }
+            defer { hub.stop() }
+            let port = redis.port
+            let sleeper = Thread {
+                let c = try? RedisConnection(host: "127.0.0.1", port: Int(port), timeoutMilliseconds: 5_000)
+                _ = try? c?.command(["DEBUG", "SLEEP", "0.8"])
+            }
+            sleeper.start()
+            usleep(50_000)  // the sleep has begun
+            let answers = Mutex<[(status: Int, text: String)]>([])
+            for i in 0..<6 {
+                Thread {
+                    let r = try? postEvent(port: hub.port, channel: "w", data: "p\(i)")
+                    answers.withLock { $0.append((r?.status ?? -1, r?.text ?? "")) }
+                }.start()
+                usleep(30_000)  // each publish reaches the queue before the next
+            }
+            // While Redis sleeps: the two that found three running and one waiting were refused.
+            let refused = answers.withLock { $0 }
+            #expect(refused.count == 2)
+            #expect(refused.allSatisfy { $0.status == 503 && $0.text.contains("1 Redis commands are already waiting") })
+            #expect(eventually(timeout: 5) { answers.withLock { $0 }.count == 6 })
+            #expect(answers.withLock { $0 }.filter { $0.status == 202 }.count == 4)
+        }
+    }
+}
