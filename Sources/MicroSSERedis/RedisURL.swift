@@ -8,8 +8,8 @@ import MicroSSEWire
 /// default 1 with sentinels, 0 without; `wait=all`, with sentinels: every replica they consider
 /// up, and at least one), `waitTimeout=MS` (how long `WAIT` may take, 1-10000;
 /// default 250), `workers=N` (threads running HTTP publishes and resumes, each with its own
-/// connection, 1-64; default 2) and `queue=N` (jobs that may wait for them, 1-1000000; default
-/// 1024). The password is the data nodes'; sentinels are asked without one.
+/// connection, 1-64; default 2) and `queue=N` (publishes that may wait for them, 1-1000000;
+/// default 1024). The password is the data nodes'; sentinels are asked without one.
 public struct RedisURL: Sendable, Equatable, CustomStringConvertible {
     /// A `HOST:PORT` pair.
     public struct Endpoint: Sendable, Equatable, CustomStringConvertible {
@@ -49,8 +49,8 @@ public struct RedisURL: Sendable, Equatable, CustomStringConvertible {
     /// Threads that run HTTP publishes and resume replays (each with its own command
     /// connection), so libmicrohttpd's threads never wait on Redis: ``workerRange``, default 2.
     public var workers: Int
-    /// Publishes and resumes that may wait for a worker; beyond it a publish gets `503` and a
-    /// resume starts live with `MicroSSE-Gap: unknown`: ``queueLimitRange``, default 1,024.
+    /// Publishes that may wait for a worker (one more gets `503`); resumes, each a stream the
+    /// hub already admitted, always wait: ``queueLimitRange``, default 1,024.
     public var queueLimit: Int
 
     /// Allowed values of ``workers`` (`workers=N`).

@@ -1,9 +1,12 @@
 import Foundation
 import MicroSSE
+import MicroSSECore
 import MicroSSERedis
 import MicroSSETestSupport
 import Synchronization
 import Testing
+
+@testable import MicroSSERedis
 
 #if canImport(Glibc)
     import Glibc
@@ -93,9 +96,46 @@ extension SeveralHubsTests {
             // While Redis sleeps: the two that found three running and one waiting were refused.
             let refused = answers.withLock { $0 }
             #expect(refused.count == 2)
-            #expect(refused.allSatisfy { $0.status == 503 && $0.text.contains("1 Redis commands are already waiting") })
+            #expect(
+                refused.allSatisfy { $0.status == 503 && $0.text.contains("1 publishes are already waiting for Redis") }
+            )
             #expect(eventually(timeout: 5) { answers.withLock { $0 }.count == 6 })
             #expect(answers.withLock { $0 }.filter { $0.status == 202 }.count == 4)
+        }
+
+        @Test("resumes are never refused for a full queue, and a publish runs before the resumes waiting")
+        func resumesWaitPublishesFirst() throws {
+            let redis = try RedisServer(arguments: ["--enable-debug-command", "yes"])
+            var settings = RedisBroker.Settings(
+                url: try RedisURL(redis.url), prefix: uniquePrefix("order"), historyCount: 10)
+            settings.workerCount = 1
+            settings.workQueueCapacity = 1
+            let broker = RedisBroker(settings: settings)
+            try broker.start()
+            defer { broker.shutdown() }
+            let channel = try ChannelName("feed")
+            let first = try broker.publish(try Event(data: "e0"), to: channel)
+            let port = redis.port
+            Thread {
+                let c = try? RedisConnection(host: "127.0.0.1", port: Int(port), timeoutMilliseconds: 5_000)
+                _ = try? c?.command(["DEBUG", "SLEEP", "0.5"])
+            }.start()
+            usleep(50_000)  // the sleep has begun
+            let done = Mutex<[String]>([])
+            // Six resumes with room for one job: one runs (waiting on Redis), five wait.
+            for i in 0..<6 {
+                broker.subscribe(Subscriber(channels: [channel], limit: 1 << 16), after: first) { status in
+                    done.withLock { $0.append("resume \(i) \(status == .exact ? "exact" : "gap")") }
+                }
+                usleep(10_000)
+            }
+            #expect(done.withLock { $0 }.isEmpty, "a resume was refused or started live")
+            broker.publish(try Event(data: "e1"), to: channel) { result in
+                done.withLock { $0.append((try? result.get()) != nil ? "publish" : "publish refused") }
+            }
+            #expect(eventually(timeout: 5) { done.withLock { $0 }.count == 7 })
+            // The resume running when Redis stalled, then the publish, then the other five.
+            #expect(done.withLock { $0 } == ["resume 0 exact", "publish"] + (1..<6).map { "resume \($0) exact" })
         }
     }
 }
