@@ -83,7 +83,10 @@ extension RedisBroker {
         }
         commands.append(["EXEC"])
         let reply = try withCommandConnection(on: lane) { c throws(MicroSSEError) in
-            try c.pipeline(commands).last!
+            // A refusal that means a failover (LOADING, READONLY...) comes back, so the
+            // connection is replaced; otherwise EXEC's reply.
+            let replies = try c.pipeline(commands)
+            return replies.first(where: \.meansNotPrimary) ?? replies[replies.count - 1]
         }
         guard case .array(let results) = reply, results.count == commands.count - 2 else {
             throw MicroSSEError(.unavailable, "Redis refused the replay: \(reply)")
