@@ -311,6 +311,7 @@ def run_cluster(margv_t, scen, lg_args, logdir, variant, hub_names, with_redis, 
                 return rec
         measured = hub_names[subs[0]]
         cpu0 = {n: proc_cpu_s(p.pid) for n, p in procs if n != measured}
+        drops0 = listen_drops()
         cmd = [LOADGEN, "--port", str(ports[subs[0]]), "--pub-port", str(ports[pub]), "--server-pid",
                str(hubs[subs[0]].pid), "--label", "%s/%s" % (scen, variant)]
         if len(subs) > 1:
@@ -321,6 +322,9 @@ def run_cluster(margv_t, scen, lg_args, logdir, variant, hub_names, with_redis, 
             rec["error"] = "loadgen timed out"
             return rec
         cpu1 = {n: proc_cpu_s(p_.pid) for n, p_ in procs if n != measured}
+        drops1 = listen_drops()
+        if drops0 is not None and drops1 is not None:
+            rec["listen_drops"] = drops1 - drops0
         lines = [l for l in p.stdout.splitlines() if l.startswith("{")]
         if p.returncode != 0 or not lines:
             rec["error"] = "loadgen failed (%d): %s" % (p.returncode, p.stderr.strip()[-300:])
@@ -344,6 +348,17 @@ def run_cluster(margv_t, scen, lg_args, logdir, variant, hub_names, with_redis, 
         for lf in logs:
             lf.close()
     return rec
+
+
+def listen_drops():
+    """TcpExt ListenDrops from /proc/net/netstat: connection attempts the kernel dropped because a
+    listen queue was full (each costs its client a SYN retransmit, 1 s later); None if unreadable."""
+    try:
+        with open("/proc/net/netstat") as f:
+            lines = [l.split() for l in f if l.startswith("TcpExt:")]
+        return int(dict(zip(lines[0][1:], lines[1][1:]))["ListenDrops"])
+    except (OSError, IndexError, KeyError, ValueError):
+        return None
 
 
 def lg_value(lg_args, flag):
@@ -774,6 +789,10 @@ def write_scale(L, by, scen_defs):
             fmt(r, 2) + "×" if r is not None else "—", "" if r is None else (" (met)" if r <= 2.0 else " (**not met**)")))
         L.append("| server CPU use (%%, hub + redis-server) | %s |" % fmt(m.get("cpu_pct"), 0))
         L.append("| server peak RSS (MB) | %s |" % fmt(m.get("hwm_mb"), 1))
+        L.append("| resumes that started with a `microsse.gap` event (counted as foreign events) | %s |" % (
+            fmt(rec["lg"].get("foreign"), 0) if rec.get("lg") else "—"))
+        L.append("| connection attempts dropped by a full listen queue during the run (each retried by its client "
+                 "1 s later: they set the time until all are live again) | %s |" % fmt(rec.get("listen_drops"), 0))
         L.append("| correctness | %s |" % (correctness(rec) if rec else "not run"))
         L.append("")
         if rec.get("lg") and rec.get("extra_cpu_s") is not None:
@@ -796,9 +815,11 @@ def write_scale(L, by, scen_defs):
              "`PREFIX:all:{0..N-1}`, spread over several Redis instances (or Redis Cluster slots, one hash tag per "
              "shard), publish each event to its channel's shard, and have each hub read only the shards holding "
              "its subscribers' channels; ids stay per-shard stream ids, and ordering is per channel, which is all "
-             "SSE promises. The resume storm shows the other side: a replay is a few Redis round trips per stream "
-             "(XINFO and XRANGE per channel), so a mass reconnect costs Redis round trips in proportion to the "
-             "streams, not the events; the time-to-live-again figure above is that cost on one core." % SERVER_CPU)
+             "SSE promises. The resume storm shows the other side: a replay is one Redis round trip per stream "
+             "(one MULTI/EXEC of XINFO and XRANGE per channel), so a mass reconnect costs Redis round trips in "
+             "proportion to the streams, not the events. The time until all are live again is mostly the hub "
+             "accepting thousands of connections at once: attempts the full listen queue dropped come back a "
+             "second later (Benchmarks/FINDINGS.md, the resume storm)." % SERVER_CPU)
     L.append("")
 
 

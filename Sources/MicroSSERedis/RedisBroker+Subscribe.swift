@@ -50,86 +50,116 @@ extension RedisBroker {
         _ subscriber: Subscriber, lastEventID: String, after position: RedisStreamID, on lane: CommandLane
     ) -> ResumeStatus {
         do {
-            let (replay, missed) = try fetchReplay(
-                channels: subscriber.channels.map(\.rawValue), after: position, on: lane)
+            let replay = try fetchReplay(channels: subscriber.channels.map(\.rawValue), after: position, on: lane)
             return finishResume(
-                subscriber, replay: replay, gap: missed ? .evicted : nil, lastEventID: lastEventID, after: position)
+                subscriber, replay: replay.events, gap: replay.missed ? .evicted : nil, lastEventID: lastEventID,
+                after: position, upTo: replay.upTo)
         } catch {
             log("resume from Redis failed (\(error.message)); stream starts live with a gap event")
             return finishResume(subscriber, replay: [], gap: .unknown, lastEventID: lastEventID, after: position)
         }
     }
 
-    /// Reads each channel's retained events after `position`, merged in id order, and whether
-    /// any event after `position` may be gone.
-    func fetchReplay(
-        channels: [String], after position: RedisStreamID, on lane: CommandLane
-    ) throws(MicroSSEError) -> ([(RedisStreamID, Frame)], Bool) {
-        var replay: [(RedisStreamID, Frame)] = []
+    /// What a resume replays: the retained events after its position, merged in id order,
+    /// whether any event after the position may be gone, and the last id Redis held when the
+    /// replay was read (every later event arrives live).
+    struct Replay {
+        var events: [(RedisStreamID, Frame)] = []
         var missed = false
-        let since = try withCommandConnection(on: lane) { c throws(MicroSSEError) in
-            try c.command(["GET", sinceKey])
-        }
-        if let s = since.text.flatMap(RedisStreamID.init), position < s { missed = true }
-        for channel in channels {
-            let key = channelKey(channel)
-            let info = try withCommandConnection(on: lane) { c throws(MicroSSEError) in
-                try c.command(["XINFO", "STREAM", key])
-            }
-            if case .array(let fields) = info {
-                // Trimming (MAXLEN) leaves max-deleted-entry-id alone, so eviction shows as
-                // entries-added > length; everything evicted is older than the first retained
-                // entry, which is kept as the boundary (MAXLEN is the history count plus one).
-                var length = 0
-                var added = 0
-                var first: RedisStreamID?
-                var i = 0
-                while i + 1 < fields.count {
-                    switch fields[i].text {
-                    case "length": length = Int(fields[i + 1].text ?? "") ?? 0
-                    case "entries-added": added = Int(fields[i + 1].text ?? "") ?? 0
-                    case "recorded-first-entry-id": first = fields[i + 1].text.flatMap(RedisStreamID.init)
-                    case "max-deleted-entry-id":
-                        if let d = fields[i + 1].text.flatMap(RedisStreamID.init), position < d { missed = true }
-                    default: break
-                    }
-                    i += 2
-                }
-                if added > length, let first, position < first { missed = true }
-            } else if case .error = info,
-                position.milliseconds + UInt64(settings.channelTTLSeconds) * 1_000
-                    < Clocks.wallMilliseconds()
-            {
-                // No stream: the channel never had events, or expired after channelTTL without a
-                // publish. An id older than the TTL may have missed events that expired.
-                missed = true
-            }
-            let range = try withCommandConnection(on: lane) { c throws(MicroSSEError) in
-                try c.command(["XRANGE", key, "(" + position.description, "+"])
-            }
-            for entry in range.array ?? [] {
-                if let (id, frame) = decodeEntry(entry) { replay.append((id, frame)) }
-            }
-        }
-        replay.sort { $0.0 < $1.0 }
-        return (replay, missed)
+        var upTo: RedisStreamID?
     }
 
-    /// Queues the gap event, the replay, then what arrived live meanwhile (minus duplicates),
-    /// and switches the subscriber to live delivery.
+    /// Reads each channel's retained events after `position` in one `MULTI`/`EXEC`, so that every
+    /// channel is read at the same instant: an event stored between two channels' reads would
+    /// otherwise be in neither the replay nor (being older than the replay's newest event) the
+    /// live events that follow it.
+    func fetchReplay(
+        channels: [String], after position: RedisStreamID, on lane: CommandLane
+    ) throws(MicroSSEError) -> Replay {
+        var commands = [["MULTI"], ["GET", sinceKey], ["XREVRANGE", globalKey, "+", "-", "COUNT", "1"]]
+        for channel in channels {
+            commands.append(["XINFO", "STREAM", channelKey(channel)])
+            commands.append(["XRANGE", channelKey(channel), "(" + position.description, "+"])
+        }
+        commands.append(["EXEC"])
+        let reply = try withCommandConnection(on: lane) { c throws(MicroSSEError) in
+            // A refusal that means a failover (LOADING, READONLY...) comes back, so the
+            // connection is replaced; otherwise EXEC's reply.
+            let replies = try c.pipeline(commands)
+            return replies.first(where: \.meansNotPrimary) ?? replies[replies.count - 1]
+        }
+        guard case .array(let results) = reply, results.count == commands.count - 2 else {
+            throw MicroSSEError(.unavailable, "Redis refused the replay: \(reply)")
+        }
+        var replay = Replay()
+        if let s = results[0].text.flatMap(RedisStreamID.init), position < s { replay.missed = true }
+        replay.upTo = results[1].array?.first?.array?.first?.text.flatMap(RedisStreamID.init)
+        let cutoff = historyCutoffMilliseconds()
+        for (n, channel) in channels.enumerated() {
+            if channelMayHaveMissed(channel, info: results[2 + 2 * n], after: position) { replay.missed = true }
+            for entry in results[3 + 2 * n].array ?? [] {
+                guard let (id, frame) = decodeEntry(entry) else { continue }
+                // Past the history TTL (a channel not published to since keeps them in Redis):
+                // not replayed, and the stream is told.
+                if id.milliseconds < cutoff {
+                    replay.missed = true
+                    continue
+                }
+                replay.events.append((id, frame))
+            }
+        }
+        replay.events.sort { $0.0 < $1.0 }
+        return replay
+    }
+
+    /// Whether `channel`'s stream (its `XINFO STREAM` reply) dropped an event after `position`.
+    func channelMayHaveMissed(_ channel: String, info: RedisValue, after position: RedisStreamID) -> Bool {
+        guard case .array(let fields) = info else {
+            // No stream: the channel never had events, or expired after channelTTL without a
+            // publish. An id older than the TTL may have missed events that expired.
+            return position.milliseconds + UInt64(settings.channelTTLSeconds) * 1_000 < settings.wallClock()
+        }
+        // Trimming (by count, bytes or age) keeps the oldest retained entry as the boundary and
+        // drops only older ones, so a position before it may have missed events when any were
+        // dropped (entries-added > length); XDEL also records max-deleted-entry-id.
+        var length = 0
+        var added = 0
+        var first: RedisStreamID?
+        var missed = false
+        var i = 0
+        while i + 1 < fields.count {
+            switch fields[i].text {
+            case "length": length = Int(fields[i + 1].text ?? "") ?? 0
+            case "entries-added": added = Int(fields[i + 1].text ?? "") ?? 0
+            case "recorded-first-entry-id": first = fields[i + 1].text.flatMap(RedisStreamID.init)
+            case "max-deleted-entry-id":
+                if let d = fields[i + 1].text.flatMap(RedisStreamID.init), position < d { missed = true }
+            default: break
+            }
+            i += 2
+        }
+        if added > length, let first, position < first { missed = true }
+        return missed
+    }
+
+    /// Queues the gap event, the replay, then what arrived live meanwhile (minus duplicates: the
+    /// replay holds every retained event up to `upTo`), and switches the subscriber to live
+    /// delivery.
     func finishResume(
         _ sub: Subscriber, replay: [(RedisStreamID, Frame)], gap: GapReason?, lastEventID: String,
-        after position: RedisStreamID?
+        after position: RedisStreamID?, upTo: RedisStreamID? = nil
     ) -> ResumeStatus {
         state.withLock { s in
             if let gap { sub.enqueue(ResumeStatus.gapFrame(lastEventID: lastEventID, reason: gap)) }
-            var high = position ?? .zero
+            var high = max(position ?? .zero, upTo ?? .zero)
             for (id, frame) in replay {
                 sub.enqueue(frame)
                 high = max(high, id)
             }
             if position == nil { high = s.lastDelivered }
-            for (id, frame) in s.pending.removeValue(forKey: sub.id)?.buffered ?? [] where id > high {
+            // Unsubscribed while the replay was fetched: nothing more to track.
+            guard let pending = s.pending.removeValue(forKey: sub.id) else { return }
+            for (id, frame) in pending.buffered where id > high {
                 sub.enqueue(frame)
                 high = id
             }

@@ -44,6 +44,11 @@ package final class RedisBroker: EventBroker {
         /// command connection, and how many jobs may wait for them (more are refused: `503`).
         var workerCount = 2
         var workQueueCapacity = 1_024
+        /// Seconds an event stays replayable (``MicroSSE/ServerConfiguration/historyTTLSeconds``);
+        /// 0 = no age limit.
+        var historyTTLSeconds = 0
+        /// The wall clock in milliseconds that ages history (tests move it).
+        var wallClock: @Sendable () -> UInt64 = { Clocks.wallMilliseconds() }
     }
 
     let settings: Settings
@@ -110,9 +115,11 @@ package final class RedisBroker: EventBroker {
 
     // MARK: Lifecycle
 
-    /// Connects, marks where this data set began, and starts the reader thread.
-    /// Throws `.unavailable` when Redis cannot be reached.
+    /// Connects, marks where this data set began, and starts the reader thread. Throws
+    /// `.invalidArgument` for a worker count or queue limit out of range, `.unavailable` when
+    /// Redis cannot be reached.
     package func start() throws(MicroSSEError) {
+        try workers.validate()
         let connection = try dialCommandConnection()
         if settings.url.usesSentinel { _ = askSentinels() }
         let last = try Self.markSince(connection, sinceKey: sinceKey, globalKey: globalKey)
@@ -170,17 +177,31 @@ package final class RedisBroker: EventBroker {
     // MARK: Publish
 
     /// KEYS: global stream, channel stream, channel byte counter. ARGV: global MAXLEN, history
-    /// count, channel, data, event name, caller id, TTL seconds, history bytes.
+    /// count, channel, data, event name, caller id, TTL seconds, history bytes, history cutoff
+    /// (milliseconds; entries older are past the history TTL; 0 = no TTL).
     ///
     /// The channel stream is trimmed from its oldest end while it holds more than the history
-    /// count, or more than the history bytes, besides its oldest entry (the boundary that places a
-    /// client resuming from exactly there). An entry's size is its data, event name and id plus
-    /// 32 bytes, close to its encoded size on the wire; the counter key holds the sum.
+    /// count, or more than the history bytes, or an entry past the history TTL, besides its oldest
+    /// entry (the boundary that places a client resuming from exactly there; when entries expire,
+    /// the newest expired one). An entry's size is its data, event name and id plus 32 bytes,
+    /// close to its encoded size on the wire; the counter key holds the sum.
     static let publishScript = """
         if redis.call('EXISTS', KEYS[2]) == 0 then redis.call('DEL', KEYS[3]) end
         local id = redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], '*', 'c', ARGV[3], 'd', ARGV[4], 'e', ARGV[5], 'i', ARGV[6])
         redis.call('XADD', KEYS[2], id, 'd', ARGV[4], 'e', ARGV[5], 'i', ARGV[6])
         local bytes = redis.call('INCRBY', KEYS[3], #ARGV[4] + #ARGV[5] + #ARGV[6] + 32)
+        if ARGV[9] ~= '0' then
+          local old = redis.call('XRANGE', KEYS[2], '-', '(' .. ARGV[9] .. '-0')
+          if #old > 1 then
+            local gone = 0
+            for j = 1, #old - 1 do
+              gone = gone + 32
+              for k = 2, #old[j][2], 2 do gone = gone + #old[j][2][k] end
+            end
+            redis.call('XTRIM', KEYS[2], 'MINID', old[#old][1])
+            bytes = redis.call('DECRBY', KEYS[3], gone)
+          end
+        end
         local n = redis.call('XLEN', KEYS[2])
         local count = tonumber(ARGV[2])
         local budget = tonumber(ARGV[8])
@@ -216,7 +237,7 @@ package final class RedisBroker: EventBroker {
             Array(String(settings.globalLength).utf8), Array(String(max(1, settings.historyCount)).utf8),
             Array(channel.rawValue.utf8), Array(event.data.utf8), Array((event.event ?? "").utf8),
             Array((event.id.map { "=" + $0 } ?? "").utf8), Array(String(settings.channelTTLSeconds).utf8),
-            Array(String(max(0, settings.historyBytes)).utf8),
+            Array(String(max(0, settings.historyBytes)).utf8), Array(String(historyCutoffMilliseconds()).utf8),
         ]
         let replicas =
             settings.url.waitForEveryReplica
@@ -246,6 +267,14 @@ package final class RedisBroker: EventBroker {
         }
         if let callerID = event.id { rememberCallerID(callerID, id) }
         return event.id ?? id.description
+    }
+
+    /// Events whose id (its milliseconds) is older than this are past the history TTL: not
+    /// replayed, and trimmed by the next publish to their channel. 0 without a TTL.
+    func historyCutoffMilliseconds() -> UInt64 {
+        let ttl = UInt64(max(0, settings.historyTTLSeconds)) * 1_000
+        let now = settings.wallClock()
+        return ttl > 0 && now > ttl ? now - ttl : 0
     }
 
     /// Connects to the primary for commands; its timeout leaves room for `WAIT`.

@@ -98,30 +98,53 @@ package final class RedisConnection {
     }
 
     package func command(bytes args: [[UInt8]]) throws(MicroSSEError) -> RedisValue {
+        try pipeline([args])[0]
+    }
+
+    /// Sends `commands` in one write and reads their replies in order: one round trip.
+    package func pipeline(_ commands: [[String]]) throws(MicroSSEError) -> [RedisValue] {
+        try pipeline(commands.map { $0.map { Array($0.utf8) } })
+    }
+
+    /// ``pipeline(_:)`` with binary-safe arguments.
+    package func pipeline(_ commands: [[[UInt8]]]) throws(MicroSSEError) -> [RedisValue] {
         guard let context, context.pointee.err == 0 else {
             throw MicroSSEError(.unavailable, "the Redis connection is closed")
         }
-        // hiredis copies the arguments into its output buffer before it returns.
-        let pointers = args.map { arg -> UnsafeMutablePointer<CChar> in
-            let p = UnsafeMutablePointer<CChar>.allocate(capacity: max(1, arg.count))
-            arg.withUnsafeBytes { raw in
-                if raw.count > 0 { UnsafeMutableRawPointer(p).copyMemory(from: raw.baseAddress!, byteCount: raw.count) }
+        for args in commands {
+            // hiredis copies the arguments into its output buffer before it returns.
+            let pointers = args.map { arg -> UnsafeMutablePointer<CChar> in
+                let p = UnsafeMutablePointer<CChar>.allocate(capacity: max(1, arg.count))
+                arg.withUnsafeBytes { raw in
+                    if raw.count > 0 {
+                        UnsafeMutableRawPointer(p).copyMemory(from: raw.baseAddress!, byteCount: raw.count)
+                    }
+                }
+                return p
             }
-            return p
+            defer { pointers.forEach { $0.deallocate() } }
+            var argv = pointers.map { UnsafePointer<CChar>?($0) }
+            var lengths = args.map(\.count)
+            guard redisAppendCommandArgv(context, Int32(args.count), &argv, &lengths) == 0 else { throw failure() }
         }
-        defer { pointers.forEach { $0.deallocate() } }
-        var argv = pointers.map { UnsafePointer<CChar>?($0) }
-        var lengths = args.map(\.count)
-        let raw = redisCommandArgv(context, Int32(args.count), &argv, &lengths)
-        guard let raw else {
-            let reason = withUnsafeBytes(of: context.pointee.errstr) {
-                String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self)
-            }
-            throw MicroSSEError(.unavailable, "Redis command failed: \(reason.isEmpty ? "connection lost" : reason)")
+        var replies: [RedisValue] = []
+        replies.reserveCapacity(commands.count)
+        for _ in commands {
+            var raw: UnsafeMutableRawPointer?
+            guard redisGetReply(context, &raw) == 0, let raw else { throw failure() }
+            defer { freeReplyObject(raw) }
+            replies.append(convert(raw.assumingMemoryBound(to: redisReply.self)))
         }
-        let reply = raw.assumingMemoryBound(to: redisReply.self)
-        defer { freeReplyObject(raw) }
-        return convert(reply)
+        return replies
+    }
+
+    /// The error of a failed call, from the context's message.
+    private func failure() -> MicroSSEError {
+        let reason = context.map { c in
+            withUnsafeBytes(of: c.pointee.errstr) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
+        }
+        let text = reason.flatMap { $0.isEmpty ? nil : $0 } ?? "connection lost"
+        return MicroSSEError(.unavailable, "Redis command failed: \(text)")
     }
 
     private func convert(_ r: UnsafeMutablePointer<redisReply>) -> RedisValue {

@@ -6,8 +6,10 @@ import MicroSSEWire
 ///
 /// Options: `wait=N` (a publish is acknowledged only once `N` replicas confirmed it with `WAIT`;
 /// default 1 with sentinels, 0 without; `wait=all`, with sentinels: every replica they consider
-/// up, and at least one) and `waitTimeout=MS` (how long `WAIT` may take, 1-10000;
-/// default 250). The password is the data nodes'; sentinels are asked without one.
+/// up, and at least one), `waitTimeout=MS` (how long `WAIT` may take, 1-10000;
+/// default 250), `workers=N` (threads running HTTP publishes and resumes, each with its own
+/// connection, 1-64; default 2) and `queue=N` (publishes that may wait for them, 1-1000000;
+/// default 1024). The password is the data nodes'; sentinels are asked without one.
 public struct RedisURL: Sendable, Equatable, CustomStringConvertible {
     /// A `HOST:PORT` pair.
     public struct Endpoint: Sendable, Equatable, CustomStringConvertible {
@@ -44,6 +46,17 @@ public struct RedisURL: Sendable, Equatable, CustomStringConvertible {
     public var waitForEveryReplica: Bool
     /// How long `WAIT` may take, in milliseconds.
     public var waitTimeoutMilliseconds: Int
+    /// Threads that run HTTP publishes and resume replays (each with its own command
+    /// connection), so libmicrohttpd's threads never wait on Redis: ``workerRange``, default 2.
+    public var workers: Int
+    /// Publishes that may wait for a worker (one more gets `503`); resumes, each a stream the
+    /// hub already admitted, always wait: ``queueLimitRange``, default 1,024.
+    public var queueLimit: Int
+
+    /// Allowed values of ``workers`` (`workers=N`).
+    public static let workerRange = 1...64
+    /// Allowed values of ``queueLimit`` (`queue=N`).
+    public static let queueLimitRange = 1...1_000_000
 
     /// Whether the primary is found through sentinels.
     public var usesSentinel: Bool { masterName != nil }
@@ -65,6 +78,8 @@ public struct RedisURL: Sendable, Equatable, CustomStringConvertible {
         var wait = sentinel ? 1 : 0
         var waitAll = false
         var waitTimeout = 250
+        var workerCount = 2
+        var queue = 1_024
         if let q = rest.firstIndex(of: "?") {
             for pair in rest[rest.index(after: q)...].split(separator: "&") {
                 let kv = pair.split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false)
@@ -88,6 +103,16 @@ public struct RedisURL: Sendable, Equatable, CustomStringConvertible {
                             .invalidArgument, "Redis URL option waitTimeout must be 1-10000 (ms) in '\(text)'")
                     }
                     waitTimeout = value
+                case "workers":
+                    guard let value, Self.workerRange.contains(value) else {
+                        throw MicroSSEError(.invalidArgument, "Redis URL option workers must be 1-64 in '\(text)'")
+                    }
+                    workerCount = value
+                case "queue":
+                    guard let value, Self.queueLimitRange.contains(value) else {
+                        throw MicroSSEError(.invalidArgument, "Redis URL option queue must be 1-1000000 in '\(text)'")
+                    }
+                    queue = value
                 default:
                     throw MicroSSEError(.invalidArgument, "unknown Redis URL option '\(kv[0])' in '\(text)'")
                 }
@@ -97,6 +122,8 @@ public struct RedisURL: Sendable, Equatable, CustomStringConvertible {
         waitReplicas = waitAll ? 0 : wait
         waitForEveryReplica = waitAll
         waitTimeoutMilliseconds = waitTimeout
+        workers = workerCount
+        queueLimit = queue
         password = nil
         if let at = rest.lastIndex(of: "@") {
             let userinfo = rest[..<at]

@@ -9,8 +9,15 @@ import Synchronization
 
 /// The threads that talk to Redis for libmicrohttpd's threads: publishes and resume replays
 /// queue a job here and complete their deferred reply from a worker, so the polling thread never
-/// waits on Redis. Each worker has its own command connection; the queue is bounded (a job that
-/// does not fit is refused, and the route answers `503` with `Retry-After`).
+/// waits on Redis. Each worker has its own command connection.
+///
+/// Publishes wait in a queue bounded by `capacity` (one that does not fit is refused, and the
+/// route answers `503` with `Retry-After`) and run first: every subscriber waits for a publish,
+/// one client for a resume. Resumes are not refused for lack of room: each holds only a stream
+/// the hub already admitted (``MicroSSE/ServerConfiguration/maxClients`` bounds them), and
+/// refusing one would start it live with a gap, losing what it missed, exactly when a hub's
+/// streams all reconnect at once. While publishes keep waiting, every fifth job is a resume,
+/// so resumes are never starved.
 final class RedisWorkers: Sendable {
     struct Job: Sendable {
         /// Runs on a worker with its command connection.
@@ -19,13 +26,62 @@ final class RedisWorkers: Sendable {
         let cancel: @Sendable () -> Void
     }
 
+    enum Kind {
+        case publish, resume
+    }
+
     enum Refusal: Error {
         case full, closed
     }
 
+    /// A first-in first-out queue with O(1) removal from the front.
+    private struct Fifo {
+        private var items: [Job?] = []
+        private var head = 0
+
+        var count: Int { items.count - head }
+
+        mutating func push(_ job: Job) { items.append(job) }
+
+        mutating func pop() -> Job? {
+            guard head < items.count else { return nil }
+            defer {
+                items[head] = nil
+                head += 1
+                if head == items.count {
+                    items.removeAll(keepingCapacity: true)
+                    head = 0
+                } else if head >= 1_024 && head * 2 >= items.count {
+                    items.removeFirst(head)
+                    head = 0
+                }
+            }
+            return items[head]
+        }
+
+        mutating func drain() -> [Job] {
+            var all: [Job] = []
+            while let job = pop() { all.append(job) }
+            return all
+        }
+    }
+
     private struct Queue {
-        var jobs: [Job] = []
+        var publishes = Fifo()
+        var resumes = Fifo()
+        /// Publishes run in a row while resumes wait.
+        var publishStreak = 0
         var closed = false
+
+        /// The next job: a publish first, but a waiting resume after four publishes in a row.
+        mutating func next() -> Job? {
+            if publishes.count > 0 && (resumes.count == 0 || publishStreak < 4) {
+                publishStreak += 1
+                return publishes.pop()
+            }
+            publishStreak = 0
+            return resumes.pop()
+        }
     }
 
     let count: Int
@@ -34,12 +90,23 @@ final class RedisWorkers: Sendable {
     private let ready = DispatchSemaphore(value: 0)
 
     init(count: Int, capacity: Int) {
-        self.count = max(1, count)
-        self.capacity = max(1, capacity)
+        self.count = count
+        self.capacity = capacity
+    }
+
+    /// Throws `.invalidArgument` when the count or the capacity is out of range (a ``RedisURL``
+    /// whose ``RedisURL/workers`` or ``RedisURL/queueLimit`` was set out of range).
+    func validate() throws(MicroSSEError) {
+        guard RedisURL.workerRange.contains(count) else {
+            throw MicroSSEError(.invalidArgument, "Redis workers must be 1-64 (got \(count))")
+        }
+        guard RedisURL.queueLimitRange.contains(capacity) else {
+            throw MicroSSEError(.invalidArgument, "Redis queue limit must be 1-1000000 (got \(capacity))")
+        }
     }
 
     /// Jobs waiting for a worker.
-    var waiting: Int { queue.withLock { $0.jobs.count } }
+    var waiting: Int { queue.withLock { $0.publishes.count + $0.resumes.count } }
 
     /// Starts the workers (their connections are dialled by their first job).
     func start() throws(MicroSSEError) {
@@ -62,12 +129,18 @@ final class RedisWorkers: Sendable {
         }
     }
 
-    /// Queues `job`, or says why not (the queue is full, or the broker shut down).
-    func submit(_ job: Job) -> Refusal? {
+    /// Queues `job`, or says why not (``capacity`` publishes are waiting, or the broker shut
+    /// down).
+    func submit(_ job: Job, _ kind: Kind) -> Refusal? {
         let refusal = queue.withLock { q -> Refusal? in
             if q.closed { return .closed }
-            if q.jobs.count >= capacity { return .full }
-            q.jobs.append(job)
+            switch kind {
+            case .publish:
+                if q.publishes.count >= capacity { return .full }
+                q.publishes.push(job)
+            case .resume:
+                q.resumes.push(job)
+            }
             return nil
         }
         if refusal == nil { ready.signal() }
@@ -79,8 +152,7 @@ final class RedisWorkers: Sendable {
     func shutdown() {
         let dropped = queue.withLock { q -> [Job] in
             q.closed = true
-            defer { q.jobs = [] }
-            return q.jobs
+            return q.publishes.drain() + q.resumes.drain()
         }
         for job in dropped { job.cancel() }
         for _ in 0..<count { ready.signal() }
@@ -89,9 +161,7 @@ final class RedisWorkers: Sendable {
     private func work(on lane: RedisBroker.CommandLane) {
         while true {
             ready.wait()
-            let (job, closed) = queue.withLock { q -> (Job?, Bool) in
-                (q.jobs.isEmpty ? nil : q.jobs.removeFirst(), q.closed)
-            }
+            let (job, closed) = queue.withLock { q -> (Job?, Bool) in (q.next(), q.closed) }
             if let job {
                 job.run(lane)
             } else if closed {
@@ -131,19 +201,19 @@ extension RedisBroker {
                 }
             },
             cancel: { completion(.failure(MicroSSEError(.unavailable, "the server is shutting down"))) })
-        switch workers.submit(job) {
+        switch workers.submit(job, .publish) {
         case nil: break
         case .closed: completion(.failure(MicroSSEError(.unavailable, "the server is shutting down")))
         case .full:
             completion(
                 .failure(
-                    MicroSSEError(.unavailable, "\(workers.capacity) Redis commands are already waiting; retry")))
+                    MicroSSEError(.unavailable, "\(workers.capacity) publishes are already waiting for Redis; retry")))
         }
     }
 
     /// Registers `subscriber` for live events before it returns (buffered while the replay is
-    /// fetched); `completion` comes once the replay is queued. A full queue or a shutdown starts
-    /// the stream live with a gap event (an `EventSource` does not retry a `503`).
+    /// fetched); `completion` comes once the replay is queued. A shutdown starts the stream live
+    /// with a gap event (an `EventSource` does not retry a `503`).
     package func subscribe(
         _ subscriber: Subscriber, after lastEventID: String?, completion: @escaping @Sendable (ResumeStatus) -> Void
     ) {
@@ -158,10 +228,7 @@ extension RedisBroker {
                 run: { lane in completion(self.resume(subscriber, lastEventID: lastEventID, after: position, on: lane))
                 },
                 cancel: { completion(live()) })
-            if let refusal = workers.submit(job) {
-                if refusal == .full { log("Redis work queue full; a resuming stream starts live with a gap event") }
-                completion(live())
-            }
+            if workers.submit(job, .resume) != nil { completion(live()) }
         }
     }
 }

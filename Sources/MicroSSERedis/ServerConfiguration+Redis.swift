@@ -6,10 +6,16 @@ import MicroSSECore
 extension ServerConfiguration {
     /// Share channels, ids and history with other hubs through Redis Streams (several hubs
     /// behind a load balancer). nil keeps everything in this process. Default nil.
+    ///
+    /// ``MicroSSE/ServerConfiguration/historyTTLSeconds`` applies to it, set before or after.
     public var redis: RedisURL? {
         get { redisSettings?.url }
         set {
-            redisSettings = newValue.map { RedisSettings(url: $0, ttl: redisChannelTTLSeconds, prefix: redisKeyPrefix) }
+            redisSettings = newValue.map {
+                RedisSettings(
+                    url: $0, ttl: redisChannelTTLSeconds, prefix: redisKeyPrefix, historyTTL: historyTTLSeconds,
+                    clock: redisSettings?.clock)
+            }
         }
     }
 
@@ -27,6 +33,13 @@ extension ServerConfiguration {
         set { redisSettings?.prefix = newValue }
     }
 
+    /// The wall clock (milliseconds) that ages the Redis history for the history TTL; nil = the
+    /// system's. Tests move it instead of waiting. Set it after ``redis``.
+    package var redisWallClock: (@Sendable () -> UInt64)? {
+        get { redisSettings?.clock }
+        set { redisSettings?.clock = newValue }
+    }
+
     private var redisSettings: RedisSettings? {
         get { brokerFactory as? RedisSettings }
         set { brokerFactory = newValue }
@@ -34,23 +47,32 @@ extension ServerConfiguration {
 }
 
 /// The Redis settings of a configuration, and the factory of its broker.
-private struct RedisSettings: BrokerFactory {
+private struct RedisSettings: HistoryTTLApplying {
     static let defaultTTL = 86_400
     static let defaultPrefix = "microsse"
 
     var url: RedisURL
     var ttl: Int
     var prefix: String
+    var historyTTL: Int
+    var clock: (@Sendable () -> UInt64)?
+
+    func applying(_ historyTTLSeconds: Int) -> any BrokerFactory {
+        var copy = self
+        copy.historyTTL = historyTTLSeconds
+        return copy
+    }
 
     func makeBroker(historyCount: Int, historyBytes: Int, log: @escaping @Sendable (String) -> Void) -> any EventBroker
     {
-        RedisBroker(
-            settings: .init(
-                url: url, prefix: prefix, historyCount: max(1, historyCount), historyBytes: historyBytes,
-                channelTTLSeconds: max(1, ttl),
-                // Asking local sentinels again is cheap, and a failover should cost little more
-                // than the sentinels' own detection and promotion.
-                maxBackoffMilliseconds: url.usesSentinel ? 500 : 2_000),
-            log: log)
+        var settings = RedisBroker.Settings(
+            url: url, prefix: prefix, historyCount: max(1, historyCount), historyBytes: historyBytes,
+            channelTTLSeconds: max(1, ttl),
+            // Asking local sentinels again is cheap, and a failover should cost little more
+            // than the sentinels' own detection and promotion.
+            maxBackoffMilliseconds: url.usesSentinel ? 500 : 2_000,
+            workerCount: url.workers, workQueueCapacity: url.queueLimit, historyTTLSeconds: max(0, historyTTL))
+        if let clock { settings.wallClock = clock }
+        return RedisBroker(settings: settings, log: log)
     }
 }

@@ -27,14 +27,35 @@ extension SeveralHubsTests {
             #expect(figures.missingFromHistory == 0, "acknowledged events missing from the new primary's history")
         }
 
-        @Test("a manual failover with wait=1: hubs follow the demoted primary; its last writes can vanish")
+        @Test(
+            "a manual failover with wait=1: hubs follow the new primary; only writes acknowledged during it can vanish")
         func manualFailoverWaitOne() throws {
+            // runFailover checks that both hubs' streams stayed open and got every acknowledged
+            // event once, in order, without a gap, and that the last 20 acknowledged are on the new
+            // primary (the hubs followed it).
             let figures = try runFailover(.sentinelFailover, wait: "1")
+            // Moving to the new primary costs the publish in flight a refusal or two (measured: 2).
+            #expect(figures.refusals > 0, "the failover was never seen by the publisher")
             // Sentinel promotes a replica (REPLICAOF NO ONE) and only later demotes the old
             // primary, which meanwhile takes writes that its other replica confirms; both then
             // resynchronise from the new primary and drop them. Subscribers connected at the time
-            // received them live; the history lacks them. Recorded here, documented in the README.
-            print("manual failover, wait=1: \(figures.missingFromHistory) acknowledged events missing from history")
+            // received them live; the history lacks them. The loss is measured and documented in
+            // the README, not asserted to be zero; what is asserted is where it can fall.
+            print(
+                "manual failover, wait=1: \(figures.missingFromHistory) of \(figures.acknowledged) acknowledged events "
+                    + "missing from history, the last acknowledged "
+                    + "\(String(format: "%.2f", figures.lastMissingAfterMove ?? 0)) s after the sentinels named the new primary"
+            )
+            #expect(
+                figures.missing.allSatisfy { $0 >= figures.acknowledgedBeforeStrike },
+                "an event acknowledged before the failover began is missing from history: \(figures.missing)")
+            // The hubs ask the sentinels every second and then move: nothing acknowledged later
+            // than that can be lost (the test notices the new primary up to 10 publishes late, and
+            // publishes on for 2 s, so hubs that stayed on the old primary would lose 2 s more).
+            #expect(
+                (figures.lastMissingAfterMove ?? 0) < 1.5,
+                "an event acknowledged \(figures.lastMissingAfterMove ?? 0) s after the sentinels named the new primary is missing"
+            )
         }
 
         @Test("a manual failover with wait=all: nothing acknowledged is lost")
@@ -138,6 +159,14 @@ enum Disruption { case killPrimary, sentinelFailover }
 struct FailoverFigures {
     var refusals = 0
     var missingFromHistory = 0
+    /// Positions (in acknowledgement order) of the acknowledged events missing from history.
+    var missing: [Int] = []
+    /// Events acknowledged, in all and before the disruption struck.
+    var acknowledged = 0
+    var acknowledgedBeforeStrike = 0
+    /// Seconds from the sentinels naming the new primary to the acknowledgement of the last event
+    /// missing from history (nil when none is missing).
+    var lastMissingAfterMove: Double?
     /// Seconds the publisher spent between a first refusal and the acknowledgement, in all.
     var unavailableSeconds = 0.0
 }
@@ -179,6 +208,7 @@ func runFailover(_ disruption: Disruption, wait: String = "1") throws -> Failove
     // The publisher: numbered events to hub A, each retried on 503 until acknowledged.
     let total = 100
     var acknowledged: [(data: String, id: String)] = []
+    var ackedAt: [Double] = []
     var figures = FailoverFigures()
     var retriedEvents = 0
     var struckAt = 0.0
@@ -208,6 +238,7 @@ func runFailover(_ disruption: Disruption, wait: String = "1") throws -> Failove
         if i == 40 {
             // Mid-publish: the disruption races the next publishes.
             struckAt = now()
+            figures.acknowledgedBeforeStrike = acknowledged.count
             striker.start()
         }
         let deadline = now() + 20
@@ -224,6 +255,7 @@ func runFailover(_ disruption: Disruption, wait: String = "1") throws -> Failove
             }
             if let id = publishedID(r) {
                 acknowledged.append(("o\(i)", id))
+                ackedAt.append(now())
                 if struckAt > 0 && firstAckAfter == 0 && figures.refusals > 0 { firstAckAfter = now() }
                 break
             }
@@ -272,7 +304,10 @@ func runFailover(_ disruption: Disruption, wait: String = "1") throws -> Failove
         (ask(promoted!.port, ["XRANGE", "\(prefix):ch:orders", "-", "+"])?.array ?? []).compactMap {
             $0.array?.first?.text
         })
-    figures.missingFromHistory = ackedSet.subtracting(stored).count
+    figures.missing = ackedIDs.indices.filter { !stored.contains(ackedIDs[$0]) }
+    figures.missingFromHistory = figures.missing.count
+    figures.acknowledged = ackedIDs.count
+    if let last = figures.missing.last, let movedAt { figures.lastMissingAfterMove = ackedAt[last] - movedAt }
     // The hubs followed the new primary: what they acknowledged last is in its history.
     #expect(Set(ackedIDs.suffix(20)).isSubset(of: stored), "the last acknowledged events are not on the new primary")
     let failover = firstAckAfter > 0 ? firstAckAfter - struckAt : 0
