@@ -146,7 +146,10 @@ typedef struct msse_config {
     const char *tls_key_pem;        /**< PEM private key (text); set both or neither. NULL. */
     int shutdown_drain_ms;          /**< msse_server_stop waits this long for streams to flush. 3000. */
     /* Added in 0.1 after the first layout: a caller whose cfg.size ends above gets the default. */
-    const char *redis_url;          /**< "redis://[:PASSWORD@]HOST[:PORT][/DB]" or "redis-sentinel://H:P[,H:P...]/MASTER[?wait=N|all]": share channels, ids and
+    const char *redis_url;          /**< "redis://[:PASSWORD@]HOST[:PORT][/DB][?OPTIONS]" or
+                                         "redis-sentinel://H:P[,H:P...]/MASTER[?OPTIONS]", OPTIONS
+                                         wait=N|all, waitTimeout=MS, workers=N, queue=N (README,
+                                         "Several hubs"): share channels, ids and
                                          history with other hubs through Redis Streams; NULL keeps them
                                          in this process. NULL. */
     /* Added for token authorization (JWT), after redis_url; an older cfg.size gets NULL/0 here.
