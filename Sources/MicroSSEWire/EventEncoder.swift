@@ -110,20 +110,37 @@ public enum EventEncoder {
         into buffer: inout [UInt8]
     ) {
         var start = 0
-        var index = 0
-        while index < bytes.count {
-            let byte = bytes[index]
-            if byte == lf || byte == cr {
-                let line = UnsafeBufferPointer(rebasing: bytes[start..<index])
-                appendField(name, value: line, into: &buffer)
-                if byte == cr, index + 1 < bytes.count, bytes[index + 1] == lf {
-                    index += 1
-                }
-                start = index + 1
-            }
-            index += 1
+        while true {
+            let end = lineBreak(in: bytes, from: start)
+            appendField(name, value: UnsafeBufferPointer(rebasing: bytes[start..<end]), into: &buffer)
+            guard end < bytes.count else { return }
+            start = end + 1
+            if bytes[end] == cr, start < bytes.count, bytes[start] == lf { start += 1 }
         }
-        let lastLine = UnsafeBufferPointer(rebasing: bytes[start..<bytes.count])
-        appendField(name, value: lastLine, into: &buffer)
+    }
+
+    /// The index of the first CR or LF in `bytes` at or after `start`, or `bytes.count`. Looks at
+    /// eight bytes per step while none of them is one (a payload of kilobytes is scanned once per
+    /// publish, before it is shared by every subscriber).
+    private static func lineBreak(in bytes: UnsafeBufferPointer<UInt8>, from start: Int) -> Int {
+        var i = start
+        if let base = bytes.baseAddress {
+            let raw = UnsafeRawPointer(base)
+            while i + 8 <= bytes.count {
+                let word = raw.loadUnaligned(fromByteOffset: i, as: UInt64.self)
+                if holds(lf, in: word) || holds(cr, in: word) { break }
+                i += 8
+            }
+        }
+        while i < bytes.count && bytes[i] != lf && bytes[i] != cr { i += 1 }
+        return i
+    }
+
+    /// Whether one of the eight bytes of `word` is `byte` (the classic zero-byte test on
+    /// `word ^ byte × 0x0101…`: exact, no false positives, for the one-bit answer).
+    private static func holds(_ byte: UInt8, in word: UInt64) -> Bool {
+        let ones: UInt64 = 0x0101_0101_0101_0101
+        let x = word ^ (ones &* UInt64(byte))
+        return (x &- ones) & ~x & 0x8080_8080_8080_8080 != 0
     }
 }

@@ -188,4 +188,41 @@ struct EncoderTests {
         #expect(
             parse(EventEncoder.encode(try Event(data: "", retry: Int.max))).parser.retry == Int.max)
     }
+
+    @Test("line breaks are found at every offset around the eight-byte scan: CR, LF, CRLF, LF CR")
+    func lineBreaksAtEveryOffset() throws {
+        // The payload split the plain way, byte by byte, as the reference.
+        func expected(_ text: [UInt8]) -> [UInt8] {
+            var out: [UInt8] = []
+            var line: [UInt8] = []
+            var i = 0
+            func flush() {
+                out += Array("data:".utf8) + (line.isEmpty ? [] : [0x20] + line) + [0x0A]
+                line = []
+            }
+            while i < text.count {
+                if text[i] == 0x0A || text[i] == 0x0D {
+                    if text[i] == 0x0D, i + 1 < text.count, text[i + 1] == 0x0A { i += 1 }
+                    flush()
+                } else {
+                    line.append(text[i])
+                }
+                i += 1
+            }
+            flush()
+            return out + [0x0A]
+        }
+        for length in 0..<40 {
+            for position in 0..<max(length, 1) {
+                for breakBytes in [[0x0A], [0x0D], [0x0D, 0x0A], [0x0A, 0x0D]] as [[UInt8]] {
+                    var text = [UInt8](repeating: UInt8(ascii: "x"), count: length)
+                    if length > 0 {
+                        text.replaceSubrange(position..<min(position + breakBytes.count, length), with: breakBytes)
+                    }
+                    let event = try Event(data: String(decoding: text, as: UTF8.self))
+                    #expect(EventEncoder.encode(event) == expected(text), "length \(length), break at \(position)")
+                }
+            }
+        }
+    }
 }
