@@ -53,7 +53,10 @@ struct ProcessTests {
         ])
         let tls = try ServerConfiguration.TLS(certificateFile: cert, privateKeyFile: key)
         #expect(tls.certificatePEM.hasPrefix("-----BEGIN CERTIFICATE-----"))
-        let hub = try makeHub { $0.tls = tls }
+        let hub = try makeHub {
+            $0.tls = tls
+            $0.heartbeatSeconds = 1  // heartbeats on a TLS stream take the content reader's path
+        }
         defer { hub.stop() }
 
         // curl checks the certificate against the one we made, and reads the stream until the
@@ -69,6 +72,8 @@ struct ProcessTests {
         curl.standardError = FileHandle.nullDevice
         try curl.run()
         #expect(waitForClients(hub, 1, timeout: 10))
+        // Two heartbeats (3 bytes each) while idle: written as TLS records, not raw to the socket.
+        #expect(eventually(timeout: 10) { hub.statistics.bytes >= 6 })
         let ids = try (0..<3).map { try hub.publish("secret \($0)", to: "secure") }
         #expect(eventually(timeout: 10) { hub.statistics.delivered == 3 })
         hub.stop()
