@@ -59,7 +59,7 @@ final class Hub: Sendable {
         let broker =
             configuration.brokerFactory?.makeBroker(
                 historyCount: configuration.historyCount, historyBytes: configuration.historyBytes,
-                log: { log.warning("\($0)") })
+                historyTTLSeconds: configuration.historyTTLSeconds, log: { log.warning("\($0)") })
             ?? MemoryBroker(
                 limits: .init(
                     historyCount: configuration.historyCount, historyBytes: configuration.historyBytes,

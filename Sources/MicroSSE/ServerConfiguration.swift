@@ -149,11 +149,7 @@ public struct ServerConfiguration: Sendable {
     public var drainWindowMilliseconds = 5_000
     /// Seconds an event stays replayable after it was published; older events are not replayed
     /// and a client resuming from one gets the gap signal. 0 = no age limit. Default 0.
-    public var historyTTLSeconds = 0 {
-        // A broker factory is given only the history count and bytes; one that applies the TTL
-        // itself (the Redis one) learns it here, whichever of the two is set first.
-        didSet { if let f = brokerFactory as? any HistoryTTLApplying { brokerFactory = f.applying(historyTTLSeconds) } }
-    }
+    public var historyTTLSeconds = 0
 
     /// Whether ``Server/start()`` raises the process's open-file limit (`RLIMIT_NOFILE`) to fit
     /// ``connectionLimit``. A process-wide change, so off by default; `microsse serve` turns it on.
@@ -180,11 +176,4 @@ public struct ServerConfiguration: Sendable {
 
     /// The defaults.
     public init() {}
-}
-
-/// A ``BrokerFactory`` that applies ``ServerConfiguration/historyTTLSeconds`` itself (the Redis
-/// one): ``ServerConfiguration`` hands it the TTL whenever either is set.
-package protocol HistoryTTLApplying: BrokerFactory {
-    /// This factory with `seconds` as the history TTL (0 = none).
-    func applying(_ historyTTLSeconds: Int) -> any BrokerFactory
 }

@@ -95,6 +95,9 @@ extension ResumeStatus {
 
 /// Makes the broker a server uses instead of the in-memory one (the Redis module provides one).
 package protocol BrokerFactory: Sendable {
-    /// A broker keeping `historyCount` events per channel; `log` takes warnings.
-    func makeBroker(historyCount: Int, historyBytes: Int, log: @escaping @Sendable (String) -> Void) -> any EventBroker
+    /// A broker keeping `historyCount` events and `historyBytes` bytes per channel, none older
+    /// than `historyTTLSeconds` (0 = no age limit); `log` takes warnings.
+    func makeBroker(
+        historyCount: Int, historyBytes: Int, historyTTLSeconds: Int, log: @escaping @Sendable (String) -> Void
+    ) -> any EventBroker
 }

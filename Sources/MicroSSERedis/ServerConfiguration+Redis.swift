@@ -7,14 +7,12 @@ extension ServerConfiguration {
     /// Share channels, ids and history with other hubs through Redis Streams (several hubs
     /// behind a load balancer). nil keeps everything in this process. Default nil.
     ///
-    /// ``MicroSSE/ServerConfiguration/historyTTLSeconds`` applies to it, set before or after.
+    /// ``MicroSSE/ServerConfiguration/historyTTLSeconds`` applies to it too.
     public var redis: RedisURL? {
         get { redisSettings?.url }
         set {
             redisSettings = newValue.map {
-                RedisSettings(
-                    url: $0, ttl: redisChannelTTLSeconds, prefix: redisKeyPrefix, historyTTL: historyTTLSeconds,
-                    clock: redisSettings?.clock)
+                RedisSettings(url: $0, ttl: redisChannelTTLSeconds, prefix: redisKeyPrefix, clock: redisSettings?.clock)
             }
         }
     }
@@ -47,31 +45,25 @@ extension ServerConfiguration {
 }
 
 /// The Redis settings of a configuration, and the factory of its broker.
-private struct RedisSettings: HistoryTTLApplying {
+private struct RedisSettings: BrokerFactory {
     static let defaultTTL = 86_400
     static let defaultPrefix = "microsse"
 
     var url: RedisURL
     var ttl: Int
     var prefix: String
-    var historyTTL: Int
     var clock: (@Sendable () -> UInt64)?
 
-    func applying(_ historyTTLSeconds: Int) -> any BrokerFactory {
-        var copy = self
-        copy.historyTTL = historyTTLSeconds
-        return copy
-    }
-
-    func makeBroker(historyCount: Int, historyBytes: Int, log: @escaping @Sendable (String) -> Void) -> any EventBroker
-    {
+    func makeBroker(
+        historyCount: Int, historyBytes: Int, historyTTLSeconds: Int, log: @escaping @Sendable (String) -> Void
+    ) -> any EventBroker {
         var settings = RedisBroker.Settings(
             url: url, prefix: prefix, historyCount: max(1, historyCount), historyBytes: historyBytes,
             channelTTLSeconds: max(1, ttl),
             // Asking local sentinels again is cheap, and a failover should cost little more
             // than the sentinels' own detection and promotion.
             maxBackoffMilliseconds: url.usesSentinel ? 500 : 2_000,
-            workerCount: url.workers, workQueueCapacity: url.queueLimit, historyTTLSeconds: max(0, historyTTL))
+            workerCount: url.workers, workQueueCapacity: url.queueLimit, historyTTLSeconds: max(0, historyTTLSeconds))
         if let clock { settings.wallClock = clock }
         return RedisBroker(settings: settings, log: log)
     }
