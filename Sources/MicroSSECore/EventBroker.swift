@@ -93,6 +93,31 @@ extension ResumeStatus {
     }
 }
 
+extension Subscriber {
+    /// Queues a resume: the gap event (for `gap`, or `evicted` when the replay had to be cut),
+    /// then `replay` in order — all of it when it fits the stream's free bytes beside the gap
+    /// event, else only its newest frames that do. A replay larger than the stream's bound would
+    /// otherwise fail the stream on arrival, and then every reconnect from the same id. Every
+    /// broker resumes through here. Returns the gap reported, nil when nothing was missed.
+    @discardableResult
+    package func enqueueResume(_ replay: [Frame], lastEventID: String, gap: GapReason?) -> GapReason? {
+        let evicted = ResumeStatus.gapFrame(lastEventID: lastEventID, reason: .evicted)
+        let room = freeBytes - evicted.bytes.count
+        var first = replay.count
+        var total = 0
+        while first > 0 && total + replay[first - 1].bytes.count <= room {
+            total += replay[first - 1].bytes.count
+            first -= 1
+        }
+        let reason = first > 0 ? GapReason.evicted : gap
+        if let reason {
+            enqueue(reason == .evicted ? evicted : ResumeStatus.gapFrame(lastEventID: lastEventID, reason: reason))
+        }
+        for frame in replay[first...] { enqueue(frame) }
+        return reason
+    }
+}
+
 /// Makes the broker a server uses instead of the in-memory one (the Redis module provides one).
 package protocol BrokerFactory: Sendable {
     /// A broker keeping `historyCount` events and `historyBytes` bytes per channel, none older

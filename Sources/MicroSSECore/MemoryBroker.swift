@@ -199,18 +199,8 @@ package final class MemoryBroker: EventBroker {
             }
         }
         replay.sort { $0.seq < $1.seq }
-        let gap = ResumeStatus.gapFrame(lastEventID: lastEventID, reason: .evicted)
-        let room = sub.freeBytes
-        var first = replay.count
-        var total = 0
-        while first > 0 && total + replay[first - 1].frame.bytes.count <= room - gap.bytes.count {
-            total += replay[first - 1].frame.bytes.count
-            first -= 1
-        }
-        if first > 0 { missed = true }
-        if missed { sub.enqueue(gap) }
-        for entry in replay[first...] { sub.enqueue(entry.frame) }
-        return missed ? .gap(.evicted) : .exact
+        let reported = sub.enqueueResume(replay.map(\.frame), lastEventID: lastEventID, gap: missed ? .evicted : nil)
+        return reported.map { .gap($0) } ?? .exact
     }
 
     package func unsubscribe(_ subscriber: Subscriber) {

@@ -116,7 +116,7 @@ extension RedisBroker {
                 s.lastDelivered = id
                 for sub in (s.channels[channel] ?? [:]).values {
                     if s.pending[sub.id] != nil {
-                        s.pending[sub.id]!.buffered.append((id, frame))
+                        s.pending[sub.id]!.hold(id, frame)
                         continue
                     }
                     if let skip = s.skipUpTo[sub.id], id <= skip { continue }

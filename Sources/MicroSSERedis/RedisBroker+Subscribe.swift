@@ -34,7 +34,7 @@ extension RedisBroker {
         let registered = state.withLock { s -> Bool in
             guard !s.closed else { return false }
             for c in subscriber.channels { s.channels[c.rawValue, default: [:]][subscriber.id] = subscriber }
-            if lastEventID != nil { s.pending[subscriber.id] = Pending() }
+            if lastEventID != nil { s.pending[subscriber.id] = Pending(limit: subscriber.freeBytes) }
             return true
         }
         guard registered, let lastEventID else { return .done(.fresh) }
@@ -149,23 +149,21 @@ extension RedisBroker {
         _ sub: Subscriber, replay: [(RedisStreamID, Frame)], gap: GapReason?, lastEventID: String,
         after position: RedisStreamID?, upTo: RedisStreamID? = nil
     ) -> ResumeStatus {
-        state.withLock { s in
-            if let gap { sub.enqueue(ResumeStatus.gapFrame(lastEventID: lastEventID, reason: gap)) }
+        return state.withLock { s in
+            // Unsubscribed while the replay was fetched: nothing more to send or track.
+            guard let pending = s.pending.removeValue(forKey: sub.id) else { return gap.map { .gap($0) } ?? .exact }
             var high = max(position ?? .zero, upTo ?? .zero)
-            for (id, frame) in replay {
-                sub.enqueue(frame)
-                high = max(high, id)
-            }
+            for (id, _) in replay { high = max(high, id) }
             if position == nil { high = s.lastDelivered }
-            // Unsubscribed while the replay was fetched: nothing more to track.
-            guard let pending = s.pending.removeValue(forKey: sub.id) else { return }
-            for (id, frame) in pending.buffered where id > high {
-                sub.enqueue(frame)
-                high = id
-            }
-            s.skipUpTo[sub.id] = high
+            // Live events that arrived meanwhile follow the replay; if more arrived than the stream
+            // could hold, they were dropped and the stream starts live from now, after the gap.
+            let live = pending.overflowed ? [] : pending.buffered.filter { $0.0 > high }
+            let reported = sub.enqueueResume(
+                replay.map(\.1) + live.map(\.1), lastEventID: lastEventID,
+                gap: pending.overflowed ? .evicted : gap)
+            s.skipUpTo[sub.id] = pending.overflowed ? s.lastDelivered : max(high, live.last?.0 ?? high)
+            return reported.map { .gap($0) } ?? .exact
         }
-        return gap.map { .gap($0) } ?? .exact
     }
 
     package func unsubscribe(_ subscriber: Subscriber) {

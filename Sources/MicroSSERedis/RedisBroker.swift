@@ -84,8 +84,27 @@ package final class RedisBroker: EventBroker {
         var backoff = 50
     }
 
-    struct Pending {
-        var buffered: [(RedisStreamID, Frame)] = []
+    /// Live events held for a stream while its replay is fetched, at most its byte bound (a
+    /// resume storm must not grow the hub without limit): past it they are dropped and the stream
+    /// starts live after the replay with an `evicted` gap.
+    package struct Pending {
+        let limit: Int
+        package private(set) var buffered: [(RedisStreamID, Frame)] = []
+        private var bytes = 0
+        package private(set) var overflowed = false
+
+        package init(limit: Int) { self.limit = limit }
+
+        package mutating func hold(_ id: RedisStreamID, _ frame: Frame) {
+            guard !overflowed else { return }
+            bytes += frame.bytes.count
+            if bytes > limit {
+                overflowed = true
+                buffered = []
+            } else {
+                buffered.append((id, frame))
+            }
+        }
     }
 
     struct LocalState {

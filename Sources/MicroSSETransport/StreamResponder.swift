@@ -155,6 +155,9 @@ private let streamFreed: MHD_ContentReaderFreeCallback = { cls in
     let context = Unmanaged<StreamContext>.fromOpaque(cls).takeRetainedValue()
     context.watcher?.unwatch(fd: context.fd)
     context.subscriber.detach()
-    context.transport.streamClosed(context.subscriber)
+    // The layer above first (its disconnect callback, its counters), then the stream table: once
+    // a stream no longer counts as open, its close has been handled, and a stop waiting for the
+    // table to empty waits for that too.
     context.onClose()
+    context.transport.streamClosed(context.subscriber)
 }

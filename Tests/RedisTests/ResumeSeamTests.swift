@@ -1,5 +1,6 @@
 import Foundation
 import MicroSSE
+import MicroSSECore
 import MicroSSERedis
 import MicroSSETestSupport
 import Synchronization
@@ -63,5 +64,58 @@ extension SeveralHubsTests {
                 if got != expected { break }
             }
         }
+    }
+}
+
+extension SeveralHubsTests {
+    @Suite("A Redis resume bigger than the stream's bound")
+    struct ResumeBound {
+        @Test(
+            "a replay larger than the client buffer keeps its newest events after an evicted gap, and the stream lives")
+        func oversizedReplayIsCut() throws {
+            let redis = try RedisServer()
+            let url = try RedisURL(redis.url)
+            let hub = try makeServer {
+                $0.publishing = true
+                $0.redis = url
+                $0.redisKeyPrefix = uniquePrefix("bound")
+                $0.clientBufferBytes = 4_096
+            }
+            defer { hub.stop() }
+            let payload = String(repeating: "x", count: 200)
+            let ids = try (0..<60).map { try hub.publish("\($0) \(payload)", to: "big") }
+            // About 12 KB of history after the first id: three times what the stream may hold.
+            let stream = try EventStreamClient(
+                port: hub.port, path: "/events/big", headers: [("Last-Event-ID", ids[0])])
+            #expect(stream.status == 200)
+            #expect(stream.head.header("MicroSSE-Gap") == "evicted")
+            let gap = try #require(try stream.next())
+            #expect(gap.type == "microsse.gap" && gap.data.contains("evicted"))
+            var replayed: [String] = []
+            while let event = try stream.next(timeout: 1), event.id != ids.last {
+                replayed.append(try #require(event.id))
+            }
+            replayed.append(ids.last!)
+            #expect(replayed.count > 5 && replayed.count < 59, "a cut replay: \(replayed.count) events")
+            #expect(replayed == Array(ids.suffix(replayed.count)), "the newest events, in order")
+            let live = try hub.publish("live", to: "big")
+            #expect(try stream.next()?.id == live, "the stream was not failed by its replay")
+        }
+    }
+}
+
+@Suite("Live events held during a Redis resume")
+struct PendingLiveEventsTests {
+    @Test("held up to the stream's bound; past it all are dropped and the resume reports the gap")
+    func boundedByTheStreamsLimit() throws {
+        var pending = RedisBroker.Pending(limit: 100)
+        let frame = Frame(bytes: [UInt8](repeating: 0x61, count: 40), isEvent: true)
+        pending.hold(try #require(RedisStreamID("1-0")), frame)
+        pending.hold(try #require(RedisStreamID("2-0")), frame)
+        #expect(pending.buffered.count == 2 && !pending.overflowed)
+        pending.hold(try #require(RedisStreamID("3-0")), frame)
+        #expect(pending.overflowed && pending.buffered.isEmpty, "120 bytes held for a 100-byte bound")
+        pending.hold(try #require(RedisStreamID("4-0")), frame)
+        #expect(pending.buffered.isEmpty)
     }
 }
