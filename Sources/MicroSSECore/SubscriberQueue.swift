@@ -1,19 +1,5 @@
 import MicroSSEWire
 
-/// Encoded bytes ready for the socket, shared by every subscriber that receives them
-/// (an `Array` is a reference to one buffer: enqueueing it copies no bytes).
-package struct Frame: Sendable {
-    /// The encoded event, comment or retry block.
-    package let bytes: [UInt8]
-    /// Whether this frame is an event (counted as delivered) rather than a heartbeat or retry.
-    package let isEvent: Bool
-
-    package init(bytes: [UInt8], isEvent: Bool) {
-        self.bytes = bytes
-        self.isEvent = isEvent
-    }
-}
-
 /// One subscriber's pending output and its suspend/resume handshake, as a state machine whose
 /// methods return what the caller must do (Hummingbird's connection state machine style).
 ///
