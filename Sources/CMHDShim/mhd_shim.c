@@ -14,6 +14,7 @@
 #include <string.h>
 #include <strings.h>
 #include <sys/socket.h>
+#include <sys/uio.h>
 #include <time.h>
 
 /* MHD hands its logger a printf format and a va_list; Swift can read neither, so this formats
@@ -153,6 +154,17 @@ int msse_shim_client_address(struct MHD_Connection *connection, char *buffer, si
     else if (sa->sa_family == AF_INET6) src = &((const struct sockaddr_in6 *)sa)->sin6_addr;
     if (src == NULL || inet_ntop(sa->sa_family, src, buffer, (socklen_t)size) == NULL) return -1;
     return 0;
+}
+
+int msse_shim_send_chunk(int fd, const void *bytes, size_t size) {
+    char head[24];
+    int n = snprintf(head, sizeof head, "%zX\r\n", size);
+    struct iovec parts[3] = {{head, (size_t)n}, {(void *)bytes, size}, {(void *)"\r\n", 2}};
+    struct msghdr message = {.msg_iov = parts, .msg_iovlen = 3};
+    ssize_t sent = sendmsg(fd, &message, MSG_DONTWAIT | MSG_NOSIGNAL);
+    if (sent == (ssize_t)((size_t)n + size + 2)) return 1;
+    if (sent < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)) return 0;
+    return -1;
 }
 
 int msse_shim_stream_is_plain_chunked(struct MHD_Connection *connection) {

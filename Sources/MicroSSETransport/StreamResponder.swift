@@ -60,18 +60,14 @@ private final class StreamContext: StreamConnection {
     // reset, or a short write that would leave half a chunk) ends the stream.
     func writeWhileSuspended(_ bytes: [UInt8]) -> SuspendedWrite {
         guard plainChunked, fd >= 0 else { return .unavailable }
-        var chunk = Array(String(bytes.count, radix: 16, uppercase: true).utf8)
-        chunk += [13, 10]
-        chunk += bytes
-        chunk += [13, 10]
-        let sent = chunk.withUnsafeBytes { send(fd, $0.baseAddress, $0.count, Int32(MSG_DONTWAIT | MSG_NOSIGNAL)) }
-        if sent == chunk.count {
+        switch bytes.withUnsafeBytes({ msse_shim_send_chunk(fd, $0.baseAddress, $0.count) }) {
+        case 1:
             transport.deliveredBytes.add(bytes.count, ordering: .relaxed)
             HTTPTransport.heartbeatsWrittenDirectly.add(1, ordering: .relaxed)
             return .written
+        case 0: return .unavailable
+        default: return .failed
         }
-        if sent < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR) { return .unavailable }
-        return .failed
     }
 }
 

@@ -48,6 +48,12 @@ void msse_shim_request_arrived(struct MHD_Connection *connection);
 /// Call from the request-completed callback.
 void msse_shim_request_finished(struct MHD_Connection *connection);
 
+/// Writes `size` bytes to `fd` as one HTTP/1.1 chunk (hex size, CRLF, the bytes, CRLF) in one
+/// non-blocking `sendmsg`, without copying them. Returns 1 when all of it was written, 0 when
+/// nothing was (the socket is full), -1 when the write failed or was cut short (half a chunk is
+/// on the wire: the stream cannot go on).
+int msse_shim_send_chunk(int fd, const void *bytes, size_t size);
+
 /// Whether a stream response queued now on `connection` goes out as plain (not TLS) HTTP/1.1
 /// chunks on its socket: what a direct write to the socket must then look like. Call on the
 /// connection's thread (the access handler).
