@@ -4,6 +4,7 @@
 #include <netinet/in.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
 #include <sys/socket.h>
 
 /* An open-addressing table (linear probing, deletion by backward shift) of the addresses with
@@ -17,6 +18,7 @@ typedef struct {
 
 struct msse_shim_peers {
     size_t mask; /* capacity - 1, capacity a power of two */
+    uint64_t seed; /* random per table: clients cannot pick addresses that collide */
     msse_shim_peer *slots;
 };
 
@@ -31,6 +33,7 @@ msse_shim_peers *msse_shim_peers_create(unsigned int connection_limit) {
         return NULL;
     }
     p->mask = capacity - 1;
+    if (getrandom(&p->seed, sizeof p->seed, 0) != (ssize_t)sizeof p->seed) p->seed = (uint64_t)(uintptr_t)p;
     return p;
 }
 
@@ -56,15 +59,15 @@ int msse_shim_address_key(const struct sockaddr *sa, unsigned char key[16]) {
     return 0;
 }
 
-static size_t msse_shim_peer_hash(const unsigned char key[16]) {
-    uint64_t h = 1469598103934665603ull; /* FNV-1a */
+static size_t msse_shim_peer_hash(const msse_shim_peers *p, const unsigned char key[16]) {
+    uint64_t h = 1469598103934665603ull ^ p->seed; /* FNV-1a, seeded */
     for (int i = 0; i < 16; i++) h = (h ^ key[i]) * 1099511628211ull;
     return (size_t)(h ^ (h >> 29));
 }
 
 /* The slot holding `key`, or the empty slot where it would go. */
 static size_t msse_shim_peer_find(const msse_shim_peers *p, const unsigned char key[16]) {
-    size_t i = msse_shim_peer_hash(key) & p->mask;
+    size_t i = msse_shim_peer_hash(p, key) & p->mask;
     while (p->slots[i].count != 0 && memcmp(p->slots[i].address, key, 16) != 0) i = (i + 1) & p->mask;
     return i;
 }
@@ -81,7 +84,7 @@ void msse_shim_peers_remove(msse_shim_peers *p, const unsigned char key[16]) {
     /* Emptied: shift back the entries after it that probed past it, so lookups stay correct. */
     size_t hole = i;
     for (size_t j = (i + 1) & p->mask; p->slots[j].count != 0; j = (j + 1) & p->mask) {
-        size_t home = msse_shim_peer_hash(p->slots[j].address) & p->mask;
+        size_t home = msse_shim_peer_hash(p, p->slots[j].address) & p->mask;
         /* Entry j may move to the hole when its home is not in the cyclic range (hole, j]. */
         int home_in_range = hole <= j ? (home > hole && home <= j) : (home > hole || home <= j);
         if (!home_in_range) {

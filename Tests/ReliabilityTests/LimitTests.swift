@@ -189,4 +189,53 @@ struct LimitTests {
         #expect(server.statistics.published == 0)
         #expect(try httpRequest(port: server.port, path: "/healthz").status == 200)
     }
+
+    @Test(
+        "the per-address table counts 24 addresses apart, through closes and reopens (a small table, so entries collide)"
+    )
+    func perAddressTableUnderChurn() throws {
+        // Connection limit 32: the shim's table has 64 slots, so 24 addresses share probe chains.
+        let server = try makeServer {
+            $0.perIPConnectionLimit = 1
+            $0.connectionLimit = 32
+        }
+        defer { server.stop() }
+        let addresses = (0..<24).map { "127.0.0.\(10 + $0)" }
+        func status(from address: String) throws -> (Int, RawConnection) {
+            let c = try RawConnection(port: server.port, from: address)
+            try c.send("GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+            return (try c.readHead().status, c)
+        }
+        var held: [RawConnection?] = []
+        for address in addresses {
+            let (code, c) = try status(from: address)
+            #expect(code == 200, "first connection from \(address)")
+            held.append(c)  // keep-alive: the connection stays open and counted
+        }
+        for address in addresses {
+            let (code, c) = try status(from: address)
+            #expect(code == 429, "second connection from \(address)")
+            c.close()
+        }
+        for i in stride(from: 0, to: held.count, by: 2) {
+            held[i]?.close()
+            held[i] = nil
+        }
+        for (i, address) in addresses.enumerated() {
+            if i % 2 == 0 {
+                // Its first connection is closed: admitted again once the hub has seen the close.
+                #expect(
+                    eventually(timeout: 5) {
+                        guard let (code, c) = try? status(from: address) else { return false }
+                        c.close()
+                        return code == 200
+                    }, "\(address) after its connection closed")
+            } else {
+                let (code, c) = try status(from: address)
+                #expect(code == 429, "\(address) still holds its connection")
+                c.close()
+            }
+        }
+        for c in held { c?.close() }
+    }
 }
