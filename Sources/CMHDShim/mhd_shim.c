@@ -7,15 +7,11 @@
 #include <limits.h>
 #include <poll.h>
 #include <netinet/in.h>
-#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
-#include <stdlib.h>
 #include <string.h>
-#include <strings.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
-#include <time.h>
 
 /* MHD hands its logger a printf format and a va_list; Swift can read neither, so this formats
  * the line and calls the Swift callback. Every server passes the same Swift function, so one

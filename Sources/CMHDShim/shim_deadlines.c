@@ -1,17 +1,9 @@
 /* Request deadlines: a request must arrive in full within the connection timeout. */
 #include "shim_internal.h"
 
-#include <arpa/inet.h>
-#include <dlfcn.h>
-#include <errno.h>
-#include <poll.h>
-#include <netinet/in.h>
 #include <pthread.h>
-#include <stdarg.h>
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
 #include <sys/socket.h>
 #include <time.h>
 

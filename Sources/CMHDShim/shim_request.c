@@ -2,19 +2,10 @@
  * connection's pool, and its head (RFC 9112 framing). */
 #include "shim_internal.h"
 
-#include <arpa/inet.h>
-#include <dlfcn.h>
-#include <errno.h>
-#include <poll.h>
-#include <netinet/in.h>
-#include <pthread.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
-#include <sys/socket.h>
-#include <time.h>
 
 /* ---- Query size (see mhd_shim.h) ---- */
 static const char msse_shim_query_marker = 0;
@@ -253,8 +244,9 @@ int msse_shim_check_request_head(struct MHD_Connection *connection, const char *
     const union MHD_ConnectionInfo *info = MHD_get_connection_info(connection, MHD_CONNECTION_INFO_REQUEST_HEADER_SIZE);
     const char *head_end = method != NULL && info != NULL && info->header_size > 0 ? method + info->header_size : NULL;
     /* libmicrohttpd ends the target at the space before the version (which it replaces with a
-     * NUL) and searches it for '?' over that length; a raw NUL inside ends the path early. With
-     * no request deadline (connection timeout 0) there is no socket context and no such check. */
+     * NUL) and searches it for '?' over that length; a raw NUL inside ends the path early. The
+     * tracker's record of the connection (its socket context) carries what the URI-log callback
+     * saw of the raw target; only a connection whose record could not be allocated has none. */
     const char *target_start = NULL, *target_end = NULL;
     int target_bad = 0;
     const union MHD_ConnectionInfo *sc = MHD_get_connection_info(connection, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
