@@ -28,7 +28,7 @@ struct SecurityTests {
                 wrong.append(String(flipped))
             }
         }
-        wrong += [Self.token.uppercased(), " " + Self.token, Self.token + " ", "\u{0}" + Self.token]
+        wrong += [Self.token.uppercased(), "\u{0}" + Self.token]
         for candidate in wrong {
             let r = try httpRequest(
                 port: port, method: "POST", path: "/events/t", headers: [("Authorization", "Bearer \(candidate)")],
@@ -37,7 +37,7 @@ struct SecurityTests {
             let expected = candidate.utf8.contains(0) ? 400 : 401
             #expect(r.status == expected, "token '\(candidate)' gave \(r.status)")
         }
-        for header in ["Basic \(Self.token)", Self.token, "Bearer", "Bearer  \(Self.token)", "Token \(Self.token)"] {
+        for header in ["Basic \(Self.token)", Self.token, "Bearer", "Bearer\(Self.token)", "Token \(Self.token)"] {
             let r = try httpRequest(
                 port: port, method: "POST", path: "/events/t", headers: [("Authorization", header)],
                 body: Array("x".utf8))
@@ -47,11 +47,15 @@ struct SecurityTests {
         #expect(none.status == 401)
         #expect(none.header("WWW-Authenticate") == "Bearer")
         #expect(server.statistics.published == 0)
-        let right = try httpRequest(
-            port: port, method: "POST", path: "/events/t", headers: [("Authorization", "Bearer \(Self.token)")],
-            body: Array("x".utf8))
-        #expect(right.status == 202)
-        #expect(server.statistics.published == 1)
+        // RFC 9110 allows one or more spaces after the scheme, and any case for it: the same token
+        // is read from every spelling, as the JWT guard reads it (one parser for both).
+        for header in ["Bearer \(Self.token)", "bearer \(Self.token)", "Bearer   \(Self.token)"] {
+            let right = try httpRequest(
+                port: port, method: "POST", path: "/events/t", headers: [("Authorization", header)],
+                body: Array("x".utf8))
+            #expect(right.status == 202, "Authorization '\(header)' gave \(right.status)")
+        }
+        #expect(server.statistics.published == 3)
     }
 
     @Test("a second Authorization header cannot replace a wrong first one")

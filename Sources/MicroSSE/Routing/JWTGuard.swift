@@ -44,9 +44,7 @@ final class JWTAuthority: Sendable {
 
     /// The token a request carries for `access`: only `Authorization: Bearer` for a publish.
     static func token(_ request: Request, for access: Access) -> String? {
-        if case .publish = access {
-            return TokenSource.find(authorization: request.header("Authorization"), cookieHeader: nil, query: [])?.token
-        }
+        if case .publish = access { return bearerToken(request) }
         let cookies = request.headers.filter { asciiCaseInsensitiveEquals($0.name, "Cookie") }.map(\.value)
         return TokenSource.find(
             authorization: request.header("Authorization"),

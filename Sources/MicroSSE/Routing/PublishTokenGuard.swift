@@ -1,3 +1,4 @@
+import MicroSSEAuth
 import MicroSSETransport
 
 /// Publishing needs `Authorization: Bearer <token>` when a publish token is configured.
@@ -13,14 +14,11 @@ struct PublishTokenGuard: RequestGuard {
     }
 }
 
-/// The token of an `Authorization: Bearer TOKEN` header, if any. A value with a control byte
-/// (a NUL, say, after which C code would stop reading) holds no token.
+/// The token of an `Authorization: Bearer TOKEN` header, if any, parsed as the JWT guard parses
+/// it (``TokenSource``): one reading of the header for both kinds of token. A token with a space
+/// or a control byte (a NUL, say, after which C code would stop reading) is no token.
 func bearerToken(_ request: Request) -> String? {
-    guard let value = request.header("Authorization"), value.utf8.allSatisfy({ $0 >= 0x20 && $0 != 0x7F })
-    else { return nil }
-    let parts = value.split(separator: " ", maxSplits: 1)
-    guard parts.count == 2, asciiCaseInsensitiveEquals(String(parts[0]), "Bearer") else { return nil }
-    return String(parts[1])
+    TokenSource.find(authorization: request.header("Authorization"), cookieHeader: nil, query: [])?.token
 }
 
 /// Compares secrets in time that depends only on their lengths, not on where they differ.
