@@ -12,7 +12,7 @@ extension RedisBroker {
     // MARK: The reader
 
     func readLoop() {
-        defer { readerDone.store(true, ordering: .releasing) }
+        defer { readerExited.signal() }
         var connection: RedisConnection?
         var backoff = 50
         var wasLost = false

@@ -1,3 +1,4 @@
+import Dispatch
 import MicroSSECore
 import MicroSSEWire
 import Synchronization
@@ -61,7 +62,10 @@ package final class RedisBroker: EventBroker {
     let state = Mutex(LocalState())
     let readerFD = Atomic<Int32>(-1)
     let stopping = Atomic<Bool>(false)
-    let readerDone = Atomic<Bool>(true)
+    /// Whether a reader thread was started and not yet waited for by ``shutdown()``.
+    let readerRunning = Atomic<Bool>(false)
+    /// Signalled by the reader thread as it exits.
+    let readerExited = DispatchSemaphore(value: 0)
     /// Why the reader has no connection to Redis right now, or nil while it has one (`/readyz`).
     let readerLost = Mutex<String?>(nil)
     /// The primary the sentinels named when the reader last asked (nil without sentinels).
@@ -109,7 +113,7 @@ package final class RedisBroker: EventBroker {
         commands.slot.withLock { $0.connection = connection }
         try workers.start()
         stopping.store(false, ordering: .relaxed)
-        readerDone.store(false, ordering: .relaxed)
+        readerRunning.store(true, ordering: .relaxed)
         let box = Unmanaged.passRetained(self)
         var thread = pthread_t()
         let rc = pthread_create(
@@ -121,7 +125,7 @@ package final class RedisBroker: EventBroker {
             }, box.toOpaque())
         guard rc == 0 else {
             box.release()
-            readerDone.store(true, ordering: .relaxed)
+            readerRunning.store(false, ordering: .relaxed)
             throw MicroSSEError(.startFailed, "cannot start the Redis reader thread (error \(rc))")
         }
         pthread_detach(thread)
@@ -151,8 +155,9 @@ package final class RedisBroker: EventBroker {
         let fd = readerFD.load(ordering: .acquiring)
         if fd >= 0 { Glibc.shutdown(fd, Int32(SHUT_RDWR)) }
         // The reader leaves XREAD at once (socket shut down) or within its block timeout.
-        let deadline = Clocks.monotonicMilliseconds() + 3_000
-        while !readerDone.load(ordering: .acquiring) && Clocks.monotonicMilliseconds() < deadline { usleep(1_000) }
+        if readerRunning.exchange(false, ordering: .acquiringAndReleasing) {
+            _ = readerExited.wait(timeout: .now() + 3)
+        }
         commands.slot.withLock { $0.connection = nil }
     }
 

@@ -111,6 +111,10 @@ package final class RedisConnection {
         guard let context, context.pointee.err == 0 else {
             throw MicroSSEError(.unavailable, "the Redis connection is closed")
         }
+        // A write to a Redis that went away must fail, not kill the process (see the C shim).
+        var savedMask = sigset_t()
+        msse_redis_block_sigpipe(&savedMask)
+        defer { msse_redis_restore_sigpipe(&savedMask) }
         for args in commands {
             // hiredis copies the arguments into its output buffer before it returns.
             let pointers = args.map { arg -> UnsafeMutablePointer<CChar> in
