@@ -114,12 +114,20 @@ extension RedisBroker {
         state.withLock { s in
             for (id, channel, frame) in decoded where id > s.lastDelivered {
                 s.lastDelivered = id
+                // Both maps are empty but for streams resuming or just resumed: no lookups then.
+                let checkResumes = !s.pending.isEmpty || !s.skipUpTo.isEmpty
                 for sub in (s.channels[channel] ?? [:]).values {
-                    if s.pending[sub.id] != nil {
-                        s.pending[sub.id]!.hold(id, frame)
-                        continue
+                    if checkResumes {
+                        if s.pending[sub.id] != nil {
+                            s.pending[sub.id]!.hold(id, frame)
+                            continue
+                        }
+                        if let skip = s.skipUpTo[sub.id] {
+                            if id <= skip { continue }
+                            // Past what its replay held: ids only grow, so the entry is done.
+                            s.skipUpTo[sub.id] = nil
+                        }
                     }
-                    if let skip = s.skipUpTo[sub.id], id <= skip { continue }
                     switch sub.enqueue(frame, deferWake: true) {
                     case .wake, .overflow(wake: true): wakes.append(sub)
                     default: break
