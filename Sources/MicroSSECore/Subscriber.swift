@@ -263,9 +263,11 @@ package final class Subscriber: Sendable {
     /// whole pages inside the write region the content reader was last handed, when the
     /// connection has stayed suspended since the previous visit. `release` runs under the queue's
     /// lock, so no reader and no resume can touch the region meanwhile; the pages read as zeros
-    /// when next touched. Returns the bytes given back and whether to visit the stream again.
+    /// when next touched. `release` gets the pages' address and size (the transport owns the
+    /// memory and turns them into a pointer). Returns the bytes given back and whether to visit
+    /// the stream again.
     package func visitIdle(
-        pageSize: Int, _ release: (_ start: UnsafeMutableRawPointer, _ count: Int) -> Void
+        pageSize: Int, _ release: (_ address: UInt, _ count: Int) -> Void
     ) -> (released: Int, keep: Bool) {
         queue.withLock { q in
             switch q.visitIdle() {
@@ -273,14 +275,14 @@ package final class Subscriber: Sendable {
             case .keep: return (0, true)
             case .release(let address, let count):
                 guard let pages = Self.wholePages(address: address, count: count, pageSize: pageSize),
-                    let start = UnsafeMutableRawPointer(bitPattern: pages.address)
+                    pages.address != 0
                 else { return (0, false) }
                 assert(
                     pages.address >= address && pages.address + UInt(pages.count) <= address + UInt(count),
                     "released range outside the reader's buffer")
                 // Already given back and not written since: nothing to do (no system call).
                 if let last = q.untouchedRelease, last == pages { return (0, false) }
-                release(start, pages.count)
+                release(pages.address, pages.count)
                 q.noteReleased(address: pages.address, count: pages.count)
                 return (pages.count, false)
             }

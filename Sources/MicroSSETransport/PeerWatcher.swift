@@ -159,8 +159,8 @@ final class PeerWatcher: @unchecked Sendable {
         }
         var kept: [Subscriber] = []
         for subscriber in visiting {
-            let (released, keep) = subscriber.visitIdle(pageSize: pageSize) { start, count in
-                _ = madvise(start, count, MADV_DONTNEED)
+            let (released, keep) = subscriber.visitIdle(pageSize: pageSize) { address, count in
+                if let start = UnsafeMutableRawPointer(bitPattern: address) { _ = madvise(start, count, MADV_DONTNEED) }
             }
             if released > 0 {
                 Self.releasedBytes.add(released, ordering: .relaxed)

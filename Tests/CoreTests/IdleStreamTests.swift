@@ -34,7 +34,7 @@ struct IdleStreamTests {
         let listings = Mutex(0)
         func pass() -> Int {
             subscriber.visitIdle(pageSize: 4_096) { p, n in
-                released.withLock { $0.append((UInt(bitPattern: p), n)) }
+                released.withLock { $0.append((p, n)) }
             }.released
         }
         func read() -> SubscriberQueue.ReadAction {
