@@ -66,6 +66,9 @@ package final class RedisBroker: EventBroker {
     let readerRunning = Atomic<Bool>(false)
     /// Signalled by the reader thread as it exits.
     let readerExited = DispatchSemaphore(value: 0)
+    /// The publish script's SHA-1 as Redis reported it (`SCRIPT LOAD`): publishes run it with
+    /// `EVALSHA`, so Redis neither receives nor hashes its 1.5 KB of text on every publish.
+    let publishScriptSHA = Mutex<String?>(nil)
     /// Why the reader has no connection to Redis right now, or nil while it has one (`/readyz`).
     let readerLost = Mutex<String?>(nil)
     /// The primary the sentinels named when the reader last asked (nil without sentinels).
@@ -172,6 +175,7 @@ package final class RedisBroker: EventBroker {
     /// entry (the boundary that places a client resuming from exactly there; when entries expire,
     /// the newest expired one). An entry's size is its data, event name and id plus 32 bytes,
     /// close to its encoded size on the wire; the counter key holds the sum.
+    static let publishScriptBytes = Array(publishScript.utf8)
     static let publishScript = """
         if redis.call('EXISTS', KEYS[2]) == 0 then redis.call('DEL', KEYS[3]) end
         local id = redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], '*', 'c', ARGV[3], 'd', ARGV[4], 'e', ARGV[5], 'i', ARGV[6])
@@ -219,7 +223,7 @@ package final class RedisBroker: EventBroker {
         guard !state.withLock({ $0.closed }) else { throw MicroSSEError(.unavailable, "the server is shutting down") }
         // A caller-given id travels as "=ID" so that an empty id stays distinguishable from none.
         let args: [[UInt8]] = [
-            Array("EVAL".utf8), Array(Self.publishScript.utf8), Array("3".utf8), Array(globalKey.utf8),
+            Array("3".utf8), Array(globalKey.utf8),
             Array(channelKey(channel.rawValue).utf8), Array(channelBytesKey(channel.rawValue).utf8),
             Array(String(settings.globalLength).utf8), Array(String(max(1, settings.historyCount)).utf8),
             Array(channel.rawValue.utf8), Array(event.data.utf8), Array((event.event ?? "").utf8),
@@ -237,7 +241,7 @@ package final class RedisBroker: EventBroker {
             if shortfall && settings.url.usesSentinel { lane.slot.withLock { $0.connection = nil } }
         }
         let reply = try withCommandConnection(on: lane) { c throws(MicroSSEError) in
-            let reply = try c.command(bytes: args)
+            let reply = try runPublishScript(args, on: c)
             guard replicas > 0, reply.text.flatMap(RedisStreamID.init) != nil else { return reply }
             let confirmed = try c.command(["WAIT", String(replicas), String(timeout)])
             guard case .integer(let n) = confirmed else { return confirmed }
@@ -254,6 +258,19 @@ package final class RedisBroker: EventBroker {
         }
         if let callerID = event.id { rememberCallerID(callerID, id) }
         return event.id ?? id.description
+    }
+
+    /// Runs the publish script with `keysAndArgs` by its hash; a server that does not know it (the
+    /// first publish, after a Redis restart or a failover) gets it with `SCRIPT LOAD` first.
+    private func runPublishScript(_ keysAndArgs: [[UInt8]], on c: RedisConnection) throws(MicroSSEError) -> RedisValue {
+        if let sha = publishScriptSHA.withLock({ $0 }) {
+            let reply = try c.command(bytes: [Array("EVALSHA".utf8), Array(sha.utf8)] + keysAndArgs)
+            guard case .error(let e) = reply, e.hasPrefix("NOSCRIPT") else { return reply }
+        }
+        let loaded = try c.command(bytes: [Array("SCRIPT".utf8), Array("LOAD".utf8), Self.publishScriptBytes])
+        guard let sha = loaded.text else { return loaded }  // an error reply: the caller reports it
+        publishScriptSHA.withLock { $0 = sha }
+        return try c.command(bytes: [Array("EVALSHA".utf8), Array(sha.utf8)] + keysAndArgs)
     }
 
     /// Events whose id (its milliseconds) is older than this are past the history TTL: not
