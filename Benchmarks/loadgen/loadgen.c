@@ -1116,20 +1116,10 @@ int main(int argc, char **argv) {
                 t_connected = now_ns();
                 s1 = sample_proc(opt.server_pid);
                 self_cpu_measure0 = self_cpu();
-                if (opt.pub_conns > 0 && opt.events > 0 && opt.hold > 0) {
-                    phase = P_HOLD; /* settle before publishing */
+                if (opt.pub_conns > 0 && opt.events > 0) {
+                    /* Settle for --hold seconds (none: publishing starts below, this same turn). */
+                    phase = P_HOLD;
                     hold_end = now + (uint64_t)(opt.hold * 1e9);
-                } else if (opt.pub_conns > 0 && opt.events > 0) {
-                    for (int i = 0; i < opt.pub_conns; i++) {
-                        pubs[i].idx = i;
-                        pubs[i].fd = -1;
-                        pub_connect(&pubs[i]);
-                    }
-                    phase = P_PUBLISH;
-                    t_pub_start = now_ns();
-                    g_oldest_since = t_pub_start;
-                    pub_deadline = t_pub_start + (uint64_t)(opt.duration * 1e9);
-                    next_due = t_pub_start;
                 } else if (opt.expect >= 0 || opt.expect_end) {
                     phase = P_DRAIN;
                     t_pub_start = t_connected;

@@ -22,6 +22,25 @@ public func microsseExecutable() -> String {
     return candidates.first { FileManager.default.isExecutableFile(atPath: $0) } ?? candidates.last!
 }
 
+/// Runs the real `microsse` with `arguments` to its exit; returns its status and stderr.
+public func runToExit(_ arguments: [String], timeout: Double = 10) throws -> (status: Int32, stderr: String) {
+    let p = Process()
+    p.executableURL = URL(fileURLWithPath: microsseExecutable())
+    p.arguments = arguments
+    let errors = Pipe()
+    p.standardOutput = FileHandle.nullDevice
+    p.standardError = errors
+    try p.run()
+    let deadline = now() + timeout
+    while p.isRunning && now() < deadline { usleep(20_000) }
+    if p.isRunning {
+        p.terminate()
+        throw TestClientError("microsse \(arguments) did not exit")
+    }
+    let text = String(decoding: errors.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+    return (p.terminationStatus, text)
+}
+
 /// A `microsse` process started with `--port 0`; its port is read from the URL it prints.
 public final class ServerProcess {
     public let process = Process()

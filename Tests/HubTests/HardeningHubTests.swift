@@ -24,25 +24,6 @@ private func rawRequest(_ port: UInt16, _ request: String) throws -> (status: In
     return (head.status, String(decoding: body, as: UTF8.self))
 }
 
-/// Runs the real `microsse` with `arguments` to its exit; returns its status and stderr.
-private func runToExit(_ arguments: [String], timeout: Double = 10) throws -> (status: Int32, stderr: String) {
-    let p = Process()
-    p.executableURL = URL(fileURLWithPath: MicroSSETestSupport.microsseExecutable())
-    p.arguments = arguments
-    let errors = Pipe()
-    p.standardOutput = FileHandle.nullDevice
-    p.standardError = errors
-    try p.run()
-    let deadline = now() + timeout
-    while p.isRunning && now() < deadline { usleep(20_000) }
-    if p.isRunning {
-        p.terminate()
-        throw TestClientError("microsse \(arguments) did not exit")
-    }
-    let text = String(decoding: errors.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-    return (p.terminationStatus, text)
-}
-
 @Suite("Hub hardening: memory budget, per-IP limit, cross-site publishing, write timeout, validation")
 struct HardeningHubTests {
     // MARK: History memory budget

@@ -234,16 +234,8 @@ struct SeveralHubsTests {
     @Test("Redis unreachable at start: a clear error and a non-zero exit code")
     func unreachableAtStart() throws {
         let port = try freePort()
-        let p = Process()
-        p.executableURL = URL(fileURLWithPath: microsseExecutable())
-        p.arguments = ["serve", "--port", "0", "--redis", "redis://127.0.0.1:\(port)"]
-        let err = Pipe()
-        p.standardError = err
-        p.standardOutput = FileHandle.nullDevice
-        try p.run()
-        p.waitUntilExit()
-        let message = String(decoding: err.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-        #expect(p.terminationStatus != 0)
+        let (status, message) = try runToExit(["serve", "--port", "0", "--redis", "redis://127.0.0.1:\(port)"])
+        #expect(status != 0)
         #expect(message.contains("cannot connect to Redis at redis://127.0.0.1:\(port)"))
     }
 }

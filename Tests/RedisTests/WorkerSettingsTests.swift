@@ -56,16 +56,8 @@ extension SeveralHubsTests {
 
         @Test("serve --redis with workers=0: a clear error and a non-zero exit code")
         func serveRefusesBadWorkers() throws {
-            let p = Process()
-            p.executableURL = URL(fileURLWithPath: microsseExecutable())
-            p.arguments = ["serve", "--port", "0", "--redis", "redis://127.0.0.1:1?workers=0"]
-            let err = Pipe()
-            p.standardError = err
-            p.standardOutput = FileHandle.nullDevice
-            try p.run()
-            p.waitUntilExit()
-            let message = String(decoding: err.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-            #expect(p.terminationStatus != 0)
+            let (status, message) = try runToExit(["serve", "--port", "0", "--redis", "redis://127.0.0.1:1?workers=0"])
+            #expect(status != 0)
             #expect(message.contains("Redis URL option workers must be 1-64"), "\(message)")
         }
 

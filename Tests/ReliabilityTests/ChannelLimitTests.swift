@@ -69,16 +69,8 @@ struct ChannelLimitTests {
         #expect(over.status == 400)
         #expect(over.body.contains("at most 2 per stream"), "\(over.body)")
 
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: microsseExecutable())
-        process.arguments = ["serve", "--port", "0", "--max-channels-per-stream", "0"]
-        let errors = Pipe()
-        process.standardError = errors
-        process.standardOutput = FileHandle.nullDevice
-        try process.run()
-        let text = String(decoding: errors.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-        process.waitUntilExit()
-        #expect(process.terminationStatus != 0)
+        let (status, text) = try runToExit(["serve", "--port", "0", "--max-channels-per-stream", "0"])
+        #expect(status != 0)
         #expect(text.contains("maxChannelsPerStream must be at least 1"), "\(text)")
     }
 }
