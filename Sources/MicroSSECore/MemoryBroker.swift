@@ -69,6 +69,7 @@ package final class MemoryBroker: EventBroker {
         let body = EventEncoder.encode(event)
         let clock = now()
         var wakes: [Subscriber] = []
+        var fanOut = LogFanOut()
         let limits = self.limits
         let id = try state.withLock { (s: inout State) throws(MicroSSEError) -> String in
             guard !s.closed else { throw MicroSSEError(.unavailable, "the server is shutting down") }
@@ -85,14 +86,15 @@ package final class MemoryBroker: EventBroker {
             for (id, seq) in evicted.callerIDs { s.rememberEvicted(id, seq) }
             s.order.append(Published(channel: stored, seq: seq, publishedAt: clock))
             s.enforce(budget: limits.memoryBytes, cutoff: limits.cutoff(now: clock))
-            guard let subscribers = s.channels[channel]?.subscribers else { return id }
-            if subscribers.isEmpty {
+            guard let c = s.channels[channel] else { return id }
+            if c.subscribers.isEmpty && c.readers.isEmpty {
                 s.forgetIfIdle(channel)
                 return id
             }
+            if !c.readers.isEmpty { fanOut.append(frame, to: c.log, readers: c.readers) }
             // The array keeps every subscriber alive while the lock is held: enqueue through
             // unretained references (no retain/release per subscriber per event).
-            subscribers.withUnsafeBufferPointer { subs in
+            c.subscribers.withUnsafeBufferPointer { subs in
                 for i in subs.indices {
                     let woke = Unmanaged.passUnretained(subs[i])._withUnsafeGuaranteedRef { sub -> Bool in
                         switch sub.enqueue(frame, deferWake: true) {
@@ -107,6 +109,7 @@ package final class MemoryBroker: EventBroker {
         }
         // Resume outside the lock: libmicrohttpd takes its own locks in resume.
         for sub in wakes { sub.wake() }
+        fanOut.finish()
         return id
     }
 

@@ -26,13 +26,18 @@ extension MemoryBroker {
         var floor: UInt64
         /// Caller-given ids still in history, to place a `Last-Event-ID` that is not a number.
         var callerIDs: [String: UInt64] = [:]
+        /// Subscribers of several channels: each event is queued for each of them.
         var subscribers: [Subscriber] = []
         var subscriberIndex: [UInt64: Int] = [:]
+        /// Subscribers of this channel alone: they read each event from `log`.
+        var readers: [Subscriber] = []
+        var readerIndex: [UInt64: Int] = [:]
+        let log = ChannelLog()
 
         var retained: ArraySlice<Entry> { history[historyHead...] }
         var isRetaining: Bool { historyHead < history.count }
         /// Nothing retained and nobody subscribed: the channel can be forgotten.
-        var isIdle: Bool { !isRetaining && subscribers.isEmpty }
+        var isIdle: Bool { !isRetaining && subscribers.isEmpty && readers.isEmpty }
         var cost: Int { MemoryBroker.channelOverhead + name.rawValue.utf8.count }
 
         mutating func append(_ entry: Entry) {
@@ -68,18 +73,37 @@ extension MemoryBroker {
             return (old.cost, callerID)
         }
 
+        /// Adds `s`: a subscriber of this channel alone reads the log from its end on.
         mutating func add(_ s: Subscriber) {
-            subscriberIndex[s.id] = subscribers.count
-            subscribers.append(s)
+            if s.channels.count == 1 {
+                s.attach(log: log)
+                Self.insert(s, into: &readers, index: &readerIndex)
+            } else {
+                Self.insert(s, into: &subscribers, index: &subscriberIndex)
+            }
         }
 
         mutating func remove(_ s: Subscriber) {
-            guard let i = subscriberIndex.removeValue(forKey: s.id) else { return }
-            let last = subscribers.removeLast()
-            if i < subscribers.count {
-                subscribers[i] = last
-                subscriberIndex[last.id] = i
+            if Self.remove(s, from: &readers, index: &readerIndex), readers.isEmpty {
+                log.trim(below: .max)
             }
+            Self.remove(s, from: &subscribers, index: &subscriberIndex)
+        }
+
+        private static func insert(_ s: Subscriber, into list: inout [Subscriber], index: inout [UInt64: Int]) {
+            index[s.id] = list.count
+            list.append(s)
+        }
+
+        @discardableResult
+        private static func remove(_ s: Subscriber, from list: inout [Subscriber], index: inout [UInt64: Int]) -> Bool {
+            guard let i = index.removeValue(forKey: s.id) else { return false }
+            let last = list.removeLast()
+            if i < list.count {
+                list[i] = last
+                index[last.id] = i
+            }
+            return true
         }
     }
 

@@ -45,10 +45,17 @@ package final class Subscriber: Sendable {
     package let id: UInt64
     /// The channels this stream receives (empty for a private stream).
     package let channels: [ChannelName]
+    /// The most bytes this stream may have pending (its queue's bound).
+    package let limit: Int
     private let queue: Mutex<SubscriberQueue>
-    private let hooks: Mutex<(any StreamConnection)?>
+    let hooks: Mutex<(any StreamConnection)?>
     /// The ticker's set this stream enters whenever it has bytes pending (nil: no ticker).
-    private let pending: PendingStreams?
+    let pending: PendingStreams?
+    /// What the publisher of a channel log reads of this stream without its lock (see
+    /// ``logView``), stored after every change under the lock: the log position read up to, and
+    /// the bytes queued here with the queue's flags.
+    private let mirroredPosition = Atomic<UInt64>(0)
+    private let mirroredState = Atomic<UInt64>(0)
 
     /// Functions given as closures (``setWaker(_:)``, ``setCloser(_:)``: tests and tools), held
     /// by a reference: a `Mutex` whose value is a bare function type re-wraps the stored closure
@@ -73,14 +80,46 @@ package final class Subscriber: Sendable {
     package init(channels: [ChannelName], limit: Int, pending: PendingStreams? = nil) {
         self.id = Self.nextID.wrappingAdd(1, ordering: .relaxed).oldValue
         self.channels = channels
+        self.limit = limit
         self.queue = Mutex(SubscriberQueue(limit: limit))
         self.hooks = Mutex(nil)
         self.pending = pending
     }
 
+    /// Runs `body` under the queue's lock, then mirrors what a log publisher reads.
+    func locked<R>(_ body: (inout SubscriberQueue) -> R) -> R {
+        queue.withLock { q in
+            let result = body(&q)
+            mirror(q)
+            return result
+        }
+    }
+
+    private func mirror(_ q: borrowing SubscriberQueue) {
+        mirroredPosition.store(q.cursor.position, ordering: .relaxed)
+        mirroredState.store(LogView.state(q), ordering: .releasing)
+    }
+
+    /// What the reader runs when it finds nothing to write: mirrors the waiting mark at once, under
+    /// the channel log's lock (see ``SubscriberQueue/read(into:whileWaiting:)``), so a publisher
+    /// that appends next sees it and wakes the stream. Nothing is queued then and no resume is
+    /// on its way.
+    private func markWaiting(listed: Bool) -> () -> Void {
+        {
+            self.mirroredState.store(
+                LogView.waitingBit | (listed ? LogView.listedBit : 0), ordering: .releasing)
+        }
+    }
+
+    /// What the publisher of this stream's channel log reads without the queue's lock.
+    package var logView: LogView {
+        LogView(
+            position: mirroredPosition.load(ordering: .relaxed), state: mirroredState.load(ordering: .acquiring))
+    }
+
     /// Lists the stream in its pending set if it has bytes pending and is not listed yet.
     /// Call under the queue's lock, after anything that may have queued bytes.
-    private func listIfPending(_ q: inout SubscriberQueue) {
+    func listIfPending(_ q: inout SubscriberQueue) {
         if let pending, q.takePendingListing() { pending.insert(self) }
     }
 
@@ -108,7 +147,7 @@ package final class Subscriber: Sendable {
     /// An overflow of a connection that is not suspended cuts the connection at once.
     @discardableResult
     package func enqueue(_ frame: Frame, deferWake: Bool = false) -> SubscriberQueue.EnqueueAction {
-        let action = queue.withLock { q in
+        let action = locked { q in
             let action = q.enqueue(frame)
             listIfPending(&q)
             return action
@@ -125,7 +164,7 @@ package final class Subscriber: Sendable {
     }
 
     /// Cuts the connection of a failed stream (see ``setCloser(_:)``).
-    private func cut() {
+    func cut() {
         hooks.withLock { $0?.cut() }
     }
 
@@ -150,8 +189,8 @@ package final class Subscriber: Sendable {
     package func read(
         into out: UnsafeMutableRawBufferPointer, onSuspend: () -> Void, onListing: () -> Void
     ) -> SubscriberQueue.ReadAction {
-        queue.withLock {
-            let action = $0.read(into: out)
+        locked {
+            let action = $0.read(into: out, whileWaiting: markWaiting(listed: $0.listedPending))
             if action == .suspend {
                 onSuspend()
                 if $0.takeListing() { onListing() }
@@ -166,8 +205,8 @@ package final class Subscriber: Sendable {
     package func read(
         max: Int, write: (ArraySlice<UInt8>) -> Void, onSuspend: () -> Void
     ) -> SubscriberQueue.ReadAction {
-        queue.withLock {
-            let action = $0.read(max: max, write: write)
+        locked {
+            let action = $0.read(max: max, write: write, whileWaiting: markWaiting(listed: $0.listedPending))
             if action == .suspend { onSuspend() } else { listIfPending(&$0) }
             return action
         }
@@ -175,130 +214,37 @@ package final class Subscriber: Sendable {
 
     /// Ends the stream gracefully once what is queued is written.
     package func finish() {
-        if queue.withLock({ $0.finish() }) { wake() }
+        if locked({ $0.finish() }) { wake() }
     }
 
     /// Ends the stream at once, dropping what is queued.
     package func fail() {
-        if queue.withLock({ $0.fail() }) { wake() } else { cut() }
+        if locked({ $0.fail() }) { wake() } else { cut() }
     }
 
-    /// Periodic liveness work: a heartbeat on an idle stream, failure of a stalled one.
-    /// See ``SubscriberQueue/tick(stallTicks:heartbeat:)``.
-    @discardableResult
-    package func tick(heartbeat: Frame?, stallTicks: Int) -> SubscriberQueue.TickAction {
-        let action = tickDeferringWake(heartbeat: heartbeat, stallTicks: stallTicks)
-        if action.needsWake { wake() }
-        return action
+    /// Makes this stream read `log` from its end on (see ``ChannelLog``). Call under the lock
+    /// that orders the log's appends, so no event falls between what was queued and the log.
+    package func attach(log: ChannelLog) {
+        locked { $0.attach(log) }
     }
 
-    /// One tick of every stream in `subscribers`, with the resumes batched: first every queue is
-    /// ticked (a lock each, no system call), then the connections that need it are resumed back
-    /// to back, so libmicrohttpd's polling thread finds them together (each turn of its loop
-    /// walks the whole suspended list once, however many were resumed). Returns how many
-    /// connections were resumed.
-    @discardableResult
-    package static func tick(_ subscribers: [Subscriber], heartbeat: Frame?, stallTicks: Int) -> Int {
-        var toWake: [Subscriber] = []
-        for sub in subscribers where sub.tickDeferringWake(heartbeat: heartbeat, stallTicks: stallTicks).needsWake {
-            toWake.append(sub)
-        }
-        for sub in toWake { sub.wake() }
-        return toWake.count
+    /// The channel log this stream reads got events: whether its connection is suspended and
+    /// must be resumed (the caller resumes it with ``wake()`` outside its locks).
+    package func published() -> Bool {
+        locked { $0.published() }
     }
 
-    /// ``tick(heartbeat:stallTicks:)`` without the resume (the caller resumes if `needsWake`);
-    /// a stalled stream that is not suspended is cut at once.
-    private func tickDeferringWake(heartbeat: Frame?, stallTicks: Int) -> SubscriberQueue.TickAction {
-        let action = queue.withLock { q in
-            // Lock order: the queue's, then the hooks' (nothing takes them the other way round).
-            let action = q.tick(stallTicks: stallTicks, heartbeat: heartbeat) { bytes in
-                hooks.withLock { $0?.writeWhileSuspended(bytes) ?? .unavailable }
-            }
-            listIfPending(&q)
-            return action
-        }
-        if action == .stalled(wake: false) { cut() }
-        return action
+    /// Fails the stream when what it has pending, the log's backlog included, is over its bound
+    /// (a publisher saw it over in ``logView``).
+    package func failIfOver() {
+        let (failed, needsWake) = locked { $0.failIfOver() }
+        if needsWake { wake() } else if failed { cut() }
     }
 
-    /// The ticker's per-second visit of the streams listed in `set` (those that had bytes
-    /// pending since the previous visit): a stream that still has bytes pending is ticked
-    /// without heartbeat (when `stallTicks` > 0) and stays listed; one that has drained leaves
-    /// the set. Resumes are batched as in ``tick(_:heartbeat:stallTicks:)``. Returns how many
-    /// streams were visited.
-    @discardableResult
-    package static func visitPending(_ set: PendingStreams, stallTicks: Int) -> Int {
-        let visiting = set.takeAll()
-        var toWake: [Subscriber] = []
-        for sub in visiting {
-            let action = sub.queue.withLock { q -> SubscriberQueue.TickAction in
-                var action = SubscriberQueue.TickAction.none
-                if stallTicks > 0 && q.pendingBytes > 0 {
-                    action = q.tick(stallTicks: stallTicks, heartbeat: nil)
-                }
-                if q.keepPendingListing() { set.insert(sub) }
-                return action
-            }
-            if action == .stalled(wake: false) { sub.cut() }
-            if action.needsWake { toWake.append(sub) }
-        }
-        for sub in toWake { sub.wake() }
-        return visiting.count
-    }
-
-    /// The peer closed its sending side (a half-close or a full close): writes `probe` once so a
-    /// closed peer answers with a reset while a half-closed reader keeps its stream. See
-    /// ``SubscriberQueue/probe(_:)``.
-    package func probePeer(_ probe: Frame) {
-        let needsWake = queue.withLock { q in
-            let needsWake = q.probe(probe)
-            listIfPending(&q)
-            return needsWake
-        }
-        if needsWake { wake() }
-    }
-
-    /// A release pass's visit (see ``SubscriberQueue/visitIdle()``): gives back to the kernel the
-    /// whole pages inside the write region the content reader was last handed, when the
-    /// connection has stayed suspended since the previous visit. `release` runs under the queue's
-    /// lock, so no reader and no resume can touch the region meanwhile; the pages read as zeros
-    /// when next touched. `release` gets the pages' address and size (the transport owns the
-    /// memory and turns them into a pointer). Returns the bytes given back and whether to visit
-    /// the stream again.
-    package func visitIdle(
-        pageSize: Int, _ release: (_ address: UInt, _ count: Int) -> Void
-    ) -> (released: Int, keep: Bool) {
-        queue.withLock { q in
-            switch q.visitIdle() {
-            case .drop: return (0, false)
-            case .keep: return (0, true)
-            case .release(let address, let count):
-                guard let pages = Self.wholePages(address: address, count: count, pageSize: pageSize),
-                    pages.address != 0
-                else { return (0, false) }
-                assert(
-                    pages.address >= address && pages.address + UInt(pages.count) <= address + UInt(count),
-                    "released range outside the reader's buffer")
-                // Already given back and not written since: nothing to do (no system call).
-                if let last = q.untouchedRelease, last == pages { return (0, false) }
-                release(pages.address, pages.count)
-                q.noteReleased(address: pages.address, count: pages.count)
-                return (pages.count, false)
-            }
-        }
-    }
-
-    /// The page-aligned interior of `[address, address + count)`, or nil when it holds no whole page.
-    package static func wholePages(address: UInt, count: Int, pageSize: Int) -> (address: UInt, count: Int)? {
-        guard pageSize > 0, count > 0 else { return nil }
-        let page = UInt(pageSize)
-        let (end, overflow) = address.addingReportingOverflow(UInt(count))
-        guard !overflow, address <= UInt.max - (page - 1) else { return nil }
-        let first = (address + page - 1) / page * page
-        let last = end / page * page
-        guard last > first else { return nil }
-        return (first, Int(last - first))
+    /// Lists the stream in its pending set when it has bytes pending and is not listed yet (a
+    /// publisher saw it behind, neither suspended nor about to read).
+    package func listIfPending() {
+        locked { listIfPending(&$0) }
     }
 
     /// Marks the stream closed because its connection is gone (the transport's free callback).
@@ -306,7 +252,7 @@ package final class Subscriber: Sendable {
     /// callback may run inside libmicrohttpd's own locks. Later enqueues answer `.closed`.
     package func detach() {
         hooks.withLock { $0 = nil }
-        queue.withLock { _ = $0.fail() }
+        locked { _ = $0.fail() }
     }
 
     /// Bytes that can still be queued before the stream is over its bound.
@@ -320,4 +266,34 @@ package final class Subscriber: Sendable {
 
     /// Whether the stream is still open (not ending or ended).
     package var isOpen: Bool { queue.withLock { $0.phase == .open } }
+}
+
+/// What the publisher of a channel log reads of one of its subscribers without the subscriber's
+/// lock (``Subscriber/logView``): a hint, acted on under the lock (a stale hint costs at most a
+/// lock taken for nothing; a suspend is mirrored before any append can miss it).
+package struct LogView: Sendable {
+    /// The log position the stream has read up to.
+    package let position: UInt64
+    let state: UInt64
+
+    static let waitingBit: UInt64 = 1
+    static let wokenBit: UInt64 = 2
+    static let listedBit: UInt64 = 4
+    static let failedBit: UInt64 = 8
+
+    /// Suspended, waiting for something to write.
+    package var waiting: Bool { state & Self.waitingBit != 0 }
+    /// A resume is on its way to the reader.
+    package var woken: Bool { state & Self.wokenBit != 0 }
+    /// In its ticker's set of streams with pending bytes.
+    package var listed: Bool { state & Self.listedBit != 0 }
+    /// Failed: reads nothing more.
+    package var failed: Bool { state & Self.failedBit != 0 }
+    /// Bytes queued for this stream alone.
+    package var queuedBytes: Int { Int(truncatingIfNeeded: state >> 8) }
+
+    static func state(_ q: borrowing SubscriberQueue) -> UInt64 {
+        (q.waiting ? waitingBit : 0) | (q.woken ? wokenBit : 0) | (q.listedPending ? listedBit : 0)
+            | (q.phase == .failed ? failedBit : 0) | UInt64(q.queuedBytes) << 8
+    }
 }

@@ -43,44 +43,76 @@ package struct SubscriberQueue: Sendable {
 
     /// The most bytes this subscriber may have pending; more fails the stream.
     package let limit: Int
-    private var frames: [Frame] = []
+    /// A frame queued for this subscriber alone, with the log position it was queued at: it is
+    /// written once the log has been read up to there, so it keeps its place among the channel's
+    /// events (a private event sent after a publish follows it).
+    struct Queued {
+        let frame: Frame
+        let at: UInt64
+    }
+    var frames: [Queued] = []
     private var head = 0
     private var offset = 0
-    /// Bytes queued and not yet handed to the socket.
-    package private(set) var pendingBytes = 0
+    /// Bytes of `frames` not yet handed to the socket.
+    package private(set) var queuedBytes = 0
+    /// The channel log this stream reads (a stream of one channel of the in-memory broker), and
+    /// where it is in it; nil when every frame is queued here.
+    package private(set) var log: ChannelLog?
+    package private(set) var cursor = LogCursor()
+    /// While finishing: the log's end when the stream started to finish (nothing after it is sent).
+    private var finishAt = UInt64.max
+    /// The log's end at the previous tick (was anything published since).
+    var endAtTick: UInt64 = 0
     /// True while the connection is suspended waiting for data (set only by ``read(into:)``).
-    package private(set) var waiting = false
-    package private(set) var phase = Phase.open
+    package internal(set) var waiting = false
+    package internal(set) var phase = Phase.open
     /// Whether the stream was failed for falling behind (over the bound, or stalled).
-    package private(set) var dropped = false
-    private var enqueuedSinceTick = false
-    private var progressSinceTick = false
-    private var stalledTicks = 0
+    package internal(set) var dropped = false
+    var enqueuedSinceTick = false
+    var progressSinceTick = false
+    var stalledTicks = 0
     /// The write region the content reader was last handed (address and size), for
     /// ``visitIdle()``. Recorded on every read; the owner of the region is the transport.
-    private var bufferAddress: UInt = 0
-    private var bufferCount = 0
+    var bufferAddress: UInt = 0
+    var bufferCount = 0
     /// Idle-release state of the current suspension: seen suspended by one release pass
     /// (`idleSeen`), region already given back (`idleReleased`). Both cleared on every suspend.
-    private var idleSeen = false
-    private var idleReleased = false
+    var idleSeen = false
+    var idleReleased = false
     /// True while the stream is in the release pass's list of streams to visit (see ``takeListing()``).
-    private var listed = false
+    var listed = false
     /// The pages last given back, while no write may have touched them since (a heartbeat or a
     /// small event writes only the region's first, partial page): releasing them again is skipped.
-    package private(set) var untouchedRelease: (address: UInt, count: Int)?
+    package internal(set) var untouchedRelease: (address: UInt, count: Int)?
     /// Whether a liveness probe was queued after the peer closed its sending side.
     private var probed = false
     /// True while the stream is in its ticker's set of streams with pending bytes
     /// (``PendingStreams``; see ``takePendingListing()``).
-    private var listedPending = false
+    package private(set) var listedPending = false
     /// True from an answer that asked for a resume until the next read: the reader is about to
     /// take what is pending, so the stream need not be listed for it (see ``takePendingListing()``).
-    private var woken = false
+    package private(set) var woken = false
 
     package init(limit: Int) {
         self.limit = limit
     }
+
+    /// Makes the stream read `log` from its end on (see ``ChannelLog``). Frames queued before
+    /// are written first.
+    package mutating func attach(_ log: ChannelLog) {
+        self.log = log
+        cursor = log.endCursor
+        endAtTick = cursor.position
+    }
+
+    /// Bytes of the log published and not yet read (up to where a finishing stream stops).
+    private var logBacklog: Int {
+        guard let log else { return 0 }
+        return Int(Swift.min(log.end, finishAt) &- cursor.position)
+    }
+
+    /// Bytes queued or published and not yet handed to the socket.
+    package var pendingBytes: Int { queuedBytes + logBacklog }
 
     package mutating func enqueue(_ frame: Frame) -> EnqueueAction {
         guard phase == .open else { return .closed }
@@ -88,16 +120,24 @@ package struct SubscriberQueue: Sendable {
             dropped = true
             return .overflow(wake: fail())
         }
-        frames.append(frame)
-        pendingBytes += frame.bytes.count
+        append(frame)
         enqueuedSinceTick = true
         return takeWaiting() ? .wake : .none
     }
 
-    /// Copies up to `out.count` queued bytes, in order, into `out` (several frames per call): what
+    mutating func append(_ frame: Frame) {
+        frames.append(Queued(frame: frame, at: log?.end ?? 0))
+        queuedBytes += frame.bytes.count
+    }
+
+    /// Copies up to `out.count` pending bytes, in order, into `out` (several frames per call): what
     /// the transport's content reader calls with libmicrohttpd's buffer. No allocation, no retain
-    /// of the frames it copies.
-    package mutating func read(into out: UnsafeMutableRawBufferPointer) -> ReadAction {
+    /// of the frames it copies. When nothing is pending the stream is marked waiting, and
+    /// `whileWaiting` runs at that moment, under the log's lock when the stream reads a log (a
+    /// publisher that appends afterwards sees what it did).
+    package mutating func read(
+        into out: UnsafeMutableRawBufferPointer, whileWaiting: () -> Void = {}
+    ) -> ReadAction {
         if phase == .failed { return .abort }
         let max = out.count
         let address = UInt(bitPattern: out.baseAddress)
@@ -107,25 +147,7 @@ package struct SubscriberQueue: Sendable {
         bufferAddress = address
         bufferCount = max
         woken = false
-        var written = 0
-        var events = 0
-        while head < frames.count && written < max {
-            let (n, total, isEvent) = frames[head].bytes.withUnsafeBytes { bytes in
-                let n = Swift.min(bytes.count - offset, max - written)
-                if n > 0 {
-                    (out.baseAddress! + written).copyMemory(from: bytes.baseAddress! + offset, byteCount: n)
-                }
-                return (n, bytes.count, frames[head].isEvent)
-            }
-            written += n
-            offset += n
-            if offset == total {
-                if isEvent { events += 1 }
-                head += 1
-                offset = 0
-            }
-        }
-        pendingBytes -= written
+        var (written, events) = copy(into: out)
         // libmicrohttpd appends the chunk's CRLF after the data: count a few bytes more.
         if let released = untouchedRelease, written > 0, address &+ UInt(written + 16) > released.address {
             untouchedRelease = nil
@@ -137,69 +159,65 @@ package struct SubscriberQueue: Sendable {
             frames.removeFirst(head)
             head = 0
         }
+        if written == 0 && phase == .open, let log {
+            let position = cursor.position
+            if !log.ifNothingAfter(position, { markWaiting(whileWaiting) }) {
+                // Published between the copy and the check: take it now.
+                (written, events) = copy(into: out)
+            }
+        }
         if written > 0 {
             progressSinceTick = true
             return .wrote(bytes: written, events: events)
         }
         if phase == .finishing { return .end }
-        waiting = true
-        idleSeen = false
-        idleReleased = false
+        // Without a log nothing can arrive unseen (the caller holds the queue's lock); a log
+        // reader handed no room after a publish suspends too, and is woken as usual.
+        if !waiting { markWaiting(whileWaiting) }
         return .suspend
     }
 
-    /// What a release pass does with a stream it visits (see ``visitIdle()``).
-    package enum IdleVisit: Sendable, Equatable {
-        /// Not suspended, or already given back: drop it from the list (its next suspend lists it again).
-        case drop
-        /// Suspended since before this visit: keep it listed and visit it again next pass.
-        case keep
-        /// Suspended since the previous visit: give back the region (address, size) the reader
-        /// was last handed, then drop the stream from the list.
-        case release(address: UInt, count: Int)
+    private mutating func markWaiting(_ whileWaiting: () -> Void) {
+        waiting = true
+        idleSeen = false
+        idleReleased = false
+        whileWaiting()
     }
 
-    /// Whether the suspend that ``read(into:)`` just answered must list the stream for the
-    /// release pass: true once per stream until a pass drops it, so a busy stream is listed at
-    /// most once per pass, and an idle stream whose region was given back costs the pass nothing.
-    /// A stream whose pages given back are still untouched (a heartbeat or a small event wrote
-    /// only the region's first, partial page) is not listed at all: a pass would find nothing to
-    /// give back. Its emptied frame array is freed here instead.
-    package mutating func takeListing() -> Bool {
-        guard waiting, !listed else { return false }
-        if untouchedRelease != nil {
-            idleReleased = true
-            if frames.isEmpty && frames.capacity > 0 { frames = [] }
-            return false
+    /// The copy of ``read(into:whileWaiting:)``: queued frames due at the cursor's position,
+    /// then the log up to the next queued frame's position, until `out` is full.
+    private mutating func copy(into out: UnsafeMutableRawBufferPointer) -> (bytes: Int, events: Int) {
+        let max = out.count
+        var written = 0
+        var events = 0
+        while written < max {
+            if head < frames.count && frames[head].at <= cursor.position {
+                let (n, total, isEvent) = frames[head].frame.bytes.withUnsafeBytes { bytes in
+                    let n = Swift.min(bytes.count - offset, max - written)
+                    if n > 0 {
+                        (out.baseAddress! + written).copyMemory(from: bytes.baseAddress! + offset, byteCount: n)
+                    }
+                    return (n, bytes.count, frames[head].frame.isEvent)
+                }
+                written += n
+                offset += n
+                queuedBytes -= n
+                if offset == total {
+                    if isEvent { events += 1 }
+                    head += 1
+                    offset = 0
+                }
+                continue
+            }
+            guard let log else { break }
+            let limit = Swift.min(head < frames.count ? frames[head].at : .max, finishAt)
+            guard cursor.position < limit else { break }
+            let (n, e) = log.read(&cursor, upTo: limit, into: out, from: written)
+            if n == 0 { break }
+            written += n
+            events += e
         }
-        listed = true
-        return true
-    }
-
-    /// A release pass's visit. The first visit during a suspension only marks it; the next gives
-    /// the region back, so it has stayed suspended for at least the pass interval. Call under the
-    /// same lock as ``read(into:)`` and release the region before releasing the lock: while
-    /// `waiting` holds, no reader runs and no resume has been asked for, so nothing writes or
-    /// reads the region (and a closed stream is never waiting: its region is never touched).
-    /// Records the pages a release gave back (see ``untouchedRelease``).
-    package mutating func noteReleased(address: UInt, count: Int) {
-        untouchedRelease = (address, count)
-    }
-
-    package mutating func visitIdle() -> IdleVisit {
-        guard waiting, !idleReleased, bufferAddress != 0, bufferCount > 0 else {
-            listed = false
-            return .drop
-        }
-        guard idleSeen else {
-            idleSeen = true
-            return .keep
-        }
-        idleReleased = true
-        listed = false
-        // Nothing is queued while waiting: drop the frame array's spare capacity too.
-        if frames.isEmpty && frames.capacity > 0 { frames = [] }
-        return .release(address: bufferAddress, count: bufferCount)
+        return (written, events)
     }
 
     /// The peer closed its sending side: a half-closed reader or a closed socket, which TCP
@@ -210,8 +228,7 @@ package struct SubscriberQueue: Sendable {
         guard phase == .open, !probed else { return false }
         probed = true
         guard pendingBytes == 0, frame.bytes.count <= limit else { return false }
-        frames.append(frame)
-        pendingBytes += frame.bytes.count
+        append(frame)
         let wake = takeWaiting()
         // Listed even though woken: a peer that may be gone is watched from the start.
         woken = false
@@ -219,9 +236,11 @@ package struct SubscriberQueue: Sendable {
     }
 
     /// Copies up to `max` queued bytes, in order, through one call of `write` (tests, tools).
-    package mutating func read(max: Int, write: (ArraySlice<UInt8>) -> Void) -> ReadAction {
+    package mutating func read(
+        max: Int, write: (ArraySlice<UInt8>) -> Void, whileWaiting: () -> Void = {}
+    ) -> ReadAction {
         var buffer = [UInt8](repeating: 0, count: Swift.max(0, max))
-        let action = buffer.withUnsafeMutableBytes { read(into: $0) }
+        let action = buffer.withUnsafeMutableBytes { read(into: $0, whileWaiting: whileWaiting) }
         if case .wrote(let n, _) = action { write(buffer[..<n]) }
         return action
     }
@@ -230,6 +249,7 @@ package struct SubscriberQueue: Sendable {
     package mutating func finish() -> Bool {
         guard phase == .open else { return false }
         phase = .finishing
+        if let log { finishAt = log.end }
         return takeWaiting()
     }
 
@@ -240,78 +260,24 @@ package struct SubscriberQueue: Sendable {
         frames = []
         head = 0
         offset = 0
-        pendingBytes = 0
+        queuedBytes = 0
+        log = nil
         phase = .failed
         return takeWaiting()
     }
 
-    /// What a periodic tick found for this subscriber.
-    package enum TickAction: Sendable, Equatable {
-        case none
-        /// Nothing was queued since the last tick: the heartbeat frame was queued.
-        /// `wake` tells whether the connection is suspended and must be resumed to write it.
-        case heartbeat(wake: Bool)
-        /// Bytes have been pending with no progress for `stallTicks` whole ticks: the stream was
-        /// failed. `wake` tells whether the connection must be resumed so the reader closes it.
-        case stalled(wake: Bool)
-        /// The heartbeat was written to the suspended connection's socket directly; it stays
-        /// suspended.
-        case heartbeatWritten
-        /// Writing the heartbeat directly failed (the peer is gone): the stream was failed and
-        /// its suspended connection must be resumed so the reader closes it.
-        case peerGone
-
-        /// Whether the connection is suspended and must be resumed.
-        package var needsWake: Bool {
-            switch self {
-            case .heartbeat(wake: true), .stalled(wake: true), .peerGone: true
-            case .none, .heartbeat(wake: false), .stalled(wake: false), .heartbeatWritten: false
-            }
-        }
+    /// Events were appended to the log this stream reads: returns true when the connection is
+    /// suspended and must be resumed to write them.
+    package mutating func published() -> Bool {
+        phase == .open && takeWaiting()
     }
 
-    /// Called once per tick. Queues `heartbeat` on a stream that had nothing queued since the
-    /// previous tick and nothing pending, so an idle stream gets one heartbeat per tick (the
-    /// heartbeat itself does not count as activity). Fails the stream when bytes stayed pending
-    /// without the peer reading any for `stallTicks` whole ticks after they were first seen, so
-    /// a stall is reported no sooner than `stallTicks` tick intervals (0 = never).
-    ///
-    /// A heartbeat due on a suspended stream is first offered to `writeSuspended`, which may
-    /// write it to the socket without resuming the connection (then nothing is queued); when it
-    /// cannot, the heartbeat is queued and the connection resumed as for any frame.
-    package mutating func tick(
-        stallTicks: Int, heartbeat: Frame?, writeSuspended: ([UInt8]) -> SuspendedWrite = { _ in .unavailable }
-    ) -> TickAction {
-        defer {
-            enqueuedSinceTick = false
-            progressSinceTick = false
-        }
-        guard phase == .open else { return .none }
-        if pendingBytes > 0 && !progressSinceTick {
-            // The first tick that sees the stall only starts the count: the bytes may have been
-            // queued just before it.
-            stalledTicks += 1
-            if stallTicks > 0 && stalledTicks > stallTicks {
-                dropped = true
-                return .stalled(wake: fail())
-            }
-        } else {
-            stalledTicks = 0
-        }
-        guard let heartbeat, !enqueuedSinceTick, pendingBytes == 0 else { return .none }
-        guard heartbeat.bytes.count <= limit else { return .none }
-        if waiting {
-            switch writeSuspended(heartbeat.bytes) {
-            case .written: return .heartbeatWritten
-            case .failed:
-                _ = fail()
-                return .peerGone
-            case .unavailable: break
-            }
-        }
-        frames.append(heartbeat)
-        pendingBytes += heartbeat.bytes.count
-        return .heartbeat(wake: takeWaiting())
+    /// Fails the stream when what it has pending (the log's backlog included) is over its bound.
+    /// Returns whether it failed, and whether its connection is suspended and must be resumed.
+    package mutating func failIfOver() -> (failed: Bool, wake: Bool) {
+        guard phase == .open, pendingBytes > limit else { return (false, false) }
+        dropped = true
+        return (true, fail())
     }
 
     /// Bytes that can still be queued before the stream is over its bound.
@@ -337,7 +303,7 @@ package struct SubscriberQueue: Sendable {
         return listedPending
     }
 
-    private mutating func takeWaiting() -> Bool {
+    mutating func takeWaiting() -> Bool {
         let was = waiting
         waiting = false
         if was { woken = true }

@@ -1,0 +1,121 @@
+/// The ticker's side of ``Subscriber``: heartbeats and stalls, the pending set's visit, the
+/// liveness probe, and the release pass over idle streams.
+extension Subscriber {
+    /// Periodic liveness work: a heartbeat on an idle stream, failure of a stalled one.
+    /// See ``SubscriberQueue/tick(stallTicks:heartbeat:)``.
+    @discardableResult
+    package func tick(heartbeat: Frame?, stallTicks: Int) -> SubscriberQueue.TickAction {
+        let action = tickDeferringWake(heartbeat: heartbeat, stallTicks: stallTicks)
+        if action.needsWake { wake() }
+        return action
+    }
+
+    /// One tick of every stream in `subscribers`, with the resumes batched: first every queue is
+    /// ticked (a lock each, no system call), then the connections that need it are resumed back
+    /// to back, so libmicrohttpd's polling thread finds them together (each turn of its loop
+    /// walks the whole suspended list once, however many were resumed). Returns how many
+    /// connections were resumed.
+    @discardableResult
+    package static func tick(_ subscribers: [Subscriber], heartbeat: Frame?, stallTicks: Int) -> Int {
+        var toWake: [Subscriber] = []
+        for sub in subscribers where sub.tickDeferringWake(heartbeat: heartbeat, stallTicks: stallTicks).needsWake {
+            toWake.append(sub)
+        }
+        for sub in toWake { sub.wake() }
+        return toWake.count
+    }
+
+    /// ``tick(heartbeat:stallTicks:)`` without the resume (the caller resumes if `needsWake`);
+    /// a stalled stream that is not suspended is cut at once.
+    func tickDeferringWake(heartbeat: Frame?, stallTicks: Int) -> SubscriberQueue.TickAction {
+        let action = locked { q in
+            // Lock order: the queue's, then the hooks' (nothing takes them the other way round).
+            let action = q.tick(stallTicks: stallTicks, heartbeat: heartbeat) { bytes in
+                hooks.withLock { $0?.writeWhileSuspended(bytes) ?? .unavailable }
+            }
+            listIfPending(&q)
+            return action
+        }
+        if action == .stalled(wake: false) { cut() }
+        return action
+    }
+
+    /// The ticker's per-second visit of the streams listed in `set` (those that had bytes
+    /// pending since the previous visit): a stream that still has bytes pending is ticked
+    /// without heartbeat (when `stallTicks` > 0) and stays listed; one that has drained leaves
+    /// the set. Resumes are batched as in ``tick(_:heartbeat:stallTicks:)``. Returns how many
+    /// streams were visited.
+    @discardableResult
+    package static func visitPending(_ set: PendingStreams, stallTicks: Int) -> Int {
+        let visiting = set.takeAll()
+        var toWake: [Subscriber] = []
+        for sub in visiting {
+            let action = sub.locked { q -> SubscriberQueue.TickAction in
+                var action = SubscriberQueue.TickAction.none
+                if stallTicks > 0 && q.pendingBytes > 0 {
+                    action = q.tick(stallTicks: stallTicks, heartbeat: nil)
+                }
+                if q.keepPendingListing() { set.insert(sub) }
+                return action
+            }
+            if action == .stalled(wake: false) { sub.cut() }
+            if action.needsWake { toWake.append(sub) }
+        }
+        for sub in toWake { sub.wake() }
+        return visiting.count
+    }
+
+    /// The peer closed its sending side (a half-close or a full close): writes `probe` once so a
+    /// closed peer answers with a reset while a half-closed reader keeps its stream. See
+    /// ``SubscriberQueue/probe(_:)``.
+    package func probePeer(_ probe: Frame) {
+        let needsWake = locked { q in
+            let needsWake = q.probe(probe)
+            listIfPending(&q)
+            return needsWake
+        }
+        if needsWake { wake() }
+    }
+
+    /// A release pass's visit (see ``SubscriberQueue/visitIdle()``): gives back to the kernel the
+    /// whole pages inside the write region the content reader was last handed, when the
+    /// connection has stayed suspended since the previous visit. `release` runs under the queue's
+    /// lock, so no reader and no resume can touch the region meanwhile; the pages read as zeros
+    /// when next touched. `release` gets the pages' address and size (the transport owns the
+    /// memory and turns them into a pointer). Returns the bytes given back and whether to visit
+    /// the stream again.
+    package func visitIdle(
+        pageSize: Int, _ release: (_ address: UInt, _ count: Int) -> Void
+    ) -> (released: Int, keep: Bool) {
+        locked { q in
+            switch q.visitIdle() {
+            case .drop: return (0, false)
+            case .keep: return (0, true)
+            case .release(let address, let count):
+                guard let pages = Self.wholePages(address: address, count: count, pageSize: pageSize),
+                    pages.address != 0
+                else { return (0, false) }
+                assert(
+                    pages.address >= address && pages.address + UInt(pages.count) <= address + UInt(count),
+                    "released range outside the reader's buffer")
+                // Already given back and not written since: nothing to do (no system call).
+                if let last = q.untouchedRelease, last == pages { return (0, false) }
+                release(pages.address, pages.count)
+                q.noteReleased(address: pages.address, count: pages.count)
+                return (pages.count, false)
+            }
+        }
+    }
+
+    /// The page-aligned interior of `[address, address + count)`, or nil when it holds no whole page.
+    package static func wholePages(address: UInt, count: Int, pageSize: Int) -> (address: UInt, count: Int)? {
+        guard pageSize > 0, count > 0 else { return nil }
+        let page = UInt(pageSize)
+        let (end, overflow) = address.addingReportingOverflow(UInt(count))
+        guard !overflow, address <= UInt.max - (page - 1) else { return nil }
+        let first = (address + page - 1) / page * page
+        let last = end / page * page
+        guard last > first else { return nil }
+        return (first, Int(last - first))
+    }
+}

@@ -1,0 +1,128 @@
+/// The liveness side of ``SubscriberQueue``: the ticker's heartbeats and stall detection, and the
+/// release pass that gives an idle stream's buffer pages back.
+extension SubscriberQueue {
+    /// What a periodic tick found for this subscriber.
+    package enum TickAction: Sendable, Equatable {
+        case none
+        /// Nothing was queued since the last tick: the heartbeat frame was queued.
+        /// `wake` tells whether the connection is suspended and must be resumed to write it.
+        case heartbeat(wake: Bool)
+        /// Bytes have been pending with no progress for `stallTicks` whole ticks: the stream was
+        /// failed. `wake` tells whether the connection must be resumed so the reader closes it.
+        case stalled(wake: Bool)
+        /// The heartbeat was written to the suspended connection's socket directly; it stays
+        /// suspended.
+        case heartbeatWritten
+        /// Writing the heartbeat directly failed (the peer is gone): the stream was failed and
+        /// its suspended connection must be resumed so the reader closes it.
+        case peerGone
+
+        /// Whether the connection is suspended and must be resumed.
+        package var needsWake: Bool {
+            switch self {
+            case .heartbeat(wake: true), .stalled(wake: true), .peerGone: true
+            case .none, .heartbeat(wake: false), .stalled(wake: false), .heartbeatWritten: false
+            }
+        }
+    }
+
+    /// Called once per tick. Queues `heartbeat` on a stream that had nothing queued since the
+    /// previous tick and nothing pending, so an idle stream gets one heartbeat per tick (the
+    /// heartbeat itself does not count as activity). Fails the stream when bytes stayed pending
+    /// without the peer reading any for `stallTicks` whole ticks after they were first seen, so
+    /// a stall is reported no sooner than `stallTicks` tick intervals (0 = never).
+    ///
+    /// A heartbeat due on a suspended stream is first offered to `writeSuspended`, which may
+    /// write it to the socket without resuming the connection (then nothing is queued); when it
+    /// cannot, the heartbeat is queued and the connection resumed as for any frame.
+    package mutating func tick(
+        stallTicks: Int, heartbeat: Frame?, writeSuspended: ([UInt8]) -> SuspendedWrite = { _ in .unavailable }
+    ) -> TickAction {
+        // Events published to the log since the previous tick count as queued.
+        let published = log.map { $0.end != endAtTick } ?? false
+        if let log { endAtTick = log.end }
+        defer {
+            enqueuedSinceTick = false
+            progressSinceTick = false
+        }
+        guard phase == .open else { return .none }
+        if pendingBytes > 0 && !progressSinceTick {
+            // The first tick that sees the stall only starts the count: the bytes may have been
+            // queued just before it.
+            stalledTicks += 1
+            if stallTicks > 0 && stalledTicks > stallTicks {
+                dropped = true
+                return .stalled(wake: fail())
+            }
+        } else {
+            stalledTicks = 0
+        }
+        guard let heartbeat, !enqueuedSinceTick, !published, pendingBytes == 0 else { return .none }
+        guard heartbeat.bytes.count <= limit else { return .none }
+        if waiting {
+            switch writeSuspended(heartbeat.bytes) {
+            case .written: return .heartbeatWritten
+            case .failed:
+                _ = fail()
+                return .peerGone
+            case .unavailable: break
+            }
+        }
+        append(heartbeat)
+        return .heartbeat(wake: takeWaiting())
+    }
+
+    /// What a release pass does with a stream it visits (see ``visitIdle()``).
+    package enum IdleVisit: Sendable, Equatable {
+        /// Not suspended, or already given back: drop it from the list (its next suspend lists it again).
+        case drop
+        /// Suspended since before this visit: keep it listed and visit it again next pass.
+        case keep
+        /// Suspended since the previous visit: give back the region (address, size) the reader
+        /// was last handed, then drop the stream from the list.
+        case release(address: UInt, count: Int)
+    }
+
+    /// Whether the suspend that ``read(into:)`` just answered must list the stream for the
+    /// release pass: true once per stream until a pass drops it, so a busy stream is listed at
+    /// most once per pass, and an idle stream whose region was given back costs the pass nothing.
+    /// A stream whose pages given back are still untouched (a heartbeat or a small event wrote
+    /// only the region's first, partial page) is not listed at all: a pass would find nothing to
+    /// give back. Its emptied frame array is freed here instead.
+    package mutating func takeListing() -> Bool {
+        guard waiting, !listed else { return false }
+        if untouchedRelease != nil {
+            idleReleased = true
+            if frames.isEmpty && frames.capacity > 0 { frames = [] }
+            return false
+        }
+        listed = true
+        return true
+    }
+
+    /// A release pass's visit. The first visit during a suspension only marks it; the next gives
+    /// the region back, so it has stayed suspended for at least the pass interval. Call under the
+    /// same lock as ``read(into:)`` and release the region before releasing the lock: while
+    /// `waiting` holds, no reader runs and no resume has been asked for, so nothing writes or
+    /// reads the region (and a closed stream is never waiting: its region is never touched).
+    /// Records the pages a release gave back (see ``untouchedRelease``).
+    package mutating func noteReleased(address: UInt, count: Int) {
+        untouchedRelease = (address, count)
+    }
+
+    package mutating func visitIdle() -> IdleVisit {
+        guard waiting, !idleReleased, bufferAddress != 0, bufferCount > 0 else {
+            listed = false
+            return .drop
+        }
+        guard idleSeen else {
+            idleSeen = true
+            return .keep
+        }
+        idleReleased = true
+        listed = false
+        // Nothing is queued while waiting: drop the frame array's spare capacity too.
+        if frames.isEmpty && frames.capacity > 0 { frames = [] }
+        return .release(address: bufferAddress, count: bufferCount)
+    }
+}
