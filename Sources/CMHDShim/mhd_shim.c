@@ -163,6 +163,11 @@ int msse_shim_send_chunk(int fd, const void *bytes, size_t size) {
     return -1;
 }
 
+int msse_shim_request_is_http11(struct MHD_Connection *connection) {
+    const union MHD_ConnectionInfo *sc = MHD_get_connection_info(connection, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+    return sc != NULL && sc->socket_context != NULL && ((msse_shim_conn *)sc->socket_context)->http11;
+}
+
 int msse_shim_stream_is_plain_chunked(struct MHD_Connection *connection) {
     const union MHD_ConnectionInfo *tls = MHD_get_connection_info(connection, MHD_CONNECTION_INFO_GNUTLS_SESSION);
     if (tls != NULL && tls->tls_session != NULL) return 0;

@@ -166,7 +166,11 @@ package struct LogFanOut {
     /// libmicrohttpd's locks).
     package func finish() {
         for sub in over { sub.failIfOver() }
-        for sub in wakes where sub.published() { sub.wake() }
+        wakes.withUnsafeBufferPointer { subs in
+            for i in subs.indices {
+                Unmanaged.passUnretained(subs[i])._withUnsafeGuaranteedRef { if $0.published() { $0.wake() } }
+            }
+        }
         for sub in behind { sub.listIfPending() }
     }
 }

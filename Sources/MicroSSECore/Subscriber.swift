@@ -100,17 +100,6 @@ package final class Subscriber: Sendable {
         mirroredState.store(LogView.state(q), ordering: .releasing)
     }
 
-    /// What the reader runs when it finds nothing to write: mirrors the waiting mark at once, under
-    /// the channel log's lock (see ``SubscriberQueue/read(into:whileWaiting:)``), so a publisher
-    /// that appends next sees it and wakes the stream. Nothing is queued then and no resume is
-    /// on its way.
-    private func markWaiting(listed: Bool) -> () -> Void {
-        {
-            self.mirroredState.store(
-                LogView.waitingBit | (listed ? LogView.listedBit : 0), ordering: .releasing)
-        }
-    }
-
     /// What the publisher of this stream's channel log reads without the queue's lock.
     package var logView: LogView {
         LogView(
@@ -176,7 +165,10 @@ package final class Subscriber: Sendable {
         connection?.resume()
     }
 
-    /// Called by the transport's content reader. See ``SubscriberQueue/read(into:)``.
+    /// Called by the transport's content reader. See ``SubscriberQueue/read(into:whileWaiting:)``:
+    /// when the stream reads a channel log, its waiting mark is mirrored under the log's lock, so
+    /// a publisher that appends next sees it and wakes the stream (nothing is queued then and no
+    /// resume is on its way).
     /// `onSuspend` runs under the queue's lock when the answer is `.suspend`, so the connection
     /// is suspended before any publisher can see it waiting and resume it.
     package func read(into out: UnsafeMutableRawBufferPointer, onSuspend: () -> Void) -> SubscriberQueue.ReadAction {
@@ -190,7 +182,8 @@ package final class Subscriber: Sendable {
         into out: UnsafeMutableRawBufferPointer, onSuspend: () -> Void, onListing: () -> Void
     ) -> SubscriberQueue.ReadAction {
         locked {
-            let action = $0.read(into: out, whileWaiting: markWaiting(listed: $0.listedPending))
+            let state = LogView.waitingBit | ($0.listedPending ? LogView.listedBit : 0)
+            let action = $0.read(into: out) { mirroredState.store(state, ordering: .releasing) }
             if action == .suspend {
                 onSuspend()
                 if $0.takeListing() { onListing() }
@@ -206,7 +199,8 @@ package final class Subscriber: Sendable {
         max: Int, write: (ArraySlice<UInt8>) -> Void, onSuspend: () -> Void
     ) -> SubscriberQueue.ReadAction {
         locked {
-            let action = $0.read(max: max, write: write, whileWaiting: markWaiting(listed: $0.listedPending))
+            let state = LogView.waitingBit | ($0.listedPending ? LogView.listedBit : 0)
+            let action = $0.read(max: max, write: write) { mirroredState.store(state, ordering: .releasing) }
             if action == .suspend { onSuspend() } else { listIfPending(&$0) }
             return action
         }

@@ -57,7 +57,11 @@ package struct SubscriberQueue: Sendable {
     package private(set) var queuedBytes = 0
     /// The channel log this stream reads (a stream of one channel of the in-memory broker), and
     /// where it is in it; nil when every frame is queued here.
-    package private(set) var log: ChannelLog?
+    package private(set) var log: ChannelLog? {
+        didSet { logRef = log.map { Unmanaged.passUnretained($0) } }
+    }
+    /// `log` used without a retain and release per use (`log` keeps it alive).
+    private var logRef: Unmanaged<ChannelLog>?
     package private(set) var cursor = LogCursor()
     /// While finishing: the log's end when the stream started to finish (nothing after it is sent).
     private var finishAt = UInt64.max
@@ -107,8 +111,8 @@ package struct SubscriberQueue: Sendable {
 
     /// Bytes of the log published and not yet read (up to where a finishing stream stops).
     private var logBacklog: Int {
-        guard let log else { return 0 }
-        return Int(Swift.min(log.end, finishAt) &- cursor.position)
+        guard let logRef else { return 0 }
+        return Int(Swift.min(logRef._withUnsafeGuaranteedRef { $0.end }, finishAt) &- cursor.position)
     }
 
     /// Bytes queued or published and not yet handed to the socket.
@@ -126,7 +130,7 @@ package struct SubscriberQueue: Sendable {
     }
 
     mutating func append(_ frame: Frame) {
-        frames.append(Queued(frame: frame, at: log?.end ?? 0))
+        frames.append(Queued(frame: frame, at: logRef?._withUnsafeGuaranteedRef { $0.end } ?? 0))
         queuedBytes += frame.bytes.count
     }
 
@@ -159,9 +163,10 @@ package struct SubscriberQueue: Sendable {
             frames.removeFirst(head)
             head = 0
         }
-        if written == 0 && phase == .open, let log {
+        if written == 0 && phase == .open, let logRef {
             let position = cursor.position
-            if !log.ifNothingAfter(position, { markWaiting(whileWaiting) }) {
+            let idle = logRef._withUnsafeGuaranteedRef { $0.ifNothingAfter(position, { markWaiting(whileWaiting) }) }
+            if !idle {
                 // Published between the copy and the check: take it now.
                 (written, events) = copy(into: out)
             }
@@ -209,10 +214,12 @@ package struct SubscriberQueue: Sendable {
                 }
                 continue
             }
-            guard let log else { break }
+            guard let logRef else { break }
             let limit = Swift.min(head < frames.count ? frames[head].at : .max, finishAt)
             guard cursor.position < limit else { break }
-            let (n, e) = log.read(&cursor, upTo: limit, into: out, from: written)
+            var at = cursor
+            let (n, e) = logRef._withUnsafeGuaranteedRef { $0.read(&at, upTo: limit, into: out, from: written) }
+            cursor = at
             if n == 0 { break }
             written += n
             events += e

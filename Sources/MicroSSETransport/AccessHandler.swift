@@ -63,7 +63,9 @@ let accessHandler: MHD_AccessHandlerCallback = {
     context.head = nil
     let reply = transport.reply(to: request)
     guard case .deferred(let deferred) = reply else {
-        return send(reply, method: request.method, on: connection, transport)
+        let result = send(reply, method: request.method, on: connection, transport)
+        if case .stream = reply, result == .YES { release(context, from: conCls, transport) }
+        return result
     }
     let handle = ConnectionHandle(pointer: connection)
     context.parked = deferred
@@ -76,6 +78,19 @@ let accessHandler: MHD_AccessHandlerCallback = {
         return .YES
     }
     return sendDeferred(ready, method: request.method, context, on: connection, transport)
+}
+
+/// Lets go of a request's context once its stream is queued: libmicrohttpd calls the access
+/// handler no more for the request, and nothing of the context is needed until the stream ends,
+/// so every held stream is spared its bytes. (A deferred stream keeps it: it is parked.)
+private func release(
+    _ context: RequestContext, from conCls: UnsafeMutablePointer<UnsafeMutableRawPointer?>,
+    _ transport: HTTPTransport
+) {
+    guard context.parked == nil, context.deferred == nil, let raw = conCls.pointee else { return }
+    transport.options.uploadBudget.release(context.upload.reserved)
+    conCls.pointee = nil
+    Unmanaged<RequestContext>.fromOpaque(raw).release()
 }
 
 /// Sends a deferred reply's answer. A stream leaves the pending table now (the stream table

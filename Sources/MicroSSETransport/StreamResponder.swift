@@ -104,7 +104,8 @@ func queueStream(
     let cls = Unmanaged.passRetained(context).toOpaque()
     guard
         let response = MHD_create_response_from_callback(
-            UInt64.max, TransportOptions.streamBlockSize, streamReader, cls, streamFreed)
+            UInt64.max, TransportOptions.streamBlockSize(http11: msse_shim_request_is_http11(connection) != 0),
+            streamReader, cls, streamFreed)
     else {
         // MHD did not take ownership of cls: release it here instead of in streamFreed.
         streamFreed(cls)

@@ -106,8 +106,10 @@ package struct TransportOptions: Sendable {
         self.uploadBudget = UploadBudget(limit: max(maxUploadBytesInFlight, maxBodyBytes))
     }
 
-    /// The buffer libmicrohttpd allocates with every stream's response. It bounds one
-    /// content-reader call only for HTTP/1.0 (close-delimited) streams; HTTP/1.1 readers fill the
-    /// connection's pool. Small, because every held stream pays for it (docs/DESIGN.md, pool sizing).
-    package static let streamBlockSize = 256
+    /// The buffer libmicrohttpd allocates with every stream's response. It is the content
+    /// reader's whole buffer only for an HTTP/1.0 (close-delimited) stream: 1 KiB, so an event
+    /// rarely takes more than one call. An HTTP/1.1 (chunked) reader fills the connection's pool
+    /// instead and this buffer is never used, so it is one byte (libmicrohttpd refuses zero):
+    /// every held stream would pay for more (docs/DESIGN.md, pool sizing).
+    package static func streamBlockSize(http11: Bool) -> Int { http11 ? 1 : 1_024 }
 }

@@ -54,6 +54,9 @@ void msse_shim_request_finished(struct MHD_Connection *connection);
 /// on the wire: the stream cannot go on).
 int msse_shim_send_chunk(int fd, const void *bytes, size_t size);
 
+/// Whether the connection's current request is HTTP/1.1 (its stream is chunked).
+int msse_shim_request_is_http11(struct MHD_Connection *connection);
+
 /// Whether a stream response queued now on `connection` goes out as plain (not TLS) HTTP/1.1
 /// chunks on its socket: what a direct write to the socket must then look like. Call on the
 /// connection's thread (the access handler).
