@@ -152,15 +152,29 @@ int msse_shim_client_address(struct MHD_Connection *connection, char *buffer, si
     return 0;
 }
 
-int msse_shim_send_chunk(int fd, const void *bytes, size_t size) {
+ssize_t msse_shim_send_chunk(int fd, const void *bytes, size_t size) {
+    /* The chunk's size line: hex digits, most significant first, then CRLF. */
     char head[24];
-    int n = snprintf(head, sizeof head, "%zX\r\n", size);
-    struct iovec parts[3] = {{head, (size_t)n}, {(void *)bytes, size}, {(void *)"\r\n", 2}};
+    char *end = head + sizeof head;
+    char *p = end - 2;
+    p[0] = '\r';
+    p[1] = '\n';
+    size_t rest = size;
+    do {
+        *--p = "0123456789ABCDEF"[rest & 15];
+        rest >>= 4;
+    } while (rest != 0);
+    struct iovec parts[3] = {{p, (size_t)(end - p)}, {(void *)bytes, size}, {(void *)"\r\n", 2}};
     struct msghdr message = {.msg_iov = parts, .msg_iovlen = 3};
     ssize_t sent = sendmsg(fd, &message, MSG_DONTWAIT | MSG_NOSIGNAL);
-    if (sent == (ssize_t)((size_t)n + size + 2)) return 1;
-    if (sent < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)) return 0;
-    return -1;
+    if (sent >= 0) return sent;
+    return errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR ? 0 : -1;
+}
+
+ssize_t msse_shim_send_now(int fd, const void *bytes, size_t size) {
+    ssize_t sent = send(fd, bytes, size, MSG_DONTWAIT | MSG_NOSIGNAL);
+    if (sent >= 0) return sent;
+    return errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR ? 0 : -1;
 }
 
 int msse_shim_request_is_http11(struct MHD_Connection *connection) {

@@ -1,8 +1,12 @@
-/* epoll for the transport's peer watcher: Swift's Glibc module does not import sys/epoll.h. */
+/* epoll for the transport's peer watcher, and the eventfd of its suspended-stream writer: Swift's
+ * Glibc module imports neither sys/epoll.h nor sys/eventfd.h. */
 #include "mhd_shim.h"
 
 #include <stdint.h>
 #include <sys/epoll.h>
+#include <sys/eventfd.h>
+
+int msse_shim_eventfd(void) { return eventfd(0, EFD_CLOEXEC); }
 
 int msse_shim_epoll_create(void) { return epoll_create1(EPOLL_CLOEXEC); }
 
@@ -33,4 +37,10 @@ int msse_shim_epoll_wait(int epoll_fd, msse_shim_epoll_event *out, int max, int 
         out[i] = (msse_shim_epoll_event){.mask = mask, .token = events[i].data.u64};
     }
     return n;
+}
+
+int msse_shim_epoll_watch_writable(int epoll_fd, int fd, uint64_t token) {
+    struct epoll_event event = {.events = EPOLLOUT | EPOLLONESHOT, .data.u64 = token};
+    if (epoll_ctl(epoll_fd, EPOLL_CTL_MOD, fd, &event) == 0) return 0;
+    return epoll_ctl(epoll_fd, EPOLL_CTL_ADD, fd, &event);
 }

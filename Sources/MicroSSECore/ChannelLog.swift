@@ -168,7 +168,7 @@ package struct LogFanOut {
         for sub in over { sub.failIfOver() }
         wakes.withUnsafeBufferPointer { subs in
             for i in subs.indices {
-                Unmanaged.passUnretained(subs[i])._withUnsafeGuaranteedRef { if $0.published() { $0.wake() } }
+                Unmanaged.passUnretained(subs[i])._withUnsafeGuaranteedRef { $0.published() }
             }
         }
         for sub in behind { sub.listIfPending() }

@@ -31,7 +31,9 @@ extension Subscriber {
         let action = locked { q in
             // Lock order: the queue's, then the hooks' (nothing takes them the other way round).
             let action = q.tick(stallTicks: stallTicks, heartbeat: heartbeat) { bytes in
-                hooks.withLock { $0?.writeWhileSuspended(bytes) ?? .unavailable }
+                bytes.withUnsafeBytes { raw in
+                    hooks.withLock { $0?.writeWhileSuspended(raw, events: 0) ?? .unavailable }
+                }
             }
             listIfPending(&q)
             return action

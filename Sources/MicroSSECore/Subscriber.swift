@@ -1,40 +1,6 @@
 import MicroSSEWire
 import Synchronization
 
-/// The transport's side of one stream, installed with ``Subscriber/attach(_:)``.
-package protocol StreamConnection: AnyObject, Sendable {
-    /// Resumes the suspended connection (never called under a lock of ours: libmicrohttpd takes
-    /// its own locks, and may run the free callback, which takes the subscriber's, inside them).
-    func resume()
-    /// Cuts the connection of a stream failed while its connection is not suspended (over its
-    /// bound, or stalled). Such a connection may never call its content reader again (its peer
-    /// reads nothing, so the socket never becomes writable), so failing the queue alone would
-    /// leave it open until libmicrohttpd's inactivity timeout. Runs under the subscriber's hooks
-    /// lock, which ``Subscriber/detach()`` also takes: after `detach` it is never called again.
-    func cut()
-    /// Writes `bytes` (one whole frame, a heartbeat) to the socket of the suspended connection
-    /// now, without resuming it: the transport frames and sends them itself. Called only while
-    /// the connection is suspended and no resume has been asked for, under the subscriber's
-    /// queue lock and then its hooks lock (so nothing else writes to the socket, and `detach`,
-    /// which runs before the socket is closed, waits for it).
-    func writeWhileSuspended(_ bytes: [UInt8]) -> SuspendedWrite
-}
-
-/// What ``StreamConnection/writeWhileSuspended(_:)`` did.
-package enum SuspendedWrite: Sendable, Equatable {
-    /// Every byte was written: the connection stays suspended.
-    case written
-    /// Nothing was written (the connection cannot be written to directly, or its socket buffer
-    /// is full): queue the bytes and resume the connection instead.
-    case unavailable
-    /// The write failed (the peer is gone) or was cut short: the stream cannot go on.
-    case failed
-}
-
-extension StreamConnection {
-    package func writeWhileSuspended(_ bytes: [UInt8]) -> SuspendedWrite { .unavailable }
-}
-
 /// One connected stream: its bounded queue behind a short lock, and how to wake its connection.
 ///
 /// Publishers (any thread) call ``enqueue(_:)``; the transport's content reader calls ``read(into:onSuspend:)``
@@ -56,6 +22,8 @@ package final class Subscriber: Sendable {
     /// the bytes queued here with the queue's flags.
     private let mirroredPosition = Atomic<UInt64>(0)
     private let mirroredState = Atomic<UInt64>(0)
+    /// Whether the attached connection can be written while suspended (see ``published()``).
+    private let flushable = Atomic<Bool>(false)
 
     /// Functions given as closures (``setWaker(_:)``, ``setCloser(_:)``: tests and tools), held
     /// by a reference: a `Mutex` whose value is a bare function type re-wraps the stored closure
@@ -117,6 +85,7 @@ package final class Subscriber: Sendable {
     /// per-stream context is the connection. ``detach()`` removes it.
     package func attach(_ connection: any StreamConnection) {
         hooks.withLock { $0 = connection }
+        flushable.store(connection.writesWhileSuspended, ordering: .relaxed)
     }
 
     /// Installs the function that resumes this stream's suspended connection (keeps a closer
@@ -222,10 +191,44 @@ package final class Subscriber: Sendable {
         locked { $0.attach(log) }
     }
 
-    /// The channel log this stream reads got events: whether its connection is suspended and
-    /// must be resumed (the caller resumes it with ``wake()`` outside its locks).
-    package func published() -> Bool {
-        locked { $0.published() }
+    /// The channel log this stream reads got events: resumes a suspended connection, or, when
+    /// the transport can write to it while suspended, schedules a flush on its writer (see
+    /// ``SubscriberQueue/published(flushable:)``). Call outside the publisher's lock.
+    package func published() {
+        switch locked({ $0.published(flushable: flushable.load(ordering: .relaxed)) }) {
+        case .wake: wake()
+        case .flush: hooks.withLock { $0 }?.scheduleFlush()
+        case .none: break
+        }
+    }
+
+    /// A scheduled flush (the transport's writer thread; see
+    /// ``SubscriberQueue/flush(into:write:)``): writes what the log holds past the cursor to the
+    /// suspended connection's socket through `scratch`. Returns whether to flush again.
+    package func flush(into scratch: UnsafeMutableRawBufferPointer) -> Bool {
+        let result = locked { q in
+            // Lock order: the queue's, then the hooks' (as for a heartbeat).
+            let result = q.flush(into: scratch) { bytes, events in
+                hooks.withLock { $0?.writeWhileSuspended(bytes, events: events) ?? .unavailable }
+            }
+            // A chunk cut short leaves bytes pending: watched for a stall like any.
+            listIfPending(&q)
+            return result
+        }
+        if result == .wake { wake() }
+        return result == .again
+    }
+
+    /// The socket has room for the rest of a direct chunk (the transport's writer thread; see
+    /// ``SubscriberQueue/writeUnsent(_:)``). Returns whether to flush.
+    package func writeUnsent() -> Bool {
+        let result = locked { q in
+            let result = q.writeUnsent { bytes in hooks.withLock { $0?.writeUnsent(bytes) ?? -1 } }
+            listIfPending(&q)
+            return result
+        }
+        if result == .wake { wake() }
+        return result == .again
     }
 
     /// Fails the stream when what it has pending, the log's backlog included, is over its bound

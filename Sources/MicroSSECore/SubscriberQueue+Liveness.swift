@@ -62,6 +62,9 @@ extension SubscriberQueue {
         if waiting {
             switch writeSuspended(heartbeat.bytes) {
             case .written: return .heartbeatWritten
+            case .partial(let remaining):
+                unsent = remaining
+                return .heartbeatWritten
             case .failed:
                 _ = fail()
                 return .peerGone

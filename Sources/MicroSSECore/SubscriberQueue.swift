@@ -61,10 +61,10 @@ package struct SubscriberQueue: Sendable {
         didSet { logRef = log.map { Unmanaged.passUnretained($0) } }
     }
     /// `log` used without a retain and release per use (`log` keeps it alive).
-    private var logRef: Unmanaged<ChannelLog>?
-    package private(set) var cursor = LogCursor()
+    var logRef: Unmanaged<ChannelLog>?
+    package internal(set) var cursor = LogCursor()
     /// While finishing: the log's end when the stream started to finish (nothing after it is sent).
-    private var finishAt = UInt64.max
+    var finishAt = UInt64.max
     /// The log's end at the previous tick (was anything published since).
     var endAtTick: UInt64 = 0
     /// True while the connection is suspended waiting for data (set only by ``read(into:)``).
@@ -96,6 +96,14 @@ package struct SubscriberQueue: Sendable {
     /// True from an answer that asked for a resume until the next read: the reader is about to
     /// take what is pending, so the stream need not be listed for it (see ``takePendingListing()``).
     package private(set) var woken = false
+    /// True from a publish that scheduled a flush of this suspended stream until the flush runs
+    /// (see ``published(flushable:)``).
+    var flushScheduled = false
+    /// The rest of a chunk written directly to the suspended connection's socket that the
+    /// socket could not take whole: it goes out before anything else (``writeUnsent(_:)``), and
+    /// until it has, the connection is not resumed (a resume asked for meanwhile is deferred).
+    var unsent: [UInt8] = []
+    var resumeDeferred = false
 
     package init(limit: Int) {
         self.limit = limit
@@ -110,13 +118,13 @@ package struct SubscriberQueue: Sendable {
     }
 
     /// Bytes of the log published and not yet read (up to where a finishing stream stops).
-    private var logBacklog: Int {
+    var logBacklog: Int {
         guard let logRef else { return 0 }
         return Int(Swift.min(logRef._withUnsafeGuaranteedRef { $0.end }, finishAt) &- cursor.position)
     }
 
     /// Bytes queued or published and not yet handed to the socket.
-    package var pendingBytes: Int { queuedBytes + logBacklog }
+    package var pendingBytes: Int { queuedBytes + logBacklog + unsent.count }
 
     package mutating func enqueue(_ frame: Frame) -> EnqueueAction {
         guard phase == .open else { return .closed }
@@ -269,14 +277,11 @@ package struct SubscriberQueue: Sendable {
         offset = 0
         queuedBytes = 0
         log = nil
+        // Half a chunk on the wire does not matter now: the reader closes the connection.
+        unsent = []
+        resumeDeferred = false
         phase = .failed
         return takeWaiting()
-    }
-
-    /// Events were appended to the log this stream reads: returns true when the connection is
-    /// suspended and must be resumed to write them.
-    package mutating func published() -> Bool {
-        phase == .open && takeWaiting()
     }
 
     /// Fails the stream when what it has pending (the log's backlog included) is over its bound.
@@ -311,6 +316,11 @@ package struct SubscriberQueue: Sendable {
     }
 
     mutating func takeWaiting() -> Bool {
+        if !unsent.isEmpty && phase != .failed {
+            // Resumed once the rest of its direct chunk is out (``writeUnsent(_:)``).
+            if waiting { resumeDeferred = true }
+            return false
+        }
         let was = waiting
         waiting = false
         if was { woken = true }

@@ -24,11 +24,13 @@ public final class EventStreamClient {
     private enum ChunkState { case size, data, dataCRLF, trailer, done }
     private var state = ChunkState.size
 
-    /// Opens `GET path` with `Accept: text/event-stream` and reads the head.
+    /// Opens `GET path` with `Accept: text/event-stream` and reads the head (`receiveBuffer`:
+    /// see ``RawConnection/init(port:host:from:receiveBuffer:)``).
     public init(
-        port: UInt16, path: String, headers: [(String, String)] = [], http10: Bool = false, timeout: Double = 5
+        port: UInt16, path: String, headers: [(String, String)] = [], http10: Bool = false, timeout: Double = 5,
+        receiveBuffer: Int32? = nil
     ) throws {
-        connection = try RawConnection(port: port)
+        connection = try RawConnection(port: port, receiveBuffer: receiveBuffer)
         var request = "GET \(path) HTTP/\(http10 ? "1.0" : "1.1")\r\nHost: 127.0.0.1:\(port)\r\n"
         request += "Accept: text/event-stream\r\n"
         for (n, v) in headers { request += "\(n): \(v)\r\n" }

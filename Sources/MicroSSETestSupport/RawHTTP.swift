@@ -73,10 +73,14 @@ public final class RawConnection {
     }
 
     /// Connects to `host:port`; with `from`, from that local IPv4 address (any of 127.0.0.0/8
-    /// on loopback: a client seen by the server as another address).
-    public init(port: UInt16, host: String = "127.0.0.1", from source: String? = nil) throws {
+    /// on loopback: a client seen by the server as another address); with `receiveBuffer`, a
+    /// kernel receive buffer that small from the start (a reader whose window fills quickly).
+    public init(
+        port: UInt16, host: String = "127.0.0.1", from source: String? = nil, receiveBuffer: Int32? = nil
+    ) throws {
         fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
         guard fd >= 0 else { throw TestClientError("socket() failed: errno \(errno)") }
+        if let receiveBuffer { setReceiveBuffer(receiveBuffer) }
         if let source {
             guard Self.withAddress(source, port: 0, { bind(fd, $0, $1) }) == 0 else {
                 let failure = errno

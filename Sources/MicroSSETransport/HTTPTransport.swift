@@ -38,6 +38,8 @@ package final class HTTPTransport: Sendable {
         var reaper: DispatchSourceTimer?
         /// Watches every stream's socket for a closed peer; runs the idle-buffer release pass.
         var watcher: PeerWatcher?
+        /// Writes events to suspended streams' sockets.
+        var writer: SuspendedWriter?
     }
     private let state = Mutex(State())
 
@@ -56,6 +58,11 @@ package final class HTTPTransport: Sendable {
     /// Heartbeats written straight to a suspended stream's socket since the process started
     /// (every transport): the ones that cost no resume.
     package static let heartbeatsWrittenDirectly = Atomic<Int>(0)
+    /// Events written straight to a suspended stream's socket since the process started (every
+    /// transport; see ``SuspendedWriter``).
+    package static let eventsWrittenDirectly = Atomic<Int>(0)
+    /// Direct chunks the socket took only part of (their rest was sent once it had room).
+    package static let chunksCutShort = Atomic<Int>(0)
 
     /// The open streams' subscribers, for periodic work.
     package func streams() -> [Subscriber] { state.withLock { Array($0.streams.values) } }
@@ -71,6 +78,9 @@ package final class HTTPTransport: Sendable {
 
     /// The peer watcher, while started (nil if the kernel refused one).
     var peerWatcher: PeerWatcher? { state.withLock { $0.watcher } }
+
+    /// The suspended streams' writer, while started (nil if the kernel refused one).
+    var suspendedWriter: SuspendedWriter? { state.withLock { $0.writer } }
 
     /// Streams failed because the peer watcher saw their peer gone (reset, or a probe after a
     /// FIN answered by a reset).
@@ -130,8 +140,11 @@ package final class HTTPTransport: Sendable {
         boundPort.store(msse_shim_daemon_port(daemon), ordering: .releasing)
         let watcher = PeerWatcher(lookup: { [weak self] id in self?.stream(id: id) })
         if watcher == nil { log("peer watcher unavailable: closed peers are noticed on their next write") }
+        let writer = SuspendedWriter(lookup: { [weak self] id in self?.stream(id: id) })
+        if writer == nil { log("suspended-stream writer unavailable: every event resumes its stream") }
         state.withLock {
             $0.watcher = watcher
+            $0.writer = writer
             $0.daemon = DaemonHandle(pointer: daemon)
             $0.retainedSelf = retained
             $0.reaper = tracker.map { startReaper($0) }
@@ -172,20 +185,22 @@ package final class HTTPTransport: Sendable {
         // Any stream still open is not suspended (finish() resumed it and its reader no longer
         // suspends), nor is any request still pending (its completion resumed it), so stopping
         // the daemon now is safe; it closes those connections.
-        let (retained, reaper, watcher) = state.withLock {
-            s -> (Unmanaged<HTTPTransport>?, DispatchSourceTimer?, PeerWatcher?) in
+        let (retained, reaper, watcher, writer) = state.withLock {
+            s -> (Unmanaged<HTTPTransport>?, DispatchSourceTimer?, PeerWatcher?, SuspendedWriter?) in
             defer {
                 s.daemon = nil
                 s.retainedSelf = nil
                 s.reaper = nil
                 s.drained = nil
                 s.watcher = nil
+                s.writer = nil
             }
-            return (s.retainedSelf, s.reaper, s.watcher)
+            return (s.retainedSelf, s.reaper, s.watcher, s.writer)
         }
         MHD_stop_daemon(daemon.pointer)
         reaper?.cancel()  // after the daemon: its cancel handler frees the tracker
         watcher?.stop()  // after the daemon: every free callback has removed its registration
+        writer?.stop()
         if listenSocket >= 0 { close(listenSocket) }
         retained?.release()
     }

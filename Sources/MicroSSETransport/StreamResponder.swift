@@ -1,6 +1,7 @@
 internal import CMHDShim
 internal import CMicroHTTPD
 import MicroSSECore
+import Synchronization
 
 #if canImport(Glibc)
     import Glibc
@@ -26,10 +27,15 @@ private final class StreamContext: StreamConnection {
     /// Whether the stream goes out as plain HTTP/1.1 chunks on `fd`, so that a whole chunk may
     /// be written to the socket directly while the connection is suspended.
     let plainChunked: Bool
+    /// The thread that writes events to the socket while the connection stays suspended.
+    let writer: SuspendedWriter?
+    /// Whether the writer ever watched the socket (for the rest of a chunk cut short).
+    let watchedByWriter = Atomic<Bool>(false)
 
     init(
         subscriber: Subscriber, connection: ConnectionHandle, transport: HTTPTransport,
-        onClose: @escaping @Sendable () -> Void, fd: Int32, watcher: PeerWatcher?, plainChunked: Bool
+        onClose: @escaping @Sendable () -> Void, fd: Int32, watcher: PeerWatcher?, plainChunked: Bool,
+        writer: SuspendedWriter?
     ) {
         self.subscriber = subscriber
         self.connection = connection
@@ -38,6 +44,7 @@ private final class StreamContext: StreamConnection {
         self.fd = fd
         self.watcher = watcher
         self.plainChunked = plainChunked
+        self.writer = writer
     }
 
     func resume() { MHD_resume_connection(connection.pointer) }
@@ -58,16 +65,45 @@ private final class StreamContext: StreamConnection {
     // for more once the previous chunk is out), so no other write can interleave. A chunk of a
     // few bytes is accepted whole or not at all by a TCP socket with room; anything else (a
     // reset, or a short write that would leave half a chunk) ends the stream.
-    func writeWhileSuspended(_ bytes: [UInt8]) -> SuspendedWrite {
+    var writesWhileSuspended: Bool { plainChunked && fd >= 0 && writer != nil }
+
+    func writeWhileSuspended(_ bytes: UnsafeRawBufferPointer, events: Int) -> SuspendedWrite {
         guard plainChunked, fd >= 0 else { return .unavailable }
-        switch bytes.withUnsafeBytes({ msse_shim_send_chunk(fd, $0.baseAddress, $0.count) }) {
-        case 1:
-            transport.deliveredBytes.add(bytes.count, ordering: .relaxed)
+        let sent = msse_shim_send_chunk(fd, bytes.baseAddress, bytes.count)
+        if sent < 0 { return .failed }
+        if sent == 0 { return .unavailable }
+        transport.deliveredBytes.add(bytes.count, ordering: .relaxed)
+        if events > 0 {
+            transport.deliveredEvents.add(events, ordering: .relaxed)
+            HTTPTransport.eventsWrittenDirectly.add(events, ordering: .relaxed)
+        } else {
             HTTPTransport.heartbeatsWrittenDirectly.add(1, ordering: .relaxed)
-            return .written
-        case 0: return .unavailable
-        default: return .failed
         }
+        let digits = max(1, (Int.bitWidth - bytes.count.leadingZeroBitCount + 3) / 4)
+        if sent == digits + 2 + bytes.count + 2 { return .written }
+        // The socket filled up mid-chunk: the rest goes out before anything else.
+        var chunk = Array(String(bytes.count, radix: 16, uppercase: true).utf8) + [0x0D, 0x0A]
+        chunk += bytes
+        chunk += [0x0D, 0x0A]
+        HTTPTransport.chunksCutShort.add(1, ordering: .relaxed)
+        guard watchWritable() else { return .failed }
+        return .partial(remaining: Array(chunk[sent...]))
+    }
+
+    func writeUnsent(_ bytes: UnsafeRawBufferPointer) -> Int {
+        let sent = msse_shim_send_now(fd, bytes.baseAddress, bytes.count)
+        if sent >= 0 && sent < bytes.count && !watchWritable() { return -1 }
+        return sent
+    }
+
+    private func watchWritable() -> Bool {
+        guard let writer else { return false }
+        watchedByWriter.store(true, ordering: .relaxed)
+        return writer.watchWritable(fd: fd, token: subscriber.id)
+    }
+
+    func scheduleFlush() {
+        writer?.schedule(subscriber)
     }
 }
 
@@ -97,7 +133,7 @@ func queueStream(
     let context = StreamContext(
         subscriber: subscriber, connection: ConnectionHandle(pointer: connection), transport: transport,
         onClose: onClose, fd: fd, watcher: watching,
-        plainChunked: msse_shim_stream_is_plain_chunked(connection) != 0)
+        plainChunked: msse_shim_stream_is_plain_chunked(connection) != 0, writer: transport.suspendedWriter)
     // Before the response is queued, so before the connection can ever suspend. The subscriber
     // holds the context until the free callback detaches it.
     subscriber.attach(context)
@@ -152,6 +188,8 @@ private let streamFreed: MHD_ContentReaderFreeCallback = { cls in
     let context = Unmanaged<StreamContext>.fromOpaque(cls).takeRetainedValue()
     context.watcher?.unwatch(fd: context.fd)
     context.subscriber.detach()
+    // After the detach: nothing writes to the socket (or watches it for the writer) any more.
+    if context.watchedByWriter.load(ordering: .relaxed) { context.writer?.unwatch(fd: context.fd) }
     // The layer above first (its disconnect callback, its counters), then the stream table: once
     // a stream no longer counts as open, its close has been handled, and a stop waiting for the
     // table to empty waits for that too.

@@ -4,6 +4,7 @@
 #define MSSE_MHD_SHIM_H
 
 #include <stddef.h>
+#include <sys/types.h>
 #include <stdint.h>
 #include <microhttpd.h>
 
@@ -49,10 +50,12 @@ void msse_shim_request_arrived(struct MHD_Connection *connection);
 void msse_shim_request_finished(struct MHD_Connection *connection);
 
 /// Writes `size` bytes to `fd` as one HTTP/1.1 chunk (hex size, CRLF, the bytes, CRLF) in one
-/// non-blocking `sendmsg`, without copying them. Returns 1 when all of it was written, 0 when
-/// nothing was (the socket is full), -1 when the write failed or was cut short (half a chunk is
-/// on the wire: the stream cannot go on).
-int msse_shim_send_chunk(int fd, const void *bytes, size_t size);
+/// non-blocking `sendmsg`, without copying them. Returns the bytes of the chunk written (all of
+/// them, part of them, or 0 when the socket is full), or -1 when the write failed.
+ssize_t msse_shim_send_chunk(int fd, const void *bytes, size_t size);
+/// One non-blocking `send` of `size` bytes (the rest of a chunk). Returns the bytes written (0
+/// when the socket is full), or -1 when the write failed.
+ssize_t msse_shim_send_now(int fd, const void *bytes, size_t size);
 
 /// Whether the connection's current request is HTTP/1.1 (its stream is chunked).
 int msse_shim_request_is_http11(struct MHD_Connection *connection);
@@ -79,6 +82,10 @@ typedef struct {
     uint64_t token;
 } msse_shim_epoll_event;
 int msse_shim_epoll_create(void);
+/// A blocking eventfd (close-on-exec): the suspended-stream writer's wake-up.
+int msse_shim_eventfd(void);
+/// Watches `fd` once for room to write (EPOLLOUT, one-shot; added, or re-armed if already there).
+int msse_shim_epoll_watch_writable(int epoll_fd, int fd, uint64_t token);
 /// Level-triggered EPOLLIN (a wake-up pipe).
 int msse_shim_epoll_watch_readable(int epoll_fd, int fd, uint64_t token);
 /// Edge-triggered EPOLLRDHUP | EPOLLHUP | EPOLLERR: a stream's socket, registered once.

@@ -1,0 +1,164 @@
+import MicroSSECore
+import MicroSSEWire
+import Synchronization
+import Testing
+
+/// The subscriber's side of writing to a suspended connection (flushes of the channel log, and
+/// the rest of a chunk the socket took only part of), with a connection that records what it
+/// was asked to write and takes as much as the test says.
+@Suite("Direct writes: the subscriber's state machine")
+struct DirectWriteQueueTests {
+    final class Connection: StreamConnection {
+        struct State {
+            var wire: [UInt8] = []
+            var resumes = 0
+            var flushesScheduled = 0
+            /// How many bytes the next direct write takes (nil: all).
+            var take: Int?
+        }
+        let state = Mutex(State())
+        var writesWhileSuspended: Bool { true }
+        func resume() { state.withLock { $0.resumes += 1 } }
+        func cut() {}
+        func scheduleFlush() { state.withLock { $0.flushesScheduled += 1 } }
+
+        func writeWhileSuspended(_ bytes: UnsafeRawBufferPointer, events: Int) -> SuspendedWrite {
+            state.withLock { s in
+                let n = min(s.take ?? bytes.count, bytes.count)
+                s.take = nil
+                s.wire += bytes[..<n]
+                if n == 0 { return .unavailable }
+                return n == bytes.count ? .written : .partial(remaining: Array(bytes[n...]))
+            }
+        }
+
+        func writeUnsent(_ bytes: UnsafeRawBufferPointer) -> Int {
+            state.withLock { s in
+                let n = min(s.take ?? bytes.count, bytes.count)
+                s.take = nil
+                s.wire += bytes[..<n]
+                return n
+            }
+        }
+
+        var wire: String { String(decoding: state.withLock { $0.wire }, as: UTF8.self) }
+        var resumes: Int { state.withLock { $0.resumes } }
+        var flushesScheduled: Int { state.withLock { $0.flushesScheduled } }
+        func take(_ n: Int) { state.withLock { $0.take = n } }
+    }
+
+    func publish(_ text: String, to log: ChannelLog, readers: [Subscriber]) {
+        var fanOut = LogFanOut()
+        fanOut.append(frame(text), to: log, readers: readers)
+        fanOut.finish()
+    }
+
+    func readAll(_ sub: Subscriber) -> String {
+        var bytes: [UInt8] = []
+        while case .wrote = sub.read(max: 4_096, write: { bytes += $0 }, onSuspend: {}) {}
+        return String(decoding: bytes, as: UTF8.self)
+    }
+
+    /// A suspended reader of `log` on `connection`.
+    func suspendedReader(_ log: ChannelLog, _ connection: Connection) -> Subscriber {
+        let sub = Subscriber(channels: ["c"], limit: 1 << 16)
+        sub.attach(connection)
+        sub.attach(log: log)
+        #expect(sub.read(max: 4_096, write: { _ in }, onSuspend: {}) == .suspend)
+        return sub
+    }
+
+    /// A flush through a 4 KiB scratch buffer, as the transport's writer makes it.
+    func flush(_ sub: Subscriber) -> Bool {
+        var scratch = [UInt8](repeating: 0, count: 4_096)
+        return scratch.withUnsafeMutableBytes { sub.flush(into: $0) }
+    }
+
+    @Test("a publish schedules a flush instead of a resume; the flush writes the log and the stream stays suspended")
+    func flushInsteadOfResume() {
+        let log = ChannelLog()
+        let connection = Connection()
+        let sub = suspendedReader(log, connection)
+        publish("data: a\n\n", to: log, readers: [sub])
+        publish("data: b\n\n", to: log, readers: [sub])
+        #expect(connection.flushesScheduled == 1, "once until the flush runs")
+        #expect(connection.resumes == 0)
+        #expect(!flush(sub))
+        #expect(connection.wire == "data: a\n\ndata: b\n\n")
+        #expect(sub.pendingBytes == 0 && connection.resumes == 0)
+        publish("data: c\n\n", to: log, readers: [sub])
+        #expect(connection.flushesScheduled == 2)
+    }
+
+    @Test("a chunk cut short is finished before anything else; a resume asked meanwhile waits for it")
+    func cutShortChunk() {
+        let log = ChannelLog()
+        let connection = Connection()
+        let sub = suspendedReader(log, connection)
+        publish("data: first\n\n", to: log, readers: [sub])
+        connection.take(5)
+        _ = flush(sub)
+        #expect(connection.wire == "data:")
+        #expect(sub.pendingBytes == "data: first\n\n".utf8.count - 5)
+        // Published and queued meanwhile: nothing may be written or resumed before the rest.
+        publish("data: second\n\n", to: log, readers: [sub])
+        #expect(!flush(sub))
+        sub.enqueue(frame("data: own\n\n"))
+        #expect(connection.resumes == 0)
+        #expect(sub.tick(heartbeat: frame(":\n\n", isEvent: false), stallTicks: 0) == .none)
+        // The socket takes a little more, then the rest: only then is the connection resumed.
+        connection.take(2)
+        #expect(!sub.writeUnsent())
+        #expect(connection.resumes == 0)
+        #expect(!sub.writeUnsent())
+        #expect(connection.resumes == 1)
+        #expect(connection.wire == "data: first\n\n")
+        #expect(readAll(sub) == "data: second\n\ndata: own\n\n")
+    }
+
+    @Test("once the rest is out, what was published meanwhile is flushed")
+    func flushAfterRest() {
+        let log = ChannelLog()
+        let connection = Connection()
+        let sub = suspendedReader(log, connection)
+        publish("data: 1\n\n", to: log, readers: [sub])
+        connection.take(3)
+        _ = flush(sub)
+        publish("data: 2\n\n", to: log, readers: [sub])
+        #expect(sub.writeUnsent(), "flush again")
+        #expect(!flush(sub))
+        #expect(connection.wire == "data: 1\n\ndata: 2\n\n")
+        #expect(connection.resumes == 0)
+    }
+
+    @Test("a failed stream with the rest of a chunk unsent is resumed at once, to be closed")
+    func failWithRestUnsent() {
+        let log = ChannelLog()
+        let connection = Connection()
+        let sub = suspendedReader(log, connection)
+        publish("data: 1\n\n", to: log, readers: [sub])
+        connection.take(3)
+        _ = flush(sub)
+        sub.fail()
+        #expect(connection.resumes == 1)
+        #expect(sub.read(max: 64, write: { _ in }, onSuspend: {}) == .abort)
+        #expect(!sub.writeUnsent())
+    }
+
+    @Test("a backlog larger than a flush, or a socket that takes nothing, goes through the content reader")
+    func fallbackToReader() {
+        let log = ChannelLog()
+        let connection = Connection()
+        let sub = suspendedReader(log, connection)
+        let big = "data: " + String(repeating: "y", count: 5_000) + "\n\n"
+        publish(big, to: log, readers: [sub])
+        #expect(!flush(sub))
+        #expect(connection.resumes == 1 && connection.wire.isEmpty)
+        #expect(readAll(sub) == big)
+        publish("data: small\n\n", to: log, readers: [sub])
+        connection.take(0)
+        #expect(!flush(sub))
+        #expect(connection.resumes == 2)
+        #expect(readAll(sub) == "data: small\n\n")
+    }
+}
