@@ -14,12 +14,18 @@ extension SubscriberQueue {
         case flush
     }
 
+    /// The most a flush writes: a larger backlog goes through the content reader (large events
+    /// gain nothing from the writer's thread hop, and a chunk this small is taken whole by a
+    /// socket with room).
+    package static let flushBytes = 4_096
+
     /// Events were appended to the log this stream reads. A suspended stream that can be
-    /// written directly (`flushable`) with nothing of its own queued stays suspended and gets a
-    /// flush (once until it runs); any other suspended stream is to be resumed.
+    /// written directly (`flushable`), with nothing of its own queued and at most ``flushBytes``
+    /// to write, stays suspended and gets a flush (once until it runs); any other suspended
+    /// stream is to be resumed.
     package mutating func published(flushable: Bool) -> PublishAction {
         guard phase == .open, waiting, !flushScheduled else { return .none }
-        if flushable && queuedBytes == 0 {
+        if flushable && queuedBytes == 0 && logBacklog <= Self.flushBytes {
             flushScheduled = true
             return .flush
         }

@@ -21,7 +21,7 @@ import Synchronization
 /// The write is safe for the reasons a direct heartbeat is (docs/DESIGN.md): it runs under the
 /// subscriber's queue lock while the stream is suspended with nothing of libmicrohttpd's unsent,
 /// and under its hooks lock, which the free callback takes before the socket is closed. Only a
-/// backlog of at most ``flushBytes`` with no frame queued for the stream alone is written this
+/// backlog of at most ``SubscriberQueue/flushBytes`` with no frame queued for the stream alone is written this
 /// way; anything else resumes the connection, and its reader takes over as before. A socket that
 /// takes nothing (full) resumes it too. A socket that takes part of the chunk (its buffer filled
 /// up) leaves the rest with the subscriber, which sends it before anything else: this thread
@@ -37,9 +37,8 @@ final class SuspendedWriter: @unchecked Sendable {
     private let lookup: @Sendable (UInt64) -> Subscriber?
     private let scheduled = Mutex<[Subscriber]>([])
     private let stopped = Atomic<Bool>(false)
-    /// The most a flush writes: a backlog larger than this goes through the content reader.
-    static let flushBytes = 4_096
-    private let scratch = UnsafeMutableRawBufferPointer.allocate(byteCount: flushBytes, alignment: 16)
+    private let scratch = UnsafeMutableRawBufferPointer.allocate(
+        byteCount: SubscriberQueue.flushBytes, alignment: 16)
 
     /// Starts the writer thread, or returns nil when the kernel refuses an eventfd or a thread
     /// (streams are then always resumed, as before).
