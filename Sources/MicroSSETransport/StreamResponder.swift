@@ -56,15 +56,16 @@ private final class StreamContext: StreamConnection {
         if fd >= 0 { _ = shutdown(fd, Int32(SHUT_RDWR)) }
     }
 
-    // A heartbeat for an idle stream, sent as one chunk straight to the socket: resuming the
-    // connection for it (libmicrohttpd's resume, a turn of its loop, the content reader, the
-    // suspend) cost several times the `send` itself, for every idle stream at every heartbeat.
+    // A heartbeat, or events from the channel log (the writer thread), sent as one chunk
+    // straight to the socket: resuming the connection for them (libmicrohttpd's resume, a turn
+    // of its loop, two content-reader calls, the suspend) cost more than the `send` itself.
     // Safe for the reasons `cut()` is (the free callback, which runs before the socket is
     // closed, waits for the hooks lock this runs under), and because the connection is
     // suspended with nothing of libmicrohttpd's left unsent (its content reader is only asked
-    // for more once the previous chunk is out), so no other write can interleave. A chunk of a
-    // few bytes is accepted whole or not at all by a TCP socket with room; anything else (a
-    // reset, or a short write that would leave half a chunk) ends the stream.
+    // for more once the previous chunk is out), so no other write can interleave. A socket that
+    // takes nothing makes the caller resume the connection instead; one that takes part of the
+    // chunk leaves the rest to be sent first, when the writer sees room (`writeUnsent`); a
+    // failed write (a reset) ends the stream.
     var writesWhileSuspended: Bool { plainChunked && fd >= 0 && writer != nil }
 
     func writeWhileSuspended(_ bytes: UnsafeRawBufferPointer, events: Int) -> SuspendedWrite {
