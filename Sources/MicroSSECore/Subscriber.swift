@@ -219,6 +219,16 @@ package final class Subscriber: Sendable {
         return result == .again
     }
 
+    /// Fails the stream if the rest of a direct chunk is still unsent (the transport's stop,
+    /// after the drain: such a connection is still suspended, and must be resumed to close).
+    package func failIfChunkUnsent() {
+        let needsWake = locked { q in
+            guard !q.unsent.isEmpty else { return false }
+            return q.fail()
+        }
+        if needsWake { wake() }
+    }
+
     /// The socket has room for the rest of a direct chunk (the transport's writer thread; see
     /// ``SubscriberQueue/writeUnsent(_:)``). Returns whether to flush.
     package func writeUnsent() -> Bool {

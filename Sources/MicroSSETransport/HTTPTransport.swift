@@ -182,6 +182,9 @@ package final class HTTPTransport: Sendable {
         if !streams.isEmpty || !pending.isEmpty {
             _ = drained.wait(timeout: .now() + .milliseconds(max(0, options.drainTimeoutMilliseconds)))
         }
+        // A stream whose socket never took the rest of a direct chunk is still suspended (its
+        // finish waits for that rest): give up on it, which resumes it so its reader closes it.
+        for sub in streams { sub.failIfChunkUnsent() }
         // Any stream still open is not suspended (finish() resumed it and its reader no longer
         // suspends), nor is any request still pending (its completion resumed it), so stopping
         // the daemon now is safe; it closes those connections.

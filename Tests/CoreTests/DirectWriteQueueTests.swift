@@ -145,6 +145,25 @@ struct DirectWriteQueueTests {
         #expect(!sub.writeUnsent())
     }
 
+    @Test("a finish waits for the rest of a chunk; a stop that cannot wait fails the stream, which resumes it")
+    func finishThenStopWithRestUnsent() {
+        let log = ChannelLog()
+        let connection = Connection()
+        let sub = suspendedReader(log, connection)
+        publish("data: 1\n\n", to: log, readers: [sub])
+        connection.take(3)
+        _ = flush(sub)
+        sub.finish()
+        #expect(connection.resumes == 0, "the rest of the chunk goes out first")
+        sub.failIfChunkUnsent()
+        #expect(connection.resumes == 1)
+        #expect(sub.read(max: 64, write: { _ in }, onSuspend: {}) == .abort)
+        // Without a chunk cut short it changes nothing.
+        let other = suspendedReader(log, connection)
+        other.failIfChunkUnsent()
+        #expect(other.isOpen && connection.resumes == 1)
+    }
+
     @Test("a backlog larger than a flush, or a socket that takes nothing, goes through the content reader")
     func fallbackToReader() {
         let log = ChannelLog()
