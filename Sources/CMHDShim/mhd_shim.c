@@ -152,19 +152,27 @@ int msse_shim_client_address(struct MHD_Connection *connection, char *buffer, si
     return 0;
 }
 
-ssize_t msse_shim_send_chunk(int fd, const void *bytes, size_t size) {
-    /* The chunk's size line: hex digits, most significant first, then CRLF. */
-    char head[24];
-    char *end = head + sizeof head;
-    char *p = end - 2;
-    p[0] = '\r';
-    p[1] = '\n';
-    size_t rest = size;
+size_t msse_shim_chunk_head(size_t size, char out[MSSE_SHIM_CHUNK_HEAD_MAX]) {
+    /* Hex digits, most significant first, then CRLF, built from the end of a scratch buffer. */
+    char digits[MSSE_SHIM_CHUNK_HEAD_MAX];
+    char *end = digits + sizeof digits;
+    char *p = end;
+    *--p = '\n';
+    *--p = '\r';
     do {
-        *--p = "0123456789ABCDEF"[rest & 15];
-        rest >>= 4;
-    } while (rest != 0);
-    struct iovec parts[3] = {{p, (size_t)(end - p)}, {(void *)bytes, size}, {(void *)"\r\n", 2}};
+        *--p = "0123456789ABCDEF"[size & 15];
+        size >>= 4;
+    } while (size != 0);
+    size_t n = (size_t)(end - p);
+    memcpy(out, p, n);
+    return n;
+}
+
+ssize_t msse_shim_send_chunk(int fd, const void *bytes, size_t size, size_t *chunk_length) {
+    char head[MSSE_SHIM_CHUNK_HEAD_MAX];
+    size_t n = msse_shim_chunk_head(size, head);
+    *chunk_length = n + size + 2;
+    struct iovec parts[3] = {{head, n}, {(void *)bytes, size}, {(void *)"\r\n", 2}};
     struct msghdr message = {.msg_iov = parts, .msg_iovlen = 3};
     ssize_t sent = sendmsg(fd, &message, MSG_DONTWAIT | MSG_NOSIGNAL);
     if (sent >= 0) return sent;

@@ -68,6 +68,13 @@ package final class Subscriber: Sendable {
         mirroredState.store(LogView.state(q), ordering: .releasing)
     }
 
+    /// The mirrored state of a reader that found nothing to write, stored at once, under the
+    /// log's lock (see ``SubscriberQueue/read(into:whileWaiting:)``): waiting, nothing queued,
+    /// no resume on its way.
+    private func waitingMark(listed: Bool) -> UInt64 {
+        LogView.waitingBit | (listed ? LogView.listedBit : 0)
+    }
+
     /// What the publisher of this stream's channel log reads without the queue's lock.
     package var logView: LogView {
         LogView(
@@ -151,8 +158,8 @@ package final class Subscriber: Sendable {
         into out: UnsafeMutableRawBufferPointer, onSuspend: () -> Void, onListing: () -> Void
     ) -> SubscriberQueue.ReadAction {
         locked {
-            let state = LogView.waitingBit | ($0.listedPending ? LogView.listedBit : 0)
-            let action = $0.read(into: out) { mirroredState.store(state, ordering: .releasing) }
+            let mark = waitingMark(listed: $0.listedPending)
+            let action = $0.read(into: out) { mirroredState.store(mark, ordering: .releasing) }
             if action == .suspend {
                 onSuspend()
                 if $0.takeListing() { onListing() }
@@ -168,8 +175,8 @@ package final class Subscriber: Sendable {
         max: Int, write: (ArraySlice<UInt8>) -> Void, onSuspend: () -> Void
     ) -> SubscriberQueue.ReadAction {
         locked {
-            let state = LogView.waitingBit | ($0.listedPending ? LogView.listedBit : 0)
-            let action = $0.read(max: max, write: write) { mirroredState.store(state, ordering: .releasing) }
+            let mark = waitingMark(listed: $0.listedPending)
+            let action = $0.read(max: max, write: write) { mirroredState.store(mark, ordering: .releasing) }
             if action == .suspend { onSuspend() } else { listIfPending(&$0) }
             return action
         }
@@ -219,9 +226,20 @@ package final class Subscriber: Sendable {
         return result == .again
     }
 
+    /// A scheduled flush that will not run (the transport's writer has ended): the stream is
+    /// resumed instead, and its reader takes what is pending.
+    package func abandonFlush() {
+        let needsWake = locked { q in
+            guard q.flushScheduled else { return false }
+            q.flushScheduled = false
+            return q.takeWaiting()
+        }
+        if needsWake { wake() }
+    }
+
     /// Fails the stream if the rest of a direct chunk is still unsent (the transport's stop,
     /// after the drain: such a connection is still suspended, and must be resumed to close).
-    package func failIfChunkUnsent() {
+    package func failIfWriteUnfinished() {
         let needsWake = locked { q in
             guard !q.unsent.isEmpty else { return false }
             return q.fail()
@@ -245,7 +263,14 @@ package final class Subscriber: Sendable {
     /// (a publisher saw it over in ``logView``).
     package func failIfOver() {
         let (failed, needsWake) = locked { $0.failIfOver() }
-        if needsWake { wake() } else if failed { cut() }
+        if needsWake {
+            wake()
+        } else if failed {
+            cut()
+        } else {
+            // A stale hint (the cursor moved on since): it may be waiting for this very event.
+            published()
+        }
     }
 
     /// Lists the stream in its pending set when it has bytes pending and is not listed yet (a
@@ -296,11 +321,11 @@ package struct LogView: Sendable {
     package var listed: Bool { state & Self.listedBit != 0 }
     /// Failed: reads nothing more.
     package var failed: Bool { state & Self.failedBit != 0 }
-    /// Bytes queued for this stream alone.
+    /// Bytes queued for this stream alone (with the rest of a direct chunk).
     package var queuedBytes: Int { Int(truncatingIfNeeded: state >> 8) }
 
     static func state(_ q: borrowing SubscriberQueue) -> UInt64 {
         (q.waiting ? waitingBit : 0) | (q.woken ? wokenBit : 0) | (q.listedPending ? listedBit : 0)
-            | (q.phase == .failed ? failedBit : 0) | UInt64(q.queuedBytes) << 8
+            | (q.phase == .failed ? failedBit : 0) | UInt64(q.queuedBytes + q.unsent.count) << 8
     }
 }

@@ -65,7 +65,7 @@ extension SubscriberQueue {
         return afterDirectWrite(result)
     }
 
-    /// The stream's next step after a direct write (shared with the heartbeat's).
+    /// The stream's next step after a flush's direct write.
     mutating func afterDirectWrite(_ result: SuspendedWrite) -> FlushResult {
         switch result {
         case .written:

@@ -45,7 +45,8 @@ extension SubscriberQueue {
             enqueuedSinceTick = false
             progressSinceTick = false
         }
-        guard phase == .open else { return .none }
+        // A finishing stream is watched for stalls too (its last bytes may never be read).
+        guard phase != .failed else { return .none }
         if pendingBytes > 0 && !progressSinceTick {
             // The first tick that sees the stall only starts the count: the bytes may have been
             // queued just before it.
@@ -57,7 +58,7 @@ extension SubscriberQueue {
         } else {
             stalledTicks = 0
         }
-        guard let heartbeat, !enqueuedSinceTick, !published, pendingBytes == 0 else { return .none }
+        guard phase == .open, let heartbeat, !enqueuedSinceTick, !published, pendingBytes == 0 else { return .none }
         guard heartbeat.bytes.count <= limit else { return .none }
         if waiting {
             switch writeSuspended(heartbeat.bytes) {

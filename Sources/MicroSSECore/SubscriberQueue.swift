@@ -286,8 +286,12 @@ package struct SubscriberQueue: Sendable {
 
     /// Fails the stream when what it has pending (the log's backlog included) is over its bound.
     /// Returns whether it failed, and whether its connection is suspended and must be resumed.
+    /// A finishing stream counts the whole log past its cursor (the log keeps it for the stream).
     package mutating func failIfOver() -> (failed: Bool, wake: Bool) {
-        guard phase == .open, pendingBytes > limit else { return (false, false) }
+        let held =
+            queuedBytes + unsent.count
+            + (logRef.map { Int($0._withUnsafeGuaranteedRef { $0.end } &- cursor.position) } ?? 0)
+        guard phase != .failed, held > limit else { return (false, false) }
         dropped = true
         return (true, fail())
     }

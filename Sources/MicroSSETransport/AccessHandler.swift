@@ -88,9 +88,19 @@ private func release(
     _ transport: HTTPTransport
 ) {
     guard context.parked == nil, context.deferred == nil, let raw = conCls.pointee else { return }
-    transport.options.uploadBudget.release(context.upload.reserved)
     conCls.pointee = nil
-    Unmanaged<RequestContext>.fromOpaque(raw).release()
+    discard(Unmanaged<RequestContext>.fromOpaque(raw).takeRetainedValue(), transport)
+}
+
+/// A request's context let go (the request completed, or its stream was queued): its upload
+/// reservation goes back, and a parked deferred reply leaves the pending table.
+private func discard(_ context: RequestContext, _ transport: HTTPTransport) {
+    transport.options.uploadBudget.release(context.upload.reserved)
+    if let parked = context.parked {
+        // Sent, or closed before the reply came (a later completion is then dropped).
+        parked.abandon()
+        transport.unpark(parked)
+    }
 }
 
 /// Sends a deferred reply's answer. A stream leaves the pending table now (the stream table
@@ -251,13 +261,7 @@ let requestCompleted: MHD_RequestCompletedCallback = { cls, connection, conCls, 
     guard !isURIMarker(raw) else { return }
     let context = Unmanaged<RequestContext>.fromOpaque(raw).takeRetainedValue()
     guard let cls else { return }
-    let transport = Unmanaged<HTTPTransport>.fromOpaque(cls).takeUnretainedValue()
-    transport.options.uploadBudget.release(context.upload.reserved)
-    if let parked = context.parked {
-        // Sent, or closed before the reply came (a later completion is then dropped).
-        parked.abandon()
-        transport.unpark(parked)
-    }
+    discard(context, Unmanaged<HTTPTransport>.fromOpaque(cls).takeUnretainedValue())
 }
 
 /// Queues a complete response. A header libmicrohttpd refuses is never dropped silently: the

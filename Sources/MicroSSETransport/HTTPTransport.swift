@@ -182,9 +182,11 @@ package final class HTTPTransport: Sendable {
         if !streams.isEmpty || !pending.isEmpty {
             _ = drained.wait(timeout: .now() + .milliseconds(max(0, options.drainTimeoutMilliseconds)))
         }
-        // A stream whose socket never took the rest of a direct chunk is still suspended (its
-        // finish waits for that rest): give up on it, which resumes it so its reader closes it.
-        for sub in streams { sub.failIfChunkUnsent() }
+        // The writer first (no write or resume of it may still be under way), then a stream
+        // whose socket never took the rest of a direct chunk is still suspended (its finish
+        // waits for that rest): give up on it, which resumes it so its reader closes it.
+        state.withLock { $0.writer }?.stop()
+        for sub in streams { sub.failIfWriteUnfinished() }
         // Any stream still open is not suspended (finish() resumed it and its reader no longer
         // suspends), nor is any request still pending (its completion resumed it), so stopping
         // the daemon now is safe; it closes those connections.
@@ -203,7 +205,7 @@ package final class HTTPTransport: Sendable {
         MHD_stop_daemon(daemon.pointer)
         reaper?.cancel()  // after the daemon: its cancel handler frees the tracker
         watcher?.stop()  // after the daemon: every free callback has removed its registration
-        writer?.stop()
+        writer?.release()  // after the daemon: every free callback has unwatched its socket
         if listenSocket >= 0 { close(listenSocket) }
         retained?.release()
     }

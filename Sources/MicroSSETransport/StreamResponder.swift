@@ -70,7 +70,8 @@ private final class StreamContext: StreamConnection {
 
     func writeWhileSuspended(_ bytes: UnsafeRawBufferPointer, events: Int) -> SuspendedWrite {
         guard plainChunked, fd >= 0 else { return .unavailable }
-        let sent = msse_shim_send_chunk(fd, bytes.baseAddress, bytes.count)
+        var length = 0
+        let sent = msse_shim_send_chunk(fd, bytes.baseAddress, bytes.count, &length)
         if sent < 0 { return .failed }
         if sent == 0 { return .unavailable }
         transport.deliveredBytes.add(bytes.count, ordering: .relaxed)
@@ -80,14 +81,17 @@ private final class StreamContext: StreamConnection {
         } else {
             HTTPTransport.heartbeatsWrittenDirectly.add(1, ordering: .relaxed)
         }
-        let digits = max(1, (Int.bitWidth - bytes.count.leadingZeroBitCount + 3) / 4)
-        if sent == digits + 2 + bytes.count + 2 { return .written }
+        if sent == length { return .written }
         // The socket filled up mid-chunk: the rest goes out before anything else.
-        var chunk = Array(String(bytes.count, radix: 16, uppercase: true).utf8) + [0x0D, 0x0A]
-        chunk += bytes
-        chunk += [0x0D, 0x0A]
         HTTPTransport.chunksCutShort.add(1, ordering: .relaxed)
         guard watchWritable() else { return .failed }
+        var chunk = [UInt8](repeating: 0, count: length)
+        chunk.withUnsafeMutableBytes { out in
+            let head = msse_shim_chunk_head(bytes.count, out.baseAddress!.assumingMemoryBound(to: CChar.self))
+            (out.baseAddress! + head).copyMemory(from: bytes.baseAddress!, byteCount: bytes.count)
+            out[head + bytes.count] = 0x0D
+            out[head + bytes.count + 1] = 0x0A
+        }
         return .partial(remaining: Array(chunk[sent...]))
     }
 

@@ -29,14 +29,17 @@ import Synchronization
 /// watcher's) and writes the rest when it has room, and the connection is not resumed until
 /// then.
 final class SuspendedWriter: @unchecked Sendable {
-    // @unchecked Sendable: `eventFD` and `scratch` are set in `init` and released in `stop()`,
-    // after the thread has been joined; the thread alone uses `scratch`.
+    // @unchecked Sendable: the descriptors and `scratch` are set in `init` and released in
+    // `release()`, after the thread has been joined; the thread alone uses `scratch`.
     private let eventFD: Int32
     private let epollFD: Int32
     private var thread = pthread_t()
     private let lookup: @Sendable (UInt64) -> Subscriber?
     private let scheduled = Mutex<[Subscriber]>([])
     private let stopped = Atomic<Bool>(false)
+    private let closed = Atomic<Bool>(false)
+    /// False once the thread has ended: schedules then resume their streams instead.
+    private let running = Atomic<Bool>(true)
     private let scratch = UnsafeMutableRawBufferPointer.allocate(
         byteCount: SubscriberQueue.flushBytes, alignment: 16)
 
@@ -72,8 +75,13 @@ final class SuspendedWriter: @unchecked Sendable {
         _ = msse_shim_epoll_unwatch(epollFD, fd)
     }
 
-    /// Schedules a flush of `subscriber` (a publisher thread, outside its locks).
+    /// Schedules a flush of `subscriber` (a publisher thread, outside its locks). Once the thread
+    /// has ended, the stream is resumed instead.
     func schedule(_ subscriber: Subscriber) {
+        guard running.load(ordering: .acquiring) else {
+            subscriber.abandonFlush()
+            return
+        }
         let first = scheduled.withLock { list in
             list.append(subscriber)
             return list.count == 1
@@ -86,30 +94,47 @@ final class SuspendedWriter: @unchecked Sendable {
         _ = write(eventFD, &one, 8)
     }
 
-    /// Ends the thread. Call after `MHD_stop_daemon` has returned (no stream is left).
+    /// Ends the thread; returns once it has (no write or resume of it is still under way).
+    /// Call after the streams were finished and before the last suspended ones are failed and
+    /// `MHD_stop_daemon` runs; ``release()`` after it.
     func stop() {
         guard !stopped.exchange(true, ordering: .acquiringAndReleasing) else { return }
         signal()
         pthread_join(thread, nil)
+        running.store(false, ordering: .releasing)
+        for subscriber in takeScheduled() { subscriber.abandonFlush() }
+    }
+
+    /// Releases the descriptors, once `MHD_stop_daemon` has returned (every free callback, which
+    /// may unwatch a socket, has run).
+    func release() {
+        guard !closed.exchange(true, ordering: .acquiringAndReleasing) else { return }
+        stop()
         close(eventFD)
         close(epollFD)
         scratch.deallocate()
-        scheduled.withLock { $0 = [] }
     }
 
     fileprivate func run() {
         var events = [msse_shim_epoll_event](repeating: msse_shim_epoll_event(), count: 64)
         var value: UInt64 = 0
+        // Streams to flush again (more was published while they were written): one pass per
+        // turn, so sockets waiting for the rest of a chunk are never starved by a busy channel.
+        var again: [Subscriber] = []
         while true {
             let n = events.withUnsafeMutableBufferPointer {
-                msse_shim_epoll_wait(epollFD, $0.baseAddress, Int32($0.count), -1)
+                msse_shim_epoll_wait(epollFD, $0.baseAddress, Int32($0.count), again.isEmpty ? -1 : 0)
             }
             if n < 0 {
                 if errno == EINTR { continue }
+                abandon(again)
                 return
             }
-            if stopped.load(ordering: .acquiring) { return }
-            var batch: [Subscriber] = []
+            if stopped.load(ordering: .acquiring) {
+                abandon(again)
+                return
+            }
+            var batch = again
             for event in events[..<Int(n)] {
                 if event.token == Self.wakeToken {
                     _ = read(eventFD, &value, 8)
@@ -120,14 +145,15 @@ final class SuspendedWriter: @unchecked Sendable {
                 }
             }
             batch += takeScheduled()
-            while !batch.isEmpty {
-                var again: [Subscriber] = []
-                for subscriber in batch where subscriber.flush(into: scratch) {
-                    again.append(subscriber)
-                }
-                batch = again + takeScheduled()
-            }
+            again = batch.filter { $0.flush(into: scratch) }
         }
+    }
+
+    /// The thread is ending (stopped, or its epoll instance failed): later schedules resume
+    /// their streams, and those it was to flush are resumed now.
+    private func abandon(_ streams: [Subscriber]) {
+        running.store(false, ordering: .releasing)
+        for subscriber in streams + takeScheduled() { subscriber.abandonFlush() }
     }
 
     private func takeScheduled() -> [Subscriber] {

@@ -155,13 +155,29 @@ struct DirectWriteQueueTests {
         _ = flush(sub)
         sub.finish()
         #expect(connection.resumes == 0, "the rest of the chunk goes out first")
-        sub.failIfChunkUnsent()
+        sub.failIfWriteUnfinished()
         #expect(connection.resumes == 1)
         #expect(sub.read(max: 64, write: { _ in }, onSuspend: {}) == .abort)
         // Without a chunk cut short it changes nothing.
         let other = suspendedReader(log, connection)
-        other.failIfChunkUnsent()
+        other.failIfWriteUnfinished()
         #expect(other.isOpen && connection.resumes == 1)
+    }
+
+    @Test("a finishing stream whose peer never takes the rest of a chunk is failed as stalled")
+    func finishingStallFails() {
+        let log = ChannelLog()
+        let connection = Connection()
+        let sub = suspendedReader(log, connection)
+        publish("data: 1\n\n", to: log, readers: [sub])
+        connection.take(3)
+        _ = flush(sub)
+        sub.finish()
+        for _ in 0..<3 { sub.tick(heartbeat: nil, stallTicks: 2) }
+        #expect(sub.isOpen == false && !sub.wasDropped, "finishing, not failed yet")
+        sub.tick(heartbeat: nil, stallTicks: 2)
+        #expect(sub.wasDropped)
+        #expect(connection.resumes == 1, "resumed so its reader closes it")
     }
 
     @Test("a backlog larger than a flush, or a socket that takes nothing, goes through the content reader")

@@ -65,6 +65,22 @@ struct DirectWriteTests {
         #expect(try stream.next()?.data == "after")
     }
 
+    @Test("an HTTP/1.1 stream asked with Connection: close is still chunked, so direct chunks frame it right")
+    func connectionCloseStillChunked() throws {
+        let server = try makeServer()
+        defer { server.stop() }
+        let stream = try EventStreamClient(
+            port: server.port, path: "/events/closing", headers: [("Connection", "close")])
+        #expect(stream.head.header("Transfer-Encoding")?.lowercased() == "chunked")
+        #expect(eventually { server.statistics.clients == 1 })
+        let before = direct()
+        for i in 0..<5 {
+            try server.publish("close \(i)", to: "closing")
+            #expect(try stream.next()?.data == "close \(i)")
+        }
+        #expect(eventually(timeout: 2) { direct() - before >= 3 })
+    }
+
     @Test("an HTTP/1.0 stream is never written directly: its events come through the content reader")
     func http10NotDirect() throws {
         let server = try makeServer()

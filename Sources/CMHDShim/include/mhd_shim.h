@@ -49,10 +49,15 @@ void msse_shim_request_arrived(struct MHD_Connection *connection);
 /// Call from the request-completed callback.
 void msse_shim_request_finished(struct MHD_Connection *connection);
 
-/// Writes `size` bytes to `fd` as one HTTP/1.1 chunk (hex size, CRLF, the bytes, CRLF) in one
-/// non-blocking `sendmsg`, without copying them. Returns the bytes of the chunk written (all of
-/// them, part of them, or 0 when the socket is full), or -1 when the write failed.
-ssize_t msse_shim_send_chunk(int fd, const void *bytes, size_t size);
+/// The longest size line of a chunk: 16 hex digits and CRLF.
+#define MSSE_SHIM_CHUNK_HEAD_MAX 24
+/// Writes the size line of a `size`-byte chunk (hex digits, CRLF) to `out`; returns its length.
+size_t msse_shim_chunk_head(size_t size, char out[MSSE_SHIM_CHUNK_HEAD_MAX]);
+/// Writes `size` bytes to `fd` as one HTTP/1.1 chunk (size line, the bytes, CRLF) in one
+/// non-blocking `sendmsg`, without copying them, and sets `chunk_length` to the chunk's length.
+/// Returns the bytes of the chunk written (all of them, part of them, or 0 when the socket is
+/// full), or -1 when the write failed.
+ssize_t msse_shim_send_chunk(int fd, const void *bytes, size_t size, size_t *chunk_length);
 /// One non-blocking `send` of `size` bytes (the rest of a chunk). Returns the bytes written (0
 /// when the socket is full), or -1 when the write failed.
 ssize_t msse_shim_send_now(int fd, const void *bytes, size_t size);
