@@ -128,6 +128,10 @@ struct ChannelLogTests {
         #expect(sub.read(max: 4_096, write: { _ in }, onSuspend: {}) == .wrote(bytes: 9, events: 1))
         publish(frame("data: 3\n\n"), to: log, readers: [sub])
         #expect(pending.count == 1)
+        // Drained, it leaves the set (which would otherwise hold it, and it the set, for good).
+        _ = readText(sub)
+        Subscriber.visitPending(pending, stallTicks: 0)
+        #expect(pending.count == 0)
     }
 
     @Test("a stalled reader of a log is failed by the ticker")
