@@ -68,6 +68,17 @@ struct DirectWriteQueueTests {
         return sub
     }
 
+    /// A suspended reader whose flush of `text` the socket cut short after `taken` bytes.
+    func cutShort(_ text: String, after taken: Int) -> (ChannelLog, Connection, Subscriber) {
+        let log = ChannelLog()
+        let connection = Connection()
+        let sub = suspendedReader(log, connection)
+        publish(text, to: log, readers: [sub])
+        connection.take(taken)
+        _ = flush(sub)
+        return (log, connection, sub)
+    }
+
     /// A flush through a 4 KiB scratch buffer, as the transport's writer makes it.
     func flush(_ sub: Subscriber) -> Bool {
         var scratch = [UInt8](repeating: 0, count: 4_096)
@@ -92,12 +103,7 @@ struct DirectWriteQueueTests {
 
     @Test("a chunk cut short is finished before anything else; a resume asked meanwhile waits for it")
     func cutShortChunk() {
-        let log = ChannelLog()
-        let connection = Connection()
-        let sub = suspendedReader(log, connection)
-        publish("data: first\n\n", to: log, readers: [sub])
-        connection.take(5)
-        _ = flush(sub)
+        let (log, connection, sub) = cutShort("data: first\n\n", after: 5)
         #expect(connection.wire == "data:")
         #expect(sub.pendingBytes == "data: first\n\n".utf8.count - 5)
         // Published and queued meanwhile: nothing may be written or resumed before the rest.
@@ -118,12 +124,7 @@ struct DirectWriteQueueTests {
 
     @Test("once the rest is out, what was published meanwhile is flushed")
     func flushAfterRest() {
-        let log = ChannelLog()
-        let connection = Connection()
-        let sub = suspendedReader(log, connection)
-        publish("data: 1\n\n", to: log, readers: [sub])
-        connection.take(3)
-        _ = flush(sub)
+        let (log, connection, sub) = cutShort("data: 1\n\n", after: 3)
         publish("data: 2\n\n", to: log, readers: [sub])
         #expect(sub.writeUnsent(), "flush again")
         #expect(!flush(sub))
@@ -133,12 +134,7 @@ struct DirectWriteQueueTests {
 
     @Test("a failed stream with the rest of a chunk unsent is resumed at once, to be closed")
     func failWithRestUnsent() {
-        let log = ChannelLog()
-        let connection = Connection()
-        let sub = suspendedReader(log, connection)
-        publish("data: 1\n\n", to: log, readers: [sub])
-        connection.take(3)
-        _ = flush(sub)
+        let (_, connection, sub) = cutShort("data: 1\n\n", after: 3)
         sub.fail()
         #expect(connection.resumes == 1)
         #expect(sub.read(max: 64, write: { _ in }, onSuspend: {}) == .abort)
@@ -147,12 +143,7 @@ struct DirectWriteQueueTests {
 
     @Test("a finish waits for the rest of a chunk; a stop that cannot wait fails the stream, which resumes it")
     func finishThenStopWithRestUnsent() {
-        let log = ChannelLog()
-        let connection = Connection()
-        let sub = suspendedReader(log, connection)
-        publish("data: 1\n\n", to: log, readers: [sub])
-        connection.take(3)
-        _ = flush(sub)
+        let (log, connection, sub) = cutShort("data: 1\n\n", after: 3)
         sub.finish()
         #expect(connection.resumes == 0, "the rest of the chunk goes out first")
         sub.failIfWriteUnfinished()
@@ -166,12 +157,7 @@ struct DirectWriteQueueTests {
 
     @Test("a finishing stream whose peer never takes the rest of a chunk is failed as stalled")
     func finishingStallFails() {
-        let log = ChannelLog()
-        let connection = Connection()
-        let sub = suspendedReader(log, connection)
-        publish("data: 1\n\n", to: log, readers: [sub])
-        connection.take(3)
-        _ = flush(sub)
+        let (_, connection, sub) = cutShort("data: 1\n\n", after: 3)
         sub.finish()
         for _ in 0..<3 { sub.tick(heartbeat: nil, stallTicks: 2) }
         #expect(sub.isOpen == false && !sub.wasDropped, "finishing, not failed yet")
