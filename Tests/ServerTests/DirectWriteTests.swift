@@ -5,6 +5,10 @@ import MicroSSEWire
 import Synchronization
 import Testing
 
+#if canImport(Glibc)
+    import Glibc
+#endif
+
 /// Events for a suspended HTTP/1.1 stream of one channel are written to its socket by the
 /// transport's writer thread, without resuming the connection; whatever that path cannot take
 /// goes through the content reader, and the stream stays byte-exact either way.
@@ -91,5 +95,68 @@ struct DirectWriteTests {
             try server.publish("old \(i)", to: "old")
             #expect(try stream.next()?.data == "old \(i)")
         }
+    }
+}
+
+/// Sets `SO_SNDBUF` on the in-process server's listening socket (found among this process's
+/// descriptors by its port): connections it accepts inherit it. A small send buffer makes a
+/// socket fill up within a few events, so the kernel cuts direct chunks short.
+func shrinkSendBuffer(ofListenerOn port: UInt16, to bytes: Int32) -> Bool {
+    guard let dir = opendir("/proc/self/fd") else { return false }
+    defer { closedir(dir) }
+    var found = false
+    while let entry = readdir(dir) {
+        let name = withUnsafeBytes(of: entry.pointee.d_name) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
+        guard let fd = Int32(name) else { continue }
+        var address = sockaddr_in()
+        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+        let named = withUnsafeMutablePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &length) }
+        }
+        var listening: Int32 = 0
+        var size = socklen_t(MemoryLayout<Int32>.size)
+        guard named == 0, address.sin_family == sa_family_t(AF_INET), UInt16(bigEndian: address.sin_port) == port,
+            getsockopt(fd, SOL_SOCKET, SO_ACCEPTCONN, &listening, &size) == 0, listening == 1
+        else { continue }
+        var value = bytes
+        found = setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &value, socklen_t(MemoryLayout<Int32>.size)) == 0
+    }
+    return found
+}
+
+extension DirectWriteTests {
+    @Test("chunks cut short by a full socket are finished when it drains: the stream stays byte-exact")
+    func chunksCutShortOverASocket() throws {
+        let server = try makeServer { $0.clientBufferBytes = 64 << 20 }
+        defer { server.stop() }
+        #expect(shrinkSendBuffer(ofListenerOn: server.port, to: 4_096))
+        let stream = try EventStreamClient(port: server.port, path: "/events/cut", receiveBuffer: 4_096)
+        #expect(eventually { server.statistics.clients == 1 })
+        let cutBefore = HTTPTransport.chunksCutShort.load(ordering: .relaxed)
+        let payload = String(repeating: "z", count: 1_000)
+        var published = 0
+        // One event at a time, each written directly (the client reads nothing meanwhile), until
+        // the kernel cuts one short: each starts with the socket holding all the previous ones.
+        func cut() -> Int { HTTPTransport.chunksCutShort.load(ordering: .relaxed) - cutBefore }
+        var missed = 0
+        while published < 400 && cut() == 0 && missed < 3 {
+            let direct = HTTPTransport.eventsWrittenDirectly.load(ordering: .relaxed)
+            try server.publish("\(published) \(payload)", to: "cut")
+            published += 1
+            // Not written directly (the stream was not suspended yet, or its socket was full).
+            let wrote = eventually(timeout: 0.5) {
+                HTTPTransport.eventsWrittenDirectly.load(ordering: .relaxed) > direct
+            }
+            missed = wrote ? 0 : missed + 1
+        }
+        #expect(cut() > 0, "no chunk was cut short after \(published) events")
+        for i in 0..<published {
+            let event = try stream.next(timeout: 10)
+            #expect(event?.data == "\(i) \(payload)")
+            if event == nil { break }
+        }
+        #expect(!stream.brokenOff)
+        try server.publish("after", to: "cut")
+        #expect(try stream.next()?.data == "after")
     }
 }
