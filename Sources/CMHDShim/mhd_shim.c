@@ -193,8 +193,7 @@ int msse_shim_request_is_http11(struct MHD_Connection *connection) {
 int msse_shim_stream_is_plain_chunked(struct MHD_Connection *connection) {
     const union MHD_ConnectionInfo *tls = MHD_get_connection_info(connection, MHD_CONNECTION_INFO_GNUTLS_SESSION);
     if (tls != NULL && tls->tls_session != NULL) return 0;
-    const union MHD_ConnectionInfo *sc = MHD_get_connection_info(connection, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
-    return sc != NULL && sc->socket_context != NULL && ((msse_shim_conn *)sc->socket_context)->http11;
+    return msse_shim_request_is_http11(connection);
 }
 
 int msse_shim_connection_fd(struct MHD_Connection *connection) {

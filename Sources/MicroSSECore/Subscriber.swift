@@ -213,12 +213,20 @@ package final class Subscriber: Sendable {
     /// ``SubscriberQueue/flush(into:write:)``): writes what the log holds past the cursor to the
     /// suspended connection's socket through `scratch`. Returns whether to flush again.
     package func flush(into scratch: UnsafeMutableRawBufferPointer) -> Bool {
-        let result = locked { q in
+        directWrite { q in
             // Lock order: the queue's, then the hooks' (as for a heartbeat).
-            let result = q.flush(into: scratch) { bytes, events in
+            q.flush(into: scratch) { bytes, events in
                 hooks.withLock { $0?.writeWhileSuspended(bytes, events: events) ?? .unavailable }
             }
-            // A chunk cut short leaves bytes pending: watched for a stall like any.
+        }
+    }
+
+    /// A direct write under the queue's lock (a flush, or the rest of a chunk), then what it asks
+    /// for: a resume now, or another flush (returns true). A chunk cut short leaves bytes pending,
+    /// which are watched for a stall like any.
+    private func directWrite(_ body: (inout SubscriberQueue) -> SubscriberQueue.FlushResult) -> Bool {
+        let result = locked { q in
+            let result = body(&q)
             listIfPending(&q)
             return result
         }
@@ -250,13 +258,7 @@ package final class Subscriber: Sendable {
     /// The socket has room for the rest of a direct chunk (the transport's writer thread; see
     /// ``SubscriberQueue/writeUnsent(_:)``). Returns whether to flush.
     package func writeUnsent() -> Bool {
-        let result = locked { q in
-            let result = q.writeUnsent { bytes in hooks.withLock { $0?.writeUnsent(bytes) ?? -1 } }
-            listIfPending(&q)
-            return result
-        }
-        if result == .wake { wake() }
-        return result == .again
+        directWrite { q in q.writeUnsent { bytes in hooks.withLock { $0?.writeUnsent(bytes) ?? -1 } } }
     }
 
     /// Fails the stream when what it has pending, the log's backlog included, is over its bound

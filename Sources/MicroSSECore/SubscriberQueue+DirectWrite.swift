@@ -44,8 +44,9 @@ extension SubscriberQueue {
 
     /// A scheduled flush: copies the log past the cursor into `scratch` and offers it to `write`
     /// (the connection's direct write). Written: the cursor moves on and the stream stays
-    /// suspended. Not possible (the backlog does not fit `scratch`, frames of its own were queued
-    /// since, the socket still holds unacknowledged bytes): the stream is resumed instead. A write
+    /// suspended (flushed again if more was published meanwhile). Cut short: the cursor moves on
+    /// and the rest is kept (``unsent``). Not possible (the backlog does not fit `scratch`, frames
+    /// of its own were queued since, the socket is full): the stream is resumed instead. A write
     /// that failed fails the stream.
     package mutating func flush(
         into scratch: UnsafeMutableRawBufferPointer, write: (UnsafeRawBufferPointer, Int) -> SuspendedWrite
@@ -60,20 +61,13 @@ extension SubscriberQueue {
         let (n, events) = logRef._withUnsafeGuaranteedRef {
             $0.read(&at, upTo: finishAt, into: scratch, from: 0)
         }
-        let result = write(UnsafeRawBufferPointer(rebasing: scratch[..<n]), events)
-        if result != .unavailable && result != .failed { cursor = at }
-        return afterDirectWrite(result)
-    }
-
-    /// The stream's next step after a flush's direct write.
-    mutating func afterDirectWrite(_ result: SuspendedWrite) -> FlushResult {
-        switch result {
+        switch write(UnsafeRawBufferPointer(rebasing: scratch[..<n]), events) {
         case .written:
+            cursor = at
             progressSinceTick = true
-            guard logBacklog > 0 else { return .done }
-            flushScheduled = true
-            return .again
+            return flushAgainIfPublished()
         case .partial(let remaining):
+            cursor = at
             progressSinceTick = true
             unsent = remaining
             return .done
@@ -82,6 +76,13 @@ extension SubscriberQueue {
         case .failed:
             return fail() ? .wake : .done
         }
+    }
+
+    /// After a direct write: flush again when more was published meanwhile.
+    private mutating func flushAgainIfPublished() -> FlushResult {
+        guard waiting, phase == .open, logBacklog > 0 else { return .done }
+        flushScheduled = true
+        return .again
     }
 
     /// The socket has room for the rest of a direct chunk (the transport's writer thread):
@@ -102,8 +103,6 @@ extension SubscriberQueue {
             resumeDeferred = false
             return takeWaiting() ? .wake : .done
         }
-        guard waiting, phase == .open, logBacklog > 0 else { return .done }
-        flushScheduled = true
-        return .again
+        return flushAgainIfPublished()
     }
 }

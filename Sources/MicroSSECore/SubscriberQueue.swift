@@ -117,10 +117,13 @@ package struct SubscriberQueue: Sendable {
         endAtTick = cursor.position
     }
 
+    /// The end of the log this stream reads (nil without one).
+    var logEnd: UInt64? { logRef?._withUnsafeGuaranteedRef { $0.end } }
+
     /// Bytes of the log published and not yet read (up to where a finishing stream stops).
     var logBacklog: Int {
-        guard let logRef else { return 0 }
-        return Int(Swift.min(logRef._withUnsafeGuaranteedRef { $0.end }, finishAt) &- cursor.position)
+        guard let logEnd else { return 0 }
+        return Int(Swift.min(logEnd, finishAt) &- cursor.position)
     }
 
     /// Bytes queued or published and not yet handed to the socket.
@@ -138,7 +141,7 @@ package struct SubscriberQueue: Sendable {
     }
 
     mutating func append(_ frame: Frame) {
-        frames.append(Queued(frame: frame, at: logRef?._withUnsafeGuaranteedRef { $0.end } ?? 0))
+        frames.append(Queued(frame: frame, at: logEnd ?? 0))
         queuedBytes += frame.bytes.count
     }
 
@@ -288,9 +291,7 @@ package struct SubscriberQueue: Sendable {
     /// Returns whether it failed, and whether its connection is suspended and must be resumed.
     /// A finishing stream counts the whole log past its cursor (the log keeps it for the stream).
     package mutating func failIfOver() -> (failed: Bool, wake: Bool) {
-        let held =
-            queuedBytes + unsent.count
-            + (logRef.map { Int($0._withUnsafeGuaranteedRef { $0.end } &- cursor.position) } ?? 0)
+        let held = queuedBytes + unsent.count + (logEnd.map { Int($0 &- cursor.position) } ?? 0)
         guard phase != .failed, held > limit else { return (false, false) }
         dropped = true
         return (true, fail())

@@ -92,7 +92,8 @@ private final class StreamContext: StreamConnection {
             out[head + bytes.count] = 0x0D
             out[head + bytes.count + 1] = 0x0A
         }
-        return .partial(remaining: Array(chunk[sent...]))
+        chunk.removeFirst(sent)
+        return .partial(remaining: chunk)
     }
 
     func writeUnsent(_ bytes: UnsafeRawBufferPointer) -> Int {
