@@ -14,6 +14,13 @@ struct ChannelLogTests {
         fanOut.finish()
     }
 
+    /// A subscriber of channel `c` alone, reading `log`.
+    func reader(of log: ChannelLog, limit: Int = 1 << 16, pending: PendingStreams? = nil) -> Subscriber {
+        let sub = Subscriber(channels: ["c"], limit: limit, pending: pending)
+        sub.attach(log: log)
+        return sub
+    }
+
     func readText(_ sub: Subscriber, max: Int = 4_096) -> (String, SubscriberQueue.ReadAction) {
         var bytes: [UInt8] = []
         var last = sub.read(max: max, write: { bytes += $0 }, onSuspend: {})
@@ -24,8 +31,7 @@ struct ChannelLogTests {
     @Test("every reader reads each frame of one append, in order, and the log lets go of what all have read")
     func readersShareOneAppend() {
         let log = ChannelLog()
-        let readers = (0..<50).map { _ in Subscriber(channels: ["c"], limit: 1 << 16) }
-        for r in readers { r.attach(log: log) }
+        let readers = (0..<50).map { _ in reader(of: log) }
         for i in 0..<10 { publish(frame("data: \(i)\n\n"), to: log, readers: readers) }
         #expect(log.heldFrames == 10)
         let expected = (0..<10).map { "data: \($0)\n\n" }.joined()
@@ -38,11 +44,9 @@ struct ChannelLogTests {
     @Test("a reader that arrives later starts at the log's end")
     func lateReaderStartsAtEnd() {
         let log = ChannelLog()
-        let first = Subscriber(channels: ["c"], limit: 1 << 16)
-        first.attach(log: log)
+        let first = reader(of: log)
         publish(frame("data: a\n\n"), to: log, readers: [first])
-        let late = Subscriber(channels: ["c"], limit: 1 << 16)
-        late.attach(log: log)
+        let late = reader(of: log)
         publish(frame("data: b\n\n"), to: log, readers: [first, late])
         #expect(readText(first).0 == "data: a\n\ndata: b\n\n")
         #expect(readText(late).0 == "data: b\n\n")
@@ -80,9 +84,8 @@ struct ChannelLogTests {
     @Test("a reader over its bound is failed; the others read on and the log does not keep frames for it")
     func slowReaderFailedAtItsBound() {
         let log = ChannelLog()
-        let slow = Subscriber(channels: ["c"], limit: 100)
-        let fast = Subscriber(channels: ["c"], limit: 100)
-        for r in [slow, fast] { r.attach(log: log) }
+        let slow = reader(of: log, limit: 100)
+        let fast = reader(of: log, limit: 100)
         var fastText = ""
         for i in 0..<20 {
             publish(frame("data: event \(i)\n\n"), to: log, readers: [slow, fast])
@@ -98,8 +101,7 @@ struct ChannelLogTests {
     @Test("a finishing reader writes what was published before the finish, then ends")
     func finishStopsAtItsMark() {
         let log = ChannelLog()
-        let sub = Subscriber(channels: ["c"], limit: 1 << 16)
-        sub.attach(log: log)
+        let sub = reader(of: log)
         publish(frame("data: before\n\n"), to: log, readers: [sub])
         sub.finish()
         publish(frame("data: after\n\n"), to: log, readers: [sub])
@@ -110,8 +112,7 @@ struct ChannelLogTests {
     func behindReaderListed() {
         let pending = PendingStreams()
         let log = ChannelLog()
-        let sub = Subscriber(channels: ["c"], limit: 1 << 16, pending: pending)
-        sub.attach(log: log)
+        let sub = reader(of: log, pending: pending)
         publish(frame("data: 1\n\n"), to: log, readers: [sub])
         // The reader takes a part only (the peer's socket is full): it is listed by its reader.
         _ = sub.read(max: 3, write: { _ in }, onSuspend: {})
@@ -137,8 +138,7 @@ struct ChannelLogTests {
     @Test("a stalled reader of a log is failed by the ticker")
     func stalledReaderFails() {
         let log = ChannelLog()
-        let sub = Subscriber(channels: ["c"], limit: 1 << 16)
-        sub.attach(log: log)
+        let sub = reader(of: log)
         _ = sub.read(max: 4_096, write: { _ in }, onSuspend: {})
         publish(frame("data: 1\n\n"), to: log, readers: [sub])
         _ = sub.read(max: 2, write: { _ in }, onSuspend: {})
