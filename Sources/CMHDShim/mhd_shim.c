@@ -169,11 +169,22 @@ size_t msse_shim_chunk_head(size_t size, char out[MSSE_SHIM_CHUNK_HEAD_MAX]) {
 }
 
 ssize_t msse_shim_send_chunk(int fd, const void *bytes, size_t size, size_t *chunk_length) {
+    msse_shim_part part = {bytes, size};
+    return msse_shim_send_chunk_parts(fd, &part, 1, chunk_length);
+}
+
+ssize_t msse_shim_send_chunk_parts(int fd, const msse_shim_part *parts, int count, size_t *chunk_length) {
+    if (count < 1 || count > MSSE_SHIM_CHUNK_PARTS_MAX) return -1;
+    size_t size = 0;
+    for (int i = 0; i < count; i++) size += parts[i].size;
     char head[MSSE_SHIM_CHUNK_HEAD_MAX];
     size_t n = msse_shim_chunk_head(size, head);
     *chunk_length = n + size + 2;
-    struct iovec parts[3] = {{head, n}, {(void *)bytes, size}, {(void *)"\r\n", 2}};
-    struct msghdr message = {.msg_iov = parts, .msg_iovlen = 3};
+    struct iovec vector[MSSE_SHIM_CHUNK_PARTS_MAX + 2];
+    vector[0] = (struct iovec){head, n};
+    for (int i = 0; i < count; i++) vector[i + 1] = (struct iovec){(void *)parts[i].bytes, parts[i].size};
+    vector[count + 1] = (struct iovec){(void *)"\r\n", 2};
+    struct msghdr message = {.msg_iov = vector, .msg_iovlen = (size_t)count + 2};
     ssize_t sent = sendmsg(fd, &message, MSG_DONTWAIT | MSG_NOSIGNAL);
     if (sent >= 0) return sent;
     return errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR ? 0 : -1;

@@ -113,6 +113,17 @@ package final class ChannelLog: Sendable {
         }
     }
 
+    /// The frame `cursor` falls in and the offset of the cursor in it (retained: the caller may
+    /// use its bytes outside the log's lock), or nil at the log's end.
+    func frame(at cursor: LogCursor) -> (frame: Frame, offset: Int)? {
+        state.withLock { s in
+            let i = Int(cursor.frame - s.base)
+            precondition(i >= s.head, "a log cursor fell behind the log's trim point")
+            guard i < s.frames.count else { return nil }
+            return (s.frames[i], Int(cursor.position - s.starts[i]))
+        }
+    }
+
     /// Runs `idle` under the log's lock when nothing was appended after `position`, so an append
     /// either comes before the check (and is seen) or after `idle` (and sees what it did).
     /// Returns whether `idle` ran.

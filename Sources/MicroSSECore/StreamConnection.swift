@@ -20,6 +20,11 @@ package protocol StreamConnection: AnyObject, Sendable {
     /// hooks lock (so nothing else writes to the socket, and `detach`, which runs before the
     /// socket is closed, waits for it).
     func writeWhileSuspended(_ bytes: UnsafeRawBufferPointer, events: Int) -> SuspendedWrite
+    /// ``writeWhileSuspended(_:events:)`` of `parts` (at most 8) sent one after the other as one
+    /// chunk, straight from where they are. Also called by the content reader before it copies
+    /// anything (libmicrohttpd asks it for more only once its previous chunk is out), under the
+    /// same locks.
+    func writeWhileSuspended(parts: UnsafeBufferPointer<UnsafeRawBufferPointer>, events: Int) -> SuspendedWrite
     /// Arranges for ``Subscriber/flush(into:)`` to be called soon on the transport's writer
     /// thread (only when ``writesWhileSuspended``; never under a lock of ours).
     func scheduleFlush()
@@ -49,5 +54,11 @@ extension StreamConnection {
     package var writesWhileSuspended: Bool { false }
     package func writeWhileSuspended(_ bytes: UnsafeRawBufferPointer, events: Int) -> SuspendedWrite { .unavailable }
     package func scheduleFlush() {}
+    /// Joins the parts and writes them with ``writeWhileSuspended(_:events:)`` (test connections).
+    package func writeWhileSuspended(parts: UnsafeBufferPointer<UnsafeRawBufferPointer>, events: Int) -> SuspendedWrite
+    {
+        let joined = parts.flatMap { Array($0) }
+        return joined.withUnsafeBytes { writeWhileSuspended($0, events: events) }
+    }
     package func writeUnsent(_ bytes: UnsafeRawBufferPointer) -> Int { -1 }
 }

@@ -157,9 +157,16 @@ package final class Subscriber: Sendable {
     package func read(
         into out: UnsafeMutableRawBufferPointer, onSuspend: () -> Void, onListing: () -> Void
     ) -> SubscriberQueue.ReadAction {
-        locked {
+        let writeDirectly = flushable.load(ordering: .relaxed)
+        return locked {
             let mark = waitingMark(listed: $0.listedPending)
-            let action = $0.read(into: out) { mirroredState.store(mark, ordering: .releasing) }
+            // Lock order: the queue's, then the hooks' (as for a flush).
+            let action = $0.read(
+                into: out, writeDirectly: writeDirectly,
+                write: { parts, events in
+                    hooks.withLock { $0?.writeWhileSuspended(parts: parts, events: events) ?? .unavailable }
+                },
+                whileWaiting: { mirroredState.store(mark, ordering: .releasing) })
             if action == .suspend {
                 onSuspend()
                 if $0.takeListing() { onListing() }

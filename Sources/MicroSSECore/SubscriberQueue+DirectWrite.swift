@@ -19,6 +19,96 @@ extension SubscriberQueue {
     /// socket with room).
     package static let flushBytes = 4_096
 
+    /// The least a log frame must have left to read for the content reader to write it to the
+    /// socket itself (``writeFramesDirectly(budget:write:)``): below it, copying the frame into
+    /// libmicrohttpd's buffer (one `send` for many frames) costs less than a `send` of its own.
+    package static let directFrameBytes = 8_192
+
+    /// What ``writeFramesDirectly(budget:write:)`` leaves the reader to do.
+    enum DirectFrames {
+        /// Go on: copy what is left into libmicrohttpd's buffer.
+        case copy
+        /// A chunk was cut short: suspend until its rest is out, then resume.
+        case cutShort
+        /// The write failed: end the stream.
+        case failed
+    }
+
+    /// The most log frames one direct write of the content reader sends (as one chunk).
+    static let directFramesMax = 8
+
+    /// About the most one direct write of the content reader sends (or the buffer libmicrohttpd
+    /// handed it, if larger): 64 KiB, the largest segment TCP builds on loopback, sent with one
+    /// `sendmsg`. Measured against the 28 KiB buffer of a default pool (16 KiB events to 100
+    /// readers): 1.5–1.8 × the deliveries per second.
+    static let directWriteBudget = 65_536
+
+    /// The content reader's direct write of big events: while nothing has been copied for this
+    /// call, a log frame at the cursor with at least ``directFrameBytes`` left goes to the socket
+    /// straight from the log, with the log frames after it up to about `budget` bytes, as one
+    /// chunk (`write`: the connection's direct write of several pieces; at that moment nothing
+    /// of libmicrohttpd's is unsent, as for a suspended stream). Saves copying each big event
+    /// into every reader's buffer.
+    mutating func writeFramesDirectly(
+        budget: Int, write: (UnsafeBufferPointer<UnsafeRawBufferPointer>, Int) -> SuspendedWrite
+    ) -> DirectFrames {
+        guard unsent.isEmpty, let logRef else { return .copy }
+        let limit = Swift.min(nextQueuedAt, finishAt)
+        guard cursor.position < limit,
+            let (first, offset) = logRef._withUnsafeGuaranteedRef({ $0.frame(at: cursor) }),
+            first.bytes.count - offset >= Self.directFrameBytes
+        else { return .copy }
+        // The frames, held until written: their bytes are sent in place.
+        var taken = [first]
+        var end = cursor
+        end.position += UInt64(first.bytes.count - offset)
+        end.frame += 1
+        while taken.count < Self.directFramesMax && end.position < limit
+            && Int(end.position - cursor.position) < budget,
+            let (frame, _) = logRef._withUnsafeGuaranteedRef({ $0.frame(at: end) }),
+            end.position + UInt64(frame.bytes.count) <= limit
+        {
+            taken.append(frame)
+            end.position += UInt64(frame.bytes.count)
+            end.frame += 1
+        }
+        guard end.position <= limit else { return .copy }
+        let events = taken.reduce(0) { $0 + ($1.isEvent ? 1 : 0) }
+        let result = withUnsafeTemporaryAllocation(of: UnsafeRawBufferPointer.self, capacity: taken.count) {
+            parts in
+            Self.withBytes(of: taken[...], skipping: offset, into: parts) {
+                write(UnsafeBufferPointer(parts), events)
+            }
+        }
+        switch result {
+        case .unavailable: return .copy
+        case .failed: return .failed
+        case .written, .partial:
+            cursor = end
+            progressSinceTick = true
+            if case .partial(let remaining) = result {
+                unsent = remaining
+                // Resumed once the rest is out (``writeUnsent(_:)``), to read on.
+                resumeDeferred = true
+                return .cutShort
+            }
+            return .copy
+        }
+    }
+
+    /// Runs `body` with `parts` set to the bytes of `frames` (the first one's after `skipping`),
+    /// each valid for the whole call.
+    private static func withBytes<R>(
+        of frames: ArraySlice<Frame>, skipping offset: Int,
+        into parts: UnsafeMutableBufferPointer<UnsafeRawBufferPointer>, _ body: () -> R
+    ) -> R {
+        guard let frame = frames.first else { return body() }
+        return frame.bytes.withUnsafeBytes { bytes in
+            parts[parts.count - frames.count] = UnsafeRawBufferPointer(rebasing: bytes[offset...])
+            return withBytes(of: frames.dropFirst(), skipping: 0, into: parts, body)
+        }
+    }
+
     /// Events were appended to the log this stream reads. A suspended stream that can be
     /// written directly (`flushable`), with nothing of its own queued and at most ``flushBytes``
     /// to write, stays suspended and gets a flush (once until it runs); any other suspended

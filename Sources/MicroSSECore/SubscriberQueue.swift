@@ -149,9 +149,12 @@ package struct SubscriberQueue: Sendable {
     /// the transport's content reader calls with libmicrohttpd's buffer. No allocation, no retain
     /// of the frames it copies. When nothing is pending the stream is marked waiting, and
     /// `whileWaiting` runs at that moment, under the log's lock when the stream reads a log (a
-    /// publisher that appends afterwards sees what it did).
+    /// publisher that appends afterwards sees what it did). With `writeDirectly`, big log frames
+    /// first go to the socket through `write` (see ``writeFramesDirectly(budget:write:)``).
     package mutating func read(
-        into out: UnsafeMutableRawBufferPointer, whileWaiting: () -> Void = {}
+        into out: UnsafeMutableRawBufferPointer, writeDirectly: Bool = false,
+        write: (UnsafeBufferPointer<UnsafeRawBufferPointer>, Int) -> SuspendedWrite = { _, _ in .unavailable },
+        whileWaiting: () -> Void = {}
     ) -> ReadAction {
         if phase == .failed { return .abort }
         let max = out.count
@@ -162,6 +165,13 @@ package struct SubscriberQueue: Sendable {
         bufferAddress = address
         bufferCount = max
         woken = false
+        if writeDirectly {
+            switch writeFramesDirectly(budget: Swift.max(max, Self.directWriteBudget), write: write) {
+            case .copy: break
+            case .failed: fail(); return .abort
+            case .cutShort: markWaiting(whileWaiting); return .suspend
+            }
+        }
         var (written, events) = copy(into: out)
         // libmicrohttpd appends the chunk's CRLF after the data: count a few bytes more.
         if let released = untouchedRelease, written > 0, address &+ UInt(written + 16) > released.address {
@@ -192,6 +202,9 @@ package struct SubscriberQueue: Sendable {
         if !waiting { markWaiting(whileWaiting) }
         return .suspend
     }
+
+    /// The log position the next frame queued for this stream alone is due at (`.max`: none).
+    var nextQueuedAt: UInt64 { head < frames.count ? frames[head].at : .max }
 
     private mutating func markWaiting(_ whileWaiting: () -> Void) {
         waiting = true
@@ -226,7 +239,7 @@ package struct SubscriberQueue: Sendable {
                 continue
             }
             guard let logRef else { break }
-            let limit = Swift.min(head < frames.count ? frames[head].at : .max, finishAt)
+            let limit = Swift.min(nextQueuedAt, finishAt)
             guard cursor.position < limit else { break }
             var at = cursor
             let (n, e) = logRef._withUnsafeGuaranteedRef { $0.read(&at, upTo: limit, into: out, from: written) }

@@ -69,12 +69,23 @@ private final class StreamContext: StreamConnection {
     var writesWhileSuspended: Bool { plainChunked && fd >= 0 && writer != nil }
 
     func writeWhileSuspended(_ bytes: UnsafeRawBufferPointer, events: Int) -> SuspendedWrite {
-        guard plainChunked, fd >= 0 else { return .unavailable }
+        withUnsafeTemporaryAllocation(of: UnsafeRawBufferPointer.self, capacity: 1) { parts in
+            parts[0] = bytes
+            return writeWhileSuspended(parts: UnsafeBufferPointer(parts), events: events)
+        }
+    }
+
+    func writeWhileSuspended(parts: UnsafeBufferPointer<UnsafeRawBufferPointer>, events: Int) -> SuspendedWrite {
+        guard plainChunked, fd >= 0, parts.count <= Int(MSSE_SHIM_CHUNK_PARTS_MAX) else { return .unavailable }
+        let size = parts.reduce(0) { $0 + $1.count }
         var length = 0
-        let sent = msse_shim_send_chunk(fd, bytes.baseAddress, bytes.count, &length)
+        let sent = withUnsafeTemporaryAllocation(of: msse_shim_part.self, capacity: parts.count) { pieces in
+            for i in parts.indices { pieces[i] = msse_shim_part(bytes: parts[i].baseAddress, size: parts[i].count) }
+            return msse_shim_send_chunk_parts(fd, pieces.baseAddress, Int32(parts.count), &length)
+        }
         if sent < 0 { return .failed }
         if sent == 0 { return .unavailable }
-        transport.deliveredBytes.add(bytes.count, ordering: .relaxed)
+        transport.deliveredBytes.add(size, ordering: .relaxed)
         if events > 0 {
             transport.deliveredEvents.add(events, ordering: .relaxed)
             HTTPTransport.eventsWrittenDirectly.add(events, ordering: .relaxed)
@@ -87,10 +98,13 @@ private final class StreamContext: StreamConnection {
         guard watchWritable() else { return .failed }
         var chunk = [UInt8](repeating: 0, count: length)
         chunk.withUnsafeMutableBytes { out in
-            let head = msse_shim_chunk_head(bytes.count, out.baseAddress!.assumingMemoryBound(to: CChar.self))
-            (out.baseAddress! + head).copyMemory(from: bytes.baseAddress!, byteCount: bytes.count)
-            out[head + bytes.count] = 0x0D
-            out[head + bytes.count + 1] = 0x0A
+            var at = msse_shim_chunk_head(size, out.baseAddress!.assumingMemoryBound(to: CChar.self))
+            for part in parts where part.count > 0 {
+                (out.baseAddress! + at).copyMemory(from: part.baseAddress!, byteCount: part.count)
+                at += part.count
+            }
+            out[at] = 0x0D
+            out[at + 1] = 0x0A
         }
         chunk.removeFirst(sent)
         return .partial(remaining: chunk)

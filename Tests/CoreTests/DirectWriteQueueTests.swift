@@ -183,3 +183,57 @@ struct DirectWriteQueueTests {
         #expect(readAll(sub) == "data: small\n\n")
     }
 }
+
+extension DirectWriteQueueTests {
+    /// A content-reader call with a 4 KiB buffer of libmicrohttpd's: its answer and what it copied.
+    func readerCall(_ sub: Subscriber) -> (SubscriberQueue.ReadAction, String) {
+        var buffer = [UInt8](repeating: 0, count: 4_096)
+        let action = buffer.withUnsafeMutableBytes { sub.read(into: $0, onSuspend: {}) }
+        guard case .wrote(let n, _) = action else { return (action, "") }
+        return (action, String(decoding: buffer[..<n], as: UTF8.self))
+    }
+
+    @Test("the content reader writes big log events straight to the socket, after the stream's own frames")
+    func readerWritesBigEventsDirectly() {
+        let log = ChannelLog()
+        let connection = Connection()
+        let sub = suspendedReader(log, connection)
+        let big = "data: " + String(repeating: "b", count: SubscriberQueue.directFrameBytes) + "\n\n"
+        publish(big, to: log, readers: [sub])
+        #expect(connection.resumes == 1, "too big to flush: the connection is resumed")
+        // Two big events and a small one: one chunk straight from the log, nothing copied.
+        publish(big, to: log, readers: [sub])
+        publish("data: small\n\n", to: log, readers: [sub])
+        #expect(readerCall(sub).0 == .suspend)
+        #expect(connection.wire == big + big + "data: small\n\n")
+        // A frame queued for the stream alone is due first: it is copied, and the big event
+        // after it too (nothing may overtake what is copied).
+        sub.enqueue(frame("data: own\n\n"))
+        publish(big, to: log, readers: [sub])
+        let (action, copied) = readerCall(sub)
+        #expect(action == .wrote(bytes: 4_096, events: 1) && copied.hasPrefix("data: own\n\ndata: bbb"))
+        #expect(copied + readAll(sub) == "data: own\n\n" + big)
+        #expect(connection.wire.utf8.count == 2 * big.utf8.count + 13, "nothing more written directly")
+        #expect(sub.pendingBytes == 0)
+    }
+
+    @Test("a big event cut short in the reader suspends it until the rest is out; then it reads on")
+    func readerCutShortWaitsForRest() {
+        let log = ChannelLog()
+        let connection = Connection()
+        let sub = suspendedReader(log, connection)
+        let big = "data: " + String(repeating: "c", count: SubscriberQueue.directFrameBytes) + "\n\n"
+        publish(big, to: log, readers: [sub])
+        publish("data: next\n\n", to: log, readers: [sub])
+        connection.take(100)
+        #expect(readerCall(sub).0 == .suspend, "nothing may follow half a chunk")
+        #expect(connection.wire.utf8.count == 100)
+        // Published meanwhile: no resume while the rest is unsent.
+        publish("data: later\n\n", to: log, readers: [sub])
+        #expect(connection.resumes == 1)
+        #expect(!sub.writeUnsent())
+        #expect(connection.resumes == 2, "resumed once the rest is out")
+        #expect(connection.wire == big + "data: next\n\n")
+        #expect(readAll(sub) == "data: later\n\n")
+    }
+}

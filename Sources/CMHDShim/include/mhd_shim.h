@@ -58,6 +58,16 @@ size_t msse_shim_chunk_head(size_t size, char out[MSSE_SHIM_CHUNK_HEAD_MAX]);
 /// Returns the bytes of the chunk written (all of them, part of them, or 0 when the socket is
 /// full), or -1 when the write failed.
 ssize_t msse_shim_send_chunk(int fd, const void *bytes, size_t size, size_t *chunk_length);
+/// One piece of a chunk for `msse_shim_send_chunk_parts`.
+typedef struct {
+    const void *bytes;
+    size_t size;
+} msse_shim_part;
+/// The most pieces `msse_shim_send_chunk_parts` takes.
+#define MSSE_SHIM_CHUNK_PARTS_MAX 8
+/// `msse_shim_send_chunk` of the `count` pieces `parts` (1 to `MSSE_SHIM_CHUNK_PARTS_MAX`), one
+/// after the other, as one chunk: still one `sendmsg` and no copy. Returns -1 for another count.
+ssize_t msse_shim_send_chunk_parts(int fd, const msse_shim_part *parts, int count, size_t *chunk_length);
 /// One non-blocking `send` of `size` bytes (the rest of a chunk). Returns the bytes written (0
 /// when the socket is full), or -1 when the write failed.
 ssize_t msse_shim_send_now(int fd, const void *bytes, size_t size);
