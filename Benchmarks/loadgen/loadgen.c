@@ -133,6 +133,7 @@ static struct {
     int size;             /* payload bytes */
     double duration;      /* max seconds of publishing */
     double hold;          /* seconds to hold the connections open after connecting (idle) */
+    double settle;        /* idle test: seconds between connecting and the measured hold */
     double drain;         /* max seconds to wait for deliveries after publishing */
     double max_time;      /* hard cap on the whole run */
     long long expect;     /* stub mode: events each subscriber must receive */
@@ -171,6 +172,8 @@ static void usage(void) {
         "  --duration S        stop publishing after S seconds (10)\n"
         "  --hold S            after connecting, hold the streams S seconds (idle test; with a\n"
         "                      publisher: settle S seconds before publishing starts)\n"
+        "  --settle S          idle test: wait S seconds after connecting before the measured\n"
+        "                      hold starts (its CPU, RSS and comments are those of the hold)\n"
         "  --drain S           wait at most S seconds for deliveries after publishing (10)\n"
         "  --max-time S        hard cap for the whole run (600)\n"
         "  --expect N          no publisher: each subscriber must receive N benchmark events\n"
@@ -213,6 +216,7 @@ static void parse_args(int argc, char **argv) {
         else if (!strcmp(a, "--size")) { NEEDV(); opt.size = (int)arg_num(a, v); }
         else if (!strcmp(a, "--duration")) { NEEDV(); opt.duration = arg_num(a, v); }
         else if (!strcmp(a, "--hold")) { NEEDV(); opt.hold = arg_num(a, v); }
+        else if (!strcmp(a, "--settle")) { NEEDV(); opt.settle = arg_num(a, v); }
         else if (!strcmp(a, "--drain")) { NEEDV(); opt.drain = arg_num(a, v); }
         else if (!strcmp(a, "--max-time")) { NEEDV(); opt.max_time = arg_num(a, v); }
         else if (!strcmp(a, "--expect")) { NEEDV(); opt.expect = (long long)arg_num(a, v); }
@@ -287,7 +291,7 @@ typedef struct sub {
     char evname[EVNAME_CAP];
     uint64_t last_id_num;
     /* counts */
-    uint64_t events, bench, foreign, comments, data_bytes;
+    uint64_t events, bench, foreign, comments, window_comments, data_bytes;
     uint64_t gaps, missing_in_gaps, out_of_order, id_regress;
     uint32_t next_seq[MAX_PUB];
     uint32_t count[MAX_PUB];
@@ -497,10 +501,14 @@ static void dispatch(sub_t *s, uint64_t now) {
     s->id_set = 0;
 }
 
+/* Set once every stream is established: comments from then on count as received in the
+ * measured window (a stream's opening comment does not). */
+static int in_window = 0;
+
 /* One complete line: l[0..stored) is its stored prefix, n its full length. */
 static void sse_line(sub_t *s, const char *l, uint32_t n, uint32_t stored, uint64_t now) {
     if (n == 0) { dispatch(s, now); return; }
-    if (l[0] == ':') { s->comments++; return; }
+    if (l[0] == ':') { s->comments++; s->window_comments += (uint64_t)in_window; return; }
     const char *colon = memchr(l, ':', stored);
     uint32_t name_len, vstart;
     if (colon) {
@@ -1091,13 +1099,13 @@ int main(int argc, char **argv) {
 
     psample_t s0 = sample_proc(opt.server_pid), s1 = {0, 0, 0, 0}, s2 = {0, 0, 0, 0};
     uint64_t t_start = now_ns();
-    uint64_t t_connected = 0, t_pub_start = 0, t_pub_end = 0, t_end = 0;
+    uint64_t t_connected = 0, t_established = 0, t_pub_start = 0, t_pub_end = 0, t_end = 0;
     double self_cpu_measure0 = 0;
     int phase = P_CONNECT;
     struct epoll_event evs[1024];
     uint64_t max_end = t_start + (uint64_t)(opt.max_time * 1e9);
     uint64_t connect_deadline = t_start + (uint64_t)(opt.connect_timeout * 1e9);
-    uint64_t hold_end = 0, pub_deadline = 0, drain_deadline = 0;
+    uint64_t hold_end = 0, settle_end = 0, pub_deadline = 0, drain_deadline = 0;
     uint64_t period = opt.rate > 0 ? (uint64_t)(1e9 / opt.rate) : 0;
     uint64_t next_due = 0;
     const char *end_reason = "complete";
@@ -1113,7 +1121,8 @@ int main(int argc, char **argv) {
             int settled = (next_to_open == opt.subs && connecting == 0);
             if (settled || now > connect_deadline) {
                 if (!settled) note_err("connect phase timed out: %d of %d established", established, opt.subs);
-                t_connected = now_ns();
+                t_connected = t_established = now_ns();
+                in_window = 1;
                 s1 = sample_proc(opt.server_pid);
                 self_cpu_measure0 = self_cpu();
                 if (opt.pub_conns > 0 && opt.events > 0) {
@@ -1126,9 +1135,19 @@ int main(int argc, char **argv) {
                     drain_deadline = now + (uint64_t)(opt.drain * 1e9);
                 } else {
                     phase = P_HOLD;
-                    hold_end = now + (uint64_t)(opt.hold * 1e9);
+                    hold_end = now + (uint64_t)((opt.settle + opt.hold) * 1e9);
+                    settle_end = opt.settle > 0 ? now + (uint64_t)(opt.settle * 1e9) : 0;
+                    in_window = settle_end == 0;
                 }
             }
+        }
+        if (phase == P_HOLD && settle_end != 0 && now >= settle_end) {
+            /* Settled: the measured window starts now. */
+            settle_end = 0;
+            t_connected = now_ns();
+            in_window = 1;
+            s1 = sample_proc(opt.server_pid);
+            self_cpu_measure0 = self_cpu();
         }
         if (phase == P_HOLD && now >= hold_end) {
             if (!(opt.pub_conns > 0 && opt.events > 0)) {
@@ -1243,13 +1262,13 @@ int main(int argc, char **argv) {
     double self_cpu_measure = self_cpu() - self_cpu_measure0;
 
     /* ---- totals ---- */
-    uint64_t events = 0, foreign = 0, comments = 0, gaps = 0, missing = 0, ooo = 0, idreg = 0;
+    uint64_t events = 0, foreign = 0, comments = 0, window_comments = 0, gaps = 0, missing = 0, ooo = 0, idreg = 0;
     uint64_t lost = 0, dup = 0;
     uint64_t sent_by_conn[MAX_PUB];
     for (int c = 0; c < MAX_PUB; c++) sent_by_conn[c] = c < opt.pub_conns ? pubs[c].acked : 0;
     for (int i = 0; i < opt.subs; i++) {
         sub_t *s = &subs[i];
-        events += s->events; foreign += s->foreign; comments += s->comments;
+        events += s->events; foreign += s->foreign; comments += s->comments; window_comments += s->window_comments;
         gaps += s->gaps; missing += s->missing_in_gaps; ooo += s->out_of_order; idreg += s->id_regress;
         if (s->state == S_STREAM || s->bench || s->events) {
             if (opt.pub_conns > 0) {
@@ -1281,15 +1300,15 @@ int main(int argc, char **argv) {
            "\"connect_errors\":%d,\"sub_closed_by_server\":%d,\"sub_ended_cleanly\":%d,\"alive_at_end\":%d,"
            "\"protocol_errors\":%d,\"connect_s\":%.3f,",
            ok ? "true" : "false", end_reason, opt.subs, established, sub_failed, sub_non200, connect_errors,
-           sub_closed_late, sub_ended, alive, proto_errors, (double)(t_connected - t_start) / 1e9);
+           sub_closed_late, sub_ended, alive, proto_errors, (double)((t_established ? t_established : t_connected) - t_start) / 1e9);
     printf("\"size\":%d,\"rate\":%.3f,\"window\":%d,\"pub_conns\":%d,\"published\":%" PRIu64 ",\"pub_errors\":%" PRIu64
            ",\"pub_reconnects\":%" PRIu64 ",\"pub_s\":%.3f,\"pub_per_s\":%.1f,\"pub_late_max_ms\":%.3f,\"window_stalls\":%" PRIu64 ",",
            opt.size, opt.rate, opt.window, opt.pub_conns, published_ok, pub_errors, pub_reconnects, pub_span,
            pub_span > 0 ? (double)published_ok / pub_span : 0, (double)pub_late_max / 1e6, window_stalls);
     printf("\"events\":%" PRIu64 ",\"deliveries\":%" PRIu64 ",\"expected\":%" PRIu64 ",\"foreign\":%" PRIu64
-           ",\"comments\":%" PRIu64 ",\"gaps\":%" PRIu64 ",\"missing_in_gaps\":%" PRIu64 ",\"out_of_order\":%" PRIu64
+           ",\"comments\":%" PRIu64 ",\"window_comments\":%" PRIu64 ",\"gaps\":%" PRIu64 ",\"missing_in_gaps\":%" PRIu64 ",\"out_of_order\":%" PRIu64
            ",\"id_regress\":%" PRIu64 ",\"lost\":%" PRIu64 ",\"duplicates\":%" PRIu64 ",",
-           events, deliveries, expected, foreign, comments, gaps, missing, ooo, idreg, lost, dup);
+           events, deliveries, expected, foreign, comments, window_comments, gaps, missing, ooo, idreg, lost, dup);
     printf("\"payload_bytes\":%" PRIu64 ",\"wire_bytes\":%" PRIu64 ",\"delivery_s\":%.3f,\"deliveries_per_s\":%.1f,"
            "\"payload_mb_per_s\":%.3f,",
            bytes_delivered, wire_bytes, span, span > 0 ? (double)deliveries / span : 0,
