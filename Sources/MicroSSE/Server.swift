@@ -113,9 +113,12 @@ public final class Server: Sendable {
             l.transport = transport
             l.router = router
             hub.attach(transport)
+            hub.heartbeats.setWriter { [weak transport] fd, bytes in
+                transport?.writeHeartbeat(fd: fd, bytes) ?? .unavailable
+            }
             l.ticker = Ticker(
                 heartbeatSeconds: config.heartbeatSeconds, writeTimeoutSeconds: config.writeTimeoutSeconds,
-                pending: hub.pending, streams: { [weak transport] in transport?.streams() ?? [] })
+                pending: hub.pending, heartbeats: hub.heartbeats)
             hub.metrics.startSampling(hub)
         }
         let scheme = config.tls == nil ? "http" : "https"

@@ -25,6 +25,9 @@ package protocol StreamConnection: AnyObject, Sendable {
     /// anything (libmicrohttpd asks it for more only once its previous chunk is out), under the
     /// same locks.
     func writeWhileSuspended(parts: UnsafeBufferPointer<UnsafeRawBufferPointer>, events: Int) -> SuspendedWrite
+    /// The socket the ticker may write heartbeats to by itself (see ``HeartbeatSlots``): the
+    /// socket when ``writesWhileSuspended``, else -1. Fixed for the connection's life.
+    var heartbeatSocket: Int32 { get }
     /// Arranges for ``Subscriber/flush(into:)`` to be called soon on the transport's writer
     /// thread (only when ``writesWhileSuspended``; never under a lock of ours).
     func scheduleFlush()
@@ -52,6 +55,7 @@ package enum SuspendedWrite: Sendable, Equatable {
 
 extension StreamConnection {
     package var writesWhileSuspended: Bool { false }
+    package var heartbeatSocket: Int32 { -1 }
     package func writeWhileSuspended(_ bytes: UnsafeRawBufferPointer, events: Int) -> SuspendedWrite { .unavailable }
     package func scheduleFlush() {}
     /// Joins the parts and writes them with ``writeWhileSuspended(_:events:)`` (test connections).

@@ -28,7 +28,7 @@ extension Subscriber {
     /// ``tick(heartbeat:stallTicks:)`` without the resume (the caller resumes if `needsWake`);
     /// a stalled stream that is not suspended is cut at once.
     func tickDeferringWake(heartbeat: Frame?, stallTicks: Int) -> SubscriberQueue.TickAction {
-        let action = locked { q in
+        let action = locked(activity: false) { q in
             // Lock order: the queue's, then the hooks' (nothing takes them the other way round).
             let action = q.tick(stallTicks: stallTicks, heartbeat: heartbeat) { bytes in
                 bytes.withUnsafeBytes { raw in
@@ -42,6 +42,35 @@ extension Subscriber {
         return action
     }
 
+    /// The ticker's heartbeat pass over the streams of `slots` (see ``HeartbeatSlots``): the
+    /// table writes `heartbeat` to every idle stream's socket without visiting the stream;
+    /// the streams it could not write to get it here, resumes batched as in
+    /// ``tick(_:heartbeat:stallTicks:)``. Returns how many streams were visited.
+    @discardableResult
+    package static func heartbeat(_ slots: HeartbeatSlots, frame: Frame) -> Int {
+        let visiting = slots.pass(heartbeat: frame.bytes)
+        var toWake: [Subscriber] = []
+        for item in visiting {
+            switch item {
+            case .queue(let sub):
+                // Not writable directly (or the socket was full): queued, and resumed.
+                let action = sub.locked(activity: false) { q in
+                    let action = q.heartbeat(frame)
+                    sub.listIfPending(&q)
+                    return action
+                }
+                if action.needsWake { toWake.append(sub) }
+            case .rest(let sub):
+                // Cut short: the stream's next section takes the rest; send it now.
+                if sub.writeUnsent() { sub.hooks.withLock { $0 }?.scheduleFlush() }
+            case .failed(let sub):
+                sub.fail()
+            }
+        }
+        for sub in toWake { sub.wake() }
+        return visiting.count
+    }
+
     /// The ticker's per-second visit of the streams listed in `set` (those that had bytes
     /// pending since the previous visit): a stream that still has bytes pending is ticked
     /// without heartbeat (when `stallTicks` > 0) and stays listed; one that has drained leaves
@@ -52,7 +81,7 @@ extension Subscriber {
         let visiting = set.takeAll()
         var toWake: [Subscriber] = []
         for sub in visiting {
-            let action = sub.locked { q -> SubscriberQueue.TickAction in
+            let action = sub.locked(activity: false) { q -> SubscriberQueue.TickAction in
                 var action = SubscriberQueue.TickAction.none
                 if stallTicks > 0 && q.pendingBytes > 0 {
                     action = q.tick(stallTicks: stallTicks, heartbeat: nil)
@@ -89,7 +118,7 @@ extension Subscriber {
     package func visitIdle(
         pageSize: Int, _ release: (_ address: UInt, _ count: Int) -> Void
     ) -> (released: Int, keep: Bool) {
-        locked { q in
+        locked(activity: false) { q in
             switch q.visitIdle() {
             case .drop: return (0, false)
             case .keep: return (0, true)

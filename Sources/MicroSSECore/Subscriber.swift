@@ -17,6 +17,8 @@ package final class Subscriber: Sendable {
     let hooks: Mutex<(any StreamConnection)?>
     /// The ticker's set this stream enters whenever it has bytes pending (nil: no ticker).
     let pending: PendingStreams?
+    /// The heartbeat table the stream takes a slot in when its connection is attached.
+    let heartbeats: HeartbeatSlots?
     /// What the publisher of a channel log reads of this stream without its lock (see
     /// ``logView``), stored after every change under the lock: the log position read up to, and
     /// the bytes queued here with the queue's flags.
@@ -45,20 +47,32 @@ package final class Subscriber: Sendable {
 
     /// A stream of `channels` that may have at most `limit` bytes pending. With `pending`, the
     /// stream lists itself there whenever it has bytes pending (see ``PendingStreams``).
-    package init(channels: [ChannelName], limit: Int, pending: PendingStreams? = nil) {
+    /// With `heartbeats`, the stream takes a slot there while its connection is attached, and the
+    /// ticker writes its heartbeats (see ``HeartbeatSlots``).
+    package init(
+        channels: [ChannelName], limit: Int, pending: PendingStreams? = nil, heartbeats: HeartbeatSlots? = nil
+    ) {
         self.id = Self.nextID.wrappingAdd(1, ordering: .relaxed).oldValue
         self.channels = channels
         self.limit = limit
         self.queue = Mutex(SubscriberQueue(limit: limit))
         self.hooks = Mutex(nil)
         self.pending = pending
+        self.heartbeats = heartbeats
     }
 
-    /// Runs `body` under the queue's lock, then mirrors what a log publisher reads.
-    func locked<R>(_ body: (inout SubscriberQueue) -> R) -> R {
+    /// Runs `body` under the queue's lock, then mirrors what a log publisher reads. With a
+    /// heartbeat slot, the section first waits for a heartbeat being written and takes its
+    /// rest if the socket cut it short, and ends telling the ticker whether it may write one now
+    /// (`activity`: the section counts as the stream's activity, which spares it the next one).
+    func locked<R>(activity: Bool = true, _ body: (inout SubscriberQueue) -> R) -> R {
         queue.withLock { q in
+            if let slot = q.heartbeatSlot, let rest = heartbeats?.enter(slot, activity: activity) {
+                q.unsent = rest
+            }
             let result = body(&q)
             mirror(q)
+            if let slot = q.heartbeatSlot { heartbeats?.leave(slot, idle: q.heartbeatable) }
             return result
         }
     }
@@ -93,6 +107,10 @@ package final class Subscriber: Sendable {
     package func attach(_ connection: any StreamConnection) {
         hooks.withLock { $0 = connection }
         flushable.store(connection.writesWhileSuspended, ordering: .relaxed)
+        if let heartbeats {
+            let slot = heartbeats.allocate(owner: self, fd: connection.heartbeatSocket)
+            locked { $0.heartbeatSlot = slot }
+        }
     }
 
     /// Installs the function that resumes this stream's suspended connection (keeps a closer
@@ -293,7 +311,12 @@ package final class Subscriber: Sendable {
     /// callback may run inside libmicrohttpd's own locks. Later enqueues answer `.closed`.
     package func detach() {
         hooks.withLock { $0 = nil }
-        locked { _ = $0.fail() }
+        let slot = locked { q in
+            _ = q.fail()
+            defer { q.heartbeatSlot = nil }
+            return q.heartbeatSlot
+        }
+        if let slot { heartbeats?.release(slot) }
     }
 
     /// Bytes that can still be queued before the stream is over its bound.

@@ -59,7 +59,21 @@ extension SubscriberQueue {
             stalledTicks = 0
         }
         guard phase == .open, let heartbeat, !enqueuedSinceTick, !published, pendingBytes == 0 else { return .none }
-        guard heartbeat.bytes.count <= limit else { return .none }
+        return self.heartbeat(heartbeat, writeSuspended: writeSuspended)
+    }
+
+    /// Whether the ticker may write a heartbeat to this stream's socket by itself now (see
+    /// ``HeartbeatSlots``): suspended, nothing pending or unsent, no flush or resume on its way.
+    var heartbeatable: Bool {
+        phase == .open && waiting && pendingBytes == 0 && !flushScheduled && !resumeDeferred
+    }
+
+    /// The heartbeat of a tick that found the stream idle: written to the suspended connection's
+    /// socket by `writeSuspended` when it can, queued (and the connection resumed) otherwise.
+    package mutating func heartbeat(
+        _ heartbeat: Frame, writeSuspended: ([UInt8]) -> SuspendedWrite = { _ in .unavailable }
+    ) -> TickAction {
+        guard phase == .open, pendingBytes == 0, heartbeat.bytes.count <= limit else { return .none }
         if waiting {
             switch writeSuspended(heartbeat.bytes) {
             case .written: return .heartbeatWritten

@@ -104,6 +104,7 @@ package struct SubscriberQueue: Sendable {
     /// until it has, the connection is not resumed (a resume asked for meanwhile is deferred).
     var unsent: [UInt8] = []
     var resumeDeferred = false
+    var heartbeatSlot: HeartbeatSlots.Handle?
 
     package init(limit: Int) {
         self.limit = limit

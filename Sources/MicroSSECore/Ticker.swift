@@ -5,11 +5,12 @@ import Synchronization
 /// One timer for every stream's liveness: a heartbeat comment on idle streams and failure of
 /// streams whose peer has read nothing for the write timeout (see ``SubscriberQueue/tick(stallTicks:heartbeat:)``).
 ///
-/// It fires every second. Every `heartbeatSeconds` it ticks every stream (with the heartbeat);
-/// on the other seconds it visits only the streams in `pending` (those that had bytes queued
-/// since the previous visit: the only ones that can be stalled), ticking those that still have
-/// bytes pending when a write timeout is set, so the timeout fires within about a second of its
-/// value while an idle stream costs nothing between heartbeats.
+/// It fires every second. Every `heartbeatSeconds` it makes a heartbeat pass over `heartbeats`
+/// (``Subscriber/heartbeat(_:frame:)``: one `send` per idle stream, no visit of the streams'
+/// objects); every second it visits the streams in `pending` (those that had bytes queued since
+/// the previous visit: the only ones that can be stalled), ticking those that still have bytes
+/// pending when a write timeout is set, so the timeout fires within about a second of its value
+/// while an idle stream costs nothing between heartbeats.
 ///
 /// `@unchecked Sendable`: its state is the Dispatch timer, set once in `init` (a Dispatch source
 /// may be cancelled from any thread), and an atomic second counter.
@@ -17,11 +18,10 @@ package final class Ticker: @unchecked Sendable {
     private let timer: DispatchSourceTimer
     private let seconds = Atomic<Int>(0)
 
-    /// Starts ticking; `streams` is read every `heartbeatSeconds`, `pending` every second. Every
-    /// subscriber of `streams` must have been made with `pending` (``Subscriber/init(channels:limit:pending:)``).
+    /// Starts ticking; `heartbeats` is passed over every `heartbeatSeconds`, `pending` visited
+    /// every second. Every stream must have been made with both (``Subscriber/init(channels:limit:pending:heartbeats:)``).
     package init(
-        heartbeatSeconds: Int, writeTimeoutSeconds: Int, pending: PendingStreams,
-        streams: @escaping @Sendable () -> [Subscriber]
+        heartbeatSeconds: Int, writeTimeoutSeconds: Int, pending: PendingStreams, heartbeats: HeartbeatSlots
     ) {
         let stallTicks = max(0, writeTimeoutSeconds)
         let frame = heartbeatSeconds > 0 ? Frame(bytes: EventEncoder.comment(""), isEvent: false) : nil
@@ -31,12 +31,9 @@ package final class Ticker: @unchecked Sendable {
             guard let self else { return }
             let second = seconds.add(1, ordering: .relaxed).newValue
             if let frame, second % heartbeatSeconds == 0 {
-                Subscriber.tick(streams(), heartbeat: frame, stallTicks: stallTicks)
-                // Ticked above: only refresh the set (drop the streams that have drained).
-                Subscriber.visitPending(pending, stallTicks: 0)
-            } else {
-                Subscriber.visitPending(pending, stallTicks: stallTicks)
+                Subscriber.heartbeat(heartbeats, frame: frame)
             }
+            Subscriber.visitPending(pending, stallTicks: stallTicks)
         }
         timer.resume()
     }

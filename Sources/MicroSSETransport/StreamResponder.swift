@@ -76,39 +76,14 @@ private final class StreamContext: StreamConnection {
     }
 
     func writeWhileSuspended(parts: UnsafeBufferPointer<UnsafeRawBufferPointer>, events: Int) -> SuspendedWrite {
-        guard plainChunked, fd >= 0, parts.count <= Int(MSSE_SHIM_CHUNK_PARTS_MAX) else { return .unavailable }
-        let size = parts.reduce(0) { $0 + $1.count }
-        var length = 0
-        let sent = withUnsafeTemporaryAllocation(of: msse_shim_part.self, capacity: parts.count) { pieces in
-            for i in parts.indices { pieces[i] = msse_shim_part(bytes: parts[i].baseAddress, size: parts[i].count) }
-            return msse_shim_send_chunk_parts(fd, pieces.baseAddress, Int32(parts.count), &length)
-        }
-        if sent < 0 { return .failed }
-        if sent == 0 { return .unavailable }
-        transport.deliveredBytes.add(size, ordering: .relaxed)
-        if events > 0 {
-            transport.deliveredEvents.add(events, ordering: .relaxed)
-            HTTPTransport.eventsWrittenDirectly.add(events, ordering: .relaxed)
-        } else {
-            HTTPTransport.heartbeatsWrittenDirectly.add(1, ordering: .relaxed)
-        }
-        if sent == length { return .written }
-        // The socket filled up mid-chunk: the rest goes out before anything else.
-        HTTPTransport.chunksCutShort.add(1, ordering: .relaxed)
-        guard watchWritable() else { return .failed }
-        var chunk = [UInt8](repeating: 0, count: length)
-        chunk.withUnsafeMutableBytes { out in
-            var at = msse_shim_chunk_head(size, out.baseAddress!.assumingMemoryBound(to: CChar.self))
-            for part in parts where part.count > 0 {
-                (out.baseAddress! + at).copyMemory(from: part.baseAddress!, byteCount: part.count)
-                at += part.count
-            }
-            out[at] = 0x0D
-            out[at + 1] = 0x0A
-        }
-        chunk.removeFirst(sent)
-        return .partial(remaining: chunk)
+        guard plainChunked, fd >= 0 else { return .unavailable }
+        let result = sendChunk(fd: fd, parts: parts, events: events, transport)
+        // The rest goes out before anything else, when the writer sees room.
+        if case .partial = result, !watchWritable() { return .failed }
+        return result
     }
+
+    var heartbeatSocket: Int32 { writesWhileSuspended ? fd : -1 }
 
     func writeUnsent(_ bytes: UnsafeRawBufferPointer) -> Int {
         let sent = msse_shim_send_now(fd, bytes.baseAddress, bytes.count)
@@ -124,6 +99,57 @@ private final class StreamContext: StreamConnection {
 
     func scheduleFlush() {
         writer?.schedule(subscriber)
+    }
+}
+
+/// Sends `parts` (at most `MSSE_SHIM_CHUNK_PARTS_MAX`, finishing `events` events; none: a
+/// heartbeat) to socket `fd` as one chunk, and counts what went out. The socket must be a
+/// suspended stream's with nothing of libmicrohttpd's unsent (see `writesWhileSuspended`). A
+/// chunk cut short answers with its rest, which must go out before anything else.
+private func sendChunk(
+    fd: Int32, parts: UnsafeBufferPointer<UnsafeRawBufferPointer>, events: Int, _ transport: HTTPTransport
+) -> SuspendedWrite {
+    guard parts.count <= Int(MSSE_SHIM_CHUNK_PARTS_MAX) else { return .unavailable }
+    let size = parts.reduce(0) { $0 + $1.count }
+    var length = 0
+    let sent = withUnsafeTemporaryAllocation(of: msse_shim_part.self, capacity: parts.count) { pieces in
+        for i in parts.indices { pieces[i] = msse_shim_part(bytes: parts[i].baseAddress, size: parts[i].count) }
+        return msse_shim_send_chunk_parts(fd, pieces.baseAddress, Int32(parts.count), &length)
+    }
+    if sent < 0 { return .failed }
+    if sent == 0 { return .unavailable }
+    transport.deliveredBytes.add(size, ordering: .relaxed)
+    if events > 0 {
+        transport.deliveredEvents.add(events, ordering: .relaxed)
+        HTTPTransport.eventsWrittenDirectly.add(events, ordering: .relaxed)
+    } else {
+        HTTPTransport.heartbeatsWrittenDirectly.add(1, ordering: .relaxed)
+    }
+    if sent == length { return .written }
+    // The socket filled up mid-chunk.
+    HTTPTransport.chunksCutShort.add(1, ordering: .relaxed)
+    var chunk = [UInt8](repeating: 0, count: length)
+    chunk.withUnsafeMutableBytes { out in
+        var at = msse_shim_chunk_head(size, out.baseAddress!.assumingMemoryBound(to: CChar.self))
+        for part in parts where part.count > 0 {
+            (out.baseAddress! + at).copyMemory(from: part.baseAddress!, byteCount: part.count)
+            at += part.count
+        }
+        out[at] = 0x0D
+        out[at + 1] = 0x0A
+    }
+    chunk.removeFirst(sent)
+    return .partial(remaining: chunk)
+}
+
+extension HTTPTransport {
+    /// The ticker's direct write of a heartbeat to the socket of a suspended stream (see
+    /// `HeartbeatSlots`, which guarantees nothing else writes to it meanwhile).
+    package func writeHeartbeat(fd: Int32, _ bytes: UnsafeRawBufferPointer) -> SuspendedWrite {
+        withUnsafeTemporaryAllocation(of: UnsafeRawBufferPointer.self, capacity: 1) { parts in
+            parts[0] = bytes
+            return sendChunk(fd: fd, parts: UnsafeBufferPointer(parts), events: 0, self)
+        }
     }
 }
 
