@@ -1,0 +1,196 @@
+import MicroSSECore
+import MicroSSEWire
+import Synchronization
+import Testing
+
+#if canImport(Glibc)
+    import Glibc
+#endif
+
+/// The heartbeat table: the ticker's pass writes a heartbeat to every idle stream's socket
+/// without a section of the stream's own, never while anything else writes to that socket.
+@Suite("Heartbeat slots")
+struct HeartbeatSlotsTests {
+    /// A connection whose socket is a number; its direct writes are recorded with the table's.
+    /// What reached the sockets, in order.
+    final class Wire: Sendable {
+        let lines = Mutex<[String]>([])
+        func append(_ line: String) { lines.withLock { $0.append(line) } }
+        var all: [String] { lines.withLock { $0 } }
+    }
+
+    final class Connection: StreamConnection {
+        let wire: Wire
+        let resumes = Atomic<Int>(0)
+        init(_ wire: Wire) { self.wire = wire }
+        var writesWhileSuspended: Bool { true }
+        var heartbeatSocket: Int32 { 7 }
+        func resume() { resumes.add(1, ordering: .relaxed) }
+        func cut() {}
+        func writeWhileSuspended(_ bytes: UnsafeRawBufferPointer, events: Int) -> SuspendedWrite {
+            wire.append(String(decoding: bytes, as: UTF8.self))
+            return .written
+        }
+        func writeUnsent(_ bytes: UnsafeRawBufferPointer) -> Int {
+            wire.append("rest:" + String(decoding: bytes, as: UTF8.self))
+            return bytes.count
+        }
+    }
+
+    let heartbeat = Frame(bytes: Array(":\n\n".utf8), isEvent: false)
+
+    /// A table whose writer records "hb" per heartbeat and answers `answer` (then `.written`).
+    func table(_ wire: Wire, answer: SuspendedWrite = .written) -> HeartbeatSlots {
+        let slots = HeartbeatSlots()
+        let next = Mutex(answer)
+        slots.setWriter { fd, _ in
+            #expect(fd == 7)
+            let result = next.withLock { r in
+                defer { r = .written }
+                return r
+            }
+            if result != .unavailable && result != .failed { wire.append("hb") }
+            return result
+        }
+        return slots
+    }
+
+    /// A suspended reader of `log` with a slot in `slots`.
+    func idleReader(_ slots: HeartbeatSlots, _ log: ChannelLog, _ connection: Connection) -> Subscriber {
+        let sub = Subscriber(channels: ["c"], limit: 1 << 16, heartbeats: slots)
+        sub.attach(connection)
+        sub.attach(log: log)
+        #expect(sub.read(max: 4_096, write: { _ in }, onSuspend: {}) == .suspend)
+        return sub
+    }
+
+    @Test("an idle stream gets its heartbeat from the pass alone; one active since the last pass gets none")
+    func idleAndActive() {
+        let wire = Wire()
+        let slots = table(wire)
+        let log = ChannelLog()
+        let sub = idleReader(slots, log, Connection(wire))
+        #expect(Subscriber.heartbeat(slots, frame: heartbeat) == 0)
+        #expect(wire.all.isEmpty, "opened since the previous pass: none")
+        Subscriber.heartbeat(slots, frame: heartbeat)
+        Subscriber.heartbeat(slots, frame: heartbeat)
+        #expect(wire.all == ["hb", "hb"])
+        // An event since the last pass: no heartbeat at the next one, one at the pass after.
+        var fanOut = LogFanOut()
+        fanOut.append(frame("data: e\n\n"), to: log, readers: [sub])
+        fanOut.finish()
+        #expect(!sub.flush(into: UnsafeMutableRawBufferPointer.allocate(byteCount: 4_096, alignment: 1)))
+        Subscriber.heartbeat(slots, frame: heartbeat)
+        #expect(wire.all == ["hb", "hb", "data: e\n\n"])
+        Subscriber.heartbeat(slots, frame: heartbeat)
+        #expect(wire.all.last == "hb")
+        // Bytes pending: no heartbeat.
+        sub.enqueue(frame("data: own\n\n"))
+        let count = wire.all.count
+        Subscriber.heartbeat(slots, frame: heartbeat)
+        Subscriber.heartbeat(slots, frame: heartbeat)
+        #expect(wire.all.count == count)
+        sub.detach()
+        #expect(slots.count == 0)
+    }
+
+    @Test("a heartbeat cut short: its rest goes out before anything else")
+    func restFirst() {
+        let wire = Wire()
+        let slots = table(wire, answer: SuspendedWrite.partial(remaining: Array("\n\r\n".utf8)))
+        let connection = Connection(wire)
+        let sub = idleReader(slots, ChannelLog(), connection)
+        Subscriber.heartbeat(slots, frame: heartbeat)
+        Subscriber.heartbeat(slots, frame: heartbeat)
+        #expect(wire.all == ["hb", "rest:\n\r\n"])
+        #expect(sub.pendingBytes == 0 && connection.resumes.load(ordering: .relaxed) == 0)
+    }
+
+    @Test("a socket that takes nothing gets the heartbeat queued and resumed; a failed write fails the stream")
+    func slowPaths() {
+        let wire = Wire()
+        let slots = table(wire, answer: .unavailable)
+        let connection = Connection(wire)
+        let sub = idleReader(slots, ChannelLog(), connection)
+        Subscriber.heartbeat(slots, frame: heartbeat)
+        Subscriber.heartbeat(slots, frame: heartbeat)
+        #expect(connection.resumes.load(ordering: .relaxed) == 1)
+        var taken: [UInt8] = []
+        #expect(sub.read(max: 64, write: { taken += $0 }, onSuspend: {}) == .wrote(bytes: 3, events: 0))
+        #expect(taken == Array(":\n\n".utf8))
+        let failing = table(wire, answer: .failed)
+        let other = idleReader(failing, ChannelLog(), Connection(wire))
+        Subscriber.heartbeat(failing, frame: heartbeat)
+        Subscriber.heartbeat(failing, frame: heartbeat)
+        #expect(!other.isOpen)
+    }
+
+    @Test("a slot given back is taken again; many streams, one pass")
+    func reuse() {
+        let wire = Wire()
+        let slots = table(wire)
+        let log = ChannelLog()
+        let subs = (0..<2_500).map { _ in idleReader(slots, log, Connection(wire)) }
+        #expect(slots.count == 2_500)
+        Subscriber.heartbeat(slots, frame: heartbeat)
+        Subscriber.heartbeat(slots, frame: heartbeat)
+        #expect(wire.all.count == 2_500)
+        for sub in subs.prefix(1_000) { sub.detach() }
+        #expect(slots.count == 1_500)
+        _ = (0..<1_000).map { _ in idleReader(slots, log, Connection(wire)) }
+        #expect(slots.count == 2_500)
+    }
+
+    /// The shared flags of ``exclusion()``.
+    final class Race: Sendable {
+        let writing = Atomic<Bool>(false)
+        let inSection = Atomic<Bool>(false)
+        let overlaps = Atomic<Int>(0)
+        let heartbeats = Atomic<Int>(0)
+    }
+
+    @Test("the pass never writes while a section of the stream runs (threads racing for 2 s)")
+    func exclusion() async {
+        let race = Race()
+        let slots = HeartbeatSlots()
+        slots.setWriter { _, _ in
+            race.writing.store(true, ordering: .sequentiallyConsistent)
+            if race.inSection.load(ordering: .sequentiallyConsistent) { race.overlaps.add(1, ordering: .relaxed) }
+            for _ in 0..<50 { sched_yield() }
+            if race.inSection.load(ordering: .sequentiallyConsistent) { race.overlaps.add(1, ordering: .relaxed) }
+            race.writing.store(false, ordering: .sequentiallyConsistent)
+            race.heartbeats.add(1, ordering: .relaxed)
+            return .written
+        }
+        let sub = idleReader(slots, ChannelLog(), Connection(Wire()))
+        let frame = heartbeat
+        let deadline = ContinuousClock.now + .seconds(2)
+        await withTaskGroup(of: Void.self) { group in
+            group.addTask {
+                while ContinuousClock.now < deadline { Subscriber.heartbeat(slots, frame: frame) }
+            }
+            group.addTask {
+                var buffer = [UInt8](repeating: 0, count: 4_096)
+                while ContinuousClock.now < deadline {
+                    // A section that could write to the socket (as a flush or the reader does).
+                    _ = buffer.withUnsafeMutableBytes { out in
+                        sub.read(
+                            into: out,
+                            onSuspend: {
+                                race.inSection.store(true, ordering: .sequentiallyConsistent)
+                                if race.writing.load(ordering: .sequentiallyConsistent) {
+                                    race.overlaps.add(1, ordering: .relaxed)
+                                }
+                                for _ in 0..<5 { sched_yield() }
+                                race.inSection.store(false, ordering: .sequentiallyConsistent)
+                            })
+                    }
+                    for _ in 0..<20 { sched_yield() }
+                }
+            }
+        }
+        #expect(race.overlaps.load(ordering: .relaxed) == 0)
+        let written = race.heartbeats.load(ordering: .relaxed)
+        #expect(written > 10, "heartbeats written: \(written)")
+    }
+}
