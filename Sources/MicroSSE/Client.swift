@@ -12,7 +12,7 @@ public final class Client: Sendable, Hashable {
     /// The channels this stream receives (empty for a private stream).
     public var channels: [String] { subscriber.channels.map(\.rawValue) }
 
-    let subscriber: Subscriber
+    package let subscriber: Subscriber
 
     init(request: Request, subscriber: Subscriber) {
         self.request = request

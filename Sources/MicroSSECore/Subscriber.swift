@@ -67,12 +67,16 @@ package final class Subscriber: Sendable {
     /// (`activity`: the section counts as the stream's activity, which spares it the next one).
     func locked<R>(activity: Bool = true, _ body: (inout SubscriberQueue) -> R) -> R {
         queue.withLock { q in
-            if let slot = q.heartbeatSlot, let rest = heartbeats?.enter(slot, activity: activity) {
+            if let slot = q.heartbeatSlot, let rest = heartbeats?.enter(slot) {
                 q.unsent = rest
             }
             let result = body(&q)
             mirror(q)
-            if let slot = q.heartbeatSlot { heartbeats?.leave(slot, idle: q.heartbeatable) }
+            if let slot = q.heartbeatSlot {
+                let active = activity || q.delivered
+                q.delivered = false
+                heartbeats?.leave(slot, idle: q.heartbeatable, active: active)
+            }
             return result
         }
     }
@@ -176,7 +180,8 @@ package final class Subscriber: Sendable {
         into out: UnsafeMutableRawBufferPointer, onSuspend: () -> Void, onListing: () -> Void
     ) -> SubscriberQueue.ReadAction {
         let writeDirectly = flushable.load(ordering: .relaxed)
-        return locked {
+        // A read counts as the stream's activity only when it delivers events (not a heartbeat).
+        return locked(activity: false) {
             let mark = waitingMark(listed: $0.listedPending)
             // Lock order: the queue's, then the hooks' (as for a flush).
             let action = $0.read(
@@ -199,7 +204,7 @@ package final class Subscriber: Sendable {
     package func read(
         max: Int, write: (ArraySlice<UInt8>) -> Void, onSuspend: () -> Void
     ) -> SubscriberQueue.ReadAction {
-        locked {
+        locked(activity: false) {
             let mark = waitingMark(listed: $0.listedPending)
             let action = $0.read(max: max, write: write) { mirroredState.store(mark, ordering: .releasing) }
             if action == .suspend { onSuspend() } else { listIfPending(&$0) }

@@ -86,6 +86,7 @@ extension SubscriberQueue {
         case .written, .partial:
             cursor = end
             progressSinceTick = true
+            if events > 0 { delivered = true }
             if case .partial(let remaining) = result {
                 unsent = remaining
                 // Resumed once the rest is out (``writeUnsent(_:)``), to read on.

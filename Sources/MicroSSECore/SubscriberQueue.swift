@@ -104,7 +104,8 @@ package struct SubscriberQueue: Sendable {
     /// until it has, the connection is not resumed (a resume asked for meanwhile is deferred).
     var unsent: [UInt8] = []
     var resumeDeferred = false
-    var heartbeatSlot: HeartbeatSlots.Handle?
+    var heartbeatSlot: HeartbeatSlots.Slot?
+    var delivered = false
 
     package init(limit: Int) {
         self.limit = limit
@@ -195,6 +196,7 @@ package struct SubscriberQueue: Sendable {
         }
         if written > 0 {
             progressSinceTick = true
+            if events > 0 { delivered = true }
             return .wrote(bytes: written, events: events)
         }
         if phase == .finishing { return .end }

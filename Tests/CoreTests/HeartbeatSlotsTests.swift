@@ -1,3 +1,4 @@
+import Dispatch
 import MicroSSECore
 import MicroSSEWire
 import Synchronization
@@ -79,7 +80,8 @@ struct HeartbeatSlotsTests {
         var fanOut = LogFanOut()
         fanOut.append(frame("data: e\n\n"), to: log, readers: [sub])
         fanOut.finish()
-        #expect(!sub.flush(into: UnsafeMutableRawBufferPointer.allocate(byteCount: 4_096, alignment: 1)))
+        var scratch = [UInt8](repeating: 0, count: 4_096)
+        #expect(!scratch.withUnsafeMutableBytes { sub.flush(into: $0) })
         Subscriber.heartbeat(slots, frame: heartbeat)
         #expect(wire.all == ["hb", "hb", "data: e\n\n"])
         Subscriber.heartbeat(slots, frame: heartbeat)
@@ -104,6 +106,7 @@ struct HeartbeatSlotsTests {
         Subscriber.heartbeat(slots, frame: heartbeat)
         #expect(wire.all == ["hb", "rest:\n\r\n"])
         #expect(sub.pendingBytes == 0 && connection.resumes.load(ordering: .relaxed) == 0)
+        sub.detach()
     }
 
     @Test("a socket that takes nothing gets the heartbeat queued and resumed; a failed write fails the stream")
@@ -123,6 +126,55 @@ struct HeartbeatSlotsTests {
         Subscriber.heartbeat(failing, frame: heartbeat)
         Subscriber.heartbeat(failing, frame: heartbeat)
         #expect(!other.isOpen)
+        sub.detach()
+        other.detach()
+    }
+
+    /// A connection the table cannot write to (TLS, HTTP/1.0).
+    final class ReaderOnlyConnection: StreamConnection {
+        let resumes = Atomic<Int>(0)
+        func resume() { resumes.add(1, ordering: .relaxed) }
+        func cut() {}
+    }
+
+    @Test("a stream the table cannot write to gets its heartbeat through its reader, every pass")
+    func readerOnlyEveryPass() {
+        let slots = table(Wire())
+        let connection = ReaderOnlyConnection()
+        let sub = Subscriber(channels: ["c"], limit: 1 << 16, heartbeats: slots)
+        sub.attach(connection)
+        sub.attach(log: ChannelLog())
+        #expect(sub.read(max: 64, write: { _ in }, onSuspend: {}) == .suspend)
+        Subscriber.heartbeat(slots, frame: heartbeat)
+        for pass in 1...3 {
+            Subscriber.heartbeat(slots, frame: heartbeat)
+            #expect(connection.resumes.load(ordering: .relaxed) == pass)
+            var taken: [UInt8] = []
+            #expect(sub.read(max: 64, write: { taken += $0 }, onSuspend: {}) == .wrote(bytes: 3, events: 0))
+            #expect(sub.read(max: 64, write: { _ in }, onSuspend: {}) == .suspend)
+        }
+        sub.detach()
+    }
+
+    @Test("a stream resumed but quiet for a whole interval gets a heartbeat queued, so the stall watch sees it")
+    func quietResumedStream() {
+        let wire = Wire()
+        let slots = table(wire)
+        let pending = PendingStreams()
+        let sub = Subscriber(channels: ["c"], limit: 1 << 16, pending: pending, heartbeats: slots)
+        sub.attach(Connection(wire))
+        sub.attach(log: ChannelLog())
+        #expect(sub.read(max: 64, write: { _ in }, onSuspend: {}) == .suspend)
+        sub.enqueue(frame("data: x\n\n"))
+        // Read once, and never again: the bytes sit in libmicrohttpd's buffer of a peer that stopped.
+        #expect(sub.read(max: 64, write: { _ in }, onSuspend: {}) == .wrote(bytes: 9, events: 1))
+        _ = pending.takeAll()
+        Subscriber.heartbeat(slots, frame: heartbeat)
+        #expect(sub.pendingBytes == 0, "active since the last pass")
+        Subscriber.heartbeat(slots, frame: heartbeat)
+        #expect(sub.pendingBytes == 3 && pending.count == 1)
+        #expect(wire.all.isEmpty, "not written from the table: the stream is not suspended")
+        sub.detach()
     }
 
     @Test("a slot given back is taken again; many streams, one pass")
@@ -137,8 +189,10 @@ struct HeartbeatSlotsTests {
         #expect(wire.all.count == 2_500)
         for sub in subs.prefix(1_000) { sub.detach() }
         #expect(slots.count == 1_500)
-        _ = (0..<1_000).map { _ in idleReader(slots, log, Connection(wire)) }
+        let more = (0..<1_000).map { _ in idleReader(slots, log, Connection(wire)) }
         #expect(slots.count == 2_500)
+        for sub in subs.dropFirst(1_000) + more { sub.detach() }
+        #expect(slots.count == 0)
     }
 
     /// The shared flags of ``exclusion()``.
@@ -150,7 +204,7 @@ struct HeartbeatSlotsTests {
     }
 
     @Test("the pass never writes while a section of the stream runs (threads racing for 2 s)")
-    func exclusion() async {
+    func exclusion() {
         let race = Race()
         let slots = HeartbeatSlots()
         slots.setWriter { _, _ in
@@ -165,30 +219,33 @@ struct HeartbeatSlotsTests {
         let sub = idleReader(slots, ChannelLog(), Connection(Wire()))
         let frame = heartbeat
         let deadline = ContinuousClock.now + .seconds(2)
-        await withTaskGroup(of: Void.self) { group in
-            group.addTask {
-                while ContinuousClock.now < deadline { Subscriber.heartbeat(slots, frame: frame) }
-            }
-            group.addTask {
-                var buffer = [UInt8](repeating: 0, count: 4_096)
-                while ContinuousClock.now < deadline {
-                    // A section that could write to the socket (as a flush or the reader does).
-                    _ = buffer.withUnsafeMutableBytes { out in
-                        sub.read(
-                            into: out,
-                            onSuspend: {
-                                race.inSection.store(true, ordering: .sequentiallyConsistent)
-                                if race.writing.load(ordering: .sequentiallyConsistent) {
-                                    race.overlaps.add(1, ordering: .relaxed)
-                                }
-                                for _ in 0..<5 { sched_yield() }
-                                race.inSection.store(false, ordering: .sequentiallyConsistent)
-                            })
-                    }
-                    for _ in 0..<20 { sched_yield() }
+        // Two threads of their own (Dispatch's, not the tests' cooperative pool, which other suites
+        // may keep busy): the race needs both running at once.
+        let group = DispatchGroup()
+        DispatchQueue.global().async(group: group) {
+            while ContinuousClock.now < deadline { Subscriber.heartbeat(slots, frame: frame) }
+        }
+        DispatchQueue.global().async(group: group) {
+            var buffer = [UInt8](repeating: 0, count: 4_096)
+            while ContinuousClock.now < deadline {
+                // A section that could write to the socket (as a flush or the reader does).
+                _ = buffer.withUnsafeMutableBytes { out in
+                    sub.read(
+                        into: out,
+                        onSuspend: {
+                            race.inSection.store(true, ordering: .sequentiallyConsistent)
+                            if race.writing.load(ordering: .sequentiallyConsistent) {
+                                race.overlaps.add(1, ordering: .relaxed)
+                            }
+                            for _ in 0..<5 { sched_yield() }
+                            race.inSection.store(false, ordering: .sequentiallyConsistent)
+                        })
                 }
+                for _ in 0..<20 { sched_yield() }
             }
         }
+        group.wait()
+        sub.detach()
         #expect(race.overlaps.load(ordering: .relaxed) == 0)
         let written = race.heartbeats.load(ordering: .relaxed)
         #expect(written > 10, "heartbeats written: \(written)")

@@ -16,6 +16,12 @@ import Testing
 struct DirectWriteTests {
     func direct() -> Int { HTTPTransport.eventsWrittenDirectly.load(ordering: .relaxed) }
 
+    /// Whether the only stream of `clients` is suspended, waiting for events (a publish then
+    /// finds it so, and its events are written directly).
+    func suspended(_ clients: borrowing Mutex<[Client]>) -> Bool {
+        clients.withLock { $0.first?.subscriber.logView.waiting ?? false }
+    }
+
     @Test("events to an idle stream go straight to its socket, in order with a client's own events")
     func idleStreamEvents() throws {
         let server = try makeServer()
@@ -27,6 +33,7 @@ struct DirectWriteTests {
         let before = direct()
         var expected: [String] = []
         for i in 0..<50 {
+            #expect(eventually { suspended(clients) })
             try server.publish("event \(i)", to: "direct")
             expected.append("event \(i)")
             if i % 10 == 9 {
@@ -73,12 +80,15 @@ struct DirectWriteTests {
     func connectionCloseStillChunked() throws {
         let server = try makeServer()
         defer { server.stop() }
+        let clients = Mutex<[Client]>([])
+        server.onConnect { client in clients.withLock { $0.append(client) } }
         let stream = try EventStreamClient(
             port: server.port, path: "/events/closing", headers: [("Connection", "close")])
         #expect(stream.head.header("Transfer-Encoding")?.lowercased() == "chunked")
         #expect(eventually { server.statistics.clients == 1 })
         let before = direct()
         for i in 0..<5 {
+            #expect(eventually { suspended(clients) })
             try server.publish("close \(i)", to: "closing")
             #expect(try stream.next()?.data == "close \(i)")
         }
