@@ -30,6 +30,9 @@ package final class ChannelLog: Sendable {
     private let state = Mutex(State())
     /// ``end``, readable without the lock.
     private let endPosition = Atomic<UInt64>(0)
+    /// Where the last frame of at least ``SubscriberQueue/directFrameBytes`` ends (0: none yet),
+    /// readable without the lock: a reader past it has no frame to write directly.
+    private let bigFrameEnd = Atomic<UInt64>(0)
 
     package init() {}
 
@@ -49,6 +52,7 @@ package final class ChannelLog: Sendable {
             s.starts.append(s.end)
             s.end += UInt64(frame.bytes.count)
             s.count += 1
+            if frame.bytes.count >= SubscriberQueue.directFrameBytes { bigFrameEnd.store(s.end, ordering: .relaxed) }
             endPosition.store(s.end, ordering: .releasing)
             return s.end
         }
@@ -111,6 +115,12 @@ package final class ChannelLog: Sendable {
             }
             return (written - start, events)
         }
+    }
+
+    /// Whether a frame of at least ``SubscriberQueue/directFrameBytes`` ends after `position`
+    /// (without the lock; a frame appended meanwhile may be missed, and is copied instead).
+    func hasBigFrame(after position: UInt64) -> Bool {
+        bigFrameEnd.load(ordering: .relaxed) > position
     }
 
     /// The frame `cursor` falls in and the offset of the cursor in it (retained: the caller may

@@ -52,7 +52,9 @@ extension SubscriberQueue {
     mutating func writeFramesDirectly(
         budget: Int, write: (UnsafeBufferPointer<UnsafeRawBufferPointer>, Int) -> SuspendedWrite
     ) -> DirectFrames {
-        guard unsent.isEmpty, let logRef else { return .copy }
+        guard unsent.isEmpty, let logRef,
+            logRef._withUnsafeGuaranteedRef({ $0.hasBigFrame(after: cursor.position) })
+        else { return .copy }
         let limit = Swift.min(nextQueuedAt, finishAt)
         guard cursor.position < limit,
             let (first, offset) = logRef._withUnsafeGuaranteedRef({ $0.frame(at: cursor) }),
