@@ -143,7 +143,8 @@ HEADLINE_SERVERS = ["microsse", "c-ref", "node"]
 # keeps each server's best round by this figure. Other processes on a shared machine only ever
 # slow a run down, so the best round is the closest to what the server can do, and interleaving
 # gives every server the same chances.
-PRIMARY = {"fanout": ("dps", max), "latency": ("p99", min), "large": ("mbps", max), "dashboard": ("p99", min),
+PRIMARY = {"fanout": ("dps", max), "latency": ("p99", min), "idle": ("cpu_pct", min), "large": ("mbps", max),
+           "dashboard": ("p99", min),
            "inproc": ("dps", max),
            "redis-fanout": ("dps", max), "redis-latency": ("p99", min),
            "scale-fanout": ("dps", max), "scale-latency": ("p99", min)}
@@ -888,7 +889,7 @@ def write_report(path, results, servers, scen_defs, args, started, elapsed):
              "CLOCK_MONOTONIC into each event just before writing the POST; the subscriber reads the clock "
              "when the event is parsed. Every delivery is checked per connection for gaps, reordering, "
              "duplicates and increasing ids. These machines are noisy: compare ratios within one run, "
-             "not absolute figures across runs. The throughput and latency scenarios run in %d interleaved "
+             "not absolute figures across runs. The throughput, latency and idle scenarios run in %d interleaved "
              "round(s) (every server once per round; latency %d), and each table shows a server's best "
              "round by its headline figure and lists every round's." % (
                  SERVER_CPU, LOADGEN_CPU, args.repeat, max(args.repeat, MIN_ROUNDS["latency"]) if args.repeat > 1 else 1))
@@ -931,11 +932,11 @@ def write_report(path, results, servers, scen_defs, args, started, elapsed):
             L.append("| " + " | ".join(row) + " |")
         if scen in PRIMARY and any(by.get((scen, n), {}).get("rounds") for n in names):
             key, pick = PRIMARY[scen]
-            label = next(l for l, k, _, _ in ROWS[scen] if k == key)
+            label, digits = next((l, max(1, nd)) for l, k, nd, _ in ROWS[scen] if k == key)
             cells = []
             for n in names:
                 rr = by.get((scen, n), {}).get("rounds") or []
-                cells.append(" / ".join(fmt(x[key], 1) + ("" if x["ok"] else " ✗") for x in rr) or "—")
+                cells.append(" / ".join(fmt(x[key], digits) + ("" if x["ok"] else " ✗") for x in rr) or "—")
             row = ["%s, every round (best shown)" % label] + cells
             row += [""] * (len(hdr) - len(row))
             L.append("| " + " | ".join(row) + " |")
