@@ -129,19 +129,7 @@ package final class HeartbeatSlots: Sendable {
     /// Gives the slot back (the stream's connection is gone, its socket not yet closed), once the
     /// ticker is not at it: no heartbeat is written to the socket after this returns.
     func release(_ slot: Slot) {
-        var s = slot.state.pointee.load(ordering: .acquiring)
-        var spins = 0
-        while true {
-            if s & Self.busyBit != 0 {
-                Self.pause(&spins)
-                s = slot.state.pointee.load(ordering: .acquiring)
-                continue
-            }
-            let (done, now) = slot.state.pointee.compareExchange(
-                expected: s, desired: 0, ordering: .acquiringAndReleasing)
-            if done { break }
-            s = now
-        }
+        Self.update(slot) { _ in 0 }
         if let owner = slot.owner {
             slot.owner = nil
             Unmanaged<Subscriber>.fromOpaque(owner).release()
@@ -156,20 +144,7 @@ package final class HeartbeatSlots: Sendable {
     /// clears `idle`. Returns the rest of a heartbeat chunk the ticker left unsent, which the
     /// caller must send before anything else.
     func enter(_ slot: Slot) -> [UInt8]? {
-        var s = slot.state.pointee.load(ordering: .acquiring)
-        var spins = 0
-        while true {
-            if s & Self.busyBit != 0 {
-                Self.pause(&spins)
-                s = slot.state.pointee.load(ordering: .acquiring)
-                continue
-            }
-            let desired = s & ~(Self.idleBit | Self.restBit)
-            let (done, now) = slot.state.pointee.compareExchange(
-                expected: s, desired: desired, ordering: .acquiringAndReleasing)
-            if done { break }
-            s = now
-        }
+        let s = Self.update(slot) { $0 & ~(Self.idleBit | Self.restBit) }
         guard s & Self.restBit != 0 else { return nil }
         return slot.rest
     }
@@ -180,6 +155,25 @@ package final class HeartbeatSlots: Sendable {
     func leave(_ slot: Slot, idle: Bool, active: Bool) {
         let set = (idle ? Self.idleBit : 0) | (active ? Self.activeBit : 0)
         if set != 0 { slot.state.pointee.bitwiseOr(set, ordering: .releasing) }
+    }
+
+    /// Once the ticker is not at the slot, changes its state word with `change`; returns the word
+    /// it changed.
+    @discardableResult
+    private static func update(_ slot: Slot, _ change: (UInt32) -> UInt32) -> UInt32 {
+        var s = slot.state.pointee.load(ordering: .acquiring)
+        var spins = 0
+        while true {
+            if s & busyBit != 0 {
+                pause(&spins)
+                s = slot.state.pointee.load(ordering: .acquiring)
+                continue
+            }
+            let (done, now) = slot.state.pointee.compareExchange(
+                expected: s, desired: change(s), ordering: .acquiringAndReleasing)
+            if done { return s }
+            s = now
+        }
     }
 
     /// A wait for the ticker: it only `send`s while at a slot, but its thread may be preempted.
