@@ -230,18 +230,20 @@ package final class HeartbeatSlots: Sendable {
             return nil
         }
         // Held for the subscriber's own work, from before the slot is let go.
-        let owner = Unmanaged<Subscriber>.fromOpaque(slot.owner!).retain()
+        let owner = Unmanaged<Subscriber>.fromOpaque(slot.owner!).retain().takeRetainedValue()
+        var state = s
+        let item: SlowPath
         switch result {
         case .partial(let remaining) where remaining.count <= 15:
             slot.rest = remaining
-            slot.state.pointee.store((s & ~Self.idleBit) | Self.restBit, ordering: .releasing)
-            return .rest(owner.takeRetainedValue())
+            state = (s & ~Self.idleBit) | Self.restBit
+            item = .rest(owner)
         case .partial, .failed:
-            slot.state.pointee.store(s, ordering: .releasing)
-            return .failed(owner.takeRetainedValue())
-        case .written, .unavailable:
-            slot.state.pointee.store(s, ordering: .releasing)
-            return .queue(owner.takeRetainedValue())
+            item = .failed(owner)
+        case .written, .unavailable:  // written: returned above
+            item = .queue(owner)
         }
+        slot.state.pointee.store(state, ordering: .releasing)
+        return item
     }
 }

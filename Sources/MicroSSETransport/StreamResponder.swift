@@ -126,20 +126,22 @@ private func sendChunk(
         HTTPTransport.heartbeatsWrittenDirectly.add(1, ordering: .relaxed)
     }
     if sent == length { return .written }
-    // The socket filled up mid-chunk.
+    // The socket filled up mid-chunk: what it did not take is copied, once.
     HTTPTransport.chunksCutShort.add(1, ordering: .relaxed)
-    var chunk = [UInt8](repeating: 0, count: length)
-    chunk.withUnsafeMutableBytes { out in
-        var at = msse_shim_chunk_head(size, out.baseAddress!.assumingMemoryBound(to: CChar.self))
-        for part in parts where part.count > 0 {
-            (out.baseAddress! + at).copyMemory(from: part.baseAddress!, byteCount: part.count)
-            at += part.count
-        }
-        out[at] = 0x0D
-        out[at + 1] = 0x0A
+    var head = [CChar](repeating: 0, count: Int(MSSE_SHIM_CHUNK_HEAD_MAX))
+    let headCount = msse_shim_chunk_head(size, &head)
+    var rest: [UInt8] = []
+    rest.reserveCapacity(length - sent)
+    var skip = sent
+    func take(_ piece: UnsafeRawBufferPointer) {
+        let n = min(skip, piece.count)
+        skip -= n
+        rest.append(contentsOf: piece[n...])
     }
-    chunk.removeFirst(sent)
-    return .partial(remaining: chunk)
+    head.withUnsafeBytes { take(UnsafeRawBufferPointer(rebasing: $0[..<headCount])) }
+    for part in parts { take(part) }
+    [UInt8(0x0D), 0x0A].withUnsafeBytes { take($0) }
+    return .partial(remaining: rest)
 }
 
 extension HTTPTransport {

@@ -193,13 +193,20 @@ extension DirectWriteQueueTests {
         return (action, String(decoding: buffer[..<n], as: UTF8.self))
     }
 
-    @Test("the content reader writes big log events straight to the socket, after the stream's own frames")
-    func readerWritesBigEventsDirectly() {
+    /// A suspended reader of a log that just got a big event (as big as a direct write takes)
+    /// of `letter`s.
+    func readerOfBigEvent(_ letter: String) -> (ChannelLog, Connection, Subscriber, String) {
         let log = ChannelLog()
         let connection = Connection()
         let sub = suspendedReader(log, connection)
-        let big = "data: " + String(repeating: "b", count: SubscriberQueue.directFrameBytes) + "\n\n"
+        let big = "data: " + String(repeating: letter, count: SubscriberQueue.directFrameBytes) + "\n\n"
         publish(big, to: log, readers: [sub])
+        return (log, connection, sub, big)
+    }
+
+    @Test("the content reader writes big log events straight to the socket, after the stream's own frames")
+    func readerWritesBigEventsDirectly() {
+        let (log, connection, sub, big) = readerOfBigEvent("b")
         #expect(connection.resumes == 1, "too big to flush: the connection is resumed")
         // Two big events and a small one: one chunk straight from the log, nothing copied.
         publish(big, to: log, readers: [sub])
@@ -219,11 +226,7 @@ extension DirectWriteQueueTests {
 
     @Test("a big event cut short in the reader suspends it until the rest is out; then it reads on")
     func readerCutShortWaitsForRest() {
-        let log = ChannelLog()
-        let connection = Connection()
-        let sub = suspendedReader(log, connection)
-        let big = "data: " + String(repeating: "c", count: SubscriberQueue.directFrameBytes) + "\n\n"
-        publish(big, to: log, readers: [sub])
+        let (log, connection, sub, big) = readerOfBigEvent("c")
         publish("data: next\n\n", to: log, readers: [sub])
         connection.take(100)
         #expect(readerCall(sub).0 == .suspend, "nothing may follow half a chunk")

@@ -135,13 +135,20 @@ func shrinkSendBuffer(ofListenerOn port: UInt16, to bytes: Int32) -> Bool {
 }
 
 extension DirectWriteTests {
+    /// The only stream of `server`, on a socket made small at both ends (a 4 KiB send buffer,
+    /// a 4 KiB receive window): it fills within a few events.
+    func crampedStream(_ server: Server, path: String) throws -> EventStreamClient {
+        #expect(shrinkSendBuffer(ofListenerOn: server.port, to: 4_096))
+        let stream = try EventStreamClient(port: server.port, path: path, receiveBuffer: 4_096)
+        #expect(eventually { server.statistics.clients == 1 })
+        return stream
+    }
+
     @Test("chunks cut short by a full socket are finished when it drains: the stream stays byte-exact")
     func chunksCutShortOverASocket() throws {
         let server = try makeServer { $0.clientBufferBytes = 64 << 20 }
         defer { server.stop() }
-        #expect(shrinkSendBuffer(ofListenerOn: server.port, to: 4_096))
-        let stream = try EventStreamClient(port: server.port, path: "/events/cut", receiveBuffer: 4_096)
-        #expect(eventually { server.statistics.clients == 1 })
+        let stream = try crampedStream(server, path: "/events/cut")
         let cutBefore = HTTPTransport.chunksCutShort.load(ordering: .relaxed)
         func cut() -> Int { HTTPTransport.chunksCutShort.load(ordering: .relaxed) - cutBefore }
         let payload = String(repeating: "z", count: 1_000)
@@ -215,9 +222,7 @@ extension DirectWriteTests {
     func bigEventsCutShort() throws {
         let server = try makeServer { $0.clientBufferBytes = 64 << 20 }
         defer { server.stop() }
-        #expect(shrinkSendBuffer(ofListenerOn: server.port, to: 4_096))
-        let stream = try EventStreamClient(port: server.port, path: "/events/bigcut", receiveBuffer: 4_096)
-        #expect(eventually { server.statistics.clients == 1 })
+        let stream = try crampedStream(server, path: "/events/bigcut")
         try server.publish("hello", to: "bigcut")
         #expect(try stream.next()?.data == "hello")
         // The stream is idle and its socket empty: an event larger than the most the kernel
