@@ -19,20 +19,22 @@
  * unlinked then under the tracker's lock, so the reaper (which shuts sockets down under the same
  * lock) can never touch a closed, possibly reused, descriptor. */
 typedef struct msse_shim_conn {
+    /* Pointers first, then the small fields together: one per open connection (72 bytes). */
     struct msse_shim_conn *prev, *next; /* NULL while not linked (no deadline) */
     msse_shim_tracker *tracker;
-    int fd;
     uint64_t deadline_ms;
     /* Where the current request target starts, and ends as a C string (set by the URI-log
      * callback, read by the head check, both on the connection's own thread): the end falls short
      * of libmicrohttpd's end of the target when the target holds a raw NUL. */
     const char *target_start, *target_end;
-    int target_bad; /* the raw target holds a space, CR, LF or another control byte */
     /* The client's address (IPv4 as ::ffff:a.b.c.d) when counted in the tracker's per-address
      * table, and whether this connection took its address over the limit (then it waits in the
      * tracker's refusal list, with a short deadline, for its 429). */
     unsigned char address[16];
+    int fd;
     unsigned char counted, over_limit;
+    /* The raw target holds a space, CR, LF or another control byte. */
+    unsigned char target_bad;
     /* The current request is HTTP/1.1 (its stream, if any, is sent chunked). Set by the head check. */
     unsigned char http11;
 } msse_shim_conn;

@@ -13,10 +13,13 @@ public final class Client: Sendable, Hashable {
     public var channels: [String] { subscriber.channels.map(\.rawValue) }
 
     package let subscriber: Subscriber
+    /// The hub that serves the stream (told when its connection is gone).
+    let hub: Hub
 
-    init(request: Request, subscriber: Subscriber) {
+    init(request: Request, subscriber: Subscriber, hub: Hub) {
         self.request = request
         self.subscriber = subscriber
+        self.hub = hub
     }
 
     /// Sends an event to this client alone. Returns false when the stream is closed or ending,

@@ -32,8 +32,10 @@ package final class HeartbeatSlots: Sendable {
 
     /// A stream's slot: its address in a block (blocks never move or go before the table).
     package struct Slot: Sendable, Equatable {
-        let address: UInt
-        var raw: UnsafeMutableRawPointer { UnsafeMutableRawPointer(bitPattern: address)! }
+        // A non-null pointer: `Slot?` needs no tag byte of its own (it sits in every stream's
+        // queue). Sendable: the slot's words are only used through its atomic state protocol.
+        nonisolated(unsafe) let raw: UnsafeMutableRawPointer
+        init(_ raw: UnsafeMutableRawPointer) { self.raw = raw }
         var state: UnsafeMutablePointer<Atomic<UInt32>> { raw.assumingMemoryBound(to: Atomic<UInt32>.self) }
         /// Written before the state word makes the slot used, read by the ticker under `busy`.
         var fd: Int32 {
@@ -84,7 +86,7 @@ package final class HeartbeatSlots: Sendable {
         registry.withLock { r in
             for block in r.blocks {
                 for i in 0..<Self.slotsPerBlock {
-                    let slot = Slot(address: UInt(bitPattern: block + i * Self.stride))
+                    let slot = Slot(block + i * Self.stride)
                     if let owner = slot.owner { Unmanaged<Subscriber>.fromOpaque(owner).release() }
                 }
                 block.deallocate()
@@ -114,7 +116,7 @@ package final class HeartbeatSlots: Sendable {
                 }
                 r.blocks.append(block)
                 r.free = (0..<Self.slotsPerBlock).reversed().map {
-                    Slot(address: UInt(bitPattern: block + $0 * Self.stride))
+                    Slot(block + $0 * Self.stride)
                 }
             }
             r.count += 1
@@ -202,7 +204,7 @@ package final class HeartbeatSlots: Sendable {
         heartbeat.withUnsafeBytes { bytes in
             for block in blocks {
                 for i in 0..<Self.slotsPerBlock {
-                    let slot = Slot(address: UInt(bitPattern: block + i * Self.stride))
+                    let slot = Slot(block + i * Self.stride)
                     if let item = visit(slot, bytes, writer) { slow.append(item) }
                 }
             }

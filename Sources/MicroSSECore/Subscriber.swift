@@ -10,10 +10,24 @@ package final class Subscriber: Sendable {
     /// A process-unique number for this stream.
     package let id: UInt64
     /// The channels this stream receives (empty for a private stream).
-    package let channels: [ChannelName]
+    package var channels: [ChannelName] {
+        switch channelList {
+        case .one(let name): [name]
+        case .list(let names): names
+        }
+    }
+    /// Most streams name one channel: held inline, it costs no array of its own.
+    private enum ChannelList {
+        case one(ChannelName)
+        case list([ChannelName])
+    }
+    private let channelList: ChannelList
     /// The most bytes this stream may have pending (its queue's bound).
     package let limit: Int
     private let queue: Mutex<SubscriberQueue>
+    /// Whether the attached connection can be written while suspended (see ``published()``).
+    /// Declared here, it takes a byte of the queue's last word instead of a word of its own.
+    let flushable = Atomic<Bool>(false)
     let hooks: Mutex<(any StreamConnection)?>
     /// The ticker's set this stream enters whenever it has bytes pending (nil: no ticker).
     let pending: PendingStreams?
@@ -24,8 +38,6 @@ package final class Subscriber: Sendable {
     /// the bytes queued here with the queue's flags.
     private let mirroredPosition = Atomic<UInt64>(0)
     private let mirroredState = Atomic<UInt64>(0)
-    /// Whether the attached connection can be written while suspended (see ``published()``).
-    let flushable = Atomic<Bool>(false)
 
     /// Functions given as closures (``setWaker(_:)``, ``setCloser(_:)``: tests and tools), held
     /// by a reference: a `Mutex` whose value is a bare function type re-wraps the stored closure
@@ -53,7 +65,7 @@ package final class Subscriber: Sendable {
         channels: [ChannelName], limit: Int, pending: PendingStreams? = nil, heartbeats: HeartbeatSlots? = nil
     ) {
         self.id = Self.nextID.wrappingAdd(1, ordering: .relaxed).oldValue
-        self.channels = channels
+        self.channelList = channels.count == 1 ? .one(channels[0]) : .list(channels)
         self.limit = limit
         self.queue = Mutex(SubscriberQueue(limit: limit))
         self.hooks = Mutex(nil)

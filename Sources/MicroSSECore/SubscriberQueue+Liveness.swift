@@ -50,8 +50,8 @@ extension SubscriberQueue {
         if pendingBytes > 0 && !progressSinceTick {
             // The first tick that sees the stall only starts the count: the bytes may have been
             // queued just before it.
-            stalledTicks += 1
-            if stallTicks > 0 && stalledTicks > stallTicks {
+            if stalledTicks < .max { stalledTicks += 1 }
+            if stallTicks > 0 && Int(stalledTicks) > stallTicks {
                 dropped = true
                 return .stalled(wake: fail())
             }

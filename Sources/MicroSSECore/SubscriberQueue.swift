@@ -67,6 +67,22 @@ package struct SubscriberQueue: Sendable {
     var finishAt = UInt64.max
     /// The log's end at the previous tick (was anything published since).
     var endAtTick: UInt64 = 0
+    /// The write region the content reader was last handed (address and size), for
+    /// ``visitIdle()``. Recorded on every read; the owner of the region is the transport.
+    var bufferAddress: UInt = 0
+    var bufferCount = 0
+    /// The rest of a chunk written directly to the suspended connection's socket that the
+    /// socket could not take whole: it goes out before anything else (``writeUnsent(_:)``), and
+    /// until it has, the connection is not resumed (a resume asked for meanwhile is deferred).
+    var unsent: [UInt8] = []
+    var heartbeatSlot: HeartbeatSlots.Slot?
+    /// The pages last given back, while no write may have touched them since (a heartbeat or a
+    /// small event writes only the region's first, partial page): releasing them again is skipped.
+    package internal(set) var untouchedRelease: (address: UInt, count: Int)?
+    // Stored properties are laid out in declaration order: the one-byte flags come last, after
+    // the optionals, so they share words instead of each taking one (a stream lives long).
+    /// Ticks in a row that found bytes pending and none written.
+    var stalledTicks: Int32 = 0
     /// True while the connection is suspended waiting for data (set only by ``read(into:)``).
     package internal(set) var waiting = false
     package internal(set) var phase = Phase.open
@@ -74,20 +90,12 @@ package struct SubscriberQueue: Sendable {
     package internal(set) var dropped = false
     var enqueuedSinceTick = false
     var progressSinceTick = false
-    var stalledTicks = 0
-    /// The write region the content reader was last handed (address and size), for
-    /// ``visitIdle()``. Recorded on every read; the owner of the region is the transport.
-    var bufferAddress: UInt = 0
-    var bufferCount = 0
     /// Idle-release state of the current suspension: seen suspended by one release pass
     /// (`idleSeen`), region already given back (`idleReleased`). Both cleared on every suspend.
     var idleSeen = false
     var idleReleased = false
     /// True while the stream is in the release pass's list of streams to visit (see ``takeListing()``).
     var listed = false
-    /// The pages last given back, while no write may have touched them since (a heartbeat or a
-    /// small event writes only the region's first, partial page): releasing them again is skipped.
-    package internal(set) var untouchedRelease: (address: UInt, count: Int)?
     /// Whether a liveness probe was queued after the peer closed its sending side.
     private var probed = false
     /// True while the stream is in its ticker's set of streams with pending bytes
@@ -99,12 +107,7 @@ package struct SubscriberQueue: Sendable {
     /// True from a publish that scheduled a flush of this suspended stream until the flush runs
     /// (see ``published(flushable:)``).
     var flushScheduled = false
-    /// The rest of a chunk written directly to the suspended connection's socket that the
-    /// socket could not take whole: it goes out before anything else (``writeUnsent(_:)``), and
-    /// until it has, the connection is not resumed (a resume asked for meanwhile is deferred).
-    var unsent: [UInt8] = []
     var resumeDeferred = false
-    var heartbeatSlot: HeartbeatSlots.Slot?
     var delivered = false
 
     package init(limit: Int) {

@@ -57,9 +57,7 @@ let accessHandler: MHD_AccessHandlerCallback = {
     let action = context.upload.end()
     guard action == .dispatch, let head = context.head else { return perform(action, transport, connection) }
     msse_shim_request_arrived(connection)
-    let request = Request(
-        method: head.method, path: head.path, httpVersion: head.httpVersion, headers: head.headers,
-        query: head.query, body: context.upload.takeBody(), remoteAddress: head.remoteAddress)
+    let request = head.with(body: context.upload.takeBody())
     context.head = nil
     let reply = transport.reply(to: request)
     guard case .deferred(let deferred) = reply else {

@@ -36,10 +36,8 @@ package final class HTTPTransport: Sendable {
         /// Shuts down connections whose request is past its deadline (slowloris); its cancel
         /// handler frees the tracker, so it is cancelled only after `MHD_stop_daemon`.
         var reaper: DispatchSourceTimer?
-        /// Watches every stream's socket for a closed peer; runs the idle-buffer release pass.
-        var watcher: PeerWatcher?
-        /// Writes events to suspended streams' sockets.
-        var writer: SuspendedWriter?
+        /// The peer watcher and the suspended streams' writer, while started.
+        var threads: StreamThreads?
     }
     private let state = Mutex(State())
 
@@ -77,10 +75,13 @@ package final class HTTPTransport: Sendable {
     func stream(id: UInt64) -> Subscriber? { state.withLock { $0.streams[id] } }
 
     /// The peer watcher, while started (nil if the kernel refused one).
-    var peerWatcher: PeerWatcher? { state.withLock { $0.watcher } }
+    var peerWatcher: PeerWatcher? { state.withLock { $0.threads?.watcher } }
 
     /// The suspended streams' writer, while started (nil if the kernel refused one).
-    var suspendedWriter: SuspendedWriter? { state.withLock { $0.writer } }
+    var suspendedWriter: SuspendedWriter? { state.withLock { $0.threads?.writer } }
+
+    /// Both, for a new stream (one lock).
+    var streamThreads: StreamThreads? { state.withLock { $0.threads } }
 
     /// Streams failed because the peer watcher saw their peer gone (reset, or a probe after a
     /// FIN answered by a reset).
@@ -143,8 +144,7 @@ package final class HTTPTransport: Sendable {
         let writer = SuspendedWriter(lookup: { [weak self] id in self?.stream(id: id) })
         if writer == nil { log("suspended-stream writer unavailable: every event resumes its stream") }
         state.withLock {
-            $0.watcher = watcher
-            $0.writer = writer
+            $0.threads = StreamThreads(watcher: watcher, writer: writer)
             $0.daemon = DaemonHandle(pointer: daemon)
             $0.retainedSelf = retained
             $0.reaper = tracker.map { startReaper($0) }
@@ -185,7 +185,7 @@ package final class HTTPTransport: Sendable {
         // The writer first (no write or resume of it may still be under way), then a stream
         // whose socket never took the rest of a direct chunk is still suspended (its finish
         // waits for that rest): give up on it, which resumes it so its reader closes it.
-        state.withLock { $0.writer }?.stop()
+        state.withLock { $0.threads?.writer }?.stop()
         for sub in streams { sub.failIfWriteUnfinished() }
         // Any stream still open is not suspended (finish() resumed it and its reader no longer
         // suspends), nor is any request still pending (its completion resumed it), so stopping
@@ -197,10 +197,9 @@ package final class HTTPTransport: Sendable {
                 s.retainedSelf = nil
                 s.reaper = nil
                 s.drained = nil
-                s.watcher = nil
-                s.writer = nil
+                s.threads = nil
             }
-            return (s.retainedSelf, s.reaper, s.watcher, s.writer)
+            return (s.retainedSelf, s.reaper, s.threads?.watcher, s.threads?.writer)
         }
         MHD_stop_daemon(daemon.pointer)
         reaper?.cancel()  // after the daemon: its cancel handler frees the tracker

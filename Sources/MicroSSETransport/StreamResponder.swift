@@ -15,37 +15,44 @@ import Synchronization
 /// Per-stream state handed to libmicrohttpd as the content reader's `cls`, and the subscriber's
 /// connection (its waker and closer: one object per stream, no closures).
 private final class StreamContext: StreamConnection {
+    // Every idle stream holds one of these for its whole life: the small fields go last, where
+    // they share a word.
     let subscriber: Subscriber
     let connection: ConnectionHandle
     let transport: HTTPTransport
     let onClose: @Sendable () -> Void
+    /// The transport's peer watcher and suspended writer (nil if it has neither).
+    let threads: StreamThreads?
     /// The socket (-1 if libmicrohttpd did not tell it).
     let fd: Int32
-    /// The watcher the socket is registered with, if any (removed in the free callback, before
-    /// libmicrohttpd closes the socket).
-    let watcher: PeerWatcher?
+    /// Whether the socket is registered with the peer watcher (removed in the free callback,
+    /// before libmicrohttpd closes the socket).
+    let watched: Bool
     /// Whether the stream goes out as plain HTTP/1.1 chunks on `fd`, so that a whole chunk may
     /// be written to the socket directly while the connection is suspended.
     let plainChunked: Bool
-    /// The thread that writes events to the socket while the connection stays suspended.
-    let writer: SuspendedWriter?
     /// Whether the writer ever watched the socket (for the rest of a chunk cut short).
     let watchedByWriter = Atomic<Bool>(false)
 
     init(
         subscriber: Subscriber, connection: ConnectionHandle, transport: HTTPTransport,
-        onClose: @escaping @Sendable () -> Void, fd: Int32, watcher: PeerWatcher?, plainChunked: Bool,
-        writer: SuspendedWriter?
+        onClose: @escaping @Sendable () -> Void, threads: StreamThreads?, fd: Int32, watched: Bool,
+        plainChunked: Bool
     ) {
         self.subscriber = subscriber
         self.connection = connection
         self.transport = transport
         self.onClose = onClose
+        self.threads = threads
         self.fd = fd
-        self.watcher = watcher
+        self.watched = watched
         self.plainChunked = plainChunked
-        self.writer = writer
     }
+
+    /// The watcher the socket is registered with, if any.
+    var watcher: PeerWatcher? { watched ? threads?.watcher : nil }
+    /// The thread that writes events to the socket while the connection stays suspended.
+    var writer: SuspendedWriter? { threads?.writer }
 
     func resume() { MHD_resume_connection(connection.pointer) }
 
@@ -174,14 +181,12 @@ func queueStream(
         return queue(.text("server is stopping", status: 503), on: connection, transport)
     }
     let fd = msse_shim_connection_fd(connection)
-    var watching: PeerWatcher?
-    if fd >= 0, let watcher = transport.peerWatcher, watcher.watch(fd: fd, token: subscriber.id) {
-        watching = watcher
-    }
+    let threads = transport.streamThreads
+    let watched = fd >= 0 && threads?.watcher?.watch(fd: fd, token: subscriber.id) == true
     let context = StreamContext(
         subscriber: subscriber, connection: ConnectionHandle(pointer: connection), transport: transport,
-        onClose: onClose, fd: fd, watcher: watching,
-        plainChunked: msse_shim_stream_is_plain_chunked(connection) != 0, writer: transport.suspendedWriter)
+        onClose: onClose, threads: threads, fd: fd, watched: watched,
+        plainChunked: msse_shim_stream_is_plain_chunked(connection) != 0)
     // Before the response is queued, so before the connection can ever suspend. The subscriber
     // holds the context until the free callback detaches it.
     subscriber.attach(context)

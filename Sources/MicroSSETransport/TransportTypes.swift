@@ -113,3 +113,16 @@ package struct TransportOptions: Sendable {
     /// every held stream would pay for more (docs/DESIGN.md, pool sizing).
     package static func streamBlockSize(http11: Bool) -> Int { http11 ? 1 : 1_024 }
 }
+
+/// The two threads a transport runs for its streams, while started: the peer watcher (closed
+/// peers, the idle-buffer release pass) and the suspended streams' writer. One reference in
+/// each stream's context instead of two.
+final class StreamThreads: Sendable {
+    let watcher: PeerWatcher?
+    let writer: SuspendedWriter?
+
+    init(watcher: PeerWatcher?, writer: SuspendedWriter?) {
+        self.watcher = watcher
+        self.writer = writer
+    }
+}

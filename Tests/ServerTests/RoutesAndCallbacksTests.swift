@@ -70,6 +70,40 @@ struct RoutesAndCallbacksTests {
         #expect(server.statistics.disconnects == 1)
     }
 
+    @Test("a stream's request keeps its headers, in order and as sent, until its disconnect callback")
+    func streamRequestHeaders() throws {
+        let server = try makeServer()
+        defer { server.stop() }
+        let seen = Mutex<Request?>(nil)
+        server.onDisconnect { client in seen.withLock { $0 = client.request } }
+        let long = String(repeating: "v", count: 300)  // a length over 127 takes two bytes in the list
+        let sent = [("X-Long", long), ("X-Twice", "1"), ("x-twice", "2"), ("X-Text", "café ✓"), ("X-Empty", "")]
+        let stream = try EventStreamClient(port: server.port, path: "/events/h", headers: sent)
+        try #require(eventually { server.statistics.clients == 1 })
+        stream.connection.reset()
+        try #require(eventually { seen.withLock { $0 != nil } })
+        let request = try #require(seen.withLock { $0 })
+        let expected = [("Host", "127.0.0.1:\(server.port)"), ("Accept", "text/event-stream")] + sent
+        #expect(request.headers.map(\.name) == expected.map(\.0))
+        #expect(request.headers.map(\.value) == expected.map(\.1))
+        #expect(request.header("x-LONG") == long)
+        #expect(request.header("X-TWICE") == "1")
+        #expect(request.header("X-Empty") == "")
+        #expect(request.header("X-Missing") == nil)
+    }
+
+    @Test("a request made in code keeps its headers, lengths of every size")
+    func requestValueHeaders() {
+        let sizes = [0, 1, 127, 128, 16_383, 16_384, 70_000]
+        let pairs = sizes.map { ("H\($0)", String(repeating: "x", count: $0)) }
+        let request = Request(method: "GET", path: "/", headers: pairs)
+        #expect(request.headers.map(\.name) == pairs.map(\.0))
+        #expect(request.headers.map(\.value) == pairs.map(\.1))
+        #expect(request.header("h16384")?.utf8.count == 16_384)
+        #expect(Request(method: "GET", path: "/").headers.isEmpty)
+        #expect(Request(method: "GET", path: "/").header("Host") == nil)
+    }
+
     @Test("a peer that closed is reaped by heartbeats without any publish")
     func heartbeatReapsDeadPeer() throws {
         let server = try makeServer { $0.heartbeatSeconds = 1 }

@@ -73,7 +73,7 @@ enum ChannelRoutes {
         if case .gap(let reason) = status {
             headers.append((gapHeader, reason.rawValue))
         }
-        let client = Client(request: request, subscriber: subscriber)
+        let client = Client(request: request, subscriber: subscriber, hub: router.hub)
         router.hub.jwt?.watch(client, request: request, channels: channels.map(\.rawValue))
         return router.openStream(client, headers: headers)
     }

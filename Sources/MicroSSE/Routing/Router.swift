@@ -161,7 +161,7 @@ final class Router: TransportDelegate {
         // HEAD: the stream's head, no stream (no slot taken, the handler not run).
         if request.method == "HEAD" { return .response(Response(status: 200, headers: Self.streamHeaders)) }
         guard let subscriber = admit(channels: []) else { return Self.full }
-        let client = Client(request: request, subscriber: subscriber)
+        let client = Client(request: request, subscriber: subscriber, hub: hub)
         handler(request, client)
         return openStream(client, headers: Self.streamHeaders)
     }
@@ -187,8 +187,8 @@ final class Router: TransportDelegate {
     /// The reply that opens an admitted stream; its slot is freed when the connection is gone.
     func openStream(_ client: Client, headers: [(name: String, value: String)]) -> TransportReply {
         hub.opened(client)
-        let hub = self.hub
-        return .stream(headers: headers, subscriber: client.subscriber, onClose: { hub.closed(client) })
+        // The closure holds the client alone (no context of its own to allocate per stream).
+        return .stream(headers: headers, subscriber: client.subscriber, onClose: { client.hub.closed(client) })
     }
 
     /// `503` with `Retry-After` when every stream slot is taken.
