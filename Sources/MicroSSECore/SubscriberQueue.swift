@@ -183,7 +183,9 @@ package struct SubscriberQueue: Sendable {
             untouchedRelease = nil
         }
         if head == frames.count {
-            frames.removeAll(keepingCapacity: frames.capacity <= 64)
+            // A small array goes at once (a new stream's opening frames: freed now, its block is
+            // the next stream's; freed only once idle, every stream would leave a hole behind).
+            frames.removeAll(keepingCapacity: frames.capacity > 2 && frames.capacity <= 64)
             head = 0
         } else if head >= 32 && head * 2 >= frames.count {
             frames.removeFirst(head)
