@@ -13,8 +13,9 @@ public final class Client: Sendable, Hashable {
     public var channels: [String] { subscriber.channels.map(\.rawValue) }
 
     package let subscriber: Subscriber
-    /// The hub that serves the stream (told when its connection is gone).
-    let hub: Hub
+    /// The hub that serves the stream, told when its connection is gone. Weak: a client the
+    /// embedder keeps must not keep the server's hub (its broker, history, callbacks) alive.
+    weak let hub: Hub?
 
     init(request: Request, subscriber: Subscriber, hub: Hub) {
         self.request = request

@@ -75,7 +75,7 @@ extension MemoryBroker {
 
         /// Adds `s`: a subscriber of this channel alone reads the log from its end on.
         mutating func add(_ s: Subscriber) {
-            if s.channels.count == 1 {
+            if s.channelCount == 1 {
                 s.attach(log: log)
                 Self.insert(s, into: &readers, index: &readerIndex)
             } else {

@@ -109,6 +109,8 @@ package struct SubscriberQueue: Sendable {
     var flushScheduled = false
     var resumeDeferred = false
     var delivered = false
+    /// Whether the frames queued before the first read (the opening ones) have been written.
+    var openingWritten = false
 
     package init(limit: Int) {
         self.limit = limit
@@ -183,9 +185,11 @@ package struct SubscriberQueue: Sendable {
             untouchedRelease = nil
         }
         if head == frames.count {
-            // A small array goes at once (a new stream's opening frames: freed now, its block is
-            // the next stream's; freed only once idle, every stream would leave a hole behind).
-            frames.removeAll(keepingCapacity: frames.capacity > 2 && frames.capacity <= 64)
+            // The array of a new stream's opening frames goes as soon as they are written: its
+            // block is then the next new stream's (freed only at the idle release, every stream
+            // left a hole). After that an emptied array keeps its capacity for the next frames.
+            frames.removeAll(keepingCapacity: openingWritten && frames.capacity <= 64)
+            openingWritten = true
             head = 0
         } else if head >= 32 && head * 2 >= frames.count {
             frames.removeFirst(head)

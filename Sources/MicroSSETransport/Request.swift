@@ -6,7 +6,8 @@ public struct Request: Sendable {
     public let path: String
     /// The protocol version, e.g. `HTTP/1.1`.
     public let httpVersion: String
-    /// Every header in arrival order; names as the client sent them.
+    /// Every header in arrival order; names as the client sent them (built on each access:
+    /// look one up with ``header(_:)`` or ``headerValues(_:)``).
     public var headers: [(name: String, value: String)] { headerList.pairs }
     /// The headers, kept in one buffer: a stream's request lives as long as the stream.
     package let headerList: HeaderList
@@ -35,6 +36,11 @@ public struct Request: Sendable {
     /// The first value of header `name`, compared case-insensitively.
     public func header(_ name: String) -> String? {
         headerList.first(named: name)
+    }
+
+    /// Every value of header `name`, compared case-insensitively, in arrival order.
+    public func headerValues(_ name: String) -> [String] {
+        headerList.values(named: name)
     }
 
     /// This request with `body` (the head as it arrived, then its body).
@@ -75,8 +81,11 @@ package struct HeaderList: Sendable {
     private var bytes: [UInt8] = []
 
     package init(_ pairs: [(name: String, value: String)]) {
-        let total = pairs.reduce(0) { $0 + $1.name.utf8.count + $1.value.utf8.count + 4 }
-        bytes.reserveCapacity(total)
+        func size(_ text: String) -> Int {
+            let n = text.utf8.count
+            return n + (n.bitWidth - n.leadingZeroBitCount + 6) / 7 + (n == 0 ? 1 : 0)
+        }
+        bytes.reserveCapacity(pairs.reduce(0) { $0 + size($1.name) + size($1.value) })
         for (name, value) in pairs {
             append(name)
             append(value)
@@ -129,16 +138,32 @@ package struct HeaderList: Sendable {
     /// The first value of header `name`, compared ASCII case-insensitively.
     package func first(named name: String) -> String? {
         var found: String?
+        forEach(named: name) { value in
+            found = String(decoding: value, as: UTF8.self)
+            return false
+        }
+        return found
+    }
+
+    /// Every value of header `name`, compared ASCII case-insensitively, in order.
+    package func values(named name: String) -> [String] {
+        var found: [String] = []
+        forEach(named: name) { value in
+            found.append(String(decoding: value, as: UTF8.self))
+            return true
+        }
+        return found
+    }
+
+    private func forEach(named name: String, _ body: (UnsafeRawBufferPointer) -> Bool) {
         var wanted = name
         wanted.withUTF8 { key in
             forEach { n, value in
                 guard n.count == key.count, zip(n, key).allSatisfy({ asciiCaseInsensitiveEquals($0, $1) }) else {
                     return true
                 }
-                found = String(decoding: value, as: UTF8.self)
-                return false
+                return body(value)
             }
         }
-        return found
     }
 }

@@ -88,6 +88,7 @@ struct RoutesAndCallbacksTests {
         #expect(request.headers.map(\.value) == expected.map(\.1))
         #expect(request.header("x-LONG") == long)
         #expect(request.header("X-TWICE") == "1")
+        #expect(request.headerValues("X-TWICE") == ["1", "2"])
         #expect(request.header("X-Empty") == "")
         #expect(request.header("X-Missing") == nil)
     }

@@ -45,7 +45,7 @@ final class JWTAuthority: Sendable {
     /// The token a request carries for `access`: only `Authorization: Bearer` for a publish.
     static func token(_ request: Request, for access: Access) -> String? {
         if case .publish = access { return bearerToken(request) }
-        let cookies = request.headers.filter { asciiCaseInsensitiveEquals($0.name, "Cookie") }.map(\.value)
+        let cookies = request.headerValues("Cookie")
         return TokenSource.find(
             authorization: request.header("Authorization"),
             cookieHeader: cookies.isEmpty ? nil : cookies.joined(separator: "; "), query: request.query)?.token

@@ -188,7 +188,7 @@ final class Router: TransportDelegate {
     func openStream(_ client: Client, headers: [(name: String, value: String)]) -> TransportReply {
         hub.opened(client)
         // The closure holds the client alone (no context of its own to allocate per stream).
-        return .stream(headers: headers, subscriber: client.subscriber, onClose: { client.hub.closed(client) })
+        return .stream(headers: headers, subscriber: client.subscriber, onClose: { client.hub?.closed(client) })
     }
 
     /// `503` with `Retry-After` when every stream slot is taken.
