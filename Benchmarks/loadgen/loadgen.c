@@ -123,6 +123,7 @@ static struct {
     int port;
     int pub_port;         /* publisher connections go here (0 = --port): another hub, e.g. over Redis */
     const char *channel;
+    const char *sub_path; /* the subscribers' request target; NULL: /events/CHANNEL */
     int subs;
     int connect_conc;
     double connect_timeout;
@@ -161,6 +162,8 @@ static void usage(void) {
         "  --sub-ports P,P,..  spread the subscribers over these ports (subscriber i → port i mod n;\n"
         "                      several hubs sharing channels); default: --port\n"
         "  --channel NAME      channel (bench)\n"
+        "  --sub-path PATH     subscribers' request target (default /events/CHANNEL), e.g.\n"
+        "                      '/events?channel=bench&channel=other' for streams of several channels\n"
         "  --subs N            subscribers (100)\n"
         "  --connect-conc N    connections being set up at once (256)\n"
         "  --connect-timeout S give up establishing after S seconds (60)\n"
@@ -206,6 +209,7 @@ static void parse_args(int argc, char **argv) {
         else if (!strcmp(a, "--port")) { NEEDV(); opt.port = (int)arg_num(a, v); }
         else if (!strcmp(a, "--pub-port")) { NEEDV(); opt.pub_port = (int)arg_num(a, v); }
         else if (!strcmp(a, "--channel")) { NEEDV(); opt.channel = v; }
+        else if (!strcmp(a, "--sub-path")) { NEEDV(); opt.sub_path = v; }
         else if (!strcmp(a, "--subs")) { NEEDV(); opt.subs = (int)arg_num(a, v); }
         else if (!strcmp(a, "--connect-conc")) { NEEDV(); opt.connect_conc = (int)arg_num(a, v); }
         else if (!strcmp(a, "--connect-timeout")) { NEEDV(); opt.connect_timeout = arg_num(a, v); }
@@ -813,10 +817,16 @@ static void sub_event(sub_t *s, uint32_t events) {
         char req[512];
         char resume[ID_CAP + 32] = "";
         if (s->storm == 1 && s->id_len > 0) snprintf(resume, sizeof resume, "Last-Event-ID: %.*s\r\n", (int)s->id_len, s->id);
-        int n = snprintf(req, sizeof req,
-                         "GET /events/%s HTTP/1.1\r\nHost: %s:%d\r\nAccept: text/event-stream\r\n"
-                         "Cache-Control: no-cache\r\n%s\r\n",
-                         opt.channel, opt.host, opt.port, resume);
+        int n = opt.sub_path != NULL
+                    ? snprintf(req, sizeof req,
+                               "GET %s HTTP/1.1\r\nHost: %s:%d\r\nAccept: text/event-stream\r\n"
+                               "Cache-Control: no-cache\r\n%s\r\n",
+                               opt.sub_path, opt.host, opt.port, resume)
+                    : snprintf(req, sizeof req,
+                               "GET /events/%s HTTP/1.1\r\nHost: %s:%d\r\nAccept: text/event-stream\r\n"
+                               "Cache-Control: no-cache\r\n%s\r\n",
+                               opt.channel, opt.host, opt.port, resume);
+        if (n < 0 || n >= (int)sizeof req) { fprintf(stderr, "request target too long\n"); exit(2); }
         ssize_t w = send(s->fd, req, (size_t)n, MSG_NOSIGNAL);
         if (w != n) {
             connect_errors++;

@@ -68,7 +68,6 @@ package final class MemoryBroker: EventBroker {
         // encoder writes `id:` first, so the frame is that line followed by these bytes).
         let body = EventEncoder.encode(event)
         let clock = now()
-        var wakes: [Subscriber] = []
         var fanOut = LogFanOut()
         let limits = self.limits
         let id = try state.withLock { (s: inout State) throws(MicroSSEError) -> String in
@@ -87,28 +86,17 @@ package final class MemoryBroker: EventBroker {
             s.order.append(Published(channel: stored, seq: seq, publishedAt: clock))
             s.enforce(budget: limits.memoryBytes, cutoff: limits.cutoff(now: clock))
             guard let c = s.channels[channel] else { return id }
-            if c.subscribers.isEmpty && c.readers.isEmpty {
+            if c.readers.isEmpty && c.setReaders == 0 {
                 s.forgetIfIdle(channel)
                 return id
             }
-            if !c.readers.isEmpty { fanOut.append(frame, to: c.log, readers: c.readers) }
-            // The array keeps every subscriber alive while the lock is held: enqueue through
-            // unretained references (no retain/release per subscriber per event).
-            c.subscribers.withUnsafeBufferPointer { subs in
-                for i in subs.indices {
-                    let woke = Unmanaged.passUnretained(subs[i])._withUnsafeGuaranteedRef { sub -> Bool in
-                        switch sub.enqueue(frame, deferWake: true) {
-                        case .wake, .overflow(wake: true): return true
-                        default: return false
-                        }
-                    }
-                    if woke { wakes.append(subs[i]) }
-                }
+            if !c.readers.isEmpty { fanOut.append(frame, to: c.log, readers: c.readers.list) }
+            for key in c.sets {
+                if let set = s.setLogs[key] { fanOut.append(frame, to: set.log, readers: set.readers.list) }
             }
             return id
         }
         // Resume outside the lock: libmicrohttpd takes its own locks in resume.
-        for sub in wakes { sub.wake() }
         fanOut.finish()
         return id
     }
@@ -150,10 +138,7 @@ package final class MemoryBroker: EventBroker {
             // Events past the TTL are evicted first, so a resume from one gets the gap signal.
             if cutoff > 0 { s.enforce(budget: limits.memoryBytes, cutoff: cutoff) }
             let status = resume(subscriber, after: lastEventID, in: &s)
-            for name in subscriber.channels {
-                s.ensureChannel(name)
-                s.channels[name]!.add(subscriber)
-            }
+            s.addReader(subscriber)
             return status
         }
         // No wake needed: a new subscriber's connection has never suspended.
@@ -207,14 +192,7 @@ package final class MemoryBroker: EventBroker {
     }
 
     package func unsubscribe(_ subscriber: Subscriber) {
-        state.withLock { s in
-            for name in subscriber.channels {
-                s.channels[name]?.remove(subscriber)
-                // A channel with no subscribers and nothing retained is forgotten; its floor
-                // goes to its bucket, so resume stays exact about what was evicted.
-                s.forgetIfIdle(name)
-            }
-        }
+        state.withLock { $0.removeReader(subscriber) }
     }
 
     package func shutdown() {
@@ -222,6 +200,9 @@ package final class MemoryBroker: EventBroker {
     }
 
     package var channelCount: Int { state.withLock { $0.channels.count } }
+
+    /// Logs of channel sets read by open streams (see ``SetLog``).
+    package var setLogCount: Int { state.withLock { $0.setLogs.count } }
 
     /// Bytes counted against ``Limits/memoryBytes``: per channel ``channelOverhead`` plus its
     /// name, per retained event ``entryOverhead`` plus its id and encoded bytes, per remembered

@@ -26,18 +26,19 @@ extension MemoryBroker {
         var floor: UInt64
         /// Caller-given ids still in history, to place a `Last-Event-ID` that is not a number.
         var callerIDs: [String: UInt64] = [:]
-        /// Subscribers of several channels: each event is queued for each of them.
-        var subscribers: [Subscriber] = []
-        var subscriberIndex: [UInt64: Int] = [:]
-        /// Subscribers of this channel alone: they read each event from `log`.
-        var readers: [Subscriber] = []
-        var readerIndex: [UInt64: Int] = [:]
+        /// Streams of this channel alone: they read each event from `log`.
+        var readers = ReaderList()
         let log = ChannelLog()
+        /// The channel sets with a log that include this channel (see ``SetLog``): each event
+        /// of this channel is appended to their logs too.
+        var sets: [[ChannelName]] = []
+        /// Streams of several channels that include this one.
+        var setReaders = 0
 
         var retained: ArraySlice<Entry> { history[historyHead...] }
         var isRetaining: Bool { historyHead < history.count }
         /// Nothing retained and nobody subscribed: the channel can be forgotten.
-        var isIdle: Bool { !isRetaining && subscribers.isEmpty && readers.isEmpty }
+        var isIdle: Bool { !isRetaining && readers.isEmpty && setReaders == 0 }
         var cost: Int { MemoryBroker.channelOverhead + name.rawValue.utf8.count }
 
         mutating func append(_ entry: Entry) {
@@ -73,37 +74,16 @@ extension MemoryBroker {
             return (old.cost, callerID)
         }
 
-        /// Adds `s`: a subscriber of this channel alone reads the log from its end on.
+        /// Adds `s`, a stream of this channel alone: it reads the log from its end on.
         mutating func add(_ s: Subscriber) {
-            if s.channelCount == 1 {
-                s.attach(log: log)
-                Self.insert(s, into: &readers, index: &readerIndex)
-            } else {
-                Self.insert(s, into: &subscribers, index: &subscriberIndex)
-            }
+            s.attach(log: log)
+            readers.insert(s)
         }
 
         mutating func remove(_ s: Subscriber) {
-            if Self.remove(s, from: &readers, index: &readerIndex), readers.isEmpty {
+            if readers.remove(s), readers.isEmpty {
                 log.trim(below: .max)
             }
-            Self.remove(s, from: &subscribers, index: &subscriberIndex)
-        }
-
-        private static func insert(_ s: Subscriber, into list: inout [Subscriber], index: inout [UInt64: Int]) {
-            index[s.id] = list.count
-            list.append(s)
-        }
-
-        @discardableResult
-        private static func remove(_ s: Subscriber, from list: inout [Subscriber], index: inout [UInt64: Int]) -> Bool {
-            guard let i = index.removeValue(forKey: s.id) else { return false }
-            let last = list.removeLast()
-            if i < list.count {
-                list[i] = last
-                index[last.id] = i
-            }
-            return true
         }
     }
 
@@ -116,6 +96,8 @@ extension MemoryBroker {
 
     struct State {
         var channels: [ChannelName: Channel] = [:]
+        /// The logs of the channel sets streams read, by key (``MemoryBroker/setKey(_:)``).
+        var setLogs: [[ChannelName]: SetLog] = [:]
         var lastSeq: UInt64
         let bootSeq: UInt64
         var closed = false

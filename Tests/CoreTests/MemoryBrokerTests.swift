@@ -271,4 +271,47 @@ struct MemoryBrokerTests {
         #expect(slow.wasDropped && !slow.isOpen)
         #expect(got == (0..<100).map(String.init))
     }
+
+    @Test("streams of the same channels, in any order, read one log: publish order across them, one append each")
+    func sharedSetLog() throws {
+        let broker = MemoryBroker.make(clock: clock)
+        let ab = subscriber(["a", "b"])
+        let ba = subscriber(["b", "a"])
+        let ac = subscriber(["a", "c"])
+        for s in [ab, ba, ac] { _ = broker.subscribe(s, after: nil) }
+        #expect(broker.setLogCount == 2)
+        for i in 0..<30 { try broker.publish("\(i)", to: ["a", "b", "c"][i % 3]) }
+        let inAB = (0..<30).filter { $0 % 3 != 2 }.map(String.init)
+        #expect(ab.receivedEvents().map(\.data) == inAB)
+        #expect(ba.receivedEvents().map(\.data) == inAB)
+        #expect(ac.receivedEvents().map(\.data) == (0..<30).filter { $0 % 3 != 1 }.map(String.init))
+        // A private frame keeps its place among the set's events.
+        ab.enqueue(Frame(bytes: Array("data: mine\n\n".utf8), isEvent: true))
+        try broker.publish("after", to: "b")
+        #expect(ab.receivedEvents().map(\.data) == ["mine", "after"])
+        broker.unsubscribe(ab)
+        #expect(broker.setLogCount == 2)
+        broker.unsubscribe(ba)
+        #expect(broker.setLogCount == 1)
+        try broker.publish("late", to: "b")
+        #expect(ba.receivedEvents().map(\.data) == ["after"], "nothing is appended once the set's log is gone")
+        broker.unsubscribe(ac)
+        #expect(broker.setLogCount == 0)
+    }
+
+    @Test("a slow stream of several channels is failed over its bound; one of the same channels reads on")
+    func slowSetReader() throws {
+        let broker = MemoryBroker.make(count: 1, clock: clock)
+        let slow = subscriber(["a", "b"], limit: 1_000)
+        let fast = subscriber(["a", "b"], limit: 1 << 20)
+        _ = broker.subscribe(slow, after: nil)
+        _ = broker.subscribe(fast, after: nil)
+        var got: [String] = []
+        for i in 0..<100 {
+            try broker.publish("\(i)" + String(repeating: ".", count: 50), to: i % 2 == 0 ? "a" : "b")
+            got += fast.receivedEvents().map { String($0.data.prefix { $0 != "." }) }
+        }
+        #expect(slow.wasDropped && !slow.isOpen)
+        #expect(got == (0..<100).map(String.init))
+    }
 }
