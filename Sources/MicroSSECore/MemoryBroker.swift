@@ -90,10 +90,8 @@ package final class MemoryBroker: EventBroker {
                 s.forgetIfIdle(channel)
                 return id
             }
-            if !c.readers.isEmpty { fanOut.append(frame, to: c.log, readers: c.readers.list) }
-            for key in c.sets {
-                if let set = s.setLogs[key] { fanOut.append(frame, to: set.log, readers: set.readers.list) }
-            }
+            c.readers.append(frame, into: &fanOut)
+            for key in c.sets { s.setLogs[key]?.append(frame, into: &fanOut) }
             return id
         }
         // Resume outside the lock: libmicrohttpd takes its own locks in resume.
@@ -201,7 +199,7 @@ package final class MemoryBroker: EventBroker {
 
     package var channelCount: Int { state.withLock { $0.channels.count } }
 
-    /// Logs of channel sets read by open streams (see ``SetLog``).
+    /// Logs of channel sets read by open streams (see `MemoryBroker+Readers.swift`).
     package var setLogCount: Int { state.withLock { $0.setLogs.count } }
 
     /// Bytes counted against ``Limits/memoryBytes``: per channel ``channelOverhead`` plus its

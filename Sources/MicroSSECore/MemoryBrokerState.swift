@@ -26,10 +26,9 @@ extension MemoryBroker {
         var floor: UInt64
         /// Caller-given ids still in history, to place a `Last-Event-ID` that is not a number.
         var callerIDs: [String: UInt64] = [:]
-        /// Streams of this channel alone: they read each event from `log`.
-        var readers = ReaderList()
-        let log = ChannelLog()
-        /// The channel sets with a log that include this channel (see ``SetLog``): each event
+        /// The channel's log and the streams of this channel alone, which read each event from it.
+        var readers = LogReaders()
+        /// The channel sets with a log that include this channel (see ``setLogs``): each event
         /// of this channel is appended to their logs too.
         var sets: [[ChannelName]] = []
         /// Streams of several channels that include this one.
@@ -76,13 +75,12 @@ extension MemoryBroker {
 
         /// Adds `s`, a stream of this channel alone: it reads the log from its end on.
         mutating func add(_ s: Subscriber) {
-            s.attach(log: log)
             readers.insert(s)
         }
 
         mutating func remove(_ s: Subscriber) {
             if readers.remove(s), readers.isEmpty {
-                log.trim(below: .max)
+                readers.log.trim(below: .max)
             }
         }
     }
@@ -96,8 +94,9 @@ extension MemoryBroker {
 
     struct State {
         var channels: [ChannelName: Channel] = [:]
-        /// The logs of the channel sets streams read, by key (``MemoryBroker/setKey(_:)``).
-        var setLogs: [[ChannelName]: SetLog] = [:]
+        /// The logs of the channel sets that open streams read, by key (``MemoryBroker/setKey(_:)``;
+        /// see `MemoryBroker+Readers.swift`).
+        var setLogs: [[ChannelName]: LogReaders] = [:]
         var lastSeq: UInt64
         let bootSeq: UInt64
         var closed = false

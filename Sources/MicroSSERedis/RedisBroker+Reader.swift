@@ -110,32 +110,27 @@ extension RedisBroker {
                 rememberCallerID(String(caller.dropFirst()), id)
             }
         }
-        var wakes: [Subscriber] = []
+        var fanOut = LogFanOut()
         state.withLock { s in
             for (id, channel, frame) in decoded where id > s.lastDelivered {
                 s.lastDelivered = id
-                // Both maps are empty but for streams resuming or just resumed: no lookups then.
-                let checkResumes = !s.pending.isEmpty || !s.skipUpTo.isEmpty
-                for sub in (s.channels[channel] ?? [:]).values {
-                    if checkResumes {
+                // Streams resuming or just resumed (none, but during a resume: one lookup).
+                if let waiting = s.channels[channel] {
+                    for sub in waiting.values {
                         if s.pending[sub.id] != nil {
                             s.pending[sub.id]!.hold(id, frame)
                             continue
                         }
-                        if let skip = s.skipUpTo[sub.id] {
-                            if id <= skip { continue }
-                            // Past what its replay held: ids only grow, so the entry is done.
-                            s.skipUpTo[sub.id] = nil
-                        }
-                    }
-                    switch sub.enqueue(frame, deferWake: true) {
-                    case .wake, .overflow(wake: true): wakes.append(sub)
-                    default: break
+                        if let skip = s.skipUpTo[sub.id], id <= skip { continue }
+                        // Past what its replay held (ids only grow): it reads the log from here.
+                        s.moveToLog(sub)
                     }
                 }
+                s.append(frame, of: channel, into: &fanOut)
             }
         }
-        for sub in wakes { sub.wake() }
+        // Resume outside the lock: libmicrohttpd takes its own locks in resume.
+        fanOut.finish()
     }
 
     func field(_ name: String, in value: RedisValue) -> String? {

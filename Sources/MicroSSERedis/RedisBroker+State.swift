@@ -26,7 +26,17 @@ extension RedisBroker {
     }
 
     struct LocalState {
+        /// Streams not reading a log yet, by channel: resuming ones (their live events held in
+        /// `pending`) and just resumed ones (skipping what their replay held, `skipUpTo`). A
+        /// stream moves to its log at the first live event past its replay.
         var channels: [String: [UInt64: Subscriber]] = [:]
+        /// Every other stream reads a log: a stream of one channel that channel's, a stream of
+        /// several the log of its channel set (as in the in-memory broker): a live event is
+        /// appended once to its channel's log and to the log of each set that includes it.
+        var logs: [String: LogReaders] = [:]
+        var setLogs: [[String]: LogReaders] = [:]
+        /// The keys of the set logs that include each channel.
+        var setsOf: [String: [[String]]] = [:]
         /// Subscribers whose replay is being fetched: live events are buffered meanwhile.
         var pending: [UInt64: Pending] = [:]
         /// Live events at or below this id were already sent to the subscriber (by replay).
@@ -38,4 +48,56 @@ extension RedisBroker {
         var callerOrder: [String] = []
         var closed = false
     }
+}
+
+extension RedisBroker.LocalState {
+    /// Makes `sub` read its channel's log, or its channel set's, from the log's end on.
+    mutating func addLogReader(_ sub: Subscriber) {
+        let names = sub.channels.map(\.rawValue)
+        if names.count == 1 {
+            logs[names[0], default: LogReaders()].insert(sub)
+        } else if names.count > 1 {
+            let key = names.sorted()
+            if setLogs[key] == nil {
+                setLogs[key] = LogReaders()
+                for name in key { setsOf[name, default: []].append(key) }
+            }
+            setLogs[key]!.insert(sub)
+        }
+    }
+
+    /// Stops `sub` reading a log (a log read by nobody goes; `sub` keeps what it had not read).
+    mutating func removeLogReader(_ sub: Subscriber) {
+        let names = sub.channels.map(\.rawValue)
+        if names.count == 1 {
+            if logs[names[0]]?.remove(sub) == true, logs[names[0]]?.isEmpty == true { logs[names[0]] = nil }
+        } else if names.count > 1 {
+            let key = names.sorted()
+            guard setLogs[key]?.remove(sub) == true, setLogs[key]?.isEmpty == true else { return }
+            setLogs[key] = nil
+            for name in key {
+                setsOf[name]?.removeAll { $0 == key }
+                if setsOf[name]?.isEmpty == true { setsOf[name] = nil }
+            }
+        }
+    }
+
+    /// Moves a stream whose replay is queued (and past which live events now come) to its log.
+    mutating func moveToLog(_ sub: Subscriber) {
+        for c in sub.channels {
+            channels[c.rawValue]?[sub.id] = nil
+            if channels[c.rawValue]?.isEmpty == true { channels[c.rawValue] = nil }
+        }
+        skipUpTo[sub.id] = nil
+        addLogReader(sub)
+    }
+
+    /// Appends a live event of `channel` to the logs that carry it.
+    func append(_ frame: Frame, of channel: String, into fanOut: inout LogFanOut) {
+        logs[channel]?.append(frame, into: &fanOut)
+        for key in setsOf[channel] ?? [] { setLogs[key]?.append(frame, into: &fanOut) }
+    }
+
+    /// Channels some stream of this hub receives.
+    var channelCount: Int { Set(channels.keys).union(logs.keys).union(setsOf.keys).count }
 }

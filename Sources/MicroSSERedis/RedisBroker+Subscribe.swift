@@ -33,8 +33,12 @@ extension RedisBroker {
         }
         let registered = state.withLock { s -> Bool in
             guard !s.closed else { return false }
+            guard lastEventID != nil else {
+                s.addLogReader(subscriber)
+                return true
+            }
             for c in subscriber.channels { s.channels[c.rawValue, default: [:]][subscriber.id] = subscriber }
-            if lastEventID != nil { s.pending[subscriber.id] = Pending(limit: subscriber.freeBytes) }
+            s.pending[subscriber.id] = Pending(limit: subscriber.freeBytes)
             return true
         }
         guard registered, let lastEventID else { return .done(.fresh) }
@@ -161,7 +165,14 @@ extension RedisBroker {
             let reported = sub.enqueueResume(
                 replay.map(\.1) + live.map(\.1), lastEventID: lastEventID,
                 gap: pending.overflowed ? .evicted : gap)
-            s.skipUpTo[sub.id] = pending.overflowed ? s.lastDelivered : max(high, live.last?.0 ?? high)
+            let skip = pending.overflowed ? s.lastDelivered : max(high, live.last?.0 ?? high)
+            // Every live event to come is past what the hub delivered: when the replay reaches no
+            // further, the stream reads the log at once; else at the first live event past it.
+            if skip <= s.lastDelivered {
+                s.moveToLog(sub)
+            } else {
+                s.skipUpTo[sub.id] = skip
+            }
             return reported.map { .gap($0) } ?? .exact
         }
     }
@@ -172,6 +183,7 @@ extension RedisBroker {
                 s.channels[c]?[subscriber.id] = nil
                 if s.channels[c]?.isEmpty == true { s.channels[c] = nil }
             }
+            s.removeLogReader(subscriber)
             s.pending[subscriber.id] = nil
             s.skipUpTo[subscriber.id] = nil
         }
@@ -181,5 +193,10 @@ extension RedisBroker {
         readerLost.withLock { $0.map { "Redis is unreachable (\($0))" } }
     }
 
-    package var channelCount: Int { state.withLock { $0.channels.count } }
+    package var channelCount: Int { state.withLock { $0.channelCount } }
+
+    /// Channel logs and channel-set logs with readers, and streams not reading a log yet (tests).
+    package var logCounts: (channels: Int, sets: Int, waiting: Int) {
+        state.withLock { s in (s.logs.count, s.setLogs.count, Set(s.channels.values.flatMap(\.keys)).count) }
+    }
 }

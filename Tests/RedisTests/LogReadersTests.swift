@@ -1,0 +1,62 @@
+import MicroSSECore
+import MicroSSETestSupport
+import MicroSSEWire
+import Testing
+
+@testable import MicroSSERedis
+
+@Suite("A hub's streams read logs")
+struct RedisLogReadersTests {
+    /// What `subscriber` has to read now, parsed.
+    private func read(_ subscriber: Subscriber, into parser: inout EventStreamParser) -> [String] {
+        var bytes: [UInt8] = []
+        while case .wrote = subscriber.read(max: 4096, write: { bytes += $0 }, onSuspend: {}) {}
+        return parser.feed(bytes).map(\.data)
+    }
+
+    @Test("fresh streams read one log per channel or channel set; a resumed one joins its log after its replay")
+    func logs() throws {
+        let redis = try RedisServer()
+        let settings = RedisBroker.Settings(
+            url: try RedisURL(redis.url), prefix: uniquePrefix("logs"), historyCount: 100)
+        let broker = RedisBroker(settings: settings)
+        try broker.start()
+        defer { broker.shutdown() }
+        let a = try ChannelName("a")
+        let b = try ChannelName("b")
+        let singles = (0..<3).map { _ in Subscriber(channels: [a], limit: 1 << 20) }
+        let pairs = [Subscriber(channels: [a, b], limit: 1 << 20), Subscriber(channels: [b, a], limit: 1 << 20)]
+        for s in singles + pairs { #expect(broker.subscribe(s, after: nil as String?) == .fresh) }
+        #expect(broker.logCounts == (1, 1, 0))
+        var ids: [String] = []
+        for i in 0..<10 { ids.append(try broker.publish(try Event(data: "\(i)"), to: i % 2 == 0 ? a : b)) }
+        var parsers = Array(repeating: EventStreamParser(), count: 5)
+        var got = Array(repeating: [String](), count: 5)
+        let all = singles + pairs
+        try #require(
+            eventually {
+                for i in all.indices { got[i] += read(all[i], into: &parsers[i]) }
+                return got[3].count == 10 && got[4].count == 10 && got[0].count == 5
+            })
+        let evens = stride(from: 0, to: 10, by: 2).map(String.init)
+        #expect(got[0...2].allSatisfy { $0 == evens })
+        #expect(got[3] == (0..<10).map(String.init) && got[4] == got[3], "one log per set, in publish order")
+
+        // A resume from the 4th event: the replay (its channel's events after it), then live
+        // events from the log, each once.
+        let resumed = Subscriber(channels: [a], limit: 1 << 20)
+        #expect(broker.subscribe(resumed, after: ids[3]) == .exact)
+        var parser = EventStreamParser()
+        var resumedGot = read(resumed, into: &parser)
+        for i in 10..<14 { _ = try broker.publish(try Event(data: "\(i)"), to: a) }
+        try #require(
+            eventually {
+                resumedGot += read(resumed, into: &parser)
+                return resumedGot.count == 7
+            })
+        #expect(resumedGot == ["4", "6", "8", "10", "11", "12", "13"])
+        #expect(broker.logCounts == (1, 1, 0), "past its replay, the resumed stream reads the channel's log")
+        for s in all + [resumed] { broker.unsubscribe(s) }
+        #expect(broker.logCounts == (0, 0, 0))
+    }
+}
