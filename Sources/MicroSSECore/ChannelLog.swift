@@ -7,8 +7,9 @@ package struct LogCursor: Sendable, Equatable {
     package var frame: UInt64 = 0
 }
 
-/// One channel's live log: each event published to the channel is appended once, in publish
-/// order, and every subscriber of that channel alone reads it through its own ``LogCursor``.
+/// A live log of events: each event published to a channel is appended once, in publish order,
+/// to the channel's log and to the log of each channel set that includes it (see
+/// `MemoryBroker+Readers.swift`), and every stream reading the log has its own ``LogCursor``.
 /// Publishing costs one append whatever the number of subscribers (no frame is queued, retained
 /// or released per subscriber); a frame leaves the log once every cursor has passed it
 /// (``trim(below:)``). A subscriber's backlog is its distance from ``end``.
@@ -161,7 +162,17 @@ package struct LogFanOut {
     /// Appends `frame` to `log`, looks at every reader, and drops the frames every reader has
     /// passed. Call under the lock that orders the log's appends with its readers' arrival.
     package mutating func append(_ frame: Frame, to log: ChannelLog, readers: [Subscriber]) {
-        let end = log.append(frame)
+        look(at: readers, end: log.append(frame), of: log)
+    }
+
+    /// ``append(_:to:readers:)`` of several frames, the readers looked at once, after the last.
+    package mutating func append(_ frames: [Frame], to log: ChannelLog, readers: [Subscriber]) {
+        guard var end = frames.first.map({ log.append($0) }) else { return }
+        for frame in frames.dropFirst() { end = log.append(frame) }
+        look(at: readers, end: end, of: log)
+    }
+
+    private mutating func look(at readers: [Subscriber], end: UInt64, of log: ChannelLog) {
         var low = end
         // The array keeps every reader alive while the caller's lock is held.
         readers.withUnsafeBufferPointer { subs in

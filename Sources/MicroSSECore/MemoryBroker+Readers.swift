@@ -1,11 +1,16 @@
-/// Who reads which log of the in-memory broker. A stream of one channel reads that channel's
-/// log. A stream of several channels reads the log of its channel set: one log per distinct set
-/// named by open streams (`?channel=a&channel=b` and `?channel=b&channel=a` share one), to which
-/// a publish to any of its channels appends the event too, under the broker's lock, so the set's
-/// log is in publish order across its channels. A publish so costs one append per channel and
-/// per set that includes it, whatever the number of streams reading them; in the worst case
-/// (every stream naming a set of its own) a set per stream, bounded by the open streams. The
-/// Redis broker keeps its live streams on ``LogReaders`` the same way.
+// Who reads which log. A stream of one channel reads that channel's log. A stream of several
+// channels reads the log of its channel set: one log per distinct set named by open streams
+// (`?channel=a&channel=b` and `?channel=b&channel=a` share one), to which a publish to any of its
+// channels appends the event too, under the broker's lock, so the set's log is in publish order
+// across its channels. A publish so costs one append per channel and per set that includes it,
+// whatever the number of streams reading them; in the worst case (every stream naming a set of
+// its own) a set per stream, bounded by the open streams. The Redis broker keeps its live
+// streams on these types the same way.
+//
+// A broker unsubscribes a stream once its connection is gone (after the stream was detached), so
+// nothing reads a log after leaving it: a channel's log stays with its channel and is trimmed, a
+// set's log goes with its last reader (its frames with the last reference to it).
+
 /// A log and the streams reading it, each with its place in the list (removal in O(1)). Kept
 /// under a broker's lock.
 package struct LogReaders {
@@ -24,8 +29,7 @@ package struct LogReaders {
         list.append(s)
     }
 
-    /// Removes `s`; false when it was not listed. What `s` had not read yet stays readable (it
-    /// holds the log until it ends).
+    /// Removes `s`; false when it was not listed.
     @discardableResult
     package mutating func remove(_ s: Subscriber) -> Bool {
         guard let i = index.removeValue(forKey: s.id) else { return false }
@@ -40,6 +44,45 @@ package struct LogReaders {
     /// Appends `frame` to the log and looks at its readers (see ``LogFanOut``).
     package func append(_ frame: Frame, into fanOut: inout LogFanOut) {
         if !list.isEmpty { fanOut.append(frame, to: log, readers: list) }
+    }
+}
+
+/// The log of one channel set, held by reference from each of its channels (a publish reaches it
+/// without hashing its key, and a channel lets go of it in O(1)).
+package final class SetLog<Key: Hashable> {
+    package let key: Key
+    package var readers = LogReaders()
+
+    package init(key: Key) { self.key = key }
+
+    package var id: ObjectIdentifier { ObjectIdentifier(self) }
+}
+
+/// The frames of a batch of events bound for each log, appended log by log so that each log's
+/// readers are looked at once per batch, not once per event (the Redis reader's batches).
+package struct LogBatch {
+    private var pending: [(readers: LogReaders, frames: [Frame])] = []
+    private var slot: [ObjectIdentifier: Int] = [:]
+
+    package init() {}
+
+    package mutating func add(_ frame: Frame, for readers: LogReaders) {
+        guard !readers.isEmpty else { return }
+        let id = ObjectIdentifier(readers.log)
+        if let i = slot[id] {
+            pending[i].frames.append(frame)
+        } else {
+            slot[id] = pending.count
+            pending.append((readers, [frame]))
+        }
+    }
+
+    /// Appends what is pending. Call before a stream joins a log, so that it reads nothing of
+    /// the batch from before it joined.
+    package mutating func flush(into fanOut: inout LogFanOut) {
+        for (readers, frames) in pending { fanOut.append(frames, to: readers.log, readers: readers.list) }
+        pending = []
+        slot = [:]
     }
 }
 
@@ -61,11 +104,15 @@ extension MemoryBroker.State {
             return
         }
         let key = MemoryBroker.setKey(names)
-        if setLogs[key] == nil {
-            setLogs[key] = LogReaders()
-            for name in key { channels[name]!.sets.append(key) }
+        let set: SetLog<[ChannelName]>
+        if let existing = setLogs[key] {
+            set = existing
+        } else {
+            set = SetLog(key: key)
+            setLogs[key] = set
+            for name in key { channels[name]!.sets[set.id] = set }
         }
-        setLogs[key]!.insert(s)
+        set.readers.insert(s)
         for name in key { channels[name]!.setReaders += 1 }
     }
 
@@ -76,16 +123,11 @@ extension MemoryBroker.State {
         let names = s.channels
         if names.count == 1 {
             channels[names[0]]?.remove(s)
-        } else if names.count > 1 {
-            let key = MemoryBroker.setKey(names)
-            if setLogs[key]?.remove(s) == true {
-                for name in key { channels[name]?.setReaders -= 1 }
-                if setLogs[key]?.isEmpty == true {
-                    // Not trimmed: `s` may still read what it had (it holds the log until it
-                    // ends), and nothing is appended to a log no longer listed.
-                    setLogs[key] = nil
-                    for name in key { channels[name]?.sets.removeAll { $0 == key } }
-                }
+        } else if names.count > 1, let set = setLogs[MemoryBroker.setKey(names)], set.readers.remove(s) {
+            for name in set.key { channels[name]?.setReaders -= 1 }
+            if set.readers.isEmpty {
+                setLogs[set.key] = nil
+                for name in set.key { channels[name]?.sets[set.id] = nil }
             }
         }
         for name in names { forgetIfIdle(name) }

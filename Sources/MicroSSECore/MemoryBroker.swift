@@ -91,7 +91,7 @@ package final class MemoryBroker: EventBroker {
                 return id
             }
             c.readers.append(frame, into: &fanOut)
-            for key in c.sets { s.setLogs[key]?.append(frame, into: &fanOut) }
+            for set in c.sets.values { set.readers.append(frame, into: &fanOut) }
             return id
         }
         // Resume outside the lock: libmicrohttpd takes its own locks in resume.

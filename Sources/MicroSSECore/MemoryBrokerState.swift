@@ -28,9 +28,9 @@ extension MemoryBroker {
         var callerIDs: [String: UInt64] = [:]
         /// The channel's log and the streams of this channel alone, which read each event from it.
         var readers = LogReaders()
-        /// The channel sets with a log that include this channel (see ``setLogs``): each event
-        /// of this channel is appended to their logs too.
-        var sets: [[ChannelName]] = []
+        /// The logs of the channel sets that include this channel (see ``setLogs``): each event
+        /// of this channel is appended to them too.
+        var sets: [ObjectIdentifier: SetLog<[ChannelName]>] = [:]
         /// Streams of several channels that include this one.
         var setReaders = 0
 
@@ -96,7 +96,7 @@ extension MemoryBroker {
         var channels: [ChannelName: Channel] = [:]
         /// The logs of the channel sets that open streams read, by key (``MemoryBroker/setKey(_:)``;
         /// see `MemoryBroker+Readers.swift`).
-        var setLogs: [[ChannelName]: LogReaders] = [:]
+        var setLogs: [[ChannelName]: SetLog<[ChannelName]>] = [:]
         var lastSeq: UInt64
         let bootSeq: UInt64
         var closed = false

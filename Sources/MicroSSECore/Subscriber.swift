@@ -16,15 +16,8 @@ package final class Subscriber: Sendable {
         case .list(let names): names
         }
     }
-    /// How many channels this stream receives (without building ``channels``).
-    package var channelCount: Int {
-        switch channelList {
-        case .one: 1
-        case .list(let names): names.count
-        }
-    }
     /// Most streams name one channel: held inline, it costs no array of its own (``channels``
-    /// builds one per call: for subscribing and unsubscribing, never per event).
+    /// builds one per call: brokers call it to subscribe and unsubscribe, never per event).
     private enum ChannelList {
         case one(ChannelName)
         case list([ChannelName])

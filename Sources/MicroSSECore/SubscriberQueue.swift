@@ -55,8 +55,8 @@ package struct SubscriberQueue: Sendable {
     private var offset = 0
     /// Bytes of `frames` not yet handed to the socket.
     package private(set) var queuedBytes = 0
-    /// The channel log this stream reads (a stream of one channel of the in-memory broker), and
-    /// where it is in it; nil when every frame is queued here.
+    /// The log this stream reads (its channel's, or its channel set's), and where it is in it;
+    /// nil when every frame is queued here (a private stream, or a resume not yet past its replay).
     package private(set) var log: ChannelLog? {
         didSet { logRef = log.map { Unmanaged.passUnretained($0) } }
     }
@@ -119,9 +119,12 @@ package struct SubscriberQueue: Sendable {
     /// Makes the stream read `log` from its end on (see ``ChannelLog``). Frames queued before
     /// are written first.
     package mutating func attach(_ log: ChannelLog) {
+        // A failed (or detached) stream reads nothing more; a finishing one nothing past now.
+        guard phase != .failed else { return }
         self.log = log
         cursor = log.endCursor
         endAtTick = cursor.position
+        if phase == .finishing { finishAt = cursor.position }
     }
 
     /// The end of the log this stream reads (nil without one).

@@ -111,6 +111,8 @@ extension RedisBroker {
             }
         }
         var fanOut = LogFanOut()
+        // A batch's frames are appended log by log, each log's readers looked at once.
+        var batch = LogBatch()
         state.withLock { s in
             for (id, channel, frame) in decoded where id > s.lastDelivered {
                 s.lastDelivered = id
@@ -122,12 +124,15 @@ extension RedisBroker {
                             continue
                         }
                         if let skip = s.skipUpTo[sub.id], id <= skip { continue }
-                        // Past what its replay held (ids only grow): it reads the log from here.
+                        // Past what its replay held (ids only grow): it reads the log from here,
+                        // after what the batch holds so far.
+                        batch.flush(into: &fanOut)
                         s.moveToLog(sub)
                     }
                 }
-                s.append(frame, of: channel, into: &fanOut)
+                s.add(frame, of: channel, to: &batch)
             }
+            batch.flush(into: &fanOut)
         }
         // Resume outside the lock: libmicrohttpd takes its own locks in resume.
         fanOut.finish()

@@ -34,9 +34,9 @@ extension RedisBroker {
         /// several the log of its channel set (as in the in-memory broker): a live event is
         /// appended once to its channel's log and to the log of each set that includes it.
         var logs: [String: LogReaders] = [:]
-        var setLogs: [[String]: LogReaders] = [:]
-        /// The keys of the set logs that include each channel.
-        var setsOf: [String: [[String]]] = [:]
+        var setLogs: [[String]: SetLog<[String]>] = [:]
+        /// The set logs that include each channel.
+        var setsOf: [String: [ObjectIdentifier: SetLog<[String]>]] = [:]
         /// Subscribers whose replay is being fetched: live events are buffered meanwhile.
         var pending: [UInt64: Pending] = [:]
         /// Live events at or below this id were already sent to the subscriber (by replay).
@@ -58,25 +58,27 @@ extension RedisBroker.LocalState {
             logs[names[0], default: LogReaders()].insert(sub)
         } else if names.count > 1 {
             let key = names.sorted()
-            if setLogs[key] == nil {
-                setLogs[key] = LogReaders()
-                for name in key { setsOf[name, default: []].append(key) }
+            let set: SetLog<[String]>
+            if let existing = setLogs[key] {
+                set = existing
+            } else {
+                set = SetLog(key: key)
+                setLogs[key] = set
+                for name in key { setsOf[name, default: [:]][set.id] = set }
             }
-            setLogs[key]!.insert(sub)
+            set.readers.insert(sub)
         }
     }
 
-    /// Stops `sub` reading a log (a log read by nobody goes; `sub` keeps what it had not read).
+    /// Stops `sub` reading a log (a log read by nobody goes).
     mutating func removeLogReader(_ sub: Subscriber) {
         let names = sub.channels.map(\.rawValue)
         if names.count == 1 {
             if logs[names[0]]?.remove(sub) == true, logs[names[0]]?.isEmpty == true { logs[names[0]] = nil }
-        } else if names.count > 1 {
-            let key = names.sorted()
-            guard setLogs[key]?.remove(sub) == true, setLogs[key]?.isEmpty == true else { return }
-            setLogs[key] = nil
-            for name in key {
-                setsOf[name]?.removeAll { $0 == key }
+        } else if names.count > 1, let set = setLogs[names.sorted()], set.readers.remove(sub), set.readers.isEmpty {
+            setLogs[set.key] = nil
+            for name in set.key {
+                setsOf[name]?[set.id] = nil
                 if setsOf[name]?.isEmpty == true { setsOf[name] = nil }
             }
         }
@@ -92,10 +94,10 @@ extension RedisBroker.LocalState {
         addLogReader(sub)
     }
 
-    /// Appends a live event of `channel` to the logs that carry it.
-    func append(_ frame: Frame, of channel: String, into fanOut: inout LogFanOut) {
-        logs[channel]?.append(frame, into: &fanOut)
-        for key in setsOf[channel] ?? [] { setLogs[key]?.append(frame, into: &fanOut) }
+    /// Adds a live event of `channel` to the batch, for each log that carries it.
+    func add(_ frame: Frame, of channel: String, to batch: inout LogBatch) {
+        if let readers = logs[channel] { batch.add(frame, for: readers) }
+        for set in (setsOf[channel] ?? [:]).values { batch.add(frame, for: set.readers) }
     }
 
     /// Channels some stream of this hub receives.

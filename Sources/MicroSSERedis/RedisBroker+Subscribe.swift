@@ -31,21 +31,22 @@ extension RedisBroker {
         let position: RedisStreamID? = lastEventID.flatMap { l in
             RedisStreamID(l) ?? state.withLock { $0.callerIDs[l] }
         }
-        let registered = state.withLock { s -> Bool in
-            guard !s.closed else { return false }
-            guard lastEventID != nil else {
+        return state.withLock { s -> Registration in
+            guard !s.closed else { return .done(.fresh) }
+            guard let lastEventID else {
                 s.addLogReader(subscriber)
-                return true
+                return .done(.fresh)
+            }
+            guard let position else {
+                // An id this hub cannot place: the gap event, then live events from now on.
+                let reported = subscriber.enqueueResume([], lastEventID: lastEventID, gap: .unknown)
+                s.addLogReader(subscriber)
+                return .done(reported.map { .gap($0) } ?? .exact)
             }
             for c in subscriber.channels { s.channels[c.rawValue, default: [:]][subscriber.id] = subscriber }
             s.pending[subscriber.id] = Pending(limit: subscriber.freeBytes)
-            return true
+            return .replay(lastEventID: lastEventID, position: position)
         }
-        guard registered, let lastEventID else { return .done(.fresh) }
-        guard let position else {
-            return .done(finishResume(subscriber, replay: [], gap: .unknown, lastEventID: lastEventID, after: nil))
-        }
-        return .replay(lastEventID: lastEventID, position: position)
     }
 
     /// Fetches the replay on `lane`'s connection and queues it (with a gap event when Redis
@@ -151,14 +152,13 @@ extension RedisBroker {
     /// delivery.
     func finishResume(
         _ sub: Subscriber, replay: [(RedisStreamID, Frame)], gap: GapReason?, lastEventID: String,
-        after position: RedisStreamID?, upTo: RedisStreamID? = nil
+        after position: RedisStreamID, upTo: RedisStreamID? = nil
     ) -> ResumeStatus {
         return state.withLock { s in
             // Unsubscribed while the replay was fetched: nothing more to send or track.
             guard let pending = s.pending.removeValue(forKey: sub.id) else { return gap.map { .gap($0) } ?? .exact }
-            var high = max(position ?? .zero, upTo ?? .zero)
+            var high = max(position, upTo ?? .zero)
             for (id, _) in replay { high = max(high, id) }
-            if position == nil { high = s.lastDelivered }
             // Live events that arrived meanwhile follow the replay; if more arrived than the stream
             // could hold, they were dropped and the stream starts live from now, after the gap.
             let live = pending.overflowed ? [] : pending.buffered.filter { $0.0 > high }

@@ -8,9 +8,9 @@ import Synchronization
 
 /// Writes events to suspended streams' sockets without resuming their connections.
 ///
-/// A publish that finds a plain HTTP/1.1 stream of one channel suspended schedules it here
+/// A publish that finds a plain HTTP/1.1 stream reading a log suspended schedules it here
 /// instead of resuming it (``Subscriber/published()``). This thread then writes what the
-/// channel log holds past the stream's cursor as one chunk, straight to the socket, and the
+/// log holds past the stream's cursor as one chunk, straight to the socket, and the
 /// connection stays suspended: no `MHD_resume_connection` (a lock and an eventfd write), no turn
 /// of libmicrohttpd's loop, no two content-reader calls and no suspend per event per stream.
 /// Streams are written in batches: whatever is published while a pass runs is written by the

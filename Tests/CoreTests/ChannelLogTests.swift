@@ -41,6 +41,23 @@ struct ChannelLogTests {
         #expect(log.heldFrames == 1, "frames every reader passed are dropped at the next append")
     }
 
+    @Test("a stream finished before it joins a log reads nothing of it; a failed one does not join")
+    func joinAfterFinish() {
+        let log = ChannelLog()
+        let finishing = Subscriber(channels: ["c"], limit: 1 << 16)
+        finishing.enqueue(frame("data: mine\n\n"))
+        finishing.finish()
+        finishing.attach(log: log)  // a resume that reached its log after the stream was closed
+        publish(frame("data: later\n\n"), to: log, readers: [finishing])
+        #expect(readText(finishing) == ("data: mine\n\n", .end))
+        let failed = Subscriber(channels: ["c"], limit: 1 << 16)
+        failed.fail()
+        failed.attach(log: log)
+        #expect(failed.logView.position == 0 && failed.pendingBytes == 0)
+        publish(frame("data: more\n\n"), to: log, readers: [failed])
+        #expect(log.heldFrames <= 1, "a failed stream holds no frame of the log")
+    }
+
     @Test("a reader that arrives later starts at the log's end")
     func lateReaderStartsAtEnd() {
         let log = ChannelLog()

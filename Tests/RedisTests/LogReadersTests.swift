@@ -9,9 +9,13 @@ import Testing
 struct RedisLogReadersTests {
     /// What `subscriber` has to read now, parsed.
     private func read(_ subscriber: Subscriber, into parser: inout EventStreamParser) -> [String] {
+        events(subscriber, into: &parser).map(\.data)
+    }
+
+    private func events(_ subscriber: Subscriber, into parser: inout EventStreamParser) -> [ParsedEvent] {
         var bytes: [UInt8] = []
         while case .wrote = subscriber.read(max: 4096, write: { bytes += $0 }, onSuspend: {}) {}
-        return parser.feed(bytes).map(\.data)
+        return parser.feed(bytes)
     }
 
     @Test("fresh streams read one log per channel or channel set; a resumed one joins its log after its replay")
@@ -57,6 +61,53 @@ struct RedisLogReadersTests {
         #expect(resumedGot == ["4", "6", "8", "10", "11", "12", "13"])
         #expect(broker.logCounts == (1, 1, 0), "past its replay, the resumed stream reads the channel's log")
         for s in all + [resumed] { broker.unsubscribe(s) }
+        #expect(broker.logCounts == (0, 0, 0))
+    }
+
+    @Test("a two-channel resume, an id no hub gave, a stream gone mid-resume: each event once, no log left")
+    func resumes() throws {
+        let redis = try RedisServer()
+        let settings = RedisBroker.Settings(
+            url: try RedisURL(redis.url), prefix: uniquePrefix("logs2"), historyCount: 100)
+        let broker = RedisBroker(settings: settings)
+        try broker.start()
+        defer { broker.shutdown() }
+        let a = try ChannelName("a")
+        let b = try ChannelName("b")
+        var ids: [String] = []
+        for i in 0..<6 { ids.append(try broker.publish(try Event(data: "\(i)"), to: i % 2 == 0 ? a : b)) }
+        // Both channels from the 2nd event on: the replay merges them in publish order.
+        let pair = Subscriber(channels: [b, a], limit: 1 << 20)
+        #expect(broker.subscribe(pair, after: ids[1]) == .exact)
+        // An id no hub gave: the gap event, then live events, none lost meanwhile.
+        let stranger = Subscriber(channels: [a], limit: 1 << 20)
+        #expect(broker.subscribe(stranger, after: "not-an-id") == .gap(.unknown))
+        #expect(broker.logCounts.waiting <= 1, "the stranger reads its log at once")
+        // Registered, then gone before its replay is queued.
+        let leaver = Subscriber(channels: [a, b], limit: 1 << 20)
+        guard case .replay = broker.register(leaver, after: ids[0]) else {
+            Issue.record("a resume from a known id fetches a replay")
+            return
+        }
+        broker.unsubscribe(leaver)
+        _ = broker.finishResume(leaver, replay: [], gap: nil, lastEventID: ids[0], after: RedisStreamID(ids[0])!)
+        for i in 6..<10 { _ = try broker.publish(try Event(data: "\(i)"), to: i % 2 == 0 ? a : b) }
+        var pairParser = EventStreamParser()
+        var strangerParser = EventStreamParser()
+        var pairGot: [String] = []
+        var strangerGot: [ParsedEvent] = []
+        try #require(
+            eventually {
+                pairGot += read(pair, into: &pairParser)
+                strangerGot += events(stranger, into: &strangerParser)
+                return pairGot.count == 8 && strangerGot.count == 3
+            })
+        #expect(pairGot == (2..<10).map(String.init))
+        #expect(strangerGot.map(\.type) == ["microsse.gap", "message", "message"])
+        #expect(strangerGot.dropFirst().map(\.data) == ["6", "8"])
+        #expect(broker.logCounts == (1, 1, 0), "past their replays both read logs; the leaver left nothing")
+        broker.unsubscribe(pair)
+        broker.unsubscribe(stranger)
         #expect(broker.logCounts == (0, 0, 0))
     }
 }
