@@ -56,6 +56,15 @@ package final class SetLog<Key: Hashable> {
     package init(key: Key) { self.key = key }
 
     package var id: ObjectIdentifier { ObjectIdentifier(self) }
+
+    /// The set log of `key` in `logs`, made there when absent (`made`: the caller then lists it
+    /// under each of its channels).
+    package static func find(_ key: Key, in logs: inout [Key: SetLog]) -> (set: SetLog, made: Bool) {
+        if let existing = logs[key] { return (existing, false) }
+        let set = SetLog(key: key)
+        logs[key] = set
+        return (set, true)
+    }
 }
 
 /// The frames of a batch of events bound for each log, appended log by log so that each log's
@@ -103,17 +112,10 @@ extension MemoryBroker.State {
             if let name = names.first { channels[name]!.add(s) }
             return
         }
-        let key = MemoryBroker.setKey(names)
-        let set: SetLog<[ChannelName]>
-        if let existing = setLogs[key] {
-            set = existing
-        } else {
-            set = SetLog(key: key)
-            setLogs[key] = set
-            for name in key { channels[name]!.sets[set.id] = set }
-        }
+        let (set, made) = SetLog.find(MemoryBroker.setKey(names), in: &setLogs)
+        if made { for name in set.key { channels[name]!.sets[set.id] = set } }
         set.readers.insert(s)
-        for name in key { channels[name]!.setReaders += 1 }
+        for name in set.key { channels[name]!.setReaders += 1 }
     }
 
     /// Stops `s` reading; a set's log read by no stream any more goes, and channels with no

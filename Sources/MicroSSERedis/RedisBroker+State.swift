@@ -57,15 +57,8 @@ extension RedisBroker.LocalState {
         if names.count == 1 {
             logs[names[0], default: LogReaders()].insert(sub)
         } else if names.count > 1 {
-            let key = names.sorted()
-            let set: SetLog<[String]>
-            if let existing = setLogs[key] {
-                set = existing
-            } else {
-                set = SetLog(key: key)
-                setLogs[key] = set
-                for name in key { setsOf[name, default: [:]][set.id] = set }
-            }
+            let (set, made) = SetLog.find(names.sorted(), in: &setLogs)
+            if made { for name in set.key { setsOf[name, default: [:]][set.id] = set } }
             set.readers.insert(sub)
         }
     }
