@@ -144,3 +144,52 @@ extension SubscriberQueue {
         return .release(address: bufferAddress, count: bufferCount)
     }
 }
+
+/// Watching a stream that may be stuck: its peer's half-close probe, its bound, and its place in
+/// the ticker's set of streams with bytes pending.
+extension SubscriberQueue {
+    /// The peer closed its sending side: a half-closed reader or a closed socket, which TCP
+    /// tells apart only when something is written (a closed socket answers with a reset).
+    /// Queues `frame` once per stream when nothing is pending (pending bytes probe just as
+    /// well). Returns true when the connection is suspended and must be resumed to write it.
+    package mutating func probe(_ frame: Frame) -> Bool {
+        guard phase == .open, !probed else { return false }
+        probed = true
+        guard pendingBytes == 0, frame.bytes.count <= limit else { return false }
+        append(frame)
+        let wake = takeWaiting()
+        // Listed even though woken: a peer that may be gone is watched from the start.
+        woken = false
+        return wake
+    }
+
+    /// Fails the stream when what it has pending (the log's backlog included) is over its bound.
+    /// Returns whether it failed, and whether its connection is suspended and must be resumed.
+    /// A finishing stream counts the whole log past its cursor (the log keeps it for the stream).
+    package mutating func failIfOver() -> (failed: Bool, wake: Bool) {
+        let held = queuedBytes + unsent.count + (logEnd.map { Int($0 &- cursor.position) } ?? 0)
+        guard phase != .failed, held > limit else { return (false, false) }
+        dropped = true
+        return (true, fail())
+    }
+
+    /// Whether the stream must now enter its ticker's set of streams with pending bytes: true
+    /// when bytes are pending, it is not listed yet (it is then marked listed), and no resume is
+    /// on its way to its reader. Checked after every call that may queue bytes and after every
+    /// read, so a stream with bytes pending is listed unless its reader is about to run: a
+    /// heartbeat or an event that wakes a suspended stream costs the ticker's per-second pass
+    /// nothing, and only bytes the reader could not take (a peer that reads slowly or not at
+    /// all) are watched for stalls.
+    package mutating func takePendingListing() -> Bool {
+        guard pendingBytes > 0, !listedPending, !woken else { return false }
+        listedPending = true
+        return true
+    }
+
+    /// A visit of the pending set: whether the stream stays listed (bytes still pending), or
+    /// leaves it (it is then marked unlisted, and its next queued bytes list it again).
+    package mutating func keepPendingListing() -> Bool {
+        listedPending = pendingBytes > 0
+        return listedPending
+    }
+}

@@ -97,13 +97,13 @@ package struct SubscriberQueue: Sendable {
     /// True while the stream is in the release pass's list of streams to visit (see ``takeListing()``).
     var listed = false
     /// Whether a liveness probe was queued after the peer closed its sending side.
-    private var probed = false
+    var probed = false
     /// True while the stream is in its ticker's set of streams with pending bytes
     /// (``PendingStreams``; see ``takePendingListing()``).
-    package private(set) var listedPending = false
+    package internal(set) var listedPending = false
     /// True from an answer that asked for a resume until the next read: the reader is about to
     /// take what is pending, so the stream need not be listed for it (see ``takePendingListing()``).
-    package private(set) var woken = false
+    package internal(set) var woken = false
     /// True from a publish that scheduled a flush of this suspended stream until the flush runs
     /// (see ``published(flushable:)``).
     var flushScheduled = false
@@ -266,21 +266,6 @@ package struct SubscriberQueue: Sendable {
         return (written, events)
     }
 
-    /// The peer closed its sending side: a half-closed reader or a closed socket, which TCP
-    /// tells apart only when something is written (a closed socket answers with a reset).
-    /// Queues `frame` once per stream when nothing is pending (pending bytes probe just as
-    /// well). Returns true when the connection is suspended and must be resumed to write it.
-    package mutating func probe(_ frame: Frame) -> Bool {
-        guard phase == .open, !probed else { return false }
-        probed = true
-        guard pendingBytes == 0, frame.bytes.count <= limit else { return false }
-        append(frame)
-        let wake = takeWaiting()
-        // Listed even though woken: a peer that may be gone is watched from the start.
-        woken = false
-        return wake
-    }
-
     /// Copies up to `max` queued bytes, in order, through one call of `write` (tests, tools).
     package mutating func read(
         max: Int, write: (ArraySlice<UInt8>) -> Void, whileWaiting: () -> Void = {}
@@ -315,38 +300,8 @@ package struct SubscriberQueue: Sendable {
         return takeWaiting()
     }
 
-    /// Fails the stream when what it has pending (the log's backlog included) is over its bound.
-    /// Returns whether it failed, and whether its connection is suspended and must be resumed.
-    /// A finishing stream counts the whole log past its cursor (the log keeps it for the stream).
-    package mutating func failIfOver() -> (failed: Bool, wake: Bool) {
-        let held = queuedBytes + unsent.count + (logEnd.map { Int($0 &- cursor.position) } ?? 0)
-        guard phase != .failed, held > limit else { return (false, false) }
-        dropped = true
-        return (true, fail())
-    }
-
     /// Bytes that can still be queued before the stream is over its bound.
     package var freeBytes: Int { phase == .open ? limit - pendingBytes : 0 }
-
-    /// Whether the stream must now enter its ticker's set of streams with pending bytes: true
-    /// when bytes are pending, it is not listed yet (it is then marked listed), and no resume is
-    /// on its way to its reader. Checked after every call that may queue bytes and after every
-    /// read, so a stream with bytes pending is listed unless its reader is about to run: a
-    /// heartbeat or an event that wakes a suspended stream costs the ticker's per-second pass
-    /// nothing, and only bytes the reader could not take (a peer that reads slowly or not at
-    /// all) are watched for stalls.
-    package mutating func takePendingListing() -> Bool {
-        guard pendingBytes > 0, !listedPending, !woken else { return false }
-        listedPending = true
-        return true
-    }
-
-    /// A visit of the pending set: whether the stream stays listed (bytes still pending), or
-    /// leaves it (it is then marked unlisted, and its next queued bytes list it again).
-    package mutating func keepPendingListing() -> Bool {
-        listedPending = pendingBytes > 0
-        return listedPending
-    }
 
     mutating func takeWaiting() -> Bool {
         if !unsent.isEmpty && phase != .failed {
