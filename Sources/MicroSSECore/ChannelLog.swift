@@ -9,7 +9,7 @@ package struct LogCursor: Sendable, Equatable {
 
 /// A live log of events: each event published to a channel is appended once, in publish order,
 /// to the channel's log and to the log of each channel set that includes it (see
-/// `MemoryBroker+Readers.swift`), and every stream reading the log has its own ``LogCursor``.
+/// `LogReaders.swift`), and every stream reading the log has its own ``LogCursor``.
 /// Publishing costs one append whatever the number of subscribers (no frame is queued, retained
 /// or released per subscriber); a frame leaves the log once every cursor has passed it
 /// (``trim(below:)``). A subscriber's backlog is its distance from ``end``.

@@ -1,99 +1,4 @@
-// Who reads which log. A stream of one channel reads that channel's log. A stream of several
-// channels reads the log of its channel set: one log per distinct set named by open streams
-// (`?channel=a&channel=b` and `?channel=b&channel=a` share one), to which a publish to any of its
-// channels appends the event too, under the broker's lock, so the set's log is in publish order
-// across its channels. A publish so costs one append per channel and per set that includes it,
-// whatever the number of streams reading them; in the worst case (every stream naming a set of
-// its own) a set per stream, bounded by the open streams. The Redis broker keeps its live
-// streams on these types the same way.
-//
-// A broker unsubscribes a stream once its connection is gone (after the stream was detached), so
-// nothing reads a log after leaving it: a channel's log stays with its channel and is trimmed, a
-// set's log goes with its last reader (its frames with the last reference to it).
-
-/// A log and the streams reading it, each with its place in the list (removal in O(1)). Kept
-/// under a broker's lock.
-package struct LogReaders {
-    package let log = ChannelLog()
-    package private(set) var list: [Subscriber] = []
-    private var index: [UInt64: Int] = [:]
-
-    package init() {}
-
-    package var isEmpty: Bool { list.isEmpty }
-
-    /// Makes `s` read the log from its end on.
-    package mutating func insert(_ s: Subscriber) {
-        s.attach(log: log)
-        index[s.id] = list.count
-        list.append(s)
-    }
-
-    /// Removes `s`; false when it was not listed.
-    @discardableResult
-    package mutating func remove(_ s: Subscriber) -> Bool {
-        guard let i = index.removeValue(forKey: s.id) else { return false }
-        let last = list.removeLast()
-        if i < list.count {
-            list[i] = last
-            index[last.id] = i
-        }
-        return true
-    }
-
-    /// Appends `frame` to the log and looks at its readers (see ``LogFanOut``).
-    package func append(_ frame: Frame, into fanOut: inout LogFanOut) {
-        if !list.isEmpty { fanOut.append(frame, to: log, readers: list) }
-    }
-}
-
-/// The log of one channel set, held by reference from each of its channels (a publish reaches it
-/// without hashing its key, and a channel lets go of it in O(1)).
-package final class SetLog<Key: Hashable> {
-    package let key: Key
-    package var readers = LogReaders()
-
-    package init(key: Key) { self.key = key }
-
-    package var id: ObjectIdentifier { ObjectIdentifier(self) }
-
-    /// The set log of `key` in `logs`, made there when absent (`made`: the caller then lists it
-    /// under each of its channels).
-    package static func find(_ key: Key, in logs: inout [Key: SetLog]) -> (set: SetLog, made: Bool) {
-        if let existing = logs[key] { return (existing, false) }
-        let set = SetLog(key: key)
-        logs[key] = set
-        return (set, true)
-    }
-}
-
-/// The frames of a batch of events bound for each log, appended log by log so that each log's
-/// readers are looked at once per batch, not once per event (the Redis reader's batches).
-package struct LogBatch {
-    private var pending: [(readers: LogReaders, frames: [Frame])] = []
-    private var slot: [ObjectIdentifier: Int] = [:]
-
-    package init() {}
-
-    package mutating func add(_ frame: Frame, for readers: LogReaders) {
-        guard !readers.isEmpty else { return }
-        let id = ObjectIdentifier(readers.log)
-        if let i = slot[id] {
-            pending[i].frames.append(frame)
-        } else {
-            slot[id] = pending.count
-            pending.append((readers, [frame]))
-        }
-    }
-
-    /// Appends what is pending. Call before a stream joins a log, so that it reads nothing of
-    /// the batch from before it joined.
-    package mutating func flush(into fanOut: inout LogFanOut) {
-        for (readers, frames) in pending { fanOut.append(frames, to: readers.log, readers: readers.list) }
-        pending = []
-        slot = [:]
-    }
-}
+// The in-memory broker's readers: which log each stream reads (see LogReaders.swift).
 
 extension MemoryBroker {
     /// A channel set's key: its channels in one order, whatever the order they were named in.
@@ -115,7 +20,6 @@ extension MemoryBroker.State {
         let (set, made) = SetLog.find(MemoryBroker.setKey(names), in: &setLogs)
         if made { for name in set.key { channels[name]!.sets[set.id] = set } }
         set.readers.insert(s)
-        for name in set.key { channels[name]!.setReaders += 1 }
     }
 
     /// Stops `s` reading; a set's log read by no stream any more goes, and channels with no
@@ -125,12 +29,11 @@ extension MemoryBroker.State {
         let names = s.channels
         if names.count == 1 {
             channels[names[0]]?.remove(s)
-        } else if names.count > 1, let set = setLogs[MemoryBroker.setKey(names)], set.readers.remove(s) {
-            for name in set.key { channels[name]?.setReaders -= 1 }
-            if set.readers.isEmpty {
-                setLogs[set.key] = nil
-                for name in set.key { channels[name]?.sets[set.id] = nil }
-            }
+        } else if names.count > 1, let set = setLogs[MemoryBroker.setKey(names)], set.readers.remove(s),
+            set.readers.isEmpty
+        {
+            setLogs[set.key] = nil
+            for name in set.key { channels[name]?.sets[set.id] = nil }
         }
         for name in names { forgetIfIdle(name) }
     }

@@ -86,7 +86,7 @@ package final class MemoryBroker: EventBroker {
             s.order.append(Published(channel: stored, seq: seq, publishedAt: clock))
             s.enforce(budget: limits.memoryBytes, cutoff: limits.cutoff(now: clock))
             guard let c = s.channels[channel] else { return id }
-            if c.readers.isEmpty && c.setReaders == 0 {
+            if c.readers.isEmpty && c.sets.isEmpty {
                 s.forgetIfIdle(channel)
                 return id
             }
@@ -199,7 +199,7 @@ package final class MemoryBroker: EventBroker {
 
     package var channelCount: Int { state.withLock { $0.channels.count } }
 
-    /// Logs of channel sets read by open streams (see `MemoryBroker+Readers.swift`).
+    /// Logs of channel sets read by open streams (see `LogReaders.swift`).
     package var setLogCount: Int { state.withLock { $0.setLogs.count } }
 
     /// Bytes counted against ``Limits/memoryBytes``: per channel ``channelOverhead`` plus its

@@ -30,14 +30,13 @@ extension MemoryBroker {
         var readers = LogReaders()
         /// The logs of the channel sets that include this channel (see ``setLogs``): each event
         /// of this channel is appended to them too.
+        /// (A set's log is listed only while some stream reads it.)
         var sets: [ObjectIdentifier: SetLog<[ChannelName]>] = [:]
-        /// Streams of several channels that include this one.
-        var setReaders = 0
 
         var retained: ArraySlice<Entry> { history[historyHead...] }
         var isRetaining: Bool { historyHead < history.count }
         /// Nothing retained and nobody subscribed: the channel can be forgotten.
-        var isIdle: Bool { !isRetaining && readers.isEmpty && setReaders == 0 }
+        var isIdle: Bool { !isRetaining && readers.isEmpty && sets.isEmpty }
         var cost: Int { MemoryBroker.channelOverhead + name.rawValue.utf8.count }
 
         mutating func append(_ entry: Entry) {
@@ -95,7 +94,7 @@ extension MemoryBroker {
     struct State {
         var channels: [ChannelName: Channel] = [:]
         /// The logs of the channel sets that open streams read, by key (``MemoryBroker/setKey(_:)``;
-        /// see `MemoryBroker+Readers.swift`).
+        /// see `LogReaders.swift`).
         var setLogs: [[ChannelName]: SetLog<[ChannelName]>] = [:]
         var lastSeq: UInt64
         let bootSeq: UInt64
