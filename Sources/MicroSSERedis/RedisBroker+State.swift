@@ -77,13 +77,19 @@ extension RedisBroker.LocalState {
         }
     }
 
-    /// Moves a stream whose replay is queued (and past which live events now come) to its log.
-    mutating func moveToLog(_ sub: Subscriber) {
+    /// Forgets `sub` as a stream not reading a log yet (resuming, or skipping its replay).
+    mutating func dropWaiting(_ sub: Subscriber) {
         for c in sub.channels {
             channels[c.rawValue]?[sub.id] = nil
             if channels[c.rawValue]?.isEmpty == true { channels[c.rawValue] = nil }
         }
+        pending[sub.id] = nil
         skipUpTo[sub.id] = nil
+    }
+
+    /// Moves a stream whose replay is queued (and past which live events now come) to its log.
+    mutating func moveToLog(_ sub: Subscriber) {
+        dropWaiting(sub)
         addLogReader(sub)
     }
 

@@ -179,13 +179,8 @@ extension RedisBroker {
 
     package func unsubscribe(_ subscriber: Subscriber) {
         state.withLock { s in
-            for c in subscriber.channels.map(\.rawValue) {
-                s.channels[c]?[subscriber.id] = nil
-                if s.channels[c]?.isEmpty == true { s.channels[c] = nil }
-            }
+            s.dropWaiting(subscriber)
             s.removeLogReader(subscriber)
-            s.pending[subscriber.id] = nil
-            s.skipUpTo[subscriber.id] = nil
         }
     }
 
