@@ -101,7 +101,8 @@ def main():
         n = a.streams
         print(f"{n} streams, base RSS {base} KiB")
         print(f"just open: {(opened - base) * 1024 / n / 1000:.1f} KB per stream")
-        print(f"after {a.settle + a.idle:g} s idle: {(idle - base) * 1024 / n / 1000:.1f} KB per stream")
+        print(f"after {a.settle + a.idle:g} s idle: {(idle - base) * 1024 / n / 1000:.1f} KB per stream"
+              f" ({(idle - base) * 1024 // n:,} bytes)")
         user, system = cpu1[0] - cpu0[0], cpu1[1] - cpu0[1]
         cpu = user + system
         print(

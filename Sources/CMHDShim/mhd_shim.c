@@ -9,6 +9,7 @@
 #include <netinet/in.h>
 #include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
@@ -211,4 +212,35 @@ int msse_shim_connection_fd(struct MHD_Connection *connection) {
     const union MHD_ConnectionInfo *info =
         MHD_get_connection_info(connection, MHD_CONNECTION_INFO_CONNECTION_FD);
     return info != NULL ? (int)info->connect_fd : -1;
+}
+
+/* The first header of a response, copied: deleting a header frees its strings, and
+ * MHD_del_response_header reads the name it was given once more after the free when the name is
+ * as long as "Transfer-Encoding" or "Date". */
+typedef struct {
+    char *name, *value;
+} msse_shim_header_copy;
+
+static enum MHD_Result msse_shim_copy_first_header(void *cls, enum MHD_ValueKind kind, const char *key,
+                                                   const char *value) {
+    (void)kind;
+    msse_shim_header_copy *copy = cls;
+    copy->name = strdup(key);
+    copy->value = strdup(value);
+    return MHD_NO; /* the first one only */
+}
+
+int msse_shim_response_drop_headers(struct MHD_Response *response) {
+    int dropped = 0;
+    for (;;) {
+        msse_shim_header_copy copy = {NULL, NULL};
+        if (MHD_get_response_headers(response, msse_shim_copy_first_header, &copy) == 0) break;
+        int deleted = copy.name != NULL && copy.value != NULL &&
+                      MHD_del_response_header(response, copy.name, copy.value) == MHD_YES;
+        free(copy.name);
+        free(copy.value);
+        if (!deleted) break; /* out of memory, or a header libmicrohttpd keeps: leave the rest */
+        dropped++;
+    }
+    return dropped;
 }

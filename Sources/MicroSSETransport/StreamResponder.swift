@@ -31,6 +31,9 @@ private final class StreamContext: StreamConnection {
     /// Whether the stream goes out as plain HTTP/1.1 chunks on `fd`, so that a whole chunk may
     /// be written to the socket directly while the connection is suspended.
     let plainChunked: Bool
+    /// The stream's libmicrohttpd response until the content reader's first call frees its
+    /// header lines (0 after). Read and written on the connection's thread only.
+    let response = Atomic<UInt>(0)
     /// Whether the writer ever watched the socket (for the rest of a chunk cut short).
     let watchedByWriter = Atomic<Bool>(false)
 
@@ -201,6 +204,7 @@ func queueStream(
         return .NO
     }
     defer { MHD_destroy_response(response) }
+    context.response.store(UInt(bitPattern: Int(bitPattern: response)), ordering: .relaxed)
     for (name, value) in headers where MHD_add_response_header(response, name, value) != .YES {
         transport.log("stream header \(name) refused by libmicrohttpd; closing the connection")
         return .NO
@@ -217,6 +221,14 @@ private let streamReader: MHD_ContentReaderCallback = { cls, _, buffer, max in
 }
 
 private func readStream(_ context: StreamContext, into out: UnsafeMutableRawBufferPointer) -> Int {
+    // The reply head is built and sent by now: its header lines are dead weight for as long as
+    // the stream lives.
+    let response = context.response.load(ordering: .relaxed)
+    if response != 0 {
+        context.response.store(0, ordering: .relaxed)
+        let freed = msse_shim_response_drop_headers(OpaquePointer(bitPattern: response))
+        HTTPTransport.streamHeaderLinesFreed.add(Int(freed), ordering: .relaxed)
+    }
     // The queued frames are copied straight into libmicrohttpd's buffer, several per call.
     let action = context.subscriber.read(
         into: out,

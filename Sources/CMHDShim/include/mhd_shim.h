@@ -72,6 +72,13 @@ ssize_t msse_shim_send_chunk_parts(int fd, const msse_shim_part *parts, int coun
 /// when the socket is full), or -1 when the write failed.
 ssize_t msse_shim_send_now(int fd, const void *bytes, size_t size);
 
+/// Frees every header line of `response`, a stream's response whose reply head libmicrohttpd
+/// has already built: it reads a response's headers only to build the head (and the chunked
+/// trailer, which takes footers: a stream has none), and an idle stream would otherwise keep
+/// about 400 bytes of copies for its whole life. Call on the connection's thread, from the
+/// content reader (whose first call comes after the head is built). Returns how many it freed.
+int msse_shim_response_drop_headers(struct MHD_Response *response);
+
 /// Whether the connection's current request is HTTP/1.1 (its stream is chunked).
 int msse_shim_request_is_http11(struct MHD_Connection *connection);
 
