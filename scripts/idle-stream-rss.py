@@ -9,6 +9,7 @@ VmRSS and CPU time (/proc). Prints RSS per stream just after the streams are ope
   scripts/idle-stream-rss.py .build/release/microsse --streams 2000 --idle 3
   scripts/idle-stream-rss.py .build/release/microsse --streams 5000 --heartbeat 1 --idle 10
   scripts/idle-stream-rss.py .build/release/microsse --streams 10000 --heartbeat 15 --settle 5 --idle 45
+  scripts/idle-stream-rss.py .build/release/microsse --streams 5000 --cookie 4096   (a browser's cookies)
 
 The open-file limit is raised to its hard limit (the server inherits it); 10,000 streams need
 about 10,100 descriptors on each side. With --perf FILE, `perf record -g` samples the server
@@ -54,6 +55,7 @@ def main():
     p.add_argument("--settle", type=float, default=0.0, help="seconds to wait before the CPU window")
     p.add_argument("--extra", default="", help="more serve arguments, space-separated")
     p.add_argument("--perf", default="", help="record the idle window with perf into this file")
+    p.add_argument("--cookie", type=int, default=0, help="send a Cookie header of this many bytes, as a browser does")
     a = p.parse_args()
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     if soft < hard:
@@ -73,7 +75,9 @@ def main():
                 time.sleep(0.05)
         time.sleep(0.2)
         base = rss_kib(server.pid)
-        request = f"GET /events/idle HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nAccept: text/event-stream\r\n\r\n".encode()
+        cookie = f"Cookie: session={'c' * max(0, a.cookie - 8)}\r\n" if a.cookie else ""
+        request = (f"GET /events/idle HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nAccept: text/event-stream\r\n"
+                   f"{cookie}\r\n").encode()
         socks = []
         for _ in range(a.streams):
             s = socket.create_connection(("127.0.0.1", port))
