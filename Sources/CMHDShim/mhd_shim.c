@@ -232,7 +232,10 @@ static enum MHD_Result msse_shim_copy_first_header(void *cls, enum MHD_ValueKind
 
 int msse_shim_response_drop_headers(struct MHD_Response *response) {
     int dropped = 0;
-    for (;;) {
+    /* At most one deletion per line there is: a deletion that reports success without removing
+     * the line (libmicrohttpd treats `Connection` by its tokens) cannot loop. */
+    int lines = MHD_get_response_headers(response, NULL, NULL);
+    while (dropped < lines) {
         msse_shim_header_copy copy = {NULL, NULL};
         if (MHD_get_response_headers(response, msse_shim_copy_first_header, &copy) == 0) break;
         int deleted = copy.name != NULL && copy.value != NULL &&
