@@ -221,8 +221,8 @@ private let streamReader: MHD_ContentReaderCallback = { cls, _, buffer, max in
 }
 
 private func readStream(_ context: StreamContext, into out: UnsafeMutableRawBufferPointer) -> Int {
-    // The reply head is built and sent by now: its header lines are dead weight for as long as
-    // the stream lives.
+    // libmicrohttpd built the reply head before asking for the body: from here on the
+    // response's header lines are dead weight for as long as the stream lives.
     let response = context.response.load(ordering: .relaxed)
     if response != 0 {
         context.response.store(0, ordering: .relaxed)
