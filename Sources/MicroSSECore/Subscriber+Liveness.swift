@@ -1,51 +1,37 @@
 /// The ticker's side of ``Subscriber``: heartbeats and stalls, the pending set's visit, the
 /// liveness probe, and the release pass over idle streams.
 extension Subscriber {
-    /// Periodic liveness work: a heartbeat on an idle stream, failure of a stalled one.
-    /// See ``SubscriberQueue/tick(stallTicks:heartbeat:)``.
+    /// The stall watch's visit of this stream alone (see ``SubscriberQueue/tick(stallTicks:)``):
+    /// a stream it fails is resumed so its reader closes it, or cut at once when not suspended.
     @discardableResult
-    package func tick(heartbeat: Frame?, stallTicks: Int) -> SubscriberQueue.TickAction {
-        let action = tickDeferringWake(heartbeat: heartbeat, stallTicks: stallTicks)
-        if action.needsWake { wake() }
-        return action
-    }
-
-    /// One tick of every stream in `subscribers`, with the resumes batched: first every queue is
-    /// ticked (a lock each, no system call), then the connections that need it are resumed back
-    /// to back, so libmicrohttpd's polling thread finds them together (each turn of its loop
-    /// walks the whole suspended list once, however many were resumed). Returns how many
-    /// connections were resumed.
-    @discardableResult
-    package static func tick(_ subscribers: [Subscriber], heartbeat: Frame?, stallTicks: Int) -> Int {
-        var toWake: [Subscriber] = []
-        for sub in subscribers where sub.tickDeferringWake(heartbeat: heartbeat, stallTicks: stallTicks).needsWake {
-            toWake.append(sub)
-        }
-        for sub in toWake { sub.wake() }
-        return toWake.count
-    }
-
-    /// ``tick(heartbeat:stallTicks:)`` without the resume (the caller resumes if `needsWake`);
-    /// a stalled stream that is not suspended is cut at once.
-    func tickDeferringWake(heartbeat: Frame?, stallTicks: Int) -> SubscriberQueue.TickAction {
+    package func tick(stallTicks: Int) -> SubscriberQueue.TickAction {
         let action = locked(activity: false) { q in
-            // Lock order: the queue's, then the hooks' (nothing takes them the other way round).
-            let action = q.tick(stallTicks: stallTicks, heartbeat: heartbeat) { bytes in
-                bytes.withUnsafeBytes { raw in
-                    hooks.withLock { $0?.writeWhileSuspended(raw, events: 0) ?? .unavailable }
-                }
-            }
+            let action = q.tick(stallTicks: stallTicks)
             listIfPending(&q)
             return action
         }
         if action == .stalled(wake: false) { cut() }
+        if action.needsWake { wake() }
         return action
+    }
+
+    /// Queues `frame`, a heartbeat, on a stream the heartbeat pass could not write to (see
+    /// ``SubscriberQueue/heartbeat(_:)``). The caller resumes the connection when the answer
+    /// asks for it (the pass resumes its streams back to back).
+    package func queueHeartbeat(_ frame: Frame) -> SubscriberQueue.TickAction {
+        locked(activity: false) { q in
+            let action = q.heartbeat(frame)
+            listIfPending(&q)
+            return action
+        }
     }
 
     /// The ticker's heartbeat pass over the streams of `slots` (see ``HeartbeatSlots``): the
     /// table writes `heartbeat` to every idle stream's socket without visiting the stream;
-    /// the streams it could not write to get it here, resumes batched as in
-    /// ``tick(_:heartbeat:stallTicks:)``. Returns how many streams were visited.
+    /// the streams it could not write to get it here, and their connections are resumed back
+    /// to back, so libmicrohttpd's polling thread finds them together (each turn of its loop
+    /// walks the whole suspended list once, however many were resumed). Returns how many
+    /// streams were visited.
     @discardableResult
     package static func heartbeat(_ slots: HeartbeatSlots, frame: Frame) -> Int {
         let visiting = slots.pass(heartbeat: frame.bytes)
@@ -54,12 +40,7 @@ extension Subscriber {
             switch item {
             case .queue(let sub):
                 // Not writable directly (or the socket was full): queued, and resumed.
-                let action = sub.locked(activity: false) { q in
-                    let action = q.heartbeat(frame)
-                    sub.listIfPending(&q)
-                    return action
-                }
-                if action.needsWake { toWake.append(sub) }
+                if sub.queueHeartbeat(frame).needsWake { toWake.append(sub) }
             case .rest(let sub):
                 // Cut short: the stream's next section takes the rest; send it now.
                 if sub.writeUnsent() { sub.hooks.withLock { $0 }?.scheduleFlush() }
@@ -74,8 +55,8 @@ extension Subscriber {
     /// The ticker's per-second visit of the streams listed in `set` (those that had bytes
     /// pending since the previous visit): a stream that still has bytes pending is ticked
     /// without heartbeat (when `stallTicks` > 0) and stays listed; one that has drained leaves
-    /// the set. Resumes are batched as in ``tick(_:heartbeat:stallTicks:)``. Returns how many
-    /// streams were visited.
+    /// the set. Resumes are batched as in ``heartbeat(_:frame:)``. Returns how many streams were
+    /// visited.
     @discardableResult
     package static func visitPending(_ set: PendingStreams, stallTicks: Int) -> Int {
         let visiting = set.takeAll()
@@ -84,7 +65,7 @@ extension Subscriber {
             let action = sub.locked(activity: false) { q -> SubscriberQueue.TickAction in
                 var action = SubscriberQueue.TickAction.none
                 if stallTicks > 0 && q.pendingBytes > 0 {
-                    action = q.tick(stallTicks: stallTicks, heartbeat: nil)
+                    action = q.tick(stallTicks: stallTicks)
                 }
                 if q.keepPendingListing() { set.insert(sub) }
                 return action

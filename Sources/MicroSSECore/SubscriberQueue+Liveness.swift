@@ -4,51 +4,32 @@ extension SubscriberQueue {
     /// What a periodic tick found for this subscriber.
     package enum TickAction: Sendable, Equatable {
         case none
-        /// Nothing was queued since the last tick: the heartbeat frame was queued.
-        /// `wake` tells whether the connection is suspended and must be resumed to write it.
+        /// The heartbeat frame was queued. `wake` tells whether the connection is suspended and
+        /// must be resumed to write it.
         case heartbeat(wake: Bool)
         /// Bytes have been pending with no progress for `stallTicks` whole ticks: the stream was
         /// failed. `wake` tells whether the connection must be resumed so the reader closes it.
         case stalled(wake: Bool)
-        /// The heartbeat was written to the suspended connection's socket directly; it stays
-        /// suspended.
-        case heartbeatWritten
-        /// Writing the heartbeat directly failed (the peer is gone): the stream was failed and
-        /// its suspended connection must be resumed so the reader closes it.
-        case peerGone
 
         /// Whether the connection is suspended and must be resumed.
         package var needsWake: Bool {
             switch self {
-            case .heartbeat(wake: true), .stalled(wake: true), .peerGone: true
-            case .none, .heartbeat(wake: false), .stalled(wake: false), .heartbeatWritten: false
+            case .heartbeat(wake: true), .stalled(wake: true): true
+            case .none, .heartbeat(wake: false), .stalled(wake: false): false
             }
         }
     }
 
-    /// Called once per tick. Queues `heartbeat` on a stream that had nothing queued since the
-    /// previous tick and nothing pending, so an idle stream gets one heartbeat per tick (the
-    /// heartbeat itself does not count as activity). Fails the stream when bytes stayed pending
-    /// without the peer reading any for `stallTicks` whole ticks after they were first seen, so
-    /// a stall is reported no sooner than `stallTicks` tick intervals (0 = never).
-    ///
-    /// A heartbeat due on a suspended stream is first offered to `writeSuspended`, which may
-    /// write it to the socket without resuming the connection (then nothing is queued); when it
-    /// cannot, the heartbeat is queued and the connection resumed as for any frame.
-    package mutating func tick(
-        stallTicks: Int, heartbeat: Frame?, writeSuspended: ([UInt8]) -> SuspendedWrite = { _ in .unavailable }
-    ) -> TickAction {
-        // Events published to the log since the previous tick count as queued.
-        let published = log.map { $0.end != endAtTick } ?? false
-        if let log { endAtTick = log.end }
-        defer {
-            enqueuedSinceTick = false
-            progressSinceTick = false
-        }
+    /// The stall watch, once per visit of a stream with bytes pending: fails the stream when
+    /// bytes stayed pending without the peer reading any for `stallTicks` whole visits after
+    /// they were first seen, so a stall is reported no sooner than `stallTicks` intervals
+    /// (0 = never). Returns `.none` or `.stalled`.
+    package mutating func tick(stallTicks: Int) -> TickAction {
+        defer { progressSinceTick = false }
         // A finishing stream is watched for stalls too (its last bytes may never be read).
         guard phase != .failed else { return .none }
         if pendingBytes > 0 && !progressSinceTick {
-            // The first tick that sees the stall only starts the count: the bytes may have been
+            // The first visit that sees the stall only starts the count: the bytes may have been
             // queued just before it.
             if stalledTicks < .max { stalledTicks += 1 }
             if stallTicks > 0 && Int(stalledTicks) > stallTicks {
@@ -58,8 +39,7 @@ extension SubscriberQueue {
         } else {
             stalledTicks = 0
         }
-        guard phase == .open, let heartbeat, !enqueuedSinceTick, !published, pendingBytes == 0 else { return .none }
-        return self.heartbeat(heartbeat, writeSuspended: writeSuspended)
+        return .none
     }
 
     /// Whether the ticker may write a heartbeat to this stream's socket by itself now (see
@@ -68,24 +48,10 @@ extension SubscriberQueue {
         phase == .open && waiting && pendingBytes == 0 && !flushScheduled && !resumeDeferred
     }
 
-    /// The heartbeat of a tick that found the stream idle: written to the suspended connection's
-    /// socket by `writeSuspended` when it can, queued (and the connection resumed) otherwise.
-    package mutating func heartbeat(
-        _ heartbeat: Frame, writeSuspended: ([UInt8]) -> SuspendedWrite = { _ in .unavailable }
-    ) -> TickAction {
+    /// Queues the heartbeat of a stream the heartbeat pass found idle but could not write to
+    /// directly (see ``HeartbeatSlots``): the connection must be resumed to write it.
+    package mutating func heartbeat(_ heartbeat: Frame) -> TickAction {
         guard phase == .open, pendingBytes == 0, heartbeat.bytes.count <= limit else { return .none }
-        if waiting {
-            switch writeSuspended(heartbeat.bytes) {
-            case .written: return .heartbeatWritten
-            case .partial(let remaining):
-                unsent = remaining
-                return .heartbeatWritten
-            case .failed:
-                _ = fail()
-                return .peerGone
-            case .unavailable: break
-            }
-        }
         append(heartbeat)
         return .heartbeat(wake: takeWaiting())
     }

@@ -65,8 +65,6 @@ package struct SubscriberQueue: Sendable {
     package internal(set) var cursor = LogCursor()
     /// While finishing: the log's end when the stream started to finish (nothing after it is sent).
     var finishAt = UInt64.max
-    /// The log's end at the previous tick (was anything published since).
-    var endAtTick: UInt64 = 0
     /// The write region the content reader was last handed (address and size), for
     /// ``visitIdle()``. Recorded on every read; the owner of the region is the transport.
     var bufferAddress: UInt = 0
@@ -88,7 +86,7 @@ package struct SubscriberQueue: Sendable {
     package internal(set) var phase = Phase.open
     /// Whether the stream was failed for falling behind (over the bound, or stalled).
     package internal(set) var dropped = false
-    var enqueuedSinceTick = false
+    /// Whether the peer read anything since the stall watch's previous visit.
     var progressSinceTick = false
     /// Idle-release state of the current suspension: seen suspended by one release pass
     /// (`idleSeen`), region already given back (`idleReleased`). Both cleared on every suspend.
@@ -123,7 +121,6 @@ package struct SubscriberQueue: Sendable {
         guard phase != .failed else { return }
         self.log = log
         cursor = log.endCursor
-        endAtTick = cursor.position
         if phase == .finishing { finishAt = cursor.position }
     }
 
@@ -146,7 +143,6 @@ package struct SubscriberQueue: Sendable {
             return .overflow(wake: fail())
         }
         append(frame)
-        enqueuedSinceTick = true
         return takeWaiting() ? .wake : .none
     }
 

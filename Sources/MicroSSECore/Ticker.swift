@@ -3,7 +3,7 @@ import MicroSSEWire
 import Synchronization
 
 /// One timer for every stream's liveness: a heartbeat comment on idle streams and failure of
-/// streams whose peer has read nothing for the write timeout (see ``SubscriberQueue/tick(stallTicks:heartbeat:)``).
+/// streams whose peer has read nothing for the write timeout (see ``SubscriberQueue/tick(stallTicks:)``).
 ///
 /// It fires every second. Every `heartbeatSeconds` it makes a heartbeat pass over `heartbeats`
 /// (``Subscriber/heartbeat(_:frame:)``: one `send` per idle stream, no visit of the streams'

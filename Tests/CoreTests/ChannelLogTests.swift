@@ -159,9 +159,9 @@ struct ChannelLogTests {
         _ = sub.read(max: 4_096, write: { _ in }, onSuspend: {})
         publish(frame("data: 1\n\n"), to: log, readers: [sub])
         _ = sub.read(max: 2, write: { _ in }, onSuspend: {})
-        for _ in 0..<3 { sub.tick(heartbeat: nil, stallTicks: 2) }
+        for _ in 0..<3 { sub.tick(stallTicks: 2) }
         #expect(!sub.wasDropped, "the first tick only starts the count")
-        sub.tick(heartbeat: nil, stallTicks: 2)
+        sub.tick(stallTicks: 2)
         #expect(sub.wasDropped)
     }
 

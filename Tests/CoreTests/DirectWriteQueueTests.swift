@@ -111,7 +111,7 @@ struct DirectWriteQueueTests {
         #expect(!flush(sub))
         sub.enqueue(frame("data: own\n\n"))
         #expect(connection.resumes == 0)
-        #expect(sub.tick(heartbeat: frame(":\n\n", isEvent: false), stallTicks: 0) == .none)
+        #expect(sub.queueHeartbeat(frame(":\n\n", isEvent: false)) == .none)
         // The socket takes a little more, then the rest: only then is the connection resumed.
         connection.take(2)
         #expect(!sub.writeUnsent())
@@ -159,9 +159,9 @@ struct DirectWriteQueueTests {
     func finishingStallFails() {
         let (_, connection, sub) = cutShort("data: 1\n\n", after: 3)
         sub.finish()
-        for _ in 0..<3 { sub.tick(heartbeat: nil, stallTicks: 2) }
+        for _ in 0..<3 { sub.tick(stallTicks: 2) }
         #expect(sub.isOpen == false && !sub.wasDropped, "finishing, not failed yet")
-        sub.tick(heartbeat: nil, stallTicks: 2)
+        sub.tick(stallTicks: 2)
         #expect(sub.wasDropped)
         #expect(connection.resumes == 1, "resumed so its reader closes it")
     }

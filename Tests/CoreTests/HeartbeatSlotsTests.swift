@@ -137,6 +137,44 @@ struct HeartbeatSlotsTests {
         func cut() {}
     }
 
+    /// The order of resumes, and how many of `streams` had a heartbeat queued at each.
+    final class ResumeLog: Sendable {
+        let resumes = Mutex<[(index: Int, queued: Int)]>([])
+        let streams = Mutex<[Subscriber]>([])
+    }
+
+    /// A stream the table cannot write to, whose resumes go to a shared log.
+    final class CountingConnection: StreamConnection {
+        let index: Int
+        let log: ResumeLog
+        init(_ index: Int, _ log: ResumeLog) { (self.index, self.log) = (index, log) }
+        func resume() {
+            let queued = log.streams.withLock { $0 }.filter { $0.pendingBytes > 0 }.count
+            log.resumes.withLock { $0.append((index, queued)) }
+        }
+        func cut() {}
+    }
+
+    @Test("the pass queues the heartbeats it cannot write, then resumes those streams back to back, each once")
+    func batchedResumes() {
+        let slots = table(Wire())
+        let log = ResumeLog()
+        for i in 0..<100 {
+            let sub = Subscriber(channels: ["c"], limit: 1 << 16, heartbeats: slots)
+            sub.attach(CountingConnection(i, log))
+            sub.attach(log: ChannelLog())
+            // Every other stream suspended: only those need a resume for their heartbeat.
+            if i % 2 == 0 { #expect(sub.read(max: 64, write: { _ in }, onSuspend: {}) == .suspend) }
+            log.streams.withLock { $0.append(sub) }
+        }
+        Subscriber.heartbeat(slots, frame: heartbeat)  // the streams are new: the first pass marks them
+        Subscriber.heartbeat(slots, frame: heartbeat)
+        let resumes = log.resumes.withLock { $0 }
+        #expect(resumes.map(\.index) == Array(stride(from: 0, to: 100, by: 2)))
+        #expect(resumes.allSatisfy { $0.queued == 100 }, "every heartbeat was queued before the first resume")
+        for sub in log.streams.withLock({ $0 }) { sub.detach() }
+    }
+
     @Test("a stream the table cannot write to gets its heartbeat through its reader, every pass")
     func readerOnlyEveryPass() {
         let slots = table(Wire())

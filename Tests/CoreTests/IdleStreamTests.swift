@@ -94,39 +94,6 @@ struct IdleStreamTests {
         busy.probePeer(probe)
         #expect(busy.pendingBytes == 9, "pending bytes probe just as well")
     }
-
-    @Test("a tick resumes only after every queue was ticked, each suspended stream once")
-    func batchedTick() {
-        let order = Mutex<[String]>([])
-        let heartbeat = Frame(bytes: EventEncoder.comment(""), isEvent: false)
-        let subscribers = (0..<100).map { i in
-            let s = Subscriber(channels: ["c"], limit: 1 << 20)
-            s.setWaker { order.withLock { $0.append("wake \(i)") } }
-            if i % 2 == 0 { _ = s.read(max: 4_096, write: { _ in }, onSuspend: {}) }
-            return s
-        }
-        #expect(Subscriber.tick(subscribers, heartbeat: heartbeat, stallTicks: 0) == 50)
-        #expect(order.withLock { $0 } == stride(from: 0, to: 100, by: 2).map { "wake \($0)" })
-        #expect(subscribers.allSatisfy { $0.pendingBytes == heartbeat.bytes.count })
-    }
-
-    @Test("tick cost with 5,000 idle streams (prints the figure)")
-    func tickCost() {
-        let heartbeat = Frame(bytes: EventEncoder.comment(""), isEvent: false)
-        let subscribers = (0..<5_000).map { _ in
-            let s = Subscriber(channels: ["c"], limit: 1 << 20)
-            s.setWaker {}
-            return s
-        }
-        var best = Double.infinity
-        for _ in 0..<5 {
-            for s in subscribers { _ = s.read(max: 4_096, write: { _ in }, onSuspend: {}) }
-            let start = Clocks.monotonicNanoseconds()
-            Subscriber.tick(subscribers, heartbeat: heartbeat, stallTicks: 2)
-            best = min(best, Double(Clocks.monotonicNanoseconds() - start) / 1e6)
-        }
-        print("tick of 5,000 idle streams (queues and wakers, no sockets): \(best) ms")
-    }
 }
 
 extension Clocks {

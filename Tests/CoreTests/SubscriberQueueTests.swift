@@ -73,25 +73,32 @@ struct SubscriberQueueTests {
     // Regression: the heartbeat used to be queued through `enqueue`, which counted it as
     // activity, so an idle stream got a heartbeat only every other tick (and dead peers took
     // twice as long to find).
-    @Test("an idle stream gets a heartbeat on every tick") func anIdleStreamGetsAHeartbeatOnEveryTick() {
+    @Test("a heartbeat queued on an idle stream asks for a resume every time, and is not activity")
+    func aQueuedHeartbeatWakesEveryTime() {
         var q = SubscriberQueue(limit: 1 << 10)
         let hb = frame(":\n\n", isEvent: false)
         for _ in 0..<4 {
             #expect(q.read(max: 100) { _ in } == .suspend)
-            #expect(q.tick(stallTicks: 3, heartbeat: hb) == .heartbeat(wake: true))
+            #expect(q.heartbeat(hb) == .heartbeat(wake: true))
             #expect(q.drain().text == ":\n\n")
         }
+        _ = q.heartbeat(hb)
+        #expect(q.tick(stallTicks: 1) == .none)  // the reads before it were progress
+        #expect(q.tick(stallTicks: 1) == .none)  // the heartbeat first seen unread
+        #expect(q.tick(stallTicks: 1) == .stalled(wake: false), "an unread heartbeat is a stall like any byte")
     }
 
-    @Test("no heartbeat when something was queued since the last tick, or heartbeats are off")
-    func noHeartbeatWhenSomethingWasQueuedSinceTheLastTickOrHeartbeatsAreOff() {
+    @Test("no heartbeat is queued behind pending bytes, or on a closed stream")
+    func noHeartbeatBehindPendingBytes() {
         var q = SubscriberQueue(limit: 1 << 10)
         let hb = frame(":\n\n", isEvent: false)
         _ = q.enqueue(frame("data: x\n\n"))
+        #expect(q.heartbeat(hb) == .none)
         _ = q.drain()
-        #expect(q.tick(stallTicks: 0, heartbeat: hb) == .none)
-        #expect(q.tick(stallTicks: 0, heartbeat: nil) == .none)
-        #expect(q.tick(stallTicks: 0, heartbeat: hb) == .heartbeat(wake: true))
+        #expect(q.heartbeat(hb) == .heartbeat(wake: true), "drained: suspended, so it must be resumed")
+        _ = q.drain()
+        _ = q.finish()
+        #expect(q.heartbeat(hb) == .none)
     }
 
     // Regression: a stall was reported on the `stallTicks`-th tick counting the one that first
@@ -101,9 +108,9 @@ struct SubscriberQueueTests {
     func aStallIsReportedOnlyAfterStallTicksWholeTicksWithoutProgress() {
         var q = SubscriberQueue(limit: 1 << 10)
         _ = q.enqueue(frame("data: stuck\n\n"))
-        #expect(q.tick(stallTicks: 2, heartbeat: nil) == .none)  // first seen
-        #expect(q.tick(stallTicks: 2, heartbeat: nil) == .none)  // one whole tick
-        #expect(q.tick(stallTicks: 2, heartbeat: nil) == .stalled(wake: false))  // two whole ticks
+        #expect(q.tick(stallTicks: 2) == .none)  // first seen
+        #expect(q.tick(stallTicks: 2) == .none)  // one whole tick
+        #expect(q.tick(stallTicks: 2) == .stalled(wake: false))  // two whole ticks
         #expect(q.dropped)
         #expect(q.read(max: 100) { _ in } == .abort)
     }
@@ -113,17 +120,17 @@ struct SubscriberQueueTests {
         for _ in 0..<5 {
             _ = q.enqueue(frame("data: 0123456789\n\n"))
             _ = q.enqueue(frame("data: 0123456789\n\n"))
-            #expect(q.tick(stallTicks: 1, heartbeat: nil) == .none)
+            #expect(q.tick(stallTicks: 1) == .none)
             _ = q.read(max: 5) { _ in }  // a slow reader still makes progress
         }
-        #expect(q.tick(stallTicks: 1, heartbeat: nil) == .none)
+        #expect(q.tick(stallTicks: 1) == .none)
         #expect(!q.dropped)
     }
 
     @Test("stallTicks 0 never reports a stall") func stallticks0NeverReportsAStall() {
         var q = SubscriberQueue(limit: 1 << 10)
         _ = q.enqueue(frame("data: x\n\n"))
-        for _ in 0..<100 { #expect(q.tick(stallTicks: 0, heartbeat: nil) == .none) }
+        for _ in 0..<100 { #expect(q.tick(stallTicks: 0) == .none) }
     }
 
     @Test("freeBytes is what may still be queued") func freebytesIsWhatMayStillBeQueued() {
@@ -166,17 +173,19 @@ struct SubscriberTests {
         #expect(sub.receivedEvents().map(\.data) == ["1", "2"])
     }
 
-    @Test("tick wakes a suspended idle stream for its heartbeat and fails a stalled one")
+    @Test("a heartbeat queued on a suspended idle stream asks for its resume; a stalled stream is failed")
     func tickWakesASuspendedIdleStreamForItsHeartbeatAndFailsAStalledOne() {
         let sub = Subscriber(channels: ["a"], limit: 1 << 10)
         let wakes = WakeCounter()
         wakes.install(on: sub)
         #expect(sub.read(max: 100, write: { _ in }, onSuspend: {}) == .suspend)
-        #expect(sub.tick(heartbeat: frame(":\n\n", isEvent: false), stallTicks: 1) == .heartbeat(wake: true))
+        #expect(sub.queueHeartbeat(frame(":\n\n", isEvent: false)) == .heartbeat(wake: true))
+        #expect(wakes.value == 0, "the heartbeat pass resumes its streams itself, back to back")
+        sub.wake()
         #expect(wakes.value == 1)
         // The heartbeat is never read: after one whole tick the stream is stalled.
-        #expect(sub.tick(heartbeat: nil, stallTicks: 1) == .none)
-        #expect(sub.tick(heartbeat: nil, stallTicks: 1) == .stalled(wake: false))
+        #expect(sub.tick(stallTicks: 1) == .none)
+        #expect(sub.tick(stallTicks: 1) == .stalled(wake: false))
         #expect(sub.wasDropped)
     }
 }
