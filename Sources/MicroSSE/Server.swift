@@ -126,6 +126,9 @@ public final class Server: Sendable {
         hub.logger.info("microsse listening on \(scheme)://\(host):\(port)")
     }
 
+    /// The running transport (nil before ``start()``), for the package's tests.
+    package var transport: HTTPTransport? { lifecycle.withLock { $0.transport } }
+
     /// The bound port (useful with port 0), or 0 before ``start()``.
     public var port: UInt16 {
         lifecycle.withLock { $0.transport?.boundPort.load(ordering: .acquiring) ?? 0 }

@@ -187,7 +187,7 @@ package final class HeartbeatSlots: Sendable {
     /// What a pass left to the subscribers themselves.
     package enum SlowPath {
         /// Quiet for a whole interval but not writable from the table (not suspended, or its
-        /// socket not writable directly or full): the subscriber's own tick queues a heartbeat.
+        /// socket not writable directly or full): `Subscriber.queueHeartbeat` queues one.
         case queue(Subscriber)
         /// Part of the chunk was written: its rest is in the slot, for the subscriber to send.
         case rest(Subscriber)

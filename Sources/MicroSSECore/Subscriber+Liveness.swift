@@ -1,8 +1,10 @@
 /// The ticker's side of ``Subscriber``: heartbeats and stalls, the pending set's visit, the
 /// liveness probe, and the release pass over idle streams.
 extension Subscriber {
-    /// The stall watch's visit of this stream alone (see ``SubscriberQueue/tick(stallTicks:)``):
-    /// a stream it fails is resumed so its reader closes it, or cut at once when not suspended.
+    /// The stall watch's visit of this stream alone (see ``SubscriberQueue/tick(stallTicks:)``),
+    /// whatever it has pending: a stream it fails is resumed so its reader closes it, or cut at
+    /// once when not suspended. The ticker visits through ``visitPending(_:stallTicks:)``, which
+    /// takes only listed streams and batches the resumes; tests drive one stream's stall with this.
     @discardableResult
     package func tick(stallTicks: Int) -> SubscriberQueue.TickAction {
         let action = locked(activity: false) { q in
@@ -53,8 +55,8 @@ extension Subscriber {
     }
 
     /// The ticker's per-second visit of the streams listed in `set` (those that had bytes
-    /// pending since the previous visit): a stream that still has bytes pending is ticked
-    /// without heartbeat (when `stallTicks` > 0) and stays listed; one that has drained leaves
+    /// pending since the previous visit): a stream that still has bytes pending gets a visit of
+    /// the stall watch (when `stallTicks` > 0) and stays listed; one that has drained leaves
     /// the set. Resumes are batched as in ``heartbeat(_:frame:)``. Returns how many streams were
     /// visited.
     @discardableResult

@@ -44,6 +44,8 @@ package final class HTTPTransport: Sendable {
     /// Event frames and bytes handed to sockets by stream readers.
     package let deliveredEvents = Atomic<Int>(0)
     package let deliveredBytes = Atomic<Int>(0)
+    /// Header lines of this transport's stream responses freed once their head was built.
+    package let streamHeaderLinesFreed = Atomic<Int>(0)
 
     /// The bound port once started.
     package let boundPort = Atomic<UInt16>(0)
@@ -61,8 +63,6 @@ package final class HTTPTransport: Sendable {
     package static let eventsWrittenDirectly = Atomic<Int>(0)
     /// Direct chunks the socket took only part of (their rest was sent once it had room).
     package static let chunksCutShort = Atomic<Int>(0)
-    /// Header lines of stream responses freed once their head was built (every transport).
-    package static let streamHeaderLinesFreed = Atomic<Int>(0)
 
     /// The open streams' subscribers, for periodic work.
     package func streams() -> [Subscriber] { state.withLock { Array($0.streams.values) } }

@@ -23,6 +23,9 @@ private final class StreamContext: StreamConnection {
     let onClose: @Sendable () -> Void
     /// The transport's peer watcher and suspended writer (nil if it has neither).
     let threads: StreamThreads?
+    /// The stream's libmicrohttpd response until the content reader's first call frees its
+    /// header lines (0 after). Read and written on the connection's thread only.
+    let response = Atomic<UInt>(0)
     /// The socket (-1 if libmicrohttpd did not tell it).
     let fd: Int32
     /// Whether the socket is registered with the peer watcher (removed in the free callback,
@@ -31,9 +34,6 @@ private final class StreamContext: StreamConnection {
     /// Whether the stream goes out as plain HTTP/1.1 chunks on `fd`, so that a whole chunk may
     /// be written to the socket directly while the connection is suspended.
     let plainChunked: Bool
-    /// The stream's libmicrohttpd response until the content reader's first call frees its
-    /// header lines (0 after). Read and written on the connection's thread only.
-    let response = Atomic<UInt>(0)
     /// Whether the writer ever watched the socket (for the rest of a chunk cut short).
     let watchedByWriter = Atomic<Bool>(false)
 
@@ -227,7 +227,7 @@ private func readStream(_ context: StreamContext, into out: UnsafeMutableRawBuff
     if response != 0 {
         context.response.store(0, ordering: .relaxed)
         let freed = msse_shim_response_drop_headers(OpaquePointer(bitPattern: response))
-        HTTPTransport.streamHeaderLinesFreed.add(Int(freed), ordering: .relaxed)
+        context.transport.streamHeaderLinesFreed.add(Int(freed), ordering: .relaxed)
     }
     // The queued frames are copied straight into libmicrohttpd's buffer, several per call.
     let action = context.subscriber.read(

@@ -70,10 +70,9 @@ struct SubscriberQueueTests {
         #expect(q.finish() == false)
     }
 
-    // Regression: the heartbeat used to be queued through `enqueue`, which counted it as
-    // activity, so an idle stream got a heartbeat only every other tick (and dead peers took
-    // twice as long to find).
-    @Test("a heartbeat queued on an idle stream asks for a resume every time, and is not activity")
+    // That a queued heartbeat is not activity (an idle stream would get one only every other
+    // pass) is the subscriber's business: HeartbeatSlotsTests.readerOnlyEveryPass checks it.
+    @Test("a heartbeat queued on an idle stream asks for a resume every time, and is a stall when unread")
     func aQueuedHeartbeatWakesEveryTime() {
         var q = SubscriberQueue(limit: 1 << 10)
         let hb = frame(":\n\n", isEvent: false)

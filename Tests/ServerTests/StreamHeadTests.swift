@@ -13,7 +13,6 @@ struct StreamHeadTests {
         let origin = "https://app.example"
         let server = try makeServer { $0.corsOrigins = [origin] }
         defer { server.stop() }
-        let before = HTTPTransport.streamHeaderLinesFreed.load(ordering: .relaxed)
         let count = 4
         let streams = try (0..<count).map { _ in
             try EventStreamClient(port: server.port, path: "/events/heads", headers: [("Origin", origin)])
@@ -28,9 +27,9 @@ struct StreamHeadTests {
             for (name, value) in expected { #expect(stream.head.header(name) == value, "\(name)") }
             #expect(stream.head.header("Access-Control-Expose-Headers")?.contains("Retry-After") == true)
         }
-        // Seven lines each: three of every stream, four of CORS.
-        func freed() -> Int { HTTPTransport.streamHeaderLinesFreed.load(ordering: .relaxed) - before }
-        #expect(eventually { freed() >= 7 * count }, "header lines freed: \(freed())")
+        // Seven lines each: three of every stream, four of CORS (this server's streams alone).
+        func freed() -> Int { server.transport?.streamHeaderLinesFreed.load(ordering: .relaxed) ?? -1 }
+        #expect(eventually { freed() == 7 * count }, "header lines freed: \(freed())")
         let data = "line one\nline two: \(String(repeating: "x", count: 3_000))"
         try server.publish(data, id: "e1", to: "heads")
         for stream in streams {
@@ -40,17 +39,17 @@ struct StreamHeadTests {
         }
     }
 
-    @Test("an HTTP/1.0 stream (no chunks, the reader fills libmicrohttpd's own block) keeps its head and body")
+    @Test("an HTTP/1.0 stream (no chunks: the reader fills libmicrohttpd's block) keeps its head and body, lines freed")
     func http10HeadAndBody() throws {
         let server = try makeServer()
         defer { server.stop() }
-        let before = HTTPTransport.streamHeaderLinesFreed.load(ordering: .relaxed)
         let stream = try EventStreamClient(port: server.port, path: "/events/old", http10: true)
         #expect(stream.status == 200)
         #expect(stream.head.header("Content-Type") == "text/event-stream; charset=utf-8")
         #expect(stream.head.header("Cache-Control") == "no-cache")
         #expect(stream.head.header("X-Accel-Buffering") == "no")
-        #expect(eventually { HTTPTransport.streamHeaderLinesFreed.load(ordering: .relaxed) - before >= 3 })
+        func freed() -> Int { server.transport?.streamHeaderLinesFreed.load(ordering: .relaxed) ?? -1 }
+        #expect(eventually { freed() == 3 }, "header lines freed: \(freed())")
         try server.publish("after the head", to: "old")
         #expect(try stream.next()?.data == "after the head")
     }
