@@ -57,13 +57,22 @@ package final class SetLog<Key: Hashable> {
 
     package var id: ObjectIdentifier { ObjectIdentifier(self) }
 
-    /// The set log of `key` in `logs`, made there when absent (`made`: the caller then lists it
-    /// under each of its channels).
-    package static func find(_ key: Key, in logs: inout [Key: SetLog]) -> (set: SetLog, made: Bool) {
-        if let existing = logs[key] { return (existing, false) }
-        let set = SetLog(key: key)
-        logs[key] = set
-        return (set, true)
+    /// Makes `s` read the log of `key` in `logs`, made there when absent. Returns the log when
+    /// it was made: the caller lists it under each of its channels.
+    package static func insert(_ s: Subscriber, key: Key, in logs: inout [Key: SetLog]) -> SetLog? {
+        let existing = logs[key]
+        let set = existing ?? SetLog(key: key)
+        if existing == nil { logs[key] = set }
+        set.readers.insert(s)
+        return existing == nil ? set : nil
+    }
+
+    /// Stops `s` reading the log of `key` in `logs`. Returns the log when no stream reads it any
+    /// more: it has left `logs`, and the caller unlists it under each of its channels.
+    package static func remove(_ s: Subscriber, key: Key, from logs: inout [Key: SetLog]) -> SetLog? {
+        guard let set = logs[key], set.readers.remove(s), set.readers.isEmpty else { return nil }
+        logs[key] = nil
+        return set
     }
 }
 

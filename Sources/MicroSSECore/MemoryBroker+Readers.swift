@@ -17,9 +17,9 @@ extension MemoryBroker.State {
             if let name = names.first { channels[name]!.add(s) }
             return
         }
-        let (set, made) = SetLog.find(MemoryBroker.setKey(names), in: &setLogs)
-        if made { for name in set.key { channels[name]!.sets[set.id] = set } }
-        set.readers.insert(s)
+        if let made = SetLog.insert(s, key: MemoryBroker.setKey(names), in: &setLogs) {
+            for name in made.key { channels[name]!.sets[made.id] = made }
+        }
     }
 
     /// Stops `s` reading; a set's log read by no stream any more goes, and channels with no
@@ -29,11 +29,8 @@ extension MemoryBroker.State {
         let names = s.channels
         if names.count == 1 {
             channels[names[0]]?.remove(s)
-        } else if names.count > 1, let set = setLogs[MemoryBroker.setKey(names)], set.readers.remove(s),
-            set.readers.isEmpty
-        {
-            setLogs[set.key] = nil
-            for name in set.key { channels[name]?.sets[set.id] = nil }
+        } else if names.count > 1, let gone = SetLog.remove(s, key: MemoryBroker.setKey(names), from: &setLogs) {
+            for name in gone.key { channels[name]?.sets[gone.id] = nil }
         }
         for name in names { forgetIfIdle(name) }
     }

@@ -57,9 +57,9 @@ extension RedisBroker.LocalState {
         if names.count == 1 {
             logs[names[0], default: LogReaders()].insert(sub)
         } else if names.count > 1 {
-            let (set, made) = SetLog.find(names.sorted(), in: &setLogs)
-            if made { for name in set.key { setsOf[name, default: [:]][set.id] = set } }
-            set.readers.insert(sub)
+            if let made = SetLog.insert(sub, key: names.sorted(), in: &setLogs) {
+                for name in made.key { setsOf[name, default: [:]][made.id] = made }
+            }
         }
     }
 
@@ -68,10 +68,9 @@ extension RedisBroker.LocalState {
         let names = sub.channels.map(\.rawValue)
         if names.count == 1 {
             if logs[names[0]]?.remove(sub) == true, logs[names[0]]?.isEmpty == true { logs[names[0]] = nil }
-        } else if names.count > 1, let set = setLogs[names.sorted()], set.readers.remove(sub), set.readers.isEmpty {
-            setLogs[set.key] = nil
-            for name in set.key {
-                setsOf[name]?[set.id] = nil
+        } else if names.count > 1, let gone = SetLog.remove(sub, key: names.sorted(), from: &setLogs) {
+            for name in gone.key {
+                setsOf[name]?[gone.id] = nil
                 if setsOf[name]?.isEmpty == true { setsOf[name] = nil }
             }
         }
