@@ -59,6 +59,28 @@ struct ConnectionMemoryTests {
         #expect(try httpRequest(port: large.port, path: "/healthz", headers: headers).status == 200)
     }
 
+    // libmicrohttpd refuses these itself, before MicroSSE sees the request: a header line
+    // longer than the pool can hold, and cookies whose parsed copy does not fit the pool beside the
+    // request. Its answer is its own (an HTML body; 0.9.75 sometimes writes its head twice, see
+    // RELIABILITY.md), but the status is 431 and the connection is closed, never silently.
+    @Test("requests libmicrohttpd refuses itself for room (a huge line, cookies it cannot copy) get 431")
+    func refusedByLibmicrohttpd() throws {
+        let server = try makeServer()
+        defer { server.stop() }
+        let requests = [
+            "X-Big: \(String(repeating: "b", count: 33_000))",
+            "Cookie: s=\(String(repeating: "c", count: 12_000))\r\nX-A: \(String(repeating: "d", count: 9_000))",
+        ]
+        for header in requests {
+            let c = try RawConnection(port: server.port)
+            defer { c.close() }
+            try c.send("GET /events/news HTTP/1.1\r\nHost: x\r\n\(header)\r\n\r\n")
+            #expect(try c.readHead().status == 431)
+            #expect(try c.waitForClose(timeout: 5))
+        }
+        #expect(server.statistics.clients == 0)
+    }
+
     @Test("an event larger than the pool reaches every subscriber whole")
     func eventLargerThanPool() throws {
         let server = try makeServer()
