@@ -15,9 +15,15 @@ import Synchronization
 /// a class instance starts with a 16-byte header (metadata pointer, reference counts); a native
 /// array's buffer adds its count and capacity (32 bytes before the elements); a native string
 /// of more than 15 UTF-8 bytes (shorter ones live inside the `String` itself) is a 32-byte
-/// header, the bytes and a NUL, its request rounded up to 16; a dictionary's storage is one
-/// allocation of a 64-byte header, a bitmap of one bit per bucket (at least one word), then the
-/// keys and the values of all its buckets (a power of two, at most 3/4 of them used).
+/// header, the bytes and a NUL rounded up to 16, then an 8-byte breadcrumbs pointer; a
+/// dictionary's storage is one allocation of a 64-byte header, a bitmap of one bit per bucket
+/// (at least one word), then the keys and the values of all its buckets (a power of two, at
+/// most 3/4 of them used).
+///
+/// glibc hands out a chunk up to 16 bytes larger than asked when the rest of the free chunk
+/// it takes is too small to split off. An array's capacity says what it got (Swift sizes it
+/// from the usable size); strings, dictionaries and class instances do not, so their charge
+/// includes those 16 bytes.
 package enum HeapSize {
     /// glibc's chunk for a request of `bytes`: the request plus an 8-byte size field, rounded
     /// up to 16, at least 32. A request of at least glibc's default mmap threshold (128 KiB) may
@@ -40,14 +46,18 @@ package enum HeapSize {
     }
 
     package static func array(capacity: Int, stride: Int) -> Int {
-        capacity == 0 ? 0 : chunk(32 + capacity * stride + max(0, stride - 1))
+        guard capacity > 0 else { return 0 }
+        let least = 32 + capacity * stride
+        // The largest chunk whose usable size (8 less) still holds only `capacity` elements.
+        let most = least + stride - 1
+        return most >= mmapThreshold ? chunk(most) : max(chunk(least), (most + 8) & ~15)
     }
 
-    /// A string of `utf8Count` bytes as Swift makes it from bytes or a number (no spare
-    /// capacity from appends): inline up to 15 bytes, else a 32-byte header, the bytes and a
-    /// NUL, requested in multiples of 16.
+    /// A string of `utf8Count` bytes as Swift makes it from bytes (no spare capacity from
+    /// appends): inline up to 15 bytes, else a 32-byte header, the bytes and a NUL rounded up
+    /// to 16, and the breadcrumbs pointer.
     package static func string(utf8Count: Int) -> Int {
-        utf8Count <= 15 ? 0 : chunk((32 + utf8Count + 1 + 15) & ~15)
+        utf8Count <= 15 ? 0 : chunk(((32 + utf8Count + 1 + 15) & ~15) + 8) + unsplit
     }
 
     package static func string(_ s: String) -> Int { string(utf8Count: s.utf8.count) }
@@ -62,12 +72,15 @@ package enum HeapSize {
         var buckets = 2
         while buckets * 3 / 4 < capacity { buckets *= 2 }
         let bitmap = max(1, buckets / 64) * 8
-        return chunk(64 + bitmap + buckets * (keyStride + valueStride))
+        return chunk(64 + bitmap + buckets * (keyStride + valueStride)) + unsplit
     }
 
     /// A ``ChannelLog`` with nothing in it: an instance of 88 bytes (header, lock, state,
     /// two atomics), a 96-byte chunk.
-    package static let channelLog = 96
+    package static let channelLog = 96 + unsplit
+
+    /// What glibc may add to a chunk it does not split (see above).
+    static let unsplit = 16
 }
 
 /// Gives memory the history freed back to the system. glibc keeps freed chunks for reuse and

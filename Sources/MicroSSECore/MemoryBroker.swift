@@ -200,4 +200,7 @@ package final class MemoryBroker: EventBroker {
     /// retained event and remembered evicted caller-given id, and the containers that hold
     /// them by capacity (see ``HeapSize`` and `State.countContainers()`).
     package var accountedBytes: Int { state.withLock { $0.accountedBytes } }
+
+    /// The part of ``accountedBytes`` that is the containers' own storage (tests).
+    package var containerBytes: Int { state.withLock { $0.containersCost } }
 }

@@ -162,6 +162,7 @@ extension MemoryBroker {
             self.lastSeq = lastSeq
             self.bootSeq = bootSeq
             self.forgottenFloors = Array(repeating: bootSeq, count: MemoryBroker.forgottenFloorBuckets)
+            countContainers()
         }
 
         func bucket(_ name: ChannelName) -> Int {
@@ -210,7 +211,7 @@ extension MemoryBroker {
             channels[name] = nil
             // A dictionary keeps its capacity as entries go: one an eighth full is copied
             // (amortized O(1) per channel forgotten).
-            if channels.capacity > 1_024 && channels.count * 8 < channels.capacity {
+            if channels.capacity > 48 && channels.count * 8 < channels.capacity {
                 channels = MemoryBroker.compacted(channels)
             }
             countContainers()
