@@ -69,7 +69,9 @@ package enum HeapSize {
 
     package static func dictionary(capacity: Int, keyStride: Int, valueStride: Int) -> Int {
         guard capacity > 0 else { return 0 }
-        var buckets = 2
+        // Swift reports 3/4 of a power of two: the smallest power of two at least 4/3 of it.
+        let need = max(2, (capacity * 4 + 2) / 3)
+        var buckets = 1 << (Int.bitWidth - (need - 1).leadingZeroBitCount)
         while buckets * 3 / 4 < capacity { buckets *= 2 }
         let bitmap = max(1, buckets / 64) * 8
         return chunk(64 + bitmap + buckets * (keyStride + valueStride)) + unsplit

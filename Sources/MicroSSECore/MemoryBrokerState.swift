@@ -21,9 +21,6 @@ extension MemoryBroker {
             self.frame = frame
         }
 
-        var callerGiven: Bool { callerID != nil }
-        var id: String { callerID ?? String(seq) }
-
         /// Its allocations: the frame's buffer and a caller-given id (its slot in the history
         /// array and in the global order are charged with those arrays).
         var cost: Int { HeapSize.array(frame.bytes) + (callerID.map(HeapSize.string) ?? 0) }
