@@ -17,6 +17,7 @@ Exits 1 when a phase's growth is over BUDGET + SLACK MiB (the issue's target: 32
 """
 import argparse
 import json
+import os
 import socket
 import subprocess
 import sys
@@ -29,6 +30,13 @@ def rss_kib(pid):
             if line.startswith("VmRSS:"):
                 return int(line.split()[1])
     return -1
+
+
+def cpu_seconds(pid):
+    """User plus system CPU seconds of the process."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def free_port():
@@ -119,7 +127,7 @@ def main():
         base = rss_kib(server.pid)
         print(f"server {a.binary}, --history-memory {budget} ({a.budget} MiB); RSS at start {base / 1024:.1f} MiB")
 
-        def report(phase, started):
+        def report(phase, started, cpu):
             nonlocal failed
             time.sleep(0.5)  # let a trim that follows the last publish finish
             stats = conn.stats()
@@ -127,21 +135,21 @@ def main():
             over = grown - a.budget
             ok = grown <= a.budget + a.slack
             failed = failed or not ok
-            print(f"{phase}: {time.monotonic() - started:.1f} s, channels {stats.get('channels')}, "
+            print(f"{phase}: {time.monotonic() - started:.1f} s (server CPU {cpu_seconds(server.pid) - cpu:.1f} s), channels {stats.get('channels')}, "
                   f"RSS growth {grown:.1f} MiB ({over:+.1f} MiB against the budget; "
                   f"{'within' if ok else 'OVER'} budget + {a.slack} MiB)")
 
-        started = time.monotonic()
+        started, cpu = time.monotonic(), cpu_seconds(server.pid)
         tiny = [conn.request("POST", f"/events/c{i}", b"x") for i in range(a.tiny)]
         conn.publish_all(tiny, a.window)
         del tiny
-        report(f"phase 1: {a.tiny} one-byte publishes to new channels", started)
+        report(f"phase 1: {a.tiny} one-byte publishes to new channels", started, cpu)
 
-        started = time.monotonic()
+        started, cpu = time.monotonic(), cpu_seconds(server.pid)
         payload = b"y" * int(a.mib * (1 << 20))
         for i in range(a.big):
             conn.publish_all([conn.request("POST", f"/events/big{i}", payload)], 1)
-        report(f"phase 2: then {a.big} publishes of {a.mib:g} MiB", started)
+        report(f"phase 2: then {a.big} publishes of {a.mib:g} MiB", started, cpu)
     finally:
         server.terminate()
         server.wait()
