@@ -530,6 +530,31 @@ def test_helper_shares_one_stream(t):
         check(not p.console_errors(), f"page errors: {p.console_errors()}")
 
 
+def test_helper_channels_share_ids(t):
+    hub = t.hub("--web")
+    tabs = [t.page() for _ in range(2)]
+    path = "/events?channel=a&channel=b"
+    for p in tabs:
+        start_helper(p, hub.base, path)
+    alone = t.page()
+    start_helper(alone, hub.base, path, "{shared: false}")
+    wait_until(lambda: sorted(p.js("__stream.role") for p in tabs) == ["follower", "leader"], 10, "a leader and a follower")
+    wait_until(lambda: all(p.js("__stream.state") == "open" for p in tabs + [alone]), 10, "open streams")
+    wait_clients(hub, 2)
+    # Publishers may give their own ids, and two channels may use the same ones: on a stream of
+    # both, an id seen before on the other channel is not a repeat.
+    want = []
+    for eid in ("7", "8"):
+        for ch in ("a", "b"):
+            got = publish(hub.base, f"{ch}?id={eid}", f"{ch} {eid}")
+            check(got == eid, f"the hub kept the publisher's id: {got}")
+            want.append((eid, "message", f"{ch} {eid}"))
+    want.append((publish(hub.base, "a", "a assigned"), "message", "a assigned"))
+    wait_helper_events(tabs + [alone], want)
+    for p in tabs + [alone]:
+        check(not p.console_errors(), f"page errors: {p.console_errors()}")
+
+
 def publish_status(base, channel, data, event):
     """POSTs one event; returns the status (an error status too, where publish() raises)."""
     req = urllib.request.Request(f"{base}/events/{channel}?event={event}", data=data.encode(), method="POST")
@@ -834,6 +859,7 @@ TESTS = [
     test_multi_channel,
     test_cross_origin,
     test_helper_shares_one_stream,
+    test_helper_channels_share_ids,
     test_helper_gap_and_expired,
     test_jwt_cookie,
     test_h2_proxy_ten_streams,
