@@ -83,9 +83,9 @@ public struct ServerConfiguration: Sendable {
     /// When set, `GET /stats` and `GET /metrics` require `Authorization: Bearer <token>`
     /// (compared in constant time); without it they get `401`. Default none: both answer anyone,
     /// as scrapers expect. They tell the numbers of streams, channels, publishes, deliveries,
-    /// bytes, drops and disconnects, and the metrics also latencies and the process's memory and
-    /// file descriptors; never a channel name, an id, an address or a payload. `/healthz` and
-    /// `/readyz` stay open.
+    /// bytes, drops and disconnects, and `/metrics` also streams opened, gap signals, publish
+    /// latency and the largest pending output of a stream: the hub's traffic and load, never a
+    /// channel name, an id, an address, a token or a payload. `/healthz` and `/readyz` stay open.
     public var statsToken: String?
     /// Bytes of history all channels together may hold, their bookkeeping included: each
     /// channel counts 256 bytes plus its name, each retained event 128 bytes plus its id and its
