@@ -108,5 +108,20 @@ struct SurfaceTests {
         let both = try runToExit(["serve", "--port", "0", "--stats-token", "a", "--stats-token-file", file])
         #expect(both.status != 0)
         #expect(both.stderr.contains("give --stats-token or --stats-token-file, not both"))
+        // MICROSSE_STATS_TOKEN reaches the same validation (a token with a space is refused).
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: microsseExecutable())
+        p.arguments = ["serve", "--port", "0"]
+        p.environment = ProcessInfo.processInfo.environment.merging(["MICROSSE_STATS_TOKEN": "two words"]) { $1 }
+        let errors = Pipe()
+        p.standardOutput = FileHandle.nullDevice
+        p.standardError = errors
+        try p.run()
+        let exited = eventually(timeout: 30) { !p.isRunning }
+        if !exited { p.terminate() }
+        p.waitUntilExit()
+        let text = String(decoding: errors.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        #expect(exited && p.terminationStatus != 0)
+        #expect(text.contains("statsToken must be non-empty visible ASCII"), "\(text)")
     }
 }
