@@ -87,16 +87,25 @@ struct Doctor: ParsableCommand {
     }
 
     /// The publish token: --token, --token-file, or the environment variable; nil for none.
+    /// Visible ASCII only, as `serve` requires: it goes into a header line.
     private func publishToken() throws -> String? {
-        if let token { return token }
-        if let tokenFile {
+        var found: String?
+        if let token {
+            found = token
+        } else if let tokenFile {
             do throws(MicroSSEError) {
-                return try readSecret(tokenFile)
+                found = try readSecret(tokenFile)
             } catch {
                 throw ValidationError(error.message)
             }
+        } else {
+            found = getenv(Self.tokenVariable).map { String(cString: $0) }.flatMap { $0.isEmpty ? nil : $0 }
         }
-        return getenv(Self.tokenVariable).map { String(cString: $0) }.flatMap { $0.isEmpty ? nil : $0 }
+        if let found, !found.utf8.allSatisfy({ $0 > 0x20 && $0 < 0x7F }) {
+            throw ValidationError(
+                "the publish token must be visible ASCII (it is sent as Authorization: Bearer <token>)")
+        }
+        return found
     }
 
     /// `text` as a URL, trusted as the TLS options say.

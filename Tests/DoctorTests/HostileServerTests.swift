@@ -286,5 +286,12 @@ struct HostileServerTests {
         let both = try measuredDoctor([url, "--token", "a", "--token-file", file])
         #expect(both.result.status != 0)
         #expect(both.result.err.contains("give --token or --token-file, not both"))
+
+        // A token that would break the header line is refused, naming no secret.
+        let broken = try measuredDoctor(
+            [url, "--publish", url], environment: ["MICROSSE_DOCTOR_TOKEN": "s3cret\r\nX-Injected: 1"])
+        #expect(broken.result.status != 0)
+        #expect(broken.result.err.contains("the publish token must be visible ASCII"))
+        #expect(!broken.result.err.contains("s3cret") && !broken.result.out.contains("s3cret"))
     }
 }
