@@ -1,7 +1,9 @@
 import Dispatch
 import Synchronization
 
-#if canImport(Glibc)
+// Without the module (sources compiled outside the package, as the fuzz targets are), or off
+// glibc, nothing is trimmed.
+#if canImport(Glibc) && canImport(CMalloc)
     import CMalloc
 #endif
 
@@ -111,7 +113,7 @@ package enum HeapReturn {
         guard scheduled.compareExchange(expected: false, desired: true, ordering: .relaxed).exchanged else { return }
         DispatchQueue.global(qos: .utility).asyncAfter(deadline: .now() + pause) {
             freed.store(0, ordering: .relaxed)
-            #if canImport(Glibc)
+            #if canImport(Glibc) && canImport(CMalloc)
                 _ = malloc_trim(0)
             #endif
             trims.add(1, ordering: .relaxed)
