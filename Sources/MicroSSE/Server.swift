@@ -235,16 +235,16 @@ extension Hub {
     func publish(_ event: Event, to channel: ChannelName) throws(MicroSSEError) -> String {
         try admit(event)
         let started = ContinuousClock.now
-        let id = try broker.publish(event, to: channel)
-        countPublish(since: started)
-        return id
+        let receipt = try broker.publishReceipt(event, to: channel)
+        countPublish(receipt, since: started)
+        return receipt.id
     }
 
-    /// ``publish(_:to:)`` for the HTTP route: returns at once, `completion` gets the id or the
-    /// error (from a broker's worker thread when the broker is asynchronous).
+    /// ``publish(_:to:)`` for the HTTP route: returns at once, `completion` gets the receipt or
+    /// the error (from a broker's worker thread when the broker is asynchronous).
     func publish(
         _ event: Event, to channel: ChannelName,
-        completion: @escaping @Sendable (Result<String, MicroSSEError>) -> Void
+        completion: @escaping @Sendable (Result<PublishReceipt, MicroSSEError>) -> Void
     ) {
         do throws(MicroSSEError) {
             try admit(event)
@@ -253,8 +253,8 @@ extension Hub {
             return
         }
         let started = ContinuousClock.now
-        broker.publish(event, to: channel) { [self] result in
-            if case .success = result { countPublish(since: started) }
+        broker.publishReceipt(event, to: channel) { [self] result in
+            if case .success(let receipt) = result { countPublish(receipt, since: started) }
             completion(result)
         }
     }
@@ -271,10 +271,11 @@ extension Hub {
         }
     }
 
-    private func countPublish(since started: ContinuousClock.Instant) {
+    private func countPublish(_ receipt: PublishReceipt, since started: ContinuousClock.Instant) {
         let elapsed = started.duration(to: .now)
         published.add(1, ordering: .relaxed)
         metrics.published.increment()
+        if receipt.replicas == 0 { metrics.unreplicated.increment() }
         metrics.publishDuration.recordNanoseconds(
             elapsed.components.seconds * 1_000_000_000 + elapsed.components.attoseconds / 1_000_000_000)
     }

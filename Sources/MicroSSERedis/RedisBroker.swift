@@ -81,6 +81,18 @@ package final class RedisBroker: EventBroker {
     /// One command connection, used by one thread at a time (its lock is held during I/O).
     final class CommandLane: Sendable {
         let slot = Mutex(CommandSlot())
+        /// What the primary last said about its replicas on this lane's connection (`wait=auto`).
+        let replicaCheck = Mutex(ReplicaCheck())
+    }
+
+    /// Replicas the primary reported connected and in sync (`INFO replication`), on which
+    /// connection and when: asked again after ``ReplicaCheck/interval``, on a new connection, or
+    /// after a `WAIT` fell short, so a publish costs no extra round trip in between.
+    struct ReplicaCheck {
+        static let interval: UInt64 = 500
+        var connection: ObjectIdentifier?
+        var online = 0
+        var checkedAt: UInt64 = 0
     }
 
     /// The command connection and when it may next be re-dialled.
@@ -171,11 +183,23 @@ package final class RedisBroker: EventBroker {
     /// unreachable, failing over, or too few replicas confirmed in time: the event is then not
     /// acknowledged, though it may have been stored and may still be delivered.
     package func publish(_ event: Event, to channel: ChannelName) throws(MicroSSEError) -> String {
-        try publish(event, to: channel, on: commands)
+        try publishReceipt(event, to: channel, on: commands).id
+    }
+
+    package func publishReceipt(_ event: Event, to channel: ChannelName) throws(MicroSSEError) -> PublishReceipt {
+        try publishReceipt(event, to: channel, on: commands)
     }
 
     /// ``publish(_:to:)`` on `lane`'s command connection.
     func publish(_ event: Event, to channel: ChannelName, on lane: CommandLane) throws(MicroSSEError) -> String {
+        try publishReceipt(event, to: channel, on: lane).id
+    }
+
+    /// ``publish(_:to:)`` on `lane`'s command connection, with the replicas that confirmed it
+    /// (nil with `wait=0`).
+    func publishReceipt(
+        _ event: Event, to channel: ChannelName, on lane: CommandLane
+    ) throws(MicroSSEError) -> PublishReceipt {
         guard !state.withLock({ $0.closed }) else { throw MicroSSEError(.unavailable, "the server is shutting down") }
         // A caller-given id travels as "=ID" so that an empty id stays distinguishable from none.
         let args: [[UInt8]] = [
@@ -186,34 +210,77 @@ package final class RedisBroker: EventBroker {
             Array((event.id.map { "=" + $0 } ?? "").utf8), Array(String(settings.channelTTLSeconds).utf8),
             Array(String(max(0, settings.historyBytes)).utf8), Array(String(historyCutoffMilliseconds()).utf8),
         ]
-        let replicas =
-            settings.url.waitForEveryReplica
-            ? max(1, replicasUp.load(ordering: .relaxed)) : settings.url.waitReplicas
-        let timeout = settings.url.waitTimeoutMilliseconds
+        let url = settings.url
+        let timeout = url.waitTimeoutMilliseconds
         var shortfall = false
+        var confirmed: Int?
         defer {
             // Through sentinels, too few replicas may mean this primary was cut off and another
             // promoted: the next publish asks the sentinels again.
-            if shortfall && settings.url.usesSentinel { lane.slot.withLock { $0.connection = nil } }
+            if shortfall && url.usesSentinel { lane.slot.withLock { $0.connection = nil } }
         }
         let reply = try withCommandConnection(on: lane) { c throws(MicroSSEError) in
+            // How many replicas must confirm: with wait=auto, those the primary reports in sync
+            // (none: the primary alone acknowledges, and the receipt says 0).
+            let replicas: Int
+            if url.waitForConnectedReplicas {
+                replicas = try onlineReplicas(c, lane)
+            } else if url.waitForEveryReplica {
+                replicas = max(1, replicasUp.load(ordering: .relaxed))
+            } else {
+                replicas = url.waitReplicas
+            }
             let reply = try runPublishScript(args, on: c)
-            guard replicas > 0, reply.text.flatMap(RedisStreamID.init) != nil else { return reply }
-            let confirmed = try c.command(["WAIT", String(replicas), String(timeout)])
-            guard case .integer(let n) = confirmed else { return confirmed }
+            guard reply.text.flatMap(RedisStreamID.init) != nil else { return reply }
+            guard replicas > 0 else {
+                if url.waitForConnectedReplicas { confirmed = 0 }
+                return reply
+            }
+            let waited = try c.command(["WAIT", String(replicas), String(timeout)])
+            guard case .integer(let n) = waited else { return waited }
             guard n >= replicas else {
                 shortfall = true
+                // A replica gone or lagging: ask the primary again before the next publish.
+                lane.replicaCheck.withLock { $0.connection = nil }
                 throw MicroSSEError(
                     .unavailable,
                     "Redis stored the event but \(n) of \(replicas) replicas confirmed it within \(timeout) ms; retry")
             }
+            confirmed = n
             return reply
         }
         guard let text = reply.text, let id = RedisStreamID(text) else {
             throw MicroSSEError(.unavailable, "Redis refused the publish: \(reply)")
         }
         if let callerID = event.id { rememberCallerID(callerID, id) }
-        return event.id ?? id.description
+        return PublishReceipt(id: event.id ?? id.description, replicas: confirmed)
+    }
+
+    /// Replicas the primary on `c` reports connected and in sync (`state=online` in `INFO
+    /// replication`): asked at most every ``ReplicaCheck/interval`` ms per lane, and at once on
+    /// a new connection or after a `WAIT` fell short.
+    func onlineReplicas(_ c: RedisConnection, _ lane: CommandLane) throws(MicroSSEError) -> Int {
+        let now = Clocks.monotonicMilliseconds()
+        let known = lane.replicaCheck.withLock { check -> Int? in
+            check.connection == ObjectIdentifier(c) && now < check.checkedAt + ReplicaCheck.interval
+                ? check.online : nil
+        }
+        if let known { return known }
+        let info = try c.command(["INFO", "replication"])
+        guard let text = info.text, case .string = info else {
+            // An error reply (a failover under way: LOADING, ...): the caller's script meets it too.
+            return 0
+        }
+        let online = Self.onlineReplicas(info: text)
+        lane.replicaCheck.withLock { $0 = ReplicaCheck(connection: ObjectIdentifier(c), online: online, checkedAt: now) }
+        return online
+    }
+
+    /// Counts the `slaveN:…,state=online,…` lines of an `INFO replication` reply.
+    static func onlineReplicas(info: String) -> Int {
+        info.split(whereSeparator: \.isNewline).filter { line in
+            line.hasPrefix("slave") && line.contains(":") && line.contains("state=online")
+        }.count
     }
 
     /// Runs the publish script with `keysAndArgs` by its hash; a server that does not know it (the
@@ -242,7 +309,7 @@ package final class RedisBroker: EventBroker {
         let c = try settings.url.connectPrimary(
             timeoutMilliseconds: settings.timeoutMilliseconds, first: answeringSentinel.load(ordering: .relaxed))
         if settings.url.usesSentinel { namedPrimary.withLock { $0 = c.endpoint } }
-        if settings.url.waitReplicas > 0 || settings.url.waitForEveryReplica {
+        if settings.url.waitReplicas > 0 || settings.url.waitForEveryReplica || settings.url.waitForConnectedReplicas {
             c.setTimeout(milliseconds: settings.timeoutMilliseconds + settings.url.waitTimeoutMilliseconds)
         }
         return c
@@ -269,6 +336,8 @@ package final class RedisBroker: EventBroker {
                     _ = try Self.markSince(c, sinceKey: sinceKey, globalKey: globalKey)
                     slot.connection = c
                     slot.backoff = 50
+                    // A new connection (perhaps to a new primary): ask it about its replicas.
+                    lane.replicaCheck.withLock { $0 = ReplicaCheck() }
                 } catch {
                     slot.retryAt = now + UInt64(slot.backoff)
                     slot.backoff = min(slot.backoff * 2, settings.maxBackoffMilliseconds)
@@ -300,6 +369,33 @@ package final class RedisBroker: EventBroker {
                 for k in drop { s.callerIDs[k] = nil }
                 s.callerOrder.removeFirst(1_000)
             }
+        }
+    }
+}
+
+extension RedisBroker {
+    /// ``publishReceipt(_:to:)`` from libmicrohttpd's threads: returns at once and completes from
+    /// a worker, like ``publish(_:to:completion:)``.
+    package func publishReceipt(
+        _ event: Event, to channel: ChannelName,
+        completion: @escaping @Sendable (Result<PublishReceipt, MicroSSEError>) -> Void
+    ) {
+        let job = RedisWorkers.Job(
+            run: { lane in
+                do throws(MicroSSEError) {
+                    completion(.success(try self.publishReceipt(event, to: channel, on: lane)))
+                } catch {
+                    completion(.failure(error))
+                }
+            },
+            cancel: { completion(.failure(MicroSSEError(.unavailable, "the server is shutting down"))) })
+        switch workers.submit(job, .publish) {
+        case nil: break
+        case .closed: completion(.failure(MicroSSEError(.unavailable, "the server is shutting down")))
+        case .full:
+            completion(
+                .failure(
+                    MicroSSEError(.unavailable, "\(workers.capacity) publishes are already waiting for Redis; retry")))
         }
     }
 }

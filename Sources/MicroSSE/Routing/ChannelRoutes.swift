@@ -98,7 +98,7 @@ enum ChannelRoutes {
         }
         guard router.hub.broker.isAsynchronous else {
             do throws(MicroSSEError) {
-                return .response(answer(.success(try router.hub.publish(event, to: channel))))
+                return .response(answer(.success(PublishReceipt(id: try router.hub.publish(event, to: channel)))))
             } catch {
                 return .response(answer(.failure(error)))
             }
@@ -108,10 +108,14 @@ enum ChannelRoutes {
         return .deferred(later)
     }
 
-    private static func answer(_ result: Result<String, MicroSSEError>) -> Response {
+    /// `202` with the id; from a broker with replicas, `MicroSSE-Replicated: N` says how many
+    /// confirmed the event (0: its primary alone holds it, and a crash can lose it).
+    private static func answer(_ result: Result<PublishReceipt, MicroSSEError>) -> Response {
         switch result {
-        case .success(let id):
-            return .json(JSON.object([("id", JSON.quote(id))]), status: 202)
+        case .success(let receipt):
+            var r = Response.json(JSON.object([("id", JSON.quote(receipt.id))]), status: 202)
+            if let n = receipt.replicas { r.headers.append(("MicroSSE-Replicated", String(n))) }
+            return r
         case .failure(let error):
             switch error.code {
             case .unavailable:
