@@ -148,7 +148,7 @@ typedef struct msse_config {
     /* Added in 0.1 after the first layout: a caller whose cfg.size ends above gets the default. */
     const char *redis_url;          /**< "redis://[:PASSWORD@]HOST[:PORT][/DB][?OPTIONS]" or
                                          "redis-sentinel://H:P[,H:P...]/MASTER[?OPTIONS]", OPTIONS
-                                         wait=N|all, waitTimeout=MS, workers=N, queue=N (README,
+                                         wait=auto|N|all, waitTimeout=MS, workers=N, queue=N (README,
                                          "Several hubs"): share channels, ids and
                                          history with other hubs through Redis Streams; NULL keeps them
                                          in this process. NULL. */

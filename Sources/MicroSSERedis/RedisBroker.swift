@@ -14,7 +14,9 @@ import Synchronization
 ///   one order, the ids every hub uses) and, with the same id, to the channel's stream
 ///   `PREFIX:ch:NAME` bounded by the history count and bytes plus one entry (the extra entry marks
 ///   where eviction stopped), which expires after `channelTTL` seconds without a publish. With
-///   `wait=N` in the URL, `WAIT` then holds the acknowledgement until N replicas have it.
+///   `wait=N` in the URL, `WAIT` then holds the acknowledgement until N replicas have it; with
+///   `wait=auto` (the default with sentinels), until every replica the primary reports in sync
+///   has it, and while it reports none the primary alone acknowledges (the receipt says 0).
 /// - With a `redis-sentinel://` URL both connections go to the primary the sentinels name, and
 ///   move when a connection fails, Redis answers `READONLY`/`UNBLOCKED`, or the sentinels (asked
 ///   by the reader every second) name another server.
@@ -272,7 +274,9 @@ package final class RedisBroker: EventBroker {
             return 0
         }
         let online = Self.onlineReplicas(info: text)
-        lane.replicaCheck.withLock { $0 = ReplicaCheck(connection: ObjectIdentifier(c), online: online, checkedAt: now) }
+        lane.replicaCheck.withLock {
+            $0 = ReplicaCheck(connection: ObjectIdentifier(c), online: online, checkedAt: now)
+        }
         return online
     }
 

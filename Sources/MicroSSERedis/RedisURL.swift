@@ -118,7 +118,8 @@ public struct RedisURL: Sendable, Equatable, CustomStringConvertible {
                     waitAll = false
                 case "wait":
                     guard let value, (0...100).contains(value) else {
-                        throw MicroSSEError(.invalidArgument, "Redis URL option wait must be 0-100, auto or all in '\(shown)'")
+                        throw MicroSSEError(
+                            .invalidArgument, "Redis URL option wait must be 0-100, auto or all in '\(shown)'")
                     }
                     wait = value
                     waitAll = false

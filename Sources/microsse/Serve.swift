@@ -47,7 +47,7 @@ struct Serve: AsyncParsableCommand {
     @Option(help: "TLS private key (PEM, unencrypted) for HTTPS; needs --tls-cert.") var tlsKey: String?
     @Option(
         help:
-            "Share channels, ids and history with other hubs through Redis (redis://[:PASSWORD@]HOST[:PORT][/DB], or redis-sentinel://HOST:PORT[,HOST:PORT...]/MASTER; options ?wait=N|all&waitTimeout=MS&workers=N&queue=N)."
+            "Share channels, ids and history with other hubs through Redis (redis://[:PASSWORD@]HOST[:PORT][/DB], or redis-sentinel://HOST:PORT[,HOST:PORT...]/MASTER; options ?wait=auto|N|all&waitTimeout=MS&workers=N&queue=N)."
     )
     var redis: String?
     @Option(
