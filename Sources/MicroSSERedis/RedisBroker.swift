@@ -79,6 +79,8 @@ package final class RedisBroker: EventBroker {
     let replicasUp = Atomic<Int>(-1)
     /// The sentinel that answered last: asked first next time.
     let answeringSentinel = Atomic<Int>(0)
+    /// The primary last seen with a replica in sync (`wait=auto`), and when.
+    let lastReplicated = Mutex<(primary: RedisURL.Endpoint, at: UInt64)?>(nil)
 
     /// One command connection, used by one thread at a time (its lock is held during I/O).
     final class CommandLane: Sendable {
@@ -92,6 +94,11 @@ package final class RedisBroker: EventBroker {
     /// after a `WAIT` fell short, so a publish costs no extra round trip in between.
     struct ReplicaCheck {
         static let interval: UInt64 = 500
+        /// Through sentinels, how long a primary that was last seen with a replica in sync and
+        /// now has none is not trusted alone: its replica may just have been promoted (a manual
+        /// or partition failover), and the hub moves within a second or two of the sentinels
+        /// saying so. A primary first seen without replicas (one just promoted) is trusted at once.
+        static let abandonedMilliseconds: UInt64 = 3_000
         var connection: ObjectIdentifier?
         var online = 0
         var checkedAt: UInt64 = 0
@@ -227,6 +234,11 @@ package final class RedisBroker: EventBroker {
             let replicas: Int
             if url.waitForConnectedReplicas {
                 replicas = try onlineReplicas(c, lane)
+                if replicas == 0 && url.usesSentinel, let since = abandonedFor(c) {
+                    throw MicroSSEError(
+                        .unavailable,
+                        "Redis at \(c.endpoint) lost its last replica \(since) ms ago (a failover?); retry")
+                }
             } else if url.waitForEveryReplica {
                 replicas = max(1, replicasUp.load(ordering: .relaxed))
             } else {
@@ -277,7 +289,20 @@ package final class RedisBroker: EventBroker {
         lane.replicaCheck.withLock {
             $0 = ReplicaCheck(connection: ObjectIdentifier(c), online: online, checkedAt: now)
         }
+        if online > 0 { lastReplicated.withLock { $0 = (c.endpoint, now) } }
         return online
+    }
+
+    /// Milliseconds since the primary on `c` was last seen with a replica in sync, while that is
+    /// under ``ReplicaCheck/abandonedMilliseconds``; nil otherwise.
+    func abandonedFor(_ c: RedisConnection) -> UInt64? {
+        let now = Clocks.monotonicMilliseconds()
+        return lastReplicated.withLock { last -> UInt64? in
+            guard let last, last.primary == c.endpoint, now < last.at + ReplicaCheck.abandonedMilliseconds else {
+                return nil
+            }
+            return now - last.at
+        }
     }
 
     /// Counts the `slaveN:…,state=online,…` lines of an `INFO replication` reply.
