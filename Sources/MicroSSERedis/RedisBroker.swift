@@ -79,8 +79,8 @@ package final class RedisBroker: EventBroker {
     let replicasUp = Atomic<Int>(-1)
     /// The sentinel that answered last: asked first next time.
     let answeringSentinel = Atomic<Int>(0)
-    /// The primary last seen with a replica in sync (`wait=auto`), and when.
-    let lastReplicated = Mutex<(primary: RedisURL.Endpoint, at: UInt64)?>(nil)
+    /// The most replicas in sync the primary was seen with lately (`wait=auto`), and when.
+    let replicasSeen = Mutex<(primary: RedisURL.Endpoint, online: Int, at: UInt64)?>(nil)
 
     /// One command connection, used by one thread at a time (its lock is held during I/O).
     final class CommandLane: Sendable {
@@ -94,11 +94,12 @@ package final class RedisBroker: EventBroker {
     /// after a `WAIT` fell short, so a publish costs no extra round trip in between.
     struct ReplicaCheck {
         static let interval: UInt64 = 500
-        /// Through sentinels, how long a primary that was last seen with a replica in sync and
-        /// now has none is not trusted alone: its replica may just have been promoted (a manual
-        /// or partition failover), and the hub moves within a second or two of the sentinels
-        /// saying so. A primary first seen without replicas (one just promoted) is trusted at once.
-        static let abandonedMilliseconds: UInt64 = 3_000
+        /// Through sentinels, how long a primary that lost a replica in sync is refused: that
+        /// replica may just have been promoted (a manual or partition failover), and whatever the
+        /// old primary acknowledges then is lost; the hub moves within a second or two of the
+        /// sentinels naming the new primary. A primary first seen without replicas (one just
+        /// promoted) is trusted at once.
+        static let lostReplicaMilliseconds: UInt64 = 3_000
         var connection: ObjectIdentifier?
         var online = 0
         var checkedAt: UInt64 = 0
@@ -234,10 +235,9 @@ package final class RedisBroker: EventBroker {
             let replicas: Int
             if url.waitForConnectedReplicas {
                 replicas = try onlineReplicas(c, lane)
-                if replicas == 0 && url.usesSentinel, let since = abandonedFor(c) {
+                if url.usesSentinel, let since = lostReplica(c, online: replicas) {
                     throw MicroSSEError(
-                        .unavailable,
-                        "Redis at \(c.endpoint) lost its last replica \(since) ms ago (a failover?); retry")
+                        .unavailable, "Redis at \(c.endpoint) lost a replica \(since) ms ago (a failover?); retry")
                 }
             } else if url.waitForEveryReplica {
                 replicas = max(1, replicasUp.load(ordering: .relaxed))
@@ -289,18 +289,26 @@ package final class RedisBroker: EventBroker {
         lane.replicaCheck.withLock {
             $0 = ReplicaCheck(connection: ObjectIdentifier(c), online: online, checkedAt: now)
         }
-        if online > 0 { lastReplicated.withLock { $0 = (c.endpoint, now) } }
+        replicasSeen.withLock { seen in
+            // A lower count replaces the higher one only once that is older than the window.
+            if let last = seen, last.primary == c.endpoint, online < last.online,
+                now < last.at + ReplicaCheck.lostReplicaMilliseconds
+            {
+                return
+            }
+            seen = (c.endpoint, online, now)
+        }
         return online
     }
 
-    /// Milliseconds since the primary on `c` was last seen with a replica in sync, while that is
-    /// under ``ReplicaCheck/abandonedMilliseconds``; nil otherwise.
-    func abandonedFor(_ c: RedisConnection) -> UInt64? {
+    /// Milliseconds since the primary on `c` was seen with more than `online` replicas in sync,
+    /// while that is under ``ReplicaCheck/lostReplicaMilliseconds``; nil otherwise.
+    func lostReplica(_ c: RedisConnection, online: Int) -> UInt64? {
         let now = Clocks.monotonicMilliseconds()
-        return lastReplicated.withLock { last -> UInt64? in
-            guard let last, last.primary == c.endpoint, now < last.at + ReplicaCheck.abandonedMilliseconds else {
-                return nil
-            }
+        return replicasSeen.withLock { seen -> UInt64? in
+            guard let last = seen, last.primary == c.endpoint, online < last.online,
+                now < last.at + ReplicaCheck.lostReplicaMilliseconds
+            else { return nil }
             return now - last.at
         }
     }
