@@ -316,7 +316,7 @@ package final class RedisBroker: EventBroker {
     /// Counts the `slaveN:…,state=online,…` lines of an `INFO replication` reply.
     static func onlineReplicas(info: String) -> Int {
         info.split(whereSeparator: \.isNewline).filter { line in
-            line.hasPrefix("slave") && line.contains(":") && line.contains("state=online")
+            line.hasPrefix("slave") && line.dropFirst(5).first?.isNumber == true && line.contains(",state=online,")
         }.count
     }
 
