@@ -92,7 +92,8 @@ done
 printf 'libmicrosse %s libmicrosse%s (>= %s)\n' "$major" "$major" "$version" >"$(pkgdir "libmicrosse$major")/DEBIAN/shlibs"
 install -m 0644 "$root/packaging/debian/libmicrosse0.triggers" "$(pkgdir "libmicrosse$major")/DEBIAN/triggers"
 # Its symbols file (dpkg-gensymbols): each exported function with the version that added it.
-dpkg-gensymbols -q -plibmicrosse$major -P"$(pkgdir "libmicrosse$major")" -v"$debversion"
+dpkg-gensymbols -q -plibmicrosse$major -P"$(pkgdir "libmicrosse$major")" -v"$version"
+sed -i '1a * Build-Depends-Package: libmicrosse-dev' "$(pkgdir "libmicrosse$major")/DEBIAN/symbols"
 dpkg-shlibdeps -Tdebian/libmicrosse$major.substvars "$(pkgdir "libmicrosse$major")/$lib/libmicrosse.so.$version"
 dpkg-shlibdeps -Tdebian/microsse.substvars "$(pkgdir microsse)/usr/bin/microsse"
 
@@ -112,7 +113,7 @@ cd "$out"
 ls -l -- *.deb
 # lintian's findings (every level down to info) are written down in lintian.txt; an error fails.
 status=0
-lintian --display-info --no-tag-display-limit -- *.deb >lintian.txt 2>&1 || status=$?
+lintian --display-info --tag-display-limit 0 -- *.deb >lintian.txt 2>&1 || status=$?
 cat lintian.txt
 echo "lintian report: $out/lintian.txt"
 if grep -q '^E: ' lintian.txt || [ "$status" -gt 1 ]; then
