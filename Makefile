@@ -79,7 +79,7 @@ browser-test: lib
 	Tests/browser/run.sh
 
 # The shipped C library (libmicrosse.so.0.x.y and its links), its header and pkg-config file, and
-# the microsse program (PREFIX/bin), stripped, their debug info in PREFIX/lib/debug/.build-id.
+# the microsse program (PREFIX/bin), stripped, their debug info split beside them (.debug/).
 install: ship
 	scripts/install-c.sh "$(PREFIX)" "$(SHIP_DIR)"
 
@@ -104,7 +104,7 @@ bench-smoke: deps
 	$(SWIFT) build -c release --product microsse
 	$(MAKE) -C Benchmarks smoke
 
-# Reliability (see RELIABILITY.md; each target rewrites its own section there).
+# Reliability (see docs/RELIABILITY.md; each target rewrites its own section there).
 FUZZ_SECONDS ?= 60
 SOAK_SECONDS ?= 600
 # Tests that build C programs against the instrumented library, or measure RSS, cannot run in a
