@@ -6,7 +6,8 @@ let package = Package(
     products: [
         .library(name: "MicroSSE", targets: ["MicroSSE"]),
         // The C library. SwiftPM cannot name it `microsse` next to the `microsse` executable, so the
-        // product is `MicroSSEC` and its soname is `libmicrosse.so`; `make lib` adds that name.
+        // product is `MicroSSEC` and its soname is `libmicrosse.so.0` (0: the ABI's major version);
+        // `make lib` adds that name and the development link `libmicrosse.so`.
         .library(name: "MicroSSEC", type: .dynamic, targets: ["MicroSSECABI"]),
         .executable(name: "microsse", targets: ["microsse"]),
     ],
@@ -61,7 +62,7 @@ let package = Package(
         .target(
             name: "MicroSSECABI",
             dependencies: ["MicroSSE", "MicroSSERedis", "CMicroSSE"],
-            linkerSettings: [.unsafeFlags(["-Xlinker", "-soname=libmicrosse.so"])]
+            linkerSettings: [.unsafeFlags(["-Xlinker", "-soname=libmicrosse.so.0"])]
         ),
         .executableTarget(
             name: "microsse",
