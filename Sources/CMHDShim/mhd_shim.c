@@ -141,6 +141,11 @@ uint16_t msse_shim_daemon_port(struct MHD_Daemon *daemon) {
     return info != NULL ? info->port : 0;
 }
 
+unsigned int msse_shim_daemon_connections(struct MHD_Daemon *daemon) {
+    const union MHD_DaemonInfo *info = MHD_get_daemon_info(daemon, MHD_DAEMON_INFO_CURRENT_CONNECTIONS);
+    return info != NULL ? info->num_connections : 0;
+}
+
 int msse_shim_client_address(struct MHD_Connection *connection, char *buffer, size_t size) {
     const union MHD_ConnectionInfo *info =
         MHD_get_connection_info(connection, MHD_CONNECTION_INFO_CLIENT_ADDRESS);

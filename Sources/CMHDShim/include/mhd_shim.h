@@ -193,6 +193,9 @@ struct MHD_Daemon *msse_shim_start_daemon(const msse_shim_daemon_options *option
 /// The port the daemon is bound to (MHD_get_daemon_info is variadic). 0 on failure.
 uint16_t msse_shim_daemon_port(struct MHD_Daemon *daemon);
 
+/// The connections the daemon holds open (accepted and not yet cleaned up), or 0 on failure.
+unsigned int msse_shim_daemon_connections(struct MHD_Daemon *daemon);
+
 /// The peer's numeric address as text, e.g. "127.0.0.1" (MHD_get_connection_info is variadic).
 /// Returns 0 on success, -1 when unknown.
 int msse_shim_client_address(struct MHD_Connection *connection, char *buffer, size_t size);
