@@ -91,6 +91,7 @@ void msse_shim_notify_connection(void *cls, struct MHD_Connection *connection, v
                                  enum MHD_ConnectionNotificationCode code) {
     msse_shim_tracker *t = cls;
     if (code == MHD_CONNECTION_NOTIFY_STARTED) {
+        msse_shim_mark_daemon_thread();
         msse_shim_conn *c = calloc(1, sizeof *c);
         if (c == NULL) return;
         const union MHD_ConnectionInfo *info = MHD_get_connection_info(connection, MHD_CONNECTION_INFO_CONNECTION_FD);

@@ -177,8 +177,13 @@ package final class HTTPTransport: Sendable {
     /// streams, stop accepting, answer every pending request `503` and end every stream
     /// (resuming suspended connections), wait until the last stream has closed and the last
     /// pending request was answered (or the drain timeout), then stop the daemon. Idempotent;
-    /// returns when libmicrohttpd's threads have exited.
+    /// returns when libmicrohttpd's threads have exited. On one of libmicrohttpd's own threads
+    /// (which the stop would have to join) it only starts the stop, on a thread of its own.
     package func stop() {
+        if StopThread.isDaemonThread {
+            StopThread.detach { self.stop() }
+            return
+        }
         let drained = DispatchSemaphore(value: 0)
         let (daemon, streams, pending) = state.withLock { s -> (DaemonHandle?, [Subscriber], [DeferredReply]) in
             s.closing = true
