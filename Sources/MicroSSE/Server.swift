@@ -136,9 +136,10 @@ public final class Server: Sendable {
     /// The running transport (nil before ``start()``), for the package's tests.
     package var transport: HTTPTransport? { lifecycle.withLock { $0.transport } }
 
-    /// The bound port (useful with port 0), or 0 before ``start()``.
+    /// The bound port (useful with port 0), or 0 before ``start()`` and once ``stop()`` has
+    /// finished (the port is released then).
     public var port: UInt16 {
-        lifecycle.withLock { $0.transport?.boundPort.load(ordering: .acquiring) ?? 0 }
+        lifecycle.withLock { l in l.finished ? 0 : l.transport?.boundPort.load(ordering: .acquiring) ?? 0 }
     }
 
     /// Stops gracefully: refuses new requests, ends every stream with its final chunk (waiting at

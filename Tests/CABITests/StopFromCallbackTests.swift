@@ -83,8 +83,9 @@ struct StopFromCallbackTests {
                 /* The server is freed on a thread of its own once stopped: free_fn says so. */
                 if (!wait_for(&freed)) return 6;
             } else {
-                /* Waits for the stop the callback began. */
+                /* Waits for the stop the callback began; then the port is released. */
                 if (msse_server_stop(srv) != MSSE_OK) return 7;
+                if (msse_server_port(srv) != 0) return 8;
                 msse_server_destroy(srv);
                 if (!freed) return 9;
             }

@@ -26,6 +26,7 @@ struct StopWithoutBlockingTests {
         _ = try? httpRequest(port: port, path: "/shutdown")
         #expect(Self.released(port))
         server.stop()  // waits for the stop under way, if any, then returns
+        #expect(server.port == 0, "a stopped server has no port")
     }
 
     @Test("stop() from the authorizer and from a disconnect callback stops the server")
