@@ -31,10 +31,11 @@ public final class Server: Sendable {
         var transport: HTTPTransport?
         var router: Router?
         var ticker: Ticker?
-        /// A stop has begun (on `stopper`), or been handed to a thread of its own.
+        /// A stop has begun, on the thread `stopper` (``StopThread/current``).
         var stopped = false
-        var stopHandedOff = false
         var stopper: UInt?
+        /// A stop was handed to a thread of its own (``beginStop()``: once per server).
+        var stopHandedOff = false
         /// The stop has finished: the port is released and every stream has ended.
         var finished = false
         var waiters: [CheckedContinuation<Void, Never>] = []
