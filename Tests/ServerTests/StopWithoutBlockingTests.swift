@@ -4,6 +4,10 @@ import MicroSSETestSupport
 import Synchronization
 import Testing
 
+#if canImport(Glibc)
+    import Glibc
+#endif
+
 /// `stop()` where waiting is not allowed: on libmicrohttpd's own threads (a handler, the
 /// authorizer, a disconnect callback: the stop joins them, which aborted the process), and on
 /// Swift concurrency's cooperative threads (a cancelled `run()`: the drain held one of the few).
@@ -93,6 +97,48 @@ struct StopWithoutBlockingTests {
         #expect(try stream.waitForEnd(timeout: 10), "the stream ended with its final chunk")
     }
 
+    @Test("more cancelled runs than the cooperative pool has threads: the pool keeps running while they drain")
+    func manyCancelledRunsLeaveThePoolFree() async throws {
+        // Each cooperative thread a stop held would be one fewer for every task in the process:
+        // more held stops than the pool has threads would starve it (the probe below could not run).
+        let count = 2 * Int(sysconf(Int32(_SC_NPROCESSORS_ONLN))) + 2
+        let open = Flag()
+        let timedOut = Flag()
+        let held = Counter()
+        var servers: [Server] = []
+        var tasks: [Task<Void, any Error>] = []
+        var streams: [EventStreamClient] = []
+        for _ in 0..<count {
+            var config = ServerConfiguration()
+            config.host = "127.0.0.1"
+            config.port = 0
+            config.shutdownDrainMilliseconds = 20_000
+            let server = try Server(validating: config)
+            server.onDisconnect { _ in
+                // Holds this server's drain until the test opens the gate (at most 10 s).
+                held.add()
+                let deadline = now() + 10
+                while !open.isSet && now() < deadline { usleep(1_000) }
+                if !open.isSet { timedOut.set() }
+            }
+            tasks.append(Task { try await server.run() })
+            #expect(await pollAsync { server.port != 0 })
+            streams.append(try EventStreamClient(port: server.port, path: "/events/news"))
+            servers.append(server)
+        }
+        for server in servers { #expect(await pollAsync { server.statistics.clients == 1 }) }
+        for task in tasks { task.cancel() }
+        // Every stop is now held in its drain; the pool must still run new work.
+        #expect(await pollAsync(timeout: 20) { held.value == count })
+        let probe = Task { open.isSet }
+        let ranWhileHeld = await probe.value == false
+        #expect(ranWhileHeld && !timedOut.isSet, "the cooperative pool was held by the stops")
+        open.set()
+        for task in tasks { try await task.value }
+        #expect(!timedOut.isSet)
+        for stream in streams { #expect(try stream.waitForEnd(timeout: 10)) }
+    }
+
     @Test("shutdown() stops the server and returns once every stream has ended")
     func asyncShutdown() async throws {
         let server = try makeServer()
@@ -112,4 +158,11 @@ final class Flag: Sendable {
     private let value = Atomic<Bool>(false)
     func set() { value.store(true, ordering: .sequentiallyConsistent) }
     var isSet: Bool { value.load(ordering: .sequentiallyConsistent) }
+}
+
+/// A counter incremented from any thread.
+final class Counter: Sendable {
+    private let count = Atomic<Int>(0)
+    func add() { count.add(1, ordering: .sequentiallyConsistent) }
+    var value: Int { count.load(ordering: .sequentiallyConsistent) }
 }
