@@ -36,7 +36,10 @@ let package = Package(
         // wire format -> core -> transport -> MicroSSE (public API) -> C ABI; Redis beside them.
         // Layers see each other's `package` declarations; only MicroSSE's are public API.
         .target(name: "MicroSSEWire"),
-        .target(name: "MicroSSECore", dependencies: ["MicroSSEWire"]),
+        // glibc's <malloc.h> (malloc_trim, malloc_usable_size) as a module: the history budget
+        // gives freed memory back to the system with it.
+        .systemLibrary(name: "CMalloc"),
+        .target(name: "MicroSSECore", dependencies: ["MicroSSEWire", "CMalloc"]),
         .target(name: "MicroSSETransport", dependencies: ["MicroSSECore", "CMHDShim"]),
         .target(
             name: "MicroSSE",
@@ -80,7 +83,7 @@ let package = Package(
         // One test target per layer, plus the server over loopback seen three ways (the embedding
         // API, the hub's routes, hostile clients).
         .testTarget(name: "WireTests", dependencies: ["MicroSSEWire"]),
-        .testTarget(name: "CoreTests", dependencies: ["MicroSSECore", "MicroSSEWire"]),
+        .testTarget(name: "CoreTests", dependencies: ["MicroSSECore", "MicroSSEWire", "CMalloc"]),
         .testTarget(name: "TransportTests", dependencies: ["MicroSSETransport", "CMHDShim"]),
         .testTarget(name: "ServerTests", dependencies: ["MicroSSE", "MicroSSETestSupport"]),
         .testTarget(name: "HubTests", dependencies: ["MicroSSE", "MicroSSECore", "MicroSSETestSupport"]),
