@@ -67,6 +67,12 @@ package final class HTTPTransport: Sendable {
     /// The open streams' subscribers, for periodic work.
     package func streams() -> [Subscriber] { state.withLock { Array($0.streams.values) } }
 
+    /// Connections libmicrohttpd holds open (streams, requests, handshakes, idle keep-alives);
+    /// 0 when stopped.
+    package var openConnections: Int {
+        state.withLock { s in s.daemon.map { Int(msse_shim_daemon_connections($0.pointer)) } ?? 0 }
+    }
+
     /// Number of open streams.
     package var streamCount: Int { state.withLock { $0.streams.count } }
 
@@ -112,9 +118,13 @@ package final class HTTPTransport: Sendable {
             withOptionalCString(options.tlsCertificatePEM) { cert in
                 withOptionalCString(options.tlsKeyPEM) { key in
                     var o = msse_shim_daemon_options()
+                    // Turbo puts a new connection straight into the ready list, where a TLS
+                    // handshake never leaves it (GnuTLS reads the socket itself, so libmicrohttpd
+                    // never sees it run dry): the polling loop spins while a client sends nothing.
+                    // Without it the connection waits in epoll for its first bytes.
                     o.flags =
                         MHD_USE_EPOLL_INTERNAL_THREAD.rawValue | MHD_ALLOW_SUSPEND_RESUME.rawValue
-                        | MHD_USE_TURBO.rawValue
+                        | (options.tlsCertificatePEM == nil ? MHD_USE_TURBO.rawValue : 0)
                     o.host = host
                     o.port = options.port
                     o.connection_limit = UInt32(clamping: options.connectionLimit)
@@ -167,8 +177,13 @@ package final class HTTPTransport: Sendable {
     /// streams, stop accepting, answer every pending request `503` and end every stream
     /// (resuming suspended connections), wait until the last stream has closed and the last
     /// pending request was answered (or the drain timeout), then stop the daemon. Idempotent;
-    /// returns when libmicrohttpd's threads have exited.
+    /// returns when libmicrohttpd's threads have exited. On one of libmicrohttpd's own threads
+    /// (which the stop would have to join) it only starts the stop, on a thread of its own.
     package func stop() {
+        if StopThread.isDaemonThread {
+            StopThread.detach { self.stop() }
+            return
+        }
         let drained = DispatchSemaphore(value: 0)
         let (daemon, streams, pending) = state.withLock { s -> (DaemonHandle?, [Subscriber], [DeferredReply]) in
             s.closing = true

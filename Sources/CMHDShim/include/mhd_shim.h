@@ -193,6 +193,18 @@ struct MHD_Daemon *msse_shim_start_daemon(const msse_shim_daemon_options *option
 /// The port the daemon is bound to (MHD_get_daemon_info is variadic). 0 on failure.
 uint16_t msse_shim_daemon_port(struct MHD_Daemon *daemon);
 
+/// Whether the calling thread is one of libmicrohttpd's polling threads (of any daemon in the
+/// process): one that has accepted a connection or begun a request. Such a thread cannot stop a
+/// daemon: MHD_stop_daemon joins the daemon's threads, and a thread joining itself aborts the
+/// process ("Failed to join a thread"). Marked by the shim's own callbacks
+/// (msse_shim_mark_daemon_thread), which libmicrohttpd calls first on every new connection and
+/// every request.
+int msse_shim_on_daemon_thread(void);
+void msse_shim_mark_daemon_thread(void);
+
+/// The connections the daemon holds open (accepted and not yet cleaned up), or 0 on failure.
+unsigned int msse_shim_daemon_connections(struct MHD_Daemon *daemon);
+
 /// The peer's numeric address as text, e.g. "127.0.0.1" (MHD_get_connection_info is variadic).
 /// Returns 0 on success, -1 when unknown.
 int msse_shim_client_address(struct MHD_Connection *connection, char *buffer, size_t size);
