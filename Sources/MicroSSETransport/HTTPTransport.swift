@@ -85,10 +85,6 @@ package final class HTTPTransport: Sendable {
     /// Both, for a new stream (one lock).
     var streamThreads: StreamThreads? { state.withLock { $0.threads } }
 
-    /// Streams failed because the peer watcher saw their peer gone (reset, or a probe after a
-    /// FIN answered by a reset).
-    package var closedPeers: Int { peerWatcher?.peersGone.load(ordering: .relaxed) ?? 0 }
-
     /// Idle streams' write regions given back to the kernel since the process started (every
     /// transport), and their bytes.
     package static var releasedIdleBuffers: (regions: Int, bytes: Int) {

@@ -50,7 +50,7 @@ extension SeveralHubsTests {
             let hub = try makeHub(redis, prefix: uniquePrefix("stall"))
             defer { hub.stop() }
             let opened = Mutex<Client?>(nil)
-            hub.addStreamRoute("/private") { _, client in opened.withLock { $0 = client } }
+            try hub.addStreamRoute("/private") { _, client in opened.withLock { $0 = client } }
             let stream = try EventStreamClient(port: hub.port, path: "/private")
             let client = try #require(opened.withLock { $0 })
             let first = try hub.publish("first", to: "feed")
@@ -82,7 +82,7 @@ extension SeveralHubsTests {
             let event = try Event(data: "live")
             var received: String?
             let live = try timed { () throws in
-                _ = client.send(event)
+                _ = try client.send(event)
                 received = try stream.next(timeout: 2)?.data
             }
             #expect(received == "live")
