@@ -13,7 +13,7 @@ BUILD_PACKAGES = libmicrohttpd-dev libhiredis-dev libjwt-dev libgnutls28-dev pkg
 # nginx and systemd (systemd-analyze) check the deploy files in Examples/deploy.
 TEST_PACKAGES = curl openssl valgrind gcc g++ redis-server redis-sentinel nginx systemd
 
-.PHONY: all deps test-deps build lib demo serve test browser-test install bench bench-smoke fuzz sanitizers soak clean format lint
+.PHONY: all deps test-deps build lib demo serve test test-long browser-test install bench bench-smoke fuzz sanitizers soak clean format lint
 
 all: build
 
@@ -44,6 +44,11 @@ test: test-deps lib lint
 	$(SWIFT) test
 	Tests/browser/run.sh
 	$(MAKE) -C Benchmarks selftest
+
+# Scenarios too slow for `make test`: a Swift package outside this repository built against this
+# checkout with the MicroSSERedis product (SwiftPM compiles every dependency again: minutes).
+test-long: test-deps lib
+	MICROSSE_TEST_LONG=1 $(SWIFT) test --filter OutsidePackageTests
 
 browser-test: lib
 	Tests/browser/run.sh
