@@ -144,7 +144,8 @@ extension SeveralHubsTests {
             let channel = try ChannelName("feed")
             for i in 0..<3 {
                 broker.publish(try Event(data: "e\(i)"), to: channel) { r in results.withLock { $0.append(r) } }
-                usleep(10_000)  // the first is running, the second waits, the third does not fit
+                // The worker has taken the first: the second waits, the third does not fit.
+                if i == 0 { #expect(eventually { broker.workers.waiting == 0 }) }
             }
             let refused = results.withLock { $0 }
             #expect(refused.count == 1)

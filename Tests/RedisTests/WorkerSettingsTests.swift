@@ -109,7 +109,8 @@ extension SeveralHubsTests {
                 broker.subscribe(Subscriber(channels: [channel], limit: 1 << 16), after: first) { status in
                     done.withLock { $0.append("resume \(i) \(status == .exact ? "exact" : "gap")") }
                 }
-                usleep(10_000)
+                // The worker has taken the first (queueing is synchronous, so the rest wait).
+                if i == 0 { #expect(eventually { broker.workers.waiting == 0 }) }
             }
             #expect(done.withLock { $0 }.isEmpty, "a resume was refused or started live")
             broker.publish(try Event(data: "e1"), to: channel) { result in
