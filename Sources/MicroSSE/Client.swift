@@ -32,8 +32,8 @@ public final class Client: Sendable, Hashable {
     /// is then disconnected).
     ///
     /// - Throws: `.payloadTooLarge` when the data is larger than
-    ///   ``ServerConfiguration/maxPublishBytes``; `.invalidEventName` for the names of
-    ///   MicroSSE's own events (`microsse.gap`, `microsse.expired`).
+    ///   ``ServerConfiguration/maxPublishBytes``; `.invalidEventName` for a reserved name
+    ///   (`microsse.gap`, `microsse.expired`, `error`, `open`).
     @discardableResult
     public func send(_ event: Event) throws(MicroSSEError) -> Bool {
         try event.checkSendable(maxBytes: maxEventBytes)
@@ -115,14 +115,15 @@ public struct Statistics: Sendable, Equatable {
 
 extension Event {
     /// What a publisher or a private send may send: data within `maxBytes`
-    /// (``ServerConfiguration/maxPublishBytes``), and no event name of MicroSSE's own control
-    /// events (a sender could make clients believe events were lost, or end their streams).
+    /// (``ServerConfiguration/maxPublishBytes``), and no reserved event name (MicroSSE's own
+    /// control events, which could make clients believe events were lost or end their streams,
+    /// and `error` and `open`, which an `EventSource` hands to its own handlers).
     func checkSendable(maxBytes: Int) throws(MicroSSEError) {
         guard data.utf8.count <= maxBytes else {
             throw MicroSSEError(.payloadTooLarge, "event data is larger than \(maxBytes) bytes")
         }
-        if let name = event, ControlEvents.isReserved(name) {
-            throw MicroSSEError(.invalidEventName, "event name \(name) is reserved for MicroSSE's own events")
+        if let name = event, let reason = ControlEvents.reservedReason(name) {
+            throw MicroSSEError(.invalidEventName, reason)
         }
     }
 }

@@ -275,7 +275,7 @@ extension Hub {
     }
 
     /// What a publisher may send: data within ``ServerConfiguration/maxPublishBytes``, and no
-    /// event name of MicroSSE's own control events.
+    /// reserved event name (MicroSSE's own control events, `error` and `open`).
     private func admit(_ event: Event) throws(MicroSSEError) {
         try event.checkSendable(maxBytes: configuration.maxPublishBytes)
     }

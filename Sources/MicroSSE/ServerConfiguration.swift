@@ -56,6 +56,13 @@ public struct ServerConfiguration: Sendable {
     public var publishing = false
     /// When set, publishing requires `Authorization: Bearer <token>`. Default none.
     public var publishToken: String?
+    /// When set, `GET /stats` and `GET /metrics` require `Authorization: Bearer <token>`
+    /// (compared in constant time); without it they get `401`. Default none: both answer anyone,
+    /// as scrapers expect. They tell the numbers of streams, channels, publishes, deliveries,
+    /// bytes, drops and disconnects, and `/metrics` also streams opened, gap signals, publish
+    /// latency and the largest pending output of a stream: the hub's traffic and load, never a
+    /// channel name, an id, an address, a token or a payload. `/healthz` and `/readyz` stay open.
+    public var statsToken: String?
     /// Bytes of history all channels together may hold, their bookkeeping included: each
     /// channel counts 256 bytes plus its name, each retained event 128 bytes plus its id and its
     /// encoded bytes. Over it, the oldest events of all channels are evicted first (a resume from
