@@ -167,10 +167,10 @@ typedef struct msse_config {
                                              token; needs a JWT key. NULL. */
     size_t public_channel_count;    /**< Number of entries in public_channels. 0. */
     /* Added for the limits, after public_channel_count; an older cfg.size gets the defaults. */
-    size_t history_memory_bytes;    /**< Accounted history bytes of all channels together (per
-                                         channel 256 + its name, per event 128 + its id and bytes);
-                                         over it the oldest events of any channel go first. Not
-                                         used with Redis. 256 MiB. */
+    size_t history_memory_bytes;    /**< History bytes of all channels together, as the heap
+                                         holds them (bookkeeping included; docs/LIMITS.md); over
+                                         it the oldest events of any channel go first. Not used
+                                         with Redis. 256 MiB. */
     int history_ttl_seconds;        /**< Events older than this are not replayed (a resume from
                                          one gets the gap signal); 0 = no age limit. 0. */
     int max_channels_per_stream;    /**< Channels one stream may name; more get 400. 32. */
