@@ -182,11 +182,6 @@ size_t msse_shim_chunk_head(size_t size, char out[MSSE_SHIM_CHUNK_HEAD_MAX]) {
     return n;
 }
 
-ssize_t msse_shim_send_chunk(int fd, const void *bytes, size_t size, size_t *chunk_length) {
-    msse_shim_part part = {bytes, size};
-    return msse_shim_send_chunk_parts(fd, &part, 1, chunk_length);
-}
-
 ssize_t msse_shim_send_chunk_parts(int fd, const msse_shim_part *parts, int count, size_t *chunk_length) {
     if (count < 1 || count > MSSE_SHIM_CHUNK_PARTS_MAX) return -1;
     size_t size = 0;

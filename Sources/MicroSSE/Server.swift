@@ -69,14 +69,29 @@ public final class Server: Sendable {
     // MARK: Routes and callbacks
 
     /// Serves `handler`'s response for `method path` (exact path match), e.g. a page at `/`.
-    public func addRoute(_ method: String = "GET", _ path: String, handler: @escaping @Sendable (Request) -> Response) {
+    /// Throws `.invalidArgument` unless `path` starts with `/`.
+    public func addRoute(
+        _ method: String = "GET", _ path: String, handler: @escaping @Sendable (Request) -> Response
+    ) throws(MicroSSEError) {
+        try Self.checkRoutePath(path)
         hub.registry.withLock { $0.routes[Hub.RouteKey(method: method, path: path)] = handler }
     }
 
     /// Serves a private `text/event-stream` at `GET path`: `handler` gets a ``Client`` to send
-    /// events to that connection alone (for as long as it stays open).
-    public func addStreamRoute(_ path: String, handler: @escaping @Sendable (Request, Client) -> Void) {
+    /// events to that connection alone (for as long as it stays open). Throws `.invalidArgument`
+    /// unless `path` starts with `/`.
+    public func addStreamRoute(
+        _ path: String, handler: @escaping @Sendable (Request, Client) -> Void
+    ) throws(MicroSSEError) {
+        try Self.checkRoutePath(path)
         hub.registry.withLock { $0.streamRoutes[path] = handler }
+    }
+
+    /// A route's path is what a request's path is compared with: it starts with `/`.
+    private static func checkRoutePath(_ path: String) throws(MicroSSEError) {
+        guard path.hasPrefix("/") else {
+            throw MicroSSEError(.invalidArgument, "route path must start with '/': \(path.debugDescription)")
+        }
     }
 
     /// Decides per request whether a subscriber or publisher may proceed; runs before any byte
@@ -337,13 +352,7 @@ extension Hub {
     /// What a publisher may send: data within ``ServerConfiguration/maxPublishBytes``, and no
     /// reserved event name (MicroSSE's own control events, `error` and `open`).
     private func admit(_ event: Event) throws(MicroSSEError) {
-        let limit = configuration.maxPublishBytes
-        guard event.data.utf8.count <= limit else {
-            throw MicroSSEError(.payloadTooLarge, "event data is larger than \(limit) bytes")
-        }
-        if let name = event.event, let reason = ControlEvents.reservedReason(name) {
-            throw MicroSSEError(.invalidEventName, reason)
-        }
+        try event.checkSendable(maxBytes: configuration.maxPublishBytes)
     }
 
     private func countPublish(since started: ContinuousClock.Instant) {

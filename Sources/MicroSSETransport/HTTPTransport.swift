@@ -55,14 +55,14 @@ package final class HTTPTransport: Sendable {
         self.delegate = delegate
     }
 
-    /// Heartbeats written straight to a suspended stream's socket since the process started
-    /// (every transport): the ones that cost no resume.
-    package static let heartbeatsWrittenDirectly = Atomic<Int>(0)
-    /// Events written straight to a suspended stream's socket since the process started (every
-    /// transport; see ``SuspendedWriter``).
-    package static let eventsWrittenDirectly = Atomic<Int>(0)
+    /// Heartbeats this transport wrote straight to a suspended stream's socket: the ones that
+    /// cost no resume.
+    package let heartbeatsWrittenDirectly = Atomic<Int>(0)
+    /// Events this transport wrote straight to a suspended stream's socket (see
+    /// ``SuspendedWriter``).
+    package let eventsWrittenDirectly = Atomic<Int>(0)
     /// Direct chunks the socket took only part of (their rest was sent once it had room).
-    package static let chunksCutShort = Atomic<Int>(0)
+    package let chunksCutShort = Atomic<Int>(0)
 
     /// The open streams' subscribers, for periodic work.
     package func streams() -> [Subscriber] { state.withLock { Array($0.streams.values) } }
@@ -91,14 +91,11 @@ package final class HTTPTransport: Sendable {
     /// Both, for a new stream (one lock).
     var streamThreads: StreamThreads? { state.withLock { $0.threads } }
 
-    /// Streams failed because the peer watcher saw their peer gone (reset, or a probe after a
-    /// FIN answered by a reset).
-    package var closedPeers: Int { peerWatcher?.peersGone.load(ordering: .relaxed) ?? 0 }
-
-    /// Idle streams' write regions given back to the kernel since the process started (every
-    /// transport), and their bytes.
-    package static var releasedIdleBuffers: (regions: Int, bytes: Int) {
-        (PeerWatcher.releasedRegions.load(ordering: .relaxed), PeerWatcher.releasedBytes.load(ordering: .relaxed))
+    /// Idle streams' write regions this transport's peer watcher gave back to the kernel, and
+    /// their bytes.
+    package var releasedIdleBuffers: (regions: Int, bytes: Int) {
+        guard let watcher = peerWatcher else { return (0, 0) }
+        return (watcher.releasedRegions.load(ordering: .relaxed), watcher.releasedBytes.load(ordering: .relaxed))
     }
 
     /// Binds and starts serving. Throws `.startFailed` with libmicrohttpd's reason.
