@@ -22,7 +22,7 @@ struct StopWithoutBlockingTests {
     func stopFromRoute() throws {
         let server = try makeServer()
         defer { server.stop() }
-        server.addRoute("GET", "/shutdown") { [weak server] _ in
+        try server.addRoute("GET", "/shutdown") { [weak server] _ in
             server?.stop()  // returns at once: the stop runs on a thread of its own
             return .text("bye\n")
         }
