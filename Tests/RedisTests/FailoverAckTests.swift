@@ -63,9 +63,15 @@ extension SeveralHubsTests {
                 $0.publishing = true
                 $0.redis = try? RedisURL(redis.url + "?wait=auto")
                 $0.redisKeyPrefix = uniquePrefix("alone")
+                $0.corsOrigins = ["https://app.example"]
             }
             defer { hub.stop() }
-            #expect(try metric(hub, "microsse_publishes_unreplicated_total") == 0)
+            // A page publishing from another origin may read the header.
+            let fromPage = try postEvent(
+                port: hub.port, channel: "a", data: "page", headers: [("Origin", "https://app.example")])
+            #expect(fromPage.header("MicroSSE-Replicated") == "0")
+            #expect(fromPage.header("Access-Control-Expose-Headers")?.contains("MicroSSE-Replicated") == true)
+            #expect(try metric(hub, "microsse_publishes_unreplicated_total") == 1)
             for i in 0..<3 {
                 let r = try postEvent(port: hub.port, channel: "a", data: "e\(i)")
                 #expect(r.status == 202)
@@ -73,7 +79,7 @@ extension SeveralHubsTests {
             }
             // From Swift too (the reply is the id; the metric counts it).
             _ = try hub.publish("from swift", to: "a")
-            #expect(try metric(hub, "microsse_publishes_unreplicated_total") == 4)
+            #expect(try metric(hub, "microsse_publishes_unreplicated_total") == 5)
         }
 
         @Test("wait=0 claims nothing: no MicroSSE-Replicated header")

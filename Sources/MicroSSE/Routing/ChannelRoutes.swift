@@ -8,6 +8,8 @@ enum ChannelRoutes {
     /// The response header that says a resumed stream may have missed events; its value is the
     /// reason (`evicted` or `unknown`), the same as the `microsse.gap` event's `reason`.
     static let gapHeader = "MicroSSE-Gap"
+    /// On a publish reply: how many replicas of the broker confirmed the event.
+    static let replicatedHeader = "MicroSSE-Replicated"
 
     static func routes(publishing: Bool) -> [Route] {
         [
@@ -114,7 +116,7 @@ enum ChannelRoutes {
         switch result {
         case .success(let receipt):
             var r = Response.json(JSON.object([("id", JSON.quote(receipt.id))]), status: 202)
-            if let n = receipt.replicas { r.headers.append(("MicroSSE-Replicated", String(n))) }
+            if let n = receipt.replicas { r.headers.append((replicatedHeader, String(n))) }
             return r
         case .failure(let error):
             switch error.code {
