@@ -52,6 +52,10 @@ let package = Package(
         ),
         // Several hubs through Redis: only what links it (the CLI, the C library) pays for hiredis.
         .target(name: "MicroSSERedis", dependencies: ["MicroSSE", "MicroSSECore", "CHiredis"]),
+        // The Mercure hub at /.well-known/mercure (docs/MERCURE.md), served when configured.
+        .target(
+            name: "MicroSSEMercure",
+            dependencies: ["MicroSSE", "MicroSSECore", "MicroSSEWire", "MicroSSETransport", "MicroSSEAuth"]),
         // include/microsse.h as a module, so the C ABI's exports are checked against it.
         .systemLibrary(name: "CMicroSSE"),
         // The C ABI: a thin @_cdecl shell over the Swift API (include/microsse.h).
@@ -63,7 +67,7 @@ let package = Package(
         .executableTarget(
             name: "microsse",
             dependencies: [
-                "MicroSSE", "MicroSSERedis", "CGnuTLS",
+                "MicroSSE", "MicroSSERedis", "MicroSSEMercure", "CGnuTLS",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 // -- h-eco
@@ -88,6 +92,8 @@ let package = Package(
         .testTarget(name: "ReliabilityTests", dependencies: ["MicroSSE", "MicroSSECore", "MicroSSETestSupport"]),
         // Several hubs sharing one real redis-server.
         .testTarget(name: "RedisTests", dependencies: ["MicroSSE", "MicroSSERedis", "MicroSSETestSupport"]),
+        // Mercure publishers and subscribers over loopback, both revisions.
+        .testTarget(name: "MercureTests", dependencies: ["MicroSSE", "MicroSSEMercure", "MicroSSETestSupport"]),
         // Builds and runs C programs against include/microsse.h and libmicrosse.
         .testTarget(name: "CABITests", dependencies: ["MicroSSECABI", "MicroSSETestSupport"]),
         // --- JWT authorization (kept together; MicroSSE wires it into the channel routes) ---

@@ -271,7 +271,7 @@ extension Hub {
         }
     }
 
-    private func countPublish(since started: ContinuousClock.Instant) {
+    func countPublish(since started: ContinuousClock.Instant) {
         let elapsed = started.duration(to: .now)
         published.add(1, ordering: .relaxed)
         metrics.published.increment()
