@@ -70,6 +70,21 @@ struct AuthorizationTests {
         expectRefused(r, 401, #"Bearer error="invalid_token""#, "signature")
     }
 
+    @Test("an ES256 at+jwt token (r || s signature) verifies with a P-256 --jwt-key; another key's does not")
+    func es256Token() throws {
+        let (keyPath, publicPEM) = try ecKey("a")
+        let (otherKeyPath, _) = try ecKey("b")
+        let hub = try mercureHub { $0.jwt = JWTSettings(publicKeyPEM: publicPEM) }
+        defer { hub.stop() }
+        let claims =
+            #"{"iss":"\#(issuer)","aud":"\#(audience)","exp":\#(TokenMint.now + 600),"authorization_details":[{"type":"https://mercure.rocks/authorization-detail","actions":["publish"],"topics":[{"match":"*"}]}]}"#
+        for _ in 0..<8 {  // r and s of varying lengths in DER
+            #expect(try publish(hub, [("topic", "t")], token: try es256AccessToken(claims, key: keyPath)).status == 200)
+        }
+        let wrong = try publish(hub, [("topic", "t")], token: try es256AccessToken(claims, key: otherKeyPath))
+        expectRefused(wrong, 401, #"Bearer error="invalid_token""#, "signature")
+    }
+
     @Test("a token of an unsupported match_type, or with a malformed Mercure detail, is refused whole")
     func malformedDetails() throws {
         let hub = try mercureHub()
@@ -238,19 +253,59 @@ struct AuthorizationTests {
 private func rs256AccessToken(_ claims: String) throws -> String {
     let input =
         TokenMint.b64url(Array(#"{"alg":"RS256","typ":"at+jwt"}"#.utf8)) + "." + TokenMint.b64url(Array(claims.utf8))
-    let dir = TokenMint.directory
-    let inPath = dir.appendingPathComponent("at-\(UUID().uuidString).in").path
+    return input + "." + TokenMint.b64url(try sign(input, key: TokenMint.rsa.privatePath))
+}
+
+/// A P-256 private key file and its public PEM, made once per name.
+private func ecKey(_ name: String) throws -> (privatePath: String, publicPEM: String) {
+    let priv = TokenMint.directory.appendingPathComponent("ec-\(name).key").path
+    let pub = priv + ".pub"
+    if !FileManager.default.fileExists(atPath: pub) {
+        try openssl(["ecparam", "-name", "prime256v1", "-genkey", "-noout", "-out", priv])
+        try openssl(["ec", "-in", priv, "-pubout", "-out", pub])
+    }
+    return (priv, try String(contentsOfFile: pub, encoding: .utf8))
+}
+
+/// An ES256 access token: openssl's DER signature turned into JWS's 64-byte r || s.
+private func es256AccessToken(_ claims: String, key: String) throws -> String {
+    let input =
+        TokenMint.b64url(Array(#"{"alg":"ES256","typ":"at+jwt"}"#.utf8)) + "." + TokenMint.b64url(Array(claims.utf8))
+    let der = try sign(input, key: key)
+    // SEQUENCE { INTEGER r, INTEGER s }, each integer left-padded or trimmed to 32 bytes.
+    guard der.count > 8, der[0] == 0x30 else { throw TestClientError("not a DER signature") }
+    var i = 2
+    var raw: [UInt8] = []
+    for _ in 0..<2 {
+        guard der[i] == 0x02 else { throw TestClientError("not a DER integer") }
+        let n = Int(der[i + 1])
+        let value = Array(der[(i + 2)..<(i + 2 + n)].drop { $0 == 0 })
+        raw += [UInt8](repeating: 0, count: 32 - value.count) + value
+        i += 2 + n
+    }
+    return input + "." + TokenMint.b64url(raw)
+}
+
+/// `openssl dgst -sha256 -sign key` over `input`.
+private func sign(_ input: String, key: String) throws -> [UInt8] {
+    let inPath = TokenMint.directory.appendingPathComponent("sig-\(UUID().uuidString).in").path
     let outPath = inPath + ".sig"
     defer {
         try? FileManager.default.removeItem(atPath: inPath)
         try? FileManager.default.removeItem(atPath: outPath)
     }
     try Data(input.utf8).write(to: URL(fileURLWithPath: inPath))
+    try openssl(["dgst", "-sha256", "-sign", key, "-binary", "-out", outPath, inPath])
+    return Array(try Data(contentsOf: URL(fileURLWithPath: outPath)))
+}
+
+private func openssl(_ arguments: [String]) throws {
     let p = Process()
     p.executableURL = URL(fileURLWithPath: "/usr/bin/openssl")
-    p.arguments = ["dgst", "-sha256", "-sign", TokenMint.rsa.privatePath, "-binary", "-out", outPath, inPath]
+    p.arguments = arguments
+    p.standardOutput = FileHandle.nullDevice
+    p.standardError = FileHandle.nullDevice
     try p.run()
     p.waitUntilExit()
-    guard p.terminationStatus == 0 else { throw TestClientError("openssl dgst failed") }
-    return input + "." + TokenMint.b64url(Array(try Data(contentsOf: URL(fileURLWithPath: outPath))))
+    guard p.terminationStatus == 0 else { throw TestClientError("openssl \(arguments.first ?? "") failed") }
 }
