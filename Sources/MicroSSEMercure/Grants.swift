@@ -4,15 +4,17 @@ import MicroSSEAuth
 struct TopicGrant: Sendable, Equatable {
     var all = false
     var exact: Set<Topic> = []
+    /// Draft-07 URI template selectors.
+    var templates: [URITemplate] = []
 
-    var isEmpty: Bool { !all && exact.isEmpty }
+    var isEmpty: Bool { !all && exact.isEmpty && templates.isEmpty }
 
     func matches(_ topic: Topic) -> Bool {
-        all || exact.contains(topic)
+        all || exact.contains(topic) || templates.contains { $0.matches(topic) }
     }
 
     func matchesAny(_ topics: [Topic]) -> Bool {
-        all || topics.contains { exact.contains($0) }
+        all || topics.contains { matches($0) }
     }
 }
 
@@ -150,8 +152,8 @@ struct TokenReader: Sendable {
     }
 
     /// Draft-07: the `mercure` claim's `publish` and `subscribe` selector lists. `*` is every
-    /// topic, a selector holding `{` an RFC 6570 URI template (not served yet: it grants
-    /// nothing), anything else an exact topic.
+    /// topic, a selector holding `{` an RFC 6570 URI template (one ``URITemplate`` does not
+    /// serve grants nothing), anything else an exact topic.
     static func legacyGrants(_ payload: JSONValue) throws(InvalidToken) -> Grants {
         var grants = Grants()
         guard let claim = payload["mercure"] else { return grants }
@@ -172,9 +174,11 @@ struct TokenReader: Sendable {
                 }
                 if selector.utf8.elementsEqual("*".utf8) {
                     grant.all = true
-                } else if !selector.contains("{") {
+                } else if !URITemplate.isTemplate(selector) {
                     grant.exact.insert(Topic(selector))
-                }
+                } else if let template = try? URITemplate(selector) {
+                    grant.templates.append(template)
+                }  // a template this hub does not serve grants nothing
             }
             return grant
         }
@@ -188,5 +192,6 @@ extension TopicGrant {
     mutating func merge(_ other: TopicGrant) {
         all = all || other.all
         exact.formUnion(other.exact)
+        templates += other.templates
     }
 }

@@ -14,13 +14,17 @@ struct Topic: Hashable, Sendable {
 struct Matchers: Sendable, Equatable {
     var all = false
     var exact: Set<Topic> = []
+    /// Draft-07 URI template selectors.
+    var templates: Set<URITemplate> = []
 }
 
 /// The Mercure hub's fan-out and history (docs/DESIGN.md, "Mercure"), under one lock:
 ///
 /// - an index `topic → streams` for exact matchers and a set of `*` streams, so a publish looks
-///   up its topics instead of visiting every stream; a stream matching several topics of one
-///   update gets it once (each stream remembers the last update queued for it);
+///   up its topics instead of visiting every stream; draft-07 template selectors are grouped by
+///   template and matched per update through a bounded cache of verdicts; a stream matching
+///   several topics of one update gets it once (each stream remembers the last update queued
+///   for it);
 /// - a private update only for streams whose grant covers one of its topics;
 /// - one hub-wide history of updates, bounded by count and frame bytes, replayed and joined to
 ///   live updates under the same lock (nothing falls between, nothing arrives twice).
@@ -43,9 +47,13 @@ final class MercureBus: Sendable {
         /// The sequence number of the last update queued for the stream.
         var lastSeq: UInt64 = 0
 
-        func wants(_ update: Update) -> Bool {
-            (matchers.all || update.topics.contains { matchers.exact.contains($0) })
-                && (!update.isPrivate || grant.matchesAny(update.topics))
+        func wants(_ update: Update, _ cache: inout TemplateCache) -> Bool {
+            let routed =
+                matchers.all
+                || update.topics.contains { topic in
+                    matchers.exact.contains(topic) || matchers.templates.contains { cache.matches($0, topic) }
+                }
+            return routed && (!update.isPrivate || grant.matchesAny(update.topics))
         }
     }
 
@@ -53,6 +61,9 @@ final class MercureBus: Sendable {
         var streams: [UInt64: Stream] = [:]
         var exact: [Topic: Set<UInt64>] = [:]
         var wildcard: Set<UInt64> = []
+        /// Template selectors, each with the streams that use it (matched per update, cached).
+        var templated: [Topic: (template: URITemplate, streams: Set<UInt64>)] = [:]
+        var cache = TemplateCache()
         /// The history: `history[head...]` is live, oldest first.
         var history: [Update] = []
         var head = 0
@@ -120,6 +131,9 @@ final class MercureBus: Sendable {
                 if let ids = s.exact[topic] { for id in ids { deliver(id) } }
             }
             for id in s.wildcard { deliver(id) }
+            for (key, entry) in s.templated where topics.contains(where: { s.cache.matches(entry.template, $0) }) {
+                for id in s.templated[key]?.streams ?? [] { deliver(id) }
+            }
         }
         for subscriber in toWake { subscriber.wake() }
     }
@@ -143,7 +157,7 @@ final class MercureBus: Sendable {
                     start = found + 1
                     cursor = lastEventID
                 }
-                let replay = retained[start...].filter { stream.wants($0) }
+                let replay = retained[start...].filter { stream.wants($0, &s.cache) }
                 var first = replay.count
                 var room = subscriber.freeBytes
                 while first > 0 && replay[first - 1].frame.bytes.count <= room {
@@ -165,6 +179,9 @@ final class MercureBus: Sendable {
                 s.wildcard.insert(id)
             } else {
                 for topic in matchers.exact { s.exact[topic, default: []].insert(id) }
+                for template in matchers.templates {
+                    s.templated[template.source, default: (template, [])].streams.insert(id)
+                }
             }
             return placement
         }
@@ -179,6 +196,10 @@ final class MercureBus: Sendable {
             for topic in stream.matchers.exact {
                 s.exact[topic]?.remove(id)
                 if s.exact[topic]?.isEmpty == true { s.exact[topic] = nil }
+            }
+            for template in stream.matchers.templates {
+                s.templated[template.source]?.streams.remove(id)
+                if s.templated[template.source]?.streams.isEmpty == true { s.templated[template.source] = nil }
             }
         }
     }

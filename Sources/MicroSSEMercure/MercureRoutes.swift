@@ -239,10 +239,6 @@ final class MercureRoutes: RouteSet {
         for (name, value) in request.query {
             if settings.legacy {
                 guard name == "topic" else { continue }
-                if value.contains("{") && value != "*" {
-                    return .refused(
-                        .text("URI template selectors are not supported yet: \(value.debugDescription)", status: 400))
-                }
             } else {
                 guard name.lowercased().hasPrefix("match") else { continue }
                 if name == "match_urlpattern" {
@@ -262,7 +258,17 @@ final class MercureRoutes: RouteSet {
             if let reason = MercureText.invalidCharacter(value, "a matcher") {
                 return .refused(.text(reason, status: 400))
             }
-            if value.utf8.elementsEqual("*".utf8) { matchers.all = true } else { matchers.exact.insert(Topic(value)) }
+            if settings.legacy && URITemplate.isTemplate(value) {
+                do throws(TemplateError) {
+                    matchers.templates.insert(try URITemplate(value))
+                } catch {
+                    return .refused(.text("URI template \(value.debugDescription): \(error.reason)", status: 400))
+                }
+            } else if value.utf8.elementsEqual("*".utf8) {
+                matchers.all = true
+            } else {
+                matchers.exact.insert(Topic(value))
+            }
         }
         guard count > 0 else {
             let hint =

@@ -76,12 +76,50 @@ struct LegacyTests {
         #expect(try s.events(2).map(\.id) == [ids[1], ids[2]])
     }
 
-    @Test("URI template selectors are refused with a reason until they are served")
+    @Test("URI template selectors: {var} stays within a segment, {+var} crosses them, {#var}; once per stream")
     func templates() throws {
         let hub = try mercureHub(legacy: true)
         defer { hub.stop() }
-        let r = try subscribeRefused(hub, [("topic", "https://example.com/books/{id}")])
-        #expect(r.status == 400 && r.text.contains("URI template"))
+        let books = try subscribe(hub, [("topic", "https://example.com/books/{id}")])
+        defer { books.close() }
+        let deep = try subscribe(
+            hub, [("topic", "https://example.com/{+path}"), ("topic", "https://example.com/books/{id}")])
+        defer { deep.close() }
+        let fragment = try subscribe(hub, [("topic", "https://example.com/a{#f}")])
+        defer { fragment.close() }
+        let token = token07(publish: ["*"])
+        let nested = try publish(hub, [("topic", "https://example.com/books/1/reviews/2")], token: token)
+        let other = try publish(hub, [("topic", "https://other.example/books/1")], token: token)
+        let a = try publish(hub, [("topic", "https://example.com/a#x/y")], token: token)
+        let book = try publish(hub, [("topic", "https://example.com/books/caf%C3%A9-1")], token: token)
+        #expect(nested.status == 200 && other.status == 200)
+        #expect(try books.next()?.id == book.text)
+        #expect(try deep.events(3).map(\.id) == [nested.text, a.text, book.text])
+        #expect(try fragment.next()?.id == a.text)
+        for unsupported in [
+            "https://example.com/{/id}", "https://example.com/{a,b}", "https://example.com/{id*}", "x{",
+        ] {
+            let r = try subscribeRefused(hub, [("topic", unsupported)])
+            #expect(r.status == 400, "\(unsupported): \(r.status) \(r.text)")
+        }
+        let many = String(repeating: "{a}", count: 17)
+        #expect(try subscribeRefused(hub, [("topic", many)]).status == 400)
+    }
+
+    @Test("a template in the token's subscribe list grants private updates of the topics it matches")
+    func templateGrant() throws {
+        let hub = try mercureHub(legacy: true)
+        defer { hub.stop() }
+        let token = token07(subscribe: ["https://example.com/users/42/{+rest}"])
+        let s = try subscribe(hub, [("topic", "*")], headers: [("Authorization", "Bearer \(token)")])
+        defer { s.close() }
+        let publisher = token07(publish: ["*"])
+        let other = try publish(
+            hub, [("topic", "https://example.com/users/7/inbox"), ("private", "on")], token: publisher)
+        let mine = try publish(
+            hub, [("topic", "https://example.com/users/42/inbox"), ("private", "on")], token: publisher)
+        #expect(other.status == 200)
+        #expect(try s.next()?.id == mine.text)
     }
 }
 
