@@ -19,7 +19,24 @@ final class MercureRoutes: RouteSet {
         self.maxMatchers = configuration.maxChannelsPerStream
     }
 
-    var paths: [String] { [MercureText.hubPath] }
+    var paths: [String] { settings.legacy ? [MercureText.hubPath] : [MercureText.hubPath, Self.metadataPath] }
+
+    /// Where draft-08's protected resource metadata (RFC 9728) is served: the well-known prefix
+    /// before the hub's path.
+    static let metadataPath = "/.well-known/oauth-protected-resource" + MercureText.hubPath
+
+    /// The metadata document's URL: the audience's origin and ``metadataPath`` (nil without an
+    /// absolute `http(s)` audience).
+    var metadataURL: String? {
+        guard let audience = settings.audience else { return nil }
+        for scheme in ["https://", "http://"] where audience.hasPrefix(scheme) {
+            let rest = audience.dropFirst(scheme.count)
+            let authority = rest.prefix { $0 != "/" && $0 != "?" && $0 != "#" }
+            guard !authority.isEmpty else { return nil }
+            return scheme + authority + Self.metadataPath
+        }
+        return nil
+    }
 
     /// The cursor response header: draft-08's, or draft-07's `Last-Event-ID`.
     var cursorHeader: String { settings.legacy ? "Last-Event-ID" : "Mercure-Last-Event-ID" }
@@ -33,14 +50,25 @@ final class MercureRoutes: RouteSet {
         if let refusal = host.authorize(head, .route(path: head.path), publishing: true) { return refusal }
         switch grants(head) {
         case .refused(let refusal): return refusal
-        case .ok(nil): return Self.challenge(401, nil, "publishing needs a token (Authorization: Bearer)")
+        case .ok(nil): return challenge(401, nil, "publishing needs a token (Authorization: Bearer)")
         case .ok(let grants?):
             return grants.publish.isEmpty
-                ? Self.challenge(403, "insufficient_scope", "the token grants no publishing") : nil
+                ? challenge(403, "insufficient_scope", "the token grants no publishing") : nil
         }
     }
 
     func handle(_ request: Request, _ host: RouteSetHost) -> TransportReply {
+        if request.path == Self.metadataPath {
+            guard request.method == "GET" || request.method == "HEAD" else {
+                var r = Response.text("method not allowed", status: 405)
+                r.headers.append(("Allow", "GET"))
+                return .response(r)
+            }
+            if let refusal = host.authorize(request, .route(path: request.path), publishing: false) {
+                return .response(refusal)
+            }
+            return .response(.json(metadata))
+        }
         switch request.method {
         case "GET", "HEAD": return subscribe(request, host)
         case "POST": return .response(publish(request, host))
@@ -49,6 +77,17 @@ final class MercureRoutes: RouteSet {
             r.headers.append(("Allow", "GET, POST"))
             return .response(r)
         }
+    }
+
+    /// The protected resource metadata (RFC 9728) of a draft-08 hub.
+    var metadata: String {
+        JSON.object([
+            ("resource", JSON.quote(settings.audience ?? "")),
+            ("authorization_details_types_supported", "[" + JSON.quote(TokenReader.detailType) + "]"),
+            ("bearer_methods_supported", "[\"header\"]"),
+            ("mercure_cookie", JSON.quote(cookieName)),
+            ("mercure_matcher_types_supported", "[\"exact\"]"),
+        ])
     }
 
     // MARK: Tokens
@@ -61,7 +100,7 @@ final class MercureRoutes: RouteSet {
         if let authorization = request.header("Authorization") {
             guard let bearer = TokenSource.bearer(authorization), let usable = TokenSource.usable(bearer) else {
                 return .refused(
-                    Self.challenge(
+                    challenge(
                         400, "invalid_request", "the Authorization header must be Bearer and a token"))
             }
             token = usable
@@ -79,11 +118,11 @@ final class MercureRoutes: RouteSet {
             let grants = try tokens.grants(token, now: now)
             // The verifier allows clock skew; a stream must not open only to end at once.
             if let exp = grants.expiresAt, exp <= now {
-                return .refused(Self.challenge(401, "invalid_token", "token expired"))
+                return .refused(challenge(401, "invalid_token", "token expired"))
             }
             return .ok(grants)
         } catch {
-            return .refused(Self.challenge(401, "invalid_token", error.reason))
+            return .refused(challenge(401, "invalid_token", error.reason))
         }
     }
 
@@ -94,10 +133,15 @@ final class MercureRoutes: RouteSet {
         return nil
     }
 
-    /// `status` with a one-line reason and the RFC 6750 challenge.
-    static func challenge(_ status: Int, _ error: String?, _ reason: String) -> Response {
+    /// `status` with a one-line reason and the RFC 6750 challenge, which names the metadata
+    /// document (RFC 9728 `resource_metadata`) when the hub has one.
+    func challenge(_ status: Int, _ error: String?, _ reason: String) -> Response {
+        var params: [String] = error.map { ["error=\"\($0)\""] } ?? []
+        if !settings.legacy, let url = metadataURL, !url.contains("\""), !url.contains("\\") {
+            params.append("resource_metadata=\"\(url)\"")
+        }
         var r = Response.text(reason, status: status)
-        r.headers.append(("WWW-Authenticate", error.map { "Bearer error=\"\($0)\"" } ?? "Bearer"))
+        r.headers.append(("WWW-Authenticate", params.isEmpty ? "Bearer" : "Bearer " + params.joined(separator: ", ")))
         return r
     }
 
@@ -108,7 +152,7 @@ final class MercureRoutes: RouteSet {
         let grants: Grants
         switch self.grants(request) {
         case .refused(let refusal): return refusal
-        case .ok(nil): return Self.challenge(401, nil, "publishing needs a token (Authorization: Bearer)")
+        case .ok(nil): return challenge(401, nil, "publishing needs a token (Authorization: Bearer)")
         case .ok(let g?): grants = g
         }
         let contentType = request.header("Content-Type") ?? ""
@@ -180,7 +224,7 @@ final class MercureRoutes: RouteSet {
         }
         let keys = topics.map(Topic.init)
         guard keys.allSatisfy({ grants.publish.matches($0) }) else {
-            return Self.challenge(403, "insufficient_scope", "the token does not grant publishing to every topic")
+            return challenge(403, "insufficient_scope", "the token does not grant publishing to every topic")
         }
         let started = ContinuousClock.now
         let eventID = id ?? MercureText.newID()

@@ -69,6 +69,14 @@ public struct MercureSettings: Sendable, Equatable {
             guard !audience.isEmpty, audience.utf8.count <= Self.maxTopicLength else {
                 throw MicroSSEError(.invalidArgument, "mercure.audience must be 1 to 2048 bytes")
             }
+            // It goes into the WWW-Authenticate header's resource_metadata parameter.
+            guard MercureText.invalidCharacter(audience, "") == nil,
+                !audience.contains(where: { $0 == " " || $0 == "\"" || $0 == "\\" })
+            else {
+                throw MicroSSEError(
+                    .invalidArgument, "mercure.audience must not hold spaces, quotes, backslashes or control characters"
+                )
+            }
         }
         guard !legacy else { return }
         guard !issuers.isEmpty else {

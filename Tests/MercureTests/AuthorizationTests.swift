@@ -4,6 +4,12 @@ import MicroSSEMercure
 import MicroSSETestSupport
 import Testing
 
+/// A draft-08 hub's challenge: `challenge` with the `resource_metadata` parameter (RFC 9728).
+private func withMetadata(_ challenge: String) -> String {
+    let metadata = #"resource_metadata="https://hub.example/.well-known/oauth-protected-resource/.well-known/mercure""#
+    return challenge == "Bearer" ? "Bearer " + metadata : challenge + ", " + metadata
+}
+
 /// `status` with the Bearer challenge `challenge`, a one-line reason containing `reason`.
 private func expectRefused(
     _ r: SimpleResponse, _ status: Int, _ challenge: String?, _ reason: String,
@@ -12,7 +18,7 @@ private func expectRefused(
     #expect(r.status == status, "status \(r.status) \(r.text)", sourceLocation: sourceLocation)
     #expect(r.text.contains(reason), "reason \(r.text.debugDescription)", sourceLocation: sourceLocation)
     #expect(r.text.split(separator: "\n").count == 1, sourceLocation: sourceLocation)
-    #expect(r.header("WWW-Authenticate") == challenge, sourceLocation: sourceLocation)
+    #expect(r.header("WWW-Authenticate") == challenge.map(withMetadata), sourceLocation: sourceLocation)
     #expect(r.header("Content-Type")?.hasPrefix("text/event-stream") != true, sourceLocation: sourceLocation)
 }
 
@@ -155,6 +161,29 @@ struct AuthorizationTests {
         #expect(try publish(hub, [("topic", "t"), ("future", "x")], token: token).status == 200)
     }
 
+    @Test(
+        "the protected resource metadata (RFC 9728) names the resource, the detail type, the cookie and the matcher types"
+    )
+    func metadata() throws {
+        let hub = try mercureHub()
+        defer { hub.stop() }
+        let r = try httpRequest(port: hub.port, path: "/.well-known/oauth-protected-resource/.well-known/mercure")
+        #expect(r.status == 200 && r.header("Content-Type")?.hasPrefix("application/json") == true)
+        let doc = try #require(try JSONSerialization.jsonObject(with: Data(r.body)) as? [String: Any])
+        #expect(doc["resource"] as? String == audience)
+        #expect(
+            doc["authorization_details_types_supported"] as? [String] == ["https://mercure.rocks/authorization-detail"])
+        #expect(doc["bearer_methods_supported"] as? [String] == ["header"])
+        #expect(doc["mercure_cookie"] as? String == "__Secure-mercure_access_token")
+        #expect(doc["mercure_matcher_types_supported"] as? [String] == ["exact"])
+        // A draft-07 hub publishes none (the draft's hint that a hub is pre-standard).
+        let legacy = try mercureHub(legacy: true)
+        defer { legacy.stop() }
+        #expect(
+            try httpRequest(port: legacy.port, path: "/.well-known/oauth-protected-resource/.well-known/mercure").status
+                == 404)
+    }
+
     @Test("a publish without a valid token is refused on its head, before its body is read")
     func refusedOnHead() throws {
         let hub = try mercureHub()
@@ -166,7 +195,7 @@ struct AuthorizationTests {
                 + "Content-Length: 1000000\r\nExpect: 100-continue\r\n\r\n")
         let head = try c.readHead()
         #expect(head.status == 401)
-        #expect(head.header("WWW-Authenticate") == "Bearer")
+        #expect(head.header("WWW-Authenticate") == withMetadata("Bearer"))
     }
 
     @Test(

@@ -137,6 +137,9 @@ struct ConfigurationTests {
         config.mercure.issuers = [issuer]
         config.mercure.audience = nil
         #expect(throws: MicroSSEError.self) { try config.validate() }
+        config.mercure.audience = "https://hub.example/a b"  // it goes into a header parameter
+        #expect(throws: MicroSSEError.self) { try config.validate() }
+        config.mercure.audience = nil
         config.mercure.legacy = true
         try config.validate()
         config.mercure.subscriptions = true
