@@ -26,7 +26,7 @@ struct Matchers: Sendable, Equatable {
 ///   several topics of one update gets it once (each stream remembers the last update queued
 ///   for it);
 /// - a private update only for streams whose grant covers one of its topics;
-/// - one hub-wide history of updates, bounded by count and frame bytes, replayed and joined to
+/// - one hub-wide history of updates, bounded by count and bytes (frame, topics, id), replayed and joined to
 ///   live updates under the same lock (nothing falls between, nothing arrives twice).
 ///
 /// Frames are queued with `deferWake` under the lock (publish order on every stream); the
@@ -38,6 +38,9 @@ final class MercureBus: Sendable {
         let topics: [Topic]
         let isPrivate: Bool
         let frame: Frame
+
+        /// The bytes the history accounts for it: its frame, its topics and its id.
+        var cost: Int { frame.bytes.count + id.utf8.count + topics.reduce(0) { $0 + $1.bytes.count } }
     }
 
     struct Stream {
@@ -74,7 +77,7 @@ final class MercureBus: Sendable {
 
         mutating func evict(maxCount: Int, maxBytes: Int) {
             while history.count - head > maxCount || (historyBytes > maxBytes && head < history.count) {
-                historyBytes -= history[head].frame.bytes.count
+                historyBytes -= history[head].cost
                 head += 1
             }
             if head > 64 && head * 2 > history.count {
@@ -112,9 +115,9 @@ final class MercureBus: Sendable {
         state.withLock { s in
             s.seq += 1
             let update = Update(seq: s.seq, id: event.id ?? "", topics: topics, isPrivate: isPrivate, frame: frame)
-            if maxCount > 0 && frame.bytes.count <= maxBytes {
+            if maxCount > 0 && update.cost <= maxBytes {
                 s.history.append(update)
-                s.historyBytes += frame.bytes.count
+                s.historyBytes += update.cost
                 s.evict(maxCount: maxCount, maxBytes: maxBytes)
             }
             func deliver(_ id: UInt64) {

@@ -155,10 +155,14 @@ struct TemplateError: Error {
     init(_ reason: String) { self.reason = reason }
 }
 
-/// Verdicts of (template, topic) pairs, bounded: emptied when full, so a stream of distinct
-/// topics costs memory up to the bound and a match per pair at most once until then.
+/// Verdicts of (template, topic) pairs, bounded by count and by the bytes of their keys:
+/// emptied when full, so a stream of distinct topics costs memory up to the bound and a match
+/// per pair at most once until then.
 struct TemplateCache {
     static let capacity = 16_384
+    static let byteCapacity = 4 << 20
+
+    private var bytes = 0
 
     private struct Key: Hashable {
         let template: Topic
@@ -171,8 +175,13 @@ struct TemplateCache {
         let key = Key(template: template.source, topic: topic)
         if let known = verdicts[key] { return known }
         let verdict = template.matches(topic)
-        if verdicts.count >= Self.capacity { verdicts.removeAll(keepingCapacity: true) }
+        let cost = key.template.bytes.count + key.topic.bytes.count + 64
+        if verdicts.count >= Self.capacity || bytes + cost > Self.byteCapacity {
+            verdicts.removeAll(keepingCapacity: true)
+            bytes = 0
+        }
         verdicts[key] = verdict
+        bytes += cost
         return verdict
     }
 }

@@ -88,4 +88,19 @@ struct ResumeTests {
         #expect(kept.head.header("Mercure-Last-Event-ID") == ids[2])
         #expect(try kept.next()?.id == ids[3])
     }
+
+    @Test("history is bounded by historyBytes, topics and ids counted")
+    func boundedBytes() throws {
+        let hub = try mercureHub { $0.historyBytes = 1_000 }
+        defer { hub.stop() }
+        let topic = String(repeating: "t", count: 300)
+        let token = token08(publish: ["*"])
+        let ids = try (0..<4).map { _ in try publish(hub, [("topic", topic), ("data", "x")], token: token).text }
+        // Each update costs its frame (~50 bytes), its id (45) and its 300-byte topic: two fit.
+        let s = try subscribe(hub, [("match", topic), ("last_event_id", "earliest")])
+        defer { s.close() }
+        #expect(try s.events(2).map(\.id) == [ids[2], ids[3]])
+        let live = try publish(hub, [("topic", topic)], token: token)
+        #expect(try s.next()?.id == live.text)
+    }
 }
