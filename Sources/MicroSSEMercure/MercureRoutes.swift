@@ -17,9 +17,10 @@ final class MercureRoutes: RouteSet {
         self.tokens = TokenReader(verifier: verifier, settings: settings)
         self.bus = MercureBus(historyCount: configuration.historyCount, historyBytes: configuration.historyBytes)
         self.maxMatchers = configuration.maxChannelsPerStream
+        self.paths = settings.legacy ? [MercureText.hubPath] : [MercureText.hubPath, Self.metadataPath]
     }
 
-    var paths: [String] { settings.legacy ? [MercureText.hubPath] : [MercureText.hubPath, Self.metadataPath] }
+    let paths: [String]
 
     /// Where draft-08's protected resource metadata (RFC 9728) is served: the well-known prefix
     /// before the hub's path.
@@ -47,6 +48,7 @@ final class MercureRoutes: RouteSet {
     var cookieName: String { settings.legacy ? "mercureAuthorization" : "__Secure-mercure_access_token" }
 
     func admit(_ head: Request, _ host: RouteSetHost) -> Response? {
+        guard head.path == MercureText.hubPath else { return nil }  // the metadata answers 405
         if let refusal = host.authorize(head, .route(path: head.path), publishing: true) { return refusal }
         switch grants(head) {
         case .refused(let refusal): return refusal
