@@ -1,7 +1,7 @@
 import MicroSSEAuth
 
 /// The topics one action of a token covers: every topic (`*`), or a set of exact topics.
-struct TopicGrant: Sendable, Equatable {
+struct TopicGrant: Sendable, Hashable {
     var all = false
     var exact: Set<Topic> = []
     /// Draft-07 URI template selectors.

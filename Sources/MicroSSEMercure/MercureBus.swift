@@ -11,26 +11,45 @@ struct Topic: Hashable, Sendable {
 }
 
 /// A Mercure stream's routing: the exact topics it asked for, or every topic (`*`).
-struct Matchers: Sendable, Equatable {
+struct Matchers: Sendable, Hashable {
     var all = false
     var exact: Set<Topic> = []
     /// Draft-07 URI template selectors.
     var templates: Set<URITemplate> = []
 }
 
+/// What a stream receives: its matchers and what its token lets it read. Streams with equal
+/// keys receive exactly the same updates, so they read one log.
+struct FeedKey: Hashable, Sendable {
+    let matchers: Matchers
+    let grant: TopicGrant
+
+    func wants(_ update: MercureBus.Update, _ cache: inout TemplateCache) -> Bool {
+        let routed =
+            matchers.all
+            || update.topics.contains { topic in
+                matchers.exact.contains(topic) || matchers.templates.contains { cache.matches($0, topic) }
+            }
+        return routed && (!update.isPrivate || grant.matchesAny(update.topics))
+    }
+}
+
 /// The Mercure hub's fan-out and history (docs/DESIGN.md, "Mercure"), under one lock:
 ///
-/// - an index `topic → streams` for exact matchers and a set of `*` streams, so a publish looks
-///   up its topics instead of visiting every stream; draft-07 template selectors are grouped by
-///   template and matched per update through a bounded cache of verdicts; a stream matching
-///   several topics of one update gets it once (each stream remembers the last update queued
-///   for it);
-/// - a private update only for streams whose grant covers one of its topics;
-/// - one hub-wide history of updates, bounded by count and bytes (frame, topics, id), replayed and joined to
-///   live updates under the same lock (nothing falls between, nothing arrives twice).
+/// - streams with the same matchers and the same grant share a **feed**: one log
+///   (`LogReaders`, as a channel's) that each reads through its own cursor, so an update costs
+///   one append per feed, whatever the number of streams reading it;
+/// - an index `topic → feeds` for exact matchers and a set of `*` feeds, so a publish looks up
+///   its topics instead of visiting every feed; draft-07 template selectors are grouped by
+///   template and matched per update through a bounded cache of verdicts; a feed matching
+///   several topics of one update gets it once (each feed remembers the last update appended);
+/// - a private update only for feeds whose grant covers one of its topics;
+/// - one hub-wide history of updates, bounded by count and bytes (frame, topics, id), replayed
+///   and joined to live updates under the same lock (nothing falls between, nothing arrives
+///   twice).
 ///
-/// Frames are queued with `deferWake` under the lock (publish order on every stream); the
-/// suspended streams are woken after it, since resuming takes libmicrohttpd's locks.
+/// The readers are looked at under the lock (publish order on every log); the suspended ones
+/// are woken after it (`LogFanOut.finish`), since resuming takes libmicrohttpd's locks.
 final class MercureBus: Sendable {
     struct Update {
         let seq: UInt64
@@ -43,29 +62,29 @@ final class MercureBus: Sendable {
         var cost: Int { frame.bytes.count + id.utf8.count + topics.reduce(0) { $0 + $1.bytes.count } }
     }
 
-    struct Stream {
-        let subscriber: Subscriber
-        let matchers: Matchers
-        let grant: TopicGrant
-        /// The sequence number of the last update queued for the stream.
-        var lastSeq: UInt64 = 0
+    /// The streams of one ``FeedKey`` and their log. Kept under the bus's lock.
+    final class Feed {
+        let key: FeedKey
+        var readers = LogReaders()
+        /// The sequence number of the last update appended.
+        var lastSeq: UInt64
 
-        func wants(_ update: Update, _ cache: inout TemplateCache) -> Bool {
-            let routed =
-                matchers.all
-                || update.topics.contains { topic in
-                    matchers.exact.contains(topic) || matchers.templates.contains { cache.matches($0, topic) }
-                }
-            return routed && (!update.isPrivate || grant.matchesAny(update.topics))
+        init(key: FeedKey, seq: UInt64) {
+            self.key = key
+            self.lastSeq = seq
         }
+
+        var id: ObjectIdentifier { ObjectIdentifier(self) }
     }
 
     struct State {
-        var streams: [UInt64: Stream] = [:]
-        var exact: [Topic: Set<UInt64>] = [:]
-        var wildcard: Set<UInt64> = []
-        /// Template selectors, each with the streams that use it (matched per update, cached).
-        var templated: [Topic: (template: URITemplate, streams: Set<UInt64>)] = [:]
+        var feeds: [FeedKey: Feed] = [:]
+        /// Each open stream's feed, by subscriber id.
+        var streams: [UInt64: Feed] = [:]
+        var exact: [Topic: [ObjectIdentifier: Feed]] = [:]
+        var wildcard: [ObjectIdentifier: Feed] = [:]
+        /// Template selectors, each with the feeds that use it (matched per update, cached).
+        var templated: [Topic: (template: URITemplate, feeds: [ObjectIdentifier: Feed])] = [:]
         var cache = TemplateCache()
         /// The history: `history[head...]` is live, oldest first.
         var history: [Update] = []
@@ -83,6 +102,39 @@ final class MercureBus: Sendable {
             if head > 64 && head * 2 > history.count {
                 history.removeFirst(head)
                 head = 0
+            }
+        }
+
+        /// The feed of `key`, made and indexed when absent.
+        mutating func feed(_ key: FeedKey) -> Feed {
+            if let feed = feeds[key] { return feed }
+            let feed = Feed(key: key, seq: seq)
+            feeds[key] = feed
+            let id = feed.id
+            if key.matchers.all {
+                wildcard[id] = feed
+            } else {
+                for topic in key.matchers.exact { exact[topic, default: [:]][id] = feed }
+                for template in key.matchers.templates {
+                    templated[template.source, default: (template, [:])].feeds[id] = feed
+                }
+            }
+            return feed
+        }
+
+        /// Forgets a feed no stream reads any more.
+        mutating func drop(_ feed: Feed) {
+            let key = feed.key
+            let id = feed.id
+            feeds[key] = nil
+            wildcard[id] = nil
+            for topic in key.matchers.exact {
+                exact[topic]?[id] = nil
+                if exact[topic]?.isEmpty == true { exact[topic] = nil }
+            }
+            for template in key.matchers.templates {
+                templated[template.source]?.feeds[id] = nil
+                if templated[template.source]?.feeds.isEmpty == true { templated[template.source] = nil }
             }
         }
     }
@@ -107,12 +159,12 @@ final class MercureBus: Sendable {
         self.maxBytes = historyBytes
     }
 
-    /// Stores `event` (whose id is set) as an update of `topics` and queues it for every stream
+    /// Stores `event` (whose id is set) as an update of `topics` and appends it to every feed
     /// that matches one of them and may read it.
     func publish(_ event: Event, topics: [Topic], isPrivate: Bool) {
         let frame = Frame(bytes: EventEncoder.encode(event), isEvent: true)
-        var toWake: [Subscriber] = []
-        state.withLock { s in
+        let fanOut = state.withLock { s -> LogFanOut in
+            var fanOut = LogFanOut()
             s.seq += 1
             let update = Update(seq: s.seq, id: event.id ?? "", topics: topics, isPrivate: isPrivate, frame: frame)
             if maxCount > 0 && update.cost <= maxBytes {
@@ -120,35 +172,32 @@ final class MercureBus: Sendable {
                 s.historyBytes += update.cost
                 s.evict(maxCount: maxCount, maxBytes: maxBytes)
             }
-            func deliver(_ id: UInt64) {
-                guard var stream = s.streams[id], stream.lastSeq != update.seq else { return }
-                stream.lastSeq = update.seq
-                s.streams[id] = stream
-                guard !update.isPrivate || stream.grant.matchesAny(topics) else { return }
-                switch stream.subscriber.enqueue(frame, deferWake: true) {
-                case .wake, .overflow(wake: true): toWake.append(stream.subscriber)
-                case .none, .overflow(wake: false), .closed: break
-                }
+            func deliver(_ feed: Feed) {
+                guard feed.lastSeq != update.seq else { return }
+                feed.lastSeq = update.seq
+                guard !update.isPrivate || feed.key.grant.matchesAny(topics) else { return }
+                feed.readers.append(frame, into: &fanOut)
             }
             for topic in topics {
-                if let ids = s.exact[topic] { for id in ids { deliver(id) } }
+                if let feeds = s.exact[topic] { for feed in feeds.values { deliver(feed) } }
             }
-            for id in s.wildcard { deliver(id) }
-            for (key, entry) in s.templated where topics.contains(where: { s.cache.matches(entry.template, $0) }) {
-                for id in s.templated[key]?.streams ?? [] { deliver(id) }
+            for feed in s.wildcard.values { deliver(feed) }
+            for entry in s.templated.values where topics.contains(where: { s.cache.matches(entry.template, $0) }) {
+                for feed in entry.feeds.values { deliver(feed) }
             }
+            return fanOut
         }
-        for subscriber in toWake { subscriber.wake() }
+        fanOut.finish()
     }
 
-    /// Queues the replay `lastEventID` asks for (nil: none) and registers the stream for live
-    /// updates, atomically. A replay larger than the stream's free bytes keeps its newest
-    /// updates, and the cursor then names the update just before the first one sent.
+    /// Queues the replay `lastEventID` asks for (nil: none) and makes the stream read its feed
+    /// from the next update on, atomically. A replay larger than the stream's free bytes keeps
+    /// its newest updates, and the cursor then names the update just before the first one sent.
     func subscribe(
         _ subscriber: Subscriber, matchers: Matchers, grant: TopicGrant, lastEventID: String?
     ) -> Placement {
-        state.withLock { s in
-            var stream = Stream(subscriber: subscriber, matchers: matchers, grant: grant, lastSeq: s.seq)
+        let key = FeedKey(matchers: matchers, grant: grant)
+        return state.withLock { s in
             var placement = Placement.live
             if let lastEventID {
                 let retained = s.retained
@@ -160,7 +209,7 @@ final class MercureBus: Sendable {
                     start = found + 1
                     cursor = lastEventID
                 }
-                let replay = retained[start...].filter { stream.wants($0, &s.cache) }
+                let replay = retained[start...].filter { key.wants($0, &s.cache) }
                 var first = replay.count
                 var room = subscriber.freeBytes
                 while first > 0 && replay[first - 1].frame.bytes.count <= room {
@@ -175,38 +224,22 @@ final class MercureBus: Sendable {
                 for update in replay[first...] { subscriber.enqueue(update.frame) }
                 placement = .cursor(cursor)
             }
-            stream.lastSeq = s.seq
-            let id = subscriber.id
-            s.streams[id] = stream
-            if matchers.all {
-                s.wildcard.insert(id)
-            } else {
-                for topic in matchers.exact { s.exact[topic, default: []].insert(id) }
-                for template in matchers.templates {
-                    s.templated[template.source, default: (template, [])].streams.insert(id)
-                }
-            }
+            let feed = s.feed(key)
+            feed.readers.insert(subscriber)
+            s.streams[subscriber.id] = feed
             return placement
         }
     }
 
-    /// Forgets a stream whose connection is gone.
+    /// Forgets a stream whose connection is gone; a feed no stream reads goes with it.
     func remove(_ subscriber: Subscriber) {
         state.withLock { s in
-            let id = subscriber.id
-            guard let stream = s.streams.removeValue(forKey: id) else { return }
-            s.wildcard.remove(id)
-            for topic in stream.matchers.exact {
-                s.exact[topic]?.remove(id)
-                if s.exact[topic]?.isEmpty == true { s.exact[topic] = nil }
-            }
-            for template in stream.matchers.templates {
-                s.templated[template.source]?.streams.remove(id)
-                if s.templated[template.source]?.streams.isEmpty == true { s.templated[template.source] = nil }
-            }
+            guard let feed = s.streams.removeValue(forKey: subscriber.id) else { return }
+            feed.readers.remove(subscriber)
+            if feed.readers.isEmpty { s.drop(feed) }
         }
     }
 
-    /// Streams registered now (for tests).
-    var streamCount: Int { state.withLock { $0.streams.count } }
+    /// Streams registered now, and the feeds they read (for tests).
+    var counts: (streams: Int, feeds: Int) { state.withLock { ($0.streams.count, $0.feeds.count) } }
 }

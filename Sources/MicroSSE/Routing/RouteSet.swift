@@ -55,7 +55,7 @@ package struct RouteSetHost: Sendable {
     /// The stream headers every stream sends (`Content-Type: text/event-stream`, no caching).
     package var streamHeaders: [(name: String, value: String)] { Router.streamHeaders }
 
-    /// Opens an admitted stream; `onClose` runs once its connection is gone, before the hub's
+    /// Opens an admitted stream; `onClose` runs once its connection is gone, after the hub's
     /// disconnect callbacks. With `expiresAt` (seconds since the epoch), the stream is ended then.
     package func openStream(
         _ subscriber: Subscriber, _ request: Request, headers: [(name: String, value: String)],
@@ -68,8 +68,8 @@ package struct RouteSetHost: Sendable {
         return .stream(
             headers: headers, subscriber: subscriber,
             onClose: {
-                onClose()
                 client.hub?.closed(client)
+                onClose()
             })
     }
 
