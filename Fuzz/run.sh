@@ -26,7 +26,7 @@ scripts/deps.sh libmicrohttpd-dev libjwt-dev pkg-config python3 >&2
 # The layers' sources are compiled into one module per target (hence -package-name: their
 # `package` declarations are then visible to the target, like `internal` ones).
 WIRE=$(ls Sources/MicroSSEWire/*.swift | tr '\n' ' ')
-CORE="$(ls Sources/MicroSSECore/*.swift | grep -v Ticker.swift | tr '\n' ' ')"
+CORE=$(ls Sources/MicroSSECore/*.swift | tr '\n' ' ')
 
 # name -> project sources compiled into the target (besides Fuzz/targets/Common.swift + NAME.swift)
 declare -A SOURCES=(
@@ -48,10 +48,12 @@ TARGETS=${*:-$ALL}
 
 build_swift() {
     local name=$1 src="$OUT/src/$name"
-    # One module of the layers' files: their imports of each other are dropped.
+    # One module of the layers' files: their imports of each other are dropped. Each copy is
+    # named after its module too (MicroSSEWire and MicroSSEAuth both have a JSON.swift).
     rm -rf "$src" && mkdir -p "$src"
     for f in ${SOURCES[$name]}; do
-        sed -E '/^(internal |package |public )?import MicroSSE[A-Za-z]*$/d' "$f" >"$src/$(basename "$f")"
+        sed -E '/^(internal |package |public )?import MicroSSE[A-Za-z]*$/d' "$f" \
+            >"$src/$(basename "$(dirname "$f")")_$(basename "$f")"
     done
     # shellcheck disable=SC2086
     swiftc -sanitize=fuzzer,address -parse-as-library -swift-version 6 -O -g -package-name MicroSSE \
@@ -76,8 +78,9 @@ build_c() {
     # library, so the library's own writes (id_out, copies of C strings) are checked too; the
     # harness then shares its dynamic ASan runtime.
     [ "$libdir" != .build/debug ] && extra=(-shared-libasan)
-    # The library's soname is libmicrosse.so (Package.swift); `make lib` makes the same link.
+    # The library's soname is libmicrosse.so.0 (Package.swift); `make lib` makes the same links.
     [ -e "$libdir/libmicrosse.so" ] || ln -sf libMicroSSEC.so "$libdir/libmicrosse.so"
+    [ -e "$libdir/libmicrosse.so.0" ] || ln -sf libMicroSSEC.so "$libdir/libmicrosse.so.0"
     "$clang" -g -O1 -fsanitize=fuzzer,address "${extra[@]}" -Iinclude "Fuzz/c/$name.c" -L"$libdir" -lMicroSSEC \
         -Wl,-rpath,"$ROOT/$libdir" -Wl,-rpath,"$(dirname "$clang")/../lib/swift/clang/lib/linux" -pthread -lm \
         -o "$OUT/bin/$name" 2>&1 | grep -v 'Cannot export local symbol' >&2 || true

@@ -166,8 +166,8 @@ struct Serve: AsyncParsableCommand {
             access.logLevel = .info
             server.setAccessLog(access)
         }
-        if web { server.addRoute("GET", "/") { _ in .html(hubPage) } }
-        server.addRoute("GET", "/microsse.js") { _ in
+        if web { try server.addRoute("GET", "/") { _ in .html(hubPage) } }
+        try server.addRoute("GET", "/microsse.js") { _ in
             Response(headers: [("Content-Type", "text/javascript; charset=utf-8")], body: Array(microsseScript.utf8))
         }
         let scheme = config.tls == nil ? "http" : "https"

@@ -3,9 +3,8 @@ import MicroSSETransport
 
 /// Routes another module adds to the hub when it is configured (`MicroSSEMercure` does, through
 /// its `ServerConfiguration.mercure`). Stored in ``ServerConfiguration/routeSetFactory``.
-package protocol RouteSetFactory: Sendable {
-    /// Checked by ``ServerConfiguration/validate()``, after every other field.
-    func validate(_ configuration: ServerConfiguration) throws(MicroSSEError)
+/// ``ServerConfiguration/validate()`` asks it too (``ConfigurationValidating``), last.
+package protocol RouteSetFactory: ConfigurationValidating, Sendable {
     /// The route set of a starting server, or nil when the settings do not enable one.
     func makeRouteSet(_ configuration: ServerConfiguration) -> (any RouteSet)?
 }
