@@ -102,7 +102,8 @@ let package = Package(
         // Mercure publishers and subscribers over loopback, both revisions.
         // php/ holds the Symfony publisher a test runs.
         .testTarget(
-            name: "MercureTests", dependencies: ["MicroSSE", "MicroSSEMercure", "MicroSSECore", "MicroSSETestSupport"],
+            name: "MercureTests",
+            dependencies: ["MicroSSE", "MicroSSEMercure", "MicroSSECore", "MicroSSERedis", "MicroSSETestSupport"],
             exclude: ["php"]),
         // Builds and runs C programs against include/microsse.h and libmicrosse.
         .testTarget(name: "CABITests", dependencies: ["MicroSSECABI", "MicroSSETestSupport"]),

@@ -56,6 +56,12 @@ public struct MercureSettings: Sendable, Equatable {
             throw MicroSSEError(
                 .invalidArgument, "mercure needs jwt: publishers must present a token (--jwt-secret or --jwt-key)")
         }
+        guard configuration.brokerFactory == nil else {
+            // Refused rather than served per hub: an update would silently miss the other hubs.
+            throw MicroSSEError(
+                .invalidArgument,
+                "mercure is not clustered yet: with redis, updates would reach only the hub they were published to")
+        }
         guard !subscriptions else {
             throw MicroSSEError(.invalidArgument, "mercure.subscriptions is not supported yet")
         }

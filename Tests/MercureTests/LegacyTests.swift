@@ -1,6 +1,7 @@
 import Foundation
 import MicroSSE
 import MicroSSEMercure
+import MicroSSERedis
 import MicroSSETestSupport
 import Testing
 
@@ -144,6 +145,9 @@ struct ConfigurationTests {
         try config.validate()
         config.mercure.subscriptions = true
         #expect(throws: MicroSSEError.self) { try config.validate() }
+        config.mercure.subscriptions = false
+        config.redis = try RedisURL("redis://127.0.0.1:6379")
+        #expect { try config.validate() } throws: { ($0 as? MicroSSEError)?.message.contains("not clustered") == true }
         config.mercure = MercureSettings()
         try config.validate()
     }
