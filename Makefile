@@ -11,7 +11,7 @@ PORT ?= 8080
 # Debian packages the build needs, then those the tests need.
 BUILD_PACKAGES = libmicrohttpd-dev libhiredis-dev libjwt-dev libgnutls28-dev pkg-config
 # nginx and systemd (systemd-analyze) check the deploy files in Examples/deploy.
-TEST_PACKAGES = curl openssl valgrind gcc g++ redis-server redis-sentinel nginx systemd
+TEST_PACKAGES = curl openssl valgrind gcc g++ redis-server redis-sentinel nginx systemd php-cli php-symfony-mercure
 
 .PHONY: all deps test-deps build ship lib deb test-long demo serve test browser-test install bench bench-smoke fuzz sanitizers soak clean format lint
 

@@ -7,6 +7,8 @@ let package = Package(
         .library(name: "MicroSSE", targets: ["MicroSSE"]),
         // Several hubs through Redis, for Swift packages: only those that add it link hiredis.
         .library(name: "MicroSSERedis", targets: ["MicroSSERedis"]),
+        // The Mercure hub (docs/MERCURE.md): `configuration.mercure` once it is imported.
+        .library(name: "MicroSSEMercure", targets: ["MicroSSEMercure"]),
         // The C library. SwiftPM cannot name it `microsse` next to the `microsse` executable, so the
         // product is `MicroSSEC` and its soname is `libmicrosse.so.0` (0: the ABI's major version);
         // `make lib` adds that name and the development link `libmicrosse.so`.
@@ -59,6 +61,10 @@ let package = Package(
         // Several hubs through Redis: only what links it (the CLI, the C library, a package that
         // adds the MicroSSERedis product) pays for hiredis.
         .target(name: "MicroSSERedis", dependencies: ["MicroSSE", "MicroSSECore", "CHiredis"]),
+        // The Mercure hub at /.well-known/mercure (docs/MERCURE.md), served when configured.
+        .target(
+            name: "MicroSSEMercure",
+            dependencies: ["MicroSSE", "MicroSSECore", "MicroSSEWire", "MicroSSETransport", "MicroSSEAuth"]),
         // include/microsse.h as a module, so the C ABI's exports are checked against it.
         .systemLibrary(name: "CMicroSSE"),
         // The C ABI: a thin `@c @implementation` shell over the Swift API (include/microsse.h).
@@ -70,7 +76,7 @@ let package = Package(
         .executableTarget(
             name: "microsse",
             dependencies: [
-                "MicroSSE", "MicroSSERedis", "CGnuTLS",
+                "MicroSSE", "MicroSSERedis", "MicroSSEMercure", "CGnuTLS",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
@@ -93,6 +99,12 @@ let package = Package(
         .testTarget(name: "ReliabilityTests", dependencies: ["MicroSSE", "MicroSSECore", "MicroSSETestSupport"]),
         // Several hubs sharing one real redis-server.
         .testTarget(name: "RedisTests", dependencies: ["MicroSSE", "MicroSSERedis", "MicroSSETestSupport"]),
+        // Mercure publishers and subscribers over loopback, both revisions.
+        // php/ holds the Symfony publisher a test runs.
+        .testTarget(
+            name: "MercureTests",
+            dependencies: ["MicroSSE", "MicroSSEMercure", "MicroSSECore", "MicroSSERedis", "MicroSSETestSupport"],
+            exclude: ["php"]),
         // Builds and runs C programs against include/microsse.h and libmicrosse.
         .testTarget(name: "CABITests", dependencies: ["MicroSSECABI", "MicroSSETestSupport"]),
         // JWT authorization (MicroSSE wires it into the channel routes). libjwt from Debian

@@ -355,7 +355,7 @@ extension Hub {
         try event.checkSendable(maxBytes: configuration.maxPublishBytes)
     }
 
-    private func countPublish(_ receipt: PublishReceipt, since started: ContinuousClock.Instant) {
+    func countPublish(_ receipt: PublishReceipt = PublishReceipt(id: ""), since started: ContinuousClock.Instant) {
         let elapsed = started.duration(to: .now)
         published.add(1, ordering: .relaxed)
         metrics.published.increment()

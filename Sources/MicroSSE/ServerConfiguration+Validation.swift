@@ -62,6 +62,7 @@ extension ServerConfiguration {
         try check(maxUploadBytesInFlight >= 1, "maxUploadBytesInFlight must be at least 1")
         try check(maxChannelsPerStream >= 1, "maxChannelsPerStream must be at least 1")
         if let settings = brokerFactory as? any ConfigurationValidating { try settings.validate(self) }
+        try routeSetFactory?.validate(self)
     }
 
     private func check(_ condition: Bool, _ reason: String) throws(MicroSSEError) {

@@ -144,6 +144,10 @@ public struct ServerConfiguration: Sendable {
     /// `redis` property). nil = the in-memory broker.
     package var brokerFactory: (any BrokerFactory)?
 
+    /// Routes another module serves beside the built-in ones (set by the Mercure module's
+    /// `mercure` property). nil = none.
+    package var routeSetFactory: (any RouteSetFactory)?
+
     /// Request-body bytes all uploads in flight may hold together (publish bodies being
     /// received); an upload that would take them over gets `503` with `Retry-After`: at once when
     /// its `Content-Length` announces it, otherwise when its body crosses the budget (the rest is

@@ -1,5 +1,5 @@
 /// A JSON value as read from a token's header or claims.
-enum JSONValue: Equatable {
+package enum JSONValue: Equatable, Sendable {
     case null
     case bool(Bool)
     /// The number's text, exactly as written (validated against the JSON grammar).
@@ -9,7 +9,7 @@ enum JSONValue: Equatable {
     /// Members in order; a name occurs at most once (duplicates are refused by the parser).
     case object([(String, JSONValue)])
 
-    static func == (a: JSONValue, b: JSONValue) -> Bool {
+    package static func == (a: JSONValue, b: JSONValue) -> Bool {
         switch (a, b) {
         case (.null, .null): return true
         case (.bool(let x), .bool(let y)): return x == y
@@ -23,13 +23,13 @@ enum JSONValue: Equatable {
     }
 
     /// The member `name` of an object, or nil.
-    subscript(_ name: String) -> JSONValue? {
+    package subscript(_ name: String) -> JSONValue? {
         guard case .object(let members) = self else { return nil }
         return members.first { $0.0.utf8.elementsEqual(name.utf8) }?.1
     }
 
     /// The value of an integer number written without fraction or exponent, if it fits an `Int`.
-    var integer: Int? {
+    package var integer: Int? {
         guard case .number(let text) = self, !text.utf8.contains(where: { $0 == 0x2E || $0 | 0x20 == 0x65 }) else {
             return nil
         }

@@ -50,7 +50,7 @@ public struct JWTVerifier: Sendable {
     /// The algorithm every accepted token must name.
     public let algorithm: Algorithm
     /// The bytes libjwt verifies with: the secret, or the canonical PEM of the public key.
-    private let key: [UInt8]
+    let key: [UInt8]
 
     /// A verifier for HS256 tokens signed with `secret` (at least 32 bytes).
     public init(secret: [UInt8]) throws(AuthError) {
@@ -74,12 +74,28 @@ public struct JWTVerifier: Sendable {
     ///
     /// Throws an ``AuthError`` whose `reason` can be sent as a 401 body.
     public func verify(_ token: String, now: Int) throws(AuthError) -> Claims {
+        try verify(token, now: now, profile: .jwt).claims
+    }
+
+    /// The header `typ` a token must carry.
+    package enum Profile: Sendable {
+        /// `JWT` or none (this module's tokens, and Mercure draft-07's).
+        case jwt
+        /// `at+jwt` or `application/at+jwt`, case-insensitively (RFC 9068 access tokens).
+        case accessToken
+    }
+
+    /// ``verify(_:now:)`` for a token of `profile`, returning its claims object too (for claims
+    /// this module does not read, such as Mercure's). A JSON number is kept as its text.
+    package func verify(
+        _ token: String, now: Int, profile: Profile
+    ) throws(AuthError) -> (claims: Claims, payload: JSONValue) {
         let bytes = Array(token.utf8)
         let parts = try Self.split(bytes)
         guard let header = Base64.decodeURL(parts.header).flatMap(JSONParser.parse), case .object = header else {
             throw AuthError(.malformedToken, "token header is not base64url JSON object")
         }
-        try checkHeader(header)
+        try checkHeader(header, profile: profile)
         guard let payload = Base64.decodeURL(parts.payload).flatMap(JSONParser.parse) else {
             throw AuthError(.malformedToken, "token claims are not base64url JSON")
         }
@@ -91,9 +107,12 @@ public struct JWTVerifier: Sendable {
         // ours reads, e.g. integers beyond 64 bits, and would report them as a bad signature);
         // times only after it, so that a forged token learns nothing about them.
         let claims = try Claims(json: payload)
-        try checkSignature(bytes)
+        switch profile {
+        case .jwt: try checkSignature(bytes)
+        case .accessToken: try checkSignatureWithGnuTLS(bytes, signature: signature)
+        }
         try Self.checkTimes(claims, now: now)
-        return claims
+        return (claims, payload)
     }
 
     /// The three segments of a compact JWS, after the size and alphabet checks.
@@ -114,7 +133,7 @@ public struct JWTVerifier: Sendable {
         return (parts[0], parts[1], parts[2])
     }
 
-    private func checkHeader(_ header: JSONValue) throws(AuthError) {
+    private func checkHeader(_ header: JSONValue, profile: Profile) throws(AuthError) {
         guard case .string(let alg)? = header["alg"] else {
             throw AuthError(.malformedToken, "token header has no alg")
         }
@@ -131,9 +150,18 @@ public struct JWTVerifier: Sendable {
             if alg == "none" { throw AuthError(.algorithmRefused, "token algorithm none is not accepted") }
             throw AuthError(.algorithmRefused, "token algorithm \(alg) is not accepted (expected \(algorithm))")
         }
-        if let typ = header["typ"] {
-            guard case .string(let t) = typ, t.utf8.count == 3, t.uppercased() == "JWT" else {
-                throw AuthError(.malformedToken, "token type is not JWT")
+        switch profile {
+        case .jwt:
+            if let typ = header["typ"] {
+                guard case .string(let t) = typ, t.utf8.count == 3, t.uppercased() == "JWT" else {
+                    throw AuthError(.malformedToken, "token type is not JWT")
+                }
+            }
+        case .accessToken:
+            guard case .string(let t)? = header["typ"],
+                t.lowercased() == "at+jwt" || t.lowercased() == "application/at+jwt"
+            else {
+                throw AuthError(.malformedToken, "token type is not at+jwt")
             }
         }
         guard header["crit"] == nil else { throw AuthError(.malformedToken, "token header crit is not supported") }

@@ -52,7 +52,7 @@ public enum TokenSource: Sendable {
     }
 
     /// The credentials of an `Authorization` header value if its scheme is `Bearer`, else nil.
-    static func bearer(_ value: String) -> Substring? {
+    package static func bearer(_ value: String) -> Substring? {
         let v = Substring(value).trimmingSpaces()
         let scheme = v.prefix { $0 != " " && $0 != "\t" }
         guard scheme.utf8.count == 6, scheme.lowercased() == "bearer" else { return nil }
@@ -61,7 +61,7 @@ public enum TokenSource: Sendable {
 
     /// The value of the first cookie named `name` in a `Cookie` header value, unquoted; nil if
     /// there is no such cookie. Pieces without `=` are skipped.
-    static func cookie(named name: String, in header: String) -> Substring? {
+    package static func cookie(named name: String, in header: String) -> Substring? {
         for piece in header.split(separator: ";", omittingEmptySubsequences: true) {
             guard let eq = piece.firstIndex(of: "=") else { continue }
             guard piece[..<eq].trimmingSpaces().utf8.elementsEqual(name.utf8) else { continue }
@@ -75,7 +75,7 @@ public enum TokenSource: Sendable {
     }
 
     /// The token if it is 1…maximumTokenLength bytes of visible ASCII (0x21–0x7E), else nil.
-    static func usable(_ token: Substring) -> String? {
+    package static func usable(_ token: Substring) -> String? {
         let bytes = token.utf8
         guard (1...JWTVerifier.maximumTokenLength).contains(bytes.count),
             bytes.allSatisfy({ (0x21...0x7E).contains($0) })

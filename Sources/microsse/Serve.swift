@@ -1,6 +1,7 @@
 import ArgumentParser
 import Logging
 import MicroSSE
+import MicroSSEMercure
 import MicroSSERedis
 
 #if canImport(Glibc)
@@ -75,6 +76,14 @@ struct Serve: AsyncParsableCommand {
     var statsTokenFile: String?
     @Flag(help: "Log one line per request and per ended stream: who, what, status, bytes, how long.")
     var accessLog = false
+    @Flag(help: "Serve the Mercure hub at /.well-known/mercure (draft-08; needs --jwt-secret or --jwt-key).")
+    var mercure = false
+    @Flag(help: "Mercure: speak draft-07 (topic=, the mercure claim, mercureAuthorization, lastEventID).")
+    var mercureLegacy = false
+    @Option(help: "Mercure: a trusted token issuer (iss), repeatable; draft-08 needs one.")
+    var mercureIssuer: [String] = []
+    @Option(help: "Mercure: the hub's resource identifier, which draft-08 tokens name in aud.")
+    var mercureAudience: String?
 
     /// The configuration the flags describe (TLS files are read by ``run()``).
     private func configuration() throws(MicroSSEError) -> ServerConfiguration {
@@ -117,6 +126,14 @@ struct Serve: AsyncParsableCommand {
             config.publishToken = try readSecret(publishTokenFile)
         }
         config.statsToken = statsToken
+        if mercure || mercureLegacy || !mercureIssuer.isEmpty || mercureAudience != nil {
+            guard mercure else {
+                throw MicroSSEError(
+                    .invalidArgument, "--mercure-legacy, --mercure-issuer and --mercure-audience need --mercure")
+            }
+            config.mercure = MercureSettings(
+                enabled: true, legacy: mercureLegacy, issuers: mercureIssuer, audience: mercureAudience)
+        }
         if let statsTokenFile {
             guard statsToken == nil else {
                 throw MicroSSEError(.invalidArgument, "give --stats-token or --stats-token-file, not both")
@@ -154,9 +171,11 @@ struct Serve: AsyncParsableCommand {
             Response(headers: [("Content-Type", "text/javascript; charset=utf-8")], body: Array(microsseScript.utf8))
         }
         let scheme = config.tls == nil ? "http" : "https"
+        let mercureOn = config.mercure.enabled
         let host = common.host.contains(":") ? "[\(common.host)]" : common.host
         try await runUntilSignalled(server, logger: logger) {
             print("Hub on \(scheme)://\(host):\(server.port)/events/{channel}")
+            if mercureOn { print("Mercure hub on \(scheme)://\(host):\(server.port)/.well-known/mercure") }
             // stdout is block-buffered when it is a pipe: whoever started us is waiting for the URL.
             fflush(nil)
         }

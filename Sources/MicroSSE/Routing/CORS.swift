@@ -4,6 +4,8 @@ import MicroSSETransport
 /// every answer. A CORS list controls who may *read*; it does not stop a browser from *sending*.
 struct CORSPolicy: Sendable {
     let origins: [String]
+    /// Response headers exposed besides the gap header and `Retry-After` (a route set's).
+    var exposed: [String] = []
 
     /// The `Access-Control-Allow-Origin` value for this request, or nil when not allowed.
     func allowedOrigin(for request: Request) -> String? {
@@ -46,7 +48,7 @@ struct CORSPolicy: Sendable {
                 ("Access-Control-Allow-Origin", origin),
                 (
                     "Access-Control-Expose-Headers",
-                    "\(ChannelRoutes.gapHeader), \(ChannelRoutes.replicatedHeader), Retry-After"
+                    ([ChannelRoutes.gapHeader, ChannelRoutes.replicatedHeader, "Retry-After"] + exposed).joined(separator: ", ")
                 ),
             ]
             // Credentials (cookies, Authorization) only for an origin echoed from the list:

@@ -37,6 +37,8 @@ final class Router: TransportDelegate {
     private let routes: [Route]
     private let guards: [any RequestGuard]
     private let cors: CORSPolicy
+    /// Route sets other modules add (``ServerConfiguration/routeSetFactory``).
+    private let routeSets: [any RouteSet]
 
     init(hub: Hub) {
         self.hub = hub
@@ -50,7 +52,14 @@ final class Router: TransportDelegate {
         if let jwt = hub.jwt { guards.append(JWTGuard(authority: jwt)) }
         if let token = config.publishToken, hub.jwt == nil { guards.append(PublishTokenGuard(token: token)) }
         self.guards = guards
-        self.cors = CORSPolicy(origins: config.corsOrigins)
+        let routeSets = config.routeSetFactory?.makeRouteSet(config).map { [$0] } ?? []
+        self.routeSets = routeSets
+        self.cors = CORSPolicy(origins: config.corsOrigins, exposed: routeSets.flatMap(\.exposedHeaders))
+    }
+
+    /// The route set serving `path`, if any.
+    private func routeSet(for path: String) -> (any RouteSet)? {
+        routeSets.first { $0.paths.contains(path) }
     }
 
     func log(_ message: String) {
@@ -63,6 +72,15 @@ final class Router: TransportDelegate {
     /// publish is decided on its head and on its whole). Everything else goes on.
     func admit(_ head: Request) -> Response? {
         let config = hub.configuration
+        if head.method == "POST", let set = routeSet(for: head.path),
+            hub.registry.withLock({ $0.routes[Hub.RouteKey(method: head.method, path: head.path)] == nil }),
+            let refusal = set.admit(head, RouteSetHost(router: self))
+        {
+            guard
+                case .response(let decorated) = cors.decorate(.response(refusal), origin: cors.allowedOrigin(for: head))
+            else { return refusal }
+            return decorated
+        }
         guard head.method == "POST", config.channelRoutes, config.publishing, head.path.hasPrefix("/events/") else {
             return nil
         }
@@ -112,6 +130,9 @@ final class Router: TransportDelegate {
         let isGet = request.method == "GET" || request.method == "HEAD"
         if let stream, isGet {
             return privateStream(request, stream)
+        }
+        if let set = routeSet(for: path) {
+            return set.handle(request, RouteSetHost(router: self))
         }
         if let route = routes.first(where: { $0.matches(path) }) {
             let allowed =

@@ -1,0 +1,340 @@
+import MicroSSE
+import MicroSSEAuth
+import MicroSSECore
+import MicroSSETransport
+import MicroSSEWire
+
+/// `/.well-known/mercure`: `POST` publishes an update, `GET` subscribes (docs/MERCURE.md).
+final class MercureRoutes: RouteSet {
+    let settings: MercureSettings
+    let tokens: TokenReader
+    let bus: MercureBus
+    /// The most matchers one subscribe may carry (``ServerConfiguration/maxChannelsPerStream``).
+    let maxMatchers: Int
+
+    init(settings: MercureSettings, configuration: ServerConfiguration, verifier: JWTVerifier) {
+        self.settings = settings
+        self.tokens = TokenReader(verifier: verifier, settings: settings)
+        self.bus = MercureBus(historyCount: configuration.historyCount, historyBytes: configuration.historyBytes)
+        self.maxMatchers = configuration.maxChannelsPerStream
+        self.paths = settings.legacy ? [MercureText.hubPath] : [MercureText.hubPath, Self.metadataPath]
+    }
+
+    let paths: [String]
+
+    /// Where draft-08's protected resource metadata (RFC 9728) is served: the well-known prefix
+    /// before the hub's path.
+    static let metadataPath = "/.well-known/oauth-protected-resource" + MercureText.hubPath
+
+    /// The metadata document's URL: the audience's origin and ``metadataPath`` (nil without an
+    /// absolute `http(s)` audience).
+    var metadataURL: String? {
+        guard let audience = settings.audience else { return nil }
+        for scheme in ["https://", "http://"] where audience.hasPrefix(scheme) {
+            let rest = audience.dropFirst(scheme.count)
+            let authority = rest.prefix { $0 != "/" && $0 != "?" && $0 != "#" }
+            guard !authority.isEmpty else { return nil }
+            return scheme + authority + Self.metadataPath
+        }
+        return nil
+    }
+
+    /// The cursor response header: draft-08's, or draft-07's `Last-Event-ID`.
+    var cursorHeader: String { settings.legacy ? "Last-Event-ID" : "Mercure-Last-Event-ID" }
+
+    var exposedHeaders: [String] { [cursorHeader] }
+
+    /// The cookie a browser's token comes in.
+    var cookieName: String { settings.legacy ? "mercureAuthorization" : "__Secure-mercure_access_token" }
+
+    func admit(_ head: Request, _ host: RouteSetHost) -> Response? {
+        guard head.path == MercureText.hubPath else { return nil }  // the metadata answers 405
+        if let refusal = host.authorize(head, .route(path: head.path), publishing: true) { return refusal }
+        switch grants(head) {
+        case .refused(let refusal): return refusal
+        case .ok(nil): return challenge(401, nil, "publishing needs a token (Authorization: Bearer)")
+        case .ok(let grants?):
+            return grants.publish.isEmpty
+                ? challenge(403, "insufficient_scope", "the token grants no publishing") : nil
+        }
+    }
+
+    func handle(_ request: Request, _ host: RouteSetHost) -> TransportReply {
+        if request.path == Self.metadataPath {
+            guard request.method == "GET" || request.method == "HEAD" else {
+                var r = Response.text("method not allowed", status: 405)
+                r.headers.append(("Allow", "GET"))
+                return .response(r)
+            }
+            if let refusal = host.authorize(request, .route(path: request.path), publishing: false) {
+                return .response(refusal)
+            }
+            return .response(.json(metadata))
+        }
+        switch request.method {
+        case "GET", "HEAD": return subscribe(request, host)
+        case "POST": return .response(publish(request, host))
+        default:
+            var r = Response.text("method not allowed", status: 405)
+            r.headers.append(("Allow", "GET, POST"))
+            return .response(r)
+        }
+    }
+
+    /// The protected resource metadata (RFC 9728) of a draft-08 hub.
+    var metadata: String {
+        JSON.object([
+            ("resource", JSON.quote(settings.audience ?? "")),
+            ("authorization_details_types_supported", "[" + JSON.quote(TokenReader.detailType) + "]"),
+            ("bearer_methods_supported", "[\"header\"]"),
+            ("mercure_cookie", JSON.quote(cookieName)),
+            ("mercure_matcher_types_supported", "[\"exact\"]"),
+        ])
+    }
+
+    // MARK: Tokens
+
+    /// The request's token read into grants: nil without a token, a `400`/`401` answer when
+    /// it is malformed or refused. The `Authorization` header wins over the cookie (which is
+    /// then ignored: cookies are ambient); draft-07 also reads the query's `authorization`.
+    func grants(_ request: Request) -> Checked<Grants?> {
+        let token: String
+        if let authorization = request.header("Authorization") {
+            guard let bearer = TokenSource.bearer(authorization), let usable = TokenSource.usable(bearer) else {
+                return .refused(
+                    challenge(
+                        400, "invalid_request", "the Authorization header must be Bearer and a token"))
+            }
+            token = usable
+        } else if let cookie = Self.cookie(cookieName, request), let usable = TokenSource.usable(Substring(cookie)) {
+            token = usable
+        } else if settings.legacy, let query = request.queryValue("authorization"),
+            let usable = TokenSource.usable(Substring(query))
+        {
+            token = usable
+        } else {
+            return .ok(nil)
+        }
+        let now = Int(Clocks.wallMicroseconds() / 1_000_000)
+        do throws(InvalidToken) {
+            let grants = try tokens.grants(token, now: now)
+            // The verifier allows clock skew; a stream must not open only to end at once.
+            if let exp = grants.expiresAt, exp <= now {
+                return .refused(challenge(401, "invalid_token", "token expired"))
+            }
+            return .ok(grants)
+        } catch {
+            return .refused(challenge(401, "invalid_token", error.reason))
+        }
+    }
+
+    private static func cookie(_ name: String, _ request: Request) -> String? {
+        for header in request.headerValues("Cookie") {
+            if let value = TokenSource.cookie(named: name, in: header) { return String(value) }
+        }
+        return nil
+    }
+
+    /// `status` with a one-line reason and the RFC 6750 challenge, which names the metadata
+    /// document (RFC 9728 `resource_metadata`) when the hub has one.
+    func challenge(_ status: Int, _ error: String?, _ reason: String) -> Response {
+        var params: [String] = error.map { ["error=\"\($0)\""] } ?? []
+        if !settings.legacy, let url = metadataURL, !url.contains("\""), !url.contains("\\") {
+            params.append("resource_metadata=\"\(url)\"")
+        }
+        var r = Response.text(reason, status: status)
+        r.headers.append(("WWW-Authenticate", params.isEmpty ? "Bearer" : "Bearer " + params.joined(separator: ", ")))
+        return r
+    }
+
+    // MARK: Publish
+
+    private func publish(_ request: Request, _ host: RouteSetHost) -> Response {
+        if let refusal = host.authorize(request, .route(path: request.path), publishing: true) { return refusal }
+        let grants: Grants
+        switch self.grants(request) {
+        case .refused(let refusal): return refusal
+        case .ok(nil): return challenge(401, nil, "publishing needs a token (Authorization: Bearer)")
+        case .ok(let g?): grants = g
+        }
+        let contentType = request.header("Content-Type") ?? ""
+        let mediaType = contentType.split(separator: ";").first.map { $0.trimmingCharacters() } ?? ""
+        guard mediaType.lowercased() == "application/x-www-form-urlencoded" else {
+            return .text("publish with Content-Type: application/x-www-form-urlencoded", status: 415)
+        }
+        guard let form = MercureText.parseForm(request.body) else {
+            return .text("the form's names and values must be UTF-8 once decoded", status: 400)
+        }
+        var topics: [String] = []
+        var data: String?
+        var isPrivate = false
+        var id: String?
+        var type: String?
+        var retry: String?
+        for (name, value) in form {
+            switch name {
+            case "topic":
+                guard topics.count < MercureSettings.maxTopicsPerUpdate else {
+                    return .text("an update may have at most \(MercureSettings.maxTopicsPerUpdate) topics", status: 413)
+                }
+                topics.append(value)
+            case "data": data = data ?? value
+            case "private": isPrivate = true
+            case "id": id = id ?? value
+            case "type": type = type ?? value
+            case "retry": retry = retry ?? value
+            default: continue  // unknown fields are ignored (future extensions)
+            }
+        }
+        guard !topics.isEmpty else { return .text("an update needs at least one topic", status: 400) }
+        for topic in topics {
+            guard topic.utf8.count <= MercureSettings.maxTopicLength else {
+                return .text("a topic is longer than \(MercureSettings.maxTopicLength) bytes", status: 413)
+            }
+            if let reason = MercureText.invalidCharacter(topic, "a topic") { return .text(reason, status: 400) }
+            guard !topic.utf8.elementsEqual("*".utf8) else {
+                return .text("the topic * is reserved for the wildcard", status: 400)
+            }
+            guard !MercureText.isReserved(topic) else {
+                return .text("topic \(topic.debugDescription) is in the hub's reserved namespace", status: 400)
+            }
+        }
+        if let id {
+            guard id.utf8.count <= MercureSettings.maxTopicLength else {
+                return .text("the id is longer than \(MercureSettings.maxTopicLength) bytes", status: 413)
+            }
+            guard !id.isEmpty else { return .text("the id must not be empty (leave it out to have one)", status: 400) }
+            guard !id.hasPrefix("#") else { return .text("the id must not start with #", status: 400) }
+            guard !id.utf8.elementsEqual(MercureBus.earliest.utf8) else {
+                return .text("the id earliest is reserved", status: 400)
+            }
+            if let reason = MercureText.invalidCharacter(id, "the id") { return .text(reason, status: 400) }
+        }
+        if let type {
+            if let reason = MercureText.invalidCharacter(type, "the type") { return .text(reason, status: 400) }
+            guard !type.utf8.elementsEqual("mercure".utf8) else {
+                return .text("the type mercure is reserved for the hub", status: 400)
+            }
+            if let reason = ControlEvents.reservedReason(type) { return .text(reason, status: 400) }
+        }
+        var retryMilliseconds: Int?
+        if let retry {
+            guard !retry.isEmpty, retry.utf8.allSatisfy({ $0 >= 0x30 && $0 <= 0x39 }), let ms = Int(retry) else {
+                return .text("retry must be a number of milliseconds (ASCII digits)", status: 400)
+            }
+            retryMilliseconds = ms
+        }
+        let keys = topics.map(Topic.init)
+        guard keys.allSatisfy({ grants.publish.matches($0) }) else {
+            return challenge(403, "insufficient_scope", "the token does not grant publishing to every topic")
+        }
+        let started = ContinuousClock.now
+        let eventID = id ?? MercureText.newID()
+        let event: Event
+        do throws(MicroSSEError) {
+            event = try Event(data: data ?? "", event: type, id: eventID, retry: retryMilliseconds)
+        } catch {
+            return .text(error.message, status: 400)
+        }
+        bus.publish(event, topics: keys, isPrivate: isPrivate)
+        host.countPublish(since: started)
+        return Response(
+            status: 200, headers: [("Content-Type", "text/plain; charset=utf-8")], body: Array(eventID.utf8))
+    }
+
+    // MARK: Subscribe
+
+    private func subscribe(_ request: Request, _ host: RouteSetHost) -> TransportReply {
+        if let refusal = host.authorize(request, .stream(path: request.path), publishing: false) {
+            return .response(refusal)
+        }
+        let matchers: Matchers
+        switch parseMatchers(request) {
+        case .refused(let refusal): return .response(refusal)
+        case .ok(let m): matchers = m
+        }
+        let grants: Grants?
+        switch self.grants(request) {
+        case .refused(let refusal): return .response(refusal)
+        case .ok(let g): grants = g
+        }
+        // `Last-Event-ID` wins over the query parameter; either present, even empty, asks for
+        // the cursor header.
+        let header = request.header("Last-Event-ID")
+        let names = settings.legacy ? ["lastEventID", "Last-Event-ID"] : ["last_event_id"]
+        let query = names.lazy.compactMap { request.queryValue($0) }.first
+        let asked = header != nil || query != nil
+        let lastEventID = header.flatMap { $0.isEmpty ? nil : $0 } ?? query ?? ""
+        if request.method == "HEAD" { return .response(Response(status: 200, headers: host.streamHeaders)) }
+        guard let subscriber = host.admitSubscriber() else { return host.full }
+        let placement = bus.subscribe(
+            subscriber, matchers: matchers, grant: grants?.subscribe ?? TopicGrant(),
+            lastEventID: asked ? lastEventID : nil)
+        var headers = host.streamHeaders
+        if case .cursor(let cursor) = placement { headers.append((cursorHeader, cursor)) }
+        let bus = self.bus
+        return host.openStream(
+            subscriber, request, headers: headers, expiresAt: grants?.expiresAt,
+            onClose: { bus.remove(subscriber) })
+    }
+
+    /// The stream's matchers: draft-08's `match` / `match_exact` (and `*`), draft-07's `topic`.
+    private func parseMatchers(_ request: Request) -> Checked<Matchers> {
+        var matchers = Matchers()
+        var count = 0
+        for (name, value) in request.query {
+            if settings.legacy {
+                guard name == "topic" else { continue }
+            } else {
+                guard name.lowercased().hasPrefix("match") else { continue }
+                if name == "match_urlpattern" {
+                    return .refused(.text("match_urlpattern is not supported by this hub yet", status: 400))
+                }
+                guard name == "match" || name == "match_exact" else {
+                    return .refused(.text("unknown matcher parameter \(name.debugDescription)", status: 400))
+                }
+            }
+            count += 1
+            guard count <= maxMatchers else {
+                return .refused(.text("at most \(maxMatchers) matchers per subscription request", status: 400))
+            }
+            guard value.utf8.count <= MercureSettings.maxTopicLength else {
+                return .refused(.text("a matcher is longer than \(MercureSettings.maxTopicLength) bytes", status: 400))
+            }
+            if let reason = MercureText.invalidCharacter(value, "a matcher") {
+                return .refused(.text(reason, status: 400))
+            }
+            if settings.legacy && URITemplate.isTemplate(value) {
+                do throws(TemplateError) {
+                    matchers.templates.insert(try URITemplate(value))
+                } catch {
+                    return .refused(.text("URI template \(value.debugDescription): \(error.reason)", status: 400))
+                }
+            } else if value.utf8.elementsEqual("*".utf8) {
+                matchers.all = true
+            } else {
+                matchers.exact.insert(Topic(value))
+            }
+        }
+        guard count > 0 else {
+            let hint =
+                settings.legacy
+                ? "subscribe with at least one topic= parameter (draft-07)"
+                : "subscribe with at least one match= parameter (draft-08; topic= is draft-07's: --mercure-legacy)"
+            return .refused(.text(hint, status: 400))
+        }
+        return .ok(matchers)
+    }
+}
+
+/// A value read from a request, or the answer refusing it.
+enum Checked<Value> {
+    case ok(Value)
+    case refused(Response)
+}
+
+extension Substring {
+    fileprivate func trimmingCharacters() -> String {
+        String(drop { $0 == " " || $0 == "\t" }.reversed().drop { $0 == " " || $0 == "\t" }.reversed())
+    }
+}
