@@ -48,7 +48,8 @@ struct CORSPolicy: Sendable {
                 ("Access-Control-Allow-Origin", origin),
                 (
                     "Access-Control-Expose-Headers",
-                    ([ChannelRoutes.gapHeader, ChannelRoutes.replicatedHeader, "Retry-After"] + exposed).joined(separator: ", ")
+                    ([ChannelRoutes.gapHeader, ChannelRoutes.replicatedHeader, "Retry-After"] + exposed).joined(
+                        separator: ", ")
                 ),
             ]
             // Credentials (cookies, Authorization) only for an origin echoed from the list:
