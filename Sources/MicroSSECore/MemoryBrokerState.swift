@@ -99,10 +99,10 @@ extension MemoryBroker {
         var lastSeq: UInt64
         let bootSeq: UInt64
         var closed = false
-        /// Caller-given ids evicted from history, remembered (boundedly) so that a client
-        /// resuming from one is placed where it really was, not read as a sequence number.
-        var evictedCallerIDs: [String: UInt64] = [:]
-        var evictedOrder: [String] = []
+        /// Labels (caller-given ids) evicted from history, per channel, remembered (boundedly) so
+        /// that a client resuming from one is placed where it really was in that channel.
+        var evictedCallerIDs: [LabelKey: UInt64] = [:]
+        var evictedOrder: [LabelKey] = []
         var evictedHead = 0
         var evictedCallerIDBytes = 0
         /// Channels, retained events and remembered evicted ids, as counted against
@@ -153,7 +153,9 @@ extension MemoryBroker {
         mutating func evictOldest(of name: ChannelName) {
             guard let evicted = channels[name]?.evictOldest() else { return }
             accountedBytes -= evicted.cost
-            if let callerID = evicted.callerID { rememberEvicted(callerID.0, callerID.1) }
+            if let callerID = evicted.callerID {
+                rememberEvicted(LabelKey(channel: name, label: callerID.0), callerID.1)
+            }
         }
 
         /// Evicts the oldest events of all channels until the accounted bytes fit `budget` and
@@ -184,11 +186,11 @@ extension MemoryBroker {
             }
         }
 
-        mutating func rememberEvicted(_ id: String, _ seq: UInt64) {
-            if evictedCallerIDs.updateValue(seq, forKey: id) == nil {
-                evictedOrder.append(id)
-                evictedCallerIDBytes += MemoryBroker.entryOverhead + id.utf8.count
-                accountedBytes += MemoryBroker.entryOverhead + id.utf8.count
+        mutating func rememberEvicted(_ key: LabelKey, _ seq: UInt64) {
+            if evictedCallerIDs.updateValue(seq, forKey: key) == nil {
+                evictedOrder.append(key)
+                evictedCallerIDBytes += MemoryBroker.entryOverhead + key.label.utf8.count
+                accountedBytes += MemoryBroker.entryOverhead + key.label.utf8.count
             }
             while evictedOrder.count - evictedHead > MemoryBroker.evictedCallerIDLimit
                 || (evictedCallerIDBytes > MemoryBroker.evictedCallerIDBytesLimit && evictedHead < evictedOrder.count)
@@ -196,8 +198,8 @@ extension MemoryBroker {
                 let oldest = evictedOrder[evictedHead]
                 evictedHead += 1
                 evictedCallerIDs[oldest] = nil
-                evictedCallerIDBytes -= MemoryBroker.entryOverhead + oldest.utf8.count
-                accountedBytes -= MemoryBroker.entryOverhead + oldest.utf8.count
+                evictedCallerIDBytes -= MemoryBroker.entryOverhead + oldest.label.utf8.count
+                accountedBytes -= MemoryBroker.entryOverhead + oldest.label.utf8.count
             }
             if evictedHead > 1_024 && evictedHead * 2 > evictedOrder.count {
                 evictedOrder.removeFirst(evictedHead)

@@ -10,16 +10,17 @@ struct MemoryBrokerTests {
         Subscriber(channels: channels, limit: limit)
     }
 
-    @Test("server-assigned ids are one increasing sequence across channels, seeded by the clock")
+    @Test("server-assigned ids are positions in one sequence across channels, under the broker's epoch")
     func idsIncreaseAcrossChannels() throws {
         let broker = MemoryBroker.make(clock: clock)
         let a = try broker.publish("1", to: "a")
         let b = try broker.publish("2", to: "b")
         clock.advance(1_000)
         let c = try broker.publish("3", to: "a")
-        #expect(a == "1700000000000000")
-        #expect(UInt64(b)! == UInt64(a)! + 1)
-        #expect(UInt64(c)! == 1_700_000_000_001_000)
+        #expect(a == "~1.0.\(broker.epoch).1")
+        #expect(HubID.decode(b) == [HubPosition(epoch: broker.epoch, major: 2)])
+        #expect(HubID.decode(c) == [HubPosition(epoch: broker.epoch, major: 3)])
+        #expect(MemoryBroker.make(clock: clock).epoch != broker.epoch, "another broker, another epoch")
     }
 
     @Test("ids keep increasing when the clock stands still or goes back")
@@ -28,7 +29,7 @@ struct MemoryBrokerTests {
         let broker = MemoryBroker.make(clock: clock)
         var last: UInt64 = 0
         for _ in 0..<100 {
-            let id = UInt64(try broker.publish("x", to: "a"))!
+            let id = try #require(HubID.decode(try broker.publish("x", to: "a"))?.first?.major)
             #expect(id > last)
             last = id
         }
@@ -104,7 +105,9 @@ struct MemoryBrokerTests {
     func resumeUnknown() throws {
         let broker = MemoryBroker.make(clock: clock)
         let last = try broker.publish("e0", to: "a")
-        for id in ["not-an-id", String(UInt64(last)! + 1_000), "99999999999999999999999"] {
+        let beyond = HubID.encode(HubPosition(epoch: broker.epoch, major: 1_000))
+        #expect(HubID.decode(last) != nil)
+        for id in ["not-an-id", beyond, "99999999999999999999999", "17", "~1.0.\(broker.epoch).1.1.x.2", "~2.0.a.1"] {
             let sub = subscriber(["a"])
             #expect(broker.subscribe(sub, after: id) == .gap(.unknown))
             try broker.publish("live", to: "a")
