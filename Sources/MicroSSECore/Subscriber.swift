@@ -23,6 +23,13 @@ package final class Subscriber: Sendable {
         case list([ChannelName])
     }
     private let channelList: ChannelList
+    /// How many channels the stream receives (no array made).
+    package var channelCount: Int {
+        switch channelList {
+        case .one: 1
+        case .list(let names): names.count
+        }
+    }
     /// The most bytes this stream may have pending (its queue's bound).
     package let limit: Int
     private let queue: Mutex<SubscriberQueue>
