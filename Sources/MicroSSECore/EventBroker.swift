@@ -53,6 +53,8 @@ package protocol EventBroker: Sendable {
     /// Whether `publish` and a resuming `subscribe` wait on I/O (then call the completion forms
     /// from libmicrohttpd's threads).
     var isAsynchronous: Bool { get }
+    /// How the broker's reader of a shared log is doing (nil: the broker has none, as in memory).
+    var readerHealth: ReaderHealth? { get }
     func publish(
         _ event: Event, to channel: ChannelName,
         completion: @escaping @Sendable (Result<String, MicroSSEError>) -> Void)
@@ -64,6 +66,7 @@ extension EventBroker {
     package func start() throws(MicroSSEError) {}
     package var unavailableReason: String? { nil }
     package var isAsynchronous: Bool { false }
+    package var readerHealth: ReaderHealth? { nil }
 
     package func publish(
         _ event: Event, to channel: ChannelName,
@@ -115,6 +118,20 @@ extension Subscriber {
         }
         for frame in replay[first...] { enqueue(frame) }
         return reason
+    }
+}
+
+/// What a broker that follows a shared log (Redis's global stream) reports about its reader.
+package struct ReaderHealth: Sendable, Equatable {
+    /// Times the reader found entries trimmed before it read them (its open streams were sent the
+    /// gap signal).
+    package var lostPlace: Int
+    /// How far behind the log's newest entry the reader was after its last read, in milliseconds.
+    package var lagMilliseconds: Int
+
+    package init(lostPlace: Int, lagMilliseconds: Int) {
+        self.lostPlace = lostPlace
+        self.lagMilliseconds = lagMilliseconds
     }
 }
 

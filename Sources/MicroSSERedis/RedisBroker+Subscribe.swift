@@ -255,6 +255,12 @@ extension RedisBroker {
 
     package var channelCount: Int { state.withLock { $0.channelCount } }
 
+    package var readerHealth: ReaderHealth? {
+        ReaderHealth(
+            lostPlace: readerGaps.load(ordering: .relaxed),
+            lagMilliseconds: readerLagMilliseconds.load(ordering: .relaxed))
+    }
+
     /// Channel logs and channel-set logs with readers, and streams not reading a log yet (tests).
     package var logCounts: (channels: Int, sets: Int, waiting: Int) {
         state.withLock { s in (s.logs.count, s.setLogs.count, Set(s.channels.values.flatMap(\.keys)).count) }

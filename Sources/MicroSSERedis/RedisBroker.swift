@@ -39,6 +39,7 @@ package final class RedisBroker: EventBroker {
         var prefix = "microsse"
         var historyCount: Int
         var historyBytes = Int.max
+        /// Entries `PREFIX:all` keeps (about), which every hub's reader follows.
         var globalLength = 100_000
         var channelTTLSeconds = 86_400
         var timeoutMilliseconds = 1_000
@@ -120,10 +121,14 @@ package final class RedisBroker: EventBroker {
     // MARK: Lifecycle
 
     /// Connects, marks where this data set began, and starts the reader thread. Throws
-    /// `.invalidArgument` for a worker count or queue limit out of range, `.unavailable` when
+    /// `.invalidArgument` for a worker count, queue limit or stream length out of range, `.unavailable` when
     /// Redis cannot be reached.
     package func start() throws(MicroSSEError) {
         try workers.validate()
+        guard settings.globalLength >= 100 else {
+            throw MicroSSEError(
+                .invalidArgument, "the Redis stream length must be at least 100 (got \(settings.globalLength))")
+        }
         let connection = try dialCommandConnection()
         if settings.url.usesSentinel { _ = askSentinels() }
         let tail = try markSince(connection)

@@ -31,6 +31,15 @@ extension ServerConfiguration {
         set { redisSettings?.prefix = newValue }
     }
 
+    /// Entries the global stream `PREFIX:all` keeps (about: it is trimmed with `MAXLEN ~`). Every
+    /// hub's reader follows it, so a hub that stalls for more publishes than this loses its
+    /// place: its open streams get the gap signal (see docs/REDIS.md). Default 100,000; at least
+    /// 100. Set it after ``redis``.
+    public var redisStreamLength: Int {
+        get { redisSettings?.streamLength ?? RedisSettings.defaultStreamLength }
+        set { redisSettings?.streamLength = newValue }
+    }
+
     /// The wall clock (milliseconds) that ages the Redis history for the history TTL; nil = the
     /// system's. Tests move it instead of waiting. Set it after ``redis``.
     package var redisWallClock: (@Sendable () -> UInt64)? {
@@ -48,18 +57,20 @@ extension ServerConfiguration {
 private struct RedisSettings: BrokerFactory {
     static let defaultTTL = 86_400
     static let defaultPrefix = "microsse"
+    static let defaultStreamLength = 100_000
 
     var url: RedisURL
     var ttl: Int
     var prefix: String
     var clock: (@Sendable () -> UInt64)?
+    var streamLength = defaultStreamLength
 
     func makeBroker(
         historyCount: Int, historyBytes: Int, historyTTLSeconds: Int, log: @escaping @Sendable (String) -> Void
     ) -> any EventBroker {
         var settings = RedisBroker.Settings(
             url: url, prefix: prefix, historyCount: max(1, historyCount), historyBytes: historyBytes,
-            channelTTLSeconds: max(1, ttl),
+            globalLength: streamLength, channelTTLSeconds: max(1, ttl),
             // Asking local sentinels again is cheap, and a failover should cost little more
             // than the sentinels' own detection and promotion.
             maxBackoffMilliseconds: url.usesSentinel ? 500 : 2_000,
