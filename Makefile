@@ -61,7 +61,7 @@ bench-smoke: deps
 	$(SWIFT) build -c release --product microsse
 	$(MAKE) -C Benchmarks smoke
 
-# Reliability (see RELIABILITY.md; each target rewrites its own section there).
+# Reliability (see docs/RELIABILITY.md; each target rewrites its own section there).
 FUZZ_SECONDS ?= 60
 SOAK_SECONDS ?= 600
 # Tests that build C programs against the instrumented library, or measure RSS, cannot run in a

@@ -4,7 +4,7 @@
 For every scenario and every server under test: start the server pinned to CPU 0
 (`taskset -c 0`), wait for GET /healthz, run the load generator pinned to CPU 1, read its one
 JSON line (it samples the server's /proc/PID/stat and /proc/PID/status at the phase edges),
-stop the server with SIGINT and check it exits 0. Then write a markdown report: BENCHMARKS.md at
+stop the server with SIGINT and check it exits 0. Then write a markdown report: docs/BENCHMARKS.md at
 the repository root for the full suite, Benchmarks/results/smoke.md for --smoke. Raw results go
 to Benchmarks/results/*.json, server logs to Benchmarks/results/logs/.
 
@@ -1021,7 +1021,7 @@ def main():
                     help="flags added to the headline C reference (env CREF_ARGS; default: none, its own defaults)")
     ap.add_argument("--repeat", type=int, default=None,
                     help="rounds of fan-out, latency and large, interleaved; the best is reported (default 2, smoke 1)")
-    ap.add_argument("--out", default=None, help="report path (default: ../BENCHMARKS.md, or results/smoke.md with --smoke)")
+    ap.add_argument("--out", default=None, help="report path (default: ../docs/BENCHMARKS.md, or results/smoke.md with --smoke)")
     ap.add_argument("--invoked-as", default=None, help="the command line to print in the report")
     args = ap.parse_args()
     args.name = "smoke" if args.smoke else "bench"
@@ -1039,7 +1039,7 @@ def main():
     servers = server_commands(args)
     servers.sort(key=lambda s: SERVER_ORDER.index(s[0]))
     os.makedirs(os.path.join(RESULTS, "logs"), exist_ok=True)
-    out = args.out or (os.path.join(RESULTS, "smoke.md") if args.smoke else os.path.join(REPO, "BENCHMARKS.md"))
+    out = args.out or (os.path.join(RESULTS, "smoke.md") if args.smoke else os.path.join(REPO, "docs", "BENCHMARKS.md"))
     for name, argv, note in servers:
         if argv is None:
             log("%-8s %s" % (name, note))

@@ -13,7 +13,7 @@
 #
 # Seeds live in Fuzz/corpus/NAME (committed); the growing corpus in .build/fuzz/corpus/NAME.
 # A crash is saved to Fuzz/crashes/NAME/ and makes the script exit non-zero. Every run is
-# appended to Fuzz/ledger.tsv, and the fuzz section of RELIABILITY.md is rewritten from it.
+# appended to Fuzz/ledger.tsv, and the fuzz section of docs/RELIABILITY.md is rewritten from it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Rewrites one section of RELIABILITY.md from the figures the reliability targets record.
+# Rewrites one section of docs/RELIABILITY.md from the figures the reliability targets record.
 #   scripts/reliability-report.sh fuzz        totals per fuzz target from Fuzz/ledger.tsv
 #   scripts/reliability-report.sh sanitizers  from .build/reliability/sanitizers.md
 #   scripts/reliability-report.sh soak        from .build/reliability/soak.md
@@ -41,14 +41,14 @@ sanitizers | soak)
     ;;
 *) echo "unknown section $section" >&2; exit 2 ;;
 esac
-[ -f RELIABILITY.md ] || { echo "RELIABILITY.md missing" >&2; exit 1; }
+[ -f docs/RELIABILITY.md ] || { echo "docs/RELIABILITY.md missing" >&2; exit 1; }
 python3 - "$section" "$body" <<'PY'
 import sys, re
 section, body = sys.argv[1], sys.argv[2]
-text = open("RELIABILITY.md").read()
+text = open("docs/RELIABILITY.md").read()
 begin, end = f"<!-- {section}:begin -->", f"<!-- {section}:end -->"
 pattern = re.compile(re.escape(begin) + ".*?" + re.escape(end), re.S)
 new = begin + "\n" + body.strip() + "\n" + end
 text = pattern.sub(lambda m: new, text) if pattern.search(text) else text + "\n" + new + "\n"
-open("RELIABILITY.md", "w").write(text)
+open("docs/RELIABILITY.md", "w").write(text)
 PY

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Runs the whole test suite under AddressSanitizer (with LeakSanitizer) and under
 # ThreadSanitizer, each in its own scratch directory so the normal build is untouched, and
-# writes the results into RELIABILITY.md.
+# writes the results into docs/RELIABILITY.md.
 #
 #   scripts/sanitizers.sh            both
 #   scripts/sanitizers.sh address    only ASan

@@ -2,7 +2,7 @@
 # Soak: runs `microsse serve` under publishers, verifying subscribers, churn (join/leave, resets,
 # resumes, garbage) and slow readers for SOAK_SECONDS (default 600), sampling RSS, fds and
 # threads every SOAK_SAMPLE seconds (default 5). Fails if any grows without bound or any
-# acknowledged event is missing. Writes the figures into RELIABILITY.md.
+# acknowledged event is missing. Writes the figures into docs/RELIABILITY.md.
 #   scripts/soak.sh                 SOAK_SECONDS=3600 scripts/soak.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."

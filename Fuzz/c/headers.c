@@ -21,7 +21,7 @@
  * in place before any callback sees the head, so afterwards `3\0\n` reads exactly like `3\r\n`
  * (and a line `\0\n` like the empty line that ends the head): the oracle reads a NUL just before
  * a LF as a CR. The server refuses every NUL with bytes after it on its line and NUL runs longer
- * than a line end allows; the rest is a known limit (RELIABILITY.md, finding 12).
+ * than a line end allows; the rest is a known limit (docs/RELIABILITY.md, finding 12).
  */
 #define _GNU_SOURCE
 #include <microsse.h>
@@ -179,7 +179,7 @@ static int equals_ci(const uint8_t *a, size_t n, const char *b) {
 static const char *head_defect(const uint8_t *d, size_t n, int *colonless, int *trailing_nul) {
     size_t i = 0;
     /* Empty lines before the request line are skipped; so are lines starting with a NUL, which
-     * libmicrohttpd takes for empty (a known limit: RELIABILITY.md, finding 12). */
+     * libmicrohttpd takes for empty (a known limit: docs/RELIABILITY.md, finding 12). */
     for (;;) {
         while (i < n && (d[i] == '\n' || (d[i] == '\r' && i + 1 < n && d[i + 1] == '\n'))) i++;
         if (i >= n || d[i] != '\0') break;
@@ -202,7 +202,7 @@ static const char *head_defect(const uint8_t *d, size_t n, int *colonless, int *
             if (d[k] == '\r') return "bare CR in the head";
         }
         /* The empty line ends the head; so does a line of NULs only, which libmicrohttpd takes
-         * for empty (a known limit: RELIABILITY.md, finding 12). */
+         * for empty (a known limit: docs/RELIABILITY.md, finding 12). */
         if (end == start || text_end == start) break;
         /* So does a line `:` (libmicrohttpd NULs the colon, then the line is empty: finding 13). */
         if (line_no > 0 && text_end == start + 1 && d[start] == ':') break;

@@ -175,7 +175,7 @@ func checkSubscribe(
         guard gap else { fuzzFail("an id naming no position was silent: \(context)") }
     }
     guard let position else { return }
-    // RELIABILITY.md finding 1 (fixed in f70e69f): numeric caller-given ids used to be read as
+    // docs/RELIABILITY.md finding 1 (fixed in f70e69f): numeric caller-given ids used to be read as
     // server sequence positions once evicted. FUZZ_TOLERATE_NUMERIC_IDS=1 skips that case again
     // (for bisecting); by default it is checked like every other id.
     if matches.count == 1, matches[0].id != String(matches[0].seq), UInt64(lastEventID) != nil, tolerateNumericIDs {

@@ -14,7 +14,7 @@ struct FuzzFoundResumeTests {
         return parser.feed(bytes)
     }
 
-    // RELIABILITY.md finding 1 (fixed): a caller-given id that looks like a decimal number was,
+    // docs/RELIABILITY.md finding 1 (fixed): a caller-given id that looks like a decimal number was,
     // once evicted, read as a position in the server's own sequence. Evicted caller ids are now
     // remembered, and small numbers are never read as server ids.
 

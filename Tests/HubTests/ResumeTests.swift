@@ -4,7 +4,7 @@ import MicroSSETestSupport
 import Synchronization
 import Testing
 
-/// The README's "Ids, history and the gap signal", over loopback.
+/// docs/RESUME.md (ids, history and the gap signal), over loopback.
 @Suite("Hub streams and resume")
 struct ResumeTests {
     @Test("500 events reach two subscribers complete and in order")

@@ -3,7 +3,7 @@ import MicroSSE
 import MicroSSETestSupport
 import Testing
 
-/// The README's route table, one row at a time, over loopback.
+/// The route table of docs/HUB.md, one row at a time, over loopback.
 @Suite("Hub route table")
 struct RouteTableTests {
     @Test("GET /events/{channel} is a stream of that channel with the SSE headers")

@@ -40,7 +40,7 @@ extension SeveralHubsTests {
             // primary, which meanwhile takes writes that its other replica confirms; both then
             // resynchronise from the new primary and drop them. Subscribers connected at the time
             // received them live; the history lacks them. The loss is measured and documented in
-            // the README, not asserted to be zero; what is asserted is where it can fall.
+            // docs/REDIS.md, not asserted to be zero; what is asserted is where it can fall.
             print(
                 "manual failover, wait=1: \(figures.missingFromHistory) of \(figures.acknowledged) acknowledged events "
                     + "missing from history, the last acknowledged "

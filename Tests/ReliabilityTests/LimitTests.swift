@@ -177,7 +177,7 @@ struct LimitTests {
         for raw in [
             "\u{0}\u{1}\u{2}\r\n\r\n", "GET\r\n\r\n", "GET /events/x\r\n\r\n", "GET /events/x HTTP/9.9\r\n\r\n",
             // (An HTTP/1.1 request without Host is accepted by libmicrohttpd 0.9.75's default
-            // strictness; RELIABILITY.md notes it. It is not a way around anything.)
+            // strictness; docs/RELIABILITY.md notes it. It is not a way around anything.)
             "GET /events/x HTTP/1.1\r\nHost: x\r\nContent-Length: -1\r\n\r\n",
             "GET /events/x HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n",
             "POST /events/x HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nContent-Length: 7\r\n\r\nabcde",

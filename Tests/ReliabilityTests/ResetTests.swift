@@ -108,10 +108,10 @@ struct ResetTests {
     }
 
     /// Connections per test: 2,000 in `make test`; RELIABILITY_RESETS=10000 for the measured run
-    /// in RELIABILITY.md.
+    /// in docs/RELIABILITY.md.
     static let count = ProcessInfo.processInfo.environment["RELIABILITY_RESETS"].flatMap(Int.init) ?? 2_000
 
-    /// One line with the figures, for RELIABILITY.md.
+    /// One line with the figures, for docs/RELIABILITY.md.
     static func report(
         _ what: String, _ a: (fds: Int, rssKiB: Int, threads: Int), _ b: (fds: Int, rssKiB: Int, threads: Int)
     ) {

@@ -8,7 +8,7 @@ import Testing
 #endif
 
 /// ServerConfiguration.connectionTimeoutSeconds: idle and stalled requests are closed, streams
-/// are not (README "Limits and liveness"; docs/DESIGN.md: dead suspended peers).
+/// are not (docs/LIMITS.md; docs/DESIGN.md: dead suspended peers).
 @Suite("Connection timeouts: requests time out, streams do not")
 struct TimeoutTests {
     @Test("a connection that sends nothing is closed after the connection timeout")
@@ -79,7 +79,7 @@ struct TimeoutTests {
             closed = try c.waitForClose(timeout: 0.2)
         }
         // libmicrohttpd's own timeout counts idle time only (each byte restarts it): the
-        // transport's request deadline (msse_shim_tracker) is what ends this. RELIABILITY.md
+        // transport's request deadline (msse_shim_tracker) is what ends this. docs/RELIABILITY.md
         // finding 3.
         #expect(closed, "a trickled request was still open after \(now() - start) s and \(sent) header lines")
         #expect(now() - start < 4)

@@ -62,7 +62,7 @@ struct ConnectionMemoryTests {
     // libmicrohttpd refuses these itself, before MicroSSE sees the request: a header line
     // longer than the pool can hold, and cookies whose parsed copy does not fit the pool beside the
     // request. Its answer is its own (an HTML body; 0.9.75 sometimes writes its head twice, see
-    // RELIABILITY.md), but the status is 431 and the connection is closed, never silently.
+    // docs/RELIABILITY.md), but the status is 431 and the connection is closed, never silently.
     @Test("requests libmicrohttpd refuses itself for room (a huge line, cookies it cannot copy) get 431")
     func refusedByLibmicrohttpd() throws {
         let server = try makeServer()

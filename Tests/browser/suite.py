@@ -31,7 +31,7 @@ from support import ROOT, Microsse, Proxy, StaticSite, free_port, http_get, kill
 INDEX = os.path.join(ROOT, "Examples", "web", "index.html")
 HELPER_JS = os.path.join(ROOT, "Examples", "web", "microsse.js")
 # Screenshots go to .build-browser/screenshots/ (git-ignored); UPDATE_SCREENSHOTS=1 writes them to
-# docs/ instead, where the README's copies live (ids and times differ on every run).
+# docs/ instead, where the README's and docs/BROWSER.md's copies live (ids and times differ on every run).
 SHOTS = os.path.join(ROOT, "docs") if os.environ.get("UPDATE_SCREENSHOTS") == "1" else os.path.join(ROOT, ".build-browser", "screenshots")
 SCREENSHOT = os.path.join(SHOTS, "screenshot-hub.png")
 
