@@ -11,10 +11,8 @@ struct PositionTests {
     func sameLabelsInTwoChannels() throws {
         let hub = try makeHub()
         defer { hub.stop() }
-        for i in 1...1_100 {
-            #expect(try hub.publish(Event(data: "A\(i)", id: String(i)), to: "a") == String(i))
-            try hub.publish(Event(data: "B\(i)", id: String(i)), to: "b")
-        }
+        for i in 1...1_100 { #expect(try hub.publish(Event(data: "A\(i)", id: String(i)), to: "a") == String(i)) }
+        for i in 1...1_100 { try hub.publish(Event(data: "B\(i)", id: String(i)), to: "b") }
         let c = try subscribe(hub, "/events/a", headers: [("Last-Event-ID", "50")])
         #expect(c.head.header("MicroSSE-Gap") == "evicted")
         let events = try c.events(1_001, timeout: 20)
