@@ -54,7 +54,8 @@ package final class MemoryBroker: EventBroker {
 
     private let limits: Limits
     private let now: @Sendable () -> UInt64
-    private let state: Mutex<State>
+    /// Under it all: the replay cursors read the history through it too.
+    let state: Mutex<State>
     /// The epoch of this broker's positions.
     package let epoch: String
 
@@ -144,8 +145,10 @@ package final class MemoryBroker: EventBroker {
             guard !s.closed else { return .fresh }
             // Events past the TTL are evicted first, so a resume from one gets the gap signal.
             if cutoff > 0 { s.enforce(budget: limits.memoryBytes, cutoff: cutoff) }
-            let status = resume(subscriber, after: lastEventID, in: &s)
+            let (status, replay) = resume(subscriber, after: lastEventID, in: &s)
             s.addReader(subscriber)
+            // The replay is read through a cursor as the stream drains, due where it joined its log.
+            if let replay { subscriber.startReplay(replay) }
             return status
         }
         // No wake needed: a new subscriber's connection has never suspended.
@@ -158,38 +161,42 @@ package final class MemoryBroker: EventBroker {
     /// client has). A placed position is exact when no subscribed channel has evicted an event
     /// after it (each channel's `floor` is the last position it evicted); otherwise, and for a
     /// position of an earlier epoch, the stream gets an `evicted` gap and every retained event
-    /// after the position. A replay larger than the subscriber's byte bound keeps its newest
-    /// events and reports `evicted` too, instead of failing the stream on arrival (which would
-    /// fail every reconnect).
-    private func resume(_ sub: Subscriber, after lastEventID: String?, in s: inout State) -> ResumeStatus {
-        guard let lastEventID else { return .fresh }
+    /// after the position. The replay is not queued here: the returned cursor reads it from the
+    /// history as the stream drains (``MemoryReplay``), so a slow resuming stream costs its
+    /// cursor, not its replay.
+    private func resume(
+        _ sub: Subscriber, after lastEventID: String?, in s: inout State
+    ) -> (ResumeStatus, MemoryReplay?) {
+        guard let lastEventID else { return (.fresh, nil) }
         let channels = sub.channels
         var missed = false
         let position: UInt64
         switch place(lastEventID, channels: channels, in: s) {
         case .unknown:
             sub.enqueue(ResumeStatus.gapFrame(lastEventID: lastEventID, reason: .unknown))
-            return .gap(.unknown)
+            return (.gap(.unknown), nil)
         case .earlierDataSet:
             missed = true
             position = 0
         case .at(let seq):
             position = seq
         }
-        var replay: [Entry] = []
+        var floor: UInt64 = 0
+        var pending = false
         for name in channels {
             let channel = s.channels[name]
-            if position < (channel?.floor ?? s.absentFloor(name)) { missed = true }
-            guard let channel else { continue }
-            for entry in channel.retained.reversed() {
-                if entry.seq <= position { break }
-                replay.append(entry)
-            }
+            let f = channel?.floor ?? s.absentFloor(name)
+            if position < f { missed = true }
+            floor = max(floor, f)
+            if let last = channel?.retained.last, last.seq > position { pending = true }
         }
-        replay.sort { $0.seq < $1.seq }
-        let frames = replay.map { $0.frame(for: channels.count, epoch: epoch) }
-        let reported = sub.enqueueResume(frames, lastEventID: lastEventID, gap: missed ? .evicted : nil)
-        return reported.map { .gap($0) } ?? .exact
+        if missed { sub.enqueue(ResumeStatus.gapFrame(lastEventID: lastEventID, reason: .evicted)) }
+        let replay =
+            pending
+            ? MemoryReplay(
+                broker: self, channels: channels, after: position, upTo: s.lastSeq, reported: missed ? floor : 0)
+            : nil
+        return (missed ? .gap(.evicted) : .exact, replay)
     }
 
     /// Where a `Last-Event-ID` places a stream of `channels`.
