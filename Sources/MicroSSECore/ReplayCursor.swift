@@ -29,9 +29,11 @@ extension SubscriberQueue {
         replayAt = cursor.position
     }
 
-    /// The source to read and the bytes a chunk may take, when the replay's queued bytes ran low.
+    /// The source to read and the bytes a chunk may take, when the replay's queued bytes ran low
+    /// (or nothing queued is due before the replay's position: frames queued for later wait).
     var replayWanted: (source: any ReplaySource, budget: Int)? {
-        guard let replay, phase == .open, queuedBytes < Self.replayLowWater else { return nil }
+        guard let replay, phase == .open, queuedBytes < Self.replayLowWater || nextQueuedAt > replayAt
+        else { return nil }
         return (replay, Swift.min(Self.replayChunkBytes, Swift.max(1, freeBytes)))
     }
 
