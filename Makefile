@@ -13,7 +13,7 @@ BUILD_PACKAGES = libmicrohttpd-dev libhiredis-dev libjwt-dev libgnutls28-dev pkg
 # nginx and systemd (systemd-analyze) check the deploy files in Examples/deploy.
 TEST_PACKAGES = curl openssl valgrind gcc g++ redis-server redis-sentinel nginx systemd
 
-.PHONY: all deps test-deps build lib demo serve test browser-test install bench bench-smoke fuzz sanitizers soak clean format lint
+.PHONY: all deps test-deps build ship lib deb test-long demo serve test browser-test install bench bench-smoke fuzz sanitizers soak clean format lint
 
 all: build
 
@@ -26,9 +26,38 @@ test-deps: deps
 build: deps
 	$(SWIFT) build -c $(CONFIG)
 
-# The C library: SwiftPM names it libMicroSSEC.so (see Package.swift); C users link -lmicrosse.
+# The shipped build (`make lib CONFIG=release`, `make install`, `make deb`): release mode, the
+# Swift runtime linked in (-static-stdlib) so nothing of the toolchain is needed at run time,
+# linked by lld, DWARF 4 throughout (Debian 12's valgrind 3.19 cannot read clang's default DWARF 5
+# of the C parts), and a library exporting exactly include/microsse.h's functions (the version
+# script scripts/c-symbols.sh writes from the header). Its own scratch path: it never rebuilds
+# .build, which the tests and benchmarks use.
+SHIP_SCRATCH = .build-release-c
+SHIP_DIR = $(SHIP_SCRATCH)/release
+SHIP_FLAGS = -c release --scratch-path $(SHIP_SCRATCH) --disable-local-rpath -Xswiftc -static-stdlib -Xswiftc -use-ld=lld \
+	-Xswiftc -dwarf-version=4 -Xcc -gdwarf-4 -Xlinker -z -Xlinker now
+SHIP_MAP = $(CURDIR)/$(SHIP_SCRATCH)/libmicrosse.map
+
+ship: deps
+	@mkdir -p $(SHIP_SCRATCH)
+	@scripts/c-symbols.sh --version-script >$(SHIP_MAP).new
+	@if cmp -s $(SHIP_MAP).new $(SHIP_MAP); then rm $(SHIP_MAP).new; \
+	else mv $(SHIP_MAP).new $(SHIP_MAP); rm -f $(SHIP_DIR)/libMicroSSEC.so; fi
+	$(SWIFT) build $(SHIP_FLAGS) --product MicroSSEC -Xlinker --version-script=$(SHIP_MAP)
+	$(SWIFT) build $(SHIP_FLAGS) --product microsse
+
+# The C library: SwiftPM names it libMicroSSEC.so (see Package.swift); its soname is
+# libmicrosse.so.0 and C programs link -lmicrosse. CONFIG=release makes the shipped build.
+ifeq ($(CONFIG),release)
+LIB_DIR = $(SHIP_DIR)
+lib: ship
+else
+LIB_DIR = $(BUILD_DIR)
 lib: build
-	@ln -sf libMicroSSEC.so $(BUILD_DIR)/libmicrosse.so
+endif
+lib:
+	@ln -sf libMicroSSEC.so $(LIB_DIR)/libmicrosse.so.0
+	@ln -sf libmicrosse.so.0 $(LIB_DIR)/libmicrosse.so
 
 demo: build
 	$(BUILD_DIR)/microsse demo --host $(HOST) --port $(PORT)
@@ -37,10 +66,11 @@ demo: build
 serve: build
 	$(BUILD_DIR)/microsse serve --web --host $(HOST) --port $(PORT)
 
-# Every test: the Swift suites (wire, core, servers over loopback, the C ABI and C example,
-# hostile clients, Redis), the browser suite in headless Chromium, and the benchmark tools'
-# self-tests (benchmarks themselves never run here: `make bench`).
-test: test-deps lib lint
+# Every test: the Swift suites (wire, core, servers over loopback, the C ABI and C example, the
+# shipped library and program (make ship: exports, run without the toolchain, valgrind), hostile
+# clients, Redis), the browser suite in headless Chromium, and the benchmark tools' self-tests
+# (benchmarks themselves never run here: `make bench`).
+test: test-deps lib ship lint
 	$(SWIFT) test
 	Tests/browser/run.sh
 	$(MAKE) -C Benchmarks selftest
@@ -48,9 +78,22 @@ test: test-deps lib lint
 browser-test: lib
 	Tests/browser/run.sh
 
-# The C library, its header and pkg-config file, and the microsse program (PREFIX/bin).
-install: lib
-	scripts/install-c.sh "$(PREFIX)" "$(BUILD_DIR)"
+# The shipped C library (libmicrosse.so.0.x.y and its links), its header and pkg-config file, and
+# the microsse program (PREFIX/bin), stripped, their debug info split beside them (.debug/).
+install: ship
+	scripts/install-c.sh "$(PREFIX)" "$(SHIP_DIR)"
+
+# Debian packages of the shipped build in out/deb (scripts/deb.sh): libmicrosse0, libmicrosse-dev,
+# microsse, microsse-dbg; lintian's report in out/deb/lintian.txt.
+DEB_PACKAGES = dpkg-dev lintian binutils
+deb: ship
+	@scripts/deps.sh $(DEB_PACKAGES)
+	scripts/deb.sh $(SHIP_DIR) out/deb
+
+# The long scenarios, after `make test` (.ci/run runs both): the packages installed with dpkg,
+# used as a C programmer and the systemd unit would, then removed (scripts/deb-test.sh; root).
+test-long: test-deps lib deb
+	scripts/deb-test.sh out/deb
 
 # Benchmarks run against the release build, with the C and Node.js references in the same run.
 bench: deps
@@ -65,8 +108,9 @@ bench-smoke: deps
 FUZZ_SECONDS ?= 60
 SOAK_SECONDS ?= 600
 # Tests that build C programs against the instrumented library, or measure RSS, cannot run in a
-# sanitizer build; everything else does.
-SANITIZER_SKIP ?= fourPublisherThreads|errorPathsFromC|valgrind|installedPkgConfig|documentedExample|headerCompilesAsCpp|stuckSubscriberIsDropped
+# sanitizer build, and those of the shipped build (make ship) check no instrumented code; everything
+# else does.
+SANITIZER_SKIP ?= fourPublisherThreads|errorPathsFromC|valgrind|installedPkgConfig|documentedExample|headerCompilesAsCpp|stuckSubscriberIsDropped|exportsExactlyTheHeader|shipsAlone
 
 fuzz: deps
 	FUZZ_SECONDS=$(FUZZ_SECONDS) Fuzz/run.sh
@@ -84,4 +128,4 @@ lint:
 	$(SWIFT) format lint --strict -r Package.swift Sources Tests
 
 clean:
-	rm -rf .build
+	rm -rf .build $(SHIP_SCRATCH) out/deb

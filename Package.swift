@@ -6,7 +6,8 @@ let package = Package(
     products: [
         .library(name: "MicroSSE", targets: ["MicroSSE"]),
         // The C library. SwiftPM cannot name it `microsse` next to the `microsse` executable, so the
-        // product is `MicroSSEC` and its soname is `libmicrosse.so`; `make lib` adds that name.
+        // product is `MicroSSEC` and its soname is `libmicrosse.so.0` (0: the ABI's major version);
+        // `make lib` adds that name and the development link `libmicrosse.so`.
         .library(name: "MicroSSEC", type: .dynamic, targets: ["MicroSSECABI"]),
         .executable(name: "microsse", targets: ["microsse"]),
     ],
@@ -36,7 +37,10 @@ let package = Package(
         // wire format -> core -> transport -> MicroSSE (public API) -> C ABI; Redis beside them.
         // Layers see each other's `package` declarations; only MicroSSE's are public API.
         .target(name: "MicroSSEWire"),
-        .target(name: "MicroSSECore", dependencies: ["MicroSSEWire"]),
+        // glibc's <malloc.h> (malloc_trim, malloc_usable_size) as a module: the history budget
+        // gives freed memory back to the system with it.
+        .systemLibrary(name: "CMalloc"),
+        .target(name: "MicroSSECore", dependencies: ["MicroSSEWire", "CMalloc"]),
         .target(name: "MicroSSETransport", dependencies: ["MicroSSECore", "CMHDShim"]),
         .target(
             name: "MicroSSE",
@@ -58,7 +62,7 @@ let package = Package(
         .target(
             name: "MicroSSECABI",
             dependencies: ["MicroSSE", "MicroSSERedis", "CMicroSSE"],
-            linkerSettings: [.unsafeFlags(["-Xlinker", "-soname=libmicrosse.so"])]
+            linkerSettings: [.unsafeFlags(["-Xlinker", "-soname=libmicrosse.so.0"])]
         ),
         .executableTarget(
             name: "microsse",
@@ -80,7 +84,7 @@ let package = Package(
         // One test target per layer, plus the server over loopback seen three ways (the embedding
         // API, the hub's routes, hostile clients).
         .testTarget(name: "WireTests", dependencies: ["MicroSSEWire"]),
-        .testTarget(name: "CoreTests", dependencies: ["MicroSSECore", "MicroSSEWire"]),
+        .testTarget(name: "CoreTests", dependencies: ["MicroSSECore", "MicroSSEWire", "CMalloc"]),
         .testTarget(name: "TransportTests", dependencies: ["MicroSSETransport", "CMHDShim"]),
         .testTarget(name: "ServerTests", dependencies: ["MicroSSE", "MicroSSETestSupport"]),
         .testTarget(name: "HubTests", dependencies: ["MicroSSE", "MicroSSECore", "MicroSSETestSupport"]),

@@ -76,8 +76,9 @@ build_c() {
     # library, so the library's own writes (id_out, copies of C strings) are checked too; the
     # harness then shares its dynamic ASan runtime.
     [ "$libdir" != .build/debug ] && extra=(-shared-libasan)
-    # The library's soname is libmicrosse.so (Package.swift); `make lib` makes the same link.
+    # The library's soname is libmicrosse.so.0 (Package.swift); `make lib` makes the same links.
     [ -e "$libdir/libmicrosse.so" ] || ln -sf libMicroSSEC.so "$libdir/libmicrosse.so"
+    [ -e "$libdir/libmicrosse.so.0" ] || ln -sf libMicroSSEC.so "$libdir/libmicrosse.so.0"
     "$clang" -g -O1 -fsanitize=fuzzer,address "${extra[@]}" -Iinclude "Fuzz/c/$name.c" -L"$libdir" -lMicroSSEC \
         -Wl,-rpath,"$ROOT/$libdir" -Wl,-rpath,"$(dirname "$clang")/../lib/swift/clang/lib/linux" -pthread -lm \
         -o "$OUT/bin/$name" 2>&1 | grep -v 'Cannot export local symbol' >&2 || true

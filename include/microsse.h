@@ -167,10 +167,10 @@ typedef struct msse_config {
                                              token; needs a JWT key. NULL. */
     size_t public_channel_count;    /**< Number of entries in public_channels. 0. */
     /* Added for the limits, after public_channel_count; an older cfg.size gets the defaults. */
-    size_t history_memory_bytes;    /**< Accounted history bytes of all channels together (per
-                                         channel 256 + its name, per event 128 + its id and bytes);
-                                         over it the oldest events of any channel go first. Not
-                                         used with Redis. 256 MiB. */
+    size_t history_memory_bytes;    /**< History bytes of all channels together, as the heap
+                                         holds them (bookkeeping included; docs/LIMITS.md); over
+                                         it the oldest events of any channel go first. Not used
+                                         with Redis. 256 MiB. */
     int history_ttl_seconds;        /**< Events older than this are not replayed (a resume from
                                          one gets the gap signal); 0 = no age limit. 0. */
     int max_channels_per_stream;    /**< Channels one stream may name; more get 400. 32. */
@@ -183,6 +183,10 @@ typedef struct msse_config {
                                            case) this server answers for; others get 421 (a DNS
                                            rebinding guard). NULL = any. Copied. */
     size_t allowed_host_count;      /**< Number of entries in allowed_hosts. 0. */
+    /* Added for private statistics, after allowed_host_count; an older cfg.size gets NULL. */
+    const char *stats_token;        /**< When set, GET /stats and GET /metrics need
+                                         `Authorization: Bearer TOKEN` (others get 401); NULL
+                                         leaves them public. Copied. NULL. */
 } msse_config;
 
 /**
@@ -270,7 +274,8 @@ MSSE_API const char *msse_server_errmsg(const msse_server *srv);
  *
  * Returns MSSE_OK; MSSE_EINVAL when `srv` or `channel` is NULL, or `data` is NULL with `len` > 0;
  * MSSE_ECHANNEL for a bad channel name; MSSE_EEVENT when `event` contains CR or LF or is one of
- * MicroSSE's own types ("microsse.gap", "microsse.expired"); MSSE_EID
+ * MicroSSE's own types ("microsse.gap", "microsse.expired") or a type EventSource handles itself
+ * ("error", "open"; "message" is allowed, it is the default); MSSE_EID
  * when `id` contains CR or LF; MSSE_EUTF8 when `data` (or a string) is not valid UTF-8;
  * MSSE_ETOOBIG when `len` > config.max_publish_bytes; MSSE_EUNAVAIL once the server is stopping.
  * Publishing before msse_server_start is allowed (the event goes to history).

@@ -27,9 +27,13 @@
  * BroadcastChannel; the other tabs (followers) receive them from there. When the leader tab
  * closes, the browser gives the lock to another tab, which opens the stream again with
  * ?lastEventId=<the last id it saw> (EventSource cannot set headers; the hub takes the query
- * parameter), so the hub replays what was missed. Every tab remembers the last ids it delivered
- * and drops a repeat, so no event is delivered twice across a change of leader. Every event of a
- * MicroSSE hub has an id; an event without one (from another server) is never dropped.
+ * parameter), so the hub replays what was missed. The new leader first tells the other tabs
+ * that id; each remembers the ids it delivered, in order, so it knows how many of the replayed
+ * events it already has past that id, and drops exactly those, by position, each only if its id
+ * is the one expected there. No event is delivered twice across a change of leader, and an id
+ * seen before is not a repeat in itself: two channels of one stream may share ids (a publisher
+ * may give its own), and their events all come through. An event without an id (from another
+ * server) is never dropped.
  *
  * Options:
  *   shared           false: a plain EventSource in this tab (default true when supported)
@@ -81,8 +85,8 @@ export class MicroSSE {
     this.state = "connecting";
     this._types = new Set(["message", ...(options.events || [])]);
     this._listeners = new Map(); // type -> Set of functions
-    this._seen = new Set();
-    this._seenOrder = [];
+    this._delivered = []; // the ids of the last REMEMBERED_IDS events delivered, in order
+    this._skip = []; // after a change of leader: the ids of replayed events already delivered
     this._source = null;
     this._closed = false;
 
@@ -136,6 +140,8 @@ export class MicroSSE {
   _lead() {
     if (this._closed) return undefined;
     this.role = "leader";
+    // Before any replayed event: where the replay starts, so the other tabs can drop what they have.
+    this._post({ k: "resume", lastEventId: this.lastEventId });
     this._open();
     // The lock is held until this promise resolves: at close(), or when the tab goes away.
     return new Promise((resolve) => { this._release = resolve; });
@@ -169,10 +175,16 @@ export class MicroSSE {
     if (this._closed) return;
     const own = event.type === GAP || event.type === EXPIRED;
     if (!own && event.lastEventId) {
-      if (this._seen.has(event.lastEventId)) return; // replayed after a change of leader
-      this._seen.add(event.lastEventId);
-      this._seenOrder.push(event.lastEventId);
-      if (this._seenOrder.length > REMEMBERED_IDS) this._seen.delete(this._seenOrder.shift());
+      if (this._skip.length > 0) {
+        // Replayed after a change of leader: the next one this tab delivered past the resume id?
+        if (event.lastEventId === this._skip[0]) {
+          this._skip.shift();
+          return;
+        }
+        this._skip = []; // another event than this tab had next: nothing more is a repeat
+      }
+      this._delivered.push(event.lastEventId);
+      if (this._delivered.length > REMEMBERED_IDS) this._delivered.shift();
       this.lastEventId = event.lastEventId;
     }
     if (fromStream) this._post({ k: "event", event });
@@ -187,6 +199,10 @@ export class MicroSSE {
     if (this._closed || !msg) return;
     if (msg.k === "event") {
       this._receive(msg.event, false);
+    } else if (msg.k === "resume") {
+      // A new leader replays from its last id: what this tab delivered after that id comes again.
+      const at = msg.lastEventId ? this._delivered.lastIndexOf(msg.lastEventId) : -1;
+      this._skip = at >= 0 ? this._delivered.slice(at + 1) : [];
     } else if (msg.k === "hello") {
       // A new tab: learn its types; tell it ours, and the leader tells where the stream is.
       this._addTypes(msg.types);

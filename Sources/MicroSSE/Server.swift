@@ -260,14 +260,14 @@ extension Hub {
     }
 
     /// What a publisher may send: data within ``ServerConfiguration/maxPublishBytes``, and no
-    /// event name of MicroSSE's own control events.
+    /// reserved event name (MicroSSE's own control events, `error` and `open`).
     private func admit(_ event: Event) throws(MicroSSEError) {
         let limit = configuration.maxPublishBytes
         guard event.data.utf8.count <= limit else {
             throw MicroSSEError(.payloadTooLarge, "event data is larger than \(limit) bytes")
         }
-        if let name = event.event, ControlEvents.isReserved(name) {
-            throw MicroSSEError(.invalidEventName, "event name \(name) is reserved for MicroSSE's own events")
+        if let name = event.event, let reason = ControlEvents.reservedReason(name) {
+            throw MicroSSEError(.invalidEventName, reason)
         }
     }
 

@@ -26,6 +26,12 @@ extension ServerConfiguration {
                 !publishToken.isEmpty && visible,
                 "publishToken must be non-empty visible ASCII (it is sent as Authorization: Bearer <token>)")
         }
+        if let statsToken {
+            let visible = statsToken.utf8.allSatisfy { $0 > 0x20 && $0 < 0x7F }
+            try check(
+                !statsToken.isEmpty && visible,
+                "statsToken must be non-empty visible ASCII (it is sent as Authorization: Bearer <token>)")
+        }
         try check(historyMemoryBytes >= 0, "historyMemoryBytes must not be negative")
         for host in allowedHosts {
             let visible = host.utf8.allSatisfy { $0 > 0x20 && $0 < 0x7F && $0 != UInt8(ascii: "/") }

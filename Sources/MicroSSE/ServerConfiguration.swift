@@ -80,11 +80,20 @@ public struct ServerConfiguration: Sendable {
     public var publishing = false
     /// When set, publishing requires `Authorization: Bearer <token>`. Default none.
     public var publishToken: String?
-    /// Bytes of history all channels together may hold, their bookkeeping included: each
-    /// channel counts 256 bytes plus its name, each retained event 128 bytes plus its id and its
-    /// encoded bytes. Over it, the oldest events of all channels are evicted first (a resume from
-    /// one gets the `evicted` gap), and channels with no subscribers and nothing retained are
-    /// forgotten. Default 256 MiB. Not used with Redis, which bounds its own streams.
+    /// When set, `GET /stats` and `GET /metrics` require `Authorization: Bearer <token>`
+    /// (compared in constant time); without it they get `401`. Default none: both answer anyone,
+    /// as scrapers expect. They tell the numbers of streams, channels, publishes, deliveries,
+    /// bytes, drops and disconnects, and `/metrics` also streams opened, gap signals, publish
+    /// latency and the largest pending output of a stream: the hub's traffic and load, never a
+    /// channel name, an id, an address, a token or a payload. `/healthz` and `/readyz` stay open.
+    public var statsToken: String?
+    /// Bytes of history all channels together may hold, their bookkeeping included, as the heap
+    /// really holds them (malloc's chunks, containers by capacity; a one-byte event on a new
+    /// channel costs about 600–800 bytes, docs/LIMITS.md has the formula). Over it, the oldest
+    /// events of all channels are evicted first (a resume from one gets the `evicted` gap), and
+    /// channels with no subscribers and nothing retained are forgotten; freed memory is given
+    /// back to the system (`malloc_trim`). Default 256 MiB. Not used with Redis, which bounds
+    /// its own streams.
     public var historyMemoryBytes = 256 << 20
     /// Host names (the `Host` header without its port, compared case-insensitively) this
     /// server answers for; a request naming another host gets `421`. Empty (the default)

@@ -31,7 +31,7 @@ public func msse_strerror(_ code: Int32) -> UnsafePointer<CChar>! {
     case MSSE_EINVAL: staticCString("invalid argument")
     case MSSE_ECHANNEL: staticCString("invalid channel name")
     case MSSE_EID: staticCString("invalid event id (CR, LF or NUL)")
-    case MSSE_EEVENT: staticCString("invalid event name (CR or LF)")
+    case MSSE_EEVENT: staticCString("invalid or reserved event name")
     case MSSE_EUTF8: staticCString("invalid UTF-8")
     case MSSE_ETOOBIG: staticCString("payload too large")
     case MSSE_ESTATE: staticCString("invalid state for this call")
@@ -143,6 +143,7 @@ private func configuration(_ p: UnsafePointer<msse_config>) throws(CFailure) -> 
     s.maxPublishBytes = size(c.max_publish_bytes)
     s.publishing = c.publishing != 0
     s.publishToken = try optionalString(c.publish_token, "msse_config.publish_token")
+    s.statsToken = try optionalString(c.stats_token, "msse_config.stats_token")
     s.corsOrigins = try strings(c.cors_origins, c.cors_origin_count, "cors_origins", "cors_origin_count")
     s.channelRoutes = c.channel_routes != 0
     s.statusRoutes = c.status_routes != 0

@@ -15,7 +15,7 @@ extension MemoryBroker.Entry {
     /// The frame a stream of `channelCount` channels gets: a stream of one channel sees the
     /// stored frame (its label when it has one), a stream of several the position.
     func frame(for channelCount: Int, epoch: String) -> Frame {
-        guard callerGiven && channelCount > 1 else { return frame }
+        guard callerID != nil && channelCount > 1 else { return frame }
         return frame.withID(HubID.encode(HubPosition(epoch: epoch, major: seq)))
     }
 }
@@ -34,6 +34,8 @@ final class MemoryReplay: ReplaySource {
         var after: UInt64
         /// The highest channel floor the stream was already told about (its gap event).
         var reported: UInt64
+        /// Whether an event went out since the last gap event (a second gap in a row says nothing).
+        var sentSinceGap: Bool
     }
     private let place: Mutex<Place>
 
@@ -41,16 +43,17 @@ final class MemoryReplay: ReplaySource {
         self.broker = broker
         self.channels = channels
         self.upTo = upTo
-        self.place = Mutex(Place(after: after, reported: reported))
+        self.place = Mutex(Place(after: after, reported: reported, sentSinceGap: reported == 0))
     }
 
     func next(budget: Int) -> [Frame]? {
-        let (after, reported) = place.withLock { ($0.after, $0.reported) }
+        let (after, reported) = place.withLock { ($0.after, $0.sentSinceGap ? $0.reported : .max) }
         guard let (frames, last, floor) = broker.replayChunk(self, after: after, reported: reported, budget: budget)
         else { return nil }
         place.withLock {
+            if last > $0.after { $0.sentSinceGap = true }
             $0.after = last
-            $0.reported = max($0.reported, floor)
+            $0.reported = max($0.reported, floor == .max ? 0 : floor)
         }
         return frames
     }

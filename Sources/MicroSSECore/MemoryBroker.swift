@@ -36,12 +36,6 @@ package final class MemoryBroker: EventBroker {
         }
     }
 
-    /// Bytes accounted for a channel besides its name: its dictionary slot, arrays and counters.
-    package static let channelOverhead = 256
-    /// Bytes accounted for a retained event besides its id and encoded bytes: its history slot,
-    /// its place in the global eviction order and the allocations that hold its id and frame.
-    package static let entryOverhead = 128
-
     /// What an evicted history slot holds until the array is compacted.
     static let evictedFrame = Frame(bytes: [], isEvent: true)
 
@@ -86,7 +80,7 @@ package final class MemoryBroker: EventBroker {
             let entry = Entry(seq: seq, publishedAt: clock, id: id, frame: frame, callerGiven: event.id != nil)
             var evicted = Evicted()
             let stored = Self.store(entry, in: &s.channels[channel]!, limits: limits, evicted: &evicted)
-            s.accountedBytes += entry.cost - evicted.cost
+            s.settle(channel, freed: evicted.cost)
             s.staleCount += evicted.count
             for (id, seq) in evicted.callerIDs { s.rememberEvicted(LabelKey(channel: stored, label: id), seq) }
             s.order.append(Published(channel: stored, seq: seq, publishedAt: clock))
@@ -247,8 +241,11 @@ package final class MemoryBroker: EventBroker {
     /// Logs of channel sets read by open streams (see `LogReaders.swift`).
     package var setLogCount: Int { state.withLock { $0.setLogs.count } }
 
-    /// Bytes counted against ``Limits/memoryBytes``: per channel ``channelOverhead`` plus its
-    /// name, per retained event ``entryOverhead`` plus its id and encoded bytes, per remembered
-    /// evicted label ``entryOverhead`` plus the label.
+    /// Bytes counted against ``Limits/memoryBytes``: the heap's real chunks for every channel,
+    /// retained event and remembered evicted caller-given id, and the containers that hold
+    /// them by capacity (see ``HeapSize`` and `State.countContainers()`).
     package var accountedBytes: Int { state.withLock { $0.accountedBytes } }
+
+    /// The part of ``accountedBytes`` that is the containers' own storage (tests).
+    package var containerBytes: Int { state.withLock { $0.containersCost } }
 }

@@ -8,12 +8,22 @@ extension MemoryBroker {
         let seq: UInt64
         /// When it was published (wall clock, microseconds), for the history TTL.
         let publishedAt: UInt64
-        let id: String
+        /// The id the publisher gave; nil for a server-assigned id (`String(seq)`, already in
+        /// the frame's `id:` line: not kept twice).
+        let callerID: String?
         /// Emptied on eviction, so evicted bytes are freed at once, not at the next compaction.
         var frame: Frame
-        let callerGiven: Bool
 
-        var cost: Int { MemoryBroker.entryOverhead + id.utf8.count + frame.bytes.count }
+        init(seq: UInt64, publishedAt: UInt64, id: String, frame: Frame, callerGiven: Bool) {
+            self.seq = seq
+            self.publishedAt = publishedAt
+            self.callerID = callerGiven ? id : nil
+            self.frame = frame
+        }
+
+        /// Its allocations: the frame's buffer and a caller-given id (its slot in the history
+        /// array and in the global order are charged with those arrays).
+        var cost: Int { HeapSize.array(frame.bytes) + (callerID.map(HeapSize.string) ?? 0) }
     }
 
     struct Channel {
@@ -32,17 +42,28 @@ extension MemoryBroker {
         /// of this channel is appended to them too.
         /// (A set's log is listed only while some stream reads it.)
         var sets: [ObjectIdentifier: SetLog<[ChannelName]>] = [:]
+        /// The retained entries' own allocations (``Entry/cost``).
+        var entriesCost = 0
+        /// What ``cost`` was when last added to the broker's accounted bytes (``State/settle(_:freed:)``).
+        var charged = 0
 
         var retained: ArraySlice<Entry> { history[historyHead...] }
         var isRetaining: Bool { historyHead < history.count }
         /// Nothing retained and nobody subscribed: the channel can be forgotten.
         var isIdle: Bool { !isRetaining && readers.isEmpty && sets.isEmpty }
-        var cost: Int { MemoryBroker.channelOverhead + name.rawValue.utf8.count }
+        /// Its allocations as the heap holds them: its log (empty while no stream reads it),
+        /// its name, its history array and caller-id index by capacity, its retained entries.
+        /// (Its slot in the channel dictionary is charged with the dictionary.)
+        var cost: Int {
+            HeapSize.channelLog + HeapSize.string(name.rawValue) + HeapSize.array(history)
+                + HeapSize.dictionary(callerIDs) + entriesCost
+        }
 
         mutating func append(_ entry: Entry) {
             history.append(entry)
             historyBytes += entry.frame.bytes.count
-            if entry.callerGiven { callerIDs[entry.id] = entry.seq }
+            entriesCost += entry.cost
+            if let id = entry.callerID { callerIDs[id] = entry.seq }
         }
 
         func isOver(_ limits: Limits) -> Bool {
@@ -56,11 +77,14 @@ extension MemoryBroker {
             history[historyHead].frame = MemoryBroker.evictedFrame
             historyHead += 1
             historyBytes -= old.frame.bytes.count
+            entriesCost -= old.cost
             floor = old.seq
             var callerID: (String, UInt64)?
-            if old.callerGiven, callerIDs[old.id] == old.seq {
-                callerIDs[old.id] = nil
-                callerID = (old.id, old.seq)
+            if let id = old.callerID, callerIDs[id] == old.seq {
+                callerIDs[id] = nil
+                callerID = (id, old.seq)
+                // A dictionary keeps its capacity when emptied: let it go.
+                if callerIDs.isEmpty { callerIDs = [:] }
             }
             if historyHead == history.count {
                 history = []
@@ -68,8 +92,17 @@ extension MemoryBroker {
             } else if historyHead > 64 && historyHead * 2 > history.count {
                 history.removeFirst(historyHead)
                 historyHead = 0
+                // Removing keeps the capacity: a history cut to a quarter of it is copied.
+                if history.count * 4 < history.capacity { history = MemoryBroker.compacted(history[...]) }
             }
             return (old.cost, callerID)
+        }
+
+        /// The change of ``cost`` since it was last charged, now charged.
+        mutating func settle() -> Int {
+            let now = cost
+            defer { charged = now }
+            return now - charged
         }
 
         /// Adds `s`, a stream of this channel alone: it reads the log from its end on.
@@ -104,10 +137,14 @@ extension MemoryBroker {
         var evictedCallerIDs: [LabelKey: UInt64] = [:]
         var evictedOrder: [LabelKey] = []
         var evictedHead = 0
+        /// The remembered ids' strings (``HeapSize/string(_:)``), bounded by
+        /// ``MemoryBroker/evictedCallerIDBytesLimit``.
         var evictedCallerIDBytes = 0
-        /// Channels, retained events and remembered evicted ids, as counted against
-        /// ``Limits/memoryBytes``.
+        /// Bytes counted against ``Limits/memoryBytes``: every channel's ``Channel/cost`` (as
+        /// last settled), the remembered evicted ids' strings, and ``containersCost``.
         var accountedBytes = 0
+        /// The containers' own storage as last counted (``countContainers()``).
+        var containersCost = 0
         /// Every event published, oldest first; entries of events a channel already evicted by
         /// its own limits stay until popped or compacted (`staleCount` counts them).
         var order: [Published] = []
@@ -122,6 +159,7 @@ extension MemoryBroker {
             self.lastSeq = lastSeq
             self.bootSeq = bootSeq
             self.forgottenFloors = Array(repeating: bootSeq, count: MemoryBroker.forgottenFloorBuckets)
+            countContainers()
         }
 
         func bucket(_ name: ChannelName) -> Int {
@@ -131,12 +169,32 @@ extension MemoryBroker {
         /// The floor of a channel that does not exist (never did, or was forgotten).
         func absentFloor(_ name: ChannelName) -> UInt64 { forgottenFloors[bucket(name)] }
 
+        /// The storage of the broker's containers, charged by capacity: the channel dictionary,
+        /// the global order, the remembered evicted ids' dictionary and order, the forgotten
+        /// floors. Call after any of them may have grown or been replaced.
+        mutating func countContainers() {
+            let cost =
+                HeapSize.dictionary(channels) + HeapSize.array(order) + HeapSize.dictionary(evictedCallerIDs)
+                + HeapSize.array(evictedOrder) + HeapSize.array(forgottenFloors)
+            accountedBytes += cost - containersCost
+            containersCost = cost
+        }
+
+        /// Brings the accounted bytes up to date with the channel's ``Channel/cost`` after it
+        /// changed; `freed` is what its own limits evicted (for ``HeapReturn``).
+        mutating func settle(_ name: ChannelName, freed: Int = 0) {
+            guard let delta = channels[name]?.settle() else { return }
+            accountedBytes += delta
+            HeapReturn.freed(freed)
+        }
+
         /// Creates the channel when absent.
         mutating func ensureChannel(_ name: ChannelName) {
             guard channels[name] == nil else { return }
-            let channel = Channel(name: name, floor: absentFloor(name))
-            accountedBytes += channel.cost
+            var channel = Channel(name: name, floor: absentFloor(name))
+            accountedBytes += channel.settle()
             channels[name] = channel
+            countContainers()
         }
 
         /// Forgets the channel when nothing is retained and nobody is subscribed, keeping its
@@ -145,14 +203,21 @@ extension MemoryBroker {
             guard let channel = channels[name], channel.isIdle else { return }
             let b = bucket(name)
             forgottenFloors[b] = max(forgottenFloors[b], channel.floor)
-            accountedBytes -= channel.cost
+            accountedBytes -= channel.charged
+            HeapReturn.freed(channel.charged)
             channels[name] = nil
+            // A dictionary keeps its capacity as entries go: one an eighth full is copied
+            // (amortized O(1) per channel forgotten).
+            if channels.capacity > 48 && channels.count * 8 < channels.capacity {
+                channels = MemoryBroker.compacted(channels)
+            }
+            countContainers()
         }
 
         /// Evicts the channel's oldest retained event (its entry in the global order was just popped).
         mutating func evictOldest(of name: ChannelName) {
             guard let evicted = channels[name]?.evictOldest() else { return }
-            accountedBytes -= evicted.cost
+            settle(name, freed: evicted.cost)
             if let callerID = evicted.callerID {
                 rememberEvicted(LabelKey(channel: name, label: callerID.0), callerID.1)
             }
@@ -161,6 +226,7 @@ extension MemoryBroker {
         /// Evicts the oldest events of all channels until the accounted bytes fit `budget` and
         /// nothing retained was published before `cutoff` (the history TTL; 0 = none).
         mutating func enforce(budget: Int, cutoff: UInt64 = 0) {
+            countContainers()
             while orderHead < order.count && (accountedBytes > budget || order[orderHead].publishedAt < cutoff) {
                 let oldest = order[orderHead]
                 orderHead += 1
@@ -174,6 +240,8 @@ extension MemoryBroker {
             if orderHead > 1_024 && orderHead * 2 > order.count {
                 order.removeFirst(orderHead)
                 orderHead = 0
+                // Removing keeps the capacity: an order cut to a quarter of it is copied.
+                if order.count * 4 < order.capacity { order = MemoryBroker.compacted(order[...]) }
             }
             if staleCount > 1_024 && staleCount * 2 > order.count - orderHead {
                 // An entry is live while its channel still retains it: channels evict oldest first.
@@ -184,13 +252,14 @@ extension MemoryBroker {
                 orderHead = 0
                 staleCount = 0
             }
+            countContainers()
         }
 
         mutating func rememberEvicted(_ key: LabelKey, _ seq: UInt64) {
             if evictedCallerIDs.updateValue(seq, forKey: key) == nil {
                 evictedOrder.append(key)
-                evictedCallerIDBytes += MemoryBroker.entryOverhead + key.label.utf8.count
-                accountedBytes += MemoryBroker.entryOverhead + key.label.utf8.count
+                evictedCallerIDBytes += HeapSize.string(key.label)
+                accountedBytes += HeapSize.string(key.label)
             }
             while evictedOrder.count - evictedHead > MemoryBroker.evictedCallerIDLimit
                 || (evictedCallerIDBytes > MemoryBroker.evictedCallerIDBytesLimit && evictedHead < evictedOrder.count)
@@ -198,13 +267,31 @@ extension MemoryBroker {
                 let oldest = evictedOrder[evictedHead]
                 evictedHead += 1
                 evictedCallerIDs[oldest] = nil
-                evictedCallerIDBytes -= MemoryBroker.entryOverhead + oldest.label.utf8.count
-                accountedBytes -= MemoryBroker.entryOverhead + oldest.label.utf8.count
+                evictedCallerIDBytes -= HeapSize.string(oldest.label)
+                accountedBytes -= HeapSize.string(oldest.label)
             }
             if evictedHead > 1_024 && evictedHead * 2 > evictedOrder.count {
                 evictedOrder.removeFirst(evictedHead)
                 evictedHead = 0
             }
+            countContainers()
         }
+    }
+}
+
+extension MemoryBroker {
+    /// A copy of `elements` whose capacity fits them (``Array/removeFirst(_:)`` and removals
+    /// keep the old capacity).
+    static func compacted<T>(_ elements: ArraySlice<T>) -> [T] {
+        var fresh: [T] = []
+        fresh.reserveCapacity(elements.count * 2)
+        fresh.append(contentsOf: elements)
+        return fresh
+    }
+
+    static func compacted<K, V>(_ d: [K: V]) -> [K: V] {
+        var fresh = [K: V](minimumCapacity: d.count * 2)
+        for (k, v) in d { fresh[k] = v }
+        return fresh
     }
 }

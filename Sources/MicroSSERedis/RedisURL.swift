@@ -62,7 +62,10 @@ public struct RedisURL: Sendable, Equatable, CustomStringConvertible {
     public var usesSentinel: Bool { masterName != nil }
 
     /// Parses a `redis://` or `redis-sentinel://` URL; throws `.invalidArgument` with the reason.
+    ///
+    /// No error repeats the password: each quotes the URL as ``redacted(_:)`` gives it.
     public init(_ text: String) throws(MicroSSEError) {
+        let shown = Self.redacted(text)
         let sentinel: Bool
         var rest: Substring
         if text.hasPrefix("redis://") {
@@ -73,7 +76,16 @@ public struct RedisURL: Sendable, Equatable, CustomStringConvertible {
             rest = Substring(text.dropFirst("redis-sentinel://".count))
         } else {
             throw MicroSSEError(
-                .invalidArgument, "Redis URL must start with redis:// or redis-sentinel:// (got '\(text)')")
+                .invalidArgument, "Redis URL must start with redis:// or redis-sentinel:// (got '\(shown)')")
+        }
+        // The user part ends at the last '@', so a password may hold '?', '/' or '@'; no option
+        // name or value quoted below can be a piece of it.
+        password = nil
+        if let at = rest.lastIndex(of: "@") {
+            let userinfo = rest[..<at]
+            let pass = userinfo.split(separator: ":", maxSplits: 1, omittingEmptySubsequences: false)
+            password = String(pass.count == 2 ? pass[1] : pass[0])
+            rest = rest[rest.index(after: at)...]
         }
         var wait = sentinel ? 1 : 0
         var waitAll = false
@@ -88,33 +100,33 @@ public struct RedisURL: Sendable, Equatable, CustomStringConvertible {
                 case "wait" where kv.count == 2 && kv[1] == "all":
                     guard sentinel else {
                         throw MicroSSEError(
-                            .invalidArgument, "Redis URL option wait=all needs redis-sentinel:// in '\(text)'")
+                            .invalidArgument, "Redis URL option wait=all needs redis-sentinel:// in '\(shown)'")
                     }
                     waitAll = true
                 case "wait":
                     guard let value, (0...100).contains(value) else {
-                        throw MicroSSEError(.invalidArgument, "Redis URL option wait must be 0-100 in '\(text)'")
+                        throw MicroSSEError(.invalidArgument, "Redis URL option wait must be 0-100 in '\(shown)'")
                     }
                     wait = value
                     waitAll = false
                 case "waitTimeout":
                     guard let value, (1...10_000).contains(value) else {
                         throw MicroSSEError(
-                            .invalidArgument, "Redis URL option waitTimeout must be 1-10000 (ms) in '\(text)'")
+                            .invalidArgument, "Redis URL option waitTimeout must be 1-10000 (ms) in '\(shown)'")
                     }
                     waitTimeout = value
                 case "workers":
                     guard let value, Self.workerRange.contains(value) else {
-                        throw MicroSSEError(.invalidArgument, "Redis URL option workers must be 1-64 in '\(text)'")
+                        throw MicroSSEError(.invalidArgument, "Redis URL option workers must be 1-64 in '\(shown)'")
                     }
                     workerCount = value
                 case "queue":
                     guard let value, Self.queueLimitRange.contains(value) else {
-                        throw MicroSSEError(.invalidArgument, "Redis URL option queue must be 1-1000000 in '\(text)'")
+                        throw MicroSSEError(.invalidArgument, "Redis URL option queue must be 1-1000000 in '\(shown)'")
                     }
                     queue = value
                 default:
-                    throw MicroSSEError(.invalidArgument, "unknown Redis URL option '\(kv[0])' in '\(text)'")
+                    throw MicroSSEError(.invalidArgument, "unknown Redis URL option '\(kv[0])' in '\(shown)'")
                 }
             }
             rest = rest[..<q]
@@ -124,13 +136,6 @@ public struct RedisURL: Sendable, Equatable, CustomStringConvertible {
         waitTimeoutMilliseconds = waitTimeout
         workers = workerCount
         queueLimit = queue
-        password = nil
-        if let at = rest.lastIndex(of: "@") {
-            let userinfo = rest[..<at]
-            let pass = userinfo.split(separator: ":", maxSplits: 1, omittingEmptySubsequences: false)
-            password = String(pass.count == 2 ? pass[1] : pass[0])
-            rest = rest[rest.index(after: at)...]
-        }
         var path: [Substring] = []
         if let slash = rest.firstIndex(of: "/") {
             path = rest[rest.index(after: slash)...].split(separator: "/", omittingEmptySubsequences: false)
@@ -138,29 +143,29 @@ public struct RedisURL: Sendable, Equatable, CustomStringConvertible {
         }
         if sentinel {
             guard let name = path.first, !name.isEmpty else {
-                throw MicroSSEError(.invalidArgument, "Redis sentinel URL has no master name: '\(text)'")
+                throw MicroSSEError(.invalidArgument, "Redis sentinel URL has no master name: '\(shown)'")
             }
             masterName = String(name)
             path.removeFirst()
             var list: [Endpoint] = []
             for part in rest.split(separator: ",", omittingEmptySubsequences: false) {
-                list.append(try Self.endpoint(part, defaultPort: 26379, in: text))
+                list.append(try Self.endpoint(part, defaultPort: 26379, in: shown))
             }
             sentinels = list
         } else {
             masterName = nil
             sentinels = []
         }
-        guard path.count <= 1 else { throw MicroSSEError(.invalidArgument, "Redis URL has too many '/' in '\(text)'") }
+        guard path.count <= 1 else { throw MicroSSEError(.invalidArgument, "Redis URL has too many '/' in '\(shown)'") }
         database = 0
         if let db = path.first, !db.isEmpty {
             guard let n = Int(db), n >= 0 else {
-                throw MicroSSEError(.invalidArgument, "Redis database must be a number (got '\(db)')")
+                throw MicroSSEError(.invalidArgument, "Redis database must be a number (got '\(db)' in '\(shown)')")
             }
             database = n
         }
         let first: Endpoint
-        if let s = sentinels.first { first = s } else { first = try Self.endpoint(rest, defaultPort: 6379, in: text) }
+        if let s = sentinels.first { first = s } else { first = try Self.endpoint(rest, defaultPort: 6379, in: shown) }
         host = first.host
         port = first.port
     }
@@ -179,6 +184,14 @@ public struct RedisURL: Sendable, Equatable, CustomStringConvertible {
         if rest.hasPrefix("[") && rest.hasSuffix("]") { rest = rest.dropFirst().dropLast() }
         guard !rest.isEmpty else { throw MicroSSEError(.invalidArgument, "Redis URL has no host: '\(text)'") }
         return Endpoint(host: String(rest), port: port)
+    }
+
+    /// `text` with the password of a `redis://` or `redis-sentinel://` URL (everything between
+    /// `://` and the last `@`) replaced by `***`, for messages and logs.
+    public static func redacted(_ text: String) -> String {
+        guard let scheme = text.firstRange(of: "://"), let at = text.lastIndex(of: "@"), at >= scheme.upperBound
+        else { return text }
+        return String(text[..<scheme.upperBound]) + ":***" + String(text[at...])
     }
 
     public var description: String {

@@ -185,7 +185,7 @@ public final class RawConnection {
     }
 
     /// Reads exactly `n` bytes, or fewer at EOF/timeout.
-    func readExactly(_ n: Int, deadline: Double) throws -> [UInt8] {
+    public func readExactly(_ n: Int, deadline: Double) throws -> [UInt8] {
         while buffer.count < n {
             guard try fill(deadline: deadline) else { break }
         }

@@ -23,7 +23,9 @@ public struct Event: Sendable, Hashable {
     /// The `event:` field (the type a browser dispatches), or `nil` for the default `message`.
     ///
     /// An empty name is accepted and means `message` too, so the encoder writes no `event:` line
-    /// for it.
+    /// for it. Publishing (to a channel, by any API) refuses more names than an `Event` does:
+    /// MicroSSE's own `microsse.gap` and `microsse.expired`, and `error` and `open`, which a
+    /// browser's `EventSource` hands to its own `onerror` and `onopen` handlers.
     public let event: String?
     /// The `id:` field, or `nil` to write none.
     ///

@@ -18,12 +18,18 @@ struct Doctor: ParsableCommand {
             to that URL and measures their delays, then checks resume with Last-Event-ID. Without it, \
             only heartbeats can be watched. https:// URLs are checked over TLS (HTTP/1.1 by ALPN, as the \
             doctor speaks it) with the system's trusted certificates; --ca-file adds one, --insecure \
-            accepts any (and says so).
+            accepts any (and says so). The publish token comes from --token, --token-file or \
+            \(Doctor.tokenVariable). The server is not trusted: a stream past \(ProbeStream.maxBlockBytes >> 20) MiB \
+            in one line or event, \(ProbeStream.maxItems) events and comments or \(ProbeStream.maxBytes >> 20) MiB \
+            fails the check, what it sends is printed escaped, and a run takes at most \
+            7 x --wait + 1 s, plus --idle (or --heartbeat-wait without --publish).
             """)
 
     static let probeCount = 5
     static let spacing = 0.2
-    static let timeout = 10.0
+    /// The environment variable read for the publish token when neither --token nor
+    /// --token-file is given (so it is not in `ps`).
+    static let tokenVariable = "MICROSSE_DOCTOR_TOKEN"
 
     @Argument(help: ArgumentHelp("The stream URL to subscribe to (http:// or https://).", valueName: "URL"))
     var url: String
@@ -32,7 +38,15 @@ struct Doctor: ParsableCommand {
             "Publish probe events to this URL (POST, the same channel) to measure buffering and check resume.",
             valueName: "URL"))
     var publish: String?
-    @Option(help: ArgumentHelp("Bearer token for --publish.", valueName: "TOKEN")) var token: String?
+    @Option(
+        help: ArgumentHelp(
+            "Bearer token for --publish (visible in ps: prefer --token-file or \(Doctor.tokenVariable)).",
+            valueName: "TOKEN"))
+    var token: String?
+    @Option(
+        help: ArgumentHelp(
+            "Read the bearer token for --publish from this file (one trailing newline dropped).", valueName: "FILE"))
+    var tokenFile: String?
     @Flag(help: "https: do not fail on a certificate that does not verify (self-signed test setups).")
     var insecure = false
     @Option(help: ArgumentHelp("https: also trust the certificates in this PEM file.", valueName: "FILE"))
@@ -44,7 +58,10 @@ struct Doctor: ParsableCommand {
     @Option(help: ArgumentHelp("Without --publish: how long to wait for a heartbeat.", valueName: "SECONDS"))
     var heartbeatWait = 20.0
     @Option(
-        help: ArgumentHelp("How long to wait for the response head and for each probe event.", valueName: "SECONDS"))
+        help: ArgumentHelp(
+            "How long to wait for each connection's response head, for the probe publishes (all together, "
+                + "after the 0.8 s they are spread over) and for each probe event after its publish.",
+            valueName: "SECONDS"))
     var wait = 5.0
 
     func validate() throws {
@@ -60,6 +77,35 @@ struct Doctor: ParsableCommand {
         guard (idle ?? 1) > 0, heartbeatWait > 0, wait > 0 else {
             throw ValidationError("--idle, --heartbeat-wait and --wait must be positive")
         }
+        guard (idle ?? 1) <= 86_400, heartbeatWait <= 86_400, wait <= 3_600 else {
+            throw ValidationError("--idle and --heartbeat-wait must be at most 86400, --wait at most 3600")
+        }
+        if token != nil, tokenFile != nil { throw ValidationError("give --token or --token-file, not both") }
+        if let tokenFile, access(tokenFile, R_OK) != 0 {
+            throw ValidationError("--token-file \(tokenFile): \(String(cString: strerror(errno)))")
+        }
+    }
+
+    /// The publish token: --token, --token-file, or the environment variable; nil for none.
+    /// Visible ASCII only, as `serve` requires: it goes into a header line.
+    private func publishToken() throws -> String? {
+        var found: String?
+        if let token {
+            found = token
+        } else if let tokenFile {
+            do throws(MicroSSEError) {
+                found = try readSecret(tokenFile)
+            } catch {
+                throw ValidationError(error.message)
+            }
+        } else {
+            found = getenv(Self.tokenVariable).map { String(cString: $0) }.flatMap { $0.isEmpty ? nil : $0 }
+        }
+        if let found, !found.utf8.allSatisfy({ $0 > 0x20 && $0 < 0x7F }) {
+            throw ValidationError(
+                "the publish token must be visible ASCII (it is sent as Authorization: Bearer <token>)")
+        }
+        return found
     }
 
     /// `text` as a URL, trusted as the TLS options say.
@@ -71,9 +117,10 @@ struct Doctor: ParsableCommand {
 
     func run() throws {
         let streamURL = try parse(url)
+        let token = try publishToken()
         let report = Report()
-        print("microsse doctor \(url)" + (publish.map { ", publishing to \($0)" } ?? ""))
-        diagnose(streamURL, report)
+        print(escaped("microsse doctor \(url)" + (publish.map { ", publishing to \($0)" } ?? "")))
+        diagnose(streamURL, token: token, report)
         let failures = report.failures
         if failures.isEmpty {
             let warnings = report.lines.filter { $0.verdict == .warn }.count
@@ -86,10 +133,10 @@ struct Doctor: ParsableCommand {
         if !failures.isEmpty { throw ExitCode(1) }
     }
 
-    private func diagnose(_ streamURL: DoctorURL, _ report: Report) {
+    private func diagnose(_ streamURL: DoctorURL, token: String?, _ report: Report) {
         let stream: ProbeStream
         do {
-            stream = try ProbeStream(streamURL, timeout: Self.timeout, headWait: wait)
+            stream = try ProbeStream(streamURL, wait: wait)
         } catch is NoResponseHead {
             report.add(.fail, "status", "no response head within \(seconds(wait)) of the request")
             report.add(
@@ -112,9 +159,11 @@ struct Doctor: ParsableCommand {
             return
         }
         defer { stream.close() }
+        // Runs before the close above: a stream that broke a bound is a failure, whatever else was seen.
+        defer { report.checkStream(stream) }
         if let tls = stream.tls { report.checkTLS(tls, host: streamURL.host) }
         guard report.checkHeaders(stream.head, tls: stream.tls) else { return }
-        if streamURL.isTLS { report.checkHTTP2(streamURL, timeout: Self.timeout) }
+        if streamURL.isTLS { report.checkHTTP2(streamURL, timeout: wait) }
         guard !stream.compressed else {
             report.add(.skip, "buffering", "the body is compressed (see content-encoding): fix that first")
             if let idle {
@@ -157,16 +206,19 @@ struct Prober: Sendable {
     let run = "\(getpid())-\(Int(monotonicSeconds() * 1000) % 1_000_000)"
     static let eventType = "microsse.doctor"
 
-    /// Publishes probe `seq` now; returns when it was sent (monotonic seconds), or why it failed.
-    func publish(_ seq: Int) -> Result<Double, DoctorError> {
+    /// Publishes probe `seq` now; returns when it was sent (monotonic seconds), or why it failed
+    /// (also when the server has not answered by `deadline`).
+    func publish(_ seq: Int, deadline: Double) -> Result<Double, DoctorError> {
         let sentAt = monotonicSeconds()
         let body = "probe \(run) \(seq) sent=\(Int(sentAt * 1e6))us"
         var target = url
         target.target += (url.target.contains("?") ? "&" : "?") + "event=\(Self.eventType)"
         do {
-            let (status, text) = try postEvent(target, body: body, token: token, timeout: Doctor.timeout)
+            let (status, text) = try postEvent(target, body: body, token: token, deadline: deadline)
             guard (200..<300).contains(status) else {
-                let hint = status == 401 || status == 403 ? " (give the publish token with --token)" : ""
+                let hint =
+                    status == 401 || status == 403
+                    ? " (give the publish token with --token-file, \(Doctor.tokenVariable) or --token)" : ""
                 return .failure(DoctorError("POST \(url) → \(status) \(text)\(hint)"))
             }
             return .success(sentAt)
@@ -184,17 +236,20 @@ struct Prober: Sendable {
     }
 
     /// Publishes `count` probes `spacing` apart from another thread while `stream` is read here,
-    /// so each arrival is stamped the moment its bytes come.
+    /// so each arrival is stamped the moment its bytes come. The publishes must all be answered
+    /// within `wait` of when the last is due, and each probe gets `wait` from its publish to
+    /// arrive: the whole takes at most `(count - 1) * spacing + 2 * wait`.
     func measure(_ stream: ProbeStream, count: Int, spacing: Double, wait: Double, report: Report) -> [Probe] {
         let sent = Mutex<(probes: [Probe], failure: DoctorError?, finished: Bool)>(([], nil, false))
         let start = monotonicSeconds()
+        let publishDeadline = start + Double(count - 1) * spacing + wait
         let prober = self
         DispatchQueue.global().async {
             for seq in 0..<count {
                 let due = start + Double(seq) * spacing
                 let pause = due - monotonicSeconds()
                 if pause > 0 { usleep(UInt32(pause * 1e6)) }
-                switch prober.publish(seq) {
+                switch prober.publish(seq, deadline: publishDeadline) {
                 case .success(let at): sent.withLock { $0.probes.append(Probe(seq: seq, sentAt: at)) }
                 case .failure(let error): sent.withLock { $0.failure = error }
                 }
@@ -244,18 +299,19 @@ struct Prober: Sendable {
         }
         let stream: ProbeStream
         do {
-            stream = try ProbeStream(streamURL, lastEventID: lastID, timeout: Doctor.timeout, headWait: wait)
+            stream = try ProbeStream(streamURL, lastEventID: lastID, wait: wait)
         } catch {
             report.add(.fail, "resume", "reconnecting failed: \(error)")
             return
         }
         defer { stream.close() }
+        defer { report.checkStream(stream, "resume stream") }
         guard stream.head.status == 200 else {
             report.add(.fail, "resume", "reconnecting with Last-Event-ID gave \(stream.head.status)")
             return
         }
         let next = probes.count
-        if case .failure(let error) = publish(next) {
+        if case .failure(let error) = publish(next, deadline: monotonicSeconds() + wait) {
             report.add(.fail, "resume", "publishing the last probe failed: \(error)")
             return
         }

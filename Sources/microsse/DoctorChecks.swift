@@ -12,18 +12,40 @@ enum Verdict: String {
     case skip = "skip"
 }
 
-/// The lines the doctor prints, one per check, as each check completes.
+/// The lines the doctor prints, one per check, as each check completes. A detail quotes what the
+/// server sent (a reason phrase, a header, a body): it is printed escaped, so no server can end
+/// a line early, move the cursor or colour the terminal, and every line is the doctor's own.
 final class Report {
     private(set) var lines: [(verdict: Verdict, text: String)] = []
 
     func add(_ verdict: Verdict, _ check: String, _ detail: String) {
-        let text = verdict.rawValue.padding(4) + "  " + check + ": " + detail
+        let text = verdict.rawValue.padding(4) + "  " + check + ": " + escaped(detail)
         lines.append((verdict, text))
         print(text)
         fflush(nil)
     }
 
     var failures: [String] { lines.filter { $0.verdict == .fail }.map(\.text) }
+}
+
+/// `text` with every control character (C0, DEL, C1) and every bidirectional-text control
+/// written as `\u{…}` (and `\` as `\\`), so it prints as one inert line.
+func escaped(_ text: String) -> String {
+    var out = ""
+    out.reserveCapacity(text.utf8.count)
+    for scalar in text.unicodeScalars {
+        let v = scalar.value
+        if v < 0x20 || (0x7F...0x9F).contains(v) || (0x202A...0x202E).contains(v) || (0x2066...0x2069).contains(v)
+            || v == 0x2028 || v == 0x2029
+        {
+            out += "\\u{" + String(v, radix: 16, uppercase: true) + "}"
+        } else if scalar == "\\" {
+            out += "\\\\"
+        } else {
+            out.unicodeScalars.append(scalar)
+        }
+    }
+    return out
 }
 
 extension String {
@@ -160,11 +182,20 @@ extension Report {
             add(.skip, "idle", "the stream had already ended before the idle test began")
             return
         }
+        if case .broken = end {
+            add(.skip, "idle", "the stream broke the rules (see stream)")
+            return
+        }
         let quiet = end.at - stream.lastBodyAt
         add(
             .fail, "idle",
             "cut after \(seconds(quiet)): something between you and the hub closes idle connections; "
                 + "set --heartbeat below that")
+    }
+
+    /// A stream the doctor stopped reading because it broke HTTP framing or a bound: a failure.
+    func checkStream(_ stream: ProbeStream, _ check: String = "stream") {
+        if case .broken(let reason, _) = stream.end { add(.fail, check, reason) }
     }
 
     /// Heartbeats seen on a stream watched without publishing, with the limits of what they show.

@@ -100,17 +100,17 @@ final class HTTPConnection {
     private var leftover: [UInt8] = []
     /// The TLS session of an `https://` URL.
     private(set) var tls: TLSSession?
-    private let timeout: Double
+    /// When connecting, the handshake and sending must be done: `timeout` after `init` began.
+    private let deadline: Double
 
     /// Connects to the URL's host and port (every address it resolves to, in order); for
-    /// `https://`, handshakes offering `protocols` by ALPN.
+    /// `https://`, handshakes offering `protocols` by ALPN. Connecting (all addresses together),
+    /// the handshake and every later `send` end within `timeout` seconds of this call.
     init(_ url: DoctorURL, timeout: Double, protocols: [String] = ["http/1.1"]) throws {
-        self.timeout = timeout
+        deadline = monotonicSeconds() + timeout
         try connect(url)
         if url.isTLS {
-            tls = try TLSSession(
-                fd: fd, host: url.host, protocols: protocols, trust: url.trust,
-                deadline: monotonicSeconds() + timeout)
+            tls = try TLSSession(fd: fd, host: url.host, protocols: protocols, trust: url.trust, deadline: deadline)
         }
     }
 
@@ -130,6 +130,7 @@ final class HTTPConnection {
             next = ai.pointee.ai_next
             let s = socket(ai.pointee.ai_family, ai.pointee.ai_socktype, ai.pointee.ai_protocol)
             if s < 0 { continue }
+            let timeout = deadline - monotonicSeconds()
             if let failure = Self.connect(s, ai.pointee.ai_addr, ai.pointee.ai_addrlen, timeout: timeout) {
                 reason = failure
                 Glibc.close(s)
@@ -153,7 +154,7 @@ final class HTTPConnection {
         if Glibc.connect(s, address, length) == 0 { return nil }
         guard errno == EINPROGRESS else { return String(cString: strerror(errno)) }
         var p = pollfd(fd: s, events: Int16(POLLOUT), revents: 0)
-        guard poll(&p, 1, Int32(timeout * 1000)) == 1 else { return "timed out after \(timeout) s" }
+        guard timeout > 0, poll(&p, 1, Int32(timeout * 1000)) == 1 else { return "timed out" }
         var error: Int32 = 0
         var size = socklen_t(MemoryLayout<Int32>.size)
         getsockopt(s, SOL_SOCKET, SO_ERROR, &error, &size)
@@ -171,10 +172,14 @@ final class HTTPConnection {
 
     func send(_ text: String) throws {
         let bytes = Array(text.utf8)
-        if let tls { return try tls.send(bytes, deadline: monotonicSeconds() + timeout) }
+        if let tls { return try tls.send(bytes, deadline: deadline) }
         var offset = 0
         while offset < bytes.count {
-            let n = bytes[offset...].withUnsafeBytes { Glibc.send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
+            guard waitReady(fd, write: true, deadline: deadline) else { throw DoctorError("send timed out") }
+            let n = bytes[offset...].withUnsafeBytes {
+                Glibc.send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL | MSG_DONTWAIT))
+            }
+            if n < 0, errno == EAGAIN || errno == EINTR { continue }
             guard n > 0 else { throw DoctorError("send failed: \(String(cString: strerror(errno)))") }
             offset += n
         }
@@ -204,21 +209,24 @@ final class HTTPConnection {
     /// Reads a status line and headers (at most 64 KiB); what follows stays for `receive`.
     func readHead(deadline: Double) throws -> ResponseHead {
         var bytes: [UInt8] = []
+        var searched = 0
         while true {
-            if let end = Self.headEnd(bytes) {
+            if let end = Self.headEnd(bytes, from: searched) {
                 leftover = Array(bytes[(end + 4)...])
                 return try Self.parseHead(String(decoding: bytes[..<end], as: UTF8.self))
             }
             guard bytes.count < 65536 else { throw DoctorError("response head larger than 64 KiB") }
             guard let more = try receive(deadline: deadline) else { throw NoResponseHead() }
             guard !more.isEmpty else { throw DoctorError("connection closed before a response head") }
+            searched = max(0, bytes.count - 3)
             bytes += more
         }
     }
 
-    private static func headEnd(_ bytes: [UInt8]) -> Int? {
-        guard bytes.count >= 4 else { return nil }
-        return (0...(bytes.count - 4)).first {
+    /// Where the blank line ending the head starts, looking from `start` on.
+    private static func headEnd(_ bytes: [UInt8], from start: Int) -> Int? {
+        guard bytes.count >= start + 4 else { return nil }
+        return (start...(bytes.count - 4)).first {
             bytes[$0] == 13 && bytes[$0 + 1] == 10 && bytes[$0 + 2] == 13 && bytes[$0 + 3] == 10
         }
     }
@@ -249,6 +257,9 @@ struct BodyDecoder {
     private var state = State.size
     private var pending: [UInt8] = []
     private var received = 0
+    /// The longest chunk-size or trailer line accepted (a line that never ends is refused, not
+    /// stored).
+    static let maxLineBytes = 4096
     /// Whether the body has ended as its framing says (the final chunk, or all of its length).
     private(set) var complete = false
 
@@ -293,13 +304,23 @@ struct BodyDecoder {
             }
             if case .done = state { throw DoctorError("bytes after the final chunk") }
             guard let end = (i..<(pending.count - 1)).first(where: { pending[$0] == 13 && pending[$0 + 1] == 10 })
-            else { break }
+            else {
+                guard pending.count - i <= Self.maxLineBytes else {
+                    throw DoctorError("a chunk-size or trailer line longer than \(Self.maxLineBytes) bytes")
+                }
+                break
+            }
+            guard end - i <= Self.maxLineBytes else {
+                throw DoctorError("a chunk-size or trailer line longer than \(Self.maxLineBytes) bytes")
+            }
             let line = String(decoding: pending[i..<end], as: UTF8.self)
             i = end + 2
             switch state {
             case .size:
                 let hex = line.split(separator: ";").first.map { $0.trimmingSpaces } ?? ""
-                guard let size = Int(hex, radix: 16), size >= 0 else { throw DoctorError("bad chunk size '\(line)'") }
+                guard let size = Int(hex, radix: 16), size >= 0 else {
+                    throw DoctorError("bad chunk size '\(line.prefix(40))'")
+                }
                 state = size == 0 ? .trailer : .data(size)
             case .dataEnd:
                 guard line.isEmpty else { throw DoctorError("a chunk is not followed by CRLF") }
@@ -320,16 +341,21 @@ extension Substring {
 }
 
 /// Sends `POST url` with `body` (and a bearer token) on a new connection; returns the status and
-/// the start of the response body.
-func postEvent(_ url: DoctorURL, body: String, token: String?, timeout: Double) throws -> (Int, String) {
-    let deadline = monotonicSeconds() + timeout
-    let connection = try HTTPConnection(url, timeout: timeout)
+/// the start of the response body, or throws when the whole exchange is not over by `deadline`.
+func postEvent(_ url: DoctorURL, body: String, token: String?, deadline: Double) throws -> (Int, String) {
+    guard deadline > monotonicSeconds() else { throw DoctorError("no time left to publish") }
+    let connection = try HTTPConnection(url, timeout: deadline - monotonicSeconds())
     var request = "POST \(url.target) HTTP/1.1\r\nHost: \(url.hostHeader)\r\nConnection: close\r\n"
     request += "User-Agent: microsse-doctor\r\nContent-Type: text/plain; charset=utf-8\r\n"
     if let token { request += "Authorization: Bearer \(token)\r\n" }
     request += "Content-Length: \(body.utf8.count)\r\n\r\n\(body)"
     try connection.send(request)
-    let head = try connection.readHead(deadline: deadline)
+    let head: ResponseHead
+    do {
+        head = try connection.readHead(deadline: deadline)
+    } catch is NoResponseHead {
+        throw DoctorError("POST \(url): no response in time")
+    }
     var decoder = BodyDecoder(head)
     var text: [UInt8] = []
     while !decoder.complete, text.count < 512, let bytes = try connection.receive(deadline: deadline), !bytes.isEmpty {

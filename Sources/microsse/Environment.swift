@@ -30,7 +30,9 @@ enum EnvironmentOptions {
     /// Options that stand in for each other: when the command line gives the second, the
     /// variable of the first is not used (a token file on the command line beats a token in the
     /// environment).
-    static let alternatives: [String: [String]] = ["publish-token": ["publish-token-file"]]
+    static let alternatives: [String: [String]] = [
+        "publish-token": ["publish-token-file"], "stats-token": ["stats-token-file"],
+    ]
 
     /// `arguments` (without the executable) with the variables of `environment` added as options
     /// of the subcommand they name, when that subcommand is `serve`.

@@ -66,6 +66,13 @@ struct Serve: AsyncParsableCommand {
     @Flag(help: "Serve a live page at / that subscribes to and publishes on a channel.") var web = false
     @Option(help: "Read the publish token from this file (one trailing newline dropped); keeps it out of ps.")
     var publishTokenFile: String?
+    @Option(
+        help:
+            "Require 'Authorization: Bearer TOKEN' to read /stats and /metrics (default: anyone may read them)."
+    )
+    var statsToken: String?
+    @Option(help: "Read the stats token from this file (one trailing newline dropped); keeps it out of ps.")
+    var statsTokenFile: String?
     @Flag(help: "Log one line per request and per ended stream: who, what, status, bytes, how long.")
     var accessLog = false
 
@@ -108,6 +115,13 @@ struct Serve: AsyncParsableCommand {
                 throw MicroSSEError(.invalidArgument, "give --publish-token or --publish-token-file, not both")
             }
             config.publishToken = try readSecret(publishTokenFile)
+        }
+        config.statsToken = statsToken
+        if let statsTokenFile {
+            guard statsToken == nil else {
+                throw MicroSSEError(.invalidArgument, "give --stats-token or --stats-token-file, not both")
+            }
+            config.statsToken = try readSecret(statsTokenFile)
         }
         return config
     }

@@ -19,7 +19,7 @@ let buildDirectory: URL = {
         ?? candidates[1]
 }()
 
-/// The dynamic C library SwiftPM built (its soname is `libmicrosse.so`).
+/// The dynamic C library SwiftPM built (its soname is `libmicrosse.so.0`).
 var libraryPath: String { buildDirectory.appendingPathComponent("libMicroSSEC.so").path }
 
 /// A fresh temporary directory.
@@ -65,14 +65,16 @@ func run(_ tool: String, _ arguments: [String], in directory: URL? = nil, enviro
 let strictC = ["-std=c99", "-Wall", "-Wextra", "-Werror", "-pedantic"]
 
 /// Compiles and links C (or, with `compiler: "c++"`, C++) `sources` into `dir/name` against the
-/// header and the built library. The library is reached through a `libmicrosse.so` link in
-/// `dir`, so the test does not depend on `make lib`.
+/// header and the built library. The library is reached through `libmicrosse.so` (linking) and
+/// `libmicrosse.so.0` (its soname, loading) links in `dir`, so the test does not depend on `make lib`.
 func buildProgram(
     _ name: String, sources: [String], in dir: URL, compiler: String = "cc", flags: [String] = strictC
 ) throws -> URL {
-    let link = dir.appendingPathComponent("libmicrosse.so")
-    if !FileManager.default.fileExists(atPath: link.path) {
-        try FileManager.default.createSymbolicLink(atPath: link.path, withDestinationPath: libraryPath)
+    for linkName in ["libmicrosse.so", "libmicrosse.so.0"] {
+        let link = dir.appendingPathComponent(linkName)
+        if !FileManager.default.fileExists(atPath: link.path) {
+            try FileManager.default.createSymbolicLink(atPath: link.path, withDestinationPath: libraryPath)
+        }
     }
     let out = dir.appendingPathComponent(name)
     let result = try run(

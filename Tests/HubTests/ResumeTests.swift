@@ -171,7 +171,7 @@ struct ResumeTests {
         #expect(d.head.header("MicroSSE-Gap") == "evicted")
         try byBytes.publish("live", to: "a")
         let events = try d.events(12)
-        #expect(events.dropFirst().dropLast().allSatisfy { $0.data == payload })
+        #expect(events.dropFirst().dropLast().allSatisfy { $0.data == payload }, "\(events.map { $0.data.prefix(8) })")
         #expect(events.last?.data == "live")
         #expect(try d.next(timeout: 0.2) == nil)
     }

@@ -5,7 +5,8 @@ import MicroSSEWire
 /// `200` while serving, `503` with the reason while stopping or while the broker's backend is
 /// unreachable), `GET /stats` (JSON) and `GET /metrics`
 /// (Prometheus text, rendered by swift-prometheus from the server's registry, ``HubMetrics``);
-/// the last two go through the authorizer as `.route(path:)`.
+/// the last two need ``ServerConfiguration/statsToken`` as a bearer token when it is set, then
+/// go through the authorizer as `.route(path:)`.
 enum StatusRoutes {
     static let routes: [Route] = [
         Route(match: .exact("/healthz"), methods: ["GET"]) { _, _ in .response(.text("ok")) },
@@ -19,10 +20,12 @@ enum StatusRoutes {
             return .response(.text("ready"))
         },
         Route(match: .exact("/stats"), methods: ["GET"]) { request, router in
+            if let refusal = checkStatsToken(request, router) { return .response(refusal) }
             if let refusal = router.authorize(request, .route(path: request.path)) { return .response(refusal) }
             return .response(.json(statsJSON(router.hub.statistics())))
         },
         Route(match: .exact("/metrics"), methods: ["GET"]) { request, router in
+            if let refusal = checkStatsToken(request, router) { return .response(refusal) }
             if let refusal = router.authorize(request, .route(path: request.path)) { return .response(refusal) }
             return .response(
                 Response(
@@ -30,6 +33,15 @@ enum StatusRoutes {
                     body: router.hub.metrics.exposition(router.hub)))
         },
     ]
+
+    /// `401` unless the request carries the configured stats token (none configured: nil).
+    static func checkStatsToken(_ request: Request, _ router: Router) -> Response? {
+        guard let token = router.hub.configuration.statsToken else { return nil }
+        if let given = bearerToken(request), constantTimeEquals(given, token) { return nil }
+        var r = Response.text("\(request.path) needs Authorization: Bearer <stats token>", status: 401)
+        r.headers.append(("WWW-Authenticate", "Bearer"))
+        return r
+    }
 
     static func statsJSON(_ s: Statistics) -> String {
         JSON.object([
