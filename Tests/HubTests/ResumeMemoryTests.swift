@@ -49,9 +49,11 @@ struct ResumeMemoryTests {
         #expect(try eventually(timeout: 30) { try stats(hub)["delivered"] ?? 0 >= (20 + streams) * 500 })
         let after = liveResidentKiB()
         let perStream = max(0, after - before) * 1_024 / streams
-        // Copied into each stream's queue, 32,000 frames cost about 1 MB per stream (415 KB in the
-        // issue's measurement); a cursor costs a chunk of queued frames at most.
-        #expect(perStream < 150_000, "hub memory per resuming stream: \(perStream) bytes")
+        // Copied into each stream's queue, the replays cost 819 KB per stream here (the code
+        // before cursors); a cursor costs a chunk of queued frames at most (about 31 KB measured,
+        // libmicrohttpd's write buffer included). The bound is loose: this process runs other
+        // tests meanwhile, and their memory counts too.
+        #expect(perStream < 400_000, "hub memory per resuming stream: \(perStream) bytes")
         // /stats answers while the replays run.
         let statsReply = try httpRequest(port: hub.port, path: "/stats")
         #expect(statsReply.status == 200)
