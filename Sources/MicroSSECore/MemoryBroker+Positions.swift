@@ -28,7 +28,7 @@ final class MemoryReplay: ReplaySource {
     let channels: [ChannelName]
     let upTo: UInt64
     /// The frames one chunk holds at most (its bytes are bounded by the caller's budget).
-    static let chunkFrames = 256
+    static let chunkFrames = 2_048
     private struct Place {
         /// The last position replayed.
         var after: UInt64
@@ -69,7 +69,10 @@ extension MemoryBroker {
     ) -> (frames: [Frame], last: UInt64, floor: UInt64)? {
         let epoch = self.epoch
         return state.withLock { s in
+            // Each channel's retained entries after `after` (a slice of its history), and the
+            // position of the next one (.max: none left up to `upTo`).
             var heads: [ArraySlice<Entry>] = []
+            var next: [UInt64] = []
             var floor = reported
             for name in replay.channels {
                 let channel = s.channels[name]
@@ -83,7 +86,10 @@ extension MemoryBroker {
                     let mid = (low + high) / 2
                     if retained[mid].seq <= after { low = mid + 1 } else { high = mid }
                 }
-                if low < retained.endIndex && retained[low].seq <= replay.upTo { heads.append(retained[low...]) }
+                if low < retained.endIndex && retained[low].seq <= replay.upTo {
+                    heads.append(retained[low...])
+                    next.append(retained[low].seq)
+                }
             }
             var frames: [Frame] = []
             if floor > reported {
@@ -94,14 +100,17 @@ extension MemoryBroker {
             var bytes = 0
             while frames.count < MemoryReplay.chunkFrames && (bytes < budget || frames.isEmpty) {
                 var pick = -1
-                for i in heads.indices where !heads[i].isEmpty {
-                    let seq = heads[i].first!.seq
-                    if seq <= replay.upTo && (pick < 0 || seq < heads[pick].first!.seq) { pick = i }
+                var low = UInt64.max
+                for i in next.indices where next[i] < low {
+                    low = next[i]
+                    pick = i
                 }
                 guard pick >= 0 else { break }
-                let entry = heads[pick].removeFirst()
+                let entry = heads[pick][heads[pick].startIndex]
                 let frame = entry.frame(for: replay.channels.count, epoch: epoch)
                 if bytes + frame.bytes.count > budget && bytes > 0 { break }
+                heads[pick] = heads[pick].dropFirst()
+                next[pick] = heads[pick].first.map { $0.seq <= replay.upTo ? $0.seq : .max } ?? .max
                 frames.append(frame)
                 bytes += frame.bytes.count
                 last = entry.seq

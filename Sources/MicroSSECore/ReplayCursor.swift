@@ -12,10 +12,8 @@ package protocol ReplaySource: AnyObject, Sendable {
 }
 
 extension SubscriberQueue {
-    /// Queued bytes under which the replay is read further.
-    static let replayLowWater = 16_384
-    /// The most bytes one chunk of replay queues (one or two of libmicrohttpd's writes).
-    static let replayChunkBytes = 32_768
+    /// The most bytes one chunk of replay queues (about two of libmicrohttpd's writes).
+    static let replayChunkBytes = 65_536
 
     /// The log position the stream may read up to: while a replay is pending, the position its
     /// frames are due at.
@@ -29,12 +27,13 @@ extension SubscriberQueue {
         replayAt = cursor.position
     }
 
-    /// The source to read and the bytes a chunk may take, when the replay's queued bytes ran low
-    /// (or nothing queued is due before the replay's position: frames queued for later wait).
-    var replayWanted: (source: any ReplaySource, budget: Int)? {
-        guard let replay, phase == .open, queuedBytes < Self.replayLowWater || nextQueuedAt > replayAt
-        else { return nil }
-        return (replay, Swift.min(Self.replayChunkBytes, Swift.max(1, freeBytes)))
+    /// The source to read and the bytes a chunk may take, when fewer than `target` bytes are
+    /// queued (the size of the write about to be made: it is filled, and what the socket takes
+    /// leaves the queue at once), or nothing queued is due before the replay's position.
+    func replayWanted(target: Int) -> (source: any ReplaySource, budget: Int)? {
+        guard let replay, phase == .open, queuedBytes < target || nextQueuedAt > replayAt else { return nil }
+        let budget = Swift.min(Self.replayChunkBytes, Swift.max(1, target - queuedBytes), freeBytes)
+        return (replay, Swift.max(1, budget))
     }
 
     /// Queues a chunk of `source`'s replay (nil: the replay is over) before anything queued for
@@ -69,11 +68,12 @@ extension Subscriber {
         replaying.store(true, ordering: .releasing)
     }
 
-    /// Reads the next chunk of the replay when its queued bytes ran low: the source is read with
-    /// no lock of the stream held, then the chunk queued before anything due later.
-    func refillReplay() {
+    /// Reads the next chunk of the replay when fewer than `target` bytes (the write about to be
+    /// made) are queued: the source is read with no lock of the stream held, then the chunk
+    /// queued before anything due later.
+    func refillReplay(target: Int) {
         guard replaying.load(ordering: .acquiring) else { return }
-        guard let (source, budget) = locked(activity: false, { $0.replayWanted }) else { return }
+        guard let (source, budget) = locked(activity: false, { $0.replayWanted(target: target) }) else { return }
         let chunk = source.next(budget: budget)
         let action = locked(activity: false) { q in
             let action = q.appendReplay(chunk, from: source)

@@ -36,7 +36,7 @@ package final class Subscriber: Sendable {
     /// Whether the attached connection can be written while suspended (see ``published()``).
     /// Declared here, it takes a byte of the queue's last word instead of a word of its own.
     let flushable = Atomic<Bool>(false)
-    /// Whether a resume's replay is still being read (``refillReplay()``), readable without the lock.
+    /// Whether a resume's replay is still being read (``refillReplay(target:)``), readable without the lock.
     let replaying = Atomic<Bool>(false)
     let hooks: Mutex<(any StreamConnection)?>
     /// The ticker's set this stream enters whenever it has bytes pending (nil: no ticker).
@@ -201,7 +201,7 @@ package final class Subscriber: Sendable {
     package func read(
         into out: UnsafeMutableRawBufferPointer, onSuspend: () -> Void, onListing: () -> Void
     ) -> SubscriberQueue.ReadAction {
-        refillReplay()
+        refillReplay(target: out.count)
         let writeDirectly = flushable.load(ordering: .relaxed)
         // A read counts as the stream's activity only when it delivers events (not a heartbeat).
         return locked(activity: false) {
@@ -227,7 +227,7 @@ package final class Subscriber: Sendable {
     package func read(
         max: Int, write: (ArraySlice<UInt8>) -> Void, onSuspend: () -> Void
     ) -> SubscriberQueue.ReadAction {
-        refillReplay()
+        refillReplay(target: max)
         return locked(activity: false) {
             let mark = waitingMark(listed: $0.listedPending)
             let action = $0.read(max: max, write: write) { mirroredState.store(mark, ordering: .releasing) }
