@@ -50,8 +50,8 @@ struct ResumeMemoryTests {
         let after = liveResidentKiB()
         let perStream = max(0, after - before) * 1_024 / streams
         // Copied into each stream's queue, the replays cost 819 KB per stream here (the code
-        // before cursors); a cursor costs a chunk of queued frames at most (about 31 KB measured,
-        // libmicrohttpd's write buffer included). The bound is loose: this process runs other
+        // before cursors); a cursor costs one write's worth of queued frames at most (10-30 KB
+        // measured, libmicrohttpd's write buffer included). The bound is loose: this process runs other
         // tests meanwhile, and their memory counts too.
         #expect(perStream < 400_000, "hub memory per resuming stream: \(perStream) bytes")
         // /stats answers while the replays run.
