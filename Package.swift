@@ -5,6 +5,8 @@ let package = Package(
     name: "MicroSSE",
     products: [
         .library(name: "MicroSSE", targets: ["MicroSSE"]),
+        // Several hubs through Redis, for Swift packages: only those that add it link hiredis.
+        .library(name: "MicroSSERedis", targets: ["MicroSSERedis"]),
         // The C library. SwiftPM cannot name it `microsse` next to the `microsse` executable, so the
         // product is `MicroSSEC` and its soname is `libmicrosse.so.0` (0: the ABI's major version);
         // `make lib` adds that name and the development link `libmicrosse.so`.
@@ -14,11 +16,10 @@ let package = Package(
     dependencies: [
         .package(url: "https://github.com/apple/swift-log.git", from: "1.16.2"),
         .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),
-        // -- h-eco: metrics, /metrics exposition, service lifecycle
+        // Metrics for the app's backend, the hub's /metrics text, and `Server` as a `Service`.
         .package(url: "https://github.com/apple/swift-metrics.git", from: "2.13.0"),
         .package(url: "https://github.com/swift-server/swift-prometheus.git", from: "2.4.1"),
         .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.13.0"),
-        // -- end h-eco
     ],
     targets: [
         // libmicrohttpd from Debian (libmicrohttpd-dev), found through pkg-config.
@@ -31,10 +32,13 @@ let package = Package(
         // No pkgConfig: hiredis.pc adds -D_FILE_OFFSET_BITS=64, which SwiftPM rejects with a
         // warning; the header is at <hiredis/hiredis.h> in the default include path.
         .systemLibrary(name: "CHiredis", providers: [.apt(["libhiredis-dev"])]),
-        // Typed, non-variadic wrappers for the few libmicrohttpd calls Swift cannot make.
+        // The transport's C (about 1,000 lines; only MicroSSETransport imports it): typed wrappers
+        // for libmicrohttpd's variadic calls, chunked `sendmsg` writes, epoll and eventfd, request
+        // deadlines, per-address connection counts, and request-head checks.
         .target(name: "CMHDShim", dependencies: ["CMicroHTTPD"]),
         // The layers, each its own module so the compiler enforces the arrows (docs/DESIGN.md):
-        // wire format -> core -> transport -> MicroSSE (public API) -> C ABI; Redis beside them.
+        // wire format -> core -> transport -> MicroSSE (public API) -> C ABI; Auth and Redis
+        // beside them (Auth on the wire layer's channel-name rule, Redis on MicroSSE).
         // Layers see each other's `package` declarations; only MicroSSE's are public API.
         .target(name: "MicroSSEWire"),
         // glibc's <malloc.h> (malloc_trim, malloc_usable_size) as a module: the history budget
@@ -47,18 +51,17 @@ let package = Package(
             dependencies: [
                 "MicroSSEWire", "MicroSSECore", "MicroSSETransport", "MicroSSEAuth",
                 .product(name: "Logging", package: "swift-log"),
-                // -- h-eco
                 .product(name: "CoreMetrics", package: "swift-metrics"),
                 .product(name: "Prometheus", package: "swift-prometheus"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
-                // -- end h-eco
             ]
         ),
-        // Several hubs through Redis: only what links it (the CLI, the C library) pays for hiredis.
+        // Several hubs through Redis: only what links it (the CLI, the C library, a package that
+        // adds the MicroSSERedis product) pays for hiredis.
         .target(name: "MicroSSERedis", dependencies: ["MicroSSE", "MicroSSECore", "CHiredis"]),
         // include/microsse.h as a module, so the C ABI's exports are checked against it.
         .systemLibrary(name: "CMicroSSE"),
-        // The C ABI: a thin @_cdecl shell over the Swift API (include/microsse.h).
+        // The C ABI: a thin `@c @implementation` shell over the Swift API (include/microsse.h).
         .target(
             name: "MicroSSECABI",
             dependencies: ["MicroSSE", "MicroSSERedis", "CMicroSSE"],
@@ -70,9 +73,7 @@ let package = Package(
                 "MicroSSE", "MicroSSERedis", "CGnuTLS",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
-                // -- h-eco
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
-                // -- end h-eco
             ]
         ),
         // Benchmarks' in-process publisher (scenario "inproc"): built with the package, release mode.
@@ -94,23 +95,20 @@ let package = Package(
         .testTarget(name: "RedisTests", dependencies: ["MicroSSE", "MicroSSERedis", "MicroSSETestSupport"]),
         // Builds and runs C programs against include/microsse.h and libmicrosse.
         .testTarget(name: "CABITests", dependencies: ["MicroSSECABI", "MicroSSETestSupport"]),
-        // --- JWT authorization (kept together; MicroSSE wires it into the channel routes) ---
-        // libjwt from Debian (libjwt-dev), found through pkg-config (libjwt.pc adds only -ljwt).
+        // JWT authorization (MicroSSE wires it into the channel routes). libjwt from Debian
+        // (libjwt-dev), found through pkg-config (libjwt.pc adds only -ljwt).
         .systemLibrary(name: "CJWT", pkgConfig: "libjwt", providers: [.apt(["libjwt-dev"])]),
         // Token verification, claims, channel patterns and token extraction; no Foundation.
-        .target(name: "MicroSSEAuth", dependencies: ["CJWT"]),
+        .target(name: "MicroSSEAuth", dependencies: ["MicroSSEWire", "CJWT"]),
         .testTarget(name: "AuthTests", dependencies: ["MicroSSEAuth", "CJWT"]),
-        // --- end of JWT authorization ---
-        // -- DoctorTests: `microsse doctor` against the real hub, directly and through a real
-        // nginx (Examples/deploy); the deploy files checked with nginx -t and systemd-analyze.
+        // `microsse doctor` against the real hub, directly and through a real nginx
+        // (Examples/deploy); the deploy files checked with nginx -t and systemd-analyze.
         .testTarget(name: "DoctorTests", dependencies: ["MicroSSETestSupport"]),
-        // -- end DoctorTests
-        // -- doctor over TLS: GnuTLS from Debian (libgnutls28-dev, which libmicrohttpd-dev
+        // The doctor over TLS: GnuTLS from Debian (libgnutls28-dev, which libmicrohttpd-dev
         // also pulls in), found through pkg-config; only the CLI links it, for https:// URLs.
         .systemLibrary(name: "CGnuTLS", pkgConfig: "gnutls", providers: [.apt(["libgnutls28-dev"])]),
-        // -- end doctor over TLS
-        // -- h-eco: the README's ServiceGroup example (run by EcosystemTests), and the tests of
-        // metrics, the service lifecycle, configuration from the environment and the access log.
+        // The README's ServiceGroup example (run by EcosystemTests), and the tests of metrics,
+        // the service lifecycle, configuration from the environment and the access log.
         .executableTarget(
             name: "service-group",
             dependencies: [
@@ -126,7 +124,6 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),
-        // -- end h-eco
     ],
     swiftLanguageModes: [.v6]
 )

@@ -26,7 +26,7 @@ scripts/deps.sh libmicrohttpd-dev libjwt-dev pkg-config python3 >&2
 # The layers' sources are compiled into one module per target (hence -package-name: their
 # `package` declarations are then visible to the target, like `internal` ones).
 WIRE=$(ls Sources/MicroSSEWire/*.swift | tr '\n' ' ')
-CORE="$(ls Sources/MicroSSECore/*.swift | grep -v Ticker.swift | tr '\n' ' ')"
+CORE=$(ls Sources/MicroSSECore/*.swift | tr '\n' ' ')
 
 # name -> project sources compiled into the target (besides Fuzz/targets/Common.swift + NAME.swift)
 declare -A SOURCES=(
@@ -48,10 +48,12 @@ TARGETS=${*:-$ALL}
 
 build_swift() {
     local name=$1 src="$OUT/src/$name"
-    # One module of the layers' files: their imports of each other are dropped.
+    # One module of the layers' files: their imports of each other are dropped. Each copy is
+    # named after its module too (MicroSSEWire and MicroSSEAuth both have a JSON.swift).
     rm -rf "$src" && mkdir -p "$src"
     for f in ${SOURCES[$name]}; do
-        sed -E '/^(internal |package |public )?import MicroSSE[A-Za-z]*$/d' "$f" >"$src/$(basename "$f")"
+        sed -E '/^(internal |package |public )?import MicroSSE[A-Za-z]*$/d' "$f" \
+            >"$src/$(basename "$(dirname "$f")")_$(basename "$f")"
     done
     # shellcheck disable=SC2086
     swiftc -sanitize=fuzzer,address -parse-as-library -swift-version 6 -O -g -package-name MicroSSE \

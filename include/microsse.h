@@ -32,15 +32,17 @@
  * - Strings are UTF-8 and NUL-terminated unless a length is given. Every string and buffer
  *   passed in is copied before the call returns; the caller keeps ownership of its memory.
  * - Strings returned by the library are owned by it; how long each stays valid is stated.
- * - Threads: msse_server_* functions that change the server (create, start, stop, destroy)
- *   must not run concurrently on the same server, and never from inside a callback. Everything
+ * - Threads: msse_server_* functions that change the server (create, start, destroy) must not
+ *   run concurrently on the same server; start never from inside a callback (stop and destroy
+ *   may be called from one: they then finish on a thread of their own). Everything
  *   else (publishing, sending to clients, adding routes and callbacks, reading the port and
  *   statistics) may be called from any thread at any time, concurrently.
  * - Callbacks (authorizer, routes, stream routes, connect, disconnect) run on libmicrohttpd's
  *   polling thread, one at a time per polling thread (config.thread_pool_size > 1 gives several
  *   polling threads, so callbacks can then run concurrently). They must return quickly and must
  *   not block: a slow callback delays every client. They may call msse_publish and the
- *   msse_client_* functions, but not msse_server_stop or msse_server_destroy.
+ *   msse_client_* functions, and msse_server_stop or msse_server_destroy (e.g. a `/shutdown`
+ *   route), which then return at once and finish on a thread of their own.
  *   A disconnect callback can also run on the thread calling msse_server_stop().
  * - Every registration that stores a `void *user_data` takes an optional `free_fn`; it is called
  *   exactly once with that user_data, from msse_server_destroy() after the server has stopped
@@ -148,7 +150,7 @@ typedef struct msse_config {
     /* Added in 0.1 after the first layout: a caller whose cfg.size ends above gets the default. */
     const char *redis_url;          /**< "redis://[:PASSWORD@]HOST[:PORT][/DB][?OPTIONS]" or
                                          "redis-sentinel://H:P[,H:P...]/MASTER[?OPTIONS]", OPTIONS
-                                         wait=N|all, waitTimeout=MS, workers=N, queue=N (README,
+                                         wait=auto|N|all, waitTimeout=MS, workers=N, queue=N (README,
                                          "Several hubs"): share channels, ids and
                                          history with other hubs through Redis Streams; NULL keeps them
                                          in this process. NULL. */
@@ -236,19 +238,29 @@ MSSE_API uint16_t msse_server_port(const msse_server *srv);
 
 /**
  * Stops gracefully: refuses new requests, ends every stream with its final chunk (waiting at
- * most config.shutdown_drain_ms), then releases the port. Later publishes return MSSE_EUNAVAIL.
- * Disconnect callbacks for the remaining streams may run on the calling thread.
+ * most config.shutdown_drain_ms), then releases the port, and returns once stopped. Later
+ * publishes return MSSE_EUNAVAIL. Disconnect callbacks for the remaining streams may run on the
+ * calling thread.
+ *
+ * From inside a callback (a route, the authorizer, a connect or disconnect callback: they run on
+ * libmicrohttpd's threads, which the stop must wait for) it only begins the stop, on a thread of
+ * its own, and returns MSSE_OK at once; the request being answered may be cut short. To wait for
+ * the end of that stop, call msse_server_stop (or msse_server_destroy) again from a thread of
+ * your own: a call while a stop is under way waits for it to finish.
  *
  * Returns MSSE_OK (also when already stopped, or never started); MSSE_EINVAL when `srv` is NULL.
- * Not concurrently with other lifecycle calls on `srv`; never from inside a callback.
+ * Any thread; not concurrently with msse_server_start or msse_server_destroy on `srv`.
  */
 MSSE_API int msse_server_stop(msse_server *srv);
 
 /**
  * Stops the server if needed, calls every registered free_fn once, drops the library's client
  * handles (handles the caller retained stay valid until released) and frees the server.
- * `srv` NULL: does nothing. After this call `srv` must not be used. Never from a callback;
- * the caller must make sure no other thread still uses `srv`.
+ * `srv` NULL: does nothing. After this call `srv` must not be used; the caller must make sure no
+ * other thread still uses `srv`.
+ * From inside a callback it returns at once, and a thread of its own does all of this once the
+ * callback has returned (the free_fns then run on that thread, after the server has stopped): a
+ * program that exits right after must wait for its free_fns first.
  */
 MSSE_API void msse_server_destroy(msse_server *srv);
 

@@ -85,14 +85,15 @@ func fuzzPattern(_ parts: [[UInt8]]) {
     for raw in parts.dropFirst() {
         let channel = String(decoding: raw, as: UTF8.self)
         let c = Array(channel.utf8)
-        let valid = (1...128).contains(c.count) && c.allSatisfy(isChannelChar)
+        // `matches` takes valid channel names only (the hub passes nothing else).
+        guard (1...128).contains(c.count) && c.allSatisfy(isChannelChar) else { continue }
         let oracle: Bool
         if b == [UInt8(ascii: "*")] {
-            oracle = valid
+            oracle = true
         } else if b.last == UInt8(ascii: "*") {
-            oracle = valid && c.starts(with: body)
+            oracle = c.starts(with: body)
         } else {
-            oracle = valid && c == b
+            oracle = c == b
         }
         if pattern.matches(channel) != oracle { fuzzFail("\(b) vs \(c): matches \(!oracle)") }
         let claims = Claims(subscribe: [pattern])

@@ -141,6 +141,19 @@ uint16_t msse_shim_daemon_port(struct MHD_Daemon *daemon) {
     return info != NULL ? info->port : 0;
 }
 
+/* Set on every thread that has run a callback of libmicrohttpd's (its polling threads), for the
+ * thread's life. */
+static _Thread_local int msse_shim_daemon_thread_mark;
+
+void msse_shim_mark_daemon_thread(void) { msse_shim_daemon_thread_mark = 1; }
+
+int msse_shim_on_daemon_thread(void) { return msse_shim_daemon_thread_mark; }
+
+unsigned int msse_shim_daemon_connections(struct MHD_Daemon *daemon) {
+    const union MHD_DaemonInfo *info = MHD_get_daemon_info(daemon, MHD_DAEMON_INFO_CURRENT_CONNECTIONS);
+    return info != NULL ? info->num_connections : 0;
+}
+
 int msse_shim_client_address(struct MHD_Connection *connection, char *buffer, size_t size) {
     const union MHD_ConnectionInfo *info =
         MHD_get_connection_info(connection, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
@@ -167,11 +180,6 @@ size_t msse_shim_chunk_head(size_t size, char out[MSSE_SHIM_CHUNK_HEAD_MAX]) {
     size_t n = (size_t)(end - p);
     memcpy(out, p, n);
     return n;
-}
-
-ssize_t msse_shim_send_chunk(int fd, const void *bytes, size_t size, size_t *chunk_length) {
-    msse_shim_part part = {bytes, size};
-    return msse_shim_send_chunk_parts(fd, &part, 1, chunk_length);
 }
 
 ssize_t msse_shim_send_chunk_parts(int fd, const msse_shim_part *parts, int count, size_t *chunk_length) {

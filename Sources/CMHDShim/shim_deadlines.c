@@ -91,6 +91,7 @@ void msse_shim_notify_connection(void *cls, struct MHD_Connection *connection, v
                                  enum MHD_ConnectionNotificationCode code) {
     msse_shim_tracker *t = cls;
     if (code == MHD_CONNECTION_NOTIFY_STARTED) {
+        msse_shim_mark_daemon_thread();
         msse_shim_conn *c = calloc(1, sizeof *c);
         if (c == NULL) return;
         const union MHD_ConnectionInfo *info = MHD_get_connection_info(connection, MHD_CONNECTION_INFO_CONNECTION_FD);
@@ -113,6 +114,20 @@ void msse_shim_notify_connection(void *cls, struct MHD_Connection *connection, v
         else if (t->timeout_ms > 0) msse_shim_link_tail(&t->head, c, t->timeout_ms);
         pthread_mutex_unlock(&t->lock);
         *socket_context = c;
+        /* libmicrohttpd 0.9.75 cannot time out a TLS connection still in its handshake: the
+         * timeout marks it closed, but its idle handler stops at the unfinished handshake before
+         * it reaches the clean-up, so the descriptor stays open for the daemon's life and the
+         * polling loop, finding it due again on every pass, never sleeps. The handshake fails
+         * cleanly instead when the tracker shuts the socket down (GnuTLS reads the end of the
+         * stream), so the tracker must always come first: libmicrohttpd's timeout is off for a
+         * TLS connection until its first request has arrived (msse_shim_request_arrived turns
+         * it back on), and the tracker's deadline, from the connection's start, bounds it. */
+        if (t->timeout_ms > 0 || c->over_limit) {
+            const union MHD_ConnectionInfo *tls = MHD_get_connection_info(connection, MHD_CONNECTION_INFO_GNUTLS_SESSION);
+            if (tls != NULL && tls->tls_session != NULL &&
+                MHD_set_connection_option(connection, MHD_CONNECTION_OPTION_TIMEOUT, 0u) == MHD_YES)
+                c->mhd_timeout_off = 1;
+        }
     } else if (code == MHD_CONNECTION_NOTIFY_CLOSED) {
         msse_shim_conn *c = *socket_context;
         if (c == NULL) return;
@@ -130,6 +145,13 @@ static void msse_shim_set_deadline(struct MHD_Connection *connection, int arm) {
     if (info == NULL || info->socket_context == NULL) return;
     msse_shim_conn *c = info->socket_context;
     msse_shim_tracker *t = c->tracker;
+    if (!arm && c->mhd_timeout_off) {
+        /* The handshake is over: libmicrohttpd's idle timeout applies again (the connection's
+         * thread, like every call of this function). */
+        c->mhd_timeout_off = 0;
+        (void)MHD_set_connection_option(connection, MHD_CONNECTION_OPTION_TIMEOUT,
+                                        (unsigned int)(t->timeout_ms / 1000u));
+    }
     /* A refused connection keeps its short deadline until libmicrohttpd closes it. */
     if (c->over_limit) return;
     pthread_mutex_lock(&t->lock);

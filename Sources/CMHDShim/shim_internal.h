@@ -37,6 +37,9 @@ typedef struct msse_shim_conn {
     unsigned char target_bad;
     /* The current request is HTTP/1.1 (its stream, if any, is sent chunked). Set by the head check. */
     unsigned char http11;
+    /* libmicrohttpd's own timeout is off for this TLS connection until its first request arrives
+     * (see msse_shim_notify_connection): the tracker's deadline alone bounds the handshake. */
+    unsigned char mhd_timeout_off;
 } msse_shim_conn;
 
 /* ---- Connections per client address (shim_peers.c), under the tracker's lock ---- */

@@ -20,6 +20,7 @@ const void *msse_shim_path_nul_marker(void) { return &msse_shim_path_nul_marker_
  * splits off and parses the query (the pointer is const only in the callback's signature). */
 void *msse_shim_uri_log(void *cls, const char *uri, struct MHD_Connection *connection) {
     size_t pool = (size_t)(uintptr_t)cls;
+    msse_shim_mark_daemon_thread(); /* the first callback of every request */
     if (uri == NULL) return NULL;
     const union MHD_ConnectionInfo *info = MHD_get_connection_info(connection, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
     if (info != NULL && info->socket_context != NULL) {

@@ -1,5 +1,6 @@
 import MicroSSECore
 import MicroSSETransport
+import MicroSSEWire
 
 /// One connected stream, handed to stream routes and to connect/disconnect callbacks.
 ///
@@ -16,17 +17,31 @@ public final class Client: Sendable, Hashable {
     /// The hub that serves the stream, told when its connection is gone. Weak: a client the
     /// embedder keeps must not keep the server's hub (its broker, history, callbacks) alive.
     weak let hub: Hub?
+    /// ``ServerConfiguration/maxPublishBytes``: a private send obeys the publish's bound.
+    private let maxEventBytes: Int
 
     init(request: Request, subscriber: Subscriber, hub: Hub) {
         self.request = request
         self.subscriber = subscriber
         self.hub = hub
+        self.maxEventBytes = hub.configuration.maxPublishBytes
     }
 
-    /// Sends an event to this client alone. Returns false when the stream is closed or ending,
-    /// or when the event did not fit the client's buffer (the client is then disconnected).
+    /// Sends an event to this client alone, under the rules of a publish. Returns false when the
+    /// stream is closed or ending, or when the event did not fit the client's buffer (the client
+    /// is then disconnected).
+    ///
+    /// - Throws: `.payloadTooLarge` when the data is larger than
+    ///   ``ServerConfiguration/maxPublishBytes``; `.invalidEventName` for a reserved name
+    ///   (`microsse.gap`, `microsse.expired`, `error`, `open`).
     @discardableResult
-    public func send(_ event: Event) -> Bool {
+    public func send(_ event: Event) throws(MicroSSEError) -> Bool {
+        try event.checkSendable(maxBytes: maxEventBytes)
+        return sendControl(event)
+    }
+
+    /// Sends one of MicroSSE's own events (``send(_:)`` without its checks).
+    func sendControl(_ event: Event) -> Bool {
         enqueue(Frame(bytes: EventEncoder.encode(event), isEvent: true))
     }
 
@@ -96,4 +111,19 @@ public struct Statistics: Sendable, Equatable {
     public var drops: Int
     /// Streams ended, for any reason.
     public var disconnects: Int
+}
+
+extension Event {
+    /// What a publisher or a private send may send: data within `maxBytes`
+    /// (``ServerConfiguration/maxPublishBytes``), and no reserved event name (MicroSSE's own
+    /// control events, which could make clients believe events were lost or end their streams,
+    /// and `error` and `open`, which an `EventSource` hands to its own handlers).
+    func checkSendable(maxBytes: Int) throws(MicroSSEError) {
+        guard data.utf8.count <= maxBytes else {
+            throw MicroSSEError(.payloadTooLarge, "event data is larger than \(maxBytes) bytes")
+        }
+        if let name = event, let reason = ControlEvents.reservedReason(name) {
+            throw MicroSSEError(.invalidEventName, reason)
+        }
+    }
 }

@@ -25,6 +25,9 @@ final class HubMetrics: Sendable {
     let disconnects: CoreMetrics.Counter
     let drops: CoreMetrics.Counter
     let publishDuration: CoreMetrics.Timer
+    /// Publishes acknowledged while no replica confirmed them (Redis `wait=auto` with no replica
+    /// connected): `MicroSSE-Replicated: 0`.
+    let unreplicated: CoreMetrics.Counter
     private let gapsEvicted: CoreMetrics.Counter
     private let gapsUnknown: CoreMetrics.Counter
     private let delivered: CoreMetrics.Counter
@@ -55,6 +58,7 @@ final class HubMetrics: Sendable {
         static let opened = "microsse_streams_opened_total"
         static let gaps = "microsse_gaps_total"
         static let publishDuration = "microsse_publish_duration_seconds"
+        static let unreplicated = "microsse_publishes_unreplicated_total"
         static let largestQueue = "microsse_queue_pending_bytes_max"
         /// With Redis: times the reader lost its place, and how far behind it is (0 without Redis).
         static let readerGaps = "microsse_redis_reader_gaps_total"
@@ -78,6 +82,7 @@ final class HubMetrics: Sendable {
         opened = counter(Name.opened)
         disconnects = counter(Name.disconnects)
         drops = counter(Name.drops)
+        unreplicated = counter(Name.unreplicated)
         delivered = counter(Name.delivered)
         bytes = counter(Name.bytes)
         gapsEvicted = counter(Name.gaps, [("reason", GapReason.evicted.rawValue)])
@@ -187,6 +192,17 @@ struct GapCountingBroker: EventBroker {
         completion: @escaping @Sendable (Result<String, MicroSSEError>) -> Void
     ) {
         base.publish(event, to: channel, completion: completion)
+    }
+
+    func publishReceipt(_ event: Event, to channel: ChannelName) throws(MicroSSEError) -> PublishReceipt {
+        try base.publishReceipt(event, to: channel)
+    }
+
+    func publishReceipt(
+        _ event: Event, to channel: ChannelName,
+        completion: @escaping @Sendable (Result<PublishReceipt, MicroSSEError>) -> Void
+    ) {
+        base.publishReceipt(event, to: channel, completion: completion)
     }
 
     func subscribe(

@@ -1,4 +1,5 @@
 import CoreMetrics
+import Dispatch
 import Logging
 import MicroSSECore
 import MicroSSETransport
@@ -30,9 +31,16 @@ public final class Server: Sendable {
         var transport: HTTPTransport?
         var router: Router?
         var ticker: Ticker?
+        /// A stop has begun, on the thread `stopper` (``StopThread/current``).
         var stopped = false
+        var stopper: UInt?
+        /// A stop was handed to a thread of its own (``beginStop()``: once per server).
+        var stopHandedOff = false
+        /// The stop has finished: the port is released and every stream has ended.
         var finished = false
         var waiters: [CheckedContinuation<Void, Never>] = []
+        /// Threads waiting in ``Server/stop()`` for a stop under way on another thread.
+        var blocked: [DispatchSemaphore] = []
     }
 
     /// Creates a server; nothing is bound until ``start()``, which throws if `configuration`
@@ -61,14 +69,29 @@ public final class Server: Sendable {
     // MARK: Routes and callbacks
 
     /// Serves `handler`'s response for `method path` (exact path match), e.g. a page at `/`.
-    public func addRoute(_ method: String = "GET", _ path: String, handler: @escaping @Sendable (Request) -> Response) {
+    /// Throws `.invalidArgument` unless `path` starts with `/`.
+    public func addRoute(
+        _ method: String = "GET", _ path: String, handler: @escaping @Sendable (Request) -> Response
+    ) throws(MicroSSEError) {
+        try Self.checkRoutePath(path)
         hub.registry.withLock { $0.routes[Hub.RouteKey(method: method, path: path)] = handler }
     }
 
     /// Serves a private `text/event-stream` at `GET path`: `handler` gets a ``Client`` to send
-    /// events to that connection alone (for as long as it stays open).
-    public func addStreamRoute(_ path: String, handler: @escaping @Sendable (Request, Client) -> Void) {
+    /// events to that connection alone (for as long as it stays open). Throws `.invalidArgument`
+    /// unless `path` starts with `/`.
+    public func addStreamRoute(
+        _ path: String, handler: @escaping @Sendable (Request, Client) -> Void
+    ) throws(MicroSSEError) {
+        try Self.checkRoutePath(path)
         hub.registry.withLock { $0.streamRoutes[path] = handler }
+    }
+
+    /// A route's path is what a request's path is compared with: it starts with `/`.
+    private static func checkRoutePath(_ path: String) throws(MicroSSEError) {
+        guard path.hasPrefix("/") else {
+            throw MicroSSEError(.invalidArgument, "route path must start with '/': \(path.debugDescription)")
+        }
     }
 
     /// Decides per request whether a subscriber or publisher may proceed; runs before any byte
@@ -129,21 +152,88 @@ public final class Server: Sendable {
     /// The running transport (nil before ``start()``), for the package's tests.
     package var transport: HTTPTransport? { lifecycle.withLock { $0.transport } }
 
-    /// The bound port (useful with port 0), or 0 before ``start()``.
+    /// The bound port (useful with port 0), or 0 before ``start()`` and once ``stop()`` has
+    /// finished (the port is released then).
     public var port: UInt16 {
-        lifecycle.withLock { $0.transport?.boundPort.load(ordering: .acquiring) ?? 0 }
+        lifecycle.withLock { l in l.finished ? 0 : l.transport?.boundPort.load(ordering: .acquiring) ?? 0 }
     }
 
     /// Stops gracefully: refuses new requests, ends every stream with its final chunk (waiting at
-    /// most ``ServerConfiguration/shutdownDrainMilliseconds``), then releases the port.
-    /// Idempotent; callable from any thread (not from a handler).
+    /// most ``ServerConfiguration/shutdownDrainMilliseconds``), then releases the port, and
+    /// returns once stopped. Idempotent: a call while a stop is under way on another thread waits
+    /// for it. Callable from any thread.
+    ///
+    /// From a handler, the authorizer or a connect/disconnect callback (libmicrohttpd's threads,
+    /// which the stop joins) it only begins the stop, on a thread of its own, and returns at once;
+    /// ``waitUntilStopped()`` and ``run()`` return when it is done. In async code, prefer
+    /// ``shutdown()``, which does not hold a cooperative thread while the streams drain.
     public func stop() {
-        let (transport, ticker) = lifecycle.withLock { l in
-            let first = !l.stopped
-            l.stopped = true
-            defer { l.ticker = nil }
-            return (first ? l.transport : nil, l.ticker)
+        if StopThread.isDaemonThread {
+            beginStop()
+            return
         }
+        enum Role {
+            case perform(HTTPTransport?, Ticker?)
+            case wait(DispatchSemaphore)
+            case done
+        }
+        let me = StopThread.current
+        let role = lifecycle.withLock { l -> Role in
+            if l.finished { return .done }
+            if l.stopped {
+                // A disconnect callback run by this very stop: it is under way already.
+                if l.stopper == me { return .done }
+                let wait = DispatchSemaphore(value: 0)
+                l.blocked.append(wait)
+                return .wait(wait)
+            }
+            l.stopped = true
+            l.stopper = me
+            defer { l.ticker = nil }
+            return .perform(l.transport, l.ticker)
+        }
+        switch role {
+        case .done: return
+        case .wait(let semaphore): semaphore.wait()
+        case .perform(let transport, let ticker): performStop(transport, ticker)
+        }
+    }
+
+    /// Stops like ``stop()``, with the waiting done on a thread of its own: the calling task is
+    /// suspended, not its thread, while the streams drain.
+    public func shutdown() async {
+        beginStop()
+        await withCheckedContinuation { (c: CheckedContinuation<Void, Never>) in
+            if !enqueueWaiter(c) { c.resume() }
+        }
+    }
+
+    /// Whether the calling thread is one of libmicrohttpd's (a handler, the authorizer, a
+    /// connect/disconnect callback): a thread that must not wait for a stop.
+    package static var onCallbackThread: Bool { StopThread.isDaemonThread }
+
+    /// Runs `body` on a thread of its own (the C shell's destroy from a callback).
+    package static func detach(_ body: @escaping @Sendable () -> Void) { StopThread.detach(body) }
+
+    /// Begins ``stop()`` on a thread of its own and returns at once (once per server).
+    func beginStop() {
+        let first = lifecycle.withLock { l in
+            defer { l.stopHandedOff = true }
+            return !l.stopped && !l.stopHandedOff
+        }
+        if first { StopThread.detach { self.stop() } }
+    }
+
+    /// Lists `c` to be resumed when the stop finishes; false (not listed) if it has.
+    private func enqueueWaiter(_ c: CheckedContinuation<Void, Never>) -> Bool {
+        lifecycle.withLock { l in
+            if l.finished { return false }
+            l.waiters.append(c)
+            return true
+        }
+    }
+
+    private func performStop(_ transport: HTTPTransport?, _ ticker: Ticker?) {
         ticker?.cancel()
         hub.draining.store(true, ordering: .relaxed)
         if let transport {
@@ -155,13 +245,17 @@ public final class Server: Sendable {
             hub.metrics.stopSampling(hub)
             hub.logger.info("microsse stopped")
         }
-        let waiters = lifecycle.withLock { l in
+        let (waiters, blocked) = lifecycle.withLock { l in
             l.finished = true
             l.router = nil
-            defer { l.waiters = [] }
-            return l.waiters
+            defer {
+                l.waiters = []
+                l.blocked = []
+            }
+            return (l.waiters, l.blocked)
         }
         for w in waiters { w.resume() }
+        for b in blocked { b.signal() }
     }
 
     /// Queues a `retry:` with a random delay within ``ServerConfiguration/drainWindowMilliseconds``
@@ -177,30 +271,26 @@ public final class Server: Sendable {
 
     /// Starts the server and returns when it has stopped: by ``stop()``, by cancelling the task,
     /// or by a graceful shutdown of the `ServiceGroup` running it (a signal such as SIGTERM):
-    /// every stream then ends with its final chunk before this returns.
+    /// every stream then ends with its final chunk before this returns. The stop a cancellation
+    /// or a graceful shutdown begins runs on a thread of its own, never on a cooperative thread.
     public func run() async throws {
         try start()
         await withGracefulShutdownHandler {
             await waitUntilStopped()
         } onGracefulShutdown: {
-            self.stop()
+            self.beginStop()
         }
     }
 
     /// Returns once ``stop()`` has finished (at once if it already has). Cancelling the waiting
-    /// task stops the server.
+    /// task stops the server (on a thread of its own: the cancelling thread does not wait).
     public func waitUntilStopped() async {
         await withTaskCancellationHandler {
             await withCheckedContinuation { (c: CheckedContinuation<Void, Never>) in
-                let done = lifecycle.withLock { l -> Bool in
-                    if l.finished { return true }
-                    l.waiters.append(c)
-                    return false
-                }
-                if done { c.resume() }
+                if !enqueueWaiter(c) { c.resume() }
             }
         } onCancel: {
-            stop()
+            beginStop()
         }
     }
 
@@ -235,16 +325,16 @@ extension Hub {
     func publish(_ event: Event, to channel: ChannelName) throws(MicroSSEError) -> String {
         try admit(event)
         let started = ContinuousClock.now
-        let id = try broker.publish(event, to: channel)
-        countPublish(since: started)
-        return id
+        let receipt = try broker.publishReceipt(event, to: channel)
+        countPublish(receipt, since: started)
+        return receipt.id
     }
 
-    /// ``publish(_:to:)`` for the HTTP route: returns at once, `completion` gets the id or the
-    /// error (from a broker's worker thread when the broker is asynchronous).
+    /// ``publish(_:to:)`` for the HTTP route: returns at once, `completion` gets the receipt or
+    /// the error (from a broker's worker thread when the broker is asynchronous).
     func publish(
         _ event: Event, to channel: ChannelName,
-        completion: @escaping @Sendable (Result<String, MicroSSEError>) -> Void
+        completion: @escaping @Sendable (Result<PublishReceipt, MicroSSEError>) -> Void
     ) {
         do throws(MicroSSEError) {
             try admit(event)
@@ -253,8 +343,8 @@ extension Hub {
             return
         }
         let started = ContinuousClock.now
-        broker.publish(event, to: channel) { [self] result in
-            if case .success = result { countPublish(since: started) }
+        broker.publishReceipt(event, to: channel) { [self] result in
+            if case .success(let receipt) = result { countPublish(receipt, since: started) }
             completion(result)
         }
     }
@@ -262,19 +352,14 @@ extension Hub {
     /// What a publisher may send: data within ``ServerConfiguration/maxPublishBytes``, and no
     /// reserved event name (MicroSSE's own control events, `error` and `open`).
     private func admit(_ event: Event) throws(MicroSSEError) {
-        let limit = configuration.maxPublishBytes
-        guard event.data.utf8.count <= limit else {
-            throw MicroSSEError(.payloadTooLarge, "event data is larger than \(limit) bytes")
-        }
-        if let name = event.event, let reason = ControlEvents.reservedReason(name) {
-            throw MicroSSEError(.invalidEventName, reason)
-        }
+        try event.checkSendable(maxBytes: configuration.maxPublishBytes)
     }
 
-    private func countPublish(since started: ContinuousClock.Instant) {
+    private func countPublish(_ receipt: PublishReceipt, since started: ContinuousClock.Instant) {
         let elapsed = started.duration(to: .now)
         published.add(1, ordering: .relaxed)
         metrics.published.increment()
+        if receipt.replicas == 0 { metrics.unreplicated.increment() }
         metrics.publishDuration.recordNanoseconds(
             elapsed.components.seconds * 1_000_000_000 + elapsed.components.attoseconds / 1_000_000_000)
     }

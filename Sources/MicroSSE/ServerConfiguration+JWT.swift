@@ -1,9 +1,5 @@
 import MicroSSEAuth
 
-#if canImport(Glibc)
-    import Glibc
-#endif
-
 /// The key that verifies subscriber and publisher tokens (``ServerConfiguration/jwt``).
 ///
 /// The key fixes the algorithm, never the token: a secret means HS256, an RSA public key
@@ -41,22 +37,9 @@ public struct JWTSettings: Sendable, Equatable {
     /// does).
     ///
     /// - Throws: ``MicroSSEError`` with code `.invalidArgument` and a one-line reason when the
-    ///   file cannot be read, is larger than 64 KiB or is not UTF-8 text.
+    ///   file cannot be read, is larger than 64 KiB, is not UTF-8 text or has no PEM block.
     public init(publicKeyFile path: String) throws(MicroSSEError) {
-        guard let file = fopen(path, "rb") else {
-            throw MicroSSEError(.invalidArgument, "cannot read JWT key \(path): \(String(cString: strerror(errno)))")
-        }
-        defer { fclose(file) }
-        var bytes = [UInt8](repeating: 0, count: 64 << 10 + 1)
-        let n = bytes.withUnsafeMutableBytes { fread($0.baseAddress, 1, $0.count, file) }
-        guard ferror(file) == 0 else {
-            throw MicroSSEError(.invalidArgument, "cannot read JWT key \(path): read error")
-        }
-        guard n <= 64 << 10 else { throw MicroSSEError(.invalidArgument, "JWT key \(path) is larger than 64 KiB") }
-        guard let text = String(validating: bytes[0..<n], as: UTF8.self) else {
-            throw MicroSSEError(.invalidArgument, "JWT key \(path) is not a PEM file")
-        }
-        key = .publicKeyPEM(text)
+        key = .publicKeyPEM(try readPEMFile(path, what: "JWT key", maxBytes: 64 << 10))
     }
 
     /// The verifier for this key; `.invalidArgument` with the verifier's reason if it is unusable.

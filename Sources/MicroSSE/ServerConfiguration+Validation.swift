@@ -1,5 +1,14 @@
 import MicroSSETransport
 
+/// Settings a module beside MicroSSE keeps in a configuration (MicroSSERedis's, in
+/// ``ServerConfiguration/brokerFactory``): ``ServerConfiguration/validate()`` asks them too, so a
+/// value they cannot honour is refused like any other field.
+package protocol ConfigurationValidating {
+    /// Throws `.invalidArgument` with a one-line reason when the settings cannot be honoured in
+    /// `configuration`.
+    func validate(_ configuration: ServerConfiguration) throws(MicroSSEError)
+}
+
 extension ServerConfiguration {
     /// Checks every field; the one set of rules the Swift API, the C ABI and `microsse serve`
     /// share. Throws `.invalidArgument` naming the first field out of range.
@@ -52,6 +61,7 @@ extension ServerConfiguration {
         }
         try check(maxUploadBytesInFlight >= 1, "maxUploadBytesInFlight must be at least 1")
         try check(maxChannelsPerStream >= 1, "maxChannelsPerStream must be at least 1")
+        if let settings = brokerFactory as? any ConfigurationValidating { try settings.validate(self) }
     }
 
     private func check(_ condition: Bool, _ reason: String) throws(MicroSSEError) {

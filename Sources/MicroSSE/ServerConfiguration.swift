@@ -23,36 +23,12 @@ public struct ServerConfiguration: Sendable {
 
         /// Reads TLS settings from PEM files (what `microsse serve --tls-cert --tls-key` does).
         ///
-        /// - Throws: ``MicroSSEError`` with code ``MicroSSEError/Code/startFailed`` and a one-line
-        ///   reason when a file cannot be read, is not UTF-8 text or has no PEM block.
+        /// - Throws: ``MicroSSEError`` with code ``MicroSSEError/Code/invalidArgument`` and a
+        ///   one-line reason when a file cannot be read, is larger than 1 MiB, is not UTF-8 text or
+        ///   has no PEM block.
         public init(certificateFile: String, privateKeyFile: String) throws(MicroSSEError) {
-            self.certificatePEM = try Self.readPEM(certificateFile, what: "certificate")
-            self.privateKeyPEM = try Self.readPEM(privateKeyFile, what: "private key")
-        }
-
-        private static func readPEM(_ path: String, what: String) throws(MicroSSEError) -> String {
-            guard let file = fopen(path, "rb") else {
-                let reason = String(cString: strerror(errno))
-                throw MicroSSEError(.startFailed, "cannot read TLS \(what) \(path): \(reason)")
-            }
-            defer { fclose(file) }
-            var bytes: [UInt8] = []
-            var chunk = [UInt8](repeating: 0, count: 16 << 10)
-            while true {
-                let n = chunk.withUnsafeMutableBytes { fread($0.baseAddress, 1, $0.count, file) }
-                bytes += chunk[0..<n]
-                if n < chunk.count { break }
-                guard bytes.count <= 1 << 20 else {
-                    throw MicroSSEError(.startFailed, "TLS \(what) \(path) is larger than 1 MiB")
-                }
-            }
-            guard ferror(file) == 0 else {
-                throw MicroSSEError(.startFailed, "cannot read TLS \(what) \(path): read error")
-            }
-            guard let text = String(validating: bytes, as: UTF8.self), text.contains("-----BEGIN ") else {
-                throw MicroSSEError(.startFailed, "TLS \(what) \(path) is not a PEM file")
-            }
-            return text
+            self.certificatePEM = try readPEMFile(certificateFile, what: "TLS certificate", maxBytes: 1 << 20)
+            self.privateKeyPEM = try readPEMFile(privateKeyFile, what: "TLS private key", maxBytes: 1 << 20)
         }
     }
 
@@ -185,4 +161,27 @@ public struct ServerConfiguration: Sendable {
 
     /// The defaults.
     public init() {}
+}
+
+/// The text of the PEM file at `path` (TLS certificates and keys, JWT public keys): the one routine
+/// that reads them, so every PEM file is refused the same way. Throws `.invalidArgument` naming
+/// `what` and `path` when the file cannot be read, is larger than `maxBytes`, is not UTF-8 text
+/// or holds no `-----BEGIN ` line.
+func readPEMFile(_ path: String, what: String, maxBytes: Int) throws(MicroSSEError) -> String {
+    guard let file = fopen(path, "rb") else {
+        throw MicroSSEError(.invalidArgument, "cannot read \(what) \(path): \(String(cString: strerror(errno)))")
+    }
+    defer { fclose(file) }
+    var bytes = [UInt8](repeating: 0, count: maxBytes + 1)
+    let n = bytes.withUnsafeMutableBytes { fread($0.baseAddress, 1, $0.count, file) }
+    guard ferror(file) == 0 else {
+        throw MicroSSEError(.invalidArgument, "cannot read \(what) \(path): read error")
+    }
+    guard n <= maxBytes else {
+        throw MicroSSEError(.invalidArgument, "\(what) \(path) is larger than \(maxBytes >> 10) KiB")
+    }
+    guard let text = String(validating: bytes[0..<n], as: UTF8.self), text.contains("-----BEGIN ") else {
+        throw MicroSSEError(.invalidArgument, "\(what) \(path) is not a PEM file")
+    }
+    return text
 }

@@ -79,7 +79,9 @@ final class StreamExpiry: @unchecked Sendable {
             if let next = s.armed { arm(next) }
         }
         for (exp, client) in due where client.isOpen {
-            if let event = try? Event(data: "{\"exp\": \(exp)}", event: Self.eventType) { client.send(event) }
+            if let event = try? Event(data: "{\"exp\": \(exp)}", event: Self.eventType) {
+                _ = client.sendControl(event)
+            }
             client.close()
         }
     }

@@ -8,8 +8,6 @@ public struct AuthError: Error, Sendable, Equatable, CustomStringConvertible {
         /// A short, stable name for the code, e.g. `expired`.
         public let name: String
 
-        /// No token was found in the request.
-        public static let missingToken = Code(name: "missingToken")
         /// The token is longer than ``JWTVerifier/maximumTokenLength``.
         public static let tokenTooLarge = Code(name: "tokenTooLarge")
         /// The token is not three base64url segments of JSON header, JSON claims and signature.

@@ -1,3 +1,5 @@
+import MicroSSEWire
+
 /// A set of channels a token grants: one exact name, every name starting with a prefix
 /// (`user.42.*`), or every channel (`*`).
 ///
@@ -16,13 +18,13 @@ public struct ChannelPattern: Hashable, Sendable, CustomStringConvertible {
     }
 
     /// The longest name or prefix, in bytes (the longest channel name).
-    public static let maximumLength = 128
+    public static let maximumLength = ChannelNameRule.maxLength
 
     /// What the pattern matches.
     public let kind: Kind
 
     /// Parses `text`: `*`, a channel name, or a channel name followed by `*`; the name is 1–128
-    /// characters of `A–Z a–z 0–9 . _ ~ -`.
+    /// characters of `A–Z a–z 0–9 . _ ~ -` (the rule every channel name follows).
     public init(_ text: String) throws(AuthError) {
         var body = Substring(text)
         if body == "*" {
@@ -31,8 +33,9 @@ public struct ChannelPattern: Hashable, Sendable, CustomStringConvertible {
         }
         let isPrefix = body.hasSuffix("*")
         if isPrefix { body = body.dropLast() }
-        guard Self.isChannelName(body.utf8) else {
-            throw AuthError(.invalidPattern, "channel pattern is not a name, a prefix ending in *, or *")
+        if let reason = ChannelNameRule.violation(body.utf8) {
+            throw AuthError(
+                .invalidPattern, "channel pattern is not a name, a prefix ending in *, or * (\(reason))")
         }
         kind = isPrefix ? .prefix(String(body)) : .exact(String(body))
     }
@@ -46,27 +49,13 @@ public struct ChannelPattern: Hashable, Sendable, CustomStringConvertible {
         }
     }
 
-    /// Whether `channel`, a valid channel name, is in the set; an invalid name never matches.
+    /// Whether `channel` is in the set. `channel` is a valid channel name (the hub passes only
+    /// names it has validated): the name is not checked again on every call.
     public func matches(_ channel: String) -> Bool {
-        guard Self.isChannelName(channel.utf8) else { return false }
         switch kind {
         case .exact(let name): return channel.utf8.elementsEqual(name.utf8)
         case .prefix(let prefix): return channel.utf8.starts(with: prefix.utf8)
         case .all: return true
-        }
-    }
-
-    /// Whether `bytes` is a channel name: 1–128 bytes of `A–Z a–z 0–9 . _ ~ -`.
-    static func isChannelName<C: Collection<UInt8>>(_ bytes: C) -> Bool {
-        guard (1...maximumLength).contains(bytes.count) else { return false }
-        return bytes.allSatisfy { c in
-            switch c {
-            case UInt8(ascii: "A")...UInt8(ascii: "Z"), UInt8(ascii: "a")...UInt8(ascii: "z"),
-                UInt8(ascii: "0")...UInt8(ascii: "9"), UInt8(ascii: "."), UInt8(ascii: "_"), UInt8(ascii: "~"),
-                UInt8(ascii: "-"):
-                return true
-            default: return false
-            }
         }
     }
 }

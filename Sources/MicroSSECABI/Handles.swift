@@ -13,8 +13,6 @@ import Synchronization
 final class CServer: Sendable {
     let server: Server
     let hooks: CHooks
-    /// `msse_config.max_publish_bytes`, the bound a private send (`msse_client_send`) applies.
-    let maxPublishBytes: Int
     /// Why `msse_server_create` failed, for a handle that exists only to say so.
     let createFailure: CFailure?
     /// The last failure message per calling thread (`pthread_self()`), `strdup`ed; freed when
@@ -24,10 +22,8 @@ final class CServer: Sendable {
 
     init(server: Server, createFailure: CFailure? = nil) {
         self.server = server
-        let maxPublishBytes = server.configuration.maxPublishBytes
-        self.maxPublishBytes = maxPublishBytes
         self.createFailure = createFailure
-        let hooks = CHooks(maxPublishBytes: maxPublishBytes)
+        let hooks = CHooks()
         self.hooks = hooks
         // The closures hold the hooks, never this object or the server, so there is no cycle.
         server.onConnect { hooks.opened($0) }
@@ -81,17 +77,12 @@ struct OwnedCString: @unchecked Sendable {
 /// The C callbacks of one server and the handles given out for its clients. Shared with the
 /// closures registered on the Swift server, which run on libmicrohttpd's threads.
 final class CHooks: Sendable {
-    let maxPublishBytes: Int
     /// The library's reference to each handle given out, from stream open until the disconnect
     /// callbacks have returned (or tear-down).
     private let handles = Mutex<[UInt64: CClient]>([:])
     private let connect = Mutex<[CCallback<msse_client_cb>]>([])
     private let disconnect = Mutex<[CCallback<msse_client_cb>]>([])
     private let frees = Mutex<[FreeHook]>([])
-
-    init(maxPublishBytes: Int) {
-        self.maxPublishBytes = maxPublishBytes
-    }
 
     /// Keeps `free_fn(user_data)` for tear-down.
     func keep(_ free: msse_free_fn?, _ userData: UnsafeMutableRawPointer?) {
@@ -112,7 +103,7 @@ final class CHooks: Sendable {
     func handle(for client: Client) -> CClient {
         handles.withLock { h in
             if let existing = h[client.id] { return existing }
-            let made = CClient(client, maxPublishBytes: maxPublishBytes)
+            let made = CClient(client)
             h[client.id] = made
             return made
         }
@@ -152,12 +143,10 @@ final class CHooks: Sendable {
 /// `@unchecked Sendable`: `path` is written once in `init` and freed only in `deinit`.
 final class CClient: @unchecked Sendable {
     let client: Client
-    let maxPublishBytes: Int
     let path: UnsafeMutablePointer<CChar>
 
-    init(_ client: Client, maxPublishBytes: Int) {
+    init(_ client: Client) {
         self.client = client
-        self.maxPublishBytes = maxPublishBytes
         self.path = duplicate(client.request.path)
     }
 

@@ -9,18 +9,16 @@ import MicroSSE
 /// The end of the first published `msse_event` layout.
 private let eventSizeV1 = MemoryLayout<msse_event>.offset(of: \msse_event.retry_ms)! + 4
 
-/// Builds a validated event from C fields; `len` bytes of `data` must be UTF-8 and at most
-/// `maxBytes`. Nothing here can trap: every field the Swift API would reject is rejected first.
+/// Converts C fields to an event (`Event`'s rules; the size limit and reserved names are the
+/// publish's and `Client.send`'s). Checks only what a C value can be and a Swift one cannot: a
+/// length that does not fit, NULL data with a length, a retry below -1 (none).
 func makeEvent(
     event: UnsafePointer<CChar>?, id: UnsafePointer<CChar>?, data: UnsafePointer<CChar>?, len: Int,
-    retry: Int32, maxBytes: Int
+    retry: Int32
 ) throws(CFailure) -> Event {
     // size_t imports as Int: a length above Int.max arrives negative.
     guard len >= 0 else { throw CFailure(MSSE_EINVAL, "data length is too large") }
     guard data != nil || len == 0 else { throw CFailure(MSSE_EINVAL, "data is NULL but len is \(len)") }
-    guard len <= maxBytes else {
-        throw CFailure(MSSE_ETOOBIG, "data is \(len) bytes, more than max_publish_bytes (\(maxBytes))")
-    }
     guard retry >= -1 else { throw CFailure(MSSE_EINVAL, "retry_ms must be -1 (none) or at least 0") }
     let name = try optionalString(event, "event")
     let id = try optionalString(id, "id")
@@ -65,7 +63,7 @@ public func msse_publish(
 ) -> Int32 {
     guard let s = CServer.from(srv) else { return MSSE_EINVAL }
     do throws(CFailure) {
-        let e = try makeEvent(event: event, id: id, data: data, len: len, retry: -1, maxBytes: s.maxPublishBytes)
+        let e = try makeEvent(event: event, id: id, data: data, len: len, retry: -1)
         _ = try publish(s, channel, e)
         return MSSE_OK
     } catch {
@@ -92,7 +90,7 @@ public func msse_publish_event(
         guard idOut == nil || idOutSize > 0 else { throw CFailure(MSSE_EINVAL, "id_out_size must be at least 1") }
         let e = try readEvent(ev)
         let event = try makeEvent(
-            event: e.event, id: e.id, data: e.data, len: e.len, retry: e.retry_ms, maxBytes: s.maxPublishBytes)
+            event: e.event, id: e.id, data: e.data, len: e.len, retry: e.retry_ms)
         let id = try publish(s, channel, event)
         guard let idOut else { return MSSE_OK }
         let bytes = Array(id.utf8)
@@ -110,6 +108,15 @@ public func msse_publish_event(
 
 // MARK: Clients
 
+/// `client.send(event)` as a result code: `MSSE_ECLOSED` for a stream that is gone.
+private func send(_ event: Event, to client: Client) throws(CFailure) -> Int32 {
+    do throws(MicroSSEError) {
+        return try client.send(event) ? MSSE_OK : MSSE_ECLOSED
+    } catch {
+        throw CFailure(error)
+    }
+}
+
 @c @implementation
 public func msse_client_send(
     _ client: OpaquePointer!, _ event: UnsafePointer<CChar>!, _ id: UnsafePointer<CChar>!,
@@ -117,8 +124,8 @@ public func msse_client_send(
 ) -> Int32 {
     guard let c = CClient.from(client) else { return MSSE_EINVAL }
     do throws(CFailure) {
-        let e = try makeEvent(event: event, id: id, data: data, len: len, retry: -1, maxBytes: c.maxPublishBytes)
-        return c.client.send(e) ? MSSE_OK : MSSE_ECLOSED
+        let e = try makeEvent(event: event, id: id, data: data, len: len, retry: -1)
+        return try send(e, to: c.client)
     } catch {
         return error.code
     }
@@ -130,8 +137,8 @@ public func msse_client_send_event(_ client: OpaquePointer!, _ ev: UnsafePointer
     do throws(CFailure) {
         let e = try readEvent(ev)
         let event = try makeEvent(
-            event: e.event, id: e.id, data: e.data, len: e.len, retry: e.retry_ms, maxBytes: c.maxPublishBytes)
-        return c.client.send(event) ? MSSE_OK : MSSE_ECLOSED
+            event: e.event, id: e.id, data: e.data, len: e.len, retry: e.retry_ms)
+        return try send(event, to: c.client)
     } catch {
         return error.code
     }

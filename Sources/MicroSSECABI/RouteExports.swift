@@ -78,17 +78,19 @@ public func msse_server_add_route(
     guard let s = CServer.from(srv) else { return MSSE_EINVAL }
     do throws(CFailure) {
         let method = try string(method, "method")
-        let path = try routePath(path)
+        let path = try string(path, "path")
         guard let cb else { throw CFailure(MSSE_EINVAL, "route callback must not be NULL") }
-        s.hooks.keep(freeFn, userData)
         let callback = CCallback(function: cb, userData: UserData(pointer: userData))
-        s.server.addRoute(method, path) { request in
-            let response = CResponse()
-            CRequest(request).withOpaque { req in
-                response.withOpaque { res in callback.function(callback.userData.pointer, req, res) }
+        try swiftCall { () throws(MicroSSEError) in
+            try s.server.addRoute(method, path) { request in
+                let response = CResponse()
+                CRequest(request).withOpaque { req in
+                    response.withOpaque { res in callback.function(callback.userData.pointer, req, res) }
+                }
+                return response.response
             }
-            return response.response
         }
+        s.hooks.keep(freeFn, userData)
         return MSSE_OK
     } catch {
         return s.fail(error)
@@ -103,8 +105,8 @@ public func msse_server_add_static_route(
     guard let s = CServer.from(srv) else { return MSSE_EINVAL }
     do throws(CFailure) {
         let method = try string(method, "method")
-        let path = try routePath(path)
-        guard (100...599).contains(status) else { throw CFailure(MSSE_EINVAL, "status must be 100-599") }
+        let path = try string(path, "path")
+        try swiftCall { () throws(MicroSSEError) in try Response.validateStatus(Int(status)) }
         guard len >= 0, body != nil || len == 0 else { throw CFailure(MSSE_EINVAL, "body is NULL but len is \(len)") }
         var response = Response(status: Int(status))
         if let type = try optionalString(contentType, "content_type") {
@@ -113,7 +115,7 @@ public func msse_server_add_static_route(
         }
         response.body = Array(UnsafeRawBufferPointer(start: body, count: len))
         let fixed = response
-        s.server.addRoute(method, path) { _ in fixed }
+        try swiftCall { () throws(MicroSSEError) in try s.server.addRoute(method, path) { _ in fixed } }
         return MSSE_OK
     } catch {
         return s.fail(error)
@@ -127,17 +129,19 @@ public func msse_server_add_stream_route(
 ) -> Int32 {
     guard let s = CServer.from(srv) else { return MSSE_EINVAL }
     do throws(CFailure) {
-        let path = try routePath(path)
+        let path = try string(path, "path")
         guard let cb else { throw CFailure(MSSE_EINVAL, "stream callback must not be NULL") }
-        s.hooks.keep(freeFn, userData)
         let callback = CCallback(function: cb, userData: UserData(pointer: userData))
         let hooks = s.hooks
-        s.server.addStreamRoute(path) { request, client in
-            let handle = hooks.handle(for: client)
-            CRequest(request).withOpaque { req in
-                callback.function(callback.userData.pointer, req, handle.opaque)
+        try swiftCall { () throws(MicroSSEError) in
+            try s.server.addStreamRoute(path) { request, client in
+                let handle = hooks.handle(for: client)
+                CRequest(request).withOpaque { req in
+                    callback.function(callback.userData.pointer, req, handle.opaque)
+                }
             }
         }
+        s.hooks.keep(freeFn, userData)
         return MSSE_OK
     } catch {
         return s.fail(error)
@@ -184,7 +188,12 @@ public func msse_request_body(_ req: OpaquePointer!, _ len: UnsafeMutablePointer
 
 @c @implementation
 public func msse_response_set_status(_ res: OpaquePointer!, _ status: Int32) -> Int32 {
-    guard let r = CResponse.from(res), (100...599).contains(status) else { return MSSE_EINVAL }
+    guard let r = CResponse.from(res) else { return MSSE_EINVAL }
+    do throws(MicroSSEError) {
+        try Response.validateStatus(Int(status))
+    } catch {
+        return resultCode(error.code)
+    }
     r.response.status = Int(status)
     return MSSE_OK
 }

@@ -255,8 +255,18 @@ public func msse_server_stop(_ srv: OpaquePointer!) -> Int32 {
 public func msse_server_destroy(_ srv: OpaquePointer!) {
     guard let srv else { return }
     let unmanaged = Unmanaged<CServer>.fromOpaque(UnsafeRawPointer(srv))
-    unmanaged.takeUnretainedValue().tearDown()
-    unmanaged.release()
+    let s = unmanaged.takeUnretainedValue()
+    guard Server.onCallbackThread else {
+        s.tearDown()
+        unmanaged.release()
+        return
+    }
+    // From a callback: the stop would join the calling thread, so the rest (the stop, the
+    // free_fns, the release) runs on a thread of its own once this callback has returned.
+    Server.detach {
+        s.tearDown()
+        Unmanaged.passUnretained(s).release()
+    }
 }
 
 @c @implementation

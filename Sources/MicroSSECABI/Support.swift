@@ -76,11 +76,13 @@ func validateHeader(name: String, value: String) throws(CFailure) {
     }
 }
 
-/// Checks a route path given from C.
-func routePath(_ p: UnsafePointer<CChar>?) throws(CFailure) -> String {
-    let path = try string(p, "path")
-    guard path.hasPrefix("/") else { throw CFailure(MSSE_EINVAL, "path must start with '/'") }
-    return path
+/// Runs a Swift API call, its error mapped to a C failure (the rule is the Swift API's).
+func swiftCall<T>(_ body: () throws(MicroSSEError) -> T) throws(CFailure) -> T {
+    do throws(MicroSSEError) {
+        return try body()
+    } catch {
+        throw CFailure(error)
+    }
 }
 
 /// A caller's `void *user_data`, carried into callbacks that run on libmicrohttpd's threads.

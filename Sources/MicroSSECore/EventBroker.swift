@@ -61,6 +61,27 @@ package protocol EventBroker: Sendable {
         completion: @escaping @Sendable (Result<String, MicroSSEError>) -> Void)
     func subscribe(
         _ subscriber: Subscriber, after lastEventID: String?, completion: @escaping @Sendable (ResumeStatus) -> Void)
+    /// ``publish(_:to:)`` with what the broker knows of the event's durability.
+    func publishReceipt(_ event: Event, to channel: ChannelName) throws(MicroSSEError) -> PublishReceipt
+    /// ``publish(_:to:completion:)`` with what the broker knows of the event's durability.
+    func publishReceipt(
+        _ event: Event, to channel: ChannelName,
+        completion: @escaping @Sendable (Result<PublishReceipt, MicroSSEError>) -> Void)
+}
+
+/// An acknowledged publish: its id, and how many replicas of the broker's store confirmed it
+/// before the acknowledgement.
+package struct PublishReceipt: Sendable, Equatable {
+    package var id: String
+    /// Replicas that confirmed the event; 0 when the store's primary alone holds it (its
+    /// replicas, if any, get it asynchronously); nil when the broker did not ask (no replicas to
+    /// speak of).
+    package var replicas: Int?
+
+    package init(id: String, replicas: Int? = nil) {
+        self.id = id
+        self.replicas = replicas
+    }
 }
 
 extension EventBroker {
@@ -84,6 +105,17 @@ extension EventBroker {
         _ subscriber: Subscriber, after lastEventID: String?, completion: @escaping @Sendable (ResumeStatus) -> Void
     ) {
         completion(subscribe(subscriber, after: lastEventID))
+    }
+
+    package func publishReceipt(_ event: Event, to channel: ChannelName) throws(MicroSSEError) -> PublishReceipt {
+        PublishReceipt(id: try publish(event, to: channel))
+    }
+
+    package func publishReceipt(
+        _ event: Event, to channel: ChannelName,
+        completion: @escaping @Sendable (Result<PublishReceipt, MicroSSEError>) -> Void
+    ) {
+        publish(event, to: channel) { result in completion(result.map { PublishReceipt(id: $0) }) }
     }
 }
 

@@ -54,7 +54,7 @@ extension Subscriber {
         return visiting.count
     }
 
-    /// The ticker's per-second visit of the streams listed in `set` (those that had bytes
+    /// The ticker's per-tick visit of the streams listed in `set` (those that had bytes
     /// pending since the previous visit): a stream that still has bytes pending gets a visit of
     /// the stall watch (when `stallTicks` > 0) and stays listed; one that has drained leaves
     /// the set. Resumes are batched as in ``heartbeat(_:frame:)``. Returns how many streams were

@@ -5,32 +5,41 @@ import Synchronization
 /// One timer for every stream's liveness: a heartbeat comment on idle streams and failure of
 /// streams whose peer has read nothing for the write timeout (see ``SubscriberQueue/tick(stallTicks:)``).
 ///
-/// It fires every second. Every `heartbeatSeconds` it makes a heartbeat pass over `heartbeats`
-/// (``Subscriber/heartbeat(_:frame:)``: one `send` per idle stream, no visit of the streams'
-/// objects); every second it visits the streams in `pending` (those that had bytes queued since
-/// the previous visit: the only ones that can be stalled), ticking those that still have bytes
-/// pending when a write timeout is set, so the timeout fires within about a second of its value
-/// while an idle stream costs nothing between heartbeats.
+/// It fires every quarter of a second. Every `heartbeatSeconds` it makes a heartbeat pass over
+/// `heartbeats` (``Subscriber/heartbeat(_:frame:)``: one `send` per idle stream, no visit of the
+/// streams' objects); on every tick it visits the streams in `pending` (those that had bytes
+/// queued since the previous visit: the only ones that can be stalled), ticking those that still
+/// have bytes pending when a write timeout is set. A stall is reported after the timeout's
+/// ticks without progress, counted from the first tick that saw none, so a stream is failed
+/// between a quarter and half a second after its peer has read nothing for the write timeout
+/// (whole-second ticks made that up to two seconds: 4.7 s for a 3 s timeout), while an idle
+/// stream costs nothing between heartbeats.
 ///
 /// `@unchecked Sendable`: its state is the Dispatch timer, set once in `init` (a Dispatch source
-/// may be cancelled from any thread), and an atomic second counter.
+/// may be cancelled from any thread), and an atomic tick counter.
 package final class Ticker: @unchecked Sendable {
     private let timer: DispatchSourceTimer
-    private let seconds = Atomic<Int>(0)
+    private let ticks = Atomic<Int>(0)
+
+    /// Ticks per second.
+    package static let ticksPerSecond = 4
 
     /// Starts ticking; `heartbeats` is passed over every `heartbeatSeconds`, `pending` visited
-    /// every second. Every stream must have been made with both (``Subscriber/init(channels:limit:pending:heartbeats:)``).
+    /// on every tick. Every stream must have been made with both (``Subscriber/init(channels:limit:pending:heartbeats:)``).
     package init(
         heartbeatSeconds: Int, writeTimeoutSeconds: Int, pending: PendingStreams, heartbeats: HeartbeatSlots
     ) {
-        let stallTicks = max(0, writeTimeoutSeconds)
+        let perSecond = Self.ticksPerSecond
+        let stallTicks = max(0, writeTimeoutSeconds) * perSecond
+        let heartbeatTicks = heartbeatSeconds * perSecond
         let frame = heartbeatSeconds > 0 ? Frame(bytes: EventEncoder.comment(""), isEvent: false) : nil
         timer = DispatchSource.makeTimerSource(queue: DispatchQueue.global())
-        timer.schedule(deadline: .now() + .seconds(1), repeating: .seconds(1))
+        let interval = DispatchTimeInterval.milliseconds(1_000 / perSecond)
+        timer.schedule(deadline: .now() + interval, repeating: interval)
         timer.setEventHandler { [weak self] in
             guard let self else { return }
-            let second = seconds.add(1, ordering: .relaxed).newValue
-            if let frame, second % heartbeatSeconds == 0 {
+            let tick = ticks.add(1, ordering: .relaxed).newValue
+            if let frame, tick % heartbeatTicks == 0 {
                 Subscriber.heartbeat(heartbeats, frame: frame)
             }
             Subscriber.visitPending(pending, stallTicks: stallTicks)
@@ -46,7 +55,7 @@ package final class Ticker: @unchecked Sendable {
 /// unless a resume is on its way to its reader (a stream enters under its queue lock, on the
 /// enqueue that leaves bytes pending on a stream not being woken, or on the read that leaves
 /// bytes behind, and leaves only on a visit that finds nothing pending), each at most once. So
-/// the per-second stall pass and the largest-backlog gauge cost O(streams whose peer is behind),
+/// the per-tick stall pass and the largest-backlog gauge cost O(streams whose peer is behind),
 /// not O(streams): the heartbeat that wakes every idle stream lists none of them. Lock order: a
 /// subscriber's queue lock, then this set's lock.
 package final class PendingStreams: Sendable {

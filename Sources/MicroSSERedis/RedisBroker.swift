@@ -14,7 +14,9 @@ import Synchronization
 ///   one order, the ids every hub uses) and, with the same id, to the channel's stream
 ///   `PREFIX:ch:NAME` bounded by the history count and bytes plus one entry (the extra entry marks
 ///   where eviction stopped), which expires after `channelTTL` seconds without a publish. With
-///   `wait=N` in the URL, `WAIT` then holds the acknowledgement until N replicas have it.
+///   `wait=N` in the URL, `WAIT` then holds the acknowledgement until N replicas have it; with
+///   `wait=auto` (the default with sentinels), until every replica the primary reports in sync
+///   has it, and while it reports none the primary alone acknowledges (the receipt says 0).
 /// - With a `redis-sentinel://` URL both connections go to the primary the sentinels name, and
 ///   move when a connection fails, Redis answers `READONLY`/`UNBLOCKED`, or the sentinels (asked
 ///   by the reader every second) name another server.
@@ -84,10 +86,30 @@ package final class RedisBroker: EventBroker {
     /// behind the newest entry it was after its last read, in milliseconds.
     let readerGaps = Atomic<Int>(0)
     let readerLagMilliseconds = Atomic<Int>(0)
+    /// The most replicas in sync the primary was seen with lately (`wait=auto`), and when.
+    let replicasSeen = Mutex<(primary: RedisURL.Endpoint, online: Int, at: UInt64)?>(nil)
 
     /// One command connection, used by one thread at a time (its lock is held during I/O).
     final class CommandLane: Sendable {
         let slot = Mutex(CommandSlot())
+        /// What the primary last said about its replicas on this lane's connection (`wait=auto`).
+        let replicaCheck = Mutex(ReplicaCheck())
+    }
+
+    /// Replicas the primary reported connected and in sync (`INFO replication`), on which
+    /// connection and when: asked again after ``ReplicaCheck/interval``, on a new connection, or
+    /// after a `WAIT` fell short, so a publish costs no extra round trip in between.
+    struct ReplicaCheck {
+        static let interval: UInt64 = 500
+        /// Through sentinels, how long a primary that lost a replica in sync is refused: that
+        /// replica may just have been promoted (a manual or partition failover), and whatever the
+        /// old primary acknowledges then is lost; the hub moves within a second or two of the
+        /// sentinels naming the new primary. A primary first seen without replicas (one just
+        /// promoted) is trusted at once.
+        static let lostReplicaMilliseconds: UInt64 = 3_000
+        var connection: ObjectIdentifier?
+        var online = 0
+        var checkedAt: UInt64 = 0
     }
 
     /// The command connection and when it may next be re-dialled.
@@ -204,11 +226,23 @@ package final class RedisBroker: EventBroker {
     /// unreachable, failing over, or too few replicas confirmed in time: the event is then not
     /// acknowledged, though it may have been stored and may still be delivered.
     package func publish(_ event: Event, to channel: ChannelName) throws(MicroSSEError) -> String {
-        try publish(event, to: channel, on: commands)
+        try publishReceipt(event, to: channel, on: commands).id
+    }
+
+    package func publishReceipt(_ event: Event, to channel: ChannelName) throws(MicroSSEError) -> PublishReceipt {
+        try publishReceipt(event, to: channel, on: commands)
     }
 
     /// ``publish(_:to:)`` on `lane`'s command connection.
     func publish(_ event: Event, to channel: ChannelName, on lane: CommandLane) throws(MicroSSEError) -> String {
+        try publishReceipt(event, to: channel, on: lane).id
+    }
+
+    /// ``publish(_:to:)`` on `lane`'s command connection, with the replicas that confirmed it
+    /// (nil with `wait=0`).
+    func publishReceipt(
+        _ event: Event, to channel: ChannelName, on lane: CommandLane
+    ) throws(MicroSSEError) -> PublishReceipt {
         guard !state.withLock({ $0.closed }) else { throw MicroSSEError(.unavailable, "the server is shutting down") }
         try HubID.checkLabel(event.id)
         // A caller-given id travels as "=ID" so that an empty id stays distinguishable from none.
@@ -223,27 +257,47 @@ package final class RedisBroker: EventBroker {
             Array(String(max(0, settings.historyBytes)).utf8), Array(String(historyCutoffMilliseconds()).utf8),
             Array(HubID.randomEpoch().utf8), Array(String(labelLimit).utf8),
         ]
-        let replicas =
-            settings.url.waitForEveryReplica
-            ? max(1, replicasUp.load(ordering: .relaxed)) : settings.url.waitReplicas
-        let timeout = settings.url.waitTimeoutMilliseconds
+        let url = settings.url
+        let timeout = url.waitTimeoutMilliseconds
         var shortfall = false
+        var confirmed: Int?
         defer {
             // Through sentinels, too few replicas may mean this primary was cut off and another
             // promoted: the next publish asks the sentinels again.
-            if shortfall && settings.url.usesSentinel { lane.slot.withLock { $0.connection = nil } }
+            if shortfall && url.usesSentinel { lane.slot.withLock { $0.connection = nil } }
         }
         let reply = try withCommandConnection(on: lane) { c throws(MicroSSEError) in
+            // How many replicas must confirm: with wait=auto, those the primary reports in sync
+            // (none: the primary alone acknowledges, and the receipt says 0).
+            let replicas: Int
+            if url.waitForConnectedReplicas {
+                replicas = try onlineReplicas(c, lane)
+                if url.usesSentinel, let since = lostReplica(c, online: replicas) {
+                    throw MicroSSEError(
+                        .unavailable, "Redis at \(c.endpoint) lost a replica \(since) ms ago (a failover?); retry")
+                }
+            } else if url.waitForEveryReplica {
+                replicas = max(1, replicasUp.load(ordering: .relaxed))
+            } else {
+                replicas = url.waitReplicas
+            }
             let reply = try runPublishScript(args, on: c)
-            guard replicas > 0, reply.array?.first?.text.flatMap(RedisStreamID.init) != nil else { return reply }
-            let confirmed = try c.command(["WAIT", String(replicas), String(timeout)])
-            guard case .integer(let n) = confirmed else { return confirmed }
+            guard reply.array?.first?.text.flatMap(RedisStreamID.init) != nil else { return reply }
+            guard replicas > 0 else {
+                if url.waitForConnectedReplicas { confirmed = 0 }
+                return reply
+            }
+            let waited = try c.command(["WAIT", String(replicas), String(timeout)])
+            guard case .integer(let n) = waited else { return waited }
             guard n >= replicas else {
                 shortfall = true
+                // A replica gone or lagging: ask the primary again before the next publish.
+                lane.replicaCheck.withLock { $0.connection = nil }
                 throw MicroSSEError(
                     .unavailable,
                     "Redis stored the event but \(n) of \(replicas) replicas confirmed it within \(timeout) ms; retry")
             }
+            confirmed = n
             return reply
         }
         guard let stored = reply.array, stored.count == 2, let id = stored[0].text.flatMap(RedisStreamID.init),
@@ -251,7 +305,7 @@ package final class RedisBroker: EventBroker {
         else {
             throw MicroSSEError(.unavailable, "Redis refused the publish: \(reply)")
         }
-        return event.id ?? Self.hubID(id, epoch: epoch)
+        return PublishReceipt(id: event.id ?? Self.hubID(id, epoch: epoch), replicas: confirmed)
     }
 
     /// The id of the position `id` of the global stream under `epoch` (``HubID``); an entry from
@@ -259,6 +313,56 @@ package final class RedisBroker: EventBroker {
     static func hubID(_ id: RedisStreamID, epoch: String?) -> String {
         guard let epoch else { return id.description }
         return HubID.encode(HubPosition(epoch: epoch, major: id.milliseconds, minor: id.sequence))
+    }
+
+    /// Replicas the primary on `c` reports connected and in sync (`state=online` in `INFO
+    /// replication`): asked at most every ``ReplicaCheck/interval`` ms per lane, and at once on
+    /// a new connection or after a `WAIT` fell short.
+    func onlineReplicas(_ c: RedisConnection, _ lane: CommandLane) throws(MicroSSEError) -> Int {
+        let now = Clocks.monotonicMilliseconds()
+        let known = lane.replicaCheck.withLock { check -> Int? in
+            check.connection == ObjectIdentifier(c) && now < check.checkedAt + ReplicaCheck.interval
+                ? check.online : nil
+        }
+        if let known { return known }
+        let info = try c.command(["INFO", "replication"])
+        guard let text = info.text, case .string = info else {
+            // An error reply (a failover under way: LOADING, ...): the caller's script meets it too.
+            return 0
+        }
+        let online = Self.onlineReplicas(info: text)
+        lane.replicaCheck.withLock {
+            $0 = ReplicaCheck(connection: ObjectIdentifier(c), online: online, checkedAt: now)
+        }
+        replicasSeen.withLock { seen in
+            // A lower count replaces the higher one only once that is older than the window.
+            if let last = seen, last.primary == c.endpoint, online < last.online,
+                now < last.at + ReplicaCheck.lostReplicaMilliseconds
+            {
+                return
+            }
+            seen = (c.endpoint, online, now)
+        }
+        return online
+    }
+
+    /// Milliseconds since the primary on `c` was seen with more than `online` replicas in sync,
+    /// while that is under ``ReplicaCheck/lostReplicaMilliseconds``; nil otherwise.
+    func lostReplica(_ c: RedisConnection, online: Int) -> UInt64? {
+        let now = Clocks.monotonicMilliseconds()
+        return replicasSeen.withLock { seen -> UInt64? in
+            guard let last = seen, last.primary == c.endpoint, online < last.online,
+                now < last.at + ReplicaCheck.lostReplicaMilliseconds
+            else { return nil }
+            return now - last.at
+        }
+    }
+
+    /// Counts the `slaveN:…,state=online,…` lines of an `INFO replication` reply.
+    static func onlineReplicas(info: String) -> Int {
+        info.split(whereSeparator: \.isNewline).filter { line in
+            line.hasPrefix("slave") && line.dropFirst(5).first?.isNumber == true && line.contains(",state=online,")
+        }.count
     }
 
     /// Runs the publish script with `keysAndArgs` by its hash; a server that does not know it (the
@@ -287,7 +391,7 @@ package final class RedisBroker: EventBroker {
         let c = try settings.url.connectPrimary(
             timeoutMilliseconds: settings.timeoutMilliseconds, first: answeringSentinel.load(ordering: .relaxed))
         if settings.url.usesSentinel { namedPrimary.withLock { $0 = c.endpoint } }
-        if settings.url.waitReplicas > 0 || settings.url.waitForEveryReplica {
+        if settings.url.waitReplicas > 0 || settings.url.waitForEveryReplica || settings.url.waitForConnectedReplicas {
             c.setTimeout(milliseconds: settings.timeoutMilliseconds + settings.url.waitTimeoutMilliseconds)
         }
         return c
@@ -314,6 +418,8 @@ package final class RedisBroker: EventBroker {
                     _ = try markSince(c)
                     slot.connection = c
                     slot.backoff = 50
+                    // A new connection (perhaps to a new primary): ask it about its replicas.
+                    lane.replicaCheck.withLock { $0 = ReplicaCheck() }
                 } catch {
                     slot.retryAt = now + UInt64(slot.backoff)
                     slot.backoff = min(slot.backoff * 2, settings.maxBackoffMilliseconds)
@@ -334,6 +440,33 @@ package final class RedisBroker: EventBroker {
                 if slot.connection?.isBroken != false { slot.connection = nil }
                 throw error
             }
+        }
+    }
+}
+
+extension RedisBroker {
+    /// ``publishReceipt(_:to:)`` from libmicrohttpd's threads: returns at once and completes from
+    /// a worker, like ``publish(_:to:completion:)``.
+    package func publishReceipt(
+        _ event: Event, to channel: ChannelName,
+        completion: @escaping @Sendable (Result<PublishReceipt, MicroSSEError>) -> Void
+    ) {
+        let job = RedisWorkers.Job(
+            run: { lane in
+                do throws(MicroSSEError) {
+                    completion(.success(try self.publishReceipt(event, to: channel, on: lane)))
+                } catch {
+                    completion(.failure(error))
+                }
+            },
+            cancel: { completion(.failure(MicroSSEError(.unavailable, "the server is shutting down"))) })
+        switch workers.submit(job, .publish) {
+        case nil: break
+        case .closed: completion(.failure(MicroSSEError(.unavailable, "the server is shutting down")))
+        case .full:
+            completion(
+                .failure(
+                    MicroSSEError(.unavailable, "\(workers.capacity) publishes are already waiting for Redis; retry")))
         }
     }
 }

@@ -4,10 +4,12 @@ import MicroSSEWire
 /// Where Redis is: one server, `redis://[:PASSWORD@]HOST[:PORT][/DB][?OPTIONS]`, or a primary
 /// found through Redis Sentinel, `redis-sentinel://[:PASSWORD@]HOST:PORT[,HOST:PORT…]/MASTERNAME[/DB][?OPTIONS]`.
 ///
-/// Options: `wait=N` (a publish is acknowledged only once `N` replicas confirmed it with `WAIT`;
-/// default 1 with sentinels, 0 without; `wait=all`, with sentinels: every replica they consider
-/// up, and at least one), `waitTimeout=MS` (how long `WAIT` may take, 1-10000;
-/// default 250), `workers=N` (threads running HTTP publishes and resumes, each with its own
+/// Options: `wait=auto` (the default with sentinels: `WAIT` for every replica the primary
+/// reports connected and in sync, refreshed twice a second; with none, the primary alone
+/// acknowledges and the reply says so), `wait=N` (a publish is acknowledged only once `N`
+/// replicas confirmed it with `WAIT`; default 0 without sentinels), `wait=all` (with sentinels:
+/// every replica they consider up, and at least one), `waitTimeout=MS` (how long `WAIT` may
+/// take, 1-10000; default 250), `workers=N` (threads running HTTP publishes and resumes, each with its own
 /// connection, 1-64; default 2) and `queue=N` (publishes that may wait for them, 1-1000000;
 /// default 1024). The password is the data nodes'; sentinels are asked without one.
 public struct RedisURL: Sendable, Equatable, CustomStringConvertible {
@@ -39,8 +41,14 @@ public struct RedisURL: Sendable, Equatable, CustomStringConvertible {
     public var sentinels: [Endpoint]
     /// The name the sentinels monitor the primary under; nil for a plain `redis://` URL.
     public var masterName: String?
-    /// Replicas that must confirm a publish (`WAIT`) before it is acknowledged; 0 = none.
+    /// Replicas that must confirm a publish (`WAIT`) before it is acknowledged; 0 = none (or
+    /// see ``waitForConnectedReplicas``).
     public var waitReplicas: Int
+    /// `wait=auto` (the default with sentinels): every replica the primary reports connected
+    /// and in sync must confirm a publish; while it reports none, the primary alone
+    /// acknowledges it, and the reply says so (`MicroSSE-Replicated: 0`). A failover thus costs
+    /// seconds of publishing, not all of it until a replica is back.
+    public var waitForConnectedReplicas: Bool
     /// `wait=all` (sentinel URLs only): every replica the sentinels consider up must confirm a
     /// publish, and at least one.
     public var waitForEveryReplica: Bool
@@ -87,8 +95,9 @@ public struct RedisURL: Sendable, Equatable, CustomStringConvertible {
             password = String(pass.count == 2 ? pass[1] : pass[0])
             rest = rest[rest.index(after: at)...]
         }
-        var wait = sentinel ? 1 : 0
+        var wait = 0
         var waitAll = false
+        var waitAuto = sentinel
         var waitTimeout = 250
         var workerCount = 2
         var queue = 1_024
@@ -103,12 +112,18 @@ public struct RedisURL: Sendable, Equatable, CustomStringConvertible {
                             .invalidArgument, "Redis URL option wait=all needs redis-sentinel:// in '\(shown)'")
                     }
                     waitAll = true
+                    waitAuto = false
+                case "wait" where kv.count == 2 && kv[1] == "auto":
+                    waitAuto = true
+                    waitAll = false
                 case "wait":
                     guard let value, (0...100).contains(value) else {
-                        throw MicroSSEError(.invalidArgument, "Redis URL option wait must be 0-100 in '\(shown)'")
+                        throw MicroSSEError(
+                            .invalidArgument, "Redis URL option wait must be 0-100, auto or all in '\(shown)'")
                     }
                     wait = value
                     waitAll = false
+                    waitAuto = false
                 case "waitTimeout":
                     guard let value, (1...10_000).contains(value) else {
                         throw MicroSSEError(
@@ -131,8 +146,9 @@ public struct RedisURL: Sendable, Equatable, CustomStringConvertible {
             }
             rest = rest[..<q]
         }
-        waitReplicas = waitAll ? 0 : wait
+        waitReplicas = waitAll || waitAuto ? 0 : wait
         waitForEveryReplica = waitAll
+        waitForConnectedReplicas = waitAuto
         waitTimeoutMilliseconds = waitTimeout
         workers = workerCount
         queueLimit = queue

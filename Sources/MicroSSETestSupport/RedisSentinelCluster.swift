@@ -63,22 +63,24 @@ public final class RedisSentinel {
     }
 }
 
-/// A primary, two replicas (`--replicaof`) and three sentinels (quorum 2) on 127.0.0.1, all
-/// stopped on deinit.
+/// A primary, its replicas (`--replicaof`; two unless told) and three sentinels (quorum 2) on
+/// 127.0.0.1, all stopped on deinit.
 public final class RedisSentinelCluster {
     public let masterName: String
     /// `servers[0]` starts as the primary.
     public let servers: [RedisServer]
     public let sentinels: [RedisSentinel]
 
-    public init(masterName: String = "microsse") throws {
+    /// Starts the primary, `replicas` replicas of it (1-4) and three sentinels.
+    public init(masterName: String = "microsse", replicas: Int = 2) throws {
+        guard (1...4).contains(replicas) else { throw TestClientError("replicas must be 1-4 (got \(replicas))") }
         self.masterName = masterName
         // A replica that must fully resynchronise after a failover does so at once (Redis waits
         // 5 s by default to serve several replicas with one transfer).
         let fast = ["--repl-diskless-sync-delay", "0"]
         let primary = try RedisServer(arguments: fast)
         let replicaOf = fast + ["--replicaof", "127.0.0.1", String(primary.port)]
-        servers = [primary, try RedisServer(arguments: replicaOf), try RedisServer(arguments: replicaOf)]
+        servers = try [primary] + (0..<replicas).map { _ in try RedisServer(arguments: replicaOf) }
         sentinels = try (0..<3).map { _ in try RedisSentinel(masterName: masterName, primaryPort: primary.port) }
     }
 

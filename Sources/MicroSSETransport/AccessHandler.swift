@@ -276,7 +276,11 @@ func queue(_ response: Response, on connection: OpaquePointer, _ transport: HTTP
         transport.log("response header \(name) refused by libmicrohttpd; answering 500")
         return queue(.text("the server built an invalid response header", status: 500), on: connection, transport)
     }
-    return MHD_queue_response(connection, UInt32(clamping: response.status), r)
+    guard (try? Response.validateStatus(response.status)) != nil else {
+        transport.log("response status \(response.status) is not 100-599; answering 500")
+        return queue(.text("the server built an invalid response status", status: 500), on: connection, transport)
+    }
+    return MHD_queue_response(connection, UInt32(response.status), r)
 }
 
 /// Headers or query parameters with their byte lengths, so a value with an encoded NUL (`%00`)

@@ -55,17 +55,23 @@ package final class HTTPTransport: Sendable {
         self.delegate = delegate
     }
 
-    /// Heartbeats written straight to a suspended stream's socket since the process started
-    /// (every transport): the ones that cost no resume.
-    package static let heartbeatsWrittenDirectly = Atomic<Int>(0)
-    /// Events written straight to a suspended stream's socket since the process started (every
-    /// transport; see ``SuspendedWriter``).
-    package static let eventsWrittenDirectly = Atomic<Int>(0)
+    /// Heartbeats this transport wrote straight to a suspended stream's socket: the ones that
+    /// cost no resume.
+    package let heartbeatsWrittenDirectly = Atomic<Int>(0)
+    /// Events this transport wrote straight to a suspended stream's socket (see
+    /// ``SuspendedWriter``).
+    package let eventsWrittenDirectly = Atomic<Int>(0)
     /// Direct chunks the socket took only part of (their rest was sent once it had room).
-    package static let chunksCutShort = Atomic<Int>(0)
+    package let chunksCutShort = Atomic<Int>(0)
 
     /// The open streams' subscribers, for periodic work.
     package func streams() -> [Subscriber] { state.withLock { Array($0.streams.values) } }
+
+    /// Connections libmicrohttpd holds open (streams, requests, handshakes, idle keep-alives);
+    /// 0 when stopped.
+    package var openConnections: Int {
+        state.withLock { s in s.daemon.map { Int(msse_shim_daemon_connections($0.pointer)) } ?? 0 }
+    }
 
     /// Number of open streams.
     package var streamCount: Int { state.withLock { $0.streams.count } }
@@ -85,14 +91,11 @@ package final class HTTPTransport: Sendable {
     /// Both, for a new stream (one lock).
     var streamThreads: StreamThreads? { state.withLock { $0.threads } }
 
-    /// Streams failed because the peer watcher saw their peer gone (reset, or a probe after a
-    /// FIN answered by a reset).
-    package var closedPeers: Int { peerWatcher?.peersGone.load(ordering: .relaxed) ?? 0 }
-
-    /// Idle streams' write regions given back to the kernel since the process started (every
-    /// transport), and their bytes.
-    package static var releasedIdleBuffers: (regions: Int, bytes: Int) {
-        (PeerWatcher.releasedRegions.load(ordering: .relaxed), PeerWatcher.releasedBytes.load(ordering: .relaxed))
+    /// Idle streams' write regions this transport's peer watcher gave back to the kernel, and
+    /// their bytes.
+    package var releasedIdleBuffers: (regions: Int, bytes: Int) {
+        guard let watcher = peerWatcher else { return (0, 0) }
+        return (watcher.releasedRegions.load(ordering: .relaxed), watcher.releasedBytes.load(ordering: .relaxed))
     }
 
     /// Binds and starts serving. Throws `.startFailed` with libmicrohttpd's reason.
@@ -112,9 +115,13 @@ package final class HTTPTransport: Sendable {
             withOptionalCString(options.tlsCertificatePEM) { cert in
                 withOptionalCString(options.tlsKeyPEM) { key in
                     var o = msse_shim_daemon_options()
+                    // Turbo puts a new connection straight into the ready list, where a TLS
+                    // handshake never leaves it (GnuTLS reads the socket itself, so libmicrohttpd
+                    // never sees it run dry): the polling loop spins while a client sends nothing.
+                    // Without it the connection waits in epoll for its first bytes.
                     o.flags =
                         MHD_USE_EPOLL_INTERNAL_THREAD.rawValue | MHD_ALLOW_SUSPEND_RESUME.rawValue
-                        | MHD_USE_TURBO.rawValue
+                        | (options.tlsCertificatePEM == nil ? MHD_USE_TURBO.rawValue : 0)
                     o.host = host
                     o.port = options.port
                     o.connection_limit = UInt32(clamping: options.connectionLimit)
@@ -167,8 +174,13 @@ package final class HTTPTransport: Sendable {
     /// streams, stop accepting, answer every pending request `503` and end every stream
     /// (resuming suspended connections), wait until the last stream has closed and the last
     /// pending request was answered (or the drain timeout), then stop the daemon. Idempotent;
-    /// returns when libmicrohttpd's threads have exited.
+    /// returns when libmicrohttpd's threads have exited. On one of libmicrohttpd's own threads
+    /// (which the stop would have to join) it only starts the stop, on a thread of its own.
     package func stop() {
+        if StopThread.isDaemonThread {
+            StopThread.detach { self.stop() }
+            return
+        }
         let drained = DispatchSemaphore(value: 0)
         let (daemon, streams, pending) = state.withLock { s -> (DaemonHandle?, [Subscriber], [DeferredReply]) in
             s.closing = true

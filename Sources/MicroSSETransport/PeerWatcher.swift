@@ -56,10 +56,10 @@ final class PeerWatcher: @unchecked Sendable {
     let peersGone = Atomic<Int>(0)
     let finsSeen = Atomic<Int>(0)
 
-    /// Bytes given back by release passes since the process started (every watcher).
-    static let releasedBytes = Atomic<Int>(0)
-    /// Write regions given back since the process started (every watcher).
-    static let releasedRegions = Atomic<Int>(0)
+    /// Bytes given back by this watcher's release passes.
+    let releasedBytes = Atomic<Int>(0)
+    /// Write regions given back by this watcher's release passes.
+    let releasedRegions = Atomic<Int>(0)
 
     private static let stopToken = UInt64.max
     /// Milliseconds between release passes; a region is given back on the second pass that
@@ -163,8 +163,8 @@ final class PeerWatcher: @unchecked Sendable {
                 if let start = UnsafeMutableRawPointer(bitPattern: address) { _ = madvise(start, count, MADV_DONTNEED) }
             }
             if released > 0 {
-                Self.releasedBytes.add(released, ordering: .relaxed)
-                Self.releasedRegions.add(1, ordering: .relaxed)
+                releasedBytes.add(released, ordering: .relaxed)
+                releasedRegions.add(1, ordering: .relaxed)
             }
             if keep { kept.append(subscriber) }
         }

@@ -33,6 +33,14 @@ public struct Response: Sendable {
         Response(status: status, headers: [("Content-Type", "application/json")], body: Array((json + "\n").utf8))
     }
 
+    /// Throws `.invalidArgument` unless `status` is an HTTP status code, 100–599. The server
+    /// answers `500` instead of sending a response whose status fails this check.
+    public static func validateStatus(_ status: Int) throws(MicroSSEError) {
+        guard (100...599).contains(status) else {
+            throw MicroSSEError(.invalidArgument, "status must be 100-599 (got \(status))")
+        }
+    }
+
     /// Throws `.invalidArgument` unless `name: value` is a header that cannot split a response:
     /// a non-empty token name (no CR, LF, NUL, space or `:`), a value without CR, LF or NUL.
     /// The server answers `500` instead of sending a response whose header fails this check.

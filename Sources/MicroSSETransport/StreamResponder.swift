@@ -131,13 +131,13 @@ private func sendChunk(
     transport.deliveredBytes.add(size, ordering: .relaxed)
     if events > 0 {
         transport.deliveredEvents.add(events, ordering: .relaxed)
-        HTTPTransport.eventsWrittenDirectly.add(events, ordering: .relaxed)
+        transport.eventsWrittenDirectly.add(events, ordering: .relaxed)
     } else {
-        HTTPTransport.heartbeatsWrittenDirectly.add(1, ordering: .relaxed)
+        transport.heartbeatsWrittenDirectly.add(1, ordering: .relaxed)
     }
     if sent == length { return .written }
     // The socket filled up mid-chunk: what it did not take is copied, once.
-    HTTPTransport.chunksCutShort.add(1, ordering: .relaxed)
+    transport.chunksCutShort.add(1, ordering: .relaxed)
     var head = [CChar](repeating: 0, count: Int(MSSE_SHIM_CHUNK_HEAD_MAX))
     let headCount = msse_shim_chunk_head(size, &head)
     var rest: [UInt8] = []

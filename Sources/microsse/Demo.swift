@@ -28,8 +28,8 @@ struct Demo: AsyncParsableCommand {
         config.channelRoutes = false
         let server = Server(configuration: config, logger: logger)
         let clock = DemoClock()
-        server.addRoute("GET", "/") { _ in .html(demoPage) }
-        server.addStreamRoute("/talk") { request, client in
+        try server.addRoute("GET", "/") { _ in .html(demoPage) }
+        try server.addStreamRoute("/talk") { request, client in
             // Requests for an event stream anywhere but /talk get 404 (the route table does that);
             // this one starts its own clock at once.
             clock.add(client)
@@ -71,7 +71,7 @@ final class DemoClock: Sendable {
 
     private func send(to client: Client, id: Int) {
         if let event = try? Event(data: "new server event \(localTime())", id: String(id)) {
-            client.send(event)
+            _ = try? client.send(event)
         }
     }
 }

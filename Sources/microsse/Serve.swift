@@ -47,7 +47,7 @@ struct Serve: AsyncParsableCommand {
     @Option(help: "TLS private key (PEM, unencrypted) for HTTPS; needs --tls-cert.") var tlsKey: String?
     @Option(
         help:
-            "Share channels, ids and history with other hubs through Redis (redis://[:PASSWORD@]HOST[:PORT][/DB], or redis-sentinel://HOST:PORT[,HOST:PORT...]/MASTER; options ?wait=N|all&waitTimeout=MS&workers=N&queue=N)."
+            "Share channels, ids and history with other hubs through Redis (redis://[:PASSWORD@]HOST[:PORT][/DB], or redis-sentinel://HOST:PORT[,HOST:PORT...]/MASTER; options ?wait=auto|N|all&waitTimeout=MS&workers=N&queue=N)."
     )
     var redis: String?
     @Option(
@@ -149,8 +149,8 @@ struct Serve: AsyncParsableCommand {
             access.logLevel = .info
             server.setAccessLog(access)
         }
-        if web { server.addRoute("GET", "/") { _ in .html(hubPage) } }
-        server.addRoute("GET", "/microsse.js") { _ in
+        if web { try server.addRoute("GET", "/") { _ in .html(hubPage) } }
+        try server.addRoute("GET", "/microsse.js") { _ in
             Response(headers: [("Content-Type", "text/javascript; charset=utf-8")], body: Array(microsseScript.utf8))
         }
         let scheme = config.tls == nil ? "http" : "https"

@@ -79,6 +79,7 @@ private let privateStream: msse_stream_cb = { ud, req, client in
         msse_client_send(client, "a\nb", nil, "x", 1),
         msse_client_send(client, nil, "1\r", "x", 1),
         msse_client_send(client, nil, nil, "\u{ff}", 1),
+        msse_client_send(client, "microsse.expired", nil, "{}", 2),
     ]
     r.add("send codes \(codes)")
 }
@@ -200,7 +201,7 @@ private let recordDisconnect: msse_client_cb = { ud, client in
         #expect(msse_client_send(handle, nil, nil, "late", 4) == MSSE_ECLOSED)
         msse_client_release(handle)
         #expect(rec.entries.contains("stream /private /private") && rec.entries.contains("connect \(id)"))
-        #expect(rec.entries.contains("send codes \([MSSE_OK, MSSE_EEVENT, MSSE_EID, MSSE_EUTF8])"))
+        #expect(rec.entries.contains("send codes \([MSSE_OK, MSSE_EEVENT, MSSE_EID, MSSE_EUTF8, MSSE_EEVENT])"))
 
         var stats = msse_stats()
         stats.size = MemoryLayout<msse_stats>.size
@@ -234,4 +235,30 @@ private let recordDisconnect: msse_client_cb = { ud, client in
         #expect(msse_publish(srv, "ok", "microsse.gap", nil, "x", 1) == MSSE_EEVENT)
         #expect(String(cString: msse_server_errmsg(srv)).contains("reserved"))
     }
+
+    @Test("route paths, statuses and private sends: the Swift API's rules and reasons, as C codes")
+    func argumentRulesAreSwifts() throws {
+        let rec = Recorder()
+        let srv = try startServer { $0.max_publish_bytes = 4 }
+        #expect(msse_server_add_route(srv, "GET", "talk", echoRoute, rec.pointer, freeRecorder) == MSSE_EINVAL)
+        #expect(String(cString: msse_server_errmsg(srv)) == "route path must start with '/': \"talk\"")
+        #expect(msse_server_add_stream_route(srv, "x", privateStream, rec.pointer, freeRecorder) == MSSE_EINVAL)
+        #expect(String(cString: msse_server_errmsg(srv)) == "route path must start with '/': \"x\"")
+        #expect(msse_server_add_static_route(srv, "GET", "/s", 42, nil, nil, 0) == MSSE_EINVAL)
+        #expect(String(cString: msse_server_errmsg(srv)) == "status must be 100-599 (got 42)")
+        #expect(msse_server_add_stream_route(srv, "/p", sizedStream, rec.pointer, nil) == MSSE_OK)
+        #expect(msse_server_start(srv) == MSSE_OK)
+        let stream = try EventStreamClient(port: msse_server_port(srv), path: "/p")
+        #expect(try stream.next()?.data == "1234")
+        #expect(rec.entries.contains("sized codes \([MSSE_ETOOBIG, MSSE_OK])"))
+        stream.close()
+        msse_server_destroy(srv)
+        // The refused routes kept no free function: nothing is freed at destroy.
+        #expect(rec.freed.load(ordering: .relaxed) == 0)
+    }
+}
+
+private let sizedStream: msse_stream_cb = { ud, _, client in
+    let codes = [msse_client_send(client, nil, nil, "12345", 5), msse_client_send(client, nil, nil, "1234", 4)]
+    Recorder.from(ud).add("sized codes \(codes)")
 }

@@ -61,4 +61,20 @@ struct RedisConfigTests {
         #expect(String(cString: msse_server_errmsg(bad)).contains("redis_url"))
         msse_server_destroy(bad)
     }
+
+    @Test("a history the Redis broker cannot keep is refused at create (MSSE_EINVAL), not clamped")
+    func zeroHistoryWithRedis() throws {
+        var cfg = msse_config()
+        msse_config_init(&cfg)
+        cfg.port = 0
+        cfg.history_count = 0
+        var srv: OpaquePointer?
+        let rc = "redis://127.0.0.1:6379".withCString { url in
+            cfg.redis_url = url
+            return msse_server_create(&cfg, &srv)
+        }
+        #expect(rc == MSSE_EINVAL)
+        #expect(String(cString: msse_server_errmsg(srv)).contains("historyCount must be at least 1 with redis"))
+        msse_server_destroy(srv)
+    }
 }

@@ -89,7 +89,7 @@ struct ProcessTests {
         #expect(plain?.status != 200)
     }
 
-    @Test("TLS files that cannot be read or are not PEM give a one-line startFailed")
+    @Test("TLS files that cannot be read or are not PEM give a one-line invalidArgument")
     func tlsFileErrors() throws {
         #expect(throws: MicroSSEError.self) {
             try ServerConfiguration.TLS(certificateFile: "/nonexistent/cert.pem", privateKeyFile: "/nonexistent/key")
@@ -98,7 +98,7 @@ struct ProcessTests {
             _ = try ServerConfiguration.TLS(certificateFile: "/proc/self/status", privateKeyFile: "/proc/self/status")
             Issue.record("a non-PEM file was accepted")
         } catch {
-            #expect(error.code == .startFailed)
+            #expect(error.code == .invalidArgument)
             #expect(!error.message.contains("\n"))
         }
     }

@@ -97,7 +97,8 @@ extension SeveralHubsTests {
             let s = try RedisURL("redis-sentinel://:pw@10.0.0.1:26379,10.0.0.2,[::1]:26380/main/2?waitTimeout=100")
             #expect(s.sentinels.map(\.description) == ["10.0.0.1:26379", "10.0.0.2:26379", "[::1]:26380"])
             #expect(s.masterName == "main" && s.database == 2 && s.password == "pw")
-            #expect(s.waitReplicas == 1 && s.waitTimeoutMilliseconds == 100)
+            // The default with sentinels is wait=auto (FailoverAckTests); it was wait=1.
+            #expect(s.waitForConnectedReplicas && s.waitReplicas == 0 && s.waitTimeoutMilliseconds == 100)
             #expect(s.description == "redis-sentinel://10.0.0.1:26379,10.0.0.2:26379,[::1]:26380/main")
             let plain = try RedisURL("redis://h:7000/3")
             #expect(plain.waitReplicas == 0 && !plain.usesSentinel && plain.port == 7000 && plain.database == 3)

@@ -22,23 +22,15 @@ private func timed(_ body: () throws -> Void) rethrows -> Double {
 /// Seconds as milliseconds with one decimal.
 private func ms(_ seconds: Double) -> String { String(format: "%.1f", seconds * 1000) }
 
-/// A redis-server that accepts `DEBUG SLEEP` (Redis 7 refuses DEBUG unless enabled).
-private func sleepyRedis() throws -> RedisServer {
-    try RedisServer(arguments: ["--enable-debug-command", "yes"])
-}
-
-/// Blocks `redis` for `seconds` from another thread (`DEBUG SLEEP` holds the whole server).
-private func stall(_ redis: RedisServer, seconds: Double) -> Thread {
-    let port = redis.port
-    let thread = Thread {
-        guard let c = try? RedisConnection(host: "127.0.0.1", port: Int(port), timeoutMilliseconds: 5_000) else {
-            return
-        }
-        _ = try? c.command(["DEBUG", "SLEEP", String(seconds)])
-    }
-    thread.start()
-    usleep(50_000)  // the sleep has begun
-    return thread
+/// Holds every command `redis` receives for `seconds` (`CLIENT PAUSE … ALL`, which Redis
+/// answers once the pause is in effect: nothing to wait for). Returns the earliest instant the
+/// pause can end (it began after the command was sent).
+func stall(_ redis: RedisServer, seconds: Double) throws -> Double {
+    let c = try RedisConnection(host: "127.0.0.1", port: Int(redis.port), timeoutMilliseconds: 5_000)
+    let sent = now()
+    let reply = try c.command(["CLIENT", "PAUSE", String(Int(seconds * 1_000)), "ALL"])
+    try #require(reply.text == "OK", "CLIENT PAUSE: \(reply)")
+    return sent + seconds
 }
 
 extension SeveralHubsTests {
@@ -46,11 +38,11 @@ extension SeveralHubsTests {
     struct OffThread {
         @Test("with Redis stalled, /healthz and live events on open streams answer within 100 ms")
         func stalledRedisDoesNotStallThePollingThread() throws {
-            let redis = try sleepyRedis()
+            let redis = try RedisServer()
             let hub = try makeHub(redis, prefix: uniquePrefix("stall"))
             defer { hub.stop() }
             let opened = Mutex<Client?>(nil)
-            hub.addStreamRoute("/private") { _, client in opened.withLock { $0 = client } }
+            try hub.addStreamRoute("/private") { _, client in opened.withLock { $0 = client } }
             let stream = try EventStreamClient(port: hub.port, path: "/private")
             let client = try #require(opened.withLock { $0 })
             let first = try hub.publish("first", to: "feed")
@@ -60,7 +52,7 @@ extension SeveralHubsTests {
             }
             #expect(answer == 200)
 
-            let sleeper = stall(redis, seconds: 0.6)
+            _ = try stall(redis, seconds: 0.6)
             let publishStatus = Mutex<Int>(0)
             let resumeStatus = Mutex<Int>(0)
             let publisher = Thread {
@@ -82,7 +74,7 @@ extension SeveralHubsTests {
             let event = try Event(data: "live")
             var received: String?
             let live = try timed { () throws in
-                _ = client.send(event)
+                _ = try client.send(event)
                 received = try stream.next(timeout: 2)?.data
             }
             #expect(received == "live")
@@ -95,7 +87,6 @@ extension SeveralHubsTests {
             #expect(eventually(timeout: 5) { publishStatus.withLock { $0 } != 0 && resumeStatus.withLock { $0 } != 0 })
             #expect(publishStatus.withLock { $0 } == 202)
             #expect(resumeStatus.withLock { $0 } == 200)
-            _ = sleeper
         }
 
         @Test("a resume completed off-thread replays from Redis, then carries on live, exactly once")
@@ -115,9 +106,9 @@ extension SeveralHubsTests {
 
         @Test("stop() with publishes waiting on a stalled Redis answers them 503 and returns")
         func stopWithPendingPublishes() throws {
-            let redis = try sleepyRedis()
+            let redis = try RedisServer()
             let hub = try makeHub(redis, prefix: uniquePrefix("stop"))
-            let sleeper = stall(redis, seconds: 1.5)
+            _ = try stall(redis, seconds: 1.5)
             let statuses = Mutex<[Int]>([])
             let retryAfter = Mutex<[String]>([])
             let publishers = (0..<3).map { i in
@@ -136,12 +127,11 @@ extension SeveralHubsTests {
             #expect(statuses.withLock { $0 } == [503, 503, 503])
             #expect(retryAfter.withLock { $0 } == ["1", "1", "1"])
             #expect(stopping < 1.0)
-            _ = sleeper
         }
 
         @Test("a publish that finds the work queue full is refused at once, without waiting on Redis")
         func fullQueueRefuses() throws {
-            let redis = try sleepyRedis()
+            let redis = try RedisServer()
             let url = try RedisURL(redis.url)
             var settings = RedisBroker.Settings(url: url, prefix: uniquePrefix("full"), historyCount: 10)
             settings.workerCount = 1
@@ -149,12 +139,13 @@ extension SeveralHubsTests {
             let broker = RedisBroker(settings: settings)
             try broker.start()
             defer { broker.shutdown() }
-            let sleeper = stall(redis, seconds: 0.5)
+            _ = try stall(redis, seconds: 0.5)
             let results = Mutex<[Result<String, MicroSSEError>]>([])
             let channel = try ChannelName("feed")
             for i in 0..<3 {
                 broker.publish(try Event(data: "e\(i)"), to: channel) { r in results.withLock { $0.append(r) } }
-                usleep(10_000)  // the first is running, the second waits, the third does not fit
+                // The worker has taken the first: the second waits, the third does not fit.
+                if i == 0 { #expect(eventually { broker.workers.waiting == 0 }) }
             }
             let refused = results.withLock { $0 }
             #expect(refused.count == 1)
@@ -165,7 +156,6 @@ extension SeveralHubsTests {
             }
             #expect(eventually(timeout: 3) { results.withLock { $0 }.count == 3 })
             #expect(results.withLock { $0 }.dropFirst().allSatisfy { if case .success = $0 { true } else { false } })
-            _ = sleeper
         }
     }
 }

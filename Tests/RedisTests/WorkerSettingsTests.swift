@@ -63,21 +63,14 @@ extension SeveralHubsTests {
 
         @Test("workers=3&queue=1 with Redis stalled: three publishes run, one waits, the rest get 503 at once")
         func settingsTakeEffect() throws {
-            let redis = try RedisServer(arguments: ["--enable-debug-command", "yes"])
+            let redis = try RedisServer()
             let hub = try makeServer {
                 $0.publishing = true
                 $0.redis = try? RedisURL(redis.url + "?workers=3&queue=1")
                 $0.redisKeyPrefix = uniquePrefix("workers")
             }
             defer { hub.stop() }
-            let port = redis.port
-            let stallEnded = Mutex<Double>(.infinity)
-            Thread {
-                let c = try? RedisConnection(host: "127.0.0.1", port: Int(port), timeoutMilliseconds: 5_000)
-                _ = try? c?.command(["DEBUG", "SLEEP", "0.8"])
-                stallEnded.withLock { $0 = now() }
-            }.start()
-            usleep(50_000)  // the sleep has begun
+            let ended = try stall(redis, seconds: 0.8)
             let answers = Mutex<[(status: Int, text: String, at: Double)]>([])
             for i in 0..<6 {
                 Thread {
@@ -87,7 +80,6 @@ extension SeveralHubsTests {
                 usleep(30_000)  // each publish reaches the queue before the next
             }
             #expect(eventually(timeout: 5) { answers.withLock { $0 }.count == 6 })
-            let ended = stallEnded.withLock { $0 }
             let all = answers.withLock { $0 }
             // The two that found three running and one waiting were refused at once, while Redis
             // slept; the four others were stored once it woke.
@@ -100,7 +92,7 @@ extension SeveralHubsTests {
 
         @Test("resumes are never refused for a full queue, and a publish runs before the resumes waiting")
         func resumesWaitPublishesFirst() throws {
-            let redis = try RedisServer(arguments: ["--enable-debug-command", "yes"])
+            let redis = try RedisServer()
             var settings = RedisBroker.Settings(
                 url: try RedisURL(redis.url), prefix: uniquePrefix("order"), historyCount: 10)
             settings.workerCount = 1
@@ -110,19 +102,15 @@ extension SeveralHubsTests {
             defer { broker.shutdown() }
             let channel = try ChannelName("feed")
             let first = try broker.publish(try Event(data: "e0"), to: channel)
-            let port = redis.port
-            Thread {
-                let c = try? RedisConnection(host: "127.0.0.1", port: Int(port), timeoutMilliseconds: 5_000)
-                _ = try? c?.command(["DEBUG", "SLEEP", "0.5"])
-            }.start()
-            usleep(50_000)  // the sleep has begun
+            _ = try stall(redis, seconds: 0.5)
             let done = Mutex<[String]>([])
             // Six resumes with room for one job: one runs (waiting on Redis), five wait.
             for i in 0..<6 {
                 broker.subscribe(Subscriber(channels: [channel], limit: 1 << 16), after: first) { status in
                     done.withLock { $0.append("resume \(i) \(status == .exact ? "exact" : "gap")") }
                 }
-                usleep(10_000)
+                // The worker has taken the first (queueing is synchronous, so the rest wait).
+                if i == 0 { #expect(eventually { broker.workers.waiting == 0 }) }
             }
             #expect(done.withLock { $0 }.isEmpty, "a resume was refused or started live")
             broker.publish(try Event(data: "e1"), to: channel) { result in

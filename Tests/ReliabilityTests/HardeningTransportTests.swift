@@ -291,7 +291,7 @@ struct HardeningTransportTests {
         let server = try makeServer()
         defer { server.stop() }
         let ran = Atomic<Int>(0)
-        server.addStreamRoute("/talk") { _, _ in ran.add(1, ordering: .relaxed) }
+        try server.addStreamRoute("/talk") { _, _ in ran.add(1, ordering: .relaxed) }
         for path in ["/events/x", "/events?channel=a&channel=b", "/talk"] {
             let c = try RawConnection(port: server.port)
             defer { c.close() }

@@ -167,11 +167,11 @@ struct TimeoutTests {
         let server = try makeServer { $0.connectionTimeoutSeconds = 1 }
         defer { server.stop() }
         let clients = ClientBox()
-        server.addStreamRoute("/talk") { _, client in clients.set(client) }
+        try server.addStreamRoute("/talk") { _, client in clients.set(client) }
         let stream = try EventStreamClient(port: server.port, path: "/talk")
         let client = try #require(eventually { clients.get() != nil } ? clients.get() : nil)
         #expect(try stream.next(timeout: 2.5) == nil)
-        #expect(client.send(try Event(data: "still here")))
+        #expect(try client.send(Event(data: "still here")))
         #expect(try stream.next()?.data == "still here")
     }
 }

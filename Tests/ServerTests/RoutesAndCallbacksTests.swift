@@ -9,7 +9,7 @@ struct RoutesAndCallbacksTests {
     func plainRoute() throws {
         let server = try makeServer()
         defer { server.stop() }
-        server.addRoute("GET", "/") { _ in
+        try server.addRoute("GET", "/") { _ in
             var r = Response.html("<h1>hi</h1>")
             r.headers.append(("X-Test", "1"))
             return r
@@ -30,17 +30,17 @@ struct RoutesAndCallbacksTests {
         let server = try makeServer()
         defer { server.stop() }
         let clients = Mutex<[String: Client]>([:])
-        server.addStreamRoute("/me") { request, client in
+        try server.addStreamRoute("/me") { request, client in
             let name = request.queryValue("name") ?? "?"
             clients.withLock { $0[name] = client }
-            client.send(try! Event(data: "hello \(name)"))
+            _ = try? client.send(Event(data: "hello \(name)"))
         }
         let alice = try EventStreamClient(port: server.port, path: "/me?name=alice")
         let bob = try EventStreamClient(port: server.port, path: "/me?name=bob")
         #expect(try alice.next()?.data == "hello alice")
         #expect(try bob.next()?.data == "hello bob")
         let a = try #require(clients.withLock { $0["alice"] })
-        #expect(a.send(try Event(data: "for alice only", id: "7")))
+        #expect(try a.send(Event(data: "for alice only", id: "7")))
         let got = try #require(try alice.next())
         #expect(got.data == "for alice only")
         #expect(got.lastEventID == "7")
@@ -146,7 +146,7 @@ struct RoutesAndCallbacksTests {
         let server = try makeServer()
         defer { server.stop() }
         let handlerRan = Atomic<Bool>(false)
-        server.addStreamRoute("/talk") { _, _ in handlerRan.store(true, ordering: .relaxed) }
+        try server.addStreamRoute("/talk") { _, _ in handlerRan.store(true, ordering: .relaxed) }
         server.setAuthorizer { _, access in access == .stream(path: "/talk") ? .forbidden : .allow }
         let s = try EventStreamClient(port: server.port, path: "/talk")
         #expect(s.status == 403)

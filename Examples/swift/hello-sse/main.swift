@@ -3,7 +3,7 @@ import MicroSSE
 var config = ServerConfiguration()
 config.port = 8080
 let server = Server(configuration: config)
-server.addRoute("GET", "/") { _ in
+try server.addRoute("GET", "/") { _ in
     .html("<script>new EventSource('/events/ticks').onmessage = e => document.body.append(e.data, ' ')</script>")
 }
 try server.start()

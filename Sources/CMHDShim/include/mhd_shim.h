@@ -1,5 +1,5 @@
 // Typed wrappers for the libmicrohttpd calls Swift cannot make (they are variadic), in the
-// spirit of swift-nio's CNIOLinux. Only Sources/MicroSSE/Transport imports this module.
+// spirit of swift-nio's CNIOLinux. Only MicroSSETransport imports this module.
 #ifndef MSSE_MHD_SHIM_H
 #define MSSE_MHD_SHIM_H
 
@@ -53,11 +53,6 @@ void msse_shim_request_finished(struct MHD_Connection *connection);
 #define MSSE_SHIM_CHUNK_HEAD_MAX 24
 /// Writes the size line of a `size`-byte chunk (hex digits, CRLF) to `out`; returns its length.
 size_t msse_shim_chunk_head(size_t size, char out[MSSE_SHIM_CHUNK_HEAD_MAX]);
-/// Writes `size` bytes to `fd` as one HTTP/1.1 chunk (size line, the bytes, CRLF) in one
-/// non-blocking `sendmsg`, without copying them, and sets `chunk_length` to the chunk's length.
-/// Returns the bytes of the chunk written (all of them, part of them, or 0 when the socket is
-/// full), or -1 when the write failed.
-ssize_t msse_shim_send_chunk(int fd, const void *bytes, size_t size, size_t *chunk_length);
 /// One piece of a chunk for `msse_shim_send_chunk_parts`.
 typedef struct {
     const void *bytes;
@@ -65,8 +60,11 @@ typedef struct {
 } msse_shim_part;
 /// The most pieces `msse_shim_send_chunk_parts` takes.
 #define MSSE_SHIM_CHUNK_PARTS_MAX 8
-/// `msse_shim_send_chunk` of the `count` pieces `parts` (1 to `MSSE_SHIM_CHUNK_PARTS_MAX`), one
-/// after the other, as one chunk: still one `sendmsg` and no copy. Returns -1 for another count.
+/// Writes the `count` pieces `parts` (1 to `MSSE_SHIM_CHUNK_PARTS_MAX`), one after the other, to
+/// `fd` as one HTTP/1.1 chunk (size line, the pieces, CRLF) in one non-blocking `sendmsg`,
+/// without copying them, and sets `chunk_length` to the chunk's length. Returns the bytes of the
+/// chunk written (all of them, part of them, or 0 when the socket is full), or -1 when the write
+/// failed or `count` is out of range.
 ssize_t msse_shim_send_chunk_parts(int fd, const msse_shim_part *parts, int count, size_t *chunk_length);
 /// One non-blocking `send` of `size` bytes (the rest of a chunk). Returns the bytes written (0
 /// when the socket is full), or -1 when the write failed.
@@ -192,6 +190,18 @@ struct MHD_Daemon *msse_shim_start_daemon(const msse_shim_daemon_options *option
 
 /// The port the daemon is bound to (MHD_get_daemon_info is variadic). 0 on failure.
 uint16_t msse_shim_daemon_port(struct MHD_Daemon *daemon);
+
+/// Whether the calling thread is one of libmicrohttpd's polling threads (of any daemon in the
+/// process): one that has accepted a connection or begun a request. Such a thread cannot stop a
+/// daemon: MHD_stop_daemon joins the daemon's threads, and a thread joining itself aborts the
+/// process ("Failed to join a thread"). Marked by the shim's own callbacks
+/// (msse_shim_mark_daemon_thread), which libmicrohttpd calls first on every new connection and
+/// every request.
+int msse_shim_on_daemon_thread(void);
+void msse_shim_mark_daemon_thread(void);
+
+/// The connections the daemon holds open (accepted and not yet cleaned up), or 0 on failure.
+unsigned int msse_shim_daemon_connections(struct MHD_Daemon *daemon);
 
 /// The peer's numeric address as text, e.g. "127.0.0.1" (MHD_get_connection_info is variadic).
 /// Returns 0 on success, -1 when unknown.

@@ -44,7 +44,10 @@ struct CORSPolicy: Sendable {
         if let origin {
             cors += [
                 ("Access-Control-Allow-Origin", origin),
-                ("Access-Control-Expose-Headers", "\(ChannelRoutes.gapHeader), Retry-After"),
+                (
+                    "Access-Control-Expose-Headers",
+                    "\(ChannelRoutes.gapHeader), \(ChannelRoutes.replicatedHeader), Retry-After"
+                ),
             ]
             // Credentials (cookies, Authorization) only for an origin echoed from the list:
             // browsers refuse them with `*`, and `*` must not let any site read with them.

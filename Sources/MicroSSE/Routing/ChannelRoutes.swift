@@ -8,6 +8,8 @@ enum ChannelRoutes {
     /// The response header that says a resumed stream may have missed events; its value is the
     /// reason (`evicted` or `unknown`), the same as the `microsse.gap` event's `reason`.
     static let gapHeader = "MicroSSE-Gap"
+    /// On a publish reply: how many replicas of the broker confirmed the event.
+    static let replicatedHeader = "MicroSSE-Replicated"
 
     static func routes(publishing: Bool) -> [Route] {
         [
@@ -98,7 +100,7 @@ enum ChannelRoutes {
         }
         guard router.hub.broker.isAsynchronous else {
             do throws(MicroSSEError) {
-                return .response(answer(.success(try router.hub.publish(event, to: channel))))
+                return .response(answer(.success(PublishReceipt(id: try router.hub.publish(event, to: channel)))))
             } catch {
                 return .response(answer(.failure(error)))
             }
@@ -108,10 +110,14 @@ enum ChannelRoutes {
         return .deferred(later)
     }
 
-    private static func answer(_ result: Result<String, MicroSSEError>) -> Response {
+    /// `202` with the id; from a broker with replicas, `MicroSSE-Replicated: N` says how many
+    /// confirmed the event (0: its primary alone holds it, and a crash can lose it).
+    private static func answer(_ result: Result<PublishReceipt, MicroSSEError>) -> Response {
         switch result {
-        case .success(let id):
-            return .json(JSON.object([("id", JSON.quote(id))]), status: 202)
+        case .success(let receipt):
+            var r = Response.json(JSON.object([("id", JSON.quote(receipt.id))]), status: 202)
+            if let n = receipt.replicas { r.headers.append((replicatedHeader, String(n))) }
+            return r
         case .failure(let error):
             switch error.code {
             case .unavailable:
