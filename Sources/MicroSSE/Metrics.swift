@@ -35,12 +35,15 @@ final class HubMetrics: Sendable {
     private let clients: CoreMetrics.Gauge
     private let channels: CoreMetrics.Gauge
     private let largestQueue: CoreMetrics.Gauge
+    private let readerGaps: CoreMetrics.Counter
+    private let readerLag: CoreMetrics.Gauge
     private let sampled = Mutex(Totals())
     private let timer = Mutex<SamplingTimer?>(nil)
 
     private struct Totals {
         var delivered = 0
         var bytes = 0
+        var readerGaps = 0
     }
 
     /// The metric names: the Prometheus names, used as swift-metrics labels too.
@@ -57,6 +60,9 @@ final class HubMetrics: Sendable {
         static let publishDuration = "microsse_publish_duration_seconds"
         static let unreplicated = "microsse_publishes_unreplicated_total"
         static let largestQueue = "microsse_queue_pending_bytes_max"
+        /// With Redis: times the reader lost its place, and how far behind it is (0 without Redis).
+        static let readerGaps = "microsse_redis_reader_gaps_total"
+        static let readerLag = "microsse_redis_reader_lag_seconds"
     }
 
     /// Makes every metric, in this server's registry and in `factory` (nil: the bootstrapped
@@ -84,10 +90,13 @@ final class HubMetrics: Sendable {
         clients = gauge(Name.clients)
         channels = gauge(Name.channels)
         largestQueue = gauge(Name.largestQueue)
+        readerGaps = counter(Name.readerGaps)
+        readerLag = gauge(Name.readerLag)
         publishDuration = CoreMetrics.Timer(label: Name.publishDuration, dimensions: [], factory: both)
         clients.record(0)
         channels.record(0)
         largestQueue.record(0)
+        readerLag.record(0)
     }
 
     /// A resumed stream was told it may have missed events.
@@ -104,7 +113,13 @@ final class HubMetrics: Sendable {
         clients.record(statistics.clients)
         channels.record(statistics.channels)
         largestQueue.record(hub.largestQueueBytes())
+        let reader = hub.broker.readerHealth
+        if let reader { readerLag.record(Double(reader.lagMilliseconds) / 1_000) }
         sampled.withLock { last in
+            if let reader, reader.lostPlace > last.readerGaps {
+                readerGaps.increment(by: Int64(reader.lostPlace - last.readerGaps))
+                last.readerGaps = reader.lostPlace
+            }
             if statistics.delivered > last.delivered {
                 delivered.increment(by: Int64(statistics.delivered - last.delivered))
                 last.delivered = statistics.delivered
@@ -170,6 +185,7 @@ struct GapCountingBroker: EventBroker {
     }
 
     var isAsynchronous: Bool { base.isAsynchronous }
+    var readerHealth: ReaderHealth? { base.readerHealth }
 
     func publish(
         _ event: Event, to channel: ChannelName,

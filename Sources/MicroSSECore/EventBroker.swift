@@ -25,12 +25,13 @@ package enum GapReason: String, Sendable, Equatable {
 ///
 /// Contract:
 /// - Thread-safe: every method may be called from any thread at any time.
-/// - ``publish(_:to:)`` gives the event a position in one sequence across all channels, stores it
+/// - ``publish(_:to:)`` gives the event a position the broker issues (see ``HubID``), stores it
 ///   in the channel's bounded history, and queues it for every current subscriber of the
-///   channel, in publish order, before it returns the event's id.
-/// - ``subscribe(_:after:)`` queues the resume prelude (a gap event when one is due, then every
-///   retained event after the id) and registers the subscriber for live events atomically: no
-///   event falls between replay and live, none arrives twice.
+///   channel, in publish order, before it returns the event's id (its label when it has one).
+/// - ``subscribe(_:after:)`` places the id within the subscriber's channels only, queues the
+///   resume prelude (a gap event when one is due, then every retained event after the id, or a
+///   cursor that reads them as the stream drains: ``ReplaySource``) and registers the subscriber
+///   for live events atomically: no event falls between replay and live, none arrives twice.
 /// - After ``unsubscribe(_:)`` returns, the subscriber is queued nothing more.
 /// - After ``shutdown()``, `publish` throws `.unavailable` and `subscribe` registers nothing.
 /// - A broker whose calls wait on I/O says so with ``isAsynchronous``; the router then uses the
@@ -53,6 +54,8 @@ package protocol EventBroker: Sendable {
     /// Whether `publish` and a resuming `subscribe` wait on I/O (then call the completion forms
     /// from libmicrohttpd's threads).
     var isAsynchronous: Bool { get }
+    /// How the broker's reader of a shared log is doing (nil: the broker has none, as in memory).
+    var readerHealth: ReaderHealth? { get }
     func publish(
         _ event: Event, to channel: ChannelName,
         completion: @escaping @Sendable (Result<String, MicroSSEError>) -> Void)
@@ -85,6 +88,7 @@ extension EventBroker {
     package func start() throws(MicroSSEError) {}
     package var unavailableReason: String? { nil }
     package var isAsynchronous: Bool { false }
+    package var readerHealth: ReaderHealth? { nil }
 
     package func publish(
         _ event: Event, to channel: ChannelName,
@@ -129,8 +133,9 @@ extension Subscriber {
     /// Queues a resume: the gap event (for `gap`, or `evicted` when the replay had to be cut),
     /// then `replay` in order — all of it when it fits the stream's free bytes beside the gap
     /// event, else only its newest frames that do. A replay larger than the stream's bound would
-    /// otherwise fail the stream on arrival, and then every reconnect from the same id. Every
-    /// broker resumes through here. Returns the gap reported, nil when nothing was missed.
+    /// otherwise fail the stream on arrival, and then every reconnect from the same id. The Redis
+    /// broker resumes through here (the in-memory one reads its replay through a cursor). Returns
+    /// the gap reported, nil when nothing was missed.
     @discardableResult
     package func enqueueResume(_ replay: [Frame], lastEventID: String, gap: GapReason?) -> GapReason? {
         let evicted = ResumeStatus.gapFrame(lastEventID: lastEventID, reason: .evicted)
@@ -147,6 +152,20 @@ extension Subscriber {
         }
         for frame in replay[first...] { enqueue(frame) }
         return reason
+    }
+}
+
+/// What a broker that follows a shared log (Redis's global stream) reports about its reader.
+package struct ReaderHealth: Sendable, Equatable {
+    /// Times the reader found entries trimmed before it read them (its open streams were sent the
+    /// gap signal).
+    package var lostPlace: Int
+    /// How far behind the log's newest entry the reader was after its last read, in milliseconds.
+    package var lagMilliseconds: Int
+
+    package init(lostPlace: Int, lagMilliseconds: Int) {
+        self.lostPlace = lostPlace
+        self.lagMilliseconds = lagMilliseconds
     }
 }
 

@@ -6,10 +6,11 @@ import Synchronization
 /// with no subscribers and nothing retained forgotten), one global sequence of ids, fan-out
 /// under one short lock so every subscriber sees publish order.
 ///
-/// Server-assigned ids are decimal numbers from a sequence seeded with the wall clock in
-/// microseconds (`next = max(last + 1, now)`), so they increase across channels and do not
-/// repeat across restarts unless more than a million events per second are published for the
-/// whole uptime.
+/// Every event gets a position in the broker's one log: its sequence, counted from 1 across all
+/// channels, under an epoch drawn at random when the broker is made (so ids from an earlier
+/// process are refused, not misplaced). The id it is known by is ``HubID`` of that position, or
+/// the publisher's label on streams of its one channel (see docs/DESIGN.md, "Positions, labels
+/// and epochs").
 package final class MemoryBroker: EventBroker {
     package struct Limits: Sendable {
         /// Events kept per channel.
@@ -38,7 +39,7 @@ package final class MemoryBroker: EventBroker {
     /// What an evicted history slot holds until the array is compacted.
     static let evictedFrame = Frame(bytes: [], isEvent: true)
 
-    /// How many evicted caller-given ids are remembered for resume.
+    /// How many evicted labels (caller-given ids) are remembered for resume, all channels together.
     package static let evictedCallerIDLimit = 65_536
     /// Accounted bytes of remembered evicted caller-given ids, at most.
     package static let evictedCallerIDBytesLimit = 16 << 20
@@ -47,28 +48,33 @@ package final class MemoryBroker: EventBroker {
 
     private let limits: Limits
     private let now: @Sendable () -> UInt64
-    private let state: Mutex<State>
+    /// Under it all: the replay cursors read the history through it too.
+    let state: Mutex<State>
+    /// The epoch of this broker's positions.
+    package let epoch: String
 
     /// - Parameter now: the wall clock in microseconds (injectable for tests).
     package init(limits: Limits, now: @escaping @Sendable () -> UInt64 = Clocks.wallMicroseconds) {
         self.limits = limits
         self.now = now
-        let boot = now()
-        self.state = Mutex(State(lastSeq: boot &- 1, bootSeq: boot))
+        self.epoch = HubID.randomEpoch()
+        self.state = Mutex(State(lastSeq: 0, bootSeq: 0))
     }
 
     package func publish(_ event: Event, to channel: ChannelName) throws(MicroSSEError) -> String {
+        try HubID.checkLabel(event.id)
         // Encode outside the lock; only a server-assigned `id:` line is added under it (the
         // encoder writes `id:` first, so the frame is that line followed by these bytes).
         let body = EventEncoder.encode(event)
         let clock = now()
         var fanOut = LogFanOut()
         let limits = self.limits
+        let epoch = self.epoch
         let id = try state.withLock { (s: inout State) throws(MicroSSEError) -> String in
             guard !s.closed else { throw MicroSSEError(.unavailable, "the server is shutting down") }
-            let seq = max(s.lastSeq &+ 1, clock)
+            let seq = s.lastSeq &+ 1
             s.lastSeq = seq
-            let id = event.id ?? String(seq)
+            let id = event.id ?? HubID.encode(HubPosition(epoch: epoch, major: seq))
             let frame = Frame(bytes: event.id == nil ? Self.idLine(id) + body : body, isEvent: true)
             s.ensureChannel(channel)
             let entry = Entry(seq: seq, publishedAt: clock, id: id, frame: frame, callerGiven: event.id != nil)
@@ -76,7 +82,7 @@ package final class MemoryBroker: EventBroker {
             let stored = Self.store(entry, in: &s.channels[channel]!, limits: limits, evicted: &evicted)
             s.settle(channel, freed: evicted.cost)
             s.staleCount += evicted.count
-            for (id, seq) in evicted.callerIDs { s.rememberEvicted(id, seq) }
+            for (id, seq) in evicted.callerIDs { s.rememberEvicted(LabelKey(channel: stored, label: id), seq) }
             s.order.append(Published(channel: stored, seq: seq, publishedAt: clock))
             s.enforce(budget: limits.memoryBytes, cutoff: limits.cutoff(now: clock))
             guard let c = s.channels[channel] else { return id }
@@ -85,7 +91,11 @@ package final class MemoryBroker: EventBroker {
                 return id
             }
             c.readers.append(frame, into: &fanOut)
-            for set in c.sets.values { set.readers.append(frame, into: &fanOut) }
+            if !c.sets.isEmpty {
+                // Streams of several channels see the position, never a label.
+                let setFrame = event.id == nil ? frame : entry.frame(for: 2, epoch: epoch)
+                for set in c.sets.values { set.readers.append(setFrame, into: &fanOut) }
+            }
             return id
         }
         // Resume outside the lock: libmicrohttpd takes its own locks in resume.
@@ -129,8 +139,10 @@ package final class MemoryBroker: EventBroker {
             guard !s.closed else { return .fresh }
             // Events past the TTL are evicted first, so a resume from one gets the gap signal.
             if cutoff > 0 { s.enforce(budget: limits.memoryBytes, cutoff: cutoff) }
-            let status = resume(subscriber, after: lastEventID, in: &s)
+            let (status, replay) = resume(subscriber, after: lastEventID, in: &s)
             s.addReader(subscriber)
+            // The replay is read through a cursor as the stream drains, due where it joined its log.
+            if let replay { subscriber.startReplay(replay) }
             return status
         }
         // No wake needed: a new subscriber's connection has never suspended.
@@ -138,49 +150,82 @@ package final class MemoryBroker: EventBroker {
 
     /// Queues the gap event and the replay for `lastEventID`; caller holds the lock.
     ///
-    /// The id is placed as a caller-given id still retained in one of the subscriber's channels,
-    /// else as a recently evicted caller-given id, else as a number from this broker's sequence
-    /// (at most `lastSeq`, and at least half the boot position: server ids are microsecond
-    /// timestamps, so a small number such as a caller's `17` is never read as one); anything
-    /// else is `unknown` and nothing is replayed (the broker cannot tell what the client has). A placed
-    /// position is exact when no subscribed channel has evicted an event after it (each
-    /// channel's `floor` is the last evicted position, or the boot position); otherwise the
-    /// stream gets an `evicted` gap and every retained event after the position. A replay
-    /// larger than the subscriber's byte bound keeps its newest events and reports `evicted`
-    /// too, instead of failing the stream on arrival (which would fail every reconnect).
-    private func resume(_ sub: Subscriber, after lastEventID: String?, in s: inout State) -> ResumeStatus {
-        guard let lastEventID else { return .fresh }
-        var position: UInt64?
-        for name in sub.channels {
-            if let seq = s.channels[name]?.callerIDs[lastEventID] {
-                position = seq
-                break
-            }
-        }
-        if position == nil, let seq = s.evictedCallerIDs[lastEventID] {
+    /// The id is placed only within the subscriber's channels (see ``place(_:channels:in:)``);
+    /// one it cannot place is `unknown` and nothing is replayed (the broker cannot tell what the
+    /// client has). A placed position is exact when no subscribed channel has evicted an event
+    /// after it (each channel's `floor` is the last position it evicted); otherwise, and for a
+    /// position of an earlier epoch, the stream gets an `evicted` gap and every retained event
+    /// after the position. The replay is not queued here: the returned cursor reads it from the
+    /// history as the stream drains (``MemoryReplay``), so a slow resuming stream costs its
+    /// cursor, not its replay.
+    private func resume(
+        _ sub: Subscriber, after lastEventID: String?, in s: inout State
+    ) -> (ResumeStatus, MemoryReplay?) {
+        guard let lastEventID else { return (.fresh, nil) }
+        let channels = sub.channels
+        var missed = false
+        let position: UInt64
+        switch place(lastEventID, channels: channels, in: s) {
+        case .unknown:
+            sub.enqueue(ResumeStatus.gapFrame(lastEventID: lastEventID, reason: .unknown))
+            return (.gap(.unknown), nil)
+        case .earlierDataSet:
+            missed = true
+            position = 0
+        case .at(let seq):
             position = seq
         }
-        if position == nil, let n = UInt64(lastEventID), n <= s.lastSeq, n >= s.bootSeq / 2 {
-            position = n
-        }
-        guard let position else {
-            sub.enqueue(ResumeStatus.gapFrame(lastEventID: lastEventID, reason: .unknown))
-            return .gap(.unknown)
-        }
-        var missed = false
-        var replay: [Entry] = []
-        for name in sub.channels {
+        var floor: UInt64 = 0
+        var pending = false
+        for name in channels {
             let channel = s.channels[name]
-            if position < (channel?.floor ?? s.absentFloor(name)) { missed = true }
-            guard let channel else { continue }
-            for entry in channel.retained.reversed() {
-                if entry.seq <= position { break }
-                replay.append(entry)
-            }
+            let f = channel?.floor ?? s.absentFloor(name)
+            if position < f { missed = true }
+            floor = max(floor, f)
+            if let last = channel?.retained.last, last.seq > position { pending = true }
         }
-        replay.sort { $0.seq < $1.seq }
-        let reported = sub.enqueueResume(replay.map(\.frame), lastEventID: lastEventID, gap: missed ? .evicted : nil)
-        return reported.map { .gap($0) } ?? .exact
+        if missed { sub.enqueue(ResumeStatus.gapFrame(lastEventID: lastEventID, reason: .evicted)) }
+        let replay =
+            pending
+            ? MemoryReplay(
+                broker: self, channels: channels, after: position, upTo: s.lastSeq, reported: missed ? floor : 0)
+            : nil
+        return (missed ? .gap(.evicted) : .exact, replay)
+    }
+
+    /// Where a `Last-Event-ID` places a stream of `channels`.
+    enum Placement: Equatable {
+        /// After this position of the current epoch.
+        case at(UInt64)
+        /// From an earlier data set (another epoch, or an id of this hub from before positions):
+        /// everything retained may be new to the client.
+        case earlierDataSet
+        case unknown
+    }
+
+    /// Places `id` within `channels` only: a position in the hub's form (its epoch and offset
+    /// checked), else a label in the label table of one of the channels (retained, then
+    /// remembered evicted ones; at two different positions it is ambiguous: `unknown`), else an
+    /// in-memory id from before positions (a decimal microsecond count, necessarily from an
+    /// earlier process), else `unknown`.
+    func place(_ id: String, channels: [ChannelName], in s: State) -> Placement {
+        if let positions = HubID.decode(id) {
+            guard positions.count == 1, let p = positions.first, p.log == 0, p.minor == nil else { return .unknown }
+            guard p.epoch == epoch else { return .earlierDataSet }
+            return p.major <= s.lastSeq ? .at(p.major) : .unknown
+        }
+        var found: UInt64?
+        for name in channels {
+            let seq = s.channels[name]?.callerIDs[id] ?? s.evictedCallerIDs[LabelKey(channel: name, label: id)]
+            guard let seq else { continue }
+            if let other = found, other != seq { return .unknown }
+            found = seq
+        }
+        if let found { return .at(found) }
+        if let legacy = UInt64(id), legacy >= 1_000_000_000_000_000, id.utf8.allSatisfy({ $0 >= 0x30 && $0 <= 0x39 }) {
+            return .earlierDataSet
+        }
+        return .unknown
     }
 
     package func unsubscribe(_ subscriber: Subscriber) {

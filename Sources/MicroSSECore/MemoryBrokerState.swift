@@ -132,10 +132,10 @@ extension MemoryBroker {
         var lastSeq: UInt64
         let bootSeq: UInt64
         var closed = false
-        /// Caller-given ids evicted from history, remembered (boundedly) so that a client
-        /// resuming from one is placed where it really was, not read as a sequence number.
-        var evictedCallerIDs: [String: UInt64] = [:]
-        var evictedOrder: [String] = []
+        /// Labels (caller-given ids) evicted from history, per channel, remembered (boundedly) so
+        /// that a client resuming from one is placed where it really was in that channel.
+        var evictedCallerIDs: [LabelKey: UInt64] = [:]
+        var evictedOrder: [LabelKey] = []
         var evictedHead = 0
         /// The remembered ids' strings (``HeapSize/string(_:)``), bounded by
         /// ``MemoryBroker/evictedCallerIDBytesLimit``.
@@ -218,7 +218,9 @@ extension MemoryBroker {
         mutating func evictOldest(of name: ChannelName) {
             guard let evicted = channels[name]?.evictOldest() else { return }
             settle(name, freed: evicted.cost)
-            if let callerID = evicted.callerID { rememberEvicted(callerID.0, callerID.1) }
+            if let callerID = evicted.callerID {
+                rememberEvicted(LabelKey(channel: name, label: callerID.0), callerID.1)
+            }
         }
 
         /// Evicts the oldest events of all channels until the accounted bytes fit `budget` and
@@ -253,11 +255,11 @@ extension MemoryBroker {
             countContainers()
         }
 
-        mutating func rememberEvicted(_ id: String, _ seq: UInt64) {
-            if evictedCallerIDs.updateValue(seq, forKey: id) == nil {
-                evictedOrder.append(id)
-                evictedCallerIDBytes += HeapSize.string(id)
-                accountedBytes += HeapSize.string(id)
+        mutating func rememberEvicted(_ key: LabelKey, _ seq: UInt64) {
+            if evictedCallerIDs.updateValue(seq, forKey: key) == nil {
+                evictedOrder.append(key)
+                evictedCallerIDBytes += HeapSize.string(key.label)
+                accountedBytes += HeapSize.string(key.label)
             }
             while evictedOrder.count - evictedHead > MemoryBroker.evictedCallerIDLimit
                 || (evictedCallerIDBytes > MemoryBroker.evictedCallerIDBytesLimit && evictedHead < evictedOrder.count)
@@ -265,8 +267,8 @@ extension MemoryBroker {
                 let oldest = evictedOrder[evictedHead]
                 evictedHead += 1
                 evictedCallerIDs[oldest] = nil
-                evictedCallerIDBytes -= HeapSize.string(oldest)
-                accountedBytes -= HeapSize.string(oldest)
+                evictedCallerIDBytes -= HeapSize.string(oldest.label)
+                accountedBytes -= HeapSize.string(oldest.label)
             }
             if evictedHead > 1_024 && evictedHead * 2 > evictedOrder.count {
                 evictedOrder.removeFirst(evictedHead)

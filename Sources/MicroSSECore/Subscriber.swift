@@ -23,12 +23,21 @@ package final class Subscriber: Sendable {
         case list([ChannelName])
     }
     private let channelList: ChannelList
+    /// How many channels the stream receives (no array made).
+    package var channelCount: Int {
+        switch channelList {
+        case .one: 1
+        case .list(let names): names.count
+        }
+    }
     /// The most bytes this stream may have pending (its queue's bound).
     package let limit: Int
     private let queue: Mutex<SubscriberQueue>
     /// Whether the attached connection can be written while suspended (see ``published()``).
     /// Declared here, it takes a byte of the queue's last word instead of a word of its own.
     let flushable = Atomic<Bool>(false)
+    /// Whether a resume's replay is still being read (``refillReplay(target:)``), readable without the lock.
+    let replaying = Atomic<Bool>(false)
     let hooks: Mutex<(any StreamConnection)?>
     /// The ticker's set this stream enters whenever it has bytes pending (nil: no ticker).
     let pending: PendingStreams?
@@ -192,6 +201,7 @@ package final class Subscriber: Sendable {
     package func read(
         into out: UnsafeMutableRawBufferPointer, onSuspend: () -> Void, onListing: () -> Void
     ) -> SubscriberQueue.ReadAction {
+        refillReplay(target: out.count)
         let writeDirectly = flushable.load(ordering: .relaxed)
         // A read counts as the stream's activity only when it delivers events (not a heartbeat).
         return locked(activity: false) {
@@ -217,7 +227,8 @@ package final class Subscriber: Sendable {
     package func read(
         max: Int, write: (ArraySlice<UInt8>) -> Void, onSuspend: () -> Void
     ) -> SubscriberQueue.ReadAction {
-        locked(activity: false) {
+        refillReplay(target: max)
+        return locked(activity: false) {
             let mark = waitingMark(listed: $0.listedPending)
             let action = $0.read(max: max, write: write) { mirroredState.store(mark, ordering: .releasing) }
             if action == .suspend { onSuspend() } else { listIfPending(&$0) }

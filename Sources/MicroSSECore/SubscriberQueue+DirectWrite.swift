@@ -55,7 +55,7 @@ extension SubscriberQueue {
         guard unsent.isEmpty, let logRef,
             logRef._withUnsafeGuaranteedRef({ $0.hasBigFrame(after: cursor.position) })
         else { return .copy }
-        let limit = Swift.min(nextQueuedAt, finishAt)
+        let limit = Swift.min(nextQueuedAt, finishAt, replayLimit)
         guard cursor.position < limit,
             let (first, offset) = logRef._withUnsafeGuaranteedRef({ $0.frame(at: cursor) }),
             first.bytes.count - offset >= Self.directFrameBytes
@@ -146,7 +146,7 @@ extension SubscriberQueue {
     ) -> FlushResult {
         flushScheduled = false
         // With the rest of a chunk unsent, ``writeUnsent(_:)`` flushes again once it is out.
-        guard phase == .open, waiting, unsent.isEmpty, let logRef else { return .done }
+        guard phase == .open, waiting, unsent.isEmpty, replay == nil, let logRef else { return .done }
         let backlog = logBacklog
         if backlog == 0 { return .done }
         guard queuedBytes == 0, backlog <= scratch.count else { return takeWaiting() ? .wake : .done }

@@ -51,10 +51,10 @@ package struct SubscriberQueue: Sendable {
         let at: UInt64
     }
     var frames: [Queued] = []
-    private var head = 0
-    private var offset = 0
+    var head = 0
+    var offset = 0
     /// Bytes of `frames` not yet handed to the socket.
-    package private(set) var queuedBytes = 0
+    package internal(set) var queuedBytes = 0
     /// The log this stream reads (its channel's, or its channel set's), and where it is in it;
     /// nil when every frame is queued here (a private stream, or a resume not yet past its replay).
     package private(set) var log: ChannelLog? {
@@ -69,6 +69,11 @@ package struct SubscriberQueue: Sendable {
     /// ``visitIdle()``. Recorded on every read; the owner of the region is the transport.
     var bufferAddress: UInt = 0
     var bufferCount = 0
+    /// The rest of a resume's replay, read a chunk at a time as the stream drains (nil: none
+    /// pending), and the log position its frames are due at: the log is not read past it until
+    /// the replay is over (see ``ReplaySource``).
+    var replay: (any ReplaySource)?
+    var replayAt = UInt64.max
     /// The rest of a chunk written directly to the suspended connection's socket that the
     /// socket could not take whole: it goes out before anything else (``writeUnsent(_:)``), and
     /// until it has, the connection is not resumed (a resume asked for meanwhile is deferred).
@@ -250,7 +255,7 @@ package struct SubscriberQueue: Sendable {
                 continue
             }
             guard let logRef else { break }
-            let limit = Swift.min(nextQueuedAt, finishAt)
+            let limit = Swift.min(nextQueuedAt, finishAt, replayLimit)
             guard cursor.position < limit else { break }
             var at = cursor
             let (n, e) = logRef._withUnsafeGuaranteedRef { $0.read(&at, upTo: limit, into: out, from: written) }
@@ -284,6 +289,7 @@ package struct SubscriberQueue: Sendable {
     /// suspended and must be resumed so the reader can close it.
     @discardableResult
     package mutating func fail() -> Bool {
+        replay = nil
         frames = []
         head = 0
         offset = 0

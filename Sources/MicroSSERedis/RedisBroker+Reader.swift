@@ -11,6 +11,9 @@ import Synchronization
 extension RedisBroker {
     // MARK: The reader
 
+    /// Entries one `XREAD` takes at most.
+    static let readBatch = 512
+
     func readLoop() {
         defer { readerExited.signal() }
         var connection: RedisConnection?
@@ -64,7 +67,7 @@ extension RedisBroker {
             let from = state.withLock { $0.lastDelivered }
             do {
                 let reply = try connection!.command([
-                    "XREAD", "COUNT", "512", "BLOCK", "1000", "STREAMS", globalKey, from.description,
+                    "XREAD", "COUNT", String(Self.readBatch), "BLOCK", "1000", "STREAMS", globalKey, from.description,
                 ])
                 if case .error(let e) = reply {
                     // A failover (UNBLOCKED, READONLY, ...): find the primary again and read on
@@ -76,6 +79,14 @@ extension RedisBroker {
                 }
                 if case .array(let streams) = reply, let entries = streams.first?.array?.dropFirst().first?.array {
                     deliver(entries)
+                    // A full batch: more is waiting, the reader is behind by about the age of what
+                    // it just delivered. Less: it has read all there was.
+                    let now = settings.wallClock()
+                    let last = state.withLock { $0.lastDelivered.milliseconds }
+                    let behind = entries.count >= Self.readBatch && now > last ? Int(clamping: now - last) : 0
+                    readerLagMilliseconds.store(behind, ordering: .relaxed)
+                } else {
+                    readerLagMilliseconds.store(0, ordering: .relaxed)
                 }
             } catch {
                 connection = nil
@@ -98,44 +109,99 @@ extension RedisBroker {
         return answer.primary
     }
 
+    /// One entry of the global stream, decoded: its frame as a stream of its channel sees it
+    /// (its label when it has one) and as a stream of several channels sees it (its position).
+    struct Delivered {
+        let id: RedisStreamID
+        let channel: String
+        let count: UInt64?
+        let epoch: String?
+        let single: Frame
+        let multi: Frame
+    }
+
+    /// Fans a batch read from the global stream out to this hub's streams. When the batch does
+    /// not follow on from the last entry delivered (its count jumped, or its epoch changed),
+    /// entries were trimmed before this hub read them: every open stream first gets the gap
+    /// signal (see ``lostPlace(_:batch:wakes:)``).
     func deliver(_ entries: [RedisValue]) {
-        var decoded: [(RedisStreamID, String, Frame)] = []
+        var decoded: [Delivered] = []
         for entry in entries {
-            guard let fields = entry.array, fields.count == 2, let id = fields[0].text.flatMap(RedisStreamID.init),
-                let channel = field("c", in: fields[1]), let (_, frame) = decodeEntry(entry)
+            guard let fields = entry.array, fields.count == 2, let channel = field("c", in: fields[1]),
+                let (id, single, multi) = decodeEntry(entry, epoch: nil)
             else { continue }
-            decoded.append((id, channel, frame))
-            // Caller-given ids published on other hubs are placed here too.
-            if let caller = field("i", in: fields[1]), caller.hasPrefix("=") {
-                rememberCallerID(String(caller.dropFirst()), id)
-            }
+            decoded.append(
+                Delivered(
+                    id: id, channel: channel, count: field("n", in: fields[1]).flatMap { UInt64($0) },
+                    epoch: field("p", in: fields[1]), single: single, multi: multi))
         }
         var fanOut = LogFanOut()
         // A batch's frames are appended log by log, each log's readers looked at once.
         var batch = LogBatch()
+        var wakes: [Subscriber] = []
         state.withLock { s in
-            for (id, channel, frame) in decoded where id > s.lastDelivered {
-                s.lastDelivered = id
+            for d in decoded where d.id > s.lastDelivered {
+                if let count = d.count, let epoch = d.epoch {
+                    if let lastCount = s.lastCount, let lastEpoch = s.lastEpoch,
+                        epoch != lastEpoch || count > lastCount &+ 1
+                    {
+                        lostPlace(&s, batch: &batch, wakes: &wakes)
+                    }
+                    s.lastCount = count
+                    s.lastEpoch = epoch
+                }
+                s.lastDelivered = d.id
                 // Streams resuming or just resumed (none, but during a resume: one lookup).
-                if let waiting = s.channels[channel] {
+                if let waiting = s.channels[d.channel] {
                     for sub in waiting.values {
                         if s.pending[sub.id] != nil {
-                            s.pending[sub.id]!.hold(id, frame)
+                            s.pending[sub.id]!.hold(d.id, sub.channelCount > 1 ? d.multi : d.single)
                             continue
                         }
-                        if let skip = s.skipUpTo[sub.id], id <= skip { continue }
+                        if let skip = s.skipUpTo[sub.id], d.id <= skip { continue }
                         // Past what its replay held (ids only grow): it reads the log from here,
                         // after what the batch holds so far.
                         batch.flush(into: &fanOut)
                         s.moveToLog(sub)
                     }
                 }
-                s.add(frame, of: channel, to: &batch)
+                s.add(d.single, d.multi, of: d.channel, to: &batch)
             }
             batch.flush(into: &fanOut)
         }
         // Resume outside the lock: libmicrohttpd takes its own locks in resume.
         fanOut.finish()
+        for sub in wakes { sub.wake() }
+    }
+
+    /// The reader lost its place: entries after the last one it delivered are gone (trimmed
+    /// from the global stream while this hub was stalled or away, or the data set replaced).
+    /// Every open stream of this hub gets the `evicted` gap signal, in order, before what is
+    /// retained: log readers through their logs, a stream whose replay is being read drops its
+    /// held live events (it starts after its replay with the gap), a stream just resumed gets the
+    /// gap event queued. Counted in ``readerGaps``.
+    func lostPlace(_ s: inout LocalState, batch: inout LogBatch, wakes: inout [Subscriber]) {
+        readerGaps.add(1, ordering: .relaxed)
+        log(
+            "Redis reader: entries after \(s.lastDelivered) were trimmed before this hub read them; open streams get the gap signal"
+        )
+        let gap = ResumeStatus.gapFrame(
+            lastEventID: Self.hubID(s.lastDelivered, epoch: s.lastEpoch), reason: .evicted)
+        for readers in s.logs.values { batch.add(gap, for: readers) }
+        for set in s.setLogs.values { batch.add(gap, for: set.readers) }
+        var told = Set<UInt64>()
+        for subs in s.channels.values {
+            for sub in subs.values where told.insert(sub.id).inserted {
+                if s.pending[sub.id] != nil {
+                    s.pending[sub.id]!.lose()
+                    continue
+                }
+                switch sub.enqueue(gap, deferWake: true) {
+                case .wake, .overflow(wake: true): wakes.append(sub)
+                default: break
+                }
+            }
+        }
     }
 
     func field(_ name: String, in value: RedisValue) -> String? {
@@ -148,16 +214,20 @@ extension RedisBroker {
         return nil
     }
 
-    /// Decodes `[id, [field, value, ...]]` into the encoded frame (the wire id is the caller's id
-    /// when one was given, else the stream id).
-    func decodeEntry(_ entry: RedisValue) -> (RedisStreamID, Frame)? {
+    /// Decodes `[id, [field, value, ...]]` into its frames: as a stream of its one channel sees
+    /// it (the label when one was given, else the position) and as a stream of several channels
+    /// sees it (the position). The epoch is the entry's own (`p`, global stream) or `epoch`
+    /// (channel streams); an entry without one is from before positions and keeps its stream id.
+    func decodeEntry(_ entry: RedisValue, epoch: String?) -> (RedisStreamID, Frame, Frame)? {
         guard let fields = entry.array, fields.count == 2, let id = fields[0].text.flatMap(RedisStreamID.init),
             let data = field("d", in: fields[1])
         else { return nil }
         let name = field("e", in: fields[1]) ?? ""
         let caller = field("i", in: fields[1]) ?? ""
-        let wireID = caller.hasPrefix("=") ? String(caller.dropFirst()) : id.description
-        guard let event = try? Event(data: data, event: name.isEmpty ? nil : name, id: wireID) else { return nil }
-        return (id, Frame(bytes: EventEncoder.encode(event), isEvent: true))
+        let position = Self.hubID(id, epoch: field("p", in: fields[1]) ?? epoch)
+        guard let event = try? Event(data: data, event: name.isEmpty ? nil : name, id: position) else { return nil }
+        let multi = Frame(bytes: EventEncoder.encode(event), isEvent: true)
+        guard caller.hasPrefix("=") else { return (id, multi, multi) }
+        return (id, multi.withID(String(caller.dropFirst())), multi)
     }
 }

@@ -1,7 +1,15 @@
 extension RedisBroker {
-    /// KEYS: global stream, channel stream, channel byte counter. ARGV: global MAXLEN, history
-    /// count, channel, data, event name, caller id, TTL seconds, history bytes, history cutoff
-    /// (milliseconds; entries older are past the history TTL; 0 = no TTL).
+    /// KEYS: global stream, channel stream, channel byte counter, epoch, entry counter, the
+    /// channel's label table and its order. ARGV: global MAXLEN, history count, channel, data,
+    /// event name, caller id (`=LABEL`, or empty), TTL seconds, history bytes, history cutoff
+    /// (milliseconds; entries older are past the history TTL; 0 = no TTL), the epoch to create
+    /// when the data set has none, the labels a channel's table keeps. Returns the entry id and
+    /// the epoch it was stored under.
+    ///
+    /// Each global entry carries its epoch (`p`) and the count of entries the global stream was
+    /// given (`n`), so a reader that finds `n` jump knows entries were trimmed before it read
+    /// them. A label is recorded in the channel's table (label → entry id), which keeps the
+    /// newest labels only and expires with the channel.
     ///
     /// The channel stream is trimmed from its oldest end while it holds more than the history
     /// count, or more than the history bytes, or an entry past the history TTL, besides its oldest
@@ -11,8 +19,23 @@ extension RedisBroker {
     static let publishScriptBytes = Array(publishScript.utf8)
     static let publishScript = """
         if redis.call('EXISTS', KEYS[2]) == 0 then redis.call('DEL', KEYS[3]) end
-        local id = redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], '*', 'c', ARGV[3], 'd', ARGV[4], 'e', ARGV[5], 'i', ARGV[6])
+        redis.call('SET', KEYS[4], ARGV[10], 'NX')
+        local epoch = redis.call('GET', KEYS[4])
+        local count = redis.call('INCR', KEYS[5])
+        local id = redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], '*', 'c', ARGV[3], 'd', ARGV[4], 'e', ARGV[5], 'i', ARGV[6], 'p', epoch, 'n', count)
         redis.call('XADD', KEYS[2], id, 'd', ARGV[4], 'e', ARGV[5], 'i', ARGV[6])
+        if ARGV[6] ~= '' then
+          local label = string.sub(ARGV[6], 2)
+          redis.call('HSET', KEYS[6], label, id)
+          redis.call('ZADD', KEYS[7], tonumber(string.match(id, '^%d+')), label)
+          local over = redis.call('ZCARD', KEYS[7]) - tonumber(ARGV[11])
+          if over > 0 then
+            local gone = redis.call('ZPOPMIN', KEYS[7], over)
+            for j = 1, #gone, 2 do redis.call('HDEL', KEYS[6], gone[j]) end
+          end
+          redis.call('EXPIRE', KEYS[6], ARGV[7])
+          redis.call('EXPIRE', KEYS[7], ARGV[7])
+        end
         local bytes = redis.call('INCRBY', KEYS[3], #ARGV[4] + #ARGV[5] + #ARGV[6] + 32)
         if ARGV[9] ~= '0' then
           local old = redis.call('XRANGE', KEYS[2], '-', '(' .. ARGV[9] .. '-0')
@@ -43,6 +66,6 @@ extension RedisBroker {
         end
         redis.call('EXPIRE', KEYS[2], ARGV[7])
         redis.call('EXPIRE', KEYS[3], ARGV[7])
-        return id
+        return {id, epoch}
         """
 }

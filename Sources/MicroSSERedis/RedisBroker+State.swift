@@ -23,6 +23,13 @@ extension RedisBroker {
                 buffered.append((id, frame))
             }
         }
+
+        /// Drops what is held: live events were lost before the stream could get them (the
+        /// reader lost its place), so it starts live after its replay with an `evicted` gap.
+        package mutating func lose() {
+            overflowed = true
+            buffered = []
+        }
     }
 
     struct LocalState {
@@ -41,11 +48,11 @@ extension RedisBroker {
         var pending: [UInt64: Pending] = [:]
         /// Live events at or below this id were already sent to the subscriber (by replay).
         var skipUpTo: [UInt64: RedisStreamID] = [:]
-        /// The last global-stream id fanned out by this hub.
+        /// The last global-stream id fanned out by this hub, and the count and epoch its entry
+        /// carried (nil before the first entry that carries them): the reader's place.
         var lastDelivered = RedisStreamID.zero
-        /// Recent caller-given ids, to place a `Last-Event-ID` that is not a stream id.
-        var callerIDs: [String: RedisStreamID] = [:]
-        var callerOrder: [String] = []
+        var lastCount: UInt64?
+        var lastEpoch: String?
         var closed = false
     }
 }
@@ -92,10 +99,11 @@ extension RedisBroker.LocalState {
         addLogReader(sub)
     }
 
-    /// Adds a live event of `channel` to the batch, for each log that carries it.
-    func add(_ frame: Frame, of channel: String, to batch: inout LogBatch) {
-        if let readers = logs[channel] { batch.add(frame, for: readers) }
-        for set in (setsOf[channel] ?? [:]).values { batch.add(frame, for: set.readers) }
+    /// Adds a live event of `channel` to the batch, for each log that carries it: `single` to
+    /// the channel's, `multi` (its position, never a label) to each set's.
+    func add(_ single: Frame, _ multi: Frame, of channel: String, to batch: inout LogBatch) {
+        if let readers = logs[channel] { batch.add(single, for: readers) }
+        for set in (setsOf[channel] ?? [:]).values { batch.add(multi, for: set.readers) }
     }
 
     /// Channels some stream of this hub receives.

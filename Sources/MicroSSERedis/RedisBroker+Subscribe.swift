@@ -14,22 +14,40 @@ extension RedisBroker {
     package func subscribe(_ subscriber: Subscriber, after lastEventID: String?) -> ResumeStatus {
         switch register(subscriber, after: lastEventID) {
         case .done(let status): return status
-        case .replay(let lastEventID, let position):
-            return resume(subscriber, lastEventID: lastEventID, after: position, on: commands)
+        case .replay(let lastEventID, let from):
+            return resume(subscriber, lastEventID: lastEventID, from: from, on: commands)
         }
+    }
+
+    /// Where a resume starts, as far as the hub can tell without asking Redis.
+    enum ResumeFrom: Equatable {
+        /// A position in the global stream; `epoch` nil for an id from before positions (or a
+        /// label's entry: both of the data set Redis holds now).
+        case position(RedisStreamID, epoch: String?)
+        /// Not in the hub's form: a label of one of the stream's channels, else an id from
+        /// before positions, else unknown (the replay job asks Redis).
+        case label(String)
     }
 
     /// What is left to do after registering a subscriber.
     enum Registration {
         case done(ResumeStatus)
-        /// Live events are buffered until the replay after `position` is queued.
-        case replay(lastEventID: String, position: RedisStreamID)
+        /// Live events are buffered until the replay from `from` is queued.
+        case replay(lastEventID: String, from: ResumeFrom)
     }
 
     /// Registers `subscriber` for live events at once (buffering them when it resumes); no I/O.
     func register(_ subscriber: Subscriber, after lastEventID: String?) -> Registration {
-        let position: RedisStreamID? = lastEventID.flatMap { l in
-            RedisStreamID(l) ?? state.withLock { $0.callerIDs[l] }
+        var from: ResumeFrom?
+        if let lastEventID {
+            if let positions = HubID.decode(lastEventID) {
+                // One log (this Redis data set) with `ms-seq` offsets: anything else is not ours.
+                if positions.count == 1, let p = positions.first, p.log == 0, let minor = p.minor {
+                    from = .position(RedisStreamID(milliseconds: p.major, sequence: minor), epoch: p.epoch)
+                }
+            } else {
+                from = .label(lastEventID)
+            }
         }
         return state.withLock { s -> Registration in
             guard !s.closed else { return .done(.fresh) }
@@ -37,7 +55,7 @@ extension RedisBroker {
                 s.addLogReader(subscriber)
                 return .done(.fresh)
             }
-            guard let position else {
+            guard let from else {
                 // An id this hub cannot place: the gap event, then live events from now on.
                 let reported = subscriber.enqueueResume([], lastEventID: lastEventID, gap: .unknown)
                 s.addLogReader(subscriber)
@@ -45,43 +63,89 @@ extension RedisBroker {
             }
             for c in subscriber.channels { s.channels[c.rawValue, default: [:]][subscriber.id] = subscriber }
             s.pending[subscriber.id] = Pending(limit: subscriber.freeBytes)
-            return .replay(lastEventID: lastEventID, position: position)
+            return .replay(lastEventID: lastEventID, from: from)
         }
     }
 
-    /// Fetches the replay on `lane`'s connection and queues it (with a gap event when Redis
-    /// fails: the stream then starts live).
+    /// Places the resume (a label through the label tables), fetches the replay on `lane`'s
+    /// connection and queues it (with a gap event when Redis fails: the stream then starts live).
     func resume(
-        _ subscriber: Subscriber, lastEventID: String, after position: RedisStreamID, on lane: CommandLane
+        _ subscriber: Subscriber, lastEventID: String, from: ResumeFrom, on lane: CommandLane
     ) -> ResumeStatus {
+        let channels = subscriber.channels.map(\.rawValue)
         do {
-            let replay = try fetchReplay(channels: subscriber.channels.map(\.rawValue), after: position, on: lane)
+            var placed = from
+            if case .label(let label) = from {
+                guard let found = try placeLabel(label, channels: channels, on: lane) else {
+                    return finishResume(subscriber, replay: [], gap: .unknown, lastEventID: lastEventID, after: .zero)
+                }
+                placed = found
+            }
+            guard case .position(let position, let epoch) = placed else { return .fresh }
+            var replay = try fetchReplay(
+                channels: channels, after: position, composite: channels.count > 1, on: lane)
+            if let epoch, epoch != replay.epoch {
+                // A position from another data set (Redis flushed, or an epoch key lost): the
+                // client may have none of what is retained, and is told.
+                replay = try fetchReplay(channels: channels, after: .zero, composite: channels.count > 1, on: lane)
+                replay.missed = true
+                return finishResume(
+                    subscriber, replay: replay.events, gap: .evicted, lastEventID: lastEventID, after: .zero,
+                    upTo: replay.upTo)
+            }
+            if epoch != nil, position > (replay.upTo ?? .zero) {
+                // Never issued in this data set, or lost by a failover: the hub cannot place it.
+                return finishResume(
+                    subscriber, replay: [], gap: .unknown, lastEventID: lastEventID, after: replay.upTo ?? .zero,
+                    upTo: replay.upTo)
+            }
             return finishResume(
                 subscriber, replay: replay.events, gap: replay.missed ? .evicted : nil, lastEventID: lastEventID,
                 after: position, upTo: replay.upTo)
         } catch {
             log("resume from Redis failed (\(error.message)); stream starts live with a gap event")
-            return finishResume(subscriber, replay: [], gap: .unknown, lastEventID: lastEventID, after: position)
+            return finishResume(subscriber, replay: [], gap: .unknown, lastEventID: lastEventID, after: .zero)
         }
     }
 
+    /// Looks `label` up in the label table of each of `channels` (one pipeline). Found at one
+    /// entry: that position; at different entries of two channels: nil (ambiguous); nowhere: an
+    /// id from before positions (`ms-seq`) is still a position of the global stream, anything
+    /// else is nil (unknown).
+    func placeLabel(_ label: String, channels: [String], on lane: CommandLane) throws(MicroSSEError) -> ResumeFrom? {
+        let commands = channels.map { ["HGET", labelKey($0), label] }
+        var replies: [RedisValue] = []
+        _ = try withCommandConnection(on: lane) { c throws(MicroSSEError) in
+            replies = try c.pipeline(commands)
+            return replies.first(where: \.meansNotPrimary) ?? .null
+        }
+        let found = Set(replies.compactMap { $0.text.flatMap(RedisStreamID.init) })
+        if found.count > 1 { return nil }
+        if let id = found.first { return .position(id, epoch: nil) }
+        return RedisStreamID(label).map { .position($0, epoch: nil) }
+    }
+
     /// What a resume replays: the retained events after its position, merged in id order,
-    /// whether any event after the position may be gone, and the last id Redis held when the
-    /// replay was read (every later event arrives live).
+    /// whether any event after the position may be gone, the last id Redis held when the
+    /// replay was read (every later event arrives live), and the data set's epoch.
     struct Replay {
         var events: [(RedisStreamID, Frame)] = []
         var missed = false
         var upTo: RedisStreamID?
+        var epoch: String?
     }
 
     /// Reads each channel's retained events after `position` in one `MULTI`/`EXEC`, so that every
     /// channel is read at the same instant: an event stored between two channels' reads would
     /// otherwise be in neither the replay nor (being older than the replay's newest event) the
-    /// live events that follow it.
+    /// live events that follow it. `composite`: the frames of a stream of several channels
+    /// (positions, never labels).
     func fetchReplay(
-        channels: [String], after position: RedisStreamID, on lane: CommandLane
+        channels: [String], after position: RedisStreamID, composite: Bool, on lane: CommandLane
     ) throws(MicroSSEError) -> Replay {
-        var commands = [["MULTI"], ["GET", sinceKey], ["XREVRANGE", globalKey, "+", "-", "COUNT", "1"]]
+        var commands = [
+            ["MULTI"], ["GET", sinceKey], ["XREVRANGE", globalKey, "+", "-", "COUNT", "1"], ["GET", epochKey],
+        ]
         for channel in channels {
             commands.append(["XINFO", "STREAM", channelKey(channel)])
             commands.append(["XRANGE", channelKey(channel), "(" + position.description, "+"])
@@ -99,18 +163,19 @@ extension RedisBroker {
         var replay = Replay()
         if let s = results[0].text.flatMap(RedisStreamID.init), position < s { replay.missed = true }
         replay.upTo = results[1].array?.first?.array?.first?.text.flatMap(RedisStreamID.init)
+        replay.epoch = results[2].text
         let cutoff = historyCutoffMilliseconds()
         for (n, channel) in channels.enumerated() {
-            if channelMayHaveMissed(channel, info: results[2 + 2 * n], after: position) { replay.missed = true }
-            for entry in results[3 + 2 * n].array ?? [] {
-                guard let (id, frame) = decodeEntry(entry) else { continue }
+            if channelMayHaveMissed(channel, info: results[3 + 2 * n], after: position) { replay.missed = true }
+            for entry in results[4 + 2 * n].array ?? [] {
+                guard let (id, single, multi) = decodeEntry(entry, epoch: replay.epoch) else { continue }
                 // Past the history TTL (a channel not published to since keeps them in Redis):
                 // not replayed, and the stream is told.
                 if id.milliseconds < cutoff {
                     replay.missed = true
                     continue
                 }
-                replay.events.append((id, frame))
+                replay.events.append((id, composite ? multi : single))
             }
         }
         replay.events.sort { $0.0 < $1.0 }
@@ -189,6 +254,12 @@ extension RedisBroker {
     }
 
     package var channelCount: Int { state.withLock { $0.channelCount } }
+
+    package var readerHealth: ReaderHealth? {
+        ReaderHealth(
+            lostPlace: readerGaps.load(ordering: .relaxed),
+            lagMilliseconds: readerLagMilliseconds.load(ordering: .relaxed))
+    }
 
     /// Channel logs and channel-set logs with readers, and streams not reading a log yet (tests).
     package var logCounts: (channels: Int, sets: Int, waiting: Int) {

@@ -24,10 +24,12 @@ import Synchronization
 ///   entry out to its local subscribers: live delivery never polls. After a lost connection it
 ///   reconnects with backoff and reads on from the last id it delivered, so open streams see no
 ///   gap and no duplicate.
-/// - Resume replays `XRANGE` of each channel after the id. Missed events are detected from the
-///   stream's `max-deleted-entry-id` (trimmed history) and from `PREFIX:since`, the id at which
-///   this Redis data set began (it is set again when Redis comes back empty), so ids from before
-///   a Redis restart get the gap signal.
+/// - Ids are positions in the global stream under the data set's epoch (`PREFIX:epoch`), or a
+///   publisher's label on streams of its one channel, found again through the channel's label
+///   table (`PREFIX:lb:NAME`); see docs/DESIGN.md, "Positions, labels and epochs". Resume
+///   replays `XRANGE` of each channel after the position. Missed events are detected from the
+///   channel stream's `XINFO STREAM` (trimmed history), from the epoch (ids of another data set)
+///   and from `PREFIX:since`, the id at which this data set began (for ids from before positions).
 ///
 /// Unlike ``MemoryBroker``, `publish` returns once Redis has stored the event; local delivery
 /// follows through the reader (in id order, within milliseconds). Publishing while Redis is
@@ -39,6 +41,7 @@ package final class RedisBroker: EventBroker {
         var prefix = "microsse"
         var historyCount: Int
         var historyBytes = Int.max
+        /// Entries `PREFIX:all` keeps (about), which every hub's reader follows.
         var globalLength = 100_000
         var channelTTLSeconds = 86_400
         var timeoutMilliseconds = 1_000
@@ -79,6 +82,10 @@ package final class RedisBroker: EventBroker {
     let replicasUp = Atomic<Int>(-1)
     /// The sentinel that answered last: asked first next time.
     let answeringSentinel = Atomic<Int>(0)
+    /// Times the reader lost its place (entries trimmed before it read them), and how far
+    /// behind the newest entry it was after its last read, in milliseconds.
+    let readerGaps = Atomic<Int>(0)
+    let readerLagMilliseconds = Atomic<Int>(0)
     /// The most replicas in sync the primary was seen with lately (`wait=auto`), and when.
     let replicasSeen = Mutex<(primary: RedisURL.Endpoint, online: Int, at: UInt64)?>(nil)
 
@@ -123,18 +130,35 @@ package final class RedisBroker: EventBroker {
     func channelKey(_ c: String) -> String { "\(settings.prefix):ch:\(c)" }
     func channelBytesKey(_ c: String) -> String { "\(settings.prefix):chb:\(c)" }
     var sinceKey: String { "\(settings.prefix):since" }
+    /// The epoch of this data set's positions (see docs/DESIGN.md, "Positions, labels and epochs").
+    var epochKey: String { "\(settings.prefix):epoch" }
+    /// How many entries the global stream was given (each entry carries its count, `n`).
+    var countKey: String { "\(settings.prefix):n" }
+    /// A channel's label table (label → entry id) and its order (by milliseconds).
+    func labelKey(_ c: String) -> String { "\(settings.prefix):lb:\(c)" }
+    func labelOrderKey(_ c: String) -> String { "\(settings.prefix):lbo:\(c)" }
+    /// Labels a channel's table keeps, the newest first: twice the history count.
+    var labelLimit: Int { max(64, 2 * settings.historyCount) }
 
     // MARK: Lifecycle
 
     /// Connects, marks where this data set began, and starts the reader thread. Throws
-    /// `.invalidArgument` for a worker count or queue limit out of range, `.unavailable` when
+    /// `.invalidArgument` for a worker count, queue limit or stream length out of range, `.unavailable` when
     /// Redis cannot be reached.
     package func start() throws(MicroSSEError) {
         try workers.validate()
+        guard settings.globalLength >= 100 else {
+            throw MicroSSEError(
+                .invalidArgument, "the Redis stream length must be at least 100 (got \(settings.globalLength))")
+        }
         let connection = try dialCommandConnection()
         if settings.url.usesSentinel { _ = askSentinels() }
-        let last = try Self.markSince(connection, sinceKey: sinceKey, globalKey: globalKey)
-        state.withLock { $0.lastDelivered = last }
+        let tail = try markSince(connection)
+        state.withLock { s in
+            s.lastDelivered = tail.id
+            s.lastCount = tail.count
+            s.lastEpoch = tail.epoch
+        }
         commands.slot.withLock { $0.connection = connection }
         try workers.start()
         stopping.store(false, ordering: .relaxed)
@@ -156,19 +180,28 @@ package final class RedisBroker: EventBroker {
         pthread_detach(thread)
     }
 
-    /// Sets `since` when absent (a new or emptied data set) and returns the global stream's last id.
-    static func markSince(
-        _ c: RedisConnection, sinceKey: String, globalKey: String
-    ) throws(MicroSSEError) -> RedisStreamID {
+    /// The global stream's last entry: its id, and the count and epoch it carries (nil for an
+    /// entry from before positions, or none).
+    struct Tail {
+        var id = RedisStreamID.zero
+        var count: UInt64?
+        var epoch: String?
+    }
+
+    /// Sets `since` and the epoch when absent (a new or emptied data set) and returns the global
+    /// stream's last entry.
+    func markSince(_ c: RedisConnection) throws(MicroSSEError) -> Tail {
         let now = RedisStreamID(milliseconds: Clocks.wallMilliseconds(), sequence: 0)
         _ = try c.command(["SET", sinceKey, now.description, "NX"])
+        _ = try c.command(["SET", epochKey, HubID.randomEpoch(), "NX"])
         let last = try c.command(["XREVRANGE", globalKey, "+", "-", "COUNT", "1"])
         if let entry = last.array?.first?.array, let id = entry.first?.text.flatMap(RedisStreamID.init) {
-            return id
+            let fields = entry.count == 2 ? entry[1] : .null
+            return Tail(id: id, count: field("n", in: fields).flatMap { UInt64($0) }, epoch: field("p", in: fields))
         }
         // An empty stream: every entry added from now on is new to this hub (not "now": an entry
         // added within this millisecond could carry exactly that id and be skipped).
-        return .zero
+        return Tail()
     }
 
     package func shutdown() {
@@ -211,14 +244,18 @@ package final class RedisBroker: EventBroker {
         _ event: Event, to channel: ChannelName, on lane: CommandLane
     ) throws(MicroSSEError) -> PublishReceipt {
         guard !state.withLock({ $0.closed }) else { throw MicroSSEError(.unavailable, "the server is shutting down") }
+        try HubID.checkLabel(event.id)
         // A caller-given id travels as "=ID" so that an empty id stays distinguishable from none.
         let args: [[UInt8]] = [
-            Array("3".utf8), Array(globalKey.utf8),
+            Array("7".utf8), Array(globalKey.utf8),
             Array(channelKey(channel.rawValue).utf8), Array(channelBytesKey(channel.rawValue).utf8),
+            Array(epochKey.utf8), Array(countKey.utf8), Array(labelKey(channel.rawValue).utf8),
+            Array(labelOrderKey(channel.rawValue).utf8),
             Array(String(settings.globalLength).utf8), Array(String(max(1, settings.historyCount)).utf8),
             Array(channel.rawValue.utf8), Array(event.data.utf8), Array((event.event ?? "").utf8),
             Array((event.id.map { "=" + $0 } ?? "").utf8), Array(String(settings.channelTTLSeconds).utf8),
             Array(String(max(0, settings.historyBytes)).utf8), Array(String(historyCutoffMilliseconds()).utf8),
+            Array(HubID.randomEpoch().utf8), Array(String(labelLimit).utf8),
         ]
         let url = settings.url
         let timeout = url.waitTimeoutMilliseconds
@@ -245,7 +282,7 @@ package final class RedisBroker: EventBroker {
                 replicas = url.waitReplicas
             }
             let reply = try runPublishScript(args, on: c)
-            guard reply.text.flatMap(RedisStreamID.init) != nil else { return reply }
+            guard reply.array?.first?.text.flatMap(RedisStreamID.init) != nil else { return reply }
             guard replicas > 0 else {
                 if url.waitForConnectedReplicas { confirmed = 0 }
                 return reply
@@ -263,11 +300,19 @@ package final class RedisBroker: EventBroker {
             confirmed = n
             return reply
         }
-        guard let text = reply.text, let id = RedisStreamID(text) else {
+        guard let stored = reply.array, stored.count == 2, let id = stored[0].text.flatMap(RedisStreamID.init),
+            let epoch = stored[1].text
+        else {
             throw MicroSSEError(.unavailable, "Redis refused the publish: \(reply)")
         }
-        if let callerID = event.id { rememberCallerID(callerID, id) }
-        return PublishReceipt(id: event.id ?? id.description, replicas: confirmed)
+        return PublishReceipt(id: event.id ?? Self.hubID(id, epoch: epoch), replicas: confirmed)
+    }
+
+    /// The id of the position `id` of the global stream under `epoch` (``HubID``); an entry from
+    /// before positions (no epoch) keeps its stream id.
+    static func hubID(_ id: RedisStreamID, epoch: String?) -> String {
+        guard let epoch else { return id.description }
+        return HubID.encode(HubPosition(epoch: epoch, major: id.milliseconds, minor: id.sequence))
     }
 
     /// Replicas the primary on `c` reports connected and in sync (`state=online` in `INFO
@@ -370,7 +415,7 @@ package final class RedisBroker: EventBroker {
                 }
                 do throws(MicroSSEError) {
                     let c = try dialCommandConnection()
-                    _ = try Self.markSince(c, sinceKey: sinceKey, globalKey: globalKey)
+                    _ = try markSince(c)
                     slot.connection = c
                     slot.backoff = 50
                     // A new connection (perhaps to a new primary): ask it about its replicas.
@@ -394,17 +439,6 @@ package final class RedisBroker: EventBroker {
                 // confirmed in time) keeps it.
                 if slot.connection?.isBroken != false { slot.connection = nil }
                 throw error
-            }
-        }
-    }
-
-    func rememberCallerID(_ callerID: String, _ id: RedisStreamID) {
-        state.withLock { s in
-            if s.callerIDs.updateValue(id, forKey: callerID) == nil { s.callerOrder.append(callerID) }
-            if s.callerOrder.count > 10_000 {
-                let drop = s.callerOrder.prefix(1_000)
-                for k in drop { s.callerIDs[k] = nil }
-                s.callerOrder.removeFirst(1_000)
             }
         }
     }

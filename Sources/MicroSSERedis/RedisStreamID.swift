@@ -27,3 +27,16 @@ package struct RedisStreamID: Comparable, Hashable, Sendable, CustomStringConver
         (a.milliseconds, a.sequence) < (b.milliseconds, b.sequence)
     }
 }
+
+extension RedisStreamID {
+    /// The global-stream entry an id of this hub names: a position in the hub's form (one log,
+    /// `ms-seq` offset), or a stream id from before positions; nil for anything else.
+    package init?(position id: String) {
+        if let positions = HubID.decode(id) {
+            guard positions.count == 1, let minor = positions[0].minor else { return nil }
+            self.init(milliseconds: positions[0].major, sequence: minor)
+        } else {
+            self.init(id)
+        }
+    }
+}

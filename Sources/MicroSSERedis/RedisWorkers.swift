@@ -220,13 +220,12 @@ extension RedisBroker {
         switch register(subscriber, after: lastEventID) {
         case .done(let status):
             completion(status)
-        case .replay(let lastEventID, let position):
+        case .replay(let lastEventID, let from):
             let live: @Sendable () -> ResumeStatus = {
-                self.finishResume(subscriber, replay: [], gap: .unknown, lastEventID: lastEventID, after: position)
+                self.finishResume(subscriber, replay: [], gap: .unknown, lastEventID: lastEventID, after: .zero)
             }
             let job = RedisWorkers.Job(
-                run: { lane in completion(self.resume(subscriber, lastEventID: lastEventID, after: position, on: lane))
-                },
+                run: { lane in completion(self.resume(subscriber, lastEventID: lastEventID, from: from, on: lane)) },
                 cancel: { completion(live()) })
             if workers.submit(job, .resume) != nil { completion(live()) }
         }

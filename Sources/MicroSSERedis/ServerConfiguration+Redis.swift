@@ -37,6 +37,15 @@ extension ServerConfiguration {
         set { modifyRedisSettings { $0.prefix = newValue } }
     }
 
+    /// Entries the global stream `PREFIX:all` keeps (about: it is trimmed with `MAXLEN ~`). Every
+    /// hub's reader follows it, so a hub that stalls for more publishes than this loses its
+    /// place: its open streams get the gap signal (see docs/REDIS.md). Default 100,000; at least
+    /// 100. Set it after ``redis``.
+    public var redisStreamLength: Int {
+        get { redisSettings?.streamLength ?? RedisSettings.defaultStreamLength }
+        set { redisSettings?.streamLength = newValue }
+    }
+
     /// The wall clock (milliseconds) that ages the Redis history for the history TTL; nil = the
     /// system's. Tests move it instead of waiting.
     package var redisWallClock: (@Sendable () -> UInt64)? {
@@ -62,12 +71,14 @@ extension ServerConfiguration {
 private struct RedisSettings: BrokerFactory, ConfigurationValidating {
     static let defaultTTL = 86_400
     static let defaultPrefix = "microsse"
+    static let defaultStreamLength = 100_000
 
     /// nil while only other Redis settings were made: ``validate(_:)`` refuses it.
     var url: RedisURL?
     var ttl = defaultTTL
     var prefix = defaultPrefix
     var clock: (@Sendable () -> UInt64)?
+    var streamLength = defaultStreamLength
 
     func validate(_ configuration: ServerConfiguration) throws(MicroSSEError) {
         guard url != nil else {
@@ -97,7 +108,7 @@ private struct RedisSettings: BrokerFactory, ConfigurationValidating {
         }
         var settings = RedisBroker.Settings(
             url: url, prefix: prefix, historyCount: historyCount, historyBytes: historyBytes,
-            channelTTLSeconds: ttl,
+            globalLength: streamLength, channelTTLSeconds: ttl,
             // Asking local sentinels again is cheap, and a failover should cost little more
             // than the sentinels' own detection and promotion.
             maxBackoffMilliseconds: url.usesSentinel ? 500 : 2_000,

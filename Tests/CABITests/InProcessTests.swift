@@ -231,7 +231,7 @@ private let recordDisconnect: msse_client_cb = { ud, client in
         var ev = msse_event()
         msse_event_init(&ev)
         #expect(msse_publish_event(srv, "ok", &ev, &id, id.count) == MSSE_OK)
-        #expect(UInt64(id.withUnsafeBufferPointer { String(cString: $0.baseAddress!) }) != nil)  // an assigned id
+        #expect(id.withUnsafeBufferPointer { String(cString: $0.baseAddress!) }.hasPrefix("~1."))  // an assigned id
         #expect(msse_publish(srv, "ok", "microsse.gap", nil, "x", 1) == MSSE_EEVENT)
         #expect(String(cString: msse_server_errmsg(srv)).contains("reserved"))
     }

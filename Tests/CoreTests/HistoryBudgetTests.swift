@@ -59,7 +59,7 @@ struct HistoryBudgetTests {
         let a1 = ids[0]
         // Resuming from before everything: what is still retained, in publish order.
         let sub = Subscriber(channels: ["a", "b", "c"], limit: 1 << 20)
-        let before = String(UInt64(a1)! - 1)
+        let before = HubID.encode(HubPosition(epoch: b.epoch, major: try #require(HubID.decode(a1)?.first).major - 1))
         #expect(b.subscribe(sub, after: before) == .gap(.evicted))
         let events = sub.receivedEvents()
         #expect(events.first?.type == "microsse.gap")

@@ -10,16 +10,17 @@ struct MemoryBrokerTests {
         Subscriber(channels: channels, limit: limit)
     }
 
-    @Test("server-assigned ids are one increasing sequence across channels, seeded by the clock")
+    @Test("server-assigned ids are positions in one sequence across channels, under the broker's epoch")
     func idsIncreaseAcrossChannels() throws {
         let broker = MemoryBroker.make(clock: clock)
         let a = try broker.publish("1", to: "a")
         let b = try broker.publish("2", to: "b")
         clock.advance(1_000)
         let c = try broker.publish("3", to: "a")
-        #expect(a == "1700000000000000")
-        #expect(UInt64(b)! == UInt64(a)! + 1)
-        #expect(UInt64(c)! == 1_700_000_000_001_000)
+        #expect(a == "~1.0.\(broker.epoch).1")
+        #expect(HubID.decode(b) == [HubPosition(epoch: broker.epoch, major: 2)])
+        #expect(HubID.decode(c) == [HubPosition(epoch: broker.epoch, major: 3)])
+        #expect(MemoryBroker.make(clock: clock).epoch != broker.epoch, "another broker, another epoch")
     }
 
     @Test("ids keep increasing when the clock stands still or goes back")
@@ -28,7 +29,7 @@ struct MemoryBrokerTests {
         let broker = MemoryBroker.make(clock: clock)
         var last: UInt64 = 0
         for _ in 0..<100 {
-            let id = UInt64(try broker.publish("x", to: "a"))!
+            let id = try #require(HubID.decode(try broker.publish("x", to: "a"))?.first?.major)
             #expect(id > last)
             last = id
         }
@@ -104,7 +105,9 @@ struct MemoryBrokerTests {
     func resumeUnknown() throws {
         let broker = MemoryBroker.make(clock: clock)
         let last = try broker.publish("e0", to: "a")
-        for id in ["not-an-id", String(UInt64(last)! + 1_000), "99999999999999999999999"] {
+        let beyond = HubID.encode(HubPosition(epoch: broker.epoch, major: 1_000))
+        #expect(HubID.decode(last) != nil)
+        for id in ["not-an-id", beyond, "99999999999999999999999", "17", "~1.0.\(broker.epoch).1.1.x.2", "~2.0.a.1"] {
             let sub = subscriber(["a"])
             #expect(broker.subscribe(sub, after: id) == .gap(.unknown))
             try broker.publish("live", to: "a")
@@ -204,22 +207,70 @@ struct MemoryBrokerTests {
     }
 
     // Regression: a replay larger than the subscriber's byte bound failed the stream on
-    // arrival, and every reconnect with the same id failed the same way.
-    @Test("a replay larger than the client buffer keeps the newest events and reports a gap")
+    // arrival, and every reconnect with the same id failed the same way. Then it was cut to its
+    // newest events; now it is read through a cursor as the stream drains, and comes whole.
+    @Test("a replay larger than the client buffer is read as the stream drains: all of it, exact, the stream lives")
     func replayBoundedByClientBuffer() throws {
         let broker = MemoryBroker.make(count: 1_000, bytes: 1 << 20, clock: clock)
         let first = try broker.publish("start", to: "a")
         for i in 0..<100 { try broker.publish("\(i):" + String(repeating: "x", count: 100), to: "a") }
         let sub = subscriber(["a"], limit: 2_000)
-        #expect(broker.subscribe(sub, after: first) == .gap(.evicted))
+        #expect(broker.subscribe(sub, after: first) == .exact)
+        #expect(sub.pendingBytes == 0, "nothing of the replay is queued before the stream reads")
         #expect(!sub.wasDropped && sub.isOpen)
         let events = sub.receivedEvents()
-        #expect(events.first?.type == "microsse.gap")
-        let numbers = events.dropFirst().map { Int($0.data.prefix { $0 != ":" })! }
-        #expect(!numbers.isEmpty)
-        #expect(numbers == Array((100 - numbers.count)..<100))
+        #expect(events.map { Int($0.data.prefix { $0 != ":" })! } == Array(0..<100))
         try broker.publish("live", to: "a")
         #expect(sub.receivedEvents().map(\.data) == ["live"])
+    }
+
+    @Test("a replay read through its cursor queues a chunk at a time; live events wait behind it")
+    func replayThroughCursor() throws {
+        let broker = MemoryBroker.make(count: 10_000, bytes: 64 << 20, clock: clock)
+        let first = try broker.publish("start", to: "a")
+        for i in 0..<5_000 { try broker.publish("\(i)", to: i % 2 == 0 ? "a" : "b") }
+        let sub = subscriber(["a", "b"], limit: 8 << 20)
+        #expect(broker.subscribe(sub, after: first) == .exact)
+        try broker.publish("live", to: "b")
+        var parser = EventStreamParser()
+        var got: [String] = []
+        var most = 0
+        while true {
+            var bytes: [UInt8] = []
+            guard case .wrote = sub.read(max: 4_096, write: { bytes += $0 }, onSuspend: {}) else { break }
+            most = max(most, sub.pendingBytes)
+            got += parser.feed(bytes).map(\.data)
+        }
+        #expect(got == (0..<5_000).map(String.init) + ["live"], "in publish order, live after the replay")
+        #expect(most <= 64 << 10, "at most about a chunk of replay pending: \(most) bytes")
+    }
+
+    @Test("events evicted while a replay is read: a gap event where they were, then what is retained")
+    func evictionDuringReplay() throws {
+        let broker = MemoryBroker.make(count: 1_000, bytes: 1 << 20, clock: clock)
+        let first = try broker.publish("start", to: "a")
+        for i in 0..<1_000 { try broker.publish("\(i)", to: "a") }
+        let sub = subscriber(["a"], limit: 8 << 20)
+        #expect(broker.subscribe(sub, after: first) == .exact, "start itself was evicted, nothing after it")
+        var parser = EventStreamParser()
+        var bytes: [UInt8] = []
+        _ = sub.read(max: 4_096, write: { bytes += $0 }, onSuspend: {})
+        let before = parser.feed(bytes).filter { $0.type == "message" }.map { Int($0.data)! }
+        // 600 more events evict 600 of the 1,000 retained, most of them not yet replayed.
+        for i in 1_000..<1_600 { try broker.publish("\(i)", to: "a") }
+        var rest: [ParsedEvent] = []
+        while true {
+            var more: [UInt8] = []
+            guard case .wrote = sub.read(max: 4_096, write: { more += $0 }, onSuspend: {}) else { break }
+            rest += parser.feed(more)
+        }
+        let gaps = rest.indices.filter { rest[$0].type == "microsse.gap" }
+        #expect(gaps.count == 1, "one gap event mid-stream")
+        let afterGap = rest[(gaps.first ?? 0)...].filter { $0.type == "message" }.map { Int($0.data)! }
+        let beforeGap = before + rest[..<(gaps.first ?? 0)].filter { $0.type == "message" }.map { Int($0.data)! }
+        #expect(beforeGap == Array(0..<beforeGap.count) && beforeGap.count < 600)
+        #expect(afterGap == Array(600..<1_600), "what is retained, then live, no duplicate")
+        #expect(!sub.wasDropped)
     }
 
     @Test("after unsubscribe nothing more is queued; a channel without events is forgotten")

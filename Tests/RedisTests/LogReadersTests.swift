@@ -101,7 +101,8 @@ struct RedisLogReadersTests {
                 return
             }
             broker.unsubscribe(leaver)
-            _ = broker.finishResume(leaver, replay: [], gap: nil, lastEventID: ids[0], after: RedisStreamID(ids[0])!)
+            _ = broker.finishResume(
+                leaver, replay: [], gap: nil, lastEventID: ids[0], after: RedisStreamID(position: ids[0])!)
             for i in 6..<10 { _ = try broker.publish(try Event(data: "\(i)"), to: i % 2 == 0 ? a : b) }
             var pairParser = EventStreamParser()
             var strangerParser = EventStreamParser()

@@ -19,6 +19,7 @@ import signal
 import subprocess
 import sys
 import threading
+import urllib.parse
 import urllib.error
 import urllib.request
 import time
@@ -524,7 +525,7 @@ def test_helper_shares_one_stream(t):
     want += [(i, "message", f"event {n + 1}") for n, i in enumerate(ids)]
     wait_helper_events(followers, want)
     resumed = [e["request"]["url"] for m, e in new_leader.events("Network.requestWillBeSent") if "/events/shared" in e["request"]["url"]]
-    check(resumed and resumed[0].endswith(f"/events/shared?lastEventId={last_seen}"), f"the new leader resumed from {last_seen}: {resumed}")
+    check(resumed and urllib.parse.unquote(resumed[0]).endswith(f"/events/shared?lastEventId={last_seen}"), f"the new leader resumed from {last_seen}: {resumed}")
     check(all(p.js("__sse.gaps.length") == 0 for p in followers), "no gap: the hub had every missed event")
     for p in followers:
         check(not p.console_errors(), f"page errors: {p.console_errors()}")
@@ -541,23 +542,31 @@ def test_helper_channels_share_ids(t):
     wait_until(lambda: sorted(p.js("__stream.role") for p in tabs) == ["follower", "leader"], 10, "a leader and a follower")
     wait_until(lambda: all(p.js("__stream.state") == "open" for p in tabs + [alone]), 10, "open streams")
     wait_clients(hub, 2)
-    # Publishers may give their own ids, and two channels may use the same ones: on a stream of
-    # both, an id seen before on the other channel is not a repeat.
-    want = []
+    # Publishers may give their own ids (labels), and two channels may use the same ones: a
+    # stream of both sees the hub's positions instead (docs/RESUME.md), one per event.
+    data = []
     for eid in ("7", "8"):
         for ch in ("a", "b"):
             got = publish(hub.base, f"{ch}?id={eid}", f"{ch} {eid}")
             check(got == eid, f"the hub kept the publisher's id: {got}")
-            want.append((eid, "message", f"{ch} {eid}"))
-    want.append((publish(hub.base, "a", "a assigned"), "message", "a assigned"))
-    wait_helper_events(tabs + [alone], want)
-    # A tab ahead of a new leader that resumes from "7" (b's): the replay brings "8", "8" and
-    # the assigned one again, which this tab drops by position, then a new event it delivers.
+            data.append(f"{ch} {eid}")
+    assigned = publish(hub.base, "a", "a assigned")
+    data.append("a assigned")
+    wait_until(lambda: all(len(helper_events(p)) >= len(data) for p in tabs + [alone]), 10, "every event in every tab")
+    want = helper_events(alone)
+    check([e[2] for e in want] == data, f"every event once, in order: {want}")
+    ids = [e[0] for e in want]
+    check(all(i.startswith("~1.") for i in ids) and len(set(ids)) == len(ids) and ids[-1] == assigned,
+          f"positions on a stream of two channels: {ids}")
+    for p in tabs:
+        check(helper_events(p) == want, f"the same in tab {p}: {helper_events(p)}")
+    # A tab ahead of a new leader that resumes from b 7's position: the replay brings a 8, b 8
+    # and the assigned one again, which this tab drops by position, then a new event it delivers.
     # (Told the way a new leader tells it; the tab's role does not matter for this.)
-    assigned = want[-1][0]
+    replay = [[want[2][0], "a 8"], [want[3][0], "b 8"], [want[4][0], "a assigned"], ["9", "new"]]
     alone.js(
-        "const s = __stream; s._onMessage({k: 'resume', lastEventId: '7'});"
-        + "for (const [id, data] of [['8', 'a 8'], ['8', 'b 8'], [%r, 'a assigned'], ['9', 'new']])" % assigned
+        "const s = __stream; s._onMessage({k: 'resume', lastEventId: %s});" % json.dumps(want[1][0])
+        + "for (const [id, data] of %s)" % json.dumps(replay)
         + "  s._onMessage({k: 'event', event: {type: 'message', data, lastEventId: id}});"
     )
     check(helper_events(alone) == want + [("9", "message", "new")], f"only the new event after the replay: {helper_events(alone)}")
