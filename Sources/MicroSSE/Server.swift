@@ -25,6 +25,9 @@ public final class Server: Sendable {
     /// The configuration the server was created with.
     public var configuration: ServerConfiguration { hub.configuration }
     let hub: Hub
+    /// The configured broker (the one a ``ServerConfiguration/brokerFactory`` made, or the
+    /// in-memory one), without the hub's counting wrapper: tests await its state.
+    package var broker: any EventBroker { (hub.broker as? GapCountingBroker)?.base ?? hub.broker }
     private let lifecycle = Mutex(Lifecycle())
 
     private struct Lifecycle {

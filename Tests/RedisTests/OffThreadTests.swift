@@ -33,6 +33,19 @@ func stall(_ redis: RedisServer, seconds: Double) throws -> Double {
     return sent + seconds
 }
 
+/// The hub's Redis broker, every one of whose `count` workers is then running a publish held by a
+/// stalled Redis (each taken before the next is queued), so the hub's next jobs wait in its queue
+/// where the test can count them.
+func busyWorkers(_ hub: Server, count: Int) throws -> RedisBroker {
+    let broker = try #require(hub.broker as? RedisBroker)
+    let channel = try ChannelName("busy")
+    for i in 0..<count {
+        broker.publishReceipt(try Event(data: "busy \(i)"), to: channel) { _ in }
+        try #require(eventually { broker.workers.waiting == 0 }, "no worker took busy publish \(i)")
+    }
+    return broker
+}
+
 extension SeveralHubsTests {
     @Suite("Redis off libmicrohttpd's thread")
     struct OffThread {
@@ -53,6 +66,9 @@ extension SeveralHubsTests {
             #expect(answer == 200)
 
             _ = try stall(redis, seconds: 0.6)
+            // Both workers (the default) held by Redis: the publish and the resume below wait
+            // in the queue, where they can be counted.
+            let broker = try busyWorkers(hub, count: 2)
             let publishStatus = Mutex<Int>(0)
             let resumeStatus = Mutex<Int>(0)
             let publisher = Thread {
@@ -66,7 +82,7 @@ extension SeveralHubsTests {
             }
             publisher.start()
             resumer.start()
-            usleep(50_000)  // both are waiting on Redis now
+            #expect(eventually { broker.workers.waiting == 2 }, "the publish and the resume are waiting on Redis")
             #expect(publishStatus.withLock { $0 } == 0 && resumeStatus.withLock { $0 } == 0)
 
             let healthz = try timed { () throws in answer = try httpRequest(port: hub.port, path: "/healthz").status }
@@ -109,6 +125,7 @@ extension SeveralHubsTests {
             let redis = try RedisServer()
             let hub = try makeHub(redis, prefix: uniquePrefix("stop"))
             _ = try stall(redis, seconds: 1.5)
+            let broker = try busyWorkers(hub, count: 2)
             let statuses = Mutex<[Int]>([])
             let retryAfter = Mutex<[String]>([])
             let publishers = (0..<3).map { i in
@@ -119,7 +136,7 @@ extension SeveralHubsTests {
                 }
             }
             publishers.forEach { $0.start() }
-            usleep(150_000)
+            #expect(eventually { broker.workers.waiting == 3 }, "the publishes are waiting on Redis")
             #expect(statuses.withLock { $0 }.isEmpty)
             let stopping = timed { hub.stop() }
             print("figures: stop() with 3 publishes pending took \(ms(stopping)) ms")

@@ -71,23 +71,25 @@ extension SeveralHubsTests {
             }
             defer { hub.stop() }
             let ended = try stall(redis, seconds: 0.8)
-            let answers = Mutex<[(status: Int, text: String, at: Double)]>([])
-            for i in 0..<6 {
-                Thread {
-                    let r = try? postEvent(port: hub.port, channel: "w", data: "p\(i)")
-                    answers.withLock { $0.append((r?.status ?? -1, r?.text ?? "", now())) }
-                }.start()
-                usleep(30_000)  // each publish reaches the queue before the next
+            // Three publishes run (each taken by a worker before the next is queued: three
+            // workers), then one over HTTP waits in the queue (room for one).
+            let broker = try busyWorkers(hub, count: 3)
+            let queued = Mutex<Int?>(nil)
+            Thread {
+                let r = try? postEvent(port: hub.port, channel: "w", data: "queued")
+                queued.withLock { $0 = r?.status ?? -1 }
+            }.start()
+            #expect(eventually { broker.workers.waiting == 1 }, "the fourth publish is not waiting")
+            // The next two are refused at once, while Redis sleeps.
+            for i in 0..<2 {
+                let r = try postEvent(port: hub.port, channel: "w", data: "p\(i)")
+                let at = now()
+                #expect(r.status == 503 && r.text.contains("1 publishes are already waiting for Redis"), "\(r.text)")
+                #expect(at < ended, "refused only after Redis woke")
             }
-            #expect(eventually(timeout: 5) { answers.withLock { $0 }.count == 6 })
-            let all = answers.withLock { $0 }
-            // The two that found three running and one waiting were refused at once, while Redis
-            // slept; the four others were stored once it woke.
-            let refused = all.filter { $0.status == 503 }
-            #expect(refused.count == 2)
-            #expect(
-                refused.allSatisfy { $0.text.contains("1 publishes are already waiting for Redis") && $0.at < ended })
-            #expect(all.filter { $0.status == 202 }.count == 4)
+            // The one waiting is stored once Redis wakes.
+            #expect(eventually(timeout: 5) { queued.withLock { $0 } != nil })
+            #expect(queued.withLock { $0 } == 202)
         }
 
         @Test("resumes are never refused for a full queue, and a publish runs before the resumes waiting")

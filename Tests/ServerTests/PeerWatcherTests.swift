@@ -77,9 +77,11 @@ struct PeerWatcherTests {
         let stream = try EventStreamClient(port: server.port, path: "/events/h")
         try #require(eventually { server.statistics.clients == 1 })
         #expect(eventually { idle(clients, 1) })
+        let comments = stream.comments.count
         #expect(shutdown(stream.connection.fd, Int32(SHUT_WR)) == 0)
-        // Longer than the probe's round trip: a closed peer would be gone by now.
-        usleep(300_000)
+        // The probe (an empty comment) the half-close makes the server write: the stream was
+        // still open to write it.
+        #expect(try stream.waitForComments(comments + 1), "no probe after the half-close")
         #expect(server.statistics.clients == 1)
         for i in 0..<3 {
             try server.publish("half \(i)", to: "h")
