@@ -38,6 +38,9 @@ package final class Subscriber: Sendable {
     let flushable = Atomic<Bool>(false)
     /// Whether a resume's replay is still being read (``refillReplay(target:)``), readable without the lock.
     let replaying = Atomic<Bool>(false)
+    /// Whether a resume's replay is still being read (a hint, read without the lock: the
+    /// transport paces a replaying stream's writes by it).
+    package var isReplaying: Bool { replaying.load(ordering: .relaxed) }
     let hooks: Mutex<(any StreamConnection)?>
     /// The ticker's set this stream enters whenever it has bytes pending (nil: no ticker).
     let pending: PendingStreams?
