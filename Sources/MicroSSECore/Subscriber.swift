@@ -201,9 +201,13 @@ package final class Subscriber: Sendable {
     /// ``read(into:onSuspend:)`` that also calls `onListing`, under the queue's lock after
     /// `onSuspend`, when the stream must be added to the release pass's list (see
     /// ``SubscriberQueue/takeListing()``).
+    /// `filling` bounds the bytes written (a replaying stream's share of a turn, see the
+    /// transport); the whole of `buffer` stays the region the release pass gives back.
     package func read(
-        into out: UnsafeMutableRawBufferPointer, onSuspend: () -> Void, onListing: () -> Void
+        into buffer: UnsafeMutableRawBufferPointer, filling: Int = .max, onSuspend: () -> Void,
+        onListing: () -> Void
     ) -> SubscriberQueue.ReadAction {
+        let out = filling < buffer.count ? UnsafeMutableRawBufferPointer(rebasing: buffer[..<filling]) : buffer
         refillReplay(target: out.count)
         let writeDirectly = flushable.load(ordering: .relaxed)
         // A read counts as the stream's activity only when it delivers events (not a heartbeat).
@@ -216,6 +220,7 @@ package final class Subscriber: Sendable {
                     hooks.withLock { $0?.writeWhileSuspended(parts: parts, events: events) ?? .unavailable }
                 },
                 whileWaiting: { mirroredState.store(mark, ordering: .releasing) })
+            if out.count < buffer.count { $0.bufferCount = buffer.count }
             if action == .suspend {
                 onSuspend()
                 if $0.takeListing() { onListing() }

@@ -224,7 +224,7 @@ private let streamReader: MHD_ContentReaderCallback = { cls, _, buffer, max in
 }
 
 /// The replay bytes all replaying streams together may write in one turn of libmicrohttpd's
-/// loop (see ``replayShare(_:of:)``).
+/// loop (see ``replayShare(_:)``).
 private let replayBytesPerTurn = 1 << 19
 /// The least a replaying stream writes per content-reader call, however many replay: below it
 /// the per-call cost (the socket write, the history merge) dominates and the replay crawls.
@@ -233,19 +233,15 @@ private let replayBytesPerReadMinimum = 2_048
 /// count for every transport in the process).
 private let replayingStreams = Atomic<Int>(0)
 
-/// The part of `out` a stream's content reader fills. libmicrohttpd's one polling thread makes
+/// The bytes a stream's content reader fills. libmicrohttpd's one polling thread makes
 /// one reader call per writable connection per turn of its loop, so hundreds of resumes each
 /// filling the whole pool (~32 KiB of replay merged from the history) made a turn last ~150 ms
 /// and every other request waited for it. A replaying stream fills its share of
 /// `replayBytesPerTurn` instead, never less than `replayBytesPerReadMinimum`: a few resumes
 /// replay at full speed, a herd of them is paced (docs/DESIGN.md, replay through cursors).
-private func replayShare(_ context: StreamContext, of out: UnsafeMutableRawBufferPointer)
-    -> UnsafeMutableRawBufferPointer
-{
-    guard countReplaying(context) else { return out }
-    let share = replayBytesPerTurn / max(1, replayingStreams.load(ordering: .relaxed))
-    let bytes = max(replayBytesPerReadMinimum, share)
-    return bytes < out.count ? UnsafeMutableRawBufferPointer(rebasing: out[..<bytes]) : out
+private func replayShare(_ context: StreamContext) -> Int {
+    guard countReplaying(context) else { return .max }
+    return max(replayBytesPerReadMinimum, replayBytesPerTurn / max(1, replayingStreams.load(ordering: .relaxed)))
 }
 
 /// Counts the stream in `replayingStreams` while it replays (checked before and after each read,
@@ -272,9 +268,8 @@ private func readStream(_ context: StreamContext, into out: UnsafeMutableRawBuff
     // The queued frames are copied straight into libmicrohttpd's buffer, several per call (a
     // replaying stream's share of a turn).
     let subscriber = context.subscriber
-    let out = replayShare(context, of: out)
     let action = subscriber.read(
-        into: out,
+        into: out, filling: replayShare(context),
         // Suspend while the subscriber's lock is held, so a publisher's resume can only come
         // after the suspend (no lost wake-up, no resume of a running connection).
         onSuspend: { MHD_suspend_connection(context.connection.pointer) },
