@@ -4,8 +4,9 @@
 Starts `BINARY serve` on a free port, publishes EVENTS one-byte events to each of CHANNELS
 channels, then opens STREAMS connections from this process, each naming every channel with the
 first event's id as Last-Event-ID and never reading (a small receive buffer: a slow reader).
-Prints the server's RSS per stream (VmRSS, /proc), the kernel's TCP memory (/proc/net/sockstat)
-and how long GET /stats takes while the replays run.
+Prints the server's RSS per stream (VmRSS, /proc) after the samples and again 3 s after the
+replays are written, the kernel's TCP memory (/proc/net/sockstat) and how long GET /stats takes
+while the replays run.
 
   scripts/resume-memory.py .build/release/microsse                       (600 x 32 x 1,000)
   scripts/resume-memory.py .build/release/microsse --streams 100 --events 200
@@ -116,8 +117,21 @@ def main():
         tcp = tcp_mem_kib()
         n = a.streams
         total = n * a.channels * a.events
+        # Then until the replays are written (delivered stops growing) and two release passes
+        # (once a second) have given idle streams' pages back.
+        done, last, still = delivered[-1], -1, time.monotonic()
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and time.monotonic() - still < 1.0:
+            if done != last:
+                last, still = done, time.monotonic()
+            time.sleep(0.1)
+            done = stats_ms(port)[1].get("delivered", 0)
+        time.sleep(3)
+        settled = rss_kib(server.pid)
         print(f"{n} streams x {a.channels} channels x {a.events} events; base RSS {base} KiB")
         print(f"hub RSS: +{(opened - base) / 1024:.1f} MiB, {(opened - base) * 1024 / n / 1000:.1f} KB per stream")
+        print(f"hub RSS 3 s after the replays were written: +{(settled - base) / 1024:.1f} MiB,"
+              f" {(settled - base) * 1024 / n / 1000:.1f} KB per stream ({done:,} events delivered)")
         print(f"kernel TCP memory: +{(tcp - tcp_base) / 1024:.1f} MiB")
         print(f"GET /stats while replaying: median {statistics.median(times):.1f} ms, max {max(times):.1f} ms"
               f" ({len(times)} samples)")

@@ -38,6 +38,9 @@ package final class Subscriber: Sendable {
     let flushable = Atomic<Bool>(false)
     /// Whether a resume's replay is still being read (``refillReplay(target:)``), readable without the lock.
     let replaying = Atomic<Bool>(false)
+    /// Whether a resume's replay is still being read (a hint, read without the lock: the
+    /// transport paces a replaying stream's writes by it).
+    package var isReplaying: Bool { replaying.load(ordering: .relaxed) }
     let hooks: Mutex<(any StreamConnection)?>
     /// The ticker's set this stream enters whenever it has bytes pending (nil: no ticker).
     let pending: PendingStreams?
@@ -198,9 +201,13 @@ package final class Subscriber: Sendable {
     /// ``read(into:onSuspend:)`` that also calls `onListing`, under the queue's lock after
     /// `onSuspend`, when the stream must be added to the release pass's list (see
     /// ``SubscriberQueue/takeListing()``).
+    /// `filling` bounds the bytes written (a replaying stream's share of a turn, see the
+    /// transport); the whole of `buffer` stays the region the release pass gives back.
     package func read(
-        into out: UnsafeMutableRawBufferPointer, onSuspend: () -> Void, onListing: () -> Void
+        into buffer: UnsafeMutableRawBufferPointer, filling: Int = .max, onSuspend: () -> Void,
+        onListing: () -> Void
     ) -> SubscriberQueue.ReadAction {
+        let out = filling < buffer.count ? UnsafeMutableRawBufferPointer(rebasing: buffer[..<filling]) : buffer
         refillReplay(target: out.count)
         let writeDirectly = flushable.load(ordering: .relaxed)
         // A read counts as the stream's activity only when it delivers events (not a heartbeat).
@@ -213,6 +220,7 @@ package final class Subscriber: Sendable {
                     hooks.withLock { $0?.writeWhileSuspended(parts: parts, events: events) ?? .unavailable }
                 },
                 whileWaiting: { mirroredState.store(mark, ordering: .releasing) })
+            if out.count < buffer.count { $0.bufferCount = buffer.count }
             if action == .suspend {
                 onSuspend()
                 if $0.takeListing() { onListing() }

@@ -36,6 +36,9 @@ private final class StreamContext: StreamConnection {
     let plainChunked: Bool
     /// Whether the writer ever watched the socket (for the rest of a chunk cut short).
     let watchedByWriter = Atomic<Bool>(false)
+    /// Whether the stream counts in `replayingStreams` (read and written on the connection's
+    /// thread, and by the free callback).
+    let countedReplaying = Atomic<Bool>(false)
 
     init(
         subscriber: Subscriber, connection: ConnectionHandle, transport: HTTPTransport,
@@ -220,6 +223,39 @@ private let streamReader: MHD_ContentReaderCallback = { cls, _, buffer, max in
     }
 }
 
+/// The replay bytes all replaying streams together may write in one turn of libmicrohttpd's
+/// loop (see ``replayShare(_:)``).
+private let replayBytesPerTurn = 1 << 19
+/// The least a replaying stream writes per content-reader call, however many replay: below it
+/// the per-call cost (the socket write, the history merge) dominates and the replay crawls.
+private let replayBytesPerReadMinimum = 2_048
+/// How many streams are reading a replay, counted by their content readers (a pacing hint: one
+/// count for every transport in the process).
+private let replayingStreams = Atomic<Int>(0)
+
+/// The bytes a stream's content reader fills. libmicrohttpd's one polling thread makes
+/// one reader call per writable connection per turn of its loop, so hundreds of resumes each
+/// filling the whole pool (~32 KiB of replay merged from the history) made a turn last ~150 ms
+/// and every other request waited for it. A replaying stream fills its share of
+/// `replayBytesPerTurn` instead, never less than `replayBytesPerReadMinimum`: a few resumes
+/// replay at full speed, a herd of them is paced (docs/DESIGN.md, replay through cursors).
+private func replayShare(_ context: StreamContext) -> Int {
+    guard countReplaying(context) else { return .max }
+    return max(replayBytesPerReadMinimum, replayBytesPerTurn / max(1, replayingStreams.load(ordering: .relaxed)))
+}
+
+/// Counts the stream in `replayingStreams` while it replays (checked before and after each read,
+/// so a stream whose replay ended leaves the count before it suspends). Whether it replays.
+@discardableResult
+private func countReplaying(_ context: StreamContext) -> Bool {
+    let replaying = context.subscriber.isReplaying
+    if replaying != context.countedReplaying.load(ordering: .relaxed) {
+        context.countedReplaying.store(replaying, ordering: .relaxed)
+        replayingStreams.add(replaying ? 1 : -1, ordering: .relaxed)
+    }
+    return replaying
+}
+
 private func readStream(_ context: StreamContext, into out: UnsafeMutableRawBufferPointer) -> Int {
     // libmicrohttpd built the reply head before asking for the body: from here on the
     // response's header lines are dead weight for as long as the stream lives.
@@ -229,14 +265,17 @@ private func readStream(_ context: StreamContext, into out: UnsafeMutableRawBuff
         let freed = msse_shim_response_drop_headers(OpaquePointer(bitPattern: response))
         context.transport.streamHeaderLinesFreed.add(Int(freed), ordering: .relaxed)
     }
-    // The queued frames are copied straight into libmicrohttpd's buffer, several per call.
-    let action = context.subscriber.read(
-        into: out,
+    // The queued frames are copied straight into libmicrohttpd's buffer, several per call (a
+    // replaying stream's share of a turn).
+    let subscriber = context.subscriber
+    let action = subscriber.read(
+        into: out, filling: replayShare(context),
         // Suspend while the subscriber's lock is held, so a publisher's resume can only come
         // after the suspend (no lost wake-up, no resume of a running connection).
         onSuspend: { MHD_suspend_connection(context.connection.pointer) },
         // Once until the release pass drops it: the pass gives an idle stream's pages back.
         onListing: { context.watcher?.list(context.subscriber) })
+    countReplaying(context)
     switch action {
     case .wrote(let bytes, let events):
         context.transport.deliveredBytes.add(bytes, ordering: .relaxed)
@@ -253,6 +292,7 @@ private let streamFreed: MHD_ContentReaderFreeCallback = { cls in
     let context = Unmanaged<StreamContext>.fromOpaque(cls).takeRetainedValue()
     context.watcher?.unwatch(fd: context.fd)
     context.subscriber.detach()
+    if context.countedReplaying.load(ordering: .relaxed) { replayingStreams.subtract(1, ordering: .relaxed) }
     // After the detach: nothing writes to the socket (or watches it for the writer) any more.
     if context.watchedByWriter.load(ordering: .relaxed) { context.writer?.unwatch(fd: context.fd) }
     // The layer above first (its disconnect callback, its counters), then the stream table: once
