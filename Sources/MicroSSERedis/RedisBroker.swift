@@ -233,11 +233,6 @@ package final class RedisBroker: EventBroker {
         try publishReceipt(event, to: channel, on: commands)
     }
 
-    /// ``publish(_:to:)`` on `lane`'s command connection.
-    func publish(_ event: Event, to channel: ChannelName, on lane: CommandLane) throws(MicroSSEError) -> String {
-        try publishReceipt(event, to: channel, on: lane).id
-    }
-
     /// ``publish(_:to:)`` on `lane`'s command connection, with the replicas that confirmed it
     /// (nil with `wait=0`).
     func publishReceipt(

@@ -192,23 +192,7 @@ extension RedisBroker {
         _ event: Event, to channel: ChannelName,
         completion: @escaping @Sendable (Result<String, MicroSSEError>) -> Void
     ) {
-        let job = RedisWorkers.Job(
-            run: { lane in
-                do throws(MicroSSEError) {
-                    completion(.success(try self.publish(event, to: channel, on: lane)))
-                } catch {
-                    completion(.failure(error))
-                }
-            },
-            cancel: { completion(.failure(MicroSSEError(.unavailable, "the server is shutting down"))) })
-        switch workers.submit(job, .publish) {
-        case nil: break
-        case .closed: completion(.failure(MicroSSEError(.unavailable, "the server is shutting down")))
-        case .full:
-            completion(
-                .failure(
-                    MicroSSEError(.unavailable, "\(workers.capacity) publishes are already waiting for Redis; retry")))
-        }
+        publishReceipt(event, to: channel) { completion($0.map(\.id)) }
     }
 
     /// Registers `subscriber` for live events before it returns (buffered while the replay is
