@@ -176,4 +176,20 @@ package protocol BrokerFactory: Sendable {
     func makeBroker(
         historyCount: Int, historyBytes: Int, historyTTLSeconds: Int, log: @escaping @Sendable (String) -> Void
     ) -> any EventBroker
+    /// The same, keeping at most about `historyMemoryBytes` of history in all (the default
+    /// ignores it).
+    func makeBroker(
+        historyCount: Int, historyBytes: Int, historyMemoryBytes: Int, historyTTLSeconds: Int,
+        log: @escaping @Sendable (String) -> Void
+    ) -> any EventBroker
+}
+
+extension BrokerFactory {
+    package func makeBroker(
+        historyCount: Int, historyBytes: Int, historyMemoryBytes: Int, historyTTLSeconds: Int,
+        log: @escaping @Sendable (String) -> Void
+    ) -> any EventBroker {
+        makeBroker(
+            historyCount: historyCount, historyBytes: historyBytes, historyTTLSeconds: historyTTLSeconds, log: log)
+    }
 }

@@ -78,7 +78,7 @@ extension RedisBroker {
                     continue
                 }
                 if case .array(let streams) = reply, let entries = streams.first?.array?.dropFirst().first?.array {
-                    deliver(entries)
+                    deliver(try fillOneCopyEntries(entries, on: connection!))
                     // A full batch: more is waiting, the reader is behind by about the age of what
                     // it just delivered. Less: it has read all there was.
                     let now = settings.wallClock()
@@ -118,6 +118,8 @@ extension RedisBroker {
         let epoch: String?
         let single: Frame
         let multi: Frame
+        /// Its data was evicted before this hub read it (``fillOneCopyEntries(_:on:)``).
+        var lost = false
     }
 
     /// Fans a batch read from the global stream out to this hub's streams. When the batch does
@@ -127,13 +129,19 @@ extension RedisBroker {
     func deliver(_ entries: [RedisValue]) {
         var decoded: [Delivered] = []
         for entry in entries {
-            guard let fields = entry.array, fields.count == 2, let channel = field("c", in: fields[1]),
-                let (id, single, multi) = decodeEntry(entry, epoch: nil)
-            else { continue }
+            guard let fields = entry.array, fields.count == 2, let channel = field("c", in: fields[1]) else { continue }
+            let count = field("n", in: fields[1]).flatMap { UInt64($0) }
+            let epoch = field("p", in: fields[1])
+            if field("lost", in: fields[1]) != nil, let id = fields[0].text.flatMap(RedisStreamID.init) {
+                let none = Frame(bytes: [], isEvent: false)
+                decoded.append(
+                    Delivered(
+                        id: id, channel: channel, count: count, epoch: epoch, single: none, multi: none, lost: true))
+                continue
+            }
+            guard let (id, single, multi) = decodeEntry(entry, epoch: nil) else { continue }
             decoded.append(
-                Delivered(
-                    id: id, channel: channel, count: field("n", in: fields[1]).flatMap { UInt64($0) },
-                    epoch: field("p", in: fields[1]), single: single, multi: multi))
+                Delivered(id: id, channel: channel, count: count, epoch: epoch, single: single, multi: multi))
         }
         var fanOut = LogFanOut()
         // A batch's frames are appended log by log, each log's readers looked at once.
@@ -151,6 +159,10 @@ extension RedisBroker {
                     s.lastEpoch = epoch
                 }
                 s.lastDelivered = d.id
+                if d.lost {
+                    lostPlace(&s, batch: &batch, wakes: &wakes)
+                    continue
+                }
                 // Streams resuming or just resumed (none, but during a resume: one lookup).
                 if let waiting = s.channels[d.channel] {
                     for sub in waiting.values {

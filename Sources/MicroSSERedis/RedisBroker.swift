@@ -41,6 +41,8 @@ package final class RedisBroker: EventBroker {
         var prefix = "microsse"
         var historyCount: Int
         var historyBytes = Int.max
+        /// Bytes all channels' streams keep together (about; 0 or less: no bound).
+        var memoryBytes = 0
         /// Entries `PREFIX:all` keeps (about), which every hub's reader follows.
         var globalLength = 100_000
         var channelTTLSeconds = 86_400
@@ -128,7 +130,11 @@ package final class RedisBroker: EventBroker {
 
     var globalKey: String { "\(settings.prefix):all" }
     func channelKey(_ c: String) -> String { "\(settings.prefix):ch:\(c)" }
-    func channelBytesKey(_ c: String) -> String { "\(settings.prefix):chb:\(c)" }
+    /// Bytes each channel's stream holds (a hash), channels by their oldest entry (a sorted
+    /// set), and the bytes of all of them: the memory budget (docs/REDIS.md).
+    var sizesKey: String { "\(settings.prefix):sizes" }
+    var ageKey: String { "\(settings.prefix):age" }
+    var bytesKey: String { "\(settings.prefix):bytes" }
     var sinceKey: String { "\(settings.prefix):since" }
     /// The epoch of this data set's positions (see docs/DESIGN.md, "Positions, labels and epochs").
     var epochKey: String { "\(settings.prefix):epoch" }
@@ -160,7 +166,7 @@ package final class RedisBroker: EventBroker {
             s.lastEpoch = tail.epoch
         }
         commands.slot.withLock { $0.connection = connection }
-        try workers.start()
+        try workers.start(batch: { items, lane in self.publishBatch(items, on: lane) })
         stopping.store(false, ordering: .relaxed)
         readerRunning.store(true, ordering: .relaxed)
         let box = Unmanaged.passRetained(self)

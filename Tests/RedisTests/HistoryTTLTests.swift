@@ -70,7 +70,7 @@ extension SeveralHubsTests {
             let kept = ask(redis.port, ["XRANGE", key, "-", "+"])?.array?.compactMap { $0.array?.first?.text }
             #expect(kept == ids[2...].map { RedisStreamID(position: $0)!.description })
             // The byte counter follows: 4 entries of 2 data bytes plus 32.
-            #expect(ask(redis.port, ["GET", "\(prefix):chb:c"])?.text == "136")
+            #expect(ask(redis.port, ["HGET", "\(prefix):sizes", "c"])?.text == "136")
             let before = try resume(hub, "c", after: ids[0], count: 4)
             #expect(before.gap == "evicted")
             #expect(before.events.dropFirst().map(\.data) == ["e3", "e4", "e5"])
