@@ -28,6 +28,8 @@ import subprocess
 import sys
 import time
 
+import redis_publish
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(HERE)
 LOADGEN = os.path.join(HERE, "loadgen", "loadgen")
@@ -98,6 +100,14 @@ SCENARIOS = {
                          ["--subs", "5500", "--storm-subs", "5000", "--hold", "2", "--storm-at", "5", "--size", "64",
                           "--events", "150", "--rate", "10", "--pub-conns", "2", "--duration", "16", "--drain", "30",
                           "--connect-timeout", "60", "--connect-conc", "256"]),
+        "redis-publish": ("publishing through Redis: one hub alone, on 1 Redis, on 2 and 3 shards; 10 subscribers, "
+                          "32 keep-alive publish connections, 64-byte events as fast as acknowledged, 8 s",
+                          ["--subs", "10", "--size", "64", "--events", "100000000", "--pub-conns", "32",
+                           "--duration", "8", "--drain", "10"]),
+        "shard-fanout": ("shards, fan-out: 2 hubs on 1 Redis and on 2 shards, 1,000 subscribers spread evenly, "
+                         "publishing on hub 1, 64-byte events as fast as possible",
+                         ["--subs", "1000", "--size", "64", "--events", "100000000", "--pub-conns", "16",
+                          "--window", "128", "--duration", "6", "--drain", "10"]),
     },
     "smoke": {
         "fanout": ("fan-out (smoke): 50 subscribers, 64-byte events",
@@ -133,10 +143,17 @@ SCENARIOS = {
                          ["--subs", "550", "--storm-subs", "500", "--hold", "0.5", "--storm-at", "1", "--size", "64",
                           "--events", "30", "--rate", "10", "--pub-conns", "2", "--duration", "4", "--drain", "10",
                           "--connect-timeout", "20"]),
+        "redis-publish": ("publishing through Redis (smoke): one hub alone, on 1 Redis, on 2 and 3 shards; "
+                          "5 subscribers, 8 publish connections, 1 s",
+                          ["--subs", "5", "--size", "64", "--events", "100000000", "--pub-conns", "8",
+                           "--duration", "1", "--drain", "5"]),
+        "shard-fanout": ("shards, fan-out (smoke): 2 hubs on 1 Redis and on 2 shards, 40 subscribers",
+                         ["--subs", "40", "--size", "64", "--events", "100000000", "--pub-conns", "8",
+                          "--window", "64", "--duration", "1", "--drain", "5"]),
     },
 }
 ORDER = ["fanout", "latency", "idle", "large", "dashboard", "inproc", "redis-fanout", "redis-latency",
-         "scale-fanout", "scale-latency", "resume-storm"]
+         "scale-fanout", "scale-latency", "resume-storm", "redis-publish", "shard-fanout"]
 SERVER_ORDER = ["microsse", "c-ref", "node"]
 HEADLINE_SERVERS = ["microsse", "c-ref", "node"]
 # Scenarios run in several interleaved rounds (microsse, c-ref, node, microsse, ...): the report
@@ -147,12 +164,14 @@ PRIMARY = {"fanout": ("dps", max), "latency": ("p99", min), "idle": ("cpu_pct", 
            "dashboard": ("p99", min),
            "inproc": ("dps", max),
            "redis-fanout": ("dps", max), "redis-latency": ("p99", min),
-           "scale-fanout": ("dps", max), "scale-latency": ("p99", min)}
+           "scale-fanout": ("dps", max), "scale-latency": ("p99", min),
+           "redis-publish": ("pub_per_s", max), "shard-fanout": ("dps", max)}
 # A tail percentile is the figure most easily spoiled by one preemption: at least this many rounds.
 MIN_ROUNDS = {"latency": 3}
 # Scenarios that run only MicroSSE variants (their own report sections).
 MICROSSE_ONLY = {"inproc": ["swift-api", "c-api"], "redis-fanout": ["two-hubs"], "redis-latency": ["two-hubs"],
-                 "scale-fanout": None, "scale-latency": None, "resume-storm": ["storm"]}
+                 "scale-fanout": None, "scale-latency": None, "resume-storm": ["storm"],
+                 "redis-publish": None, "shard-fanout": None}
 # The scale-out variants: (name, hubs, with Redis). Subscribers spread evenly over the hubs
 # (loadgen --sub-ports), the publisher on hub 1; every hub and redis-server pinned to the server CPU.
 SCALE_VARIANTS = [("1-hub", 1, False), ("1-hub-redis", 1, True), ("2-hubs", 2, True), ("3-hubs", 3, True)]
@@ -389,6 +408,8 @@ def run_microsse_only(scen, title, lg_args, servers, logdir):
                             "error": "%s not built (make -C Benchmarks inproc)" % os.path.relpath(exe, REPO)})
             else:
                 out.append(run_one(name, [exe] + common, scen, title, lg_args, logdir))
+    elif scen in ("redis-publish", "shard-fanout"):
+        out += redis_publish.run(sys.modules[__name__], scen, lg_args, m[1], logdir)
     elif not shutil.which("redis-server"):
         out.append({"server": "two-hubs" if scen.startswith("redis-") else "redis", "scenario": scen,
                     "error": "redis-server not found"})
@@ -483,7 +504,7 @@ def metrics(rec):
         cpu += sum(rec["extra_cpu_s"].values())
         m["cpu_pct"] = 100.0 * cpu / measure
     if scen in ("fanout", "large", "latency", "dashboard", "inproc", "redis-fanout", "redis-latency",
-                "scale-fanout", "scale-latency", "resume-storm"):
+                "scale-fanout", "scale-latency", "resume-storm", "redis-publish", "shard-fanout"):
         m["dps"] = lg["deliveries_per_s"]
         m["cpu_per_m"] = cpu / (lg["deliveries"] / 1e6) if lg["deliveries"] else None
         m["mbps"] = lg["payload_mb_per_s"]
@@ -540,6 +561,8 @@ ROWS = {
 
 
 def correctness(rec):
+    if "skipped" in rec:
+        return rec["skipped"]
     if "error" in rec:
         return "ERROR: " + rec["error"]
     lg = rec["lg"]
@@ -946,6 +969,7 @@ def write_report(path, results, servers, scen_defs, args, started, elapsed):
         L.append("")
     write_microsse_only(L, by, scen_defs)
     write_scale(L, by, scen_defs)
+    redis_publish.write(sys.modules[__name__], L, by, scen_defs)
     L.append("## Targets")
     L.append("")
     L.append("Against the C reference at libmicrohttpd's defaults, MicroSSE at its own defaults (heartbeats on).")
@@ -1088,7 +1112,7 @@ def main():
                    "results": results}, f, indent=1)
     write_report(out, results, servers, scen_defs, args, started, elapsed)
     log("report: %s (%.0f s)" % (os.path.relpath(out, os.getcwd()), elapsed))
-    bad = [r for r in results if correctness(r) != "ok"]
+    bad = [r for r in results if correctness(r) != "ok" and "skipped" not in r]
     if bad:
         log("note: %d run(s) with problems: %s" % (len(bad), ", ".join("%s/%s" % (r["scenario"], r["server"]) for r in bad)))
 

@@ -100,7 +100,7 @@ extension RedisBroker {
                 replicas = url.waitReplicas
             }
             let reply = try runPublishScript(args, on: c)
-            guard let stored = reply.array, stored.count == events.count + 1 else { return reply }
+            guard let stored = reply.array, stored.count == events.count + 2 else { return reply }
             guard replicas > 0 else {
                 if url.waitForConnectedReplicas { confirmed = 0 }
                 return reply
@@ -118,13 +118,14 @@ extension RedisBroker {
             confirmed = n
             return reply
         }
-        guard let stored = reply.array, stored.count == events.count + 1, let epoch = stored[0].text else {
+        guard let stored = reply.array, stored.count == events.count + 2, let epoch = stored[0].text else {
             throw MicroSSEError(.unavailable, "Redis refused the publish: \(reply)")
         }
+        if case .integer(let total) = stored[1] { storedBytes.store(total, ordering: .relaxed) }
         var receipts: [PublishReceipt] = []
         receipts.reserveCapacity(events.count)
         for (n, (event, _)) in events.enumerated() {
-            guard let id = stored[n + 1].text.flatMap(RedisStreamID.init) else {
+            guard let id = stored[n + 2].text.flatMap(RedisStreamID.init) else {
                 throw MicroSSEError(.unavailable, "Redis refused the publish: \(reply)")
             }
             receipts.append(PublishReceipt(id: event.id ?? Self.hubID(id, epoch: epoch), replicas: confirmed))

@@ -14,7 +14,8 @@ extension RedisBroker {
     /// epoch to create when the data set has none, the labels a channel's table keeps, channel
     /// TTL seconds, the memory budget of all channels (0 = none), the key prefix, the one-copy
     /// threshold, the number of events, then four per event: channel, data, event name, caller
-    /// id (`=LABEL`, or empty). Returns the epoch, then each event's entry id.
+    /// id (`=LABEL`, or empty). Returns the epoch, the bytes all
+    /// channels hold after this call, then each event's entry id.
     ///
     /// Per event: one `XADD` to the global stream (`MAXLEN ~`, with its epoch `p` and count `n`)
     /// and one to its channel's stream, with the same id; label tables only for a label. Per
@@ -30,32 +31,46 @@ extension RedisBroker {
         local g, prefix = KEYS[1], ARGV[9]
         local maxlen, count, chbytes, cutoff = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3]), ARGV[4]
         local ttl, budget, big, k = ARGV[7], tonumber(ARGV[8]), tonumber(ARGV[10]), tonumber(ARGV[11])
-        redis.call('SET', KEYS[2], ARGV[5], 'NX')
         local epoch = redis.call('GET', KEYS[2])
+        if not epoch then
+          redis.call('SET', KEYS[2], ARGV[5])
+          epoch = ARGV[5]
+        end
         local n0 = redis.call('INCRBY', KEYS[3], k) - k
         local function size(entry)
           local s = 32
           for j = 2, #entry[2], 2 do s = s + #entry[2][j] end
           return s
         end
-        local reply = {epoch}
+        local reply = {epoch, 0}
         local added, order = {}, {}
         for j = 0, k - 1 do
           local c, d, e, i = ARGV[12 + 4 * j], ARGV[13 + 4 * j], ARGV[14 + 4 * j], ARGV[15 + 4 * j]
-          local id
-          if #d > big then
-            id = redis.call('XADD', g, 'MAXLEN', '~', maxlen, '*', 'c', c, 'e', e, 'i', i, 'p', epoch, 'n', n0 + j + 1, 'r', '1')
-          else
-            id = redis.call('XADD', g, 'MAXLEN', '~', maxlen, '*', 'c', c, 'd', d, 'e', e, 'i', i, 'p', epoch, 'n', n0 + j + 1)
-          end
-          redis.call('XADD', prefix .. ':ch:' .. c, id, 'd', d, 'e', e, 'i', i)
-          reply[#reply + 1] = id
           local a = added[c]
           if not a then
-            a = {n = 0, b = 0, first = tonumber(string.match(id, '^%d+'))}
+            a = {n = 0, b = 0, key = prefix .. ':ch:' .. c}
             added[c] = a
             order[#order + 1] = c
           end
+          local id
+          -- Empty fields are left out (a reader takes a missing one as empty).
+          if e == '' and i == '' then
+            if #d > big then
+              id = redis.call('XADD', g, 'MAXLEN', '~', maxlen, '*', 'c', c, 'p', epoch, 'n', n0 + j + 1, 'r', '1')
+            else
+              id = redis.call('XADD', g, 'MAXLEN', '~', maxlen, '*', 'c', c, 'd', d, 'p', epoch, 'n', n0 + j + 1)
+            end
+            redis.call('XADD', a.key, id, 'd', d)
+          else
+            if #d > big then
+              id = redis.call('XADD', g, 'MAXLEN', '~', maxlen, '*', 'c', c, 'e', e, 'i', i, 'p', epoch, 'n', n0 + j + 1, 'r', '1')
+            else
+              id = redis.call('XADD', g, 'MAXLEN', '~', maxlen, '*', 'c', c, 'd', d, 'e', e, 'i', i, 'p', epoch, 'n', n0 + j + 1)
+            end
+            redis.call('XADD', a.key, id, 'd', d, 'e', e, 'i', i)
+          end
+          reply[#reply + 1] = id
+          if not a.first then a.first = tonumber(string.match(id, '^%d+')) end
           a.n = a.n + 1
           a.b = a.b + #d + #e + #i + 32
           if i ~= '' then
@@ -73,7 +88,8 @@ extension RedisBroker {
         end
         local delta = 0
         for _, c in ipairs(order) do
-          local a, key = added[c], prefix .. ':ch:' .. c
+          local a = added[c]
+          local key = a.key
           local len = redis.call('XLEN', key)
           local bytes
           if len == a.n then
@@ -86,8 +102,8 @@ extension RedisBroker {
             bytes = redis.call('HINCRBY', KEYS[4], c, a.b)
           end
           delta = delta + a.b
-          if len - 1 > count + math.floor(count / 16) or bytes > chbytes or cutoff ~= '0' then
-            local freed, first = 0, nil
+          if len - 1 > count + 128 + math.floor(count / 16) or bytes > chbytes or cutoff ~= '0' then
+            local freed, first, trimmed = 0, nil, false
             if cutoff ~= '0' then
               local old = redis.call('XRANGE', key, '-', '(' .. cutoff .. '-0')
               if #old > 1 then
@@ -97,7 +113,15 @@ extension RedisBroker {
               end
             end
             local from = first or '-'
-            if len - 1 > count then
+            if len - 1 > count and not first and bytes - freed <= chbytes then
+              -- Over the count alone: whole nodes go (MAXLEN ~), their bytes taken as the average.
+              local gone = redis.call('XTRIM', key, 'MAXLEN', '~', count + 1)
+              if gone > 0 then
+                freed = freed + math.floor((bytes - freed) / len) * gone
+                len = len - gone
+                trimmed = true
+              end
+            elseif len - 1 > count then
               local over = len - 1 - count
               local gone = redis.call('XRANGE', key, from, '+', 'COUNT', over + 1)
               for j = 1, over do freed = freed + size(gone[j]) end
@@ -118,7 +142,11 @@ extension RedisBroker {
             end
             if first then
               redis.call('XTRIM', key, 'MINID', first)
+              trimmed = true
+            end
+            if trimmed then
               redis.call('HINCRBY', KEYS[4], c, -freed)
+              first = first or redis.call('XRANGE', key, '-', '+', 'COUNT', 1)[1][1]
               redis.call('ZADD', KEYS[5], 'XX', tonumber(string.match(first, '^%d+')), c)
               delta = delta - freed
             end
@@ -153,6 +181,7 @@ extension RedisBroker {
           end
           total = redis.call('DECRBY', KEYS[6], freed)
         end
+        reply[2] = total
         return reply
         """
 }

@@ -272,7 +272,8 @@ extension RedisBroker {
     package var readerHealth: ReaderHealth? {
         ReaderHealth(
             lostPlace: readerGaps.load(ordering: .relaxed),
-            lagMilliseconds: readerLagMilliseconds.load(ordering: .relaxed))
+            lagMilliseconds: readerLagMilliseconds.load(ordering: .relaxed),
+            storedBytes: storedBytes.load(ordering: .relaxed) >= 0 ? storedBytes.load(ordering: .relaxed) : nil)
     }
 
     /// Channel logs and channel-set logs with readers, and streams not reading a log yet (tests).

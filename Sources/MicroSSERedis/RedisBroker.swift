@@ -88,6 +88,8 @@ package final class RedisBroker: EventBroker {
     /// behind the newest entry it was after its last read, in milliseconds.
     let readerGaps = Atomic<Int>(0)
     let readerLagMilliseconds = Atomic<Int>(0)
+    /// The history bytes of all channels in Redis as the last publish counted them (-1: none yet).
+    let storedBytes = Atomic<Int>(-1)
     /// The most replicas in sync the primary was seen with lately (`wait=auto`), and when.
     let replicasSeen = Mutex<(primary: RedisURL.Endpoint, online: Int, at: UInt64)?>(nil)
 
