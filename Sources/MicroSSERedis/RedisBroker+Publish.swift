@@ -235,7 +235,7 @@ extension RedisBroker {
             if slot.connection == nil || slot.connection!.isBroken {
                 slot.connection = nil
                 let now = Clocks.monotonicMilliseconds()
-                guard now >= slot.retryAt else {
+                guard now >= slot.retryAt || dialedAt.load(ordering: .relaxed) >= slot.failedAt else {
                     throw MicroSSEError(.unavailable, "Redis at \(settings.url) is unreachable; retrying")
                 }
                 do throws(MicroSSEError) {
@@ -243,10 +243,12 @@ extension RedisBroker {
                     _ = try markSince(c)
                     slot.connection = c
                     slot.backoff = 50
+                    dialedAt.store(Clocks.monotonicMilliseconds(), ordering: .relaxed)
                     // A new connection (perhaps to a new primary): ask it about its replicas.
                     lane.replicaCheck.withLock { $0 = ReplicaCheck() }
                 } catch {
                     slot.retryAt = now + UInt64(slot.backoff)
+                    slot.failedAt = Clocks.monotonicMilliseconds()
                     slot.backoff = min(slot.backoff * 2, settings.maxBackoffMilliseconds)
                     throw error
                 }

@@ -90,6 +90,9 @@ package final class RedisBroker: EventBroker {
     let readerLagMilliseconds = Atomic<Int>(0)
     /// The history bytes of all channels in Redis as the last publish counted them (-1: none yet).
     let storedBytes = Atomic<Int>(-1)
+    /// When a command connection was last dialled (monotonic ms): a lane backing off after a
+    /// failed dial dials at once when another lane got through since.
+    let dialedAt = Atomic<UInt64>(0)
     /// The most replicas in sync the primary was seen with lately (`wait=auto`), and when.
     let replicasSeen = Mutex<(primary: RedisURL.Endpoint, online: Int, at: UInt64)?>(nil)
 
@@ -121,6 +124,7 @@ package final class RedisBroker: EventBroker {
         // hiredis contexts are not thread-safe; this one is only used inside its lane's lock.
         var connection: RedisConnection?
         var retryAt: UInt64 = 0
+        var failedAt: UInt64 = 0
         var backoff = 50
     }
 
