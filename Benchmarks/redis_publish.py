@@ -216,7 +216,7 @@ def write(ctx, L, by, scen_defs):
         for label, k in (("Redis CPU µs per publish, per shard (process)", "cpu_us_per_pub"),
                          ("Redis command µs per publish, per shard (commandstats)", "cmd_us_per_pub")):
             L.append("| %s | " % label + " | ".join(
-                " / ".join(fmt(s[k], 1) for s in r.get("shards", [])) if not r.get("skipped") else "—"
+                (" / ".join(fmt(s[k], 1) for s in r.get("shards", [])) or "—") if not r.get("skipped") else "—"
                 for _, r in cols) + " |")
         L.append("| correctness | " + " | ".join(
             r["skipped"] if r.get("skipped") else (correctness(r) if r else "not run") for _, r in cols) + " |")

@@ -58,6 +58,11 @@ SERVER_CPU, LOADGEN_CPU = "0", "1"
 IDLE_SETTLE_S = 16
 IDLE_HOLD_S = 15
 
+# The shard scenarios publish to 16 channels (spread over the shards by their names' hash) and
+# subscribe to all of them: publisher connection c posts to bench-(c mod 16), keeping its order.
+SIXTEEN_CHANNELS = ["--pub-channels", "16", "--sub-path",
+                    "/events?" + "&".join("channel=bench-%d" % i for i in range(16))]
+
 # name → (title, loadgen arguments)
 SCENARIOS = {
     "full": {
@@ -100,14 +105,15 @@ SCENARIOS = {
                          ["--subs", "5500", "--storm-subs", "5000", "--hold", "2", "--storm-at", "5", "--size", "64",
                           "--events", "150", "--rate", "10", "--pub-conns", "2", "--duration", "16", "--drain", "30",
                           "--connect-timeout", "60", "--connect-conc", "256"]),
-        "redis-publish": ("publishing through Redis: one hub alone, on 1 Redis, on 2 and 3 shards; 10 subscribers, "
-                          "32 keep-alive publish connections, 64-byte events as fast as acknowledged, 8 s",
+        "redis-publish": ("publishing through Redis: one hub alone, on 1 Redis, on 2 and 3 shards; 10 subscribers "
+                          "of 16 channels, 32 keep-alive publish connections (connection c posts to channel c mod 16), "
+                          "64-byte events as fast as acknowledged, 8 s",
                           ["--subs", "10", "--size", "64", "--events", "100000000", "--pub-conns", "32",
-                           "--duration", "8", "--drain", "10"]),
-        "shard-fanout": ("shards, fan-out: 2 hubs on 1 Redis and on 2 shards, 1,000 subscribers spread evenly, "
-                         "publishing on hub 1, 64-byte events as fast as possible",
+                           "--duration", "8", "--drain", "10"] + SIXTEEN_CHANNELS),
+        "shard-fanout": ("shards, fan-out: 2 hubs on 1 Redis and on 2 shards, 1,000 subscribers of 16 channels spread "
+                         "evenly, publishing on hub 1, 64-byte events as fast as possible",
                          ["--subs", "1000", "--size", "64", "--events", "100000000", "--pub-conns", "16",
-                          "--window", "128", "--duration", "6", "--drain", "10"]),
+                          "--window", "128", "--duration", "6", "--drain", "10"] + SIXTEEN_CHANNELS),
     },
     "smoke": {
         "fanout": ("fan-out (smoke): 50 subscribers, 64-byte events",
@@ -146,10 +152,10 @@ SCENARIOS = {
         "redis-publish": ("publishing through Redis (smoke): one hub alone, on 1 Redis, on 2 and 3 shards; "
                           "5 subscribers, 8 publish connections, 1 s",
                           ["--subs", "5", "--size", "64", "--events", "100000000", "--pub-conns", "8",
-                           "--duration", "1", "--drain", "5"]),
+                           "--duration", "1", "--drain", "5"] + SIXTEEN_CHANNELS),
         "shard-fanout": ("shards, fan-out (smoke): 2 hubs on 1 Redis and on 2 shards, 40 subscribers",
                          ["--subs", "40", "--size", "64", "--events", "100000000", "--pub-conns", "8",
-                          "--window", "64", "--duration", "1", "--drain", "5"]),
+                          "--window", "64", "--duration", "1", "--drain", "5"] + SIXTEEN_CHANNELS),
     },
 }
 ORDER = ["fanout", "latency", "idle", "large", "dashboard", "inproc", "redis-fanout", "redis-latency",

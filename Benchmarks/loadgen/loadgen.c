@@ -124,6 +124,7 @@ static struct {
     int pub_port;         /* publisher connections go here (0 = --port): another hub, e.g. over Redis */
     const char *channel;
     const char *sub_path; /* the subscribers' request target; NULL: /events/CHANNEL */
+    int pub_channels;     /* > 1: connection c publishes to CHANNEL-(c mod n) */
     int subs;
     int connect_conc;
     double connect_timeout;
@@ -162,6 +163,8 @@ static void usage(void) {
         "  --sub-ports P,P,..  spread the subscribers over these ports (subscriber i → port i mod n;\n"
         "                      several hubs sharing channels); default: --port\n"
         "  --channel NAME      channel (bench)\n"
+        "  --pub-channels N    publisher connection c posts to CHANNEL-(c mod N) (one channel per\n"
+        "                      connection keeps each connection's order; subscribe with --sub-path)\n"
         "  --sub-path PATH     subscribers' request target (default /events/CHANNEL), e.g.\n"
         "                      '/events?channel=bench&channel=other' for streams of several channels\n"
         "  --subs N            subscribers (100)\n"
@@ -209,6 +212,7 @@ static void parse_args(int argc, char **argv) {
         else if (!strcmp(a, "--port")) { NEEDV(); opt.port = (int)arg_num(a, v); }
         else if (!strcmp(a, "--pub-port")) { NEEDV(); opt.pub_port = (int)arg_num(a, v); }
         else if (!strcmp(a, "--channel")) { NEEDV(); opt.channel = v; }
+        else if (!strcmp(a, "--pub-channels")) { NEEDV(); opt.pub_channels = (int)arg_num(a, v); }
         else if (!strcmp(a, "--sub-path")) { NEEDV(); opt.sub_path = v; }
         else if (!strcmp(a, "--subs")) { NEEDV(); opt.subs = (int)arg_num(a, v); }
         else if (!strcmp(a, "--connect-conc")) { NEEDV(); opt.connect_conc = (int)arg_num(a, v); }
@@ -931,10 +935,15 @@ static void pub_send(pub_t *p, uint64_t now) {
     uint64_t t = now_ns();
     int ph = snprintf(payload_head, sizeof payload_head, "%" PRIu64 " %d %u %" PRIu64, g, p->idx, p->seq, t);
     size_t plen = (size_t)ph < (size_t)opt.size ? (size_t)opt.size : (size_t)ph;
+    char channel[128];
+    if (opt.pub_channels > 1)
+        snprintf(channel, sizeof channel, "%s-%d", opt.channel, p->idx % opt.pub_channels);
+    else
+        snprintf(channel, sizeof channel, "%s", opt.channel);
     int hh = snprintf(head, sizeof head,
                       "POST /events/%s HTTP/1.1\r\nHost: %s:%d\r\nContent-Type: text/plain\r\n"
                       "Content-Length: %zu\r\n\r\n",
-                      opt.channel, opt.host, opt.pub_port > 0 ? opt.pub_port : opt.port, plen);
+                      channel, opt.host, opt.pub_port > 0 ? opt.pub_port : opt.port, plen);
     size_t need = (size_t)hh + plen;
     if (need > p->wcap) {
         free(p->wbuf);
