@@ -221,3 +221,35 @@ def write(ctx, L, by, scen_defs):
         L.append("| correctness | " + " | ".join(
             r["skipped"] if r.get("skipped") else (correctness(r) if r else "not run") for _, r in cols) + " |")
         L.append("")
+    write_paper(ctx, L, by)
+
+
+def write_paper(ctx, L, by):
+    """What the figures mean for a real cluster of N hubs and M Redis servers (on paper)."""
+    alone, one = by.get(("redis-publish", "alone"), {}), by.get(("redis-publish", "1-redis"), {})
+    fan = by.get(("fanout", "microsse"), {}) or by.get(("shard-fanout", "2-hubs-1-redis"), {})
+    if not alone.get("lg") or not one.get("shards"):
+        return
+    hub = alone["lg"]["pub_per_s"]
+    cost = one["shards"][0]["cpu_us_per_pub"]
+    per_redis = 1e6 / cost if cost > 0 else None
+    dps = fan["lg"]["deliveries_per_s"] if fan.get("lg") else None
+    if per_redis is None:
+        return
+    L.append("**On paper: a cluster of N hubs and M Redis servers**, each on cores of its own, from this run's "
+             "figures: a hub publishes at most %s events/s (\"1 hub alone\"), a Redis server spends %.1f µs of its "
+             "one thread per publish (\"1 hub, 1 Redis\", process CPU, one reader), so it carries about %s "
+             "publishes/s; each further hub's reader adds its `XREAD`s (1–2 µs per publish). A hub holds 10,000 "
+             "streams at its defaults (`--max-clients`)%s. On these 2-core machines the shard columns above are CPU "
+             "per publish, not capacity: all shards share one core with the load generator." % (
+                 ctx.fmt(hub, 0), cost, ctx.fmt(per_redis, 0),
+                 " and fans out about %s deliveries/s (fan-out scenario)" % ctx.fmt(dps, 0) if dps else ""))
+    L.append("")
+    L.append("| hubs × Redis servers | streams | publishes/s (all channels) | deliveries/s | first bottleneck |")
+    L.append("|---|---|---|---|---|")
+    for n, m in ((1, 1), (4, 1), (4, 2), (8, 2), (16, 4)):
+        pubs = min(n * hub, m * per_redis)
+        first = "the hubs' HTTP publishing" if n * hub <= m * per_redis else "Redis (add a shard)"
+        L.append("| %d × %d | %s | %s | %s | %s |" % (
+            n, m, ctx.fmt(n * 10000, 0), ctx.fmt(pubs, 0), ctx.fmt(n * dps, 0) if dps else "—", first))
+    L.append("")

@@ -27,9 +27,9 @@ extension RedisBroker {
 
     /// ``publish(_:to:)`` with the replicas that confirmed it. It takes the workers' path (so
     /// it is stored in a batch with the publishes waiting beside it) and waits for it; on a
-    /// worker's own thread it runs there.
+    /// worker's own thread, or before ``start()``, it runs on the caller's thread.
     package func publishReceipt(_ event: Event, to channel: ChannelName) throws(MicroSSEError) -> PublishReceipt {
-        if workers.onWorker {
+        if workers.onWorker || !workers.started.load(ordering: .acquiring) {
             try HubID.checkLabel(event.id)
             return try store([(event, channel)], on: commands)[0]
         }

@@ -115,6 +115,8 @@ final class RedisWorkers: Sendable {
     private let ready = DispatchSemaphore(value: 0)
     /// The workers' threads (a publish made on one runs inline: it cannot wait for the others).
     private let threads = Mutex<[pthread_t]>([])
+    /// Whether ``start(batch:)`` ran (before it, nothing would take a job).
+    let started = Atomic<Bool>(false)
 
     init(count: Int, capacity: Int) {
         self.count = count
@@ -146,6 +148,7 @@ final class RedisWorkers: Sendable {
     func start(
         batch: @escaping @Sendable ([RedisBroker.PublishItem], RedisBroker.CommandLane) -> Void
     ) throws(MicroSSEError) {
+        started.store(true, ordering: .releasing)
         for index in 0..<count {
             let box = Unmanaged.passRetained(
                 WorkerStart(workers: self, lane: RedisBroker.CommandLane(), batch: batch))
