@@ -5,7 +5,8 @@ on 2 shards: deliveries/s and p99).
 Hubs run pinned to the server CPU; every redis-server runs beside the load generator (as the
 issue measured: on two cores Redis shares the load tool's core). Redis figures: before the load
 `CONFIG RESETSTAT`, after it `INFO commandstats` and `INFO cpu` of each shard. A hub that refuses
-a second `--redis` (a build without shards) makes its row a "needs shards" note, not an error.
+a second `--redis` (a build without shards), or uses only one of them, makes its row a "needs
+shards" note, not an error. REDIS_URL_QUERY (e.g. `?workers=1`) is appended to every `--redis` URL.
 """
 import os
 import socket
@@ -90,7 +91,7 @@ def run_variant(ctx, margv_t, scen, lg_args, logdir, variant, hubs, shards):
             rports.append(rport)
         extra = []
         for rport in rports:
-            extra += ["--redis", "redis://127.0.0.1:%d" % rport]
+            extra += ["--redis", "redis://127.0.0.1:%d%s" % (rport, os.environ.get("REDIS_URL_QUERY", ""))]
         ports, hub_procs = [], []
         for h in range(hubs):
             port = ctx.free_port()
