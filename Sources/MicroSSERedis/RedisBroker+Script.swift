@@ -23,7 +23,9 @@ extension RedisBroker {
     /// is trimmed (to the history count plus its boundary entry, the oldest kept) once it holds
     /// a sixteenth more than the count, at once when over its bytes, and when a TTL is set, of
     /// entries past it; a resume never sees more than the count (it reads at most the count plus
-    /// one). An entry's size is its data, event name and id plus 32 bytes. While the total of
+    /// one). An entry's size is its data, event name and id plus 32 bytes; a channel's, the sum of its
+    /// entries' plus 100 bytes and twice its name (its field in the byte table, its member in the
+    /// age index). While the total of
     /// every channel is over the memory budget, the oldest entries go, channel by channel, oldest
     /// channel first (`XDEL`: a resume from before them gets the gap signal).
     static let publishScriptBytes = Array(publishScript.utf8)
@@ -93,11 +95,12 @@ extension RedisBroker {
           local len = redis.call('XLEN', key)
           local bytes
           if len == a.n then
-            -- A new stream (or one that expired): whatever was counted for it is gone.
-            delta = delta - tonumber(redis.call('HGET', KEYS[4], c) or '0')
-            redis.call('HSET', KEYS[4], c, a.b)
+            -- A new stream (or one that expired): whatever was counted for it is gone. Its
+            -- bookkeeping (the field and the member naming it) counts as its own bytes.
+            delta = delta - tonumber(redis.call('HGET', KEYS[4], c) or '0') + 100 + 2 * #c
+            bytes = a.b + 100 + 2 * #c
+            redis.call('HSET', KEYS[4], c, bytes)
             redis.call('ZADD', KEYS[5], a.first, c)
-            bytes = a.b
           else
             bytes = redis.call('HINCRBY', KEYS[4], c, a.b)
           end
