@@ -65,15 +65,18 @@ extension RedisBroker {
             Array(String(settings.globalLength).utf8), Array(String(max(1, settings.historyCount)).utf8),
             Array(String(max(0, settings.historyBytes)).utf8), Array(String(historyCutoffMilliseconds()).utf8),
             Array(HubID.randomEpoch().utf8), Array(String(labelLimit).utf8),
-            Array(String(settings.channelTTLSeconds).utf8), Array(String(max(0, settings.memoryBytes)).utf8),
+            Array(String(settings.channelTTLSeconds + settings.channelTTLSeconds / 64).utf8),
+            Array(String(max(0, settings.memoryBytes)).utf8),
             Array(settings.prefix.utf8), Array(String(Self.oneCopyAbove).utf8), Array(String(events.count).utf8),
         ]
-        args.reserveCapacity(args.count + 4 * events.count)
-        for (event, channel) in events {
+        args.reserveCapacity(args.count + 5 * events.count)
+        let due = expiryDue(events.map(\.1.rawValue))
+        for (n, (event, channel)) in events.enumerated() {
             args.append(Array(channel.rawValue.utf8))
             args.append(Array(event.data.utf8))
             args.append(Array((event.event ?? "").utf8))
             args.append(Array((event.id.map { "=" + $0 } ?? "").utf8))
+            args.append(due[n] ? [0x31] : [])
         }
         let url = settings.url
         let timeout = url.waitTimeoutMilliseconds
@@ -131,6 +134,24 @@ extension RedisBroker {
             receipts.append(PublishReceipt(id: event.id ?? Self.hubID(id, epoch: epoch), replicas: confirmed))
         }
         return receipts
+    }
+
+    /// For each of `channels` (a batch's, in order), whether its stream's expiry is to be set
+    /// again: at most every 1/64 of the channel TTL per channel and hub (the script sets it to the
+    /// TTL plus that much, so a stream still lives at least the TTL after its last publish), for
+    /// the first of its events in the batch. Remembers up to 65,536 channels (then forgets all:
+    /// each is set again once).
+    func expiryDue(_ channels: [String]) -> [Bool] {
+        let now = Clocks.monotonicMilliseconds()
+        let interval = UInt64(settings.channelTTLSeconds / 64) * 1_000
+        return expiryRefreshed.withLock { last in
+            if last.count > 65_536 { last.removeAll(keepingCapacity: true) }
+            return channels.map { channel in
+                if let at = last[channel], now < at + interval || at == now { return false }
+                last[channel] = now
+                return true
+            }
+        }
     }
 
     /// The id of the position `id` of the global stream under `epoch` (``HubID``); an entry from

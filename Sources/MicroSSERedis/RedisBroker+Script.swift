@@ -13,8 +13,9 @@ extension RedisBroker {
     /// history cutoff (milliseconds; older entries are past the history TTL; 0 = no TTL), the
     /// epoch to create when the data set has none, the labels a channel's table keeps, channel
     /// TTL seconds, the memory budget of all channels (0 = none), the key prefix, the one-copy
-    /// threshold, the number of events, then four per event: channel, data, event name, caller
-    /// id (`=LABEL`, or empty). Returns the epoch, the bytes all
+    /// threshold, the number of events, then five per event: channel, data, event name, caller
+    /// id (`=LABEL`, or empty), and `1` when the channel's expiry is to be set again (else empty;
+    /// see ``RedisBroker/expiryDue(_:)``; a new stream always gets it). Returns the epoch, the bytes all
     /// channels hold after this call, then each event's entry id.
     ///
     /// Per event: one `XADD` to the global stream (`MAXLEN ~`, with its epoch `p` and count `n`)
@@ -47,10 +48,10 @@ extension RedisBroker {
         local reply = {epoch, 0}
         local added, order = {}, {}
         for j = 0, k - 1 do
-          local c, d, e, i = ARGV[12 + 4 * j], ARGV[13 + 4 * j], ARGV[14 + 4 * j], ARGV[15 + 4 * j]
+          local c, d, e, i = ARGV[12 + 5 * j], ARGV[13 + 5 * j], ARGV[14 + 5 * j], ARGV[15 + 5 * j]
           local a = added[c]
           if not a then
-            a = {n = 0, b = 0, key = prefix .. ':ch:' .. c}
+            a = {n = 0, b = 0, key = prefix .. ':ch:' .. c, x = false}
             added[c] = a
             order[#order + 1] = c
           end
@@ -73,6 +74,7 @@ extension RedisBroker {
           end
           reply[#reply + 1] = id
           if not a.first then a.first = tonumber(string.match(id, '^%d+')) end
+          if ARGV[16 + 5 * j] ~= '' then a.x = true end
           a.n = a.n + 1
           a.b = a.b + #d + #e + #i + 32
           if i ~= '' then
@@ -94,7 +96,8 @@ extension RedisBroker {
           local key = a.key
           local len = redis.call('XLEN', key)
           local bytes
-          if len == a.n then
+          local fresh = len == a.n
+          if fresh then
             -- A new stream (or one that expired): whatever was counted for it is gone. Its
             -- bookkeeping (the field and the member naming it) counts as its own bytes.
             delta = delta - tonumber(redis.call('HGET', KEYS[4], c) or '0') + 100 + 2 * #c
@@ -154,7 +157,7 @@ extension RedisBroker {
               delta = delta - freed
             end
           end
-          redis.call('EXPIRE', key, ttl)
+          if a.x or fresh then redis.call('EXPIRE', key, ttl) end
         end
         local total = redis.call('INCRBY', KEYS[6], delta)
         local rounds = 0

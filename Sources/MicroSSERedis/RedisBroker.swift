@@ -93,6 +93,8 @@ package final class RedisBroker: EventBroker {
     /// When a command connection was last dialled (monotonic ms): a lane backing off after a
     /// failed dial dials at once when another lane got through since.
     let dialedAt = Atomic<UInt64>(0)
+    /// When this hub last set each channel's expiry (``expiryDue(_:)``).
+    let expiryRefreshed = Mutex<[String: UInt64]>([:])
     /// The most replicas in sync the primary was seen with lately (`wait=auto`), and when.
     let replicasSeen = Mutex<(primary: RedisURL.Endpoint, online: Int, at: UInt64)?>(nil)
 

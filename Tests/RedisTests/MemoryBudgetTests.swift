@@ -35,7 +35,7 @@ extension SeveralHubsTests {
             for i in 0..<40 {
                 ids.append(try hub.publish("\(i) \(chunk)", to: "c\(i)"))
                 // The bound holds after each publish, not after a later pass.
-                let counted = try #require(ask(redis.port, ["GET", "\(prefix):bytes"])?.text.flatMap { Int($0) })
+                let counted = ask(redis.port, ["GET", "\(prefix):bytes"])?.text.flatMap { Int($0) } ?? .max
                 #expect(counted <= budget, "after publish \(i): \(counted) bytes counted")
                 highest = max(highest, try usedMemory(redis.port) - before)
             }
