@@ -128,7 +128,7 @@ extension RedisBroker {
         var receipts: [PublishReceipt] = []
         receipts.reserveCapacity(events.count)
         for (n, (event, _)) in events.enumerated() {
-            guard let id = stored[n + 2].text.flatMap(RedisStreamID.init) else {
+            guard let id = stored[n + 2].streamID else {
                 throw MicroSSEError(.unavailable, "Redis refused the publish: \(reply)")
             }
             receipts.append(PublishReceipt(id: event.id ?? Self.hubID(id, epoch: epoch), replicas: confirmed))

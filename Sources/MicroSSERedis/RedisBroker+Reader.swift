@@ -132,7 +132,7 @@ extension RedisBroker {
             guard let fields = entry.array, fields.count == 2, let channel = field("c", in: fields[1]) else { continue }
             let count = field("n", in: fields[1]).flatMap { UInt64($0) }
             let epoch = field("p", in: fields[1])
-            if field("lost", in: fields[1]) != nil, let id = fields[0].text.flatMap(RedisStreamID.init) {
+            if field("lost", in: fields[1]) != nil, let id = fields[0].streamID {
                 let none = Frame(bytes: [], isEvent: false)
                 decoded.append(
                     Delivered(
@@ -220,7 +220,8 @@ extension RedisBroker {
         guard let kv = value.array else { return nil }
         var i = 0
         while i + 1 < kv.count {
-            if kv[i].text == name { return kv[i + 1].text }
+            // Compared as bytes: the reader looks up several fields of every entry it reads.
+            if case .string(let key) = kv[i], key.elementsEqual(name.utf8) { return kv[i + 1].text }
             i += 2
         }
         return nil
@@ -231,7 +232,7 @@ extension RedisBroker {
     /// sees it (the position). The epoch is the entry's own (`p`, global stream) or `epoch`
     /// (channel streams); an entry without one is from before positions and keeps its stream id.
     func decodeEntry(_ entry: RedisValue, epoch: String?) -> (RedisStreamID, Frame, Frame)? {
-        guard let fields = entry.array, fields.count == 2, let id = fields[0].text.flatMap(RedisStreamID.init),
+        guard let fields = entry.array, fields.count == 2, let id = fields[0].streamID,
             let data = field("d", in: fields[1])
         else { return nil }
         let name = field("e", in: fields[1]) ?? ""

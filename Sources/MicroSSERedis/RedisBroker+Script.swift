@@ -226,7 +226,7 @@ extension RedisBroker {
         guard let kv = value.array else { return nil }
         var i = 0
         while i + 1 < kv.count {
-            if kv[i].text == name { return kv[i + 1] }
+            if case .string(let key) = kv[i], key.elementsEqual(name.utf8) { return kv[i + 1] }
             i += 2
         }
         return nil

@@ -180,3 +180,11 @@ extension RedisConnection {
     /// The socket, so another thread can shut it down to interrupt a blocking read.
     package var fileDescriptor: Int32 { context.map { $0.pointee.fd } ?? -1 }
 }
+
+extension RedisValue {
+    /// The stream entry id this reply holds (`123-4`), parsed from its bytes; nil for anything else.
+    package var streamID: RedisStreamID? {
+        if case .string(let b) = self, let id = RedisStreamID(bytes: b) { return id }
+        return text.flatMap(RedisStreamID.init)
+    }
+}
