@@ -158,9 +158,10 @@ extension RedisBroker {
                     s.lastCount = count
                     s.lastEpoch = epoch
                 }
+                let before = s.lastDelivered
                 s.lastDelivered = d.id
                 if d.lost {
-                    lostPlace(&s, batch: &batch, wakes: &wakes)
+                    lostEntry(d, after: before, &s, batch: &batch, wakes: &wakes)
                     continue
                 }
                 // Streams resuming or just resumed (none, but during a resume: one lookup).

@@ -1,3 +1,4 @@
+import MicroSSECore
 import MicroSSEWire
 
 extension RedisBroker {
@@ -230,5 +231,33 @@ extension RedisBroker {
             i += 2
         }
         return nil
+    }
+}
+
+extension RedisBroker {
+    /// An entry whose data the memory budget dropped before this hub read it (stored once, in
+    /// its channel's stream): the streams of its channel get the `evicted` gap signal where the
+    /// event would have been (log readers through their logs, a stream whose replay is being read
+    /// drops its held live events and starts after its replay with the gap, a stream just resumed
+    /// gets the gap event queued). Counted in ``readerGaps``.
+    func lostEntry(
+        _ d: Delivered, after before: RedisStreamID, _ s: inout LocalState, batch: inout LogBatch,
+        wakes: inout [Subscriber]
+    ) {
+        readerGaps.add(1, ordering: .relaxed)
+        log("Redis reader: the event at \(d.id) in \(d.channel) was dropped (history memory) before this hub read it")
+        let gap = ResumeStatus.gapFrame(lastEventID: Self.hubID(before, epoch: s.lastEpoch), reason: .evicted)
+        s.add(gap, gap, of: d.channel, to: &batch)
+        for sub in (s.channels[d.channel] ?? [:]).values {
+            if s.pending[sub.id] != nil {
+                s.pending[sub.id]!.lose()
+                continue
+            }
+            if let skip = s.skipUpTo[sub.id], d.id <= skip { continue }
+            switch sub.enqueue(gap, deferWake: true) {
+            case .wake, .overflow(wake: true): wakes.append(sub)
+            default: break
+            }
+        }
     }
 }

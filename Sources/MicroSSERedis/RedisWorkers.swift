@@ -83,6 +83,9 @@ final class RedisWorkers: Sendable {
         /// Publishes run in a row while resumes wait.
         var publishStreak = 0
         var closed = false
+        /// Workers waiting for a job: a new job wakes one of them, and only then (a worker that is
+        /// busy takes what is queued when it is done, with no wake-up).
+        var sleeping = 0
 
         /// The next job: a publish first, but a waiting resume after four publishes in a row.
         mutating func next() -> Job? {
@@ -173,30 +176,33 @@ final class RedisWorkers: Sendable {
     /// Queues `job`, or says why not (``capacity`` publishes are waiting, or the broker shut
     /// down).
     func submit(_ job: Job, _ kind: Kind) -> Refusal? {
-        let refusal = queue.withLock { q -> Refusal? in
-            if q.closed { return .closed }
+        let (refusal, wake) = queue.withLock { q -> (Refusal?, Bool) in
+            if q.closed { return (.closed, false) }
             switch kind {
             case .publish:
-                if q.publishes.count >= capacity { return .full }
+                if q.publishes.count >= capacity { return (.full, false) }
                 q.publishes.push(job)
             case .resume:
                 q.resumes.push(job)
             }
-            return nil
+            guard q.sleeping > 0 else { return (nil, false) }
+            q.sleeping -= 1
+            return (nil, true)
         }
-        if refusal == nil { ready.signal() }
+        if wake { ready.signal() }
         return refusal
     }
 
     /// Refuses new jobs, cancels the queued ones, and lets every worker exit after its current
     /// job (without waiting for it).
     func shutdown() {
-        let dropped = queue.withLock { q -> [Job] in
+        let (dropped, sleeping) = queue.withLock { q -> ([Job], Int) in
             q.closed = true
-            return q.publishes.drain() + q.resumes.drain()
+            defer { q.sleeping = 0 }
+            return (q.publishes.drain() + q.resumes.drain(), q.sleeping)
         }
         for job in dropped { job.cancel() }
-        for _ in 0..<count { ready.signal() }
+        for _ in 0..<sleeping { ready.signal() }
     }
 
     private func work(
@@ -204,15 +210,19 @@ final class RedisWorkers: Sendable {
         batch: @Sendable ([RedisBroker.PublishItem], RedisBroker.CommandLane) -> Void
     ) {
         while true {
-            ready.wait()
-            // A worker may take several jobs for one signal: the others then find none and wait.
-            let (jobs, closed) = queue.withLock { q -> ([Job], Bool) in (q.nextBatch(), q.closed) }
+            let (jobs, closed) = queue.withLock { q -> ([Job], Bool) in
+                let jobs = q.nextBatch()
+                if jobs.isEmpty && !q.closed { q.sleeping += 1 }
+                return (jobs, q.closed)
+            }
             if jobs.first?.item != nil {
                 batch(jobs.compactMap(\.item), lane)
             } else if let job = jobs.first {
                 job.run(lane)
             } else if closed {
                 break
+            } else {
+                ready.wait()
             }
         }
         lane.slot.withLock { $0.connection = nil }
