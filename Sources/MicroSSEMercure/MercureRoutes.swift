@@ -11,11 +11,15 @@ final class MercureRoutes: RouteSet {
     let bus: MercureBus
     /// The most matchers one subscribe may carry (``ServerConfiguration/maxChannelsPerStream``).
     let maxMatchers: Int
+    /// The hub's URL, which relative URL patterns and topics are read against.
+    let base: URLParts
 
     init(settings: MercureSettings, configuration: ServerConfiguration, verifier: JWTVerifier) {
         self.settings = settings
         self.tokens = TokenReader(verifier: verifier, settings: settings)
-        self.bus = MercureBus(historyCount: configuration.historyCount, historyBytes: configuration.historyBytes)
+        self.base = HubURL.base(settings.audience)
+        self.bus = MercureBus(
+            historyCount: configuration.historyCount, historyBytes: configuration.historyBytes, base: base)
         self.maxMatchers = configuration.maxChannelsPerStream
         self.paths = settings.legacy ? [MercureText.hubPath] : [MercureText.hubPath, Self.metadataPath]
     }
@@ -88,7 +92,7 @@ final class MercureRoutes: RouteSet {
             ("authorization_details_types_supported", "[" + JSON.quote(TokenReader.detailType) + "]"),
             ("bearer_methods_supported", "[\"header\"]"),
             ("mercure_cookie", JSON.quote(cookieName)),
-            ("mercure_matcher_types_supported", "[\"exact\"]"),
+            ("mercure_matcher_types_supported", "[\"exact\",\"urlpattern\"]"),
         ])
     }
 
@@ -287,10 +291,7 @@ final class MercureRoutes: RouteSet {
                 guard name == "topic" else { continue }
             } else {
                 guard name.lowercased().hasPrefix("match") else { continue }
-                if name == "match_urlpattern" {
-                    return .refused(.text("match_urlpattern is not supported by this hub yet", status: 400))
-                }
-                guard name == "match" || name == "match_exact" else {
+                guard name == "match" || name == "match_exact" || name == "match_urlpattern" else {
                     return .refused(.text("unknown matcher parameter \(name.debugDescription)", status: 400))
                 }
             }
@@ -304,14 +305,20 @@ final class MercureRoutes: RouteSet {
             if let reason = MercureText.invalidCharacter(value, "a matcher") {
                 return .refused(.text(reason, status: 400))
             }
-            if settings.legacy && URITemplate.isTemplate(value) {
+            if value.utf8.elementsEqual("*".utf8) {
+                matchers.all = true  // the wildcard, whatever the matcher type
+            } else if name == "match_urlpattern" && !settings.legacy {
+                do throws(URLPatternError) {
+                    matchers.patterns.insert(try URLPattern(value, base: base))
+                } catch {
+                    return .refused(.text("URL pattern \(value.debugDescription): \(error.reason)", status: 400))
+                }
+            } else if settings.legacy && URITemplate.isTemplate(value) {
                 do throws(TemplateError) {
                     matchers.templates.insert(try URITemplate(value))
                 } catch {
                     return .refused(.text("URI template \(value.debugDescription): \(error.reason)", status: 400))
                 }
-            } else if value.utf8.elementsEqual("*".utf8) {
-                matchers.all = true
             } else {
                 matchers.exact.insert(Topic(value))
             }

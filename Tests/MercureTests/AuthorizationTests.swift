@@ -175,7 +175,7 @@ struct AuthorizationTests {
             doc["authorization_details_types_supported"] as? [String] == ["https://mercure.rocks/authorization-detail"])
         #expect(doc["bearer_methods_supported"] as? [String] == ["header"])
         #expect(doc["mercure_cookie"] as? String == "__Secure-mercure_access_token")
-        #expect(doc["mercure_matcher_types_supported"] as? [String] == ["exact"])
+        #expect(doc["mercure_matcher_types_supported"] as? [String] == ["exact", "urlpattern"])
         // A draft-07 hub publishes none (the draft's hint that a hub is pre-standard).
         let legacy = try mercureHub(legacy: true)
         defer { legacy.stop() }
