@@ -8,6 +8,7 @@ import MicroSSEWire
 final class MercureRoutes: RouteSet {
     let settings: MercureSettings
     let tokens: TokenReader
+    let verified = VerifiedTokens()
     let bus: MercureBus
     /// The most matchers one subscribe may carry (``ServerConfiguration/maxChannelsPerStream``).
     let maxMatchers: Int
@@ -121,7 +122,7 @@ final class MercureRoutes: RouteSet {
         }
         let now = Int(Clocks.wallMicroseconds() / 1_000_000)
         do throws(InvalidToken) {
-            let grants = try tokens.grants(token, now: now)
+            let grants = try verified.grants(token, now: now, reader: tokens)
             // The verifier allows clock skew; a stream must not open only to end at once.
             if let exp = grants.expiresAt, exp <= now {
                 return .refused(challenge(401, "invalid_token", "token expired"))
