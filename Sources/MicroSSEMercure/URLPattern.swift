@@ -15,6 +15,8 @@ struct URLPattern: Hashable, Sendable {
     let source: Topic
     /// protocol, username, password, hostname, port, pathname, search, hash.
     let components: [PatternComponent]
+    /// The hub's URL, which relative topics are read against when a token's grant asks.
+    let base: URLParts
 
     /// The most NFA steps one evaluation may take (a topic of 2,048 bytes against a pattern
     /// with a few wildcards per component takes a few thousand).
@@ -35,6 +37,7 @@ struct URLPattern: Hashable, Sendable {
     /// A pattern from its components (`source` names it in caches).
     init(source: Topic, _ given: PatternInit, base: URLParts?) throws(URLPatternError) {
         self.source = source
+        self.base = base ?? HubURL.base(nil)
         var i = given
         if i.protocol_ == nil, let base {
             // "Process a URLPatternInit" with the hub's URL as base, type "pattern".
@@ -86,6 +89,11 @@ struct URLPattern: Hashable, Sendable {
         guard groups <= Self.maxGroups else {
             throw URLPatternError("a URL pattern may hold at most \(Self.maxGroups) groups and wildcards")
         }
+    }
+
+    /// Whether `topic`, read as a URL against the hub's, matches (uncached: a token's grant).
+    func matches(_ topic: Topic) -> Bool {
+        matches(URLParts.parse(String(decoding: topic.bytes, as: UTF8.self), base: base))
     }
 
     /// Whether the topic, read as `url` (nil: not a URL, which no pattern matches), matches;

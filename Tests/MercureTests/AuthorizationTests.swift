@@ -97,12 +97,12 @@ struct AuthorizationTests {
         defer { hub.stop() }
         let d = "https://mercure.rocks/authorization-detail"
         let bad = [
-            #"{"type":"\#(d)","actions":["publish"],"topics":[{"match":"https://example.com/:id","match_type":"urlpattern"}]}"#,
+            #"{"type":"\#(d)","actions":["publish"],"topics":[{"match":"https://example.com/:id","match_type":"regexp"}]}"#,
             #"{"type":"\#(d)","actions":[],"topics":[{"match":"*"}]}"#,
             #"{"type":"\#(d)","actions":["publish",7],"topics":[{"match":"*"}]}"#,
             #"{"type":"\#(d)","actions":["publish"],"topics":["*"]}"#,
         ]
-        for (detail, reason) in zip(bad, ["urlpattern", "no actions", "non-string action", "string match"]) {
+        for (detail, reason) in zip(bad, ["regexp", "no actions", "non-string action", "string match"]) {
             let token = token08(publish: ["*"], extraDetails: [detail])
             expectRefused(
                 try publish(hub, [("topic", "t")], token: token), 401, #"Bearer error="invalid_token""#, reason)

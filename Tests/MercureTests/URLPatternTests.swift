@@ -168,6 +168,36 @@ struct URLPatternTests {
         #expect(budget > -compiled.components[5].states.count)
     }
 
+    @Test("tokens: urlpattern matchers grant subscribe (private updates) and publish; a malformed one refuses")
+    func tokenGrants() throws {
+        let hub = try mercureHub()
+        defer { hub.stop() }
+        let d = "https://mercure.rocks/authorization-detail"
+        func detail(_ action: String, _ pattern: String) -> String {
+            #"{"type":"\#(d)","actions":["\#(action)"],"topics":[{"match":\#(quoted(pattern)),"match_type":"urlpattern"}]}"#
+        }
+        let reader = token08(extraDetails: [detail("subscribe", "https://example.com/users/42/*")])
+        let s = try subscribe(
+            hub, [("match_urlpattern", "https://example.com/books/:id")],
+            headers: [("Authorization", "Bearer \(reader)")])
+        defer { s.close() }
+        #expect(s.status == 200)
+        let writer = token08(extraDetails: [detail("publish", "https://example.com/*")])
+        func post(_ topics: [String]) throws -> SimpleResponse {
+            try publish(hub, topics.map { ("topic", $0) } + [("private", "on")], token: writer)
+        }
+        // Alternate topics: the book (routing) and the user's namespace (authorization).
+        #expect(try post(["https://example.com/books/2"]).status == 200)
+        let mine = try post(["https://example.com/books/1", "https://example.com/users/42/books/1"])
+        #expect(mine.status == 200)
+        #expect(try s.next()?.id == mine.text)
+        // The publish grant is a pattern too: another origin is refused.
+        #expect(try post(["https://other.example/books/1"]).status == 403)
+        let malformed = token08(extraDetails: [detail("publish", "https://example.com/(a+)+")])
+        let r = try publish(hub, [("topic", "https://example.com/x")], token: malformed)
+        #expect(r.status == 401 && r.text.contains("regular-expression groups"), "\(r.status) \(r.text)")
+    }
+
     @Test("the metadata document lists urlpattern among the matcher types")
     func metadata() throws {
         let hub = try mercureHub()
