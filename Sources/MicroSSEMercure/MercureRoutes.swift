@@ -162,7 +162,7 @@ final class MercureRoutes: RouteSet {
         case .ok(nil): return challenge(401, nil, "publishing needs a token (Authorization: Bearer)")
         case .ok(let g?): grants = g
         }
-        guard Self.isForm(request.header("Content-Type") ?? "") else {
+        guard MercureText.isForm(request.header("Content-Type") ?? "") else {
             return .text("publish with Content-Type: application/x-www-form-urlencoded", status: 415)
         }
         guard let form = MercureText.parseForm(request.body) else {
@@ -337,15 +337,4 @@ final class MercureRoutes: RouteSet {
 enum Checked<Value> {
     case ok(Value)
     case refused(Response)
-}
-
-extension MercureRoutes {
-    /// Whether a `Content-Type` value is the form's media type (any case, parameters and blanks
-    /// around it ignored), compared as bytes: it is read on every publish.
-    static func isForm(_ contentType: String) -> Bool {
-        let blank: (UInt8) -> Bool = { $0 == 0x20 || $0 == 0x09 }
-        let media = contentType.utf8.prefix { $0 != UInt8(ascii: ";") }.drop(while: blank).reversed().drop(while: blank)
-        let form = "application/x-www-form-urlencoded".utf8
-        return media.count == form.count && zip(media.reversed(), form).allSatisfy { $0 | 0x20 == $1 | 0x20 }
-    }
 }

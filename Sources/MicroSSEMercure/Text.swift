@@ -170,6 +170,15 @@ enum MercureText {
         return String(validating: out, as: UTF8.self)
     }
 
+    /// Whether a `Content-Type` value is the form's media type (any case, parameters and blanks
+    /// around it ignored), compared as bytes: it is read on every publish.
+    static func isForm(_ contentType: String) -> Bool {
+        let blank: (UInt8) -> Bool = { $0 == 0x20 || $0 == 0x09 }
+        let media = contentType.utf8.prefix { $0 != UInt8(ascii: ";") }.drop(while: blank).reversed().drop(while: blank)
+        let form = "application/x-www-form-urlencoded".utf8
+        return media.count == form.count && zip(media.reversed(), form).allSatisfy { $0 | 0x20 == $1 | 0x20 }
+    }
+
     /// A random version-4 UUID as `urn:uuid:…` (the draft's recommended form for hub-generated
     /// ids: opaque, so a cursor reveals nothing of events its reader may not see).
     static func newID() -> String {
