@@ -8,6 +8,12 @@ struct Topic: Hashable, Sendable {
     let bytes: [UInt8]
 
     init(_ text: String) { bytes = Array(text.utf8) }
+
+    /// The bytes hashed as one block (an array hashes element by element: a call per byte, on
+    /// every index lookup and verdict cache probe of every publish).
+    func hash(into hasher: inout Hasher) {
+        bytes.withUnsafeBytes { hasher.combine(bytes: $0) }
+    }
 }
 
 /// A Mercure stream's routing: the exact topics it asked for, or every topic (`*`).

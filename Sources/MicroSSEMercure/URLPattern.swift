@@ -11,7 +11,8 @@
 /// Each component is a Thompson NFA (``PatternComponent``): matching never backtracks, and
 /// one evaluation may take at most ``budget`` steps, past which the pattern does not match
 /// (the draft's evaluation cost limit). Verdicts are cached per (pattern, topic) by the bus.
-struct URLPattern: Hashable, Sendable {
+/// A class: the bus copies patterns around on every publish, and a reference is one retain.
+final class URLPattern: Hashable, Sendable {
     let source: Topic
     /// protocol, username, password, hostname, port, pathname, search, hash.
     let components: [PatternComponent]
@@ -30,7 +31,7 @@ struct URLPattern: Hashable, Sendable {
 
     /// Reads `text`; a relative pattern takes the missing components from `base` (the hub's
     /// URL). Throws a one-line reason.
-    init(_ text: String, base: URLParts) throws(URLPatternError) {
+    convenience init(_ text: String, base: URLParts) throws(URLPatternError) {
         try self.init(source: Topic(text), ConstructorParser.parse(text), base: base)
     }
 
