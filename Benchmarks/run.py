@@ -29,6 +29,7 @@ import sys
 import time
 
 import redis_publish
+import mercure_bench
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(HERE)
@@ -114,6 +115,10 @@ SCENARIOS = {
                          "evenly, publishing on hub 1, 64-byte events as fast as possible",
                          ["--subs", "1000", "--size", "64", "--events", "100000000", "--pub-conns", "16",
                           "--window", "128", "--duration", "6", "--drain", "10"] + SIXTEEN_CHANNELS),
+        "mercure-fanout": ("Mercure fan-out: 1,000 subscribers on /events/T, on /.well-known/mercure?match=T, and "
+                           "each on a different URL pattern; 64-byte events as fast as possible",
+                           ["--subs", "1000", "--size", "64", "--events", "100000000", "--pub-conns", "16",
+                            "--window", "128", "--duration", "8", "--drain", "10"]),
     },
     "smoke": {
         "fanout": ("fan-out (smoke): 50 subscribers, 64-byte events",
@@ -156,10 +161,13 @@ SCENARIOS = {
         "shard-fanout": ("shards, fan-out (smoke): 2 hubs on 1 Redis and on 2 shards, 40 subscribers",
                          ["--subs", "40", "--size", "64", "--events", "100000000", "--pub-conns", "8",
                           "--window", "64", "--duration", "1", "--drain", "5"] + SIXTEEN_CHANNELS),
+        "mercure-fanout": ("Mercure fan-out (smoke): 50 subscribers on /events/T, on ?match=T, each on a URL pattern",
+                           ["--subs", "50", "--size", "64", "--events", "100000000", "--pub-conns", "8",
+                            "--window", "64", "--duration", "1", "--drain", "5"]),
     },
 }
 ORDER = ["fanout", "latency", "idle", "large", "dashboard", "inproc", "redis-fanout", "redis-latency",
-         "scale-fanout", "scale-latency", "resume-storm", "redis-publish", "shard-fanout"]
+         "scale-fanout", "scale-latency", "resume-storm", "redis-publish", "shard-fanout", "mercure-fanout"]
 SERVER_ORDER = ["microsse", "c-ref", "node"]
 HEADLINE_SERVERS = ["microsse", "c-ref", "node"]
 # Scenarios run in several interleaved rounds (microsse, c-ref, node, microsse, ...): the report
@@ -171,13 +179,15 @@ PRIMARY = {"fanout": ("dps", max), "latency": ("p99", min), "idle": ("cpu_pct", 
            "inproc": ("dps", max),
            "redis-fanout": ("dps", max), "redis-latency": ("p99", min),
            "scale-fanout": ("dps", max), "scale-latency": ("p99", min),
-           "redis-publish": ("pub_per_s", max), "shard-fanout": ("dps", max)}
+           "redis-publish": ("pub_per_s", max), "shard-fanout": ("dps", max),
+           "mercure-fanout": ("dps", max)}
 # A tail percentile is the figure most easily spoiled by one preemption: at least this many rounds.
 MIN_ROUNDS = {"latency": 3}
 # Scenarios that run only MicroSSE variants (their own report sections).
 MICROSSE_ONLY = {"inproc": ["swift-api", "c-api"], "redis-fanout": ["two-hubs"], "redis-latency": ["two-hubs"],
                  "scale-fanout": None, "scale-latency": None, "resume-storm": ["storm"],
-                 "redis-publish": None, "shard-fanout": None}
+                 "redis-publish": None, "shard-fanout": None,
+                 "mercure-fanout": mercure_bench.VARIANTS}
 # The scale-out variants: (name, hubs, with Redis). Subscribers spread evenly over the hubs
 # (loadgen --sub-ports), the publisher on hub 1; every hub and redis-server pinned to the server CPU.
 SCALE_VARIANTS = [("1-hub", 1, False), ("1-hub-redis", 1, True), ("2-hubs", 2, True), ("3-hubs", 3, True)]
@@ -416,6 +426,8 @@ def run_microsse_only(scen, title, lg_args, servers, logdir):
                 out.append(run_one(name, [exe] + common, scen, title, lg_args, logdir))
     elif scen in ("redis-publish", "shard-fanout"):
         out += redis_publish.run(sys.modules[__name__], scen, lg_args, m[1], logdir)
+    elif scen.startswith("mercure-"):
+        out += mercure_bench.run_mercure(run_one, m[1], scen, title, lg_args, logdir)
     elif not shutil.which("redis-server"):
         out.append({"server": "two-hubs" if scen.startswith("redis-") else "redis", "scenario": scen,
                     "error": "redis-server not found"})
@@ -510,7 +522,8 @@ def metrics(rec):
         cpu += sum(rec["extra_cpu_s"].values())
         m["cpu_pct"] = 100.0 * cpu / measure
     if scen in ("fanout", "large", "latency", "dashboard", "inproc", "redis-fanout", "redis-latency",
-                "scale-fanout", "scale-latency", "resume-storm", "redis-publish", "shard-fanout"):
+                "scale-fanout", "scale-latency", "resume-storm", "redis-publish", "shard-fanout",
+                "mercure-fanout"):
         m["dps"] = lg["deliveries_per_s"]
         m["cpu_per_m"] = cpu / (lg["deliveries"] / 1e6) if lg["deliveries"] else None
         m["mbps"] = lg["payload_mb_per_s"]
@@ -976,6 +989,7 @@ def write_report(path, results, servers, scen_defs, args, started, elapsed):
     write_microsse_only(L, by, scen_defs)
     write_scale(L, by, scen_defs)
     redis_publish.write(sys.modules[__name__], L, by, scen_defs)
+    mercure_bench.write_mercure(L, by, scen_defs, metrics, correctness, fmt, ratio)
     L.append("## Targets")
     L.append("")
     L.append("Against the C reference at libmicrohttpd's defaults, MicroSSE at its own defaults (heartbeats on).")
