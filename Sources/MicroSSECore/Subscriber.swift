@@ -52,22 +52,6 @@ package final class Subscriber: Sendable {
     private let mirroredPosition = Atomic<UInt64>(0)
     private let mirroredState = Atomic<UInt64>(0)
 
-    /// Functions given as closures (``setWaker(_:)``, ``setCloser(_:)``: tests and tools), held
-    /// by a reference: a `Mutex` whose value is a bare function type re-wraps the stored closure
-    /// in two reabstraction thunks on every `withLock` (the inout write-back of the generic
-    /// value), so each wake-up made the next one longer: measured at 42% of server CPU after
-    /// 1,000 events per stream, and a stack overflow waiting to happen on a long-lived stream.
-    private final class Callbacks: StreamConnection {
-        let waker: (@Sendable () -> Void)?
-        let closer: (@Sendable () -> Void)?
-        init(waker: (@Sendable () -> Void)?, closer: (@Sendable () -> Void)?) {
-            self.waker = waker
-            self.closer = closer
-        }
-        func resume() { waker?() }
-        func cut() { closer?() }
-    }
-
     private static let nextID = Atomic<UInt64>(1)
 
     /// A stream of `channels` that may have at most `limit` bytes pending. With `pending`, the
@@ -142,18 +126,6 @@ package final class Subscriber: Sendable {
         }
     }
 
-    /// Installs the function that resumes this stream's suspended connection (keeps a closer
-    /// installed with ``setCloser(_:)``).
-    package func setWaker(_ wake: @escaping @Sendable () -> Void) {
-        hooks.withLock { $0 = Callbacks(waker: wake, closer: ($0 as? Callbacks)?.closer) }
-    }
-
-    /// Installs the function that cuts the connection (see ``StreamConnection/cut()``; keeps a
-    /// waker installed with ``setWaker(_:)``).
-    package func setCloser(_ close: @escaping @Sendable () -> Void) {
-        hooks.withLock { $0 = Callbacks(waker: ($0 as? Callbacks)?.waker, closer: close) }
-    }
-
     /// Queues a frame. Returns what happened; a needed wake-up has already been done when
     /// `deferWake` is false, otherwise the caller must call ``wake()`` after releasing its locks.
     /// An overflow of a connection that is not suspended cuts the connection at once.
@@ -175,7 +147,7 @@ package final class Subscriber: Sendable {
         return action
     }
 
-    /// Cuts the connection of a failed stream (see ``setCloser(_:)``).
+    /// Cuts the connection of a failed stream (see ``StreamConnection/cut()``).
     func cut() {
         hooks.withLock { $0?.cut() }
     }
@@ -227,19 +199,6 @@ package final class Subscriber: Sendable {
             } else {
                 listIfPending(&$0)
             }
-            return action
-        }
-    }
-
-    /// ``read(into:onSuspend:)`` through one call of `write` (tests, tools).
-    package func read(
-        max: Int, write: (ArraySlice<UInt8>) -> Void, onSuspend: () -> Void
-    ) -> SubscriberQueue.ReadAction {
-        refillReplay(target: max)
-        return locked(activity: false) {
-            let mark = waitingMark(listed: $0.listedPending)
-            let action = $0.read(max: max, write: write) { mirroredState.store(mark, ordering: .releasing) }
-            if action == .suspend { onSuspend() } else { listIfPending(&$0) }
             return action
         }
     }

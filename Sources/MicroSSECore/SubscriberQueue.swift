@@ -267,16 +267,6 @@ package struct SubscriberQueue: Sendable {
         return (written, events)
     }
 
-    /// Copies up to `max` queued bytes, in order, through one call of `write` (tests, tools).
-    package mutating func read(
-        max: Int, write: (ArraySlice<UInt8>) -> Void, whileWaiting: () -> Void = {}
-    ) -> ReadAction {
-        var buffer = [UInt8](repeating: 0, count: Swift.max(0, max))
-        let action = buffer.withUnsafeMutableBytes { read(into: $0, whileWaiting: whileWaiting) }
-        if case .wrote(let n, _) = action { write(buffer[..<n]) }
-        return action
-    }
-
     /// Starts a graceful end. Returns true when the connection is suspended and must be resumed.
     package mutating func finish() -> Bool {
         guard phase == .open else { return false }
