@@ -139,12 +139,10 @@ public final class Server: Sendable {
             l.transport = transport
             l.router = router
             hub.attach(transport)
-            hub.heartbeats.setWriter { [weak transport] fd, bytes in
-                transport?.writeHeartbeat(fd: fd, bytes) ?? .unavailable
-            }
             l.ticker = Ticker(
                 heartbeatSeconds: config.heartbeatSeconds, writeTimeoutSeconds: config.writeTimeoutSeconds,
-                pending: hub.pending, heartbeats: hub.heartbeats)
+                pending: hub.pending
+            ) { [weak transport] frame in transport?.heartbeatPass(frame) }
             hub.metrics.startSampling(hub)
         }
         let scheme = config.tls == nil ? "http" : "https"

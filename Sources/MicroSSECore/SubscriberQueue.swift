@@ -3,8 +3,9 @@ import MicroSSEWire
 /// One subscriber's pending output and its suspend/resume handshake, as a state machine whose
 /// methods return what the caller must do (Hummingbird's connection state machine style).
 ///
-/// The transport keeps it behind a lock; publishers call ``enqueue(_:)``, the transport's
-/// content reader calls ``read(into:)`` on libmicrohttpd's thread.
+/// Pure: no socket, no buffer of the transport, no clock. ``Subscriber`` keeps it behind a lock;
+/// publishers call ``enqueue(_:)``, the transport's content reader calls ``read(into:)``.
+/// docs/DESIGN.md draws its states.
 package struct SubscriberQueue: Sendable {
     package enum Phase: Sendable, Equatable {
         /// Streaming.
@@ -29,7 +30,7 @@ package struct SubscriberQueue: Sendable {
         case closed
     }
 
-    /// What ``read(into:)`` asks the content reader to return to libmicrohttpd.
+    /// What ``read(into:)`` asks the content reader to answer the transport.
     package enum ReadAction: Sendable, Equatable {
         /// `bytes` were written (and `events` whole events finished).
         case wrote(bytes: Int, events: Int)
@@ -60,32 +61,25 @@ package struct SubscriberQueue: Sendable {
     package private(set) var log: ChannelLog? {
         didSet { logRef = log.map { Unmanaged.passUnretained($0) } }
     }
-    /// `log` used without a retain and release per use (`log` keeps it alive).
+    /// `log` used without a retain and release per use (`log` keeps it alive; see
+    /// docs/DESIGN.md, "What Core may hold").
     var logRef: Unmanaged<ChannelLog>?
     package internal(set) var cursor = LogCursor()
     /// While finishing: the log's end when the stream started to finish (nothing after it is sent).
     var finishAt = UInt64.max
-    /// The write region the content reader was last handed (address and size), for
-    /// ``visitIdle()``. Recorded on every read; the owner of the region is the transport.
-    var bufferAddress: UInt = 0
-    var bufferCount = 0
     /// The rest of a resume's replay, read a chunk at a time as the stream drains (nil: none
     /// pending), and the log position its frames are due at: the log is not read past it until
     /// the replay is over (see ``ReplaySource``).
     var replay: (any ReplaySource)?
     var replayAt = UInt64.max
-    /// The rest of a chunk written directly to the suspended connection's socket that the
-    /// socket could not take whole: it goes out before anything else (``writeUnsent(_:)``), and
-    /// until it has, the connection is not resumed (a resume asked for meanwhile is deferred).
-    var unsent: [UInt8] = []
-    var heartbeatSlot: HeartbeatSlots.Slot?
-    /// The pages last given back, while no write may have touched them since (a heartbeat or a
-    /// small event writes only the region's first, partial page): releasing them again is skipped.
-    package internal(set) var untouchedRelease: (address: UInt, count: Int)?
+    /// The bytes of a chunk written directly to the suspended connection that it could not take
+    /// whole, which the transport holds: they go out before anything else (``unsentWritten(_:)``),
+    /// and until they have, the connection is not resumed (a resume asked for meanwhile is deferred).
+    package internal(set) var unsentBytes = 0
     // Stored properties are laid out in declaration order: the one-byte flags come last, after
     // the optionals, so they share words instead of each taking one (a stream lives long).
-    /// Ticks in a row that found bytes pending and none written.
-    var stalledTicks: Int32 = 0
+    /// Ticks in a row that found bytes pending and none written (saturating).
+    var stalledTicks: UInt16 = 0
     /// True while the connection is suspended waiting for data (set only by ``read(into:)``).
     package internal(set) var waiting = false
     package internal(set) var phase = Phase.open
@@ -93,12 +87,6 @@ package struct SubscriberQueue: Sendable {
     package internal(set) var dropped = false
     /// Whether the peer read anything since the stall watch's previous visit.
     var progressSinceTick = false
-    /// Idle-release state of the current suspension: seen suspended by one release pass
-    /// (`idleSeen`), region already given back (`idleReleased`). Both cleared on every suspend.
-    var idleSeen = false
-    var idleReleased = false
-    /// True while the stream is in the release pass's list of streams to visit (see ``takeListing()``).
-    var listed = false
     /// Whether a liveness probe was queued after the peer closed its sending side.
     var probed = false
     /// True while the stream is in its ticker's set of streams with pending bytes
@@ -139,7 +127,7 @@ package struct SubscriberQueue: Sendable {
     }
 
     /// Bytes queued or published and not yet handed to the socket.
-    package var pendingBytes: Int { queuedBytes + logBacklog + unsent.count }
+    package var pendingBytes: Int { queuedBytes + logBacklog + unsentBytes }
 
     package mutating func enqueue(_ frame: Frame) -> EnqueueAction {
         guard phase == .open else { return .closed }
@@ -157,40 +145,31 @@ package struct SubscriberQueue: Sendable {
     }
 
     /// Copies up to `out.count` pending bytes, in order, into `out` (several frames per call): what
-    /// the transport's content reader calls with libmicrohttpd's buffer. No allocation, no retain
+    /// the transport's content reader calls with the connection's buffer. No allocation, no retain
     /// of the frames it copies. When nothing is pending the stream is marked waiting, and
     /// `whileWaiting` runs at that moment, under the log's lock when the stream reads a log (a
-    /// publisher that appends afterwards sees what it did). With `writeDirectly`, big log frames
-    /// first go to the socket through `write` (see ``writeFramesDirectly(budget:write:)``).
+    /// publisher that appends afterwards sees what it did). With a `directBudget` above 0, big
+    /// log frames first go to the connection through `write`, up to about that many bytes (see
+    /// ``writeFramesDirectly(budget:write:)``).
     package mutating func read(
-        into out: UnsafeMutableRawBufferPointer, writeDirectly: Bool = false,
+        into out: UnsafeMutableRawBufferPointer, directBudget: Int = 0,
         write: (UnsafeBufferPointer<UnsafeRawBufferPointer>, Int) -> SuspendedWrite = { _, _ in .unavailable },
         whileWaiting: () -> Void = {}
     ) -> ReadAction {
         if phase == .failed { return .abort }
         let max = out.count
-        let address = UInt(bitPattern: out.baseAddress)
-        if untouchedRelease != nil && (address != bufferAddress || max != bufferCount) {
-            untouchedRelease = nil
-        }
-        bufferAddress = address
-        bufferCount = max
         woken = false
-        if writeDirectly {
-            switch writeFramesDirectly(budget: Swift.max(max, Self.directWriteBudget), write: write) {
+        if directBudget > 0 {
+            switch writeFramesDirectly(budget: Swift.max(max, directBudget), write: write) {
             case .copy: break
             case .failed: fail(); return .abort
             case .cutShort: markWaiting(whileWaiting); return .suspend
             }
         }
         var (written, events) = copy(into: out)
-        // libmicrohttpd appends the chunk's CRLF after the data: count a few bytes more.
-        if let released = untouchedRelease, written > 0, address &+ UInt(written + 16) > released.address {
-            untouchedRelease = nil
-        }
         if head == frames.count {
             // The array of a new stream's opening frames goes as soon as they are written: its
-            // block is then the next new stream's (freed only at the idle release, every stream
+            // block is then the next new stream's (freed only when the stream idles, every stream
             // left a hole). After that an emptied array keeps its capacity for the next frames.
             frames.removeAll(keepingCapacity: openingWritten && frames.capacity <= 64)
             openingWritten = true
@@ -224,9 +203,13 @@ package struct SubscriberQueue: Sendable {
 
     private mutating func markWaiting(_ whileWaiting: () -> Void) {
         waiting = true
-        idleSeen = false
-        idleReleased = false
         whileWaiting()
+    }
+
+    /// The stream idles (suspended, nothing queued): its emptied frame array gives its spare
+    /// capacity back (the transport says when, see docs/DESIGN.md on idle streams).
+    package mutating func dropSpareCapacity() {
+        if frames.isEmpty && frames.capacity > 0 { frames = [] }
     }
 
     /// The copy of ``read(into:whileWaiting:)``: queued frames due at the cursor's position,
@@ -286,7 +269,7 @@ package struct SubscriberQueue: Sendable {
         queuedBytes = 0
         log = nil
         // Half a chunk on the wire does not matter now: the reader closes the connection.
-        unsent = []
+        unsentBytes = 0
         resumeDeferred = false
         phase = .failed
         return takeWaiting()
@@ -296,8 +279,8 @@ package struct SubscriberQueue: Sendable {
     package var freeBytes: Int { phase == .open ? limit - pendingBytes : 0 }
 
     mutating func takeWaiting() -> Bool {
-        if !unsent.isEmpty && phase != .failed {
-            // Resumed once the rest of its direct chunk is out (``writeUnsent(_:)``).
+        if unsentBytes > 0 && phase != .failed {
+            // Resumed once the rest of its direct chunk is out (``unsentWritten(_:)``).
             if waiting { resumeDeferred = true }
             return false
         }

@@ -191,8 +191,7 @@ final class Router: TransportDelegate {
     func admit(channels: [ChannelName]) -> Subscriber? {
         guard hub.admitStream() else { return nil }
         let subscriber = Subscriber(
-            channels: channels, limit: hub.configuration.clientBufferBytes, pending: hub.pending,
-            heartbeats: hub.heartbeats)
+            channels: channels, limit: hub.configuration.clientBufferBytes, pending: hub.pending)
         if let retry = hub.configuration.retryMilliseconds {
             subscriber.enqueue(Frame(bytes: EventEncoder.retry(milliseconds: retry), isEvent: false))
         }

@@ -4,6 +4,8 @@ import MicroSSEWire
 import Synchronization
 import Testing
 
+@testable import MicroSSETransport
+
 #if canImport(Glibc)
     import Glibc
 #endif
@@ -12,7 +14,6 @@ import Testing
 /// without a section of the stream's own, never while anything else writes to that socket.
 @Suite("Heartbeat slots")
 struct HeartbeatSlotsTests {
-    /// A connection whose socket is a number; its direct writes are recorded with the table's.
     /// What reached the sockets, in order.
     final class Wire: Sendable {
         let lines = Mutex<[String]>([])
@@ -20,28 +21,91 @@ struct HeartbeatSlotsTests {
         var all: [String] { lines.withLock { $0 } }
     }
 
-    final class Connection: StreamConnection {
+    /// A stream's connection holding a slot of the table as the transport's ``StreamSocket``
+    /// does (its section hooks, the rest of a chunk), without a socket: the socket is a number.
+    class SlotConnection: StreamConnection, @unchecked Sendable {
+        // @unchecked Sendable: `slot` and `subscriber` are set once by `bind`, before any
+        // section; `unsent` is guarded by the subscriber's queue lock, as in StreamSocket.
+        let slots: HeartbeatSlots
+        var slot: HeartbeatSlots.Slot?
+        var subscriber: Subscriber?
+        var unsent: [UInt8] = []
+        init(_ slots: HeartbeatSlots) { self.slots = slots }
+
+        /// Takes a slot for `sub` (socket 7 when writable directly, else -1) and attaches.
+        func bind(_ sub: Subscriber) {
+            slot = slots.allocate(owner: sub, fd: writesWhileSuspended ? 7 : -1)
+            subscriber = sub
+            sub.attach(self)
+        }
+
+        /// The free callback: detaches the subscriber, then gives the slot back.
+        func close() {
+            subscriber?.detach()
+            if let slot { slots.release(slot) }
+        }
+
+        var writesWhileSuspended: Bool { false }
+        func resume() {}
+        func cut() {}
+        func scheduleFlush() {}
+        func enterSection() -> Int {
+            guard let slot, let rest = slots.enter(slot) else { return 0 }
+            unsent = rest
+            return rest.count
+        }
+        func leaveSection(idle: Bool, active: Bool) {
+            if let slot { slots.leave(slot, idle: idle, active: active) }
+        }
+        func writeWhileSuspended(_ bytes: UnsafeRawBufferPointer, events: Int) -> SuspendedWrite { .unavailable }
+        func writeWhileSuspended(parts: UnsafeBufferPointer<UnsafeRawBufferPointer>, events: Int) -> SuspendedWrite {
+            let joined = parts.flatMap { Array($0) }
+            return joined.withUnsafeBytes { writeWhileSuspended($0, events: events) }
+        }
+        func writeUnsent() -> Int {
+            unsent = []
+            return 0
+        }
+    }
+
+    /// A connection whose direct writes are recorded with the table's.
+    final class Connection: SlotConnection, @unchecked Sendable {
         let wire: Wire
         let resumes = Atomic<Int>(0)
-        init(_ wire: Wire) { self.wire = wire }
-        var writesWhileSuspended: Bool { true }
-        var heartbeatSocket: Int32 { 7 }
-        func resume() { resumes.add(1, ordering: .relaxed) }
-        func cut() {}
-        func writeWhileSuspended(_ bytes: UnsafeRawBufferPointer, events: Int) -> SuspendedWrite {
+        init(_ wire: Wire, _ slots: HeartbeatSlots) {
+            self.wire = wire
+            super.init(slots)
+        }
+        override var writesWhileSuspended: Bool { true }
+        override func resume() { resumes.add(1, ordering: .relaxed) }
+        override func writeWhileSuspended(_ bytes: UnsafeRawBufferPointer, events: Int) -> SuspendedWrite {
             wire.append(String(decoding: bytes, as: UTF8.self))
             return .written
         }
-        func writeUnsent(_ bytes: UnsafeRawBufferPointer) -> Int {
-            wire.append("rest:" + String(decoding: bytes, as: UTF8.self))
-            return bytes.count
+        override func writeUnsent() -> Int {
+            wire.append("rest:" + String(decoding: unsent, as: UTF8.self))
+            unsent = []
+            return 0
         }
+    }
+
+    /// Reads through the real reader into a buffer of `max` bytes.
+    static func read(_ sub: Subscriber, max: Int = 64, into taken: inout [UInt8]) -> SubscriberQueue.ReadAction {
+        var buffer = [UInt8](repeating: 0, count: max)
+        let action = buffer.withUnsafeMutableBytes { sub.read(into: $0, onSuspend: {}) }
+        if case .wrote(let n, _) = action { taken += buffer[..<n] }
+        return action
+    }
+
+    static func read(_ sub: Subscriber, max: Int = 64) -> SubscriberQueue.ReadAction {
+        var ignored: [UInt8] = []
+        return read(sub, max: max, into: &ignored)
     }
 
     let heartbeat = Frame(bytes: Array(":\n\n".utf8), isEvent: false)
 
     /// A table whose writer records "hb" per heartbeat and answers `answer` (then `.written`).
-    func table(_ wire: Wire, answer: SuspendedWrite = .written) -> HeartbeatSlots {
+    func table(_ wire: Wire, answer: ChunkWrite = .written) -> HeartbeatSlots {
         let slots = HeartbeatSlots()
         let next = Mutex(answer)
         slots.setWriter { fd, _ in
@@ -56,12 +120,12 @@ struct HeartbeatSlotsTests {
         return slots
     }
 
-    /// A suspended reader of `log` with a slot in `slots`.
-    func idleReader(_ slots: HeartbeatSlots, _ log: ChannelLog, _ connection: Connection) -> Subscriber {
-        let sub = Subscriber(channels: ["c"], limit: 1 << 16, heartbeats: slots)
-        sub.attach(connection)
+    /// A suspended reader of `log` on `connection` (with a slot in its table).
+    func idleReader(_ log: ChannelLog, _ connection: SlotConnection) -> Subscriber {
+        let sub = Subscriber(channels: ["c"], limit: 1 << 16)
+        connection.bind(sub)
         sub.attach(log: log)
-        #expect(sub.read(max: 4_096, write: { _ in }, onSuspend: {}) == .suspend)
+        #expect(Self.read(sub, max: 4_096) == .suspend)
         return sub
     }
 
@@ -70,11 +134,12 @@ struct HeartbeatSlotsTests {
         let wire = Wire()
         let slots = table(wire)
         let log = ChannelLog()
-        let sub = idleReader(slots, log, Connection(wire))
-        #expect(Subscriber.heartbeat(slots, frame: heartbeat) == 0)
+        let connection = Connection(wire, slots)
+        let sub = idleReader(log, connection)
+        #expect(slots.heartbeat(heartbeat) == 0)
         #expect(wire.all.isEmpty, "opened since the previous pass: none")
-        Subscriber.heartbeat(slots, frame: heartbeat)
-        Subscriber.heartbeat(slots, frame: heartbeat)
+        slots.heartbeat(heartbeat)
+        slots.heartbeat(heartbeat)
         #expect(wire.all == ["hb", "hb"])
         // An event since the last pass: no heartbeat at the next one, one at the pass after.
         var fanOut = LogFanOut()
@@ -82,59 +147,59 @@ struct HeartbeatSlotsTests {
         fanOut.finish()
         var scratch = [UInt8](repeating: 0, count: 4_096)
         #expect(!scratch.withUnsafeMutableBytes { sub.flush(into: $0) })
-        Subscriber.heartbeat(slots, frame: heartbeat)
+        slots.heartbeat(heartbeat)
         #expect(wire.all == ["hb", "hb", "data: e\n\n"])
-        Subscriber.heartbeat(slots, frame: heartbeat)
+        slots.heartbeat(heartbeat)
         #expect(wire.all.last == "hb")
         // Bytes pending: no heartbeat.
         sub.enqueue(frame("data: own\n\n"))
         let count = wire.all.count
-        Subscriber.heartbeat(slots, frame: heartbeat)
-        Subscriber.heartbeat(slots, frame: heartbeat)
+        slots.heartbeat(heartbeat)
+        slots.heartbeat(heartbeat)
         #expect(wire.all.count == count)
-        sub.detach()
+        connection.close()
         #expect(slots.count == 0)
     }
 
     @Test("a heartbeat cut short: its rest goes out before anything else")
     func restFirst() {
         let wire = Wire()
-        let slots = table(wire, answer: SuspendedWrite.partial(remaining: Array("\n\r\n".utf8)))
-        let connection = Connection(wire)
-        let sub = idleReader(slots, ChannelLog(), connection)
-        Subscriber.heartbeat(slots, frame: heartbeat)
-        Subscriber.heartbeat(slots, frame: heartbeat)
+        let slots = table(wire, answer: ChunkWrite.partial(rest: Array("\n\r\n".utf8)))
+        let connection = Connection(wire, slots)
+        let sub = idleReader(ChannelLog(), connection)
+        slots.heartbeat(heartbeat)
+        slots.heartbeat(heartbeat)
         #expect(wire.all == ["hb", "rest:\n\r\n"])
         #expect(sub.pendingBytes == 0 && connection.resumes.load(ordering: .relaxed) == 0)
-        sub.detach()
+        connection.close()
     }
 
     @Test("a socket that takes nothing gets the heartbeat queued and resumed; a failed write fails the stream")
     func slowPaths() {
         let wire = Wire()
         let slots = table(wire, answer: .unavailable)
-        let connection = Connection(wire)
-        let sub = idleReader(slots, ChannelLog(), connection)
-        Subscriber.heartbeat(slots, frame: heartbeat)
-        Subscriber.heartbeat(slots, frame: heartbeat)
+        let connection = Connection(wire, slots)
+        let sub = idleReader(ChannelLog(), connection)
+        slots.heartbeat(heartbeat)
+        slots.heartbeat(heartbeat)
         #expect(connection.resumes.load(ordering: .relaxed) == 1)
         var taken: [UInt8] = []
-        #expect(sub.read(max: 64, write: { taken += $0 }, onSuspend: {}) == .wrote(bytes: 3, events: 0))
+        #expect(Self.read(sub, into: &taken) == .wrote(bytes: 3, events: 0))
         #expect(taken == Array(":\n\n".utf8))
         let failing = table(wire, answer: .failed)
-        let other = idleReader(failing, ChannelLog(), Connection(wire))
-        Subscriber.heartbeat(failing, frame: heartbeat)
-        Subscriber.heartbeat(failing, frame: heartbeat)
+        let otherConnection = Connection(wire, failing)
+        let other = idleReader(ChannelLog(), otherConnection)
+        failing.heartbeat(heartbeat)
+        failing.heartbeat(heartbeat)
         #expect(!other.isOpen)
-        sub.detach()
-        other.detach()
+        connection.close()
+        otherConnection.close()
     }
 
     /// A connection the table cannot write to (TLS, HTTP/1.0).
-    final class ReaderOnlyConnection: StreamConnection {
+    final class ReaderOnlyConnection: SlotConnection, @unchecked Sendable {
         let resumes = Atomic<Int>(0)
-        func resume() { resumes.add(1, ordering: .relaxed) }
-        func cut() {}
+        override func resume() { resumes.add(1, ordering: .relaxed) }
     }
 
     /// The order of resumes, and how many of `streams` had a heartbeat queued at each.
@@ -144,54 +209,59 @@ struct HeartbeatSlotsTests {
     }
 
     /// A stream the table cannot write to, whose resumes go to a shared log.
-    final class CountingConnection: StreamConnection {
+    final class CountingConnection: SlotConnection, @unchecked Sendable {
         let index: Int
         let log: ResumeLog
-        init(_ index: Int, _ log: ResumeLog) { (self.index, self.log) = (index, log) }
-        func resume() {
+        init(_ index: Int, _ log: ResumeLog, _ slots: HeartbeatSlots) {
+            (self.index, self.log) = (index, log)
+            super.init(slots)
+        }
+        override func resume() {
             let queued = log.streams.withLock { $0 }.filter { $0.pendingBytes > 0 }.count
             log.resumes.withLock { $0.append((index, queued)) }
         }
-        func cut() {}
     }
 
     @Test("the pass queues the heartbeats it cannot write, then resumes those streams back to back, each once")
     func batchedResumes() {
         let slots = table(Wire())
         let log = ResumeLog()
+        var connections: [SlotConnection] = []
         for i in 0..<100 {
-            let sub = Subscriber(channels: ["c"], limit: 1 << 16, heartbeats: slots)
-            sub.attach(CountingConnection(i, log))
+            let sub = Subscriber(channels: ["c"], limit: 1 << 16)
+            let connection = CountingConnection(i, log, slots)
+            connection.bind(sub)
+            connections.append(connection)
             sub.attach(log: ChannelLog())
             // Every other stream suspended: only those need a resume for their heartbeat.
-            if i % 2 == 0 { #expect(sub.read(max: 64, write: { _ in }, onSuspend: {}) == .suspend) }
+            if i % 2 == 0 { #expect(Self.read(sub) == .suspend) }
             log.streams.withLock { $0.append(sub) }
         }
-        Subscriber.heartbeat(slots, frame: heartbeat)  // the streams are new: the first pass marks them
-        Subscriber.heartbeat(slots, frame: heartbeat)
+        slots.heartbeat(heartbeat)  // the streams are new: the first pass marks them
+        slots.heartbeat(heartbeat)
         let resumes = log.resumes.withLock { $0 }
         #expect(resumes.map(\.index) == Array(stride(from: 0, to: 100, by: 2)))
         #expect(resumes.allSatisfy { $0.queued == 100 }, "every heartbeat was queued before the first resume")
-        for sub in log.streams.withLock({ $0 }) { sub.detach() }
+        for connection in connections { connection.close() }
     }
 
     @Test("a stream the table cannot write to gets its heartbeat through its reader, every pass")
     func readerOnlyEveryPass() {
         let slots = table(Wire())
-        let connection = ReaderOnlyConnection()
-        let sub = Subscriber(channels: ["c"], limit: 1 << 16, heartbeats: slots)
-        sub.attach(connection)
+        let connection = ReaderOnlyConnection(slots)
+        let sub = Subscriber(channels: ["c"], limit: 1 << 16)
+        connection.bind(sub)
         sub.attach(log: ChannelLog())
-        #expect(sub.read(max: 64, write: { _ in }, onSuspend: {}) == .suspend)
-        Subscriber.heartbeat(slots, frame: heartbeat)
+        #expect(Self.read(sub) == .suspend)
+        slots.heartbeat(heartbeat)
         for pass in 1...3 {
-            Subscriber.heartbeat(slots, frame: heartbeat)
+            slots.heartbeat(heartbeat)
             #expect(connection.resumes.load(ordering: .relaxed) == pass)
             var taken: [UInt8] = []
-            #expect(sub.read(max: 64, write: { taken += $0 }, onSuspend: {}) == .wrote(bytes: 3, events: 0))
-            #expect(sub.read(max: 64, write: { _ in }, onSuspend: {}) == .suspend)
+            #expect(Self.read(sub, into: &taken) == .wrote(bytes: 3, events: 0))
+            #expect(Self.read(sub) == .suspend)
         }
-        sub.detach()
+        connection.close()
     }
 
     @Test("a stream resumed but quiet for a whole interval gets a heartbeat queued, so the stall watch sees it")
@@ -199,20 +269,21 @@ struct HeartbeatSlotsTests {
         let wire = Wire()
         let slots = table(wire)
         let pending = PendingStreams()
-        let sub = Subscriber(channels: ["c"], limit: 1 << 16, pending: pending, heartbeats: slots)
-        sub.attach(Connection(wire))
+        let sub = Subscriber(channels: ["c"], limit: 1 << 16, pending: pending)
+        let connection = Connection(wire, slots)
+        connection.bind(sub)
         sub.attach(log: ChannelLog())
-        #expect(sub.read(max: 64, write: { _ in }, onSuspend: {}) == .suspend)
+        #expect(Self.read(sub) == .suspend)
         sub.enqueue(frame("data: x\n\n"))
         // Read once, and never again: the bytes sit in libmicrohttpd's buffer of a peer that stopped.
-        #expect(sub.read(max: 64, write: { _ in }, onSuspend: {}) == .wrote(bytes: 9, events: 1))
+        #expect(Self.read(sub) == .wrote(bytes: 9, events: 1))
         _ = pending.takeAll()
-        Subscriber.heartbeat(slots, frame: heartbeat)
+        slots.heartbeat(heartbeat)
         #expect(sub.pendingBytes == 0, "active since the last pass")
-        Subscriber.heartbeat(slots, frame: heartbeat)
+        slots.heartbeat(heartbeat)
         #expect(sub.pendingBytes == 3 && pending.count == 1)
         #expect(wire.all.isEmpty, "not written from the table: the stream is not suspended")
-        sub.detach()
+        connection.close()
         _ = pending.takeAll()  // the set holds its streams (a server empties it at stop)
     }
 
@@ -221,16 +292,18 @@ struct HeartbeatSlotsTests {
         let wire = Wire()
         let slots = table(wire)
         let log = ChannelLog()
-        let subs = (0..<2_500).map { _ in idleReader(slots, log, Connection(wire)) }
+        let connections = (0..<2_500).map { _ in Connection(wire, slots) }
+        for connection in connections { _ = idleReader(log, connection) }
         #expect(slots.count == 2_500)
-        Subscriber.heartbeat(slots, frame: heartbeat)
-        Subscriber.heartbeat(slots, frame: heartbeat)
+        slots.heartbeat(heartbeat)
+        slots.heartbeat(heartbeat)
         #expect(wire.all.count == 2_500)
-        for sub in subs.prefix(1_000) { sub.detach() }
+        for connection in connections.prefix(1_000) { connection.close() }
         #expect(slots.count == 1_500)
-        let more = (0..<1_000).map { _ in idleReader(slots, log, Connection(wire)) }
+        let more = (0..<1_000).map { _ in Connection(wire, slots) }
+        for connection in more { _ = idleReader(log, connection) }
         #expect(slots.count == 2_500)
-        for sub in subs.dropFirst(1_000) + more { sub.detach() }
+        for connection in connections.dropFirst(1_000) + more { connection.close() }
         #expect(slots.count == 0)
     }
 
@@ -255,7 +328,8 @@ struct HeartbeatSlotsTests {
             race.heartbeats.add(1, ordering: .relaxed)
             return .written
         }
-        let sub = idleReader(slots, ChannelLog(), Connection(Wire()))
+        let connection = Connection(Wire(), slots)
+        let sub = idleReader(ChannelLog(), connection)
         let frame = heartbeat
         // The race runs 2 s and until the pass has written a few heartbeats (a loaded machine may
         // give these threads little time in 2 s), at most 60 s.
@@ -269,7 +343,7 @@ struct HeartbeatSlotsTests {
         // may keep busy): the race needs both running at once.
         let group = DispatchGroup()
         DispatchQueue.global().async(group: group) {
-            while racing() { Subscriber.heartbeat(slots, frame: frame) }
+            while racing() { slots.heartbeat(frame) }
         }
         DispatchQueue.global().async(group: group) {
             var buffer = [UInt8](repeating: 0, count: 4_096)
@@ -291,7 +365,7 @@ struct HeartbeatSlotsTests {
             }
         }
         group.wait()
-        sub.detach()
+        connection.close()
         #expect(race.overlaps.load(ordering: .relaxed) == 0)
         let written = race.heartbeats.load(ordering: .relaxed)
         #expect(written > 10, "heartbeats written: \(written)")
