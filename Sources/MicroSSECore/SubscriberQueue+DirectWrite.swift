@@ -85,8 +85,6 @@ extension SubscriberQueue {
             if events > 0 { delivered = true }
             if case .partial(let remaining) = result {
                 unsentBytes = remaining
-                // Resumed once the rest is out (``unsentWritten(remaining:)``), to read on.
-                resumeDeferred = true
                 return .cutShort
             }
             return .copy
@@ -182,8 +180,8 @@ extension SubscriberQueue {
         if remaining < unsentBytes { progressSinceTick = true }
         unsentBytes = remaining
         if remaining > 0 { return .done }
-        if resumeDeferred {
-            resumeDeferred = false
+        if wait == .suspended(resumeDeferred: true) {
+            wait = .suspended(resumeDeferred: false)
             return takeWaiting() ? .wake : .done
         }
         return flushAgainIfPublished()

@@ -45,7 +45,7 @@ extension SubscriberQueue {
     /// ``StreamConnection/leaveSection(idle:active:)``): suspended, nothing pending or unsent, no
     /// flush or resume on its way.
     var heartbeatable: Bool {
-        phase == .open && waiting && pendingBytes == 0 && !flushScheduled && !resumeDeferred
+        phase == .open && wait == .suspended(resumeDeferred: false) && pendingBytes == 0 && !flushScheduled
     }
 
     /// Queues the heartbeat of a stream the heartbeat pass found idle but could not write to
@@ -71,7 +71,7 @@ extension SubscriberQueue {
         append(frame)
         let wake = takeWaiting()
         // Listed even though woken: a peer that may be gone is watched from the start.
-        woken = false
+        if wait == .woken { wait = .reading }
         return wake
     }
 

@@ -17,6 +17,21 @@ package struct SubscriberQueue: Sendable {
         case failed
     }
 
+    /// The suspend/resume handshake with the transport's connection (docs/DESIGN.md, "One
+    /// stream, two layers", draws it).
+    package enum Wait: Sendable, Equatable {
+        /// The connection runs: its reader is called when the connection can take bytes (the
+        /// state a stream starts in).
+        case reading
+        /// Suspended, waiting for something to write (entered only by a read that answers
+        /// `.suspend`). `resumeDeferred`: a resume was asked for while the rest of a direct
+        /// chunk was unsent; it is due once the rest is out (``unsentWritten(remaining:)``).
+        case suspended(resumeDeferred: Bool)
+        /// An answer asked the transport to resume the connection; its reader has not run since
+        /// (it is about to take what is pending).
+        case woken
+    }
+
     /// What ``enqueue(_:)`` asks the caller to do.
     package enum EnqueueAction: Sendable, Equatable {
         /// Nothing: a reader will pick the frame up.
@@ -80,8 +95,7 @@ package struct SubscriberQueue: Sendable {
     // the optionals, so they share words instead of each taking one (a stream lives long).
     /// Ticks in a row that found bytes pending and none written (saturating).
     var stalledTicks: UInt16 = 0
-    /// True while the connection is suspended waiting for data (set only by ``read(into:)``).
-    package internal(set) var waiting = false
+    package internal(set) var wait = Wait.reading
     package internal(set) var phase = Phase.open
     /// Whether the stream was failed for falling behind (over the bound, or stalled).
     package internal(set) var dropped = false
@@ -92,13 +106,10 @@ package struct SubscriberQueue: Sendable {
     /// True while the stream is in its ticker's set of streams with pending bytes
     /// (``PendingStreams``; see ``takePendingListing()``).
     package internal(set) var listedPending = false
-    /// True from an answer that asked for a resume until the next read: the reader is about to
-    /// take what is pending, so the stream need not be listed for it (see ``takePendingListing()``).
-    package internal(set) var woken = false
     /// True from a publish that scheduled a flush of this suspended stream until the flush runs
-    /// (see ``published(flushable:)``).
+    /// (see ``published(flushable:)``): the transport's writer holds the stream meanwhile,
+    /// whatever the wait state became.
     var flushScheduled = false
-    var resumeDeferred = false
     var delivered = false
     /// Whether the frames queued before the first read (the opening ones) have been written.
     var openingWritten = false
@@ -106,6 +117,15 @@ package struct SubscriberQueue: Sendable {
     package init(limit: Int) {
         self.limit = limit
     }
+
+    /// Suspended, waiting for data.
+    package var waiting: Bool {
+        if case .suspended = wait { true } else { false }
+    }
+
+    /// A resume is on its way to the reader, which is about to take what is pending: the stream
+    /// need not be listed for the stall watch (see ``takePendingListing()``).
+    package var woken: Bool { wait == .woken }
 
     /// Makes the stream read `log` from its end on (see ``ChannelLog``). Frames queued before
     /// are written first.
@@ -158,12 +178,15 @@ package struct SubscriberQueue: Sendable {
     ) -> ReadAction {
         if phase == .failed { return .abort }
         let max = out.count
-        woken = false
+        if wait == .woken { wait = .reading }
         if directBudget > 0 {
             switch writeFramesDirectly(budget: Swift.max(max, directBudget), write: write) {
             case .copy: break
             case .failed: fail(); return .abort
-            case .cutShort: markWaiting(whileWaiting); return .suspend
+            case .cutShort:
+                // Resumed once the rest is out (``unsentWritten(remaining:)``), to read on.
+                markWaiting(whileWaiting, resumeDeferred: true)
+                return .suspend
             }
         }
         var (written, events) = copy(into: out)
@@ -201,8 +224,8 @@ package struct SubscriberQueue: Sendable {
     /// The log position the next frame queued for this stream alone is due at (`.max`: none).
     var nextQueuedAt: UInt64 { head < frames.count ? frames[head].at : .max }
 
-    private mutating func markWaiting(_ whileWaiting: () -> Void) {
-        waiting = true
+    private mutating func markWaiting(_ whileWaiting: () -> Void, resumeDeferred: Bool = false) {
+        wait = .suspended(resumeDeferred: resumeDeferred)
         whileWaiting()
     }
 
@@ -270,7 +293,6 @@ package struct SubscriberQueue: Sendable {
         log = nil
         // Half a chunk on the wire does not matter now: the reader closes the connection.
         unsentBytes = 0
-        resumeDeferred = false
         phase = .failed
         return takeWaiting()
     }
@@ -278,15 +300,16 @@ package struct SubscriberQueue: Sendable {
     /// Bytes that can still be queued before the stream is over its bound.
     package var freeBytes: Int { phase == .open ? limit - pendingBytes : 0 }
 
+    /// A resume is asked for: true when the connection is suspended and must be resumed (the
+    /// stream is then woken). With the rest of a direct chunk unsent, the resume is deferred
+    /// until it is out.
     mutating func takeWaiting() -> Bool {
+        guard case .suspended = wait else { return false }
         if unsentBytes > 0 && phase != .failed {
-            // Resumed once the rest of its direct chunk is out (``unsentWritten(_:)``).
-            if waiting { resumeDeferred = true }
+            wait = .suspended(resumeDeferred: true)
             return false
         }
-        let was = waiting
-        waiting = false
-        if was { woken = true }
-        return was
+        wait = .woken
+        return true
     }
 }
