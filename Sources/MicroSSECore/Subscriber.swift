@@ -35,10 +35,11 @@ package final class Subscriber: Sendable {
     /// The most bytes this stream may have pending (its queue's bound).
     package let limit: Int
     /// What the queue's lock guards: the queue, and the connection whose sections it brackets
-    /// (the same object as in ``hooks``, held here so a section costs no second lock).
+    /// (the object ``hooks`` holds, referenced here so a section costs no second lock and no
+    /// retain: ``attach(_:)`` and ``detach()`` keep it alive while it is referenced here).
     private struct Locked {
         var queue: SubscriberQueue
-        var connection: (any StreamConnection)?
+        unowned(unsafe) var connection: (any StreamConnection)?
     }
     private let queue: Mutex<Locked>
     /// Whether the attached connection can be written while suspended (see ``published()``).
@@ -79,13 +80,14 @@ package final class Subscriber: Sendable {
     /// stream's activity, which spares it the next heartbeat).
     func locked<R>(activity: Bool = true, _ body: (inout SubscriberQueue) -> R) -> R {
         queue.withLock { s in
-            if let connection = s.connection {
+            let connection = s.connection
+            if let connection {
                 let rest = connection.enterSection()
                 if rest > 0 { s.queue.noteUnsent(rest) }
             }
             let result = body(&s.queue)
             mirror(s.queue)
-            if let connection = s.connection {
+            if let connection {
                 let active = activity || s.queue.delivered
                 s.queue.delivered = false
                 connection.leaveSection(idle: s.queue.heartbeatable, active: active)
@@ -128,9 +130,15 @@ package final class Subscriber: Sendable {
     /// what brackets each section (see ``StreamConnection``). One reference per stream, no
     /// closure: the transport's per-stream object is the connection. ``detach()`` removes it.
     package func attach(_ connection: any StreamConnection) {
-        hooks.withLock { $0 = connection }
-        flushable.store(connection.writesWhileSuspended, ordering: .relaxed)
+        // The sections' reference first: a connection attached before stays held until both
+        // point at the new one.
         queue.withLock { $0.connection = connection }
+        let previous = hooks.withLock { hooks in
+            defer { hooks = connection }
+            return hooks
+        }
+        flushable.store(connection.writesWhileSuspended, ordering: .relaxed)
+        withExtendedLifetime(previous) {}
     }
 
     /// Queues a frame. Returns what happened; a needed wake-up has already been done when
@@ -246,9 +254,14 @@ package final class Subscriber: Sendable {
     /// Unlike ``fail()`` it never resumes the connection: there is none left to resume, and the
     /// callback may run inside the transport's own locks. Later enqueues answer `.closed`.
     package func detach() {
-        hooks.withLock { $0 = nil }
+        // Held until the sections no longer reference it.
+        let connection = hooks.withLock { hooks in
+            defer { hooks = nil }
+            return hooks
+        }
         locked { _ = $0.fail() }
         queue.withLock { $0.connection = nil }
+        withExtendedLifetime(connection) {}
     }
 
     /// Bytes that can still be queued before the stream is over its bound.
