@@ -115,6 +115,8 @@ final class PeerWatcher: @unchecked Sendable {
         close(epollFD)
         close(stopPipe.read)
         close(stopPipe.write)
+        // The streams still listed hold their transport, which holds this watcher.
+        candidates.withLock { $0 = [] }
     }
 
     fileprivate func run() {
