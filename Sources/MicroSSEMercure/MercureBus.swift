@@ -91,6 +91,8 @@ final class MercureBus: Sendable {
         var head = 0
         var historyBytes = 0
         var seq: UInt64 = 0
+        /// The id of the last update published (kept or not by the history).
+        var lastID: String?
 
         var retained: ArraySlice<Update> { history[head...] }
 
@@ -167,6 +169,7 @@ final class MercureBus: Sendable {
             var fanOut = LogFanOut()
             s.seq += 1
             let update = Update(seq: s.seq, id: event.id ?? "", topics: topics, isPrivate: isPrivate, frame: frame)
+            s.lastID = update.id
             if maxCount > 0 && update.cost <= maxBytes {
                 s.history.append(update)
                 s.historyBytes += update.cost
@@ -239,6 +242,9 @@ final class MercureBus: Sendable {
             if feed.readers.isEmpty { s.drop(feed) }
         }
     }
+
+    /// The id of the last update published, or nil before the first.
+    var lastID: String? { state.withLock { $0.lastID } }
 
     /// Streams registered now, and the feeds they read (for tests).
     var counts: (streams: Int, feeds: Int) { state.withLock { ($0.streams.count, $0.feeds.count) } }

@@ -1,0 +1,160 @@
+import Dispatch
+import MicroSSE
+import MicroSSECore
+import MicroSSEWire
+import Synchronization
+
+/// How updates reach the hub's ``MercureBus``, and how the subscriptions table is kept
+/// (docs/DESIGN.md, "Mercure").
+///
+/// In memory mode an update goes to the bus at once. With a shared broker (Redis), an update is
+/// published as an event of ``MercureUpdate/updatesChannel`` (the envelope as data, its id as
+/// label) and every hub, this one included, feeds the bus from its own ``BrokerTap`` of that
+/// channel: every hub indexes, filters and stores the same updates in the same order, so private
+/// rules hold on each and an id is placed on any hub that has seen it. Hubs announce themselves on
+/// ``MercureUpdate/hubsChannel`` (a beat every ``beatSeconds``; a hub that joins says hello and
+/// the others hand it their subscriptions); a hub silent for ``silenceSeconds`` is taken as dead
+/// and its subscriptions end.
+final class MercureCluster: Sendable {
+    static let beatSeconds = 5
+    static let silenceSeconds = 20
+    /// The most bytes of one table message (a hub's subscriptions, handed over in parts).
+    static let maxTableMessage = 48 << 10
+
+    /// This hub's identity in the cluster (and in its subscriptions' records).
+    let hubID = MercureText.newID()
+    let bus: MercureBus
+    let table = SubscriptionTable()
+    let legacy: Bool
+
+    private struct Link {
+        let broker: any EventBroker
+        let updates: BrokerTap
+        let hubs: BrokerTap
+        let queue: DispatchQueue
+    }
+
+    private let link = Mutex<Link?>(nil)
+    private let stopped = Atomic<Bool>(false)
+    private let log = Mutex<(@Sendable (String) -> Void)?>(nil)
+
+    init(bus: MercureBus, legacy: Bool) {
+        self.bus = bus
+        self.legacy = legacy
+    }
+
+    /// Follows the broker's channels when it is shared with other hubs.
+    func start(_ host: RouteSetHost, log: @escaping @Sendable (String) -> Void) {
+        guard host.isClustered else { return }
+        self.log.withLock { $0 = log }
+        let broker = host.broker
+        let queue = DispatchQueue(label: "microsse.mercure.cluster")
+        let updates = BrokerTap(channel: MercureUpdate.updatesChannel, broker: broker, queue: queue, log: log) {
+            [weak self] read in
+            guard let self, let id = read.id, let update = MercureUpdate(envelope: read.data, id: id) else { return }
+            apply(update)
+        }
+        let hubs = BrokerTap(channel: MercureUpdate.hubsChannel, broker: broker, queue: queue, log: log) {
+            [weak self] read in self?.hubMessage(read.data)
+        }
+        link.withLock { $0 = Link(broker: broker, updates: updates, hubs: hubs, queue: queue) }
+        updates.start()
+        hubs.start()
+        say("hello " + hubID)
+        queue.asyncAfter(deadline: .now() + .seconds(Self.beatSeconds)) { [weak self] in self?.beat() }
+    }
+
+    func stop() {
+        stopped.store(true, ordering: .relaxed)
+        guard let link = link.withLock({ $0 }) else { return }
+        link.updates.stop()
+        link.hubs.stop()
+    }
+
+    var isClustered: Bool { link.withLock { $0 != nil } }
+
+    /// Delivers an update to this hub's streams (and records a subscription event).
+    func apply(_ update: MercureUpdate) {
+        if let announcement = update.announcement { table.apply(announcement) }
+        guard let event = try? update.event() else { return }
+        bus.publish(event, topics: update.topics.map(Topic.init), isPrivate: update.isPrivate)
+    }
+
+    /// Publishes a subscription event for `subscription` (private, type `mercure` in draft-08).
+    func announce(_ subscription: Subscription, active: Bool) {
+        let update = MercureUpdate(
+            id: MercureText.newID(), topics: [subscription.iri], isPrivate: true, type: legacy ? nil : "mercure",
+            data: subscription.document(active: active),
+            announcement: .init(active: active, subscription: subscription))
+        guard let link = link.withLock({ $0 }) else {
+            apply(update)
+            return
+        }
+        let log = self.log.withLock { $0 }
+        do throws(MicroSSEError) {
+            let event = try Event(data: update.envelope, id: update.id)
+            link.broker.publish(event, to: MercureUpdate.updatesChannel) { result in
+                if case .failure(let error) = result { log?("mercure: a subscription event was lost: \(error.message)") }
+            }
+        } catch {
+            log?("mercure: a subscription event was not sent: \(error.message)")
+        }
+    }
+
+    // MARK: Hubs
+
+    private func say(_ text: String) {
+        guard let link = link.withLock({ $0 }), let event = try? Event(data: text) else { return }
+        let log = self.log.withLock { $0 }
+        link.broker.publish(event, to: MercureUpdate.hubsChannel) { result in
+            if case .failure(let error) = result { log?("mercure: a message to the other hubs was lost: \(error.message)") }
+        }
+    }
+
+    private func beat() {
+        guard !stopped.load(ordering: .relaxed), let link = link.withLock({ $0 }) else { return }
+        say("beat " + hubID)
+        for subscription in table.expire(silence: .seconds(Self.silenceSeconds), me: hubID) {
+            // Its hub died: the subscription ended with it (announced on this hub only).
+            let ended = MercureUpdate(
+                id: MercureText.newID(), topics: [subscription.iri], isPrivate: true,
+                type: legacy ? nil : "mercure", data: subscription.document(active: false))
+            apply(ended)
+        }
+        link.queue.asyncAfter(deadline: .now() + .seconds(Self.beatSeconds)) { [weak self] in self?.beat() }
+    }
+
+    /// `beat HUB`, `hello HUB` (answered with this hub's table), `table HUB` and one
+    /// subscription per line.
+    private func hubMessage(_ text: String) {
+        let firstLine = text.prefix { $0 != "\n" }
+        let words = firstLine.split(separator: " ", maxSplits: 1)
+        guard words.count == 2 else { return }
+        let hub = String(words[1])
+        guard hub != hubID else { return }
+        table.heard(hub)
+        switch words[0] {
+        case "hello":
+            sendTable()
+        case "table":
+            let lines = text.split(separator: "\n").dropFirst()
+            table.load(lines.compactMap { Subscription(line: $0) }.filter { $0.hub == hub })
+        default:
+            break
+        }
+    }
+
+    private func sendTable() {
+        var message = ""
+        for subscription in table.held(by: hubID) {
+            let line = subscription.line
+            if !message.isEmpty && message.utf8.count + line.utf8.count > Self.maxTableMessage {
+                say(message)
+                message = ""
+            }
+            if message.isEmpty { message = "table " + hubID }
+            message += "\n" + line
+        }
+        if !message.isEmpty { say(message) }
+    }
+}
