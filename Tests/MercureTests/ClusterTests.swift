@@ -1,0 +1,128 @@
+import Foundation
+import MicroSSE
+import MicroSSEMercure
+import MicroSSERedis
+import MicroSSETestSupport
+import Testing
+
+/// Mercure hubs sharing one real redis-server (`--redis`), each on its own port.
+func clusterHub(
+    _ redis: RedisServer, prefix: String, legacy: Bool = false, subscriptions: Bool = false,
+    _ configure: (inout ServerConfiguration) -> Void = { _ in }
+) throws -> Server {
+    try mercureHub(legacy: legacy) {
+        $0.redis = try? RedisURL(redis.url)
+        $0.redisKeyPrefix = prefix
+        $0.mercure.subscriptions = subscriptions
+        configure(&$0)
+    }
+}
+
+func clusterPrefix(_ name: String) -> String { "mc-\(name)-\(UInt32.random(in: 0...UInt32.max))" }
+
+@Suite("Mercure: clustered over Redis", .serialized)
+struct ClusterTests {
+    let publisher = token08(publish: ["*"])
+
+    @Test("an update published to hub A reaches matching subscribers on A and B; private ones only with the grant")
+    func publishOnAReceiveOnB() throws {
+        let redis = try RedisServer()
+        let prefix = clusterPrefix("fanout")
+        let a = try clusterHub(redis, prefix: prefix)
+        defer { a.stop() }
+        let b = try clusterHub(redis, prefix: prefix)
+        defer { b.stop() }
+        let anonymousB = try subscribe(b, [("match", "https://example.com/books/1")])
+        defer { anonymousB.close() }
+        let grantedB = try subscribe(
+            b, [("match", "https://example.com/books/1")],
+            headers: [("Authorization", "Bearer " + token08(subscribe: ["https://example.com/books/1"]))])
+        defer { grantedB.close() }
+        let onA = try subscribe(a, [("match", "*")])
+        defer { onA.close() }
+
+        let secret = try publish(
+            a, [("topic", "https://example.com/books/1"), ("data", "secret"), ("private", "on")], token: publisher)
+        #expect(secret.status == 200)
+        let open = try publish(
+            a, [("topic", "https://example.com/books/1"), ("data", "line 1\nline 2"), ("type", "book")],
+            token: publisher)
+        #expect(open.status == 200)
+        #expect(isUUIDv4URN(secret.text) && isUUIDv4URN(open.text))
+
+        let granted = try grantedB.events(2)
+        #expect(granted.map(\.id) == [secret.text, open.text])
+        #expect(granted.map(\.data) == ["secret", "line 1\nline 2"])
+        #expect(granted[1].type == "book")
+        // The anonymous streams' next update is the public one: the private one never came.
+        #expect(try anonymousB.next(timeout: 10)?.id == open.text)
+        #expect(try onA.next(timeout: 10)?.id == open.text)
+    }
+
+    @Test("a resume on hub B from an id hub A returned is exact; an id B cannot place is answered earliest")
+    func resumeAcrossHubs() throws {
+        let redis = try RedisServer()
+        let prefix = clusterPrefix("resume")
+        let a = try clusterHub(redis, prefix: prefix)
+        defer { a.stop() }
+        let b = try clusterHub(redis, prefix: prefix)
+        defer { b.stop() }
+        let watcher = try subscribe(b, [("match", "t")])
+        defer { watcher.close() }
+        let ids = try (0..<4).map { i in
+            try publish(a, [("topic", i == 1 ? "other" : "t"), ("data", "u\(i)")], token: publisher).text
+        }
+        // B has seen them once its live stream has the last one.
+        #expect(try watcher.events(3).map(\.id) == [ids[0], ids[2], ids[3]])
+
+        let resumed = try subscribe(b, [("match", "t")], headers: [("Last-Event-ID", ids[0])])
+        defer { resumed.close() }
+        #expect(resumed.head.header("Mercure-Last-Event-ID") == ids[0])
+        #expect(try resumed.events(2).map(\.id) == [ids[2], ids[3]])
+
+        // A hub that joined after these updates cannot place them, and says so.
+        let c = try clusterHub(redis, prefix: prefix)
+        defer { c.stop() }
+        let late = try subscribe(c, [("match", "t"), ("last_event_id", ids[2])])
+        defer { late.close() }
+        #expect(late.head.header("Mercure-Last-Event-ID") == "earliest")
+        let next = try publish(b, [("topic", "t"), ("data", "after")], token: publisher).text
+        #expect(try late.next(timeout: 10)?.id == next)
+    }
+
+    @Test("a publisher's own id crosses hubs verbatim")
+    func publisherID() throws {
+        let redis = try RedisServer()
+        let prefix = clusterPrefix("ids")
+        let a = try clusterHub(redis, prefix: prefix)
+        defer { a.stop() }
+        let b = try clusterHub(redis, prefix: prefix)
+        defer { b.stop() }
+        let s = try subscribe(b, [("match", "t")])
+        defer { s.close() }
+        let r = try publish(a, [("topic", "t"), ("id", "https://example.com/events/42"), ("retry", "1500")], token: publisher)
+        #expect(r.status == 200 && r.text == "https://example.com/events/42")
+        #expect(try s.next(timeout: 10)?.id == "https://example.com/events/42")
+    }
+
+    @Test("an update larger than --max-publish-bytes with its envelope is refused with 413")
+    func oversized() throws {
+        let redis = try RedisServer()
+        let a = try clusterHub(redis, prefix: clusterPrefix("big")) { $0.maxPublishBytes = 1_024 }
+        defer { a.stop() }
+        let data = String(repeating: "x", count: 1_000)
+        let r = try publish(a, [("topic", "t"), ("data", data)], token: publisher)
+        #expect(r.status == 413)
+        #expect(r.text.contains("max-publish-bytes"))
+        #expect(try publish(a, [("topic", "t"), ("data", "small")], token: publisher).status == 200)
+    }
+
+    @Test("the reserved channel cannot be named by /events/ clients")
+    func reservedChannel() throws {
+        let redis = try RedisServer()
+        let a = try clusterHub(redis, prefix: clusterPrefix("reserved"))
+        defer { a.stop() }
+        let r = try httpRequest(port: a.port, path: "/events/mercure:updates", headers: [("Accept", "text/event-stream")])
+        #expect(r.status == 400)
+    }
+}
