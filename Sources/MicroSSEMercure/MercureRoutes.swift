@@ -105,6 +105,7 @@ final class MercureRoutes: RouteSet {
             ("bearer_methods_supported", "[\"header\"]"),
             ("mercure_cookie", JSON.quote(cookieName)),
             ("mercure_matcher_types_supported", "[\"exact\"]"),
+            ("mercure_subscriptions", settings.subscriptions ? "true" : "false"),
         ])
     }
 

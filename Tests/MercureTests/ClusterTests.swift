@@ -125,4 +125,32 @@ struct ClusterTests {
         let r = try httpRequest(port: a.port, path: "/events/mercure:updates", headers: [("Accept", "text/event-stream")])
         #expect(r.status == 400)
     }
+
+    @Test("microsse serve --mercure --mercure-legacy --mercure-subscriptions --redis: two processes, one cluster")
+    func binaries() throws {
+        let redis = try RedisServer()
+        let arguments = [
+            "serve", "--port", "0", "--jwt-secret", TokenMint.secret, "--mercure", "--mercure-legacy",
+            "--mercure-subscriptions", "--redis", redis.url,
+        ]
+        let a = try ServerProcess(arguments)
+        defer { a.signal(SIGTERM) }
+        let b = try ServerProcess(arguments)
+        defer { b.signal(SIGTERM) }
+        let token = token07(publish: ["*"], subscribe: ["*"])
+        let watcher = try EventStreamClient(
+            port: b.port, path: "/.well-known/mercure?topic=*", headers: [("Authorization", "Bearer " + token)])
+        defer { watcher.close() }
+        #expect(try watcher.next(timeout: 10)?.data.contains("\"Subscription\"") == true)  // its own
+        let r = try httpRequest(
+            port: a.port, method: "POST", path: "/.well-known/mercure",
+            headers: [("Content-Type", "application/x-www-form-urlencoded"), ("Authorization", "Bearer " + token)],
+            body: Array("topic=t&data=from+a&private=on".utf8))
+        #expect(r.status == 200)
+        let event = try #require(try watcher.next(timeout: 10))
+        #expect(event.id == r.text && event.data == "from a")
+        let list = try httpRequest(
+            port: a.port, path: "/.well-known/mercure/subscriptions", headers: [("Authorization", "Bearer " + token)])
+        #expect(list.status == 200 && list.text.contains("\"topic\":\"*\""))
+    }
 }
