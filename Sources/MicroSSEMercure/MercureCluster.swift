@@ -94,7 +94,9 @@ final class MercureCluster: Sendable {
         do throws(MicroSSEError) {
             let event = try Event(data: update.envelope, id: update.id)
             link.broker.publish(event, to: MercureUpdate.updatesChannel) { result in
-                if case .failure(let error) = result { log?("mercure: a subscription event was lost: \(error.message)") }
+                if case .failure(let error) = result {
+                    log?("mercure: a subscription event was lost: \(error.message)")
+                }
             }
         } catch {
             log?("mercure: a subscription event was not sent: \(error.message)")
@@ -107,7 +109,9 @@ final class MercureCluster: Sendable {
         guard let link = link.withLock({ $0 }), let event = try? Event(data: text) else { return }
         let log = self.log.withLock { $0 }
         link.broker.publish(event, to: MercureUpdate.hubsChannel) { result in
-            if case .failure(let error) = result { log?("mercure: a message to the other hubs was lost: \(error.message)") }
+            if case .failure(let error) = result {
+                log?("mercure: a message to the other hubs was lost: \(error.message)")
+            }
         }
     }
 

@@ -57,7 +57,9 @@ final class MercureRoutes: RouteSet {
     /// The cursor response header: draft-08's, or draft-07's `Last-Event-ID`.
     var cursorHeader: String { settings.legacy ? "Last-Event-ID" : "Mercure-Last-Event-ID" }
 
-    var exposedHeaders: [String] { settings.subscriptions && !settings.legacy ? [cursorHeader, "Link"] : [cursorHeader] }
+    var exposedHeaders: [String] {
+        settings.subscriptions && !settings.legacy ? [cursorHeader, "Link"] : [cursorHeader]
+    }
 
     /// The cookie a browser's token comes in.
     var cookieName: String { settings.legacy ? "mercureAuthorization" : "__Secure-mercure_access_token" }
@@ -120,7 +122,9 @@ final class MercureRoutes: RouteSet {
 
     /// The update a publish request carries, or the answer refusing it.
     private func checkPublish(_ request: Request, _ host: RouteSetHost) -> Checked<MercureUpdate> {
-        if let refusal = host.authorize(request, .route(path: request.path), publishing: true) { return .refused(refusal) }
+        if let refusal = host.authorize(request, .route(path: request.path), publishing: true) {
+            return .refused(refusal)
+        }
         let grants: Grants
         switch self.grants(request) {
         case .refused(let refusal): return .refused(refusal)
@@ -145,7 +149,8 @@ final class MercureRoutes: RouteSet {
             switch name {
             case "topic":
                 guard topics.count < MercureSettings.maxTopicsPerUpdate else {
-                    return .refused(.text("an update may have at most \(MercureSettings.maxTopicsPerUpdate) topics", status: 413))
+                    return .refused(
+                        .text("an update may have at most \(MercureSettings.maxTopicsPerUpdate) topics", status: 413))
                 }
                 topics.append(value)
             case "data": data = data ?? value
@@ -161,19 +166,24 @@ final class MercureRoutes: RouteSet {
             guard topic.utf8.count <= MercureSettings.maxTopicLength else {
                 return .refused(.text("a topic is longer than \(MercureSettings.maxTopicLength) bytes", status: 413))
             }
-            if let reason = MercureText.invalidCharacter(topic, "a topic") { return .refused(.text(reason, status: 400)) }
+            if let reason = MercureText.invalidCharacter(topic, "a topic") {
+                return .refused(.text(reason, status: 400))
+            }
             guard !topic.utf8.elementsEqual("*".utf8) else {
                 return .refused(.text("the topic * is reserved for the wildcard", status: 400))
             }
             guard !MercureText.isReserved(topic) else {
-                return .refused(.text("topic \(topic.debugDescription) is in the hub's reserved namespace", status: 400))
+                return .refused(
+                    .text("topic \(topic.debugDescription) is in the hub's reserved namespace", status: 400))
             }
         }
         if let id {
             guard id.utf8.count <= MercureSettings.maxTopicLength else {
                 return .refused(.text("the id is longer than \(MercureSettings.maxTopicLength) bytes", status: 413))
             }
-            guard !id.isEmpty else { return .refused(.text("the id must not be empty (leave it out to have one)", status: 400)) }
+            guard !id.isEmpty else {
+                return .refused(.text("the id must not be empty (leave it out to have one)", status: 400))
+            }
             guard !id.hasPrefix("#") else { return .refused(.text("the id must not start with #", status: 400)) }
             guard !id.utf8.elementsEqual(MercureBus.earliest.utf8) else {
                 return .refused(.text("the id earliest is reserved", status: 400))
@@ -181,7 +191,9 @@ final class MercureRoutes: RouteSet {
             if let reason = MercureText.invalidCharacter(id, "the id") { return .refused(.text(reason, status: 400)) }
         }
         if let type {
-            if let reason = MercureText.invalidCharacter(type, "the type") { return .refused(.text(reason, status: 400)) }
+            if let reason = MercureText.invalidCharacter(type, "the type") {
+                return .refused(.text(reason, status: 400))
+            }
             guard !type.utf8.elementsEqual("mercure".utf8) else {
                 return .refused(.text("the type mercure is reserved for the hub", status: 400))
             }

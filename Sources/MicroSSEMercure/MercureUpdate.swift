@@ -135,7 +135,8 @@ struct Subscription: Sendable, Hashable {
         members.append(("id", JSON.quote(iri)))
         if let matchType {
             members += [
-                ("type", JSON.quote("subscription")), ("match_type", JSON.quote(matchType)), ("match", JSON.quote(match)),
+                ("type", JSON.quote("subscription")), ("match_type", JSON.quote(matchType)),
+                ("match", JSON.quote(match)),
             ]
         } else {
             members += [("type", JSON.quote("Subscription")), ("topic", JSON.quote(match))]

@@ -100,7 +100,8 @@ struct ClusterTests {
         defer { b.stop() }
         let s = try subscribe(b, [("match", "t")])
         defer { s.close() }
-        let r = try publish(a, [("topic", "t"), ("id", "https://example.com/events/42"), ("retry", "1500")], token: publisher)
+        let r = try publish(
+            a, [("topic", "t"), ("id", "https://example.com/events/42"), ("retry", "1500")], token: publisher)
         #expect(r.status == 200 && r.text == "https://example.com/events/42")
         #expect(try s.next(timeout: 10)?.id == "https://example.com/events/42")
     }
@@ -122,7 +123,8 @@ struct ClusterTests {
         let redis = try RedisServer()
         let a = try clusterHub(redis, prefix: clusterPrefix("reserved"))
         defer { a.stop() }
-        let r = try httpRequest(port: a.port, path: "/events/mercure:updates", headers: [("Accept", "text/event-stream")])
+        let r = try httpRequest(
+            port: a.port, path: "/events/mercure:updates", headers: [("Accept", "text/event-stream")])
         #expect(r.status == 400)
     }
 

@@ -126,7 +126,9 @@ struct LegacyTests {
 
 @Suite("Mercure configuration")
 struct ConfigurationTests {
-    @Test("validate(): Mercure needs jwt; draft-08 needs an issuer and an audience; with redis and subscriptions it validates")
+    @Test(
+        "validate(): Mercure needs jwt; draft-08 needs an issuer and an audience; with redis and subscriptions it validates"
+    )
     func validation() throws {
         var config = ServerConfiguration()
         config.mercure = MercureSettings(enabled: true, issuers: [issuer], audience: audience)

@@ -108,7 +108,9 @@ struct SubscriptionsTests {
         #expect(doc["@context"] as? String == "https://mercure.rocks/")
         #expect(doc["type"] as? String == "Subscription")
         #expect(doc["topic"] as? String == "https://example.com/{id}")
-        #expect((doc["id"] as? String)?.hasPrefix("/.well-known/mercure/subscriptions/https%3A%2F%2Fexample.com%2F%7Bid%7D/") == true)
+        #expect(
+            (doc["id"] as? String)?.hasPrefix(
+                "/.well-known/mercure/subscriptions/https%3A%2F%2Fexample.com%2F%7Bid%7D/") == true)
         let r = try getJSON(hub, "/.well-known/mercure/subscriptions", token: token)
         #expect(r.header("Content-Type") == "application/ld+json")
         let list = try #require(jsonObject(r.text))
@@ -116,7 +118,9 @@ struct SubscriptionsTests {
         #expect(list["lastEventID"] as? String == event.id)
     }
 
-    @Test("cluster: the API on hub A lists a subscriber of hub B; its events reach a subscriber on A; a hub that joins later learns it")
+    @Test(
+        "cluster: the API on hub A lists a subscriber of hub B; its events reach a subscriber on A; a hub that joins later learns it"
+    )
     func acrossHubs() throws {
         let redis = try RedisServer()
         let prefix = clusterPrefix("subs")
@@ -138,7 +142,10 @@ struct SubscriptionsTests {
 
         let c = try clusterHub(redis, prefix: prefix, subscriptions: true)
         defer { c.stop() }
-        #expect(try eventually(timeout: 10) { Set(try listedSubscribers(c, token: watcherToken)).isSuperset(of: [subscriber, ownSubscriber]) })
+        #expect(
+            try eventually(timeout: 10) {
+                Set(try listedSubscribers(c, token: watcherToken)).isSuperset(of: [subscriber, ownSubscriber])
+            })
 
         member.close()
         let ended = try #require(try watcher.next(timeout: 10))
