@@ -94,8 +94,8 @@ final class BrokerTap: Sendable {
     }
 
     /// Reads what is queued until the subscriber has nothing more (it is then marked waiting,
-    /// and the next event wakes it).
-    private func drain() {
+    /// and the next event wakes it). Runs on the tap's queue.
+    func drain() {
         guard let subscriber = state.withLock({ $0.stopped ? nil : $0.subscriber }) else { return }
         while true {
             var chunk: ArraySlice<UInt8> = []
@@ -145,6 +145,23 @@ final class BrokerTap: Sendable {
             if let id = read.id { state.withLock { $0.lastID = id } }
             deliver(read)
         }
+    }
+
+    /// The event blocks of whole frames (each ends with an empty line).
+    static func blocks(_ bytes: [UInt8]) -> [[UInt8]] {
+        var blocks: [[UInt8]] = []
+        var start = 0
+        var i = 0
+        while i + 1 < bytes.count {
+            if bytes[i] == 0x0A && bytes[i + 1] == 0x0A {
+                blocks.append(Array(bytes[start...i]))
+                i += 2
+                start = i
+            } else {
+                i += 1
+            }
+        }
+        return blocks
     }
 
     /// One event block's fields (`id`, `event`, the `data` lines joined), or nil for a block

@@ -27,16 +27,20 @@ final class MercureCluster: Sendable {
     let table = SubscriptionTable()
     let legacy: Bool
 
-    private struct Link {
+    struct Link {
         let broker: any EventBroker
         let updates: BrokerTap
         let hubs: BrokerTap
         let queue: DispatchQueue
     }
 
-    private let link = Mutex<Link?>(nil)
+    let link = Mutex<Link?>(nil)
+    /// Resumes waiting for this hub to catch up with the broker (``caughtUp(_:)``), by nonce.
+    let waits = Mutex<[String: @Sendable () -> Void]>([:])
+    /// Resumes asking the broker to place an id now (``fetch(after:_:)``).
+    let probes = Atomic<Int>(0)
     private let stopped = Atomic<Bool>(false)
-    private let log = Mutex<(@Sendable (String) -> Void)?>(nil)
+    let log = Mutex<(@Sendable (String) -> Void)?>(nil)
 
     init(bus: MercureBus, legacy: Bool) {
         self.bus = bus
@@ -105,7 +109,7 @@ final class MercureCluster: Sendable {
 
     // MARK: Hubs
 
-    private func say(_ text: String) {
+    func say(_ text: String) {
         guard let link = link.withLock({ $0 }), let event = try? Event(data: text) else { return }
         let log = self.log.withLock { $0 }
         link.broker.publish(event, to: MercureUpdate.hubsChannel) { result in
@@ -129,12 +133,16 @@ final class MercureCluster: Sendable {
     }
 
     /// `beat HUB`, `hello HUB` (answered with this hub's table), `table HUB` and one
-    /// subscription per line.
+    /// subscription per line, `sync HUB NONCE` (this hub's own: it has read what came before).
     private func hubMessage(_ text: String) {
         let firstLine = text.prefix { $0 != "\n" }
-        let words = firstLine.split(separator: " ", maxSplits: 1)
-        guard words.count == 2 else { return }
+        let words = firstLine.split(separator: " ", maxSplits: 2)
+        guard words.count >= 2 else { return }
         let hub = String(words[1])
+        if words[0] == "sync", words.count == 3, hub == hubID {
+            synced(String(words[2]))
+            return
+        }
         guard hub != hubID else { return }
         table.heard(hub)
         switch words[0] {

@@ -171,3 +171,49 @@ extension String {
         return out
     }
 }
+
+/// A stream admitted and about to open: what its request asked for.
+struct Opening: Sendable {
+    let subscriber: Subscriber
+    let request: Request
+    let matchers: Matchers
+    let grants: Grants?
+    let lastEventID: String?
+}
+
+extension MercureRoutes {
+    /// Places the stream (its replay, then live updates) and opens it; announces its
+    /// subscriptions when the hub tracks them. `fetched`: what the broker replayed after an id
+    /// this hub had not seen.
+    func open(_ o: Opening, _ host: RouteSetHost, fetched: [MercureBus.Update]? = nil) -> TransportReply {
+        let placement = bus.subscribe(
+            o.subscriber, matchers: o.matchers, grant: o.grants?.subscribe ?? TopicGrant(),
+            lastEventID: o.lastEventID, fetched: fetched)
+        var headers = host.streamHeaders
+        if case .cursor(let cursor) = placement { headers.append((cursorHeader, cursor)) }
+        let bus = self.bus
+        let cluster = self.cluster
+        let subscriptions = settings.subscriptions ? self.subscriptions(o.matchers, o.grants) : []
+        for subscription in subscriptions { cluster.announce(subscription, active: true) }
+        let subscriber = o.subscriber
+        return host.openStream(
+            subscriber, o.request, headers: headers, expiresAt: o.grants?.expiresAt,
+            onClose: {
+                bus.remove(subscriber)
+                for subscription in subscriptions { cluster.announce(subscription, active: false) }
+            })
+    }
+
+    /// A resume from an id this hub does not hold: the answer waits (off libmicrohttpd's
+    /// thread) until the hub has caught up with the broker, or the broker has replayed what
+    /// follows the id; an id nobody can place is answered `earliest`.
+    func resume(_ o: Opening, _ host: RouteSetHost) -> TransportReply {
+        guard let id = o.lastEventID else { return open(o, host) }
+        let later = DeferredReply()
+        let bus = self.bus
+        cluster.fetch(after: id, holds: { bus.holds($0) }) { [self] fetched in
+            later.complete(with: open(o, host, fetched: fetched))
+        }
+        return .deferred(later)
+    }
+}

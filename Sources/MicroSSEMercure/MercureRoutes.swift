@@ -246,21 +246,17 @@ final class MercureRoutes: RouteSet {
         let lastEventID = header.flatMap { $0.isEmpty ? nil : $0 } ?? query ?? ""
         if request.method == "HEAD" { return .response(Response(status: 200, headers: host.streamHeaders)) }
         guard let subscriber = host.admitSubscriber() else { return host.full }
-        let placement = bus.subscribe(
-            subscriber, matchers: matchers, grant: grants?.subscribe ?? TopicGrant(),
+        let opening = Opening(
+            subscriber: subscriber, request: request, matchers: matchers, grants: grants,
             lastEventID: asked ? lastEventID : nil)
-        var headers = host.streamHeaders
-        if case .cursor(let cursor) = placement { headers.append((cursorHeader, cursor)) }
-        let bus = self.bus
-        let cluster = self.cluster
-        let subscriptions = settings.subscriptions ? self.subscriptions(matchers, grants) : []
-        for subscription in subscriptions { cluster.announce(subscription, active: true) }
-        return host.openStream(
-            subscriber, request, headers: headers, expiresAt: grants?.expiresAt,
-            onClose: {
-                bus.remove(subscriber)
-                for subscription in subscriptions { cluster.announce(subscription, active: false) }
-            })
+        if let id = opening.lastEventID, cluster.isClustered, !id.utf8.elementsEqual(MercureBus.earliest.utf8),
+            !bus.holds(id)
+        {
+            // Another hub's id this hub has not seen yet, or from before it joined: placed by
+            // the broker (clustered resume, MercureRoutes+Subscriptions.swift).
+            return resume(opening, host)
+        }
+        return open(opening, host)
     }
 
     /// The stream's matchers: draft-08's `match` / `match_exact` (and `*`), draft-07's `topic`.

@@ -59,7 +59,9 @@ struct ClusterTests {
         #expect(try onA.next(timeout: 10)?.id == open.text)
     }
 
-    @Test("a resume on hub B from an id hub A returned is exact; an id B cannot place is answered earliest")
+    @Test(
+        "a resume on another hub is exact (also right after the publish, also on a hub that joined later); an unknown id answers earliest"
+    )
     func resumeAcrossHubs() throws {
         let redis = try RedisServer()
         let prefix = clusterPrefix("resume")
@@ -80,14 +82,31 @@ struct ClusterTests {
         #expect(resumed.head.header("Mercure-Last-Event-ID") == ids[0])
         #expect(try resumed.events(2).map(\.id) == [ids[2], ids[3]])
 
-        // A hub that joined after these updates cannot place them, and says so.
+        // A hub that joined after these updates has the broker place the id: exact too.
         let c = try clusterHub(redis, prefix: prefix)
         defer { c.stop() }
-        let late = try subscribe(c, [("match", "t"), ("last_event_id", ids[2])])
+        let late = try subscribe(c, [("match", "t"), ("last_event_id", ids[0])])
         defer { late.close() }
-        #expect(late.head.header("Mercure-Last-Event-ID") == "earliest")
+        #expect(late.head.header("Mercure-Last-Event-ID") == ids[0])
         let next = try publish(b, [("topic", "t"), ("data", "after")], token: publisher).text
-        #expect(try late.next(timeout: 10)?.id == next)
+        #expect(try late.events(3, timeout: 10).map(\.id) == [ids[2], ids[3], next])
+
+        // A resume on B right after a publish on A (B may not have it yet): exact.
+        for _ in 0..<5 {
+            let x = try publish(a, [("topic", "t"), ("data", "x")], token: publisher).text
+            let quick = try subscribe(b, [("match", "t")], headers: [("Last-Event-ID", x)])
+            defer { quick.close() }
+            #expect(quick.head.header("Mercure-Last-Event-ID") == x)
+            let y = try publish(a, [("topic", "t"), ("data", "y")], token: publisher).text
+            #expect(try quick.next(timeout: 10)?.id == y)
+        }
+
+        // An id no hub issued is answered earliest, and the whole history follows.
+        let unknown = try subscribe(
+            b, [("match", "other"), ("last_event_id", "urn:uuid:00000000-0000-4000-8000-000000000000")])
+        defer { unknown.close() }
+        #expect(unknown.head.header("Mercure-Last-Event-ID") == "earliest")
+        #expect(try unknown.next(timeout: 10)?.id == ids[1])
     }
 
     @Test("a publisher's own id crosses hubs verbatim")
