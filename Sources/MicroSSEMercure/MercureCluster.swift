@@ -71,6 +71,9 @@ final class MercureCluster: Sendable {
     func stop() {
         stopped.store(true, ordering: .relaxed)
         guard let link = link.withLock({ $0 }) else { return }
+        // The streams close after this (the broker is shut down by then): the other hubs end
+        // this hub's subscriptions on its goodbye.
+        say("bye " + hubID)
         link.updates.stop()
         link.hubs.stop()
     }
@@ -94,6 +97,7 @@ final class MercureCluster: Sendable {
             apply(update)
             return
         }
+        guard !stopped.load(ordering: .relaxed) else { return }  // the other hubs know (bye)
         let log = self.log.withLock { $0 }
         do throws(MicroSSEError) {
             let event = try Event(data: update.envelope, id: update.id)
@@ -122,17 +126,22 @@ final class MercureCluster: Sendable {
     private func beat() {
         guard !stopped.load(ordering: .relaxed), let link = link.withLock({ $0 }) else { return }
         say("beat " + hubID)
-        for subscription in table.expire(silence: .seconds(Self.silenceSeconds), me: hubID) {
-            // Its hub died: the subscription ended with it (announced on this hub only).
-            let ended = MercureUpdate(
-                id: MercureText.newID(), topics: [subscription.iri], isPrivate: true,
-                type: legacy ? nil : "mercure", data: subscription.document(active: false))
-            apply(ended)
-        }
+        ended(table.expire(silence: .seconds(Self.silenceSeconds), me: hubID))
         link.queue.asyncAfter(deadline: .now() + .seconds(Self.beatSeconds)) { [weak self] in self?.beat() }
     }
 
-    /// `beat HUB`, `hello HUB` (answered with this hub's table), `table HUB` and one
+    /// Subscriptions of a hub that went (stopped, or silent: it died) ended with it: announced
+    /// to this hub's streams only (every hub does the same).
+    private func ended(_ subscriptions: [Subscription]) {
+        for subscription in subscriptions {
+            apply(
+                MercureUpdate(
+                    id: MercureText.newID(), topics: [subscription.iri], isPrivate: true,
+                    type: legacy ? nil : "mercure", data: subscription.document(active: false)))
+        }
+    }
+
+    /// `bye HUB`, `beat HUB`, `hello HUB` (answered with this hub's table), `table HUB` and one
     /// subscription per line, `sync HUB NONCE` (this hub's own: it has read what came before).
     private func hubMessage(_ text: String) {
         let firstLine = text.prefix { $0 != "\n" }
@@ -144,6 +153,7 @@ final class MercureCluster: Sendable {
             return
         }
         guard hub != hubID else { return }
+        if words[0] == "bye" { return ended(table.forget(hub)) }
         table.heard(hub)
         switch words[0] {
         case "hello":

@@ -65,6 +65,16 @@ final class SubscriptionTable: Sendable {
         }
     }
 
+    /// Removes the subscriptions of `hub` (it said goodbye), and returns them.
+    func forget(_ hub: String) -> [Subscription] {
+        state.withLock { s in
+            s.seen[hub] = nil
+            let gone = s.entries.values.filter { $0.hub == hub }
+            for subscription in gone { s.entries[subscription.iri] = nil }
+            return gone
+        }
+    }
+
     /// The subscriptions held by streams of `hub`.
     func held(by hub: String) -> [Subscription] {
         state.withLock { s in s.entries.values.filter { $0.hub == hub } }

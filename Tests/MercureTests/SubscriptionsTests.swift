@@ -152,5 +152,16 @@ struct SubscriptionsTests {
         #expect(jsonObject(ended.data)?["subscriber"] as? String == subscriber)
         #expect(jsonObject(ended.data)?["active"] as? Bool == false)
         #expect(try eventually(timeout: 10) { try !listedSubscribers(a, token: watcherToken).contains(subscriber) })
+
+        // A hub that stops says goodbye: its subscriptions end on the other hubs at once.
+        let lobby = try subscribe(c, [("match", "lobby")], headers: [("Authorization", "Bearer " + watcherToken)])
+        defer { lobby.close() }
+        let joined = try #require(try watcher.next(timeout: 10))
+        let lobbySubscriber = try #require(jsonObject(joined.data)?["subscriber"] as? String)
+        c.stop()
+        let gone = try #require(try watcher.next(timeout: 10))
+        #expect(jsonObject(gone.data)?["subscriber"] as? String == lobbySubscriber)
+        #expect(jsonObject(gone.data)?["active"] as? Bool == false)
+        #expect(try !listedSubscribers(a, token: watcherToken).contains(lobbySubscriber))
     }
 }
