@@ -99,7 +99,7 @@ final class BrokerTap: Sendable {
         guard let subscriber = state.withLock({ $0.stopped ? nil : $0.subscriber }) else { return }
         while true {
             var chunk: ArraySlice<UInt8> = []
-            let action = subscriber.read(max: 256 << 10, write: { chunk = $0 }, onSuspend: {})
+            let action = subscriber.read(max: 64 << 10, write: { chunk = $0 }, onSuspend: {})
             switch action {
             case .wrote:
                 parse(chunk)

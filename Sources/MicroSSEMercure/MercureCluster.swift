@@ -73,7 +73,10 @@ final class MercureCluster: Sendable {
         guard let link = link.withLock({ $0 }) else { return }
         // The streams close after this (the broker is shut down by then): the other hubs end
         // this hub's subscriptions on its goodbye.
-        say("bye " + hubID)
+        // Waited for (at most a second): the broker is shut down right after.
+        let sent = DispatchSemaphore(value: 0)
+        say("bye " + hubID) { sent.signal() }
+        _ = sent.wait(timeout: .now() + .seconds(1))
         link.updates.stop()
         link.hubs.stop()
     }
@@ -113,13 +116,14 @@ final class MercureCluster: Sendable {
 
     // MARK: Hubs
 
-    func say(_ text: String) {
-        guard let link = link.withLock({ $0 }), let event = try? Event(data: text) else { return }
+    func say(_ text: String, then: @escaping @Sendable () -> Void = {}) {
+        guard let link = link.withLock({ $0 }), let event = try? Event(data: text) else { return then() }
         let log = self.log.withLock { $0 }
         link.broker.publish(event, to: MercureUpdate.hubsChannel) { result in
             if case .failure(let error) = result {
                 log?("mercure: a message to the other hubs was lost: \(error.message)")
             }
+            then()
         }
     }
 
