@@ -10,10 +10,15 @@ extension MercureRoutes {
     /// once the broker has taken it in a cluster.
     func send(_ update: MercureUpdate, _ host: RouteSetHost) -> TransportReply {
         let started = ContinuousClock.now
-        guard cluster.isClustered else {
-            cluster.apply(update)
-            host.countPublish(since: started)
-            return .response(Self.published(update.id))
+        do throws(MicroSSEError) {
+            let event = try update.event()
+            guard cluster.isClustered else {
+                bus.publish(event, topics: update.topics.map(Topic.init), isPrivate: update.isPrivate)
+                host.countPublish(since: started)
+                return .response(Self.published(update.id))
+            }
+        } catch {
+            return .response(.text(error.message, status: 400))
         }
         let envelope = update.envelope
         guard envelope.utf8.count <= maxPublishBytes else {
