@@ -15,16 +15,30 @@ extension MercureCluster {
 
     /// Calls `then` (on the cluster's queue) once this hub has read every update the broker had
     /// taken when it was called: a `sync` message of its own went through the broker's one
-    /// ordered log and came back. After ``catchUpSeconds`` without it, `then` runs anyway.
+    /// ordered log and came back. After ``catchUpSeconds`` without it, `then` runs anyway. One
+    /// `sync` is in flight at a time: resumes arriving meanwhile wait for the next one, so a
+    /// flood of resumes sends one message per round trip, not one each.
     func caughtUp(_ then: @escaping @Sendable () -> Void) {
-        guard let link = link.withLock({ $0 }) else { return then() }
-        let nonce = MercureText.newID()
-        let waiting = waits.withLock { w -> Bool in
-            guard w.count < Self.maxWaits else { return false }
-            w[nonce] = then
-            return true
+        guard link.withLock({ $0 }) != nil else { return then() }
+        let send = waits.withLock { w -> String? in
+            if w.inFlight == nil {
+                w.inFlight = MercureText.newID()
+                w.waiting = [then]
+                return w.inFlight
+            }
+            guard w.waiting.count + w.next.count < Self.maxWaits else { return nil }
+            w.next.append(then)
+            return ""
         }
-        guard waiting else { return then() }
+        switch send {
+        case nil: then()  // too many waiting: placed with what the hub holds
+        case ""?: break
+        case let nonce?: sendSync(nonce)
+        }
+    }
+
+    private func sendSync(_ nonce: String) {
+        guard let link = link.withLock({ $0 }) else { return }
         say("sync " + hubID + " " + nonce)
         link.queue.asyncAfter(deadline: DispatchTime.now() + DispatchTimeInterval.seconds(Self.catchUpSeconds)) {
             [weak self] in
@@ -33,11 +47,25 @@ extension MercureCluster {
     }
 
     /// This hub's `sync` came back (or its wait ended): what the broker delivered before it is
-    /// read, then the waiting resume goes on.
+    /// read, then the resumes waiting for it go on, and the next `sync` leaves for those that
+    /// came since.
     func synced(_ nonce: String) {
-        guard let then = waits.withLock({ $0.removeValue(forKey: nonce) }) else { return }
+        let (batch, next) = waits.withLock { w -> ([@Sendable () -> Void], String?) in
+            guard w.inFlight == nonce else { return ([], nil) }
+            let batch = w.waiting
+            w.waiting = []
+            w.inFlight = nil
+            if !w.next.isEmpty {
+                w.inFlight = MercureText.newID()
+                w.waiting = w.next
+                w.next = []
+            }
+            return (batch, w.inFlight)
+        }
+        guard !batch.isEmpty else { return }
         link.withLock { $0 }?.updates.drain()
-        then()
+        for then in batch { then() }
+        if let next { sendSync(next) }
     }
 
     /// Gives `completion` the updates after `id` for a resume this hub cannot place yet: nil

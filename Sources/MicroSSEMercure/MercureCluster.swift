@@ -35,8 +35,15 @@ final class MercureCluster: Sendable {
     }
 
     let link = Mutex<Link?>(nil)
-    /// Resumes waiting for this hub to catch up with the broker (``caughtUp(_:)``), by nonce.
-    let waits = Mutex<[String: @Sendable () -> Void]>([:])
+    /// Resumes waiting for this hub to catch up with the broker (``caughtUp(_:)``).
+    let waits = Mutex(Waits())
+    struct Waits {
+        /// The nonce of the `sync` in flight, and the resumes waiting for it.
+        var inFlight: String?
+        var waiting: [@Sendable () -> Void] = []
+        /// Resumes that came after it left: they wait for the next one.
+        var next: [@Sendable () -> Void] = []
+    }
     /// Resumes asking the broker to place an id now (``fetch(after:_:)``).
     let probes = Atomic<Int>(0)
     private let stopped = Atomic<Bool>(false)
