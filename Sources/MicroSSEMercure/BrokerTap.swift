@@ -65,8 +65,7 @@ final class BrokerTap: Sendable {
 
     private func subscribe(after lastID: String?) {
         let subscriber = Subscriber(channels: [channel], limit: Self.limit)
-        subscriber.setWaker { [weak self] in self?.schedule() }
-        subscriber.setCloser { [weak self] in self?.schedule() }
+        subscriber.attach(Connection(tap: self))
         let go = state.withLock { s -> Bool in
             guard !s.stopped else { return false }
             s.subscriber = subscriber
@@ -85,7 +84,7 @@ final class BrokerTap: Sendable {
         schedule()
     }
 
-    private func schedule() {
+    fileprivate func schedule() {
         guard !scheduled.exchange(true, ordering: .acquiringAndReleasing) else { return }
         queue.async { [self] in
             scheduled.store(false, ordering: .releasing)
@@ -97,12 +96,12 @@ final class BrokerTap: Sendable {
     /// and the next event wakes it). Runs on the tap's queue.
     func drain() {
         guard let subscriber = state.withLock({ $0.stopped ? nil : $0.subscriber }) else { return }
+        var buffer = [UInt8](repeating: 0, count: 64 << 10)
         while true {
-            var chunk: ArraySlice<UInt8> = []
-            let action = subscriber.read(max: 64 << 10, write: { chunk = $0 }, onSuspend: {})
+            let action = buffer.withUnsafeMutableBytes { subscriber.read(into: $0, onSuspend: {}) }
             switch action {
-            case .wrote:
-                parse(chunk)
+            case .wrote(let n, _):
+                parse(buffer[..<n])
             case .suspend:
                 return
             case .end, .abort:
@@ -111,6 +110,7 @@ final class BrokerTap: Sendable {
                     return s.lastID
                 }
                 broker.unsubscribe(subscriber)
+                subscriber.detach()
                 log("mercure: the hub's reader of \(channel) fell behind; subscribing again")
                 subscribe(after: lastID)
                 return
@@ -145,6 +145,25 @@ final class BrokerTap: Sendable {
             if let id = read.id { state.withLock { $0.lastID = id } }
             deliver(read)
         }
+    }
+
+    /// What the broker wakes: a connection of no socket, whose resume (and cut, when the tap
+    /// fell behind) schedules a drain.
+    private final class Connection: StreamConnection {
+        weak let tap: BrokerTap?
+        init(tap: BrokerTap) { self.tap = tap }
+        func resume() { tap?.schedule() }
+        func cut() { tap?.schedule() }
+    }
+
+    /// Every byte `subscriber` has queued (a probe's replay), read at once.
+    static func readAll(_ subscriber: Subscriber) -> [UInt8] {
+        var bytes: [UInt8] = []
+        var buffer = [UInt8](repeating: 0, count: 64 << 10)
+        while case .wrote(let n, _) = buffer.withUnsafeMutableBytes({ subscriber.read(into: $0, onSuspend: {}) }) {
+            bytes += buffer[..<n]
+        }
+        return bytes
     }
 
     /// The event blocks of whole frames (each ends with an empty line).

@@ -84,8 +84,7 @@ extension MercureCluster {
             }
             let probe = Subscriber(channels: [MercureUpdate.updatesChannel], limit: BrokerTap.limit)
             link.broker.subscribe(probe, after: id) { [self] status in
-                var bytes: [UInt8] = []
-                while case .wrote = probe.read(max: 256 << 10, write: { bytes += $0 }, onSuspend: {}) {}
+                let bytes = BrokerTap.readAll(probe)
                 link.broker.unsubscribe(probe)
                 probe.detach()
                 probes.subtract(1, ordering: .relaxed)
