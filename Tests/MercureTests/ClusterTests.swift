@@ -123,6 +123,9 @@ struct ClusterTests {
             a, [("topic", "t"), ("id", "https://example.com/events/42"), ("retry", "1500")], token: publisher)
         #expect(r.status == 200 && r.text == "https://example.com/events/42")
         #expect(try s.next(timeout: 10)?.id == "https://example.com/events/42")
+        // An id in the form of MicroSSE's positions is refused.
+        let tilde = try publish(a, [("topic", "t"), ("id", "~1.0.x.1")], token: publisher)
+        #expect(tilde.status == 400)
     }
 
     @Test("an update larger than --max-publish-bytes with its envelope is refused with 413")
