@@ -128,6 +128,35 @@ struct ClusterTests {
         #expect(tilde.status == 400)
     }
 
+    @Test("the envelope keeps every update as a single hub delivers it: line breaks, empty data, spaces, Unicode")
+    func envelopeFidelity() throws {
+        let redis = try RedisServer()
+        let prefix = clusterPrefix("fidelity")
+        let a = try clusterHub(redis, prefix: prefix)
+        defer { a.stop() }
+        let b = try clusterHub(redis, prefix: prefix)
+        defer { b.stop() }
+        let single = try mercureHub()
+        defer { single.stop() }
+        let topic = "https://example.com/ä b/{x}?q=1#f"
+        let onB = try subscribe(b, [("match", topic)])
+        defer { onB.close() }
+        let alone = try subscribe(single, [("match", topic)])
+        defer { alone.close() }
+        let datas = ["", "\n", "a\r\nb\rc\nd", "\nleading", "trailing\n\n", "topic x\n\nmercure-update 1", "é ✓ 𝄞"]
+        for data in datas {
+            for hub in [a, single] {
+                let r = try publish(
+                    hub, [("topic", topic), ("data", data), ("type", "t y"), ("retry", "10")], token: publisher)
+                #expect(r.status == 200)
+            }
+        }
+        let clustered = try onB.events(datas.count, timeout: 10)
+        let reference = try alone.events(datas.count, timeout: 10)
+        #expect(clustered.map(\.data) == reference.map(\.data))
+        #expect(clustered.map(\.type) == reference.map(\.type))
+    }
+
     @Test("an update larger than --max-publish-bytes with its envelope is refused with 413")
     func oversized() throws {
         let redis = try RedisServer()
