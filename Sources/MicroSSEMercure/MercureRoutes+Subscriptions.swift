@@ -49,6 +49,9 @@ extension MercureRoutes {
         return .deferred(later)
     }
 
+    /// The most subscriptions one collection response lists (the first by topic).
+    static let maxListed = 10_000
+
     static func published(_ id: String) -> Response {
         Response(status: 200, headers: [("Content-Type", "text/plain; charset=utf-8")], body: Array(id.utf8))
     }
@@ -119,7 +122,8 @@ extension MercureRoutes {
                 ("id", JSON.quote(topic)), ("type", JSON.quote(settings.legacy ? "Subscriptions" : "subscriptions")),
             ]
             if settings.legacy { body.append(("lastEventID", JSON.quote(lastID))) }
-            let documents = members.map { $0.document(active: true, nested: true) }
+            // Truncated past a bound (the draft allows it): a response stays a few MiB at most.
+            let documents = members.prefix(Self.maxListed).map { $0.document(active: true, nested: true) }
             body.append(("subscriptions", "[" + documents.joined(separator: ",") + "]"))
         }
         var headers: [(String, String)] = [
