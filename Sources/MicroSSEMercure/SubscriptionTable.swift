@@ -88,9 +88,8 @@ final class SubscriptionTable: Sendable {
     /// Every subscription (`path` nil) or those of the matcher collection whose percent-decoded
     /// path is `path`, ordered by topic.
     func subscriptions(decodedCollection path: String?) -> [Subscription] {
-        state.withLock { s in
-            s.entries.values.filter { path == nil || $0.decodedCollection == path }.sorted { $0.iri < $1.iri }
-        }
+        let found = state.withLock { s in s.entries.values.filter { path == nil || $0.decodedCollection == path } }
+        return found.sorted { $0.iri < $1.iri }  // outside the lock
     }
 
     var count: Int { state.withLock { $0.entries.count } }
