@@ -62,6 +62,10 @@ final class MercureCluster: Sendable {
         let queue = DispatchQueue(label: "microsse.mercure.cluster")
         let updates = BrokerTap(channel: MercureUpdate.updatesChannel, broker: broker, queue: queue, log: log) {
             [weak self] read in
+            if read.type == ControlEvents.gapName {
+                // The broker's reader lost its place (Redis trimmed entries it had not read).
+                return log("mercure: this hub missed updates from Redis (its reader lost its place)")
+            }
             guard let self, let id = read.id, let update = MercureUpdate(envelope: read.data, id: id) else { return }
             apply(update)
         }
