@@ -77,6 +77,10 @@ struct SubscriptionsTests {
             hub, "/.well-known/mercure/subscriptions/exact/https%3A%2F%2Fexample.com%2Fbooks%2F1", token: watcherToken)
         #expect(collection.status == 200)
         #expect((jsonObject(collection.text)?["subscriptions"] as? [Any])?.count == 1)
+        let post = try httpRequest(
+            port: hub.port, method: "POST", path: "/.well-known/mercure/subscriptions",
+            headers: [("Authorization", "Bearer " + watcherToken)])
+        #expect(post.status == 405 && post.header("Allow") == "GET")
         // Authorized by the subscribe grant on the path.
         #expect(try getJSON(hub, "/.well-known/mercure/subscriptions", token: nil).status == 401)
         #expect(try getJSON(hub, iri, token: token08(subscribe: ["https://example.com/other"])).status == 403)
