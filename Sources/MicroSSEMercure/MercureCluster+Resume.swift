@@ -15,11 +15,12 @@ extension MercureCluster {
 
     /// Calls `then` (on the cluster's queue) once this hub has read every update the broker had
     /// taken when it was called: a `sync` message of its own went through the broker's one
-    /// ordered log and came back. After ``catchUpSeconds`` without it, `then` runs anyway. One
+    /// ordered log and came back (`reached`). After ``catchUpSeconds`` without it, `then` runs
+    /// anyway (not reached). One
     /// `sync` is in flight at a time: resumes arriving meanwhile wait for the next one, so a
     /// flood of resumes sends one message per round trip, not one each.
-    func caughtUp(_ then: @escaping @Sendable () -> Void) {
-        guard link.withLock({ $0 }) != nil else { return then() }
+    func caughtUp(_ then: @escaping @Sendable (_ reached: Bool) -> Void) {
+        guard link.withLock({ $0 }) != nil else { return then(true) }
         let send = waits.withLock { w -> String? in
             if w.inFlight == nil {
                 w.inFlight = MercureText.newID()
@@ -31,7 +32,7 @@ extension MercureCluster {
             return ""
         }
         switch send {
-        case nil: then()  // too many waiting: placed with what the hub holds
+        case nil: then(false)  // too many waiting: placed with what the hub holds
         case ""?: break
         case let nonce?: sendSync(nonce)
         }
@@ -42,15 +43,15 @@ extension MercureCluster {
         say("sync " + hubID + " " + nonce)
         link.queue.asyncAfter(deadline: DispatchTime.now() + DispatchTimeInterval.seconds(Self.catchUpSeconds)) {
             [weak self] in
-            self?.synced(nonce)
+            self?.synced(nonce, reached: false)
         }
     }
 
     /// This hub's `sync` came back (or its wait ended): what the broker delivered before it is
     /// read, then the resumes waiting for it go on, and the next `sync` leaves for those that
     /// came since.
-    func synced(_ nonce: String) {
-        let (batch, next) = waits.withLock { w -> ([@Sendable () -> Void], String?) in
+    func synced(_ nonce: String, reached: Bool) {
+        let (batch, next) = waits.withLock { w -> ([@Sendable (Bool) -> Void], String?) in
             guard w.inFlight == nonce else { return ([], nil) }
             let batch = w.waiting
             w.waiting = []
@@ -64,7 +65,7 @@ extension MercureCluster {
         }
         guard !batch.isEmpty else { return }
         link.withLock { $0 }?.updates.drain()
-        for then in batch { then() }
+        for then in batch { then(reached) }
         if let next { sendSync(next) }
     }
 
@@ -76,7 +77,7 @@ extension MercureCluster {
         after id: String, holds: @escaping @Sendable (String) -> Bool,
         _ completion: @escaping @Sendable ([MercureBus.Update]?) -> Void
     ) {
-        caughtUp { [self] in
+        caughtUp { [self] _ in
             guard !holds(id), let link = link.withLock({ $0 }) else { return completion(nil) }
             guard probes.add(1, ordering: .relaxed).newValue <= Self.maxProbes else {
                 probes.subtract(1, ordering: .relaxed)
@@ -97,8 +98,10 @@ extension MercureCluster {
                         seq: 0, id: id, topics: update.topics.map(Topic.init), isPrivate: update.isPrivate,
                         frame: Frame(bytes: EventEncoder.encode(event), isEvent: true))
                 }
-                // What the broker replayed is this hub's to deliver once it has read as far.
-                caughtUp { completion(updates) }
+                // What the broker replayed is this hub's to deliver once it has read as far; a hub
+                // that cannot tell it has (its sync did not come back in time) places the id
+                // with what it holds, or answers earliest.
+                caughtUp { reached in completion(reached ? updates : nil) }
             }
         }
     }

@@ -40,9 +40,9 @@ final class MercureCluster: Sendable {
     struct Waits {
         /// The nonce of the `sync` in flight, and the resumes waiting for it.
         var inFlight: String?
-        var waiting: [@Sendable () -> Void] = []
+        var waiting: [@Sendable (Bool) -> Void] = []
         /// Resumes that came after it left: they wait for the next one.
-        var next: [@Sendable () -> Void] = []
+        var next: [@Sendable (Bool) -> Void] = []
     }
     /// Resumes asking the broker to place an id now (``fetch(after:_:)``).
     let probes = Atomic<Int>(0)
@@ -164,7 +164,7 @@ final class MercureCluster: Sendable {
         guard words.count >= 2 else { return }
         let hub = String(words[1])
         if words[0] == "sync", words.count == 3, hub == hubID {
-            synced(String(words[2]))
+            synced(String(words[2]), reached: true)
             return
         }
         guard hub != hubID else { return }
