@@ -172,6 +172,9 @@ final class MercureCluster: Sendable {
         table.heard(hub)
         switch words[0] {
         case "hello":
+            // What came before the hello in the broker's log is read first: the table sent
+            // holds every subscription this hub announced before it.
+            link.withLock { $0 }?.updates.drain()
             sendTable()
         case "table":
             let lines = text.split(separator: "\n").dropFirst()
