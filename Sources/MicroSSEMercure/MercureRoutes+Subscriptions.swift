@@ -60,13 +60,17 @@ extension MercureRoutes {
     /// its payload from the token.
     func subscriptions(_ matchers: Matchers, _ grants: Grants?) -> [Subscription] {
         let subscriber = MercureText.newID()
-        var list: [String] = matchers.all ? ["*"] : []
-        list += matchers.exact.map { String(decoding: $0.bytes, as: UTF8.self) }.sorted()
-        list += matchers.templates.map { String(decoding: $0.source.bytes, as: UTF8.self) }.sorted()
+        let exact: String? = settings.legacy ? nil : "exact"
+        var list: [(type: String?, match: String)] = matchers.all ? [(exact, "*")] : []
+        list += matchers.exact.map { String(decoding: $0.bytes, as: UTF8.self) }.sorted().map { (exact, $0) }
+        list += matchers.templates.map { String(decoding: $0.source.bytes, as: UTF8.self) }.sorted().map { (nil, $0) }
+        list += matchers.patterns.map { String(decoding: $0.source.bytes, as: UTF8.self) }.sorted().map {
+            ("urlpattern", $0)
+        }
         return list.map {
             Subscription(
-                hub: cluster.hubID, matchType: settings.legacy ? nil : "exact", match: $0, subscriber: subscriber,
-                payload: grants?.payload(for: $0))
+                hub: cluster.hubID, matchType: $0.type, match: $0.match, subscriber: subscriber,
+                payload: grants?.payload(for: $0.match))
         }
     }
 

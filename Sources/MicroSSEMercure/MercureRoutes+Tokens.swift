@@ -29,7 +29,7 @@ extension MercureRoutes {
         }
         let now = Int(Clocks.wallMicroseconds() / 1_000_000)
         do throws(InvalidToken) {
-            let grants = try tokens.grants(token, now: now)
+            let grants = try verified.grants(token, now: now, reader: tokens)
             // The verifier allows clock skew; a stream must not open only to end at once.
             if let exp = grants.expiresAt, exp <= now {
                 return .refused(challenge(401, "invalid_token", "token expired"))

@@ -8,14 +8,19 @@ import MicroSSEWire
 final class MercureRoutes: RouteSet {
     let settings: MercureSettings
     let tokens: TokenReader
+    let verified = VerifiedTokens()
     let bus: MercureBus
     /// The most matchers one subscribe may carry (``ServerConfiguration/maxChannelsPerStream``).
     let maxMatchers: Int
+    /// The hub's URL, which relative URL patterns and topics are read against.
+    let base: URLParts
 
     init(settings: MercureSettings, configuration: ServerConfiguration, verifier: JWTVerifier) {
         self.settings = settings
         self.tokens = TokenReader(verifier: verifier, settings: settings)
-        self.bus = MercureBus(historyCount: configuration.historyCount, historyBytes: configuration.historyBytes)
+        self.base = HubURL.base(settings.audience)
+        self.bus = MercureBus(
+            historyCount: configuration.historyCount, historyBytes: configuration.historyBytes, base: base)
         self.cluster = MercureCluster(bus: bus, legacy: settings.legacy)
         self.maxMatchers = configuration.maxChannelsPerStream
         self.maxPublishBytes = configuration.maxPublishBytes
@@ -106,7 +111,7 @@ final class MercureRoutes: RouteSet {
             ("authorization_details_types_supported", "[" + JSON.quote(TokenReader.detailType) + "]"),
             ("bearer_methods_supported", "[\"header\"]"),
             ("mercure_cookie", JSON.quote(cookieName)),
-            ("mercure_matcher_types_supported", "[\"exact\"]"),
+            ("mercure_matcher_types_supported", "[\"exact\",\"urlpattern\"]"),
             ("mercure_subscriptions", settings.subscriptions ? "true" : "false"),
         ])
     }
@@ -131,9 +136,7 @@ final class MercureRoutes: RouteSet {
         case .ok(nil): return .refused(challenge(401, nil, "publishing needs a token (Authorization: Bearer)"))
         case .ok(let g?): grants = g
         }
-        let contentType = request.header("Content-Type") ?? ""
-        let mediaType = contentType.split(separator: ";").first.map { $0.trimmingCharacters() } ?? ""
-        guard mediaType.lowercased() == "application/x-www-form-urlencoded" else {
+        guard MercureText.isForm(request.header("Content-Type") ?? "") else {
             return .refused(.text("publish with Content-Type: application/x-www-form-urlencoded", status: 415))
         }
         guard let form = MercureText.parseForm(request.body) else {
@@ -263,10 +266,7 @@ final class MercureRoutes: RouteSet {
                 guard name == "topic" else { continue }
             } else {
                 guard name.lowercased().hasPrefix("match") else { continue }
-                if name == "match_urlpattern" {
-                    return .refused(.text("match_urlpattern is not supported by this hub yet", status: 400))
-                }
-                guard name == "match" || name == "match_exact" else {
+                guard name == "match" || name == "match_exact" || name == "match_urlpattern" else {
                     return .refused(.text("unknown matcher parameter \(name.debugDescription)", status: 400))
                 }
             }
@@ -280,14 +280,20 @@ final class MercureRoutes: RouteSet {
             if let reason = MercureText.invalidCharacter(value, "a matcher") {
                 return .refused(.text(reason, status: 400))
             }
-            if settings.legacy && URITemplate.isTemplate(value) {
+            if value.utf8.elementsEqual("*".utf8) {
+                matchers.all = true  // the wildcard, whatever the matcher type
+            } else if name == "match_urlpattern" && !settings.legacy {
+                do throws(URLPatternError) {
+                    matchers.patterns.insert(try URLPattern(value, base: base))
+                } catch {
+                    return .refused(.text("URL pattern \(value.debugDescription): \(error.reason)", status: 400))
+                }
+            } else if settings.legacy && URITemplate.isTemplate(value) {
                 do throws(TemplateError) {
                     matchers.templates.insert(try URITemplate(value))
                 } catch {
                     return .refused(.text("URI template \(value.debugDescription): \(error.reason)", status: 400))
                 }
-            } else if value.utf8.elementsEqual("*".utf8) {
-                matchers.all = true
             } else {
                 matchers.exact.insert(Topic(value))
             }
@@ -307,10 +313,4 @@ final class MercureRoutes: RouteSet {
 enum Checked<Value> {
     case ok(Value)
     case refused(Response)
-}
-
-extension Substring {
-    fileprivate func trimmingCharacters() -> String {
-        String(drop { $0 == " " || $0 == "\t" }.reversed().drop { $0 == " " || $0 == "\t" }.reversed())
-    }
 }

@@ -97,6 +97,27 @@ struct SubscriptionsTests {
         #expect(try anonymous.next(timeout: 10)?.id == r.text)
     }
 
+    @Test("a match_urlpattern subscription is announced with match_type urlpattern, and listed under it")
+    func urlPattern() throws {
+        let hub = try mercureHub { $0.mercure.subscriptions = true }
+        defer { hub.stop() }
+        let watcher = try subscribe(hub, [("match", "*")], headers: [("Authorization", "Bearer " + watcherToken)])
+        defer { watcher.close() }
+        _ = try watcher.next(timeout: 10)  // its own
+        let pattern = "https://example.com/books/:id"
+        let member = try subscribe(hub, [("match_urlpattern", pattern)])
+        defer { member.close() }
+        let event = try #require(try watcher.next(timeout: 10))
+        let doc = try #require(jsonObject(event.data))
+        #expect(doc["match_type"] as? String == "urlpattern")
+        #expect(doc["match"] as? String == pattern)
+        let collection = "/.well-known/mercure/subscriptions/urlpattern/https%3A%2F%2Fexample.com%2Fbooks%2F%3Aid"
+        #expect((doc["id"] as? String)?.hasPrefix(collection + "/") == true)
+        let r = try getJSON(hub, collection, token: watcherToken)
+        #expect(r.status == 200)
+        #expect(jsonObject(r.text)?["id"] as? String == collection)
+    }
+
     @Test("draft-07: JSON-LD documents with topic and lastEventID")
     func legacy() throws {
         let hub = try mercureHub(legacy: true) { $0.mercure.subscriptions = true }
