@@ -131,8 +131,10 @@ public final class Server: Sendable {
             }
             try hub.broker.start()
             do throws(MicroSSEError) {
+                try router.startRouteSets()
                 try transport.start()
             } catch {
+                router.stopRouteSets()
                 hub.broker.shutdown()
                 throw error
             }
@@ -238,6 +240,7 @@ public final class Server: Sendable {
         ticker?.cancel()
         hub.draining.store(true, ordering: .relaxed)
         if let transport {
+            lifecycle.withLock { $0.router }?.stopRouteSets()
             hub.broker.shutdown()
             spreadReconnects(transport.streams())
             transport.stop()
