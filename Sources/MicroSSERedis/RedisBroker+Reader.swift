@@ -166,6 +166,12 @@ extension RedisBroker {
                     }
                 }
                 s.add(d.single, d.multi, of: d.channel, to: &batch)
+                if let streams = s.cross[d.channel] {
+                    let epoch = d.epoch ?? s.lastEpoch ?? s.dataEpoch ?? ""
+                    for stream in streams.values {
+                        stream.live(shard: logNumber, id: d.id, epoch: epoch, frame: d.multi, wakes: &wakes)
+                    }
+                }
             }
             batch.flush(into: &fanOut)
         }
@@ -186,7 +192,7 @@ extension RedisBroker {
             "Redis reader: entries after \(s.lastDelivered) were trimmed before this hub read them; open streams get the gap signal"
         )
         let gap = ResumeStatus.gapFrame(
-            lastEventID: Self.hubID(s.lastDelivered, epoch: s.lastEpoch), reason: .evicted)
+            lastEventID: positionID(s.lastDelivered, epoch: s.lastEpoch), reason: .evicted)
         for readers in s.logs.values { batch.add(gap, for: readers) }
         for set in s.setLogs.values { batch.add(gap, for: set.readers) }
         var told = Set<UInt64>()
@@ -202,6 +208,19 @@ extension RedisBroker {
                 }
             }
         }
+        var crossTold = Set<ObjectIdentifier>()
+        for streams in s.cross.values {
+            for (key, stream) in streams where crossTold.insert(key).inserted {
+                stream.lostPlace(shard: logNumber, wakes: &wakes)
+            }
+        }
+    }
+
+    /// The id of the position `id` of the global stream under `epoch`, in this broker's log
+    /// (``HubID``); an entry from before positions (no epoch) keeps its stream id.
+    func positionID(_ id: RedisStreamID, epoch: String?) -> String {
+        guard let epoch else { return id.description }
+        return HubID.encode(HubPosition(log: logNumber, epoch: epoch, major: id.milliseconds, minor: id.sequence))
     }
 
     func field(_ name: String, in value: RedisValue) -> String? {
@@ -224,7 +243,7 @@ extension RedisBroker {
         else { return nil }
         let name = field("e", in: fields[1]) ?? ""
         let caller = field("i", in: fields[1]) ?? ""
-        let position = Self.hubID(id, epoch: field("p", in: fields[1]) ?? epoch)
+        let position = positionID(id, epoch: field("p", in: fields[1]) ?? epoch)
         guard let event = try? Event(data: data, event: name.isEmpty ? nil : name, id: position) else { return nil }
         let multi = Frame(bytes: EventEncoder.encode(event), isEvent: true)
         guard caller.hasPrefix("=") else { return (id, multi, multi) }

@@ -42,7 +42,7 @@ extension RedisBroker {
         if let lastEventID {
             if let positions = HubID.decode(lastEventID) {
                 // One log (this Redis data set) with `ms-seq` offsets: anything else is not ours.
-                if positions.count == 1, let p = positions.first, p.log == 0, let minor = p.minor {
+                if positions.count == 1, let p = positions.first, p.log == logNumber, let minor = p.minor {
                     from = .position(RedisStreamID(milliseconds: p.major, sequence: minor), epoch: p.epoch)
                 }
             } else {
@@ -139,9 +139,11 @@ extension RedisBroker {
     /// channel is read at the same instant: an event stored between two channels' reads would
     /// otherwise be in neither the replay nor (being older than the replay's newest event) the
     /// live events that follow it. `composite`: the frames of a stream of several channels
-    /// (positions, never labels).
+    /// (positions, never labels). `checkSince`: a position before `PREFIX:since` may have missed
+    /// events (ids from before positions; a position with an epoch is placed by its epoch).
     func fetchReplay(
-        channels: [String], after position: RedisStreamID, composite: Bool, on lane: CommandLane
+        channels: [String], after position: RedisStreamID, composite: Bool, on lane: CommandLane,
+        checkSince: Bool = true
     ) throws(MicroSSEError) -> Replay {
         var commands = [
             ["MULTI"], ["GET", sinceKey], ["XREVRANGE", globalKey, "+", "-", "COUNT", "1"], ["GET", epochKey],
@@ -161,7 +163,7 @@ extension RedisBroker {
             throw MicroSSEError(.unavailable, "Redis refused the replay: \(reply)")
         }
         var replay = Replay()
-        if let s = results[0].text.flatMap(RedisStreamID.init), position < s { replay.missed = true }
+        if checkSince, let s = results[0].text.flatMap(RedisStreamID.init), position < s { replay.missed = true }
         replay.upTo = results[1].array?.first?.array?.first?.text.flatMap(RedisStreamID.init)
         replay.epoch = results[2].text
         let cutoff = historyCutoffMilliseconds()

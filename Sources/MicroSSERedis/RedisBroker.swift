@@ -55,6 +55,10 @@ package final class RedisBroker: EventBroker {
         var historyTTLSeconds = 0
         /// The wall clock in milliseconds that ages history (tests move it).
         var wallClock: @Sendable () -> UInt64 = { Clocks.wallMilliseconds() }
+        /// This deployment's number among several (`--redis` repeated): the log number of its
+        /// positions, recorded in `PREFIX:shard` so a reordered list is refused. nil: the only one
+        /// (log 0, nothing recorded).
+        var shard: Int?
     }
 
     let settings: Settings
@@ -130,6 +134,10 @@ package final class RedisBroker: EventBroker {
     func channelKey(_ c: String) -> String { "\(settings.prefix):ch:\(c)" }
     func channelBytesKey(_ c: String) -> String { "\(settings.prefix):chb:\(c)" }
     var sinceKey: String { "\(settings.prefix):since" }
+    /// The shard number this data set was first used as (several deployments).
+    var shardKey: String { "\(settings.prefix):shard" }
+    /// The log number of this broker's positions.
+    var logNumber: Int { settings.shard ?? 0 }
     /// The epoch of this data set's positions (see docs/DESIGN.md, "Positions, labels and epochs").
     var epochKey: String { "\(settings.prefix):epoch" }
     /// How many entries the global stream was given (each entry carries its count, `n`).
@@ -154,10 +162,13 @@ package final class RedisBroker: EventBroker {
         let connection = try dialCommandConnection()
         if settings.url.usesSentinel { _ = askSentinels() }
         let tail = try markSince(connection)
+        if let shard = settings.shard { try checkShard(shard, on: connection) }
+        let epoch = try connection.command(["GET", epochKey]).text
         state.withLock { s in
             s.lastDelivered = tail.id
             s.lastCount = tail.count
             s.lastEpoch = tail.epoch
+            s.dataEpoch = epoch
         }
         commands.slot.withLock { $0.connection = connection }
         try workers.start()
@@ -202,6 +213,19 @@ package final class RedisBroker: EventBroker {
         // An empty stream: every entry added from now on is new to this hub (not "now": an entry
         // added within this millisecond could carry exactly that id and be skipped).
         return Tail()
+    }
+
+    /// Records `shard` as this data set's shard number when it has none; throws `.startFailed`
+    /// when it was another's (the `--redis` list was reordered: positions name shards by number).
+    func checkShard(_ shard: Int, on c: RedisConnection) throws(MicroSSEError) {
+        _ = try c.command(["SET", shardKey, String(shard), "NX"])
+        let recorded = try c.command(["GET", shardKey]).text
+        guard recorded == String(shard) else {
+            throw MicroSSEError(
+                .startFailed,
+                "Redis at \(settings.url) is shard \(recorded ?? "?") of this cluster but listed as shard \(shard): keep the --redis list in the same order on every hub (add shards at its end)"
+            )
+        }
     }
 
     package func shutdown() {

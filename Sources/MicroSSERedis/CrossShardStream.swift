@@ -1,0 +1,214 @@
+import MicroSSECore
+import MicroSSEWire
+import Synchronization
+
+/// A stream of channels placed on several shards (``ShardedRedisBroker``): each shard's reader
+/// hands it the live events of its channels there, and it queues them with its composite id, one
+/// position per shard it reads (`~1.<log>.<epoch>.<offset>` per log, in log order), so a
+/// `Last-Event-ID` taken from any of its events places it again on every shard.
+///
+/// Its positions are its own (unlike a set log's, which streams share): after each event the id
+/// says, per shard, the newest position of the stream's channels there that it was given. Shards
+/// have no common order: a shard's events keep their order, two shards' interleave as their
+/// readers deliver them.
+///
+/// While it is being placed (registered on one shard after another, or its replay read) each
+/// shard's live events are held, at most the stream's free bytes (past that they are dropped and
+/// the stream gets the `evicted` gap); ``finish(replays:gap:lastEventID:from:)`` queues the
+/// replays, then what was held past them, and from then on live events go straight to the stream.
+final class CrossShardStream: Sendable {
+    /// The stream's place on one shard.
+    struct Part {
+        let shard: Int
+        var position: HubPosition
+        /// Live events held until the stream is placed (nil once it is).
+        var held: [(id: RedisStreamID, epoch: String, frame: Frame)]? = []
+        var heldBytes = 0
+        /// Held events were dropped (over the bound, or the shard's reader lost its place).
+        var lost = false
+        /// Live events up to this id were in the replay.
+        var skipUpTo = RedisStreamID.zero
+    }
+
+    /// What a resume read from one shard: its events after the position (composite frames, in id
+    /// order), the epoch they belong to and the last id the shard held when they were read.
+    struct Replay {
+        var events: [(RedisStreamID, Frame)]
+        var epoch: String
+        var high: RedisStreamID
+    }
+
+    private struct State {
+        var parts: [Part]
+        var closed = false
+
+        func index(of shard: Int) -> Int? { parts.firstIndex { $0.shard == shard } }
+        var id: String { HubID.encode(parts.map(\.position)) }
+    }
+
+    let subscriber: Subscriber
+    private let limit: Int
+    private let state: Mutex<State>
+
+    /// A stream reading `shards` (log numbers, ascending).
+    init(_ subscriber: Subscriber, shards: [Int]) {
+        self.subscriber = subscriber
+        self.limit = subscriber.freeBytes
+        self.state = Mutex(
+            State(parts: shards.map { Part(shard: $0, position: HubPosition(log: $0, epoch: "0", major: 0, minor: 0)) })
+        )
+    }
+
+    /// Sets where the stream starts on `shard` when it resumes from nothing there: the last
+    /// entry that shard's reader delivered (called under that broker's lock, as it registers).
+    func placeLive(shard: Int, at id: RedisStreamID, epoch: String) {
+        state.withLock { s in
+            guard let i = s.index(of: shard) else { return }
+            s.parts[i].position = HubPosition(log: shard, epoch: epoch, major: id.milliseconds, minor: id.sequence)
+        }
+    }
+
+    /// A live event of `shard` (under that broker's lock, in the shard's order).
+    func live(shard: Int, id: RedisStreamID, epoch: String, frame: Frame, wakes: inout [Subscriber]) {
+        state.withLock { s in
+            guard !s.closed, let i = s.index(of: shard) else { return }
+            if s.parts[i].held != nil {
+                guard !s.parts[i].lost else { return }
+                s.parts[i].heldBytes += frame.bytes.count
+                if s.parts[i].heldBytes > limit {
+                    s.parts[i].lost = true
+                    s.parts[i].held = []
+                } else {
+                    s.parts[i].held!.append((id, epoch, frame))
+                }
+                return
+            }
+            if id <= s.parts[i].skipUpTo { return }
+            s.parts[i].position = HubPosition(log: shard, epoch: epoch, major: id.milliseconds, minor: id.sequence)
+            enqueue(frame.withID(s.id), &wakes)
+        }
+    }
+
+    /// `shard`'s reader lost its place: the stream gets the `evicted` gap (or, while held, starts
+    /// with it).
+    func lostPlace(shard: Int, wakes: inout [Subscriber]) {
+        state.withLock { s in
+            guard !s.closed, let i = s.index(of: shard) else { return }
+            if s.parts[i].held != nil {
+                s.parts[i].lost = true
+                s.parts[i].held = []
+                return
+            }
+            enqueue(ResumeStatus.gapFrame(lastEventID: s.id, reason: .evicted), &wakes)
+        }
+    }
+
+    private func enqueue(_ frame: Frame, _ wakes: inout [Subscriber]) {
+        switch subscriber.enqueue(frame, deferWake: true) {
+        case .wake, .overflow(wake: true): wakes.append(subscriber)
+        default: break
+        }
+    }
+
+    /// Places the stream: with `from` (the positions of its `Last-Event-ID`, one per shard) the
+    /// replays are queued after them, shard by shard, each event with its composite id; without,
+    /// the stream starts where each shard's reader was when it registered. Then what each shard
+    /// held past its replay; from now on live events are queued as they come. Returns how the
+    /// resume went (`fresh` without `lastEventID`).
+    func finish(
+        replays: [Int: Replay], gap: GapReason?, lastEventID: String?, from: [HubPosition]?
+    ) -> ResumeStatus {
+        state.withLock { s -> ResumeStatus in
+            guard !s.closed else { return lastEventID == nil ? .fresh : gap.map { .gap($0) } ?? .exact }
+            if let from {
+                for p in from { if let i = s.index(of: p.log) { s.parts[i].position = p } }
+            }
+            let startID = s.id
+            var frames: [Frame] = []
+            var lost = false
+            for i in s.parts.indices {
+                let shard = s.parts[i].shard
+                var high = RedisStreamID.zero
+                if let replay = replays[shard] {
+                    for (id, frame) in replay.events {
+                        s.parts[i].position = HubPosition(
+                            log: shard, epoch: replay.epoch, major: id.milliseconds, minor: id.sequence)
+                        frames.append(frame.withID(s.id))
+                    }
+                    high = replay.high
+                    s.parts[i].position = HubPosition(
+                        log: shard, epoch: replay.epoch, major: high.milliseconds, minor: high.sequence)
+                }
+                for (id, epoch, frame) in s.parts[i].held ?? [] where id > high {
+                    s.parts[i].position = HubPosition(
+                        log: shard, epoch: epoch, major: id.milliseconds, minor: id.sequence)
+                    frames.append(frame.withID(s.id))
+                    high = id
+                }
+                if s.parts[i].lost { lost = true }
+                s.parts[i].skipUpTo = high
+                s.parts[i].held = nil
+                s.parts[i].heldBytes = 0
+            }
+            let reported = subscriber.enqueueResume(
+                frames, lastEventID: lastEventID ?? startID, gap: lost ? .evicted : gap)
+            guard lastEventID != nil else { return .fresh }
+            return reported.map { .gap($0) } ?? .exact
+        }
+    }
+
+    /// The stream is gone: nothing more is queued.
+    func close() { state.withLock { $0.closed = true } }
+}
+
+extension RedisBroker {
+    /// Makes `stream` receive the live events of `channels` (its channels on this shard) and sets
+    /// where it starts here: the last entry this hub's reader delivered.
+    func attachCross(_ stream: CrossShardStream, channels: [String]) {
+        state.withLock { s in
+            stream.placeLive(shard: logNumber, at: s.lastDelivered, epoch: s.lastEpoch ?? s.dataEpoch ?? "0")
+            for c in channels { s.cross[c, default: [:]][ObjectIdentifier(stream)] = stream }
+        }
+    }
+
+    /// Stops handing `stream` the live events of `channels`.
+    func detachCross(_ stream: CrossShardStream, channels: [String]) {
+        state.withLock { s in
+            for c in channels {
+                s.cross[c]?[ObjectIdentifier(stream)] = nil
+                if s.cross[c]?.isEmpty == true { s.cross[c] = nil }
+            }
+        }
+    }
+
+    /// Reads the replay of `channels` after `position` for a stream of several shards. Returns it,
+    /// and the gap it calls for: `evicted` when events after the position may be gone (or the
+    /// position is of another data set: then everything retained), `unknown` when this data set
+    /// never issued the position (nothing replayed); nil replay for unknown.
+    func crossReplay(
+        channels: [String], after position: HubPosition, on lane: CommandLane
+    ) -> (replay: CrossShardStream.Replay?, gap: GapReason?) {
+        guard let minor = position.minor else { return (nil, .unknown) }
+        let id = RedisStreamID(milliseconds: position.major, sequence: minor)
+        do {
+            var replay = try fetchReplay(channels: channels, after: id, composite: true, on: lane, checkSince: false)
+            if replay.epoch != position.epoch {
+                replay = try fetchReplay(
+                    channels: channels, after: .zero, composite: true, on: lane, checkSince: false)
+                return (
+                    CrossShardStream.Replay(
+                        events: replay.events, epoch: replay.epoch ?? "0", high: replay.upTo ?? .zero), .evicted
+                )
+            }
+            let upTo = replay.upTo ?? .zero
+            if id > upTo { return (nil, .unknown) }
+            return (
+                CrossShardStream.Replay(events: replay.events, epoch: position.epoch, high: upTo),
+                replay.missed ? .evicted : nil
+            )
+        } catch {
+            log("resume from Redis failed (\(error.message)); stream starts live with a gap event")
+            return (nil, .unknown)
+        }
+    }
+}
