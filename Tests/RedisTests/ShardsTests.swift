@@ -211,10 +211,11 @@ extension SeveralHubsTests {
             let onB = try hub.publish("y", to: b)
             let pa = try #require(HubID.decode(onA)?.first)
             let pb = try #require(HubID.decode(onB)?.first)
+            // One shard's position for a stream of two; shards 0 and 2; one shard too many; a label.
             let wrong = [
-                onA,  // one shard's position for a stream of two
-                HubID.encode([pa, HubPosition(log: 2, epoch: pb.epoch, major: pb.major, minor: pb.minor)]),  // shards 0 and 2
-                HubID.encode([pa, pb, HubPosition(log: 2, epoch: pb.epoch, major: 1, minor: 0)]),  // one too many
+                onA,
+                HubID.encode([pa, HubPosition(log: 2, epoch: pb.epoch, major: pb.major, minor: pb.minor)]),
+                HubID.encode([pa, pb, HubPosition(log: 2, epoch: pb.epoch, major: 1, minor: 0)]),
                 "a-label",
             ]
             for id in wrong {
