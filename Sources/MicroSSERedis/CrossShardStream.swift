@@ -212,3 +212,41 @@ extension RedisBroker {
         }
     }
 }
+
+extension RedisBroker {
+    /// Resumes a stream of this shard from a position `from` of another shard: its channels lived
+    /// there before a shard was added (rendezvous placement moves a channel only to the new
+    /// shard). Replays what that shard retains after the position (a moved channel's stream there
+    /// expires after the channel TTL), then everything this shard retains: every event of the
+    /// old shard precedes every event here when no hub with the old list published after one
+    /// with the new list (docs/REDIS.md, "Shards"). The gap signal when either part may have lost
+    /// events (`unknown` when the old shard never issued the position).
+    func resumeMoved(
+        _ subscriber: Subscriber, lastEventID: String, from p: HubPosition, on lane: CommandLane
+    ) throws(MicroSSEError) -> ResumeStatus {
+        let channels = subscriber.channels.map(\.rawValue)
+        guard let old = settings.directory?.broker(p.log), let minor = p.minor else {
+            return finishResume(subscriber, replay: [], gap: .unknown, lastEventID: lastEventID, after: .zero)
+        }
+        let oldID = RedisStreamID(milliseconds: p.major, sequence: minor)
+        let composite = channels.count > 1
+        let before = try old.fetchReplay(
+            channels: channels, after: oldID, composite: composite, on: old.commands, checkSince: false)
+        var gap: GapReason?
+        var prefix: [Frame] = []
+        if before.epoch != p.epoch {
+            gap = .evicted
+        } else if oldID > (before.upTo ?? .zero) {
+            return finishResume(subscriber, replay: [], gap: .unknown, lastEventID: lastEventID, after: .zero)
+        } else {
+            prefix = before.events.map(\.1)
+            if before.missed { gap = .evicted }
+        }
+        let replay = try fetchReplay(
+            channels: channels, after: .zero, composite: composite, on: lane, checkSince: false, placedAt: p.major)
+        if replay.missed { gap = .evicted }
+        return finishResume(
+            subscriber, replay: replay.events, gap: gap, lastEventID: lastEventID, after: .zero, upTo: replay.upTo,
+            before: prefix)
+    }
+}

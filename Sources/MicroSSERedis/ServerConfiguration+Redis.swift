@@ -145,15 +145,18 @@ private struct RedisSettings: BrokerFactory, ConfigurationValidating {
         if urls.count == 1 {
             return broker(urls[0], shard: nil, historyCount, historyBytes, historyTTLSeconds, log)
         }
+        let directory = ShardDirectory()
         return ShardedRedisBroker(
             shards: urls.enumerated().map { n, url in
-                broker(url, shard: n, historyCount, historyBytes, historyTTLSeconds) { log("Redis shard \(n): \($0)") }
-            })
+                broker(url, shard: n, historyCount, historyBytes, historyTTLSeconds, directory: directory) {
+                    log("Redis shard \(n): \($0)")
+                }
+            }, directory: directory)
     }
 
     private func broker(
         _ url: RedisURL, shard: Int?, _ historyCount: Int, _ historyBytes: Int, _ historyTTLSeconds: Int,
-        _ log: @escaping @Sendable (String) -> Void
+        directory: ShardDirectory? = nil, _ log: @escaping @Sendable (String) -> Void
     ) -> RedisBroker {
         var settings = RedisBroker.Settings(
             url: url, prefix: prefix, historyCount: historyCount, historyBytes: historyBytes,
@@ -164,6 +167,8 @@ private struct RedisSettings: BrokerFactory, ConfigurationValidating {
             workerCount: url.workers, workQueueCapacity: url.queueLimit, historyTTLSeconds: historyTTLSeconds)
         if let clock { settings.wallClock = clock }
         settings.shard = shard
+        settings.shardCount = shard == nil ? 1 : urls.count
+        settings.directory = directory
         return RedisBroker(settings: settings, log: log)
     }
 }

@@ -20,7 +20,17 @@ package final class ShardedRedisBroker: EventBroker {
     let shards: [RedisBroker]
     private let crossStreams = Mutex<[UInt64: CrossShardStream]>([:])
 
-    package init(shards: [RedisBroker]) { self.shards = shards }
+    let directory: ShardDirectory
+
+    /// The broker of `shards`, which were made with `directory` in their settings.
+    init(shards: [RedisBroker], directory: ShardDirectory) {
+        self.shards = shards
+        self.directory = directory
+        directory.set(shards)
+    }
+
+    // The shards reach each other through the directory: let them go with this broker.
+    deinit { directory.set([]) }
 
     /// The shard `channel` lives on among `count`: the highest score of a 64-bit mix of the
     /// channel name's FNV-1a hash with each shard number (rendezvous hashing). Stable: it
@@ -246,6 +256,17 @@ package final class ShardedRedisBroker: EventBroker {
         let all = shards.compactMap(\.readerHealth)
         return ReaderHealth(
             lostPlace: all.reduce(0) { $0 + $1.lostPlace }, lagMilliseconds: all.map(\.lagMilliseconds).max() ?? 0)
+    }
+}
+
+/// The brokers of every shard, by log number, for a shard whose channel moved in from another.
+final class ShardDirectory: Sendable {
+    private let brokers = Mutex<[RedisBroker]>([])
+
+    func set(_ list: [RedisBroker]) { brokers.withLock { $0 = list } }
+
+    func broker(_ log: Int) -> RedisBroker? {
+        brokers.withLock { log >= 0 && log < $0.count ? $0[log] : nil }
     }
 }
 

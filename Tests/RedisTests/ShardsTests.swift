@@ -223,13 +223,45 @@ extension SeveralHubsTests {
                     port: hub.port, path: "/events?channel=\(a)&channel=\(b)", headers: [("Last-Event-ID", id)])
                 #expect(s.head.header("MicroSSE-Gap") == "unknown", "\(id)")
             }
-            // A stream of one channel given another shard's position: unknown too.
-            let s = try EventStreamClient(port: hub.port, path: "/events/\(c)", headers: [("Last-Event-ID", onA)])
+            // A stream of one channel given a position of a shard the cluster does not have: unknown.
+            let beyond = HubID.encode(HubPosition(log: 5, epoch: pa.epoch, major: pa.major, minor: pa.minor))
+            let s = try EventStreamClient(port: hub.port, path: "/events/\(c)", headers: [("Last-Event-ID", beyond)])
             #expect(s.head.header("MicroSSE-Gap") == "unknown")
             let right = try EventStreamClient(
                 port: hub.port, path: "/events?channel=\(a)&channel=\(b)",
                 headers: [("Last-Event-ID", HubID.encode([pa, pb]))])
             #expect(right.head.header("MicroSSE-Gap") == nil)
+        }
+
+        @Test(
+            "a third shard added: a moved channel resumes exactly from its old shard's id; a hub with the old list refuses to start"
+        )
+        func shardAdded() throws {
+            let shards = try (0..<3).map { _ in try RedisServer() }
+            let prefix = uniquePrefix("added")
+            // A channel on shard 0 or 1 of two that moves to shard 2 of three.
+            let moved = (0...).lazy.map { "m\($0)" }.first { ShardedRedisBroker.shard(of: $0, among: 3) == 2 }!
+            let from = ShardedRedisBroker.shard(of: moved, among: 2)
+            var before: Server? = try makeShardedHub(Array(shards[..<2]), prefix: prefix)
+            let old = try (1...3).map { try before!.publish("m\($0)", to: moved) }
+            before!.stop()
+            before = nil
+            let after = try makeShardedHub(shards, prefix: prefix)
+            defer { after.stop() }
+            let new = try (4...5).map { try after.publish("m\($0)", to: moved) }
+            #expect(HubID.decode(old[0])?.first?.log == from && HubID.decode(new[0])?.first?.log == 2)
+            let resumed = try EventStreamClient(
+                port: after.port, path: "/events/\(moved)", headers: [("Last-Event-ID", old[0])])
+            #expect(resumed.head.header("MicroSSE-Gap") == nil)
+            let got = try resumed.events(4)
+            #expect(got.map(\.data) == ["m2", "m3", "m4", "m5"])
+            #expect(got.compactMap(\.id) == Array(old[1...]) + new, "each event's own id")
+            #expect(try resumed.next(timeout: 0.3) == nil)
+            // From the old shard's last id: only the new shard's events.
+            let fromLast = try EventStreamClient(
+                port: after.port, path: "/events/\(moved)", headers: [("Last-Event-ID", old[2])])
+            #expect(try fromLast.events(2).map(\.data) == ["m4", "m5"])
+            #expect(throws: MicroSSEError.self) { try makeShardedHub(Array(shards[..<2]), prefix: prefix) }
         }
 
         @Test("the list's order is the shards' identity: a hub listing them in another order refuses to start")
