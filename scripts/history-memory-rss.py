@@ -17,32 +17,11 @@ Exits 1 when a phase's growth is over BUDGET + SLACK MiB (the issue's target: 32
 """
 import argparse
 import json
-import os
 import socket
-import subprocess
 import sys
 import time
 
-
-def rss_kib(pid):
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    return -1
-
-
-def cpu_seconds(pid):
-    """User plus system CPU seconds of the process."""
-    with open(f"/proc/{pid}/stat") as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from hubproc import cpu_seconds, rss_kib, start_hub
 
 
 class Connection:
@@ -109,19 +88,10 @@ def main():
     p.add_argument("--slack", type=int, default=32, help="MiB allowed over the budget")
     p.add_argument("--extra", default="", help="more serve arguments, space-separated")
     a = p.parse_args()
-    port = free_port()
     budget = a.budget << 20
-    args = [a.binary, "serve", "--host", "127.0.0.1", "--port", str(port), "--history-memory", str(budget)]
-    args += a.extra.split()
-    server = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    server, port = start_hub(a.binary, "--history-memory", str(budget), *a.extra.split())
     failed = False
     try:
-        for _ in range(200):
-            try:
-                socket.create_connection(("127.0.0.1", port)).close()
-                break
-            except OSError:
-                time.sleep(0.05)
         conn = Connection(port)
         conn.stats()
         base = rss_kib(server.pid)
@@ -135,17 +105,17 @@ def main():
             over = grown - a.budget
             ok = grown <= a.budget + a.slack
             failed = failed or not ok
-            print(f"{phase}: {time.monotonic() - started:.1f} s (server CPU {cpu_seconds(server.pid) - cpu:.1f} s), channels {stats.get('channels')}, "
+            print(f"{phase}: {time.monotonic() - started:.1f} s (server CPU {sum(cpu_seconds(server.pid)) - cpu:.1f} s), channels {stats.get('channels')}, "
                   f"RSS growth {grown:.1f} MiB ({over:+.1f} MiB against the budget; "
                   f"{'within' if ok else 'OVER'} budget + {a.slack} MiB)")
 
-        started, cpu = time.monotonic(), cpu_seconds(server.pid)
+        started, cpu = time.monotonic(), sum(cpu_seconds(server.pid))
         tiny = [conn.request("POST", f"/events/c{i}", b"x") for i in range(a.tiny)]
         conn.publish_all(tiny, a.window)
         del tiny
         report(f"phase 1: {a.tiny} one-byte publishes to new channels", started, cpu)
 
-        started, cpu = time.monotonic(), cpu_seconds(server.pid)
+        started, cpu = time.monotonic(), sum(cpu_seconds(server.pid))
         payload = b"y" * int(a.mib * (1 << 20))
         for i in range(a.big):
             conn.publish_all([conn.request("POST", f"/events/big{i}", payload)], 1)

@@ -16,34 +16,12 @@ about 10,100 descriptors on each side. With --perf FILE, `perf record -g` sample
 over the idle window into FILE.
 """
 import argparse
-import os
-import resource
 import socket
 import subprocess
 import sys
 import time
 
-
-def rss_kib(pid):
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    return -1
-
-
-def cpu_seconds(pid):
-    """User and system CPU seconds of the process."""
-    with open(f"/proc/{pid}/stat") as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    tick = os.sysconf("SC_CLK_TCK")
-    return int(fields[11]) / tick, int(fields[12]) / tick
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from hubproc import cpu_seconds, raise_open_files, rss_kib, start_hub
 
 
 def main():
@@ -57,22 +35,9 @@ def main():
     p.add_argument("--perf", default="", help="record the idle window with perf into this file")
     p.add_argument("--cookie", type=int, default=0, help="send a Cookie header of this many bytes, as a browser does")
     a = p.parse_args()
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if soft < hard:
-        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-    if hard < a.streams + 200:
-        sys.exit(f"open-file limit {hard} is too low for {a.streams} streams")
-    port = free_port()
-    args = [a.binary, "serve", "--host", "127.0.0.1", "--port", str(port), "--heartbeat", str(a.heartbeat)]
-    args += a.extra.split()
-    server = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    raise_open_files(a.streams + 200)
+    server, port = start_hub(a.binary, "--heartbeat", str(a.heartbeat), *a.extra.split())
     try:
-        for _ in range(100):
-            try:
-                socket.create_connection(("127.0.0.1", port)).close()
-                break
-            except OSError:
-                time.sleep(0.05)
         time.sleep(0.2)
         base = rss_kib(server.pid)
         cookie = f"Cookie: session={'c' * max(0, a.cookie - 8)}\r\n" if a.cookie else ""

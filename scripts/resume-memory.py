@@ -14,35 +14,12 @@ while the replays run.
 import argparse
 import http.client
 import json
-import resource
 import socket
 import statistics
-import subprocess
 import sys
 import time
 
-
-def rss_kib(pid):
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    return -1
-
-
-def tcp_mem_kib():
-    with open("/proc/net/sockstat") as f:
-        for line in f:
-            if line.startswith("TCP:"):
-                parts = line.split()
-                return int(parts[parts.index("mem") + 1]) * 4
-    return -1
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from hubproc import raise_open_files, rss_kib, start_hub, tcp_mem_kib
 
 
 def stats_ms(port):
@@ -62,20 +39,9 @@ def main():
     p.add_argument("--events", type=int, default=1000)
     p.add_argument("--samples", type=int, default=20, help="GET /stats this many times while the replays run")
     a = p.parse_args()
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if soft < hard:
-        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-    port = free_port()
-    server = subprocess.Popen(
-        [a.binary, "serve", "--host", "127.0.0.1", "--port", str(port), "--heartbeat", "0"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    raise_open_files(a.streams + 100)
+    server, port = start_hub(a.binary, "--heartbeat", "0")
     try:
-        for _ in range(100):
-            try:
-                socket.create_connection(("127.0.0.1", port)).close()
-                break
-            except OSError:
-                time.sleep(0.05)
         channels = [f"c{i}" for i in range(a.channels)]
         publisher = http.client.HTTPConnection("127.0.0.1", port)
         first = None

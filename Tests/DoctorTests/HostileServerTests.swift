@@ -36,31 +36,10 @@ final class HostileServer: @unchecked Sendable {
 
     init(_ mode: Hostility) throws {
         self.mode = mode
-        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        var addr = sockaddr_in()
-        addr.sin_family = sa_family_t(AF_INET)
-        addr.sin_addr.s_addr = inet_addr("127.0.0.1")
-        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
-        let listening = withUnsafeMutablePointer(to: &addr) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
-                bind(fd, $0, length) == 0 && listen(fd, 16) == 0 && getsockname(fd, $0, &length) == 0
-            }
-        }
-        guard listening else {
-            close(fd)
-            throw TestClientError("cannot listen on an ephemeral port: errno \(errno)")
-        }
-        listener = fd
-        port = UInt16(bigEndian: addr.sin_port)
-        Thread.detachNewThread { [self] in
-            while true {
-                let client = accept(listener, nil, nil)
-                if client < 0 { return }
-                Thread.detachNewThread { [self] in
-                    serve(client)
-                    close(client)
-                }
-            }
+        (listener, port) = try ephemeralSocket(backlog: 16)
+        acceptEach(listener) { [self] client in
+            serve(client)
+            close(client)
         }
     }
 

@@ -66,21 +66,44 @@ func doctor(_ arguments: [String], timeout: Double = 60) throws -> ToolResult {
     return result
 }
 
-/// A port that was free on 127.0.0.1 a moment ago.
-func freePort() throws -> UInt16 {
+/// A TCP socket bound to an ephemeral port of 127.0.0.1 and listening (`backlog` > 0) or only
+/// bound (`backlog` 0); the caller closes `fd`.
+func ephemeralSocket(backlog: Int32) throws -> (fd: Int32, port: UInt16) {
     let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-    defer { close(fd) }
     var addr = sockaddr_in()
     addr.sin_family = sa_family_t(AF_INET)
     addr.sin_addr.s_addr = inet_addr("127.0.0.1")
     var length = socklen_t(MemoryLayout<sockaddr_in>.size)
-    let bound = withUnsafeMutablePointer(to: &addr) {
+    let ready = withUnsafeMutablePointer(to: &addr) {
         $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
-            bind(fd, $0, length) == 0 && getsockname(fd, $0, &length) == 0
+            bind(fd, $0, length) == 0 && (backlog == 0 || listen(fd, backlog) == 0)
+                && getsockname(fd, $0, &length) == 0
         }
     }
-    guard bound else { throw TestClientError("cannot bind an ephemeral port: errno \(errno)") }
-    return UInt16(bigEndian: addr.sin_port)
+    guard ready else {
+        close(fd)
+        throw TestClientError("cannot use an ephemeral port: errno \(errno)")
+    }
+    return (fd, UInt16(bigEndian: addr.sin_port))
+}
+
+/// Accepts on `listener` until it is shut down, handing each connection to `handle` on a thread
+/// of its own.
+func acceptEach(_ listener: Int32, _ handle: @escaping @Sendable (Int32) -> Void) {
+    Thread.detachNewThread {
+        while true {
+            let client = accept(listener, nil, nil)
+            if client < 0 { return }
+            Thread.detachNewThread { handle(client) }
+        }
+    }
+}
+
+/// A port that was free on 127.0.0.1 a moment ago.
+func freePort() throws -> UInt16 {
+    let (fd, port) = try ephemeralSocket(backlog: 0)
+    close(fd)
+    return port
 }
 
 /// A shipped deploy file (Examples/deploy/NAME) as text.
@@ -214,29 +237,8 @@ final class BatchingProxy: @unchecked Sendable {
     init(upstream: UInt16, interval: Double) throws {
         self.upstream = upstream
         self.interval = interval
-        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        var addr = sockaddr_in()
-        addr.sin_family = sa_family_t(AF_INET)
-        addr.sin_addr.s_addr = inet_addr("127.0.0.1")
-        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
-        let listening = withUnsafeMutablePointer(to: &addr) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
-                bind(fd, $0, length) == 0 && listen(fd, 16) == 0 && getsockname(fd, $0, &length) == 0
-            }
-        }
-        guard listening else {
-            close(fd)
-            throw TestClientError("cannot listen on an ephemeral port: errno \(errno)")
-        }
-        listener = fd
-        port = UInt16(bigEndian: addr.sin_port)
-        Thread.detachNewThread { [self] in
-            while true {
-                let client = accept(listener, nil, nil)
-                if client < 0 { return }
-                Thread.detachNewThread { [self] in relay(client) }
-            }
-        }
+        (listener, port) = try ephemeralSocket(backlog: 16)
+        acceptEach(listener) { [self] client in relay(client) }
     }
 
     /// Stops accepting (open relays end when their client closes).
