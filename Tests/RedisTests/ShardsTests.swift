@@ -6,6 +6,7 @@ import MicroSSE
 import MicroSSECore
 import MicroSSERedis
 import MicroSSETestSupport
+import Synchronization
 import Testing
 
 /// A hub on `shards` (in that order) under `prefix`.
@@ -164,6 +165,55 @@ extension SeveralHubsTests {
                     #expect(mine(got) == mine(expected), "order within \(channel)")
                 }
                 #expect(try resumed.next(timeout: 0.3) == nil, "nothing more (no duplicate)")
+            }
+        }
+
+        @Test(
+            "resumes across two shards while both are published to: every event after the id once, in order per channel"
+        )
+        func resumeWhilePublishing() throws {
+            let shards = try (0..<2).map { _ in try RedisServer() }
+            let prefix = uniquePrefix("busy")
+            let one = try makeShardedHub(shards, prefix: prefix)
+            defer { one.stop() }
+            let two = try makeShardedHub(shards, prefix: prefix)
+            defer { two.stop() }
+            let a = channels(on: 0, of: 2, 1, tag: "a")[0]
+            let b = channels(on: 1, of: 2, 1, tag: "b")[0]
+            let path = "/events?channel=\(a)&channel=\(b)"
+            let name: @Sendable (Int) -> String = { i in "\(i % 2 == 0 ? "a" : "b")\(i)" }
+            let live = try EventStreamClient(port: two.port, path: path)
+            try #require(eventually { two.statistics.clients == 1 })
+            try one.publish(name(0), to: a)
+            var last = try #require(try live.next()?.id)
+            live.close()
+            let total = 2_000
+            let done = DispatchSemaphore(value: 0)
+            let publisher = Thread {
+                for i in 1..<total { _ = try? one.publish(name(i), to: i % 2 == 0 ? a : b) }
+                done.signal()
+            }
+            publisher.start()
+            // Resumes from the last id seen, on either hub, a few events at a time, while the
+            // publisher goes on.
+            var got: [String] = []
+            var rounds = 0
+            while got.count < total - 1 && rounds < 1_000 {
+                rounds += 1
+                let hub = rounds % 2 == 0 ? one : two
+                let s = try EventStreamClient(port: hub.port, path: path, headers: [("Last-Event-ID", last)])
+                #expect(s.head.header("MicroSSE-Gap") == nil)
+                let batch = try s.events(min(13, total - 1 - got.count), timeout: 20)
+                got += batch.map(\.data)
+                last = try #require(batch.last?.id)
+                s.close()
+            }
+            #expect(done.wait(timeout: .now() + 60) == .success)
+            let expected = (1..<total).map(name)
+            #expect(Set(got) == Set(expected) && got.count == expected.count, "\(got.count) of \(expected.count)")
+            for tag in ["a", "b"] {
+                #expect(
+                    got.filter { $0.hasPrefix(tag) } == expected.filter { $0.hasPrefix(tag) }, "order within \(tag)")
             }
         }
 
