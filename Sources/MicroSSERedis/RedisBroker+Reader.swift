@@ -166,7 +166,7 @@ extension RedisBroker {
                     }
                 }
                 s.add(d.single, d.multi, of: d.channel, to: &batch)
-                if let streams = s.cross[d.channel] {
+                if !s.cross.isEmpty, let streams = s.cross[d.channel] {
                     let epoch = d.epoch ?? s.lastEpoch ?? s.dataEpoch ?? ""
                     for stream in streams.values {
                         stream.live(shard: logNumber, id: d.id, epoch: epoch, frame: d.multi, wakes: &wakes)
