@@ -229,6 +229,8 @@ extension RedisBroker {
             return finishResume(subscriber, replay: [], gap: .unknown, lastEventID: lastEventID, after: .zero)
         }
         let oldID = RedisStreamID(milliseconds: p.major, sequence: minor)
+        // The old shard's own command connection for callers outside its workers (this runs on
+        // a worker of this shard, whose connection goes to this shard's Redis).
         let composite = channels.count > 1
         let before = try old.fetchReplay(
             channels: channels, after: oldID, composite: composite, on: old.commands, checkSince: false)

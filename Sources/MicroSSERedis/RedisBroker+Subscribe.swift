@@ -44,7 +44,8 @@ extension RedisBroker {
         var from: ResumeFrom?
         if let lastEventID {
             if let positions = HubID.decode(lastEventID) {
-                // One log (this Redis data set) with `ms-seq` offsets: anything else is not ours.
+                // One log (this Redis data set) with `ms-seq` offsets, or with shards one of
+                // another shard (where a moved channel lived): anything else is not ours.
                 if positions.count == 1, let p = positions.first, let minor = p.minor {
                     if p.log == logNumber {
                         from = .position(RedisStreamID(milliseconds: p.major, sequence: minor), epoch: p.epoch)
