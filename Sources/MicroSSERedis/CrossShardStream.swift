@@ -16,7 +16,7 @@ import Synchronization
 /// shard's live events are held, at most the stream's free bytes (past that they are dropped and
 /// the stream gets the `evicted` gap); ``finish(replays:gap:lastEventID:from:)`` queues the
 /// replays, then what was held past them, and from then on live events go straight to the stream.
-final class CrossShardStream: Sendable {
+final class CrossShardStream: CrossListener {
     /// The stream's place on one shard.
     struct Part {
         let shard: Int
@@ -59,8 +59,6 @@ final class CrossShardStream: Sendable {
         )
     }
 
-    /// Sets where the stream starts on `shard` when it resumes from nothing there: the last
-    /// entry that shard's reader delivered (called under that broker's lock, as it registers).
     func placeLive(shard: Int, at id: RedisStreamID, epoch: String) {
         state.withLock { s in
             guard let i = s.index(of: shard) else { return }
@@ -69,7 +67,10 @@ final class CrossShardStream: Sendable {
     }
 
     /// A live event of `shard` (under that broker's lock, in the shard's order).
-    func live(shard: Int, id: RedisStreamID, epoch: String, frame: Frame, wakes: inout [Subscriber]) {
+    func live(
+        shard: Int, id: RedisStreamID, epoch: String, frame: Frame, wakes: inout [Subscriber],
+        fanOut: inout LogFanOut
+    ) {
         state.withLock { s in
             guard !s.closed, let i = s.index(of: shard) else { return }
             if s.parts[i].held != nil {
@@ -91,7 +92,7 @@ final class CrossShardStream: Sendable {
 
     /// `shard`'s reader lost its place: the stream gets the `evicted` gap (or, while held, starts
     /// with it).
-    func lostPlace(shard: Int, wakes: inout [Subscriber]) {
+    func lostPlace(shard: Int, wakes: inout [Subscriber], fanOut: inout LogFanOut) {
         state.withLock { s in
             guard !s.closed, let i = s.index(of: shard) else { return }
             if s.parts[i].held != nil {
@@ -161,18 +162,36 @@ final class CrossShardStream: Sendable {
     func close() { state.withLock { $0.closed = true } }
 }
 
+/// What reads channels of several shards, handed each live event of its channels on each shard
+/// by that shard's reader, under that broker's lock, in the shard's order.
+protocol CrossListener: AnyObject, Sendable {
+    /// Sets where the listener starts on `shard`: the last entry that shard's reader delivered
+    /// (called under that broker's lock, as it registers).
+    func placeLive(shard: Int, at id: RedisStreamID, epoch: String)
+    /// A live event of `shard` (`frame` with its position as id); wake-ups and log appends are
+    /// finished by the caller outside its lock.
+    func live(
+        shard: Int, id: RedisStreamID, epoch: String, frame: Frame, wakes: inout [Subscriber],
+        fanOut: inout LogFanOut)
+    /// `shard`'s reader lost its place (entries trimmed before it read them).
+    func lostPlace(shard: Int, wakes: inout [Subscriber], fanOut: inout LogFanOut)
+}
+
 extension RedisBroker {
-    /// Makes `stream` receive the live events of `channels` (its channels on this shard) and sets
-    /// where it starts here: the last entry this hub's reader delivered.
-    func attachCross(_ stream: CrossShardStream, channels: [String]) {
-        state.withLock { s in
-            stream.placeLive(shard: logNumber, at: s.lastDelivered, epoch: s.lastEpoch ?? s.dataEpoch ?? "0")
-            for c in channels { s.cross[c, default: [:]][ObjectIdentifier(stream)] = stream }
-        }
+    /// Makes `listener` receive the live events of `channels` (its channels on this shard) and
+    /// sets where it starts here: the last entry this hub's reader delivered.
+    func attachCross(_ listener: any CrossListener, channels: [String]) {
+        state.withLock { s in attachCross(listener, channels: channels, in: &s) }
+    }
+
+    /// ``attachCross(_:channels:)`` under the lock the caller holds.
+    func attachCross(_ listener: any CrossListener, channels: [String], in s: inout LocalState) {
+        listener.placeLive(shard: logNumber, at: s.lastDelivered, epoch: s.lastEpoch ?? s.dataEpoch ?? "0")
+        for c in channels { s.cross[c, default: [:]][ObjectIdentifier(listener)] = listener }
     }
 
     /// Stops handing `stream` the live events of `channels`.
-    func detachCross(_ stream: CrossShardStream, channels: [String]) {
+    func detachCross(_ stream: any CrossListener, channels: [String]) {
         state.withLock { s in
             for c in channels {
                 s.cross[c]?[ObjectIdentifier(stream)] = nil

@@ -145,7 +145,7 @@ extension RedisBroker {
                     if let lastCount = s.lastCount, let lastEpoch = s.lastEpoch,
                         epoch != lastEpoch || count > lastCount &+ 1
                     {
-                        lostPlace(&s, batch: &batch, wakes: &wakes)
+                        lostPlace(&s, batch: &batch, wakes: &wakes, fanOut: &fanOut)
                     }
                     s.lastCount = count
                     s.lastEpoch = epoch
@@ -169,7 +169,8 @@ extension RedisBroker {
                 if !s.cross.isEmpty, let streams = s.cross[d.channel] {
                     let epoch = d.epoch ?? s.lastEpoch ?? s.dataEpoch ?? ""
                     for stream in streams.values {
-                        stream.live(shard: logNumber, id: d.id, epoch: epoch, frame: d.multi, wakes: &wakes)
+                        stream.live(
+                            shard: logNumber, id: d.id, epoch: epoch, frame: d.multi, wakes: &wakes, fanOut: &fanOut)
                     }
                 }
             }
@@ -186,7 +187,9 @@ extension RedisBroker {
     /// retained: log readers through their logs, a stream whose replay is being read drops its
     /// held live events (it starts after its replay with the gap), a stream just resumed gets the
     /// gap event queued. Counted in ``readerGaps``.
-    func lostPlace(_ s: inout LocalState, batch: inout LogBatch, wakes: inout [Subscriber]) {
+    func lostPlace(
+        _ s: inout LocalState, batch: inout LogBatch, wakes: inout [Subscriber], fanOut: inout LogFanOut
+    ) {
         readerGaps.add(1, ordering: .relaxed)
         log(
             "Redis reader: entries after \(s.lastDelivered) were trimmed before this hub read them; open streams get the gap signal"
@@ -211,7 +214,7 @@ extension RedisBroker {
         var crossTold = Set<ObjectIdentifier>()
         for streams in s.cross.values {
             for (key, stream) in streams where crossTold.insert(key).inserted {
-                stream.lostPlace(shard: logNumber, wakes: &wakes)
+                stream.lostPlace(shard: logNumber, wakes: &wakes, fanOut: &fanOut)
             }
         }
     }

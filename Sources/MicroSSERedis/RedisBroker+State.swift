@@ -55,9 +55,9 @@ extension RedisBroker {
         var lastEpoch: String?
         /// The data set's epoch when the broker started (`lastEpoch` before any entry was read).
         var dataEpoch: String?
-        /// Streams of channels on several shards (``CrossShardStream``), by channel of this
-        /// shard: each live event of the channel is handed to them, in order.
-        var cross: [String: [ObjectIdentifier: CrossShardStream]] = [:]
+        /// What reads channels on several shards (``CrossShardStream``, ``CrossSetLog``), by
+        /// channel of this shard: each live event of the channel is handed to them, in order.
+        var cross: [String: [ObjectIdentifier: any CrossListener]] = [:]
         var closed = false
     }
 }

@@ -18,7 +18,14 @@ import Synchronization
 ///   "Shards", for what adding a shard does.
 package final class ShardedRedisBroker: EventBroker {
     let shards: [RedisBroker]
-    private let crossStreams = Mutex<[UInt64: CrossShardStream]>([:])
+    /// How each stream of channels on several shards reads: alone (it resumed), or its set's log.
+    enum CrossReader {
+        case alone(CrossShardStream)
+        case set([String])
+    }
+    let crossReaders = Mutex<[UInt64: CrossReader]>([:])
+    /// The logs of channel sets on several shards that fresh streams read, by sorted channels.
+    let crossSets = Mutex<[[String]: CrossSetLog]>([:])
 
     let directory: ShardDirectory
 
@@ -173,12 +180,13 @@ package final class ShardedRedisBroker: EventBroker {
     func registerCross(
         _ subscriber: Subscriber, parts: [(shard: Int, channels: [String])], after lastEventID: String?
     ) -> CrossRegistration {
-        let stream = CrossShardStream(subscriber, shards: parts.map(\.shard))
-        crossStreams.withLock { $0[subscriber.id] = stream }
-        for part in parts { shards[part.shard].attachCross(stream, channels: part.channels) }
         guard let lastEventID else {
-            return .done(stream.finish(replays: [:], gap: nil, lastEventID: nil, from: nil))
+            joinSetLog(subscriber, parts: parts)
+            return .done(.fresh)
         }
+        let stream = CrossShardStream(subscriber, shards: parts.map(\.shard))
+        crossReaders.withLock { $0[subscriber.id] = .alone(stream) }
+        for part in parts { shards[part.shard].attachCross(stream, channels: part.channels) }
         guard let positions = HubID.decode(lastEventID), positions.map(\.log) == parts.map(\.shard),
             positions.allSatisfy({ $0.minor != nil })
         else {
@@ -236,9 +244,15 @@ package final class ShardedRedisBroker: EventBroker {
             shards[parts.first?.shard ?? 0].unsubscribe(subscriber)
             return
         }
-        guard let stream = crossStreams.withLock({ $0.removeValue(forKey: subscriber.id) }) else { return }
-        stream.close()
-        for part in parts { shards[part.shard].detachCross(stream, channels: part.channels) }
+        switch crossReaders.withLock({ $0.removeValue(forKey: subscriber.id) }) {
+        case .alone(let stream):
+            stream.close()
+            for part in parts { shards[part.shard].detachCross(stream, channels: part.channels) }
+        case .set(let key):
+            leaveSetLog(subscriber, key: key, parts: parts)
+        case nil:
+            break
+        }
     }
 
     // MARK: State
