@@ -204,13 +204,17 @@ extension RedisBroker {
     /// and the gap it calls for: `evicted` when events after the position may be gone (or the
     /// position is of another data set: then everything retained), `unknown` when this data set
     /// never issued the position (nothing replayed); nil replay for unknown.
+    /// `servedAt`: when the stream was last sent an event (milliseconds; its newest position on
+    /// any shard), for a channel without a stream here (it may have expired since).
     func crossReplay(
-        channels: [String], after position: HubPosition, on lane: CommandLane
+        channels: [String], after position: HubPosition, servedAt: UInt64, on lane: CommandLane
     ) -> (replay: CrossShardStream.Replay?, gap: GapReason?) {
         guard let minor = position.minor else { return (nil, .unknown) }
         let id = RedisStreamID(milliseconds: position.major, sequence: minor)
         do {
-            var replay = try fetchReplay(channels: channels, after: id, composite: true, on: lane, checkSince: false)
+            var replay = try fetchReplay(
+                channels: channels, after: id, composite: true, on: lane, checkSince: false,
+                placedAt: max(servedAt, position.major))
             if replay.epoch != position.epoch {
                 replay = try fetchReplay(
                     channels: channels, after: .zero, composite: true, on: lane, checkSince: false)

@@ -10,9 +10,10 @@ import Synchronization
 ///   numbers (``shard(of:among:)``): the same on every hub and across restarts, and adding a
 ///   shard at the end of the list moves about 1/(N+1) of the channels, only to the new shard.
 /// - A stream whose channels are all on one shard is that shard's broker's (ids with one
-///   position, the log number of the shard); a stream of channels on several shards is a
-///   ``CrossShardStream``: one position per shard it reads in its id, each shard's replay read
-///   after its position, and the gap signal when any shard's part cannot be exact.
+///   position, the log number of the shard); a stream of channels on several shards has one
+///   position per shard it reads in its id: fresh, it reads its set's ``CrossSetLog``; resuming,
+///   it is a ``CrossShardStream`` (each shard's replay read after its position, and the gap
+///   signal when any shard's part cannot be exact).
 /// - The list's order is the shards' identity: each deployment records its number
 ///   (`PREFIX:shard`) and a hub that lists it elsewhere refuses to start. See docs/REDIS.md,
 ///   "Shards", for what adding a shard does.
@@ -146,7 +147,8 @@ package final class ShardedRedisBroker: EventBroker {
             var outcomes: [Int: (CrossShardStream.Replay?, GapReason?)] = [:]
             for (part, position) in zip(parts, from) {
                 let shard = shards[part.shard]
-                outcomes[part.shard] = shard.crossReplay(channels: part.channels, after: position, on: shard.commands)
+                outcomes[part.shard] = shard.crossReplay(
+                    channels: part.channels, after: position, servedAt: Self.servedAt(from), on: shard.commands)
             }
             return Self.finish(stream, outcomes: outcomes, lastEventID: lastEventID, from: from)
         }
@@ -175,8 +177,9 @@ package final class ShardedRedisBroker: EventBroker {
         case replay(CrossShardStream, from: [HubPosition], lastEventID: String)
     }
 
-    /// Registers a stream of several shards on each (live events held), then places it: fresh,
-    /// `unknown` for an id that does not name exactly its shards, else a replay to read.
+    /// Places a stream of several shards: fresh, on its set's log; else registered on each shard
+    /// (live events held), then `unknown` for an id that does not name exactly its shards, or a
+    /// replay to read.
     func registerCross(
         _ subscriber: Subscriber, parts: [(shard: Int, channels: [String])], after lastEventID: String?
     ) -> CrossRegistration {
@@ -216,11 +219,16 @@ package final class ShardedRedisBroker: EventBroker {
         let job = RedisWorkers.Job(
             run: { lane in
                 var out = outcomes
-                out[part.shard] = shard.crossReplay(channels: channels, after: from[index], on: lane)
+                out[part.shard] = shard.crossReplay(
+                    channels: channels, after: from[index], servedAt: Self.servedAt(from), on: lane)
                 self.fetch(parts, from: from, index: index + 1, outcomes: out, done: done)
             }, cancel: failed)
         if shard.workers.submit(job, .resume) != nil { failed() }
     }
+
+    /// When a stream at `positions` was last sent an event: its newest position's time (a shard
+    /// it had no event from yet says 0).
+    static func servedAt(_ positions: [HubPosition]) -> UInt64 { positions.map(\.major).max() ?? 0 }
 
     /// Queues the replays read for `stream` with the gap they call for: `unknown` when any part
     /// cannot be placed (then nothing is replayed and the stream starts live), else `evicted`
