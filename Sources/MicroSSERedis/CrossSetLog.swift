@@ -37,13 +37,16 @@ final class CrossSetLog: CrossListener {
     func live(
         shard: Int, id: RedisStreamID, epoch: String, frame: Frame, wakes: inout [Subscriber],
         fanOut: inout LogFanOut
-    ) {
+    ) -> Bool {
         state.withLock { s in
             guard let i = s.positions.firstIndex(where: { $0.log == shard }) else { return }
             s.positions[i] = HubPosition(log: shard, epoch: epoch, major: id.milliseconds, minor: id.sequence)
             s.readers.append(frame.withID(HubID.encode(s.positions)), into: &fanOut)
         }
+        return false
     }
+
+    func settle() {}
 
     func lostPlace(shard: Int, wakes: inout [Subscriber], fanOut: inout LogFanOut) {
         state.withLock { s in
@@ -56,6 +59,9 @@ final class CrossSetLog: CrossListener {
     func join(_ subscriber: Subscriber) {
         state.withLock { $0.readers.insert(subscriber) }
     }
+
+    /// Whether no stream reads the log.
+    var isUnread: Bool { state.withLock { $0.readers.isEmpty } }
 
     /// Stops `subscriber` reading the log; returns whether no stream reads it any more.
     func leave(_ subscriber: Subscriber) -> Bool {
@@ -84,6 +90,64 @@ extension ShardedRedisBroker {
             sets[key] = set
         }
         crossReaders.withLock { $0[subscriber.id] = .set(key) }
+    }
+
+    /// Moves a stream that resumed (reading alone) to its set's log once it caught up on every
+    /// shard (``CrossShardStream/moveToLog(delivered:join:)``): with the set's lock, every one of
+    /// its shards' locks (in ascending order; a reader holds one at a time) and the readers'
+    /// table held, so no event is delivered meanwhile and an unsubscribe either comes first (the
+    /// stream stays gone) or finds it on the log. Not caught up: it reads alone, and its next
+    /// live event tries again.
+    func moveToSetLog(_ stream: CrossShardStream) {
+        let subscriber = stream.subscriber
+        let parts = parts(of: subscriber)
+        let key = subscriber.channels.map(\.rawValue).sorted()
+        crossSets.withLock { sets in
+            let set: CrossSetLog
+            if let existing = sets[key] {
+                set = existing
+            } else {
+                set = CrossSetLog(key: key, shards: parts.map(\.shard))
+                for part in parts { shards[part.shard].attachCross(set, channels: part.channels) }
+                sets[key] = set
+            }
+            var delivered: [RedisStreamID] = []
+            _ = withShardLocks(parts[...], &delivered, stream) { delivered in
+                crossReaders.withLock { readers in
+                    guard case .alone(let current) = readers[subscriber.id], current === stream,
+                        stream.moveToLog(delivered: delivered, join: { set.join(subscriber) })
+                    else { return false }
+                    readers[subscriber.id] = .set(key)
+                    return true
+                }
+            }
+            // A set made here that the stream did not join goes when its last reader would.
+            if set.isUnread, sets[key] === set {
+                sets[key] = nil
+                for part in parts { shards[part.shard].detachCross(set, channels: part.channels) }
+            }
+        }
+    }
+
+    /// Takes the state lock of each of `parts`' shards in turn (ascending), noting where its reader
+    /// is, runs `body` with all of them held, and, when it returns true, unregisters `stream` from
+    /// each shard on the way out.
+    private func withShardLocks(
+        _ parts: ArraySlice<(shard: Int, channels: [String])>, _ delivered: inout [RedisStreamID],
+        _ stream: CrossShardStream, _ body: ([RedisStreamID]) -> Bool
+    ) -> Bool {
+        guard let part = parts.first else { return body(delivered) }
+        return shards[part.shard].state.withLock { s in
+            delivered.append(s.lastDelivered)
+            let moved = withShardLocks(parts.dropFirst(), &delivered, stream, body)
+            if moved {
+                for c in part.channels {
+                    s.cross[c]?[ObjectIdentifier(stream)] = nil
+                    if s.cross[c]?.isEmpty == true { s.cross[c] = nil }
+                }
+            }
+            return moved
+        }
     }
 
     /// `subscriber` leaves its set's log; the last one unregisters it from its shards.

@@ -41,6 +41,8 @@ final class CrossShardStream: CrossListener {
     private struct State {
         var parts: [Part]
         var closed = false
+        /// Placed after a resume: it may move to its set's log once caught up (``moveToLog(delivered:join:)``).
+        var wantsLog = false
 
         func index(of shard: Int) -> Int? { parts.firstIndex { $0.shard == shard } }
         var id: String { HubID.encode(parts.map(\.position)) }
@@ -49,10 +51,13 @@ final class CrossShardStream: CrossListener {
     let subscriber: Subscriber
     private let limit: Int
     private let state: Mutex<State>
+    /// Called (outside every broker lock) when the stream may now move to its set's log.
+    let onSettle: @Sendable (CrossShardStream) -> Void
 
     /// A stream reading `shards` (log numbers, ascending).
-    init(_ subscriber: Subscriber, shards: [Int]) {
+    init(_ subscriber: Subscriber, shards: [Int], onSettle: @escaping @Sendable (CrossShardStream) -> Void = { _ in }) {
         self.subscriber = subscriber
+        self.onSettle = onSettle
         self.limit = subscriber.freeBytes
         self.state = Mutex(
             State(parts: shards.map { Part(shard: $0, position: HubPosition(log: $0, epoch: "0", major: 0, minor: 0)) })
@@ -70,11 +75,11 @@ final class CrossShardStream: CrossListener {
     func live(
         shard: Int, id: RedisStreamID, epoch: String, frame: Frame, wakes: inout [Subscriber],
         fanOut: inout LogFanOut
-    ) {
+    ) -> Bool {
         state.withLock { s in
-            guard !s.closed, let i = s.index(of: shard) else { return }
+            guard !s.closed, let i = s.index(of: shard) else { return false }
             if s.parts[i].held != nil {
-                guard !s.parts[i].lost else { return }
+                guard !s.parts[i].lost else { return false }
                 s.parts[i].heldBytes += frame.bytes.count
                 if s.parts[i].heldBytes > limit {
                     s.parts[i].lost = true
@@ -82,11 +87,30 @@ final class CrossShardStream: CrossListener {
                 } else {
                     s.parts[i].held!.append((id, epoch, frame))
                 }
-                return
+                return false
             }
-            if id <= s.parts[i].skipUpTo { return }
+            if id <= s.parts[i].skipUpTo { return false }
             s.parts[i].position = HubPosition(log: shard, epoch: epoch, major: id.milliseconds, minor: id.sequence)
             enqueue(frame.withID(s.id), &wakes)
+            return s.wantsLog
+        }
+    }
+
+    func settle() { onSettle(self) }
+
+    /// Moves the stream to its set's log (`join`) when it is placed and, on every shard, the
+    /// reader delivered (`delivered`, one per shard in order, read under every shard's lock, held
+    /// by the caller) everything its replay held: it then has every event of its channels up to
+    /// there, and the log every later one, so nothing is lost or repeated. Returns whether it
+    /// moved (it reads alone no more).
+    func moveToLog(delivered: [RedisStreamID], join: () -> Void) -> Bool {
+        state.withLock { s in
+            guard !s.closed, s.wantsLog, delivered.count == s.parts.count,
+                s.parts.indices.allSatisfy({ s.parts[$0].held == nil && s.parts[$0].skipUpTo <= delivered[$0] })
+            else { return false }
+            s.closed = true
+            join()
+            return true
         }
     }
 
@@ -153,6 +177,7 @@ final class CrossShardStream: CrossListener {
             }
             let reported = subscriber.enqueueResume(
                 frames, lastEventID: lastEventID ?? startID, gap: lost ? .evicted : gap)
+            s.wantsLog = true
             guard lastEventID != nil else { return .fresh }
             return reported.map { .gap($0) } ?? .exact
         }
@@ -169,12 +194,15 @@ protocol CrossListener: AnyObject, Sendable {
     /// (called under that broker's lock, as it registers).
     func placeLive(shard: Int, at id: RedisStreamID, epoch: String)
     /// A live event of `shard` (`frame` with its position as id); wake-ups and log appends are
-    /// finished by the caller outside its lock.
+    /// finished by the caller outside its lock. True: call ``settle()`` then too.
     func live(
         shard: Int, id: RedisStreamID, epoch: String, frame: Frame, wakes: inout [Subscriber],
-        fanOut: inout LogFanOut)
+        fanOut: inout LogFanOut
+    ) -> Bool
     /// `shard`'s reader lost its place (entries trimmed before it read them).
     func lostPlace(shard: Int, wakes: inout [Subscriber], fanOut: inout LogFanOut)
+    /// What ``live(shard:id:epoch:frame:wakes:fanOut:)`` asked for, outside every broker lock.
+    func settle()
 }
 
 extension RedisBroker {

@@ -139,6 +139,7 @@ extension RedisBroker {
         // A batch's frames are appended log by log, each log's readers looked at once.
         var batch = LogBatch()
         var wakes: [Subscriber] = []
+        var settle: [ObjectIdentifier: any CrossListener] = [:]
         state.withLock { s in
             for d in decoded where d.id > s.lastDelivered {
                 if let count = d.count, let epoch = d.epoch {
@@ -168,9 +169,11 @@ extension RedisBroker {
                 s.add(d.single, d.multi, of: d.channel, to: &batch)
                 if !s.cross.isEmpty, let streams = s.cross[d.channel] {
                     let epoch = d.epoch ?? s.lastEpoch ?? s.dataEpoch ?? ""
-                    for stream in streams.values {
-                        stream.live(
-                            shard: logNumber, id: d.id, epoch: epoch, frame: d.multi, wakes: &wakes, fanOut: &fanOut)
+                    for stream in streams.values
+                    where stream.live(
+                        shard: logNumber, id: d.id, epoch: epoch, frame: d.multi, wakes: &wakes, fanOut: &fanOut)
+                    {
+                        settle[ObjectIdentifier(stream)] = stream
                     }
                 }
             }
@@ -179,6 +182,7 @@ extension RedisBroker {
         // Resume outside the lock: libmicrohttpd takes its own locks in resume.
         fanOut.finish()
         for sub in wakes { sub.wake() }
+        for listener in settle.values { listener.settle() }
     }
 
     /// The reader lost its place: entries after the last one it delivered are gone (trimmed

@@ -187,7 +187,9 @@ package final class ShardedRedisBroker: EventBroker {
             joinSetLog(subscriber, parts: parts)
             return .done(.fresh)
         }
-        let stream = CrossShardStream(subscriber, shards: parts.map(\.shard))
+        let stream = CrossShardStream(subscriber, shards: parts.map(\.shard)) { [weak self] in
+            self?.moveToSetLog($0)
+        }
         crossReaders.withLock { $0[subscriber.id] = .alone(stream) }
         for part in parts { shards[part.shard].attachCross(stream, channels: part.channels) }
         guard let positions = HubID.decode(lastEventID), positions.map(\.log) == parts.map(\.shard),
@@ -264,6 +266,14 @@ package final class ShardedRedisBroker: EventBroker {
     }
 
     // MARK: State
+
+    /// Streams of channels on several shards reading alone, and set logs of such channels (tests).
+    package var crossCounts: (alone: Int, setLogs: Int) {
+        let alone = crossReaders.withLock { readers in
+            readers.values.filter { if case .alone = $0 { true } else { false } }.count
+        }
+        return (alone, crossSets.withLock { $0.count })
+    }
 
     package var channelCount: Int { shards.reduce(0) { $0 + $1.channelCount } }
 

@@ -220,36 +220,6 @@ extension SeveralHubsTests {
         }
 
         @Test(
-            "two fresh streams of one set across shards share its log; the later one resumes from its own first id exactly"
-        )
-        func sharedSetLog() throws {
-            let shards = try (0..<2).map { _ in try RedisServer() }
-            let hub = try makeShardedHub(shards, prefix: uniquePrefix("setlog"))
-            defer { hub.stop() }
-            let a = channels(on: 0, of: 2, 1, tag: "a")[0]
-            let b = channels(on: 1, of: 2, 1, tag: "b")[0]
-            let early = try EventStreamClient(port: hub.port, path: "/events?channel=\(a)&channel=\(b)")
-            try #require(eventually { hub.statistics.clients == 1 })
-            for (i, c) in [a, b, a].enumerated() { try hub.publish("e\(i)", to: c) }
-            // Shards have no common order: a's events in order, b's in order.
-            #expect(Set(try early.events(3).map(\.data)) == ["e0", "e1", "e2"])
-            let late = try EventStreamClient(port: hub.port, path: "/events?channel=\(b)&channel=\(a)")
-            try #require(eventually { hub.statistics.clients == 2 })
-            for (i, c) in [b, a, b].enumerated() { try hub.publish("e\(i + 3)", to: c) }
-            let seenEarly = try early.events(3)
-            let seenLate = try late.events(3)
-            #expect(Set(seenLate.map(\.data)) == ["e3", "e4", "e5"])
-            #expect(
-                seenLate.map(\.data) == seenEarly.map(\.data) && seenLate.map(\.id) == seenEarly.map(\.id), "one log")
-            let resumed = try EventStreamClient(
-                port: hub.port, path: "/events?channel=\(a)&channel=\(b)",
-                headers: [("Last-Event-ID", try #require(seenLate[0].id))])
-            #expect(resumed.head.header("MicroSSE-Gap") == nil)
-            #expect(Set(try resumed.events(2).map(\.data)) == Set(seenLate.dropFirst().map(\.data)))
-            #expect(try resumed.next(timeout: 0.3) == nil)
-        }
-
-        @Test(
             "one shard flushed: the stream gets evicted and that shard's retained events; the other shard's part stays exact"
         )
         func flushedShard() throws {
