@@ -60,9 +60,6 @@ final class CrossSetLog: CrossListener {
         state.withLock { $0.readers.insert(subscriber) }
     }
 
-    /// Whether no stream reads the log.
-    var isUnread: Bool { state.withLock { $0.readers.isEmpty } }
-
     /// Stops `subscriber` reading the log; returns whether no stream reads it any more.
     func leave(_ subscriber: Subscriber) -> Bool {
         state.withLock { s in
@@ -103,16 +100,12 @@ extension ShardedRedisBroker {
         let parts = parts(of: subscriber)
         let key = subscriber.channels.map(\.rawValue).sorted()
         crossSets.withLock { sets in
-            let set: CrossSetLog
-            if let existing = sets[key] {
-                set = existing
-            } else {
-                set = CrossSetLog(key: key, shards: parts.map(\.shard))
-                for part in parts { shards[part.shard].attachCross(set, channels: part.channels) }
-                sets[key] = set
-            }
             var delivered: [RedisStreamID] = []
-            _ = withShardLocks(parts[...], &delivered, stream) { delivered in
+            // A set made here is registered on each shard on the way out, every lock still held:
+            // no event reaches it before every shard placed it.
+            let made = sets[key] == nil ? CrossSetLog(key: key, shards: parts.map(\.shard)) : nil
+            guard let set = sets[key] ?? made else { return }
+            let moved = withShardLocks(parts[...], &delivered, stream, made) { delivered in
                 crossReaders.withLock { readers in
                     guard case .alone(let current) = readers[subscriber.id], current === stream,
                         stream.moveToLog(delivered: delivered, join: { set.join(subscriber) })
@@ -121,30 +114,28 @@ extension ShardedRedisBroker {
                     return true
                 }
             }
-            // A set made here that the stream did not join goes when its last reader would.
-            if set.isUnread, sets[key] === set {
-                sets[key] = nil
-                for part in parts { shards[part.shard].detachCross(set, channels: part.channels) }
-            }
+            if moved, let made { sets[key] = made }
         }
     }
 
     /// Takes the state lock of each of `parts`' shards in turn (ascending), noting where its reader
-    /// is, runs `body` with all of them held, and, when it returns true, unregisters `stream` from
-    /// each shard on the way out.
+    /// is, and runs `body` with all of them held; when it returns true, on the way out, under each
+    /// lock, unregisters `stream` and registers `made` (a set log made for it) on that shard.
     private func withShardLocks(
         _ parts: ArraySlice<(shard: Int, channels: [String])>, _ delivered: inout [RedisStreamID],
-        _ stream: CrossShardStream, _ body: ([RedisStreamID]) -> Bool
+        _ stream: CrossShardStream, _ made: CrossSetLog?, _ body: ([RedisStreamID]) -> Bool
     ) -> Bool {
         guard let part = parts.first else { return body(delivered) }
-        return shards[part.shard].state.withLock { s in
+        let broker = shards[part.shard]
+        return broker.state.withLock { s in
             delivered.append(s.lastDelivered)
-            let moved = withShardLocks(parts.dropFirst(), &delivered, stream, body)
+            let moved = withShardLocks(parts.dropFirst(), &delivered, stream, made, body)
             if moved {
                 for c in part.channels {
                     s.cross[c]?[ObjectIdentifier(stream)] = nil
                     if s.cross[c]?.isEmpty == true { s.cross[c] = nil }
                 }
+                if let made { broker.attachCross(made, channels: part.channels, in: &s) }
             }
             return moved
         }
