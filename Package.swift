@@ -70,7 +70,7 @@ let package = Package(
         // The C ABI: a thin `@c @implementation` shell over the Swift API (include/microsse.h).
         .target(
             name: "MicroSSECABI",
-            dependencies: ["MicroSSE", "MicroSSERedis", "CMicroSSE"],
+            dependencies: ["MicroSSE", "MicroSSERedis", "MicroSSEMercure", "CMicroSSE"],
             linkerSettings: [.unsafeFlags(["-Xlinker", "-soname=libmicrosse.so.0"])]
         ),
         .executableTarget(

@@ -28,6 +28,8 @@ import subprocess
 import sys
 import time
 
+import mercure_bench
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(HERE)
 LOADGEN = os.path.join(HERE, "loadgen", "loadgen")
@@ -98,6 +100,10 @@ SCENARIOS = {
                          ["--subs", "5500", "--storm-subs", "5000", "--hold", "2", "--storm-at", "5", "--size", "64",
                           "--events", "150", "--rate", "10", "--pub-conns", "2", "--duration", "16", "--drain", "30",
                           "--connect-timeout", "60", "--connect-conc", "256"]),
+        "mercure-fanout": ("Mercure fan-out: 1,000 subscribers on /events/T, on /.well-known/mercure?match=T, and "
+                           "each on a different URL pattern; 64-byte events as fast as possible",
+                           ["--subs", "1000", "--size", "64", "--events", "100000000", "--pub-conns", "16",
+                            "--window", "128", "--duration", "8", "--drain", "10"]),
     },
     "smoke": {
         "fanout": ("fan-out (smoke): 50 subscribers, 64-byte events",
@@ -133,10 +139,13 @@ SCENARIOS = {
                          ["--subs", "550", "--storm-subs", "500", "--hold", "0.5", "--storm-at", "1", "--size", "64",
                           "--events", "30", "--rate", "10", "--pub-conns", "2", "--duration", "4", "--drain", "10",
                           "--connect-timeout", "20"]),
+        "mercure-fanout": ("Mercure fan-out (smoke): 50 subscribers on /events/T, on ?match=T, each on a URL pattern",
+                           ["--subs", "50", "--size", "64", "--events", "100000000", "--pub-conns", "8",
+                            "--window", "64", "--duration", "1", "--drain", "5"]),
     },
 }
 ORDER = ["fanout", "latency", "idle", "large", "dashboard", "inproc", "redis-fanout", "redis-latency",
-         "scale-fanout", "scale-latency", "resume-storm"]
+         "scale-fanout", "scale-latency", "resume-storm", "mercure-fanout"]
 SERVER_ORDER = ["microsse", "c-ref", "node"]
 HEADLINE_SERVERS = ["microsse", "c-ref", "node"]
 # Scenarios run in several interleaved rounds (microsse, c-ref, node, microsse, ...): the report
@@ -147,12 +156,14 @@ PRIMARY = {"fanout": ("dps", max), "latency": ("p99", min), "idle": ("cpu_pct", 
            "dashboard": ("p99", min),
            "inproc": ("dps", max),
            "redis-fanout": ("dps", max), "redis-latency": ("p99", min),
-           "scale-fanout": ("dps", max), "scale-latency": ("p99", min)}
+           "scale-fanout": ("dps", max), "scale-latency": ("p99", min),
+           "mercure-fanout": ("dps", max)}
 # A tail percentile is the figure most easily spoiled by one preemption: at least this many rounds.
 MIN_ROUNDS = {"latency": 3}
 # Scenarios that run only MicroSSE variants (their own report sections).
 MICROSSE_ONLY = {"inproc": ["swift-api", "c-api"], "redis-fanout": ["two-hubs"], "redis-latency": ["two-hubs"],
-                 "scale-fanout": None, "scale-latency": None, "resume-storm": ["storm"]}
+                 "scale-fanout": None, "scale-latency": None, "resume-storm": ["storm"],
+                 "mercure-fanout": mercure_bench.VARIANTS}
 # The scale-out variants: (name, hubs, with Redis). Subscribers spread evenly over the hubs
 # (loadgen --sub-ports), the publisher on hub 1; every hub and redis-server pinned to the server CPU.
 SCALE_VARIANTS = [("1-hub", 1, False), ("1-hub-redis", 1, True), ("2-hubs", 2, True), ("3-hubs", 3, True)]
@@ -389,6 +400,8 @@ def run_microsse_only(scen, title, lg_args, servers, logdir):
                             "error": "%s not built (make -C Benchmarks inproc)" % os.path.relpath(exe, REPO)})
             else:
                 out.append(run_one(name, [exe] + common, scen, title, lg_args, logdir))
+    elif scen.startswith("mercure-"):
+        out += mercure_bench.run_mercure(run_one, m[1], scen, title, lg_args, logdir)
     elif not shutil.which("redis-server"):
         out.append({"server": "two-hubs" if scen.startswith("redis-") else "redis", "scenario": scen,
                     "error": "redis-server not found"})
@@ -483,7 +496,7 @@ def metrics(rec):
         cpu += sum(rec["extra_cpu_s"].values())
         m["cpu_pct"] = 100.0 * cpu / measure
     if scen in ("fanout", "large", "latency", "dashboard", "inproc", "redis-fanout", "redis-latency",
-                "scale-fanout", "scale-latency", "resume-storm"):
+                "scale-fanout", "scale-latency", "resume-storm", "mercure-fanout"):
         m["dps"] = lg["deliveries_per_s"]
         m["cpu_per_m"] = cpu / (lg["deliveries"] / 1e6) if lg["deliveries"] else None
         m["mbps"] = lg["payload_mb_per_s"]
@@ -946,6 +959,7 @@ def write_report(path, results, servers, scen_defs, args, started, elapsed):
         L.append("")
     write_microsse_only(L, by, scen_defs)
     write_scale(L, by, scen_defs)
+    mercure_bench.write_mercure(L, by, scen_defs, metrics, correctness, fmt, ratio)
     L.append("## Targets")
     L.append("")
     L.append("Against the C reference at libmicrohttpd's defaults, MicroSSE at its own defaults (heartbeats on).")

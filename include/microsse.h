@@ -191,6 +191,22 @@ typedef struct msse_config {
     const char *stats_token;        /**< When set, GET /stats and GET /metrics need
                                          `Authorization: Bearer TOKEN` (others get 401); NULL
                                          leaves them public. Copied. NULL. */
+    /* Added for Mercure (docs/MERCURE.md), after stats_token; an older cfg.size gets 0/NULL.
+       mercure serves the Mercure hub at /.well-known/mercure beside the channel routes; it needs
+       jwt_secret or jwt_public_key_pem (publishers present a token) and, for draft-08, at least
+       one issuer and the audience. Strings are copied by msse_server_create. */
+    int mercure;                    /**< Non-zero: serve /.well-known/mercure. 0. */
+    int mercure_legacy;             /**< Non-zero: speak draft-07 where it differs from draft-08
+                                         (topic=, the `mercure` claim, mercureAuthorization,
+                                         lastEventID). 0. */
+    const char *const *mercure_issuers; /**< Trusted issuers (`iss`) of draft-08 tokens, compared
+                                             byte for byte. NULL. */
+    size_t mercure_issuer_count;    /**< Number of entries in mercure_issuers. 0. */
+    const char *mercure_audience;   /**< The hub's resource identifier, which draft-08 tokens name
+                                         in `aud` (e.g. "https://hub.example.com/.well-known/mercure");
+                                         relative URL patterns are read against it. NULL. */
+    int mercure_subscriptions;      /**< Non-zero: active subscriptions (events and API); refused
+                                         (MSSE_EINVAL) until this library serves them. 0. */
 } msse_config;
 
 /**

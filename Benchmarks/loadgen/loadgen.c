@@ -123,7 +123,9 @@ static struct {
     int port;
     int pub_port;         /* publisher connections go here (0 = --port): another hub, e.g. over Redis */
     const char *channel;
-    const char *sub_path; /* the subscribers' request target; NULL: /events/CHANNEL */
+    const char *sub_path; /* the subscribers' request target; NULL: /events/CHANNEL; {i}: the index */
+    const char *mercure_topic; /* publish Mercure updates of this topic (POST /.well-known/mercure, 200) */
+    const char *pub_token;     /* publisher's Authorization: Bearer token */
     int subs;
     int connect_conc;
     double connect_timeout;
@@ -163,7 +165,11 @@ static void usage(void) {
         "                      several hubs sharing channels); default: --port\n"
         "  --channel NAME      channel (bench)\n"
         "  --sub-path PATH     subscribers' request target (default /events/CHANNEL), e.g.\n"
-        "                      '/events?channel=bench&channel=other' for streams of several channels\n"
+        "                      '/events?channel=bench&channel=other' for streams of several channels;\n"
+        "                      every {i} is replaced by the subscriber's index (0, 1, ...)\n"
+        "  --mercure-topic T   publish Mercure updates of topic T instead (POST /.well-known/mercure,\n"
+        "                      form topic=T&data=PAYLOAD, expects 200)\n"
+        "  --pub-token TOKEN   the publisher sends Authorization: Bearer TOKEN\n"
         "  --subs N            subscribers (100)\n"
         "  --connect-conc N    connections being set up at once (256)\n"
         "  --connect-timeout S give up establishing after S seconds (60)\n"
@@ -210,6 +216,8 @@ static void parse_args(int argc, char **argv) {
         else if (!strcmp(a, "--pub-port")) { NEEDV(); opt.pub_port = (int)arg_num(a, v); }
         else if (!strcmp(a, "--channel")) { NEEDV(); opt.channel = v; }
         else if (!strcmp(a, "--sub-path")) { NEEDV(); opt.sub_path = v; }
+        else if (!strcmp(a, "--mercure-topic")) { NEEDV(); opt.mercure_topic = v; }
+        else if (!strcmp(a, "--pub-token")) { NEEDV(); opt.pub_token = v; }
         else if (!strcmp(a, "--subs")) { NEEDV(); opt.subs = (int)arg_num(a, v); }
         else if (!strcmp(a, "--connect-conc")) { NEEDV(); opt.connect_conc = (int)arg_num(a, v); }
         else if (!strcmp(a, "--connect-timeout")) { NEEDV(); opt.connect_timeout = arg_num(a, v); }
@@ -426,6 +434,44 @@ static int parse_u64(const char **pp, const char *end, uint64_t *out) {
     }
     *out = v;
     *pp = p;
+    return 1;
+}
+
+/* The Mercure form's fields before the payload: "topic=<topic, percent-encoded>&data=". */
+static char mercure_prefix[2200];
+
+static void make_mercure_prefix(void) {
+    static const char hex[] = "0123456789ABCDEF";
+    size_t n = 0;
+    n += (size_t)snprintf(mercure_prefix, sizeof mercure_prefix, "topic=");
+    for (const unsigned char *c = (const unsigned char *)opt.mercure_topic; *c; c++) {
+        if (n + 8 >= sizeof mercure_prefix) { fprintf(stderr, "loadgen: --mercure-topic too long\n"); exit(2); }
+        if (isalnum(*c) || *c == '-' || *c == '.' || *c == '_' || *c == '*') {
+            mercure_prefix[n++] = (char)*c;
+        } else {
+            mercure_prefix[n++] = '%';
+            mercure_prefix[n++] = hex[*c >> 4];
+            mercure_prefix[n++] = hex[*c & 15];
+        }
+    }
+    snprintf(mercure_prefix + n, sizeof mercure_prefix - n, "&data=");
+}
+
+/* `pattern` with every "{i}" replaced by `idx`, into out; 0 when it does not fit. */
+static int expand_index(char *out, size_t cap, const char *pattern, int idx) {
+    size_t n = 0;
+    for (const char *c = pattern; *c;) {
+        if (!strncmp(c, "{i}", 3)) {
+            int w = snprintf(out + n, cap - n, "%d", idx);
+            if (w < 0 || (size_t)w >= cap - n) return 0;
+            n += (size_t)w;
+            c += 3;
+        } else {
+            if (n + 1 >= cap) return 0;
+            out[n++] = *c++;
+        }
+    }
+    out[n] = 0;
     return 1;
 }
 
@@ -814,14 +860,19 @@ static void sub_event(sub_t *s, uint32_t events) {
             sub_close(s);
             return;
         }
-        char req[512];
+        char req[1024];
+        char target[768];
         char resume[ID_CAP + 32] = "";
         if (s->storm == 1 && s->id_len > 0) snprintf(resume, sizeof resume, "Last-Event-ID: %.*s\r\n", (int)s->id_len, s->id);
+        if (opt.sub_path != NULL && !expand_index(target, sizeof target, opt.sub_path, s->idx)) {
+            fprintf(stderr, "request target too long\n");
+            exit(2);
+        }
         int n = opt.sub_path != NULL
                     ? snprintf(req, sizeof req,
                                "GET %s HTTP/1.1\r\nHost: %s:%d\r\nAccept: text/event-stream\r\n"
                                "Cache-Control: no-cache\r\n%s\r\n",
-                               opt.sub_path, opt.host, opt.port, resume)
+                               target, opt.host, opt.port, resume)
                     : snprintf(req, sizeof req,
                                "GET /events/%s HTTP/1.1\r\nHost: %s:%d\r\nAccept: text/event-stream\r\n"
                                "Cache-Control: no-cache\r\n%s\r\n",
@@ -926,15 +977,25 @@ static int pub_flush(pub_t *p) {
 static void pub_send(pub_t *p, uint64_t now) {
     uint64_t g = g_next++;
     if (ring) ring[g & ring_mask] = 0;
-    char head[256];
+    char head[4096];
     char payload_head[96];
+    char auth[2200] = "";
     uint64_t t = now_ns();
     int ph = snprintf(payload_head, sizeof payload_head, "%" PRIu64 " %d %u %" PRIu64, g, p->idx, p->seq, t);
     size_t plen = (size_t)ph < (size_t)opt.size ? (size_t)opt.size : (size_t)ph;
-    int hh = snprintf(head, sizeof head,
-                      "POST /events/%s HTTP/1.1\r\nHost: %s:%d\r\nContent-Type: text/plain\r\n"
-                      "Content-Length: %zu\r\n\r\n",
-                      opt.channel, opt.host, opt.pub_port > 0 ? opt.pub_port : opt.port, plen);
+    if (opt.pub_token) snprintf(auth, sizeof auth, "Authorization: Bearer %s\r\n", opt.pub_token);
+    /* Mercure: the form's fields before the payload (its spaces are sent as '+'). */
+    size_t pre = opt.mercure_topic ? strlen(mercure_prefix) : 0;
+    int hh = opt.mercure_topic
+                 ? snprintf(head, sizeof head,
+                            "POST /.well-known/mercure HTTP/1.1\r\nHost: %s:%d\r\n%s"
+                            "Content-Type: application/x-www-form-urlencoded\r\nContent-Length: %zu\r\n\r\n%s",
+                            opt.host, opt.pub_port > 0 ? opt.pub_port : opt.port, auth, pre + plen, mercure_prefix)
+                 : snprintf(head, sizeof head,
+                            "POST /events/%s HTTP/1.1\r\nHost: %s:%d\r\n%sContent-Type: text/plain\r\n"
+                            "Content-Length: %zu\r\n\r\n",
+                            opt.channel, opt.host, opt.pub_port > 0 ? opt.pub_port : opt.port, auth, plen);
+    if (hh < 0 || hh >= (int)sizeof head) { fprintf(stderr, "publish request head too long\n"); exit(2); }
     size_t need = (size_t)hh + plen;
     if (need > p->wcap) {
         free(p->wbuf);
@@ -948,6 +1009,9 @@ static void pub_send(pub_t *p, uint64_t now) {
         p->wbuf[hh + ph] = ' ';
         memset(p->wbuf + hh + ph + 1, 'x', plen - (size_t)ph - 1);
     }
+    if (opt.mercure_topic)
+        for (size_t i = (size_t)hh; i < need; i++)
+            if (p->wbuf[i] == ' ') p->wbuf[i] = '+';
     p->wlen = need;
     p->woff = 0;
     p->g = g;
@@ -966,7 +1030,7 @@ static void pub_send(pub_t *p, uint64_t now) {
 static void pub_response_done(pub_t *p) {
     uint64_t now = now_ns();
     h_add(&pub_rtt, now - p->t_sent);
-    if (p->status == 202) {
+    if (p->status == (opt.mercure_topic ? 200 : 202)) {
         p->acked++;
         published_ok++;
     } else {
@@ -1068,6 +1132,7 @@ static const char *phase_names[] = {"connect", "hold", "publish", "drain", "done
 
 int main(int argc, char **argv) {
     parse_args(argc, argv);
+    if (opt.mercure_topic) make_mercure_prefix();
     raise_nofile();
     signal(SIGPIPE, SIG_IGN);
     signal(SIGINT, on_sig);

@@ -23,6 +23,7 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.parse
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
@@ -215,6 +216,8 @@ class MiniHub:
         self.resume_from_start = resume_from_start
         self.gets = [0] * ports
         self.resumes = 0
+        self.targets = []  # subscribers' request targets
+        self.forms = []  # Mercure publishes: (topic, Authorization)
         self.stubs = [Stub(lambda c, i=i: self.handle(c, i)) for i in range(ports)]
         self.stub = self.stubs[0]
         self.port = self.stub.port
@@ -227,7 +230,8 @@ class MiniHub:
         if head.startswith("GET /healthz"):
             c.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\nok\n")
             return
-        if head.startswith("GET /events/"):
+        if head.startswith("GET /events/") or head.startswith("GET /.well-known/mercure?"):
+            self.targets.append(head.split(" ")[1])
             last = None
             for line in head.split("\r\n")[1:]:
                 k, _, v = line.partition(":")
@@ -250,10 +254,14 @@ class MiniHub:
             return
         while head is not None:  # keep-alive publisher connection
             clen = 0
+            auth = None
             for line in head.split("\r\n")[1:]:
                 k, _, v = line.partition(":")
                 if k.strip().lower() == "content-length":
                     clen = int(v)
+                if k.strip().lower() == "authorization":
+                    auth = v.strip()
+            mercure = head.startswith("POST /.well-known/mercure ")
             while len(rest) < clen:
                 d = c.recv(65536)
                 if not d:
@@ -261,6 +269,10 @@ class MiniHub:
                 rest += d
             body, rest = rest[:clen], rest[clen:]
             data = body.decode()
+            if mercure:  # a form: topic=...&data=... (Mercure), answered 200 with the id
+                form = urllib.parse.parse_qs(data)
+                data = form["data"][0]
+                self.forms.append((form["topic"][0], auth))
             with self.lock:
                 ident = self.next_id
                 self.next_id += 1
@@ -278,7 +290,10 @@ class MiniHub:
                 self.nresp += 1
                 n = self.nresp
             js = b'{"id":"%d"}' % ident
-            if n % 2:
+            if mercure:
+                resp = b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: %d\r\n\r\n%d" % (
+                    len(str(ident)), ident)
+            elif n % 2:
                 resp = b"HTTP/1.1 202 Accepted\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n%s" % (len(js), js)
             else:
                 resp = (b"HTTP/1.1 202 Accepted\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n"
@@ -393,6 +408,24 @@ def test_subports(loadgen):
           str(r))
 
 
+def test_mercure(loadgen):
+    print("minihub, Mercure (--mercure-topic, --pub-token, --sub-path with {i})")
+    hub = MiniHub()
+    try:
+        r, _ = run_loadgen(loadgen, ["--port", str(hub.port), "--subs", "4", "--events", "100", "--pub-conns", "2",
+                                     "--window", "8", "--duration", "20", "--drain", "3", "--size", "80",
+                                     "--sub-path", "/.well-known/mercure?match_urlpattern=p{i}q%7Bi%7D",
+                                     "--mercure-topic", "https://ex.example/a b&c", "--pub-token", "T0K"])
+    finally:
+        hub.close()
+    check("subscriber i asked for p<i>q{i}", sorted(hub.targets) == [
+        "/.well-known/mercure?match_urlpattern=p%dq%%7Bi%%7D" % i for i in range(4)], str(hub.targets))
+    check("100 form publishes of the topic, each with the token",
+          len(hub.forms) == 100 and set(hub.forms) == {("https://ex.example/a b&c", "Bearer T0K")}, str(hub.forms[:2]))
+    check("100 x 4 delivered (200 answers counted), ok", r["ok"] is True and r["deliveries"] == 400
+          and r["published"] == 100 and r["pub_errors"] == 0, str(r))
+
+
 def test_storm(loadgen, broken):
     label = "minihub resume storm%s" % (" (hub replays from the start)" if broken else "")
     print(label)
@@ -478,6 +511,7 @@ def main():
     test_minihub(a.loadgen, False)
     test_minihub(a.loadgen, True)
     test_subports(a.loadgen)
+    test_mercure(a.loadgen)
     test_storm(a.loadgen, False)
     test_storm(a.loadgen, True)
     if os.path.exists(a.c_hub):

@@ -1,6 +1,7 @@
 // msse_version, msse_strerror, msse_config_init and the msse_server_* lifecycle.
 public import CMicroSSE
 import MicroSSE
+import MicroSSEMercure
 import MicroSSERedis
 
 #if canImport(Glibc)
@@ -188,6 +189,10 @@ private func configuration(_ p: UnsafePointer<msse_config>) throws(CFailure) -> 
     s.maxUploadBytesInFlight = size(c.max_upload_bytes_in_flight)
     s.drainWindowMilliseconds = count(c.drain_window_ms)
     s.allowedHosts = try strings(c.allowed_hosts, c.allowed_host_count, "allowed_hosts", "allowed_host_count")
+    s.mercure = MercureSettings(
+        enabled: c.mercure != 0, legacy: c.mercure_legacy != 0, subscriptions: c.mercure_subscriptions != 0,
+        issuers: try strings(c.mercure_issuers, c.mercure_issuer_count, "mercure_issuers", "mercure_issuer_count"),
+        audience: try optionalString(c.mercure_audience, "msse_config.mercure_audience"))
     return s
 }
 

@@ -6,11 +6,14 @@ struct TopicGrant: Sendable, Hashable {
     var exact: Set<Topic> = []
     /// Draft-07 URI template selectors.
     var templates: [URITemplate] = []
+    /// Draft-08 `urlpattern` matchers.
+    var patterns: [URLPattern] = []
 
-    var isEmpty: Bool { !all && exact.isEmpty && templates.isEmpty }
+    var isEmpty: Bool { !all && exact.isEmpty && templates.isEmpty && patterns.isEmpty }
 
     func matches(_ topic: Topic) -> Bool {
         all || exact.contains(topic) || templates.contains { $0.matches(topic) }
+            || patterns.contains { $0.matches(topic) }
     }
 
     func matchesAny(_ topics: [Topic]) -> Bool {
@@ -56,7 +59,7 @@ struct TokenReader: Sendable {
         }
         guard let exp = verified.claims.expiresAt else { throw InvalidToken(reason: "token has no exp") }
         try checkIssuerAndAudience(verified.payload)
-        var grants = try Self.details(verified.payload)
+        var grants = try Self.details(verified.payload, base: HubURL.base(settings.audience))
         grants.expiresAt = exp
         return grants
     }
@@ -83,7 +86,7 @@ struct TokenReader: Sendable {
 
     /// Draft-08: the Mercure entries of `authorization_details` (other types are ignored; an
     /// entry of the Mercure type that does not validate refuses the whole token).
-    static func details(_ payload: JSONValue) throws(InvalidToken) -> Grants {
+    static func details(_ payload: JSONValue, base: URLParts) throws(InvalidToken) -> Grants {
         var grants = Grants()
         guard let details = payload["authorization_details"] else { return grants }
         guard case .array(let entries) = details else {
@@ -139,9 +142,15 @@ struct TokenReader: Sendable {
                     grant.all = true
                 } else if type == "exact" {
                     grant.exact.insert(Topic(match))
+                } else if type == "urlpattern" {
+                    do throws(URLPatternError) {
+                        grant.patterns.append(try URLPattern(match, base: base))
+                    } catch {
+                        throw InvalidToken(reason: "a urlpattern topic matcher: \(error.reason)")
+                    }
                 } else {
-                    // urlpattern is not served yet: the grant cannot be evaluated, so the token
-                    // is refused rather than read as granting less.
+                    // A grant this hub cannot evaluate: the token is refused rather than read
+                    // as granting less.
                     throw InvalidToken(reason: "match_type \(type.debugDescription) is not supported by this hub")
                 }
             }
@@ -193,5 +202,6 @@ extension TopicGrant {
         all = all || other.all
         exact.formUnion(other.exact)
         templates += other.templates
+        patterns += other.patterns
     }
 }

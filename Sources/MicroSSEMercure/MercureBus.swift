@@ -8,6 +8,12 @@ struct Topic: Hashable, Sendable {
     let bytes: [UInt8]
 
     init(_ text: String) { bytes = Array(text.utf8) }
+
+    /// The bytes hashed as one block (an array hashes element by element: a call per byte, on
+    /// every index lookup and verdict cache probe of every publish).
+    func hash(into hasher: inout Hasher) {
+        bytes.withUnsafeBytes { hasher.combine(bytes: $0) }
+    }
 }
 
 /// A Mercure stream's routing: the exact topics it asked for, or every topic (`*`).
@@ -16,6 +22,8 @@ struct Matchers: Sendable, Hashable {
     var exact: Set<Topic> = []
     /// Draft-07 URI template selectors.
     var templates: Set<URITemplate> = []
+    /// Draft-08 `match_urlpattern` matchers.
+    var patterns: Set<URLPattern> = []
 }
 
 /// What a stream receives: its matchers and what its token lets it read. Streams with equal
@@ -24,11 +32,13 @@ struct FeedKey: Hashable, Sendable {
     let matchers: Matchers
     let grant: TopicGrant
 
-    func wants(_ update: MercureBus.Update, _ cache: inout TemplateCache) -> Bool {
+    func wants(_ update: MercureBus.Update, _ s: inout MercureBus.State) -> Bool {
+        var reader = URLPatternCache.Reader(base: s.base)
         let routed =
             matchers.all
             || update.topics.contains { topic in
-                matchers.exact.contains(topic) || matchers.templates.contains { cache.matches($0, topic) }
+                matchers.exact.contains(topic) || matchers.templates.contains { s.cache.matches($0, topic) }
+                    || matchers.patterns.contains { s.patternCache.matches($0, topic, &reader) }
             }
         return routed && (!update.isPrivate || grant.matchesAny(update.topics))
     }
@@ -86,6 +96,11 @@ final class MercureBus: Sendable {
         /// Template selectors, each with the feeds that use it (matched per update, cached).
         var templated: [Topic: (template: URITemplate, feeds: [ObjectIdentifier: Feed])] = [:]
         var cache = TemplateCache()
+        /// URL-pattern matchers, each with the feeds that use it (matched per update, cached).
+        var patterned: [Topic: (pattern: URLPattern, feeds: [ObjectIdentifier: Feed])] = [:]
+        var patternCache = URLPatternCache()
+        /// The hub's URL, which relative patterns and topics are read against.
+        let base: URLParts
         /// The history: `history[head...]` is live, oldest first.
         var history: [Update] = []
         var head = 0
@@ -118,6 +133,9 @@ final class MercureBus: Sendable {
                 for template in key.matchers.templates {
                     templated[template.source, default: (template, [:])].feeds[id] = feed
                 }
+                for pattern in key.matchers.patterns {
+                    patterned[pattern.source, default: (pattern, [:])].feeds[id] = feed
+                }
             }
             return feed
         }
@@ -136,6 +154,10 @@ final class MercureBus: Sendable {
                 templated[template.source]?.feeds[id] = nil
                 if templated[template.source]?.feeds.isEmpty == true { templated[template.source] = nil }
             }
+            for pattern in key.matchers.patterns {
+                patterned[pattern.source]?.feeds[id] = nil
+                if patterned[pattern.source]?.feeds.isEmpty == true { patterned[pattern.source] = nil }
+            }
         }
     }
 
@@ -152,11 +174,13 @@ final class MercureBus: Sendable {
 
     private let maxCount: Int
     private let maxBytes: Int
-    private let state = Mutex(State())
+    private let state: Mutex<State>
 
-    init(historyCount: Int, historyBytes: Int) {
+    /// `base`: the hub's URL (``HubURL``), for URL-pattern matchers.
+    init(historyCount: Int, historyBytes: Int, base: URLParts = HubURL.base(nil)) {
         self.maxCount = historyCount
         self.maxBytes = historyBytes
+        self.state = Mutex(State(base: base))
     }
 
     /// Stores `event` (whose id is set) as an update of `topics` and appends it to every feed
@@ -185,6 +209,13 @@ final class MercureBus: Sendable {
             for entry in s.templated.values where topics.contains(where: { s.cache.matches(entry.template, $0) }) {
                 for feed in entry.feeds.values { deliver(feed) }
             }
+            if !s.patterned.isEmpty {
+                var reader = URLPatternCache.Reader(base: s.base)
+                for entry in s.patterned.values
+                where topics.contains(where: { s.patternCache.matches(entry.pattern, $0, &reader) }) {
+                    for feed in entry.feeds.values { deliver(feed) }
+                }
+            }
             return fanOut
         }
         fanOut.finish()
@@ -209,7 +240,7 @@ final class MercureBus: Sendable {
                     start = found + 1
                     cursor = lastEventID
                 }
-                let replay = retained[start...].filter { key.wants($0, &s.cache) }
+                let replay = retained[start...].filter { key.wants($0, &s) }
                 var first = replay.count
                 var room = subscriber.freeBytes
                 while first > 0 && replay[first - 1].frame.bytes.count <= room {

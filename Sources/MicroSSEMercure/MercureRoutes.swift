@@ -8,14 +8,19 @@ import MicroSSEWire
 final class MercureRoutes: RouteSet {
     let settings: MercureSettings
     let tokens: TokenReader
+    let verified = VerifiedTokens()
     let bus: MercureBus
     /// The most matchers one subscribe may carry (``ServerConfiguration/maxChannelsPerStream``).
     let maxMatchers: Int
+    /// The hub's URL, which relative URL patterns and topics are read against.
+    let base: URLParts
 
     init(settings: MercureSettings, configuration: ServerConfiguration, verifier: JWTVerifier) {
         self.settings = settings
         self.tokens = TokenReader(verifier: verifier, settings: settings)
-        self.bus = MercureBus(historyCount: configuration.historyCount, historyBytes: configuration.historyBytes)
+        self.base = HubURL.base(settings.audience)
+        self.bus = MercureBus(
+            historyCount: configuration.historyCount, historyBytes: configuration.historyBytes, base: base)
         self.maxMatchers = configuration.maxChannelsPerStream
         self.paths = settings.legacy ? [MercureText.hubPath] : [MercureText.hubPath, Self.metadataPath]
     }
@@ -88,7 +93,7 @@ final class MercureRoutes: RouteSet {
             ("authorization_details_types_supported", "[" + JSON.quote(TokenReader.detailType) + "]"),
             ("bearer_methods_supported", "[\"header\"]"),
             ("mercure_cookie", JSON.quote(cookieName)),
-            ("mercure_matcher_types_supported", "[\"exact\"]"),
+            ("mercure_matcher_types_supported", "[\"exact\",\"urlpattern\"]"),
         ])
     }
 
@@ -117,7 +122,7 @@ final class MercureRoutes: RouteSet {
         }
         let now = Int(Clocks.wallMicroseconds() / 1_000_000)
         do throws(InvalidToken) {
-            let grants = try tokens.grants(token, now: now)
+            let grants = try verified.grants(token, now: now, reader: tokens)
             // The verifier allows clock skew; a stream must not open only to end at once.
             if let exp = grants.expiresAt, exp <= now {
                 return .refused(challenge(401, "invalid_token", "token expired"))
@@ -157,9 +162,7 @@ final class MercureRoutes: RouteSet {
         case .ok(nil): return challenge(401, nil, "publishing needs a token (Authorization: Bearer)")
         case .ok(let g?): grants = g
         }
-        let contentType = request.header("Content-Type") ?? ""
-        let mediaType = contentType.split(separator: ";").first.map { $0.trimmingCharacters() } ?? ""
-        guard mediaType.lowercased() == "application/x-www-form-urlencoded" else {
+        guard MercureText.isForm(request.header("Content-Type") ?? "") else {
             return .text("publish with Content-Type: application/x-www-form-urlencoded", status: 415)
         }
         guard let form = MercureText.parseForm(request.body) else {
@@ -287,10 +290,7 @@ final class MercureRoutes: RouteSet {
                 guard name == "topic" else { continue }
             } else {
                 guard name.lowercased().hasPrefix("match") else { continue }
-                if name == "match_urlpattern" {
-                    return .refused(.text("match_urlpattern is not supported by this hub yet", status: 400))
-                }
-                guard name == "match" || name == "match_exact" else {
+                guard name == "match" || name == "match_exact" || name == "match_urlpattern" else {
                     return .refused(.text("unknown matcher parameter \(name.debugDescription)", status: 400))
                 }
             }
@@ -304,14 +304,20 @@ final class MercureRoutes: RouteSet {
             if let reason = MercureText.invalidCharacter(value, "a matcher") {
                 return .refused(.text(reason, status: 400))
             }
-            if settings.legacy && URITemplate.isTemplate(value) {
+            if value.utf8.elementsEqual("*".utf8) {
+                matchers.all = true  // the wildcard, whatever the matcher type
+            } else if name == "match_urlpattern" && !settings.legacy {
+                do throws(URLPatternError) {
+                    matchers.patterns.insert(try URLPattern(value, base: base))
+                } catch {
+                    return .refused(.text("URL pattern \(value.debugDescription): \(error.reason)", status: 400))
+                }
+            } else if settings.legacy && URITemplate.isTemplate(value) {
                 do throws(TemplateError) {
                     matchers.templates.insert(try URITemplate(value))
                 } catch {
                     return .refused(.text("URI template \(value.debugDescription): \(error.reason)", status: 400))
                 }
-            } else if value.utf8.elementsEqual("*".utf8) {
-                matchers.all = true
             } else {
                 matchers.exact.insert(Topic(value))
             }
@@ -331,10 +337,4 @@ final class MercureRoutes: RouteSet {
 enum Checked<Value> {
     case ok(Value)
     case refused(Response)
-}
-
-extension Substring {
-    fileprivate func trimmingCharacters() -> String {
-        String(drop { $0 == " " || $0 == "\t" }.reversed().drop { $0 == " " || $0 == "\t" }.reversed())
-    }
 }

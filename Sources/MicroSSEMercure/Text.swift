@@ -17,12 +17,21 @@ enum MercureText {
 
     /// The path of the hub's URL: topics under it are reserved for the hub's own resources.
     static let hubPath = "/.well-known/mercure"
+    private static let mercure = Array("mercure".utf8)
 
     /// Whether `topic`, resolved against the hub's URL, addresses the reserved namespace: its
     /// path, with percent-encoded unreserved characters decoded and dot-segments removed, is the
     /// hub's path or below it, whatever the scheme and authority. A topic with an opaque path
     /// (`urn:x`) cannot name a hub path.
     static func isReserved(_ topic: String) -> Bool {
+        // Fast path (every publish): without `%`, a reserved topic is the hub's URL itself (empty,
+        // `?…`, `#…`) or holds the hub path's last segment as it is.
+        let bytes = Array(topic.utf8)
+        if let first = bytes.first, first != UInt8(ascii: "?"), first != UInt8(ascii: "#"),
+            !bytes.contains(UInt8(ascii: "%")), !bytes.indices.contains(where: { bytes[$0...].starts(with: mercure) })
+        {
+            return false
+        }
         guard let path = resolvedPath(topic) else { return false }
         let normal = removeDotSegments(decodeUnreserved(path))
         return normal == hubPath || normal.hasPrefix(hubPath + "/")
@@ -161,11 +170,22 @@ enum MercureText {
         return String(validating: out, as: UTF8.self)
     }
 
+    /// Whether a `Content-Type` value is the form's media type (any case, parameters and blanks
+    /// around it ignored), compared as bytes: it is read on every publish.
+    static func isForm(_ contentType: String) -> Bool {
+        let blank: (UInt8) -> Bool = { $0 == 0x20 || $0 == 0x09 }
+        let media = contentType.utf8.prefix { $0 != UInt8(ascii: ";") }.drop(while: blank).reversed().drop(while: blank)
+        let form = "application/x-www-form-urlencoded".utf8
+        return media.count == form.count && zip(media.reversed(), form).allSatisfy { $0 | 0x20 == $1 | 0x20 }
+    }
+
     /// A random version-4 UUID as `urn:uuid:…` (the draft's recommended form for hub-generated
     /// ids: opaque, so a cursor reveals nothing of events its reader may not see).
     static func newID() -> String {
         var generator = SystemRandomNumberGenerator()
-        var bytes = (0..<16).map { _ in UInt8.random(in: 0...255, using: &generator) }
+        // Two draws of 64 bits (one system call each), not one per byte.
+        let (high, low) = (generator.next(), generator.next())
+        var bytes = (0..<16).map { i in UInt8(truncatingIfNeeded: (i < 8 ? high : low) >> (8 * (i % 8))) }
         bytes[6] = bytes[6] & 0x0F | 0x40
         bytes[8] = bytes[8] & 0x3F | 0x80
         let digits = Array("0123456789abcdef".utf8)

@@ -330,15 +330,52 @@ let microsseScript = #"""
  *   events           named event types to listen for, besides "message"
  *   name             the lock and channel name (default: derived from the URL): tabs with the
  *                    same name share one stream, so give different ones for different streams
+ *   resumeParameter  the query parameter a new leader resumes with (default: "lastEventId";
+ *                    on a Mercure hub's /.well-known/mercure, "last_event_id", or draft-07's
+ *                    "lastEventID" when the URL subscribes with topic=)
  *   onEvent(e), onGap(gap, e), onExpired(info, e), onState(state)
  *
  * Properties: lastEventId; role ("leader", "follower" or "single"); state ("connecting",
  * "open", "reconnecting" or "closed"; in a follower, the leader's); url.
+ *
+ * Mercure (docs/MERCURE.md): mercureURL(hub, {match, urlPattern, topic}) builds the subscribe
+ * URL (values encoded as URLSearchParams encodes them, as the draft requires; `topic` is
+ * draft-07's); a MicroSSE on it shares one stream across tabs and resumes with the hub's
+ * parameter. Name the update types a publisher sets in `events`. Private updates need the token
+ * in the hub's cookie (set by the application's backend, HttpOnly) and, cross-origin,
+ * `withCredentials: true`. What EventSource cannot give: the `Mercure-Last-Event-ID` response
+ * header (EventSource exposes no headers), so a resume from an id the hub no longer holds is not
+ * reported (the hub then replays what it has; onGap is for MicroSSE channels), and a token sent
+ * as `Authorization: Bearer` (EventSource sends no headers: use the cookie).
+ *
+ *   import { MicroSSE, mercureURL } from "/microsse.js";
+ *   const url = mercureURL("https://hub.example/.well-known/mercure", { urlPattern: ["https://example.com/books/:id"] });
+ *   const books = new MicroSSE(url, { withCredentials: true, onEvent: (e) => show(JSON.parse(e.data)) });
  */
 
 const GAP = "microsse.gap";
 const EXPIRED = "microsse.expired";
 const REMEMBERED_IDS = 1024;
+const MERCURE_PATH = "/.well-known/mercure";
+
+/**
+ * The subscribe URL of the Mercure hub at `hub`: `match` (exact topics), `urlPattern`
+ * (match_urlpattern) and, for a draft-07 hub, `topic` (each a string or an array).
+ */
+export function mercureURL(hub, { match = [], urlPattern = [], topic = [] } = {}) {
+  const url = new URL(hub, location.href);
+  for (const value of [].concat(match)) url.searchParams.append("match", value);
+  for (const value of [].concat(urlPattern)) url.searchParams.append("match_urlpattern", value);
+  for (const value of [].concat(topic)) url.searchParams.append("topic", value);
+  return url.href;
+}
+
+/** The query parameter a stream of `url` resumes with. */
+function resumeParameter(url) {
+  const parsed = new URL(url);
+  if (!parsed.pathname.endsWith(MERCURE_PATH)) return "lastEventId";
+  return parsed.searchParams.has("topic") ? "lastEventID" : "last_event_id";
+}
 
 function parse(data) {
   try {
@@ -369,6 +406,7 @@ export class MicroSSE {
     this.url = new URL(url, location.href).href;
     this.withCredentials = Boolean(options.withCredentials);
     this.lastEventId = options.lastEventId == null ? "" : String(options.lastEventId);
+    this._resumeParameter = options.resumeParameter || resumeParameter(this.url);
     this.state = "connecting";
     this._types = new Set(["message", ...(options.events || [])]);
     this._listeners = new Map(); // type -> Set of functions
@@ -436,7 +474,7 @@ export class MicroSSE {
 
   _open() {
     const url = new URL(this.url);
-    if (this.lastEventId) url.searchParams.set("lastEventId", this.lastEventId);
+    if (this.lastEventId) url.searchParams.set(this._resumeParameter, this.lastEventId);
     const source = new EventSource(url.href, { withCredentials: this.withCredentials });
     this._source = source;
     this._listening = new Set();

@@ -97,12 +97,12 @@ struct AuthorizationTests {
         defer { hub.stop() }
         let d = "https://mercure.rocks/authorization-detail"
         let bad = [
-            #"{"type":"\#(d)","actions":["publish"],"topics":[{"match":"https://example.com/:id","match_type":"urlpattern"}]}"#,
+            #"{"type":"\#(d)","actions":["publish"],"topics":[{"match":"https://example.com/:id","match_type":"regexp"}]}"#,
             #"{"type":"\#(d)","actions":[],"topics":[{"match":"*"}]}"#,
             #"{"type":"\#(d)","actions":["publish",7],"topics":[{"match":"*"}]}"#,
             #"{"type":"\#(d)","actions":["publish"],"topics":["*"]}"#,
         ]
-        for (detail, reason) in zip(bad, ["urlpattern", "no actions", "non-string action", "string match"]) {
+        for (detail, reason) in zip(bad, ["regexp", "no actions", "non-string action", "string match"]) {
             let token = token08(publish: ["*"], extraDetails: [detail])
             expectRefused(
                 try publish(hub, [("topic", "t")], token: token), 401, #"Bearer error="invalid_token""#, reason)
@@ -175,7 +175,7 @@ struct AuthorizationTests {
             doc["authorization_details_types_supported"] as? [String] == ["https://mercure.rocks/authorization-detail"])
         #expect(doc["bearer_methods_supported"] as? [String] == ["header"])
         #expect(doc["mercure_cookie"] as? String == "__Secure-mercure_access_token")
-        #expect(doc["mercure_matcher_types_supported"] as? [String] == ["exact"])
+        #expect(doc["mercure_matcher_types_supported"] as? [String] == ["exact", "urlpattern"])
         // A draft-07 hub publishes none (the draft's hint that a hub is pre-standard).
         let legacy = try mercureHub(legacy: true)
         defer { legacy.stop() }

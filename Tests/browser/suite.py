@@ -27,6 +27,7 @@ import traceback
 
 from browser import Browser
 from deploy_nginx import Nginx
+from mercure import test_mercure_cookie_private, test_mercure_helper
 from support import ROOT, Microsse, Proxy, StaticSite, free_port, http_get, kill_all, publish, response_head, wait_until
 
 INDEX = os.path.join(ROOT, "Examples", "web", "index.html")
@@ -882,6 +883,8 @@ TESTS = [
     test_helper_gap_and_expired,
     test_jwt_cookie,
     test_h2_proxy_ten_streams,
+    test_mercure_cookie_private,
+    test_mercure_helper,
 ]
 
 
