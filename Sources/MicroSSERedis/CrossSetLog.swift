@@ -132,8 +132,8 @@ extension ShardedRedisBroker {
             let moved = withShardLocks(parts.dropFirst(), &delivered, stream, made, body)
             if moved {
                 for c in part.channels {
-                    s.cross[c]?[ObjectIdentifier(stream)] = nil
-                    if s.cross[c]?.isEmpty == true { s.cross[c] = nil }
+                    s.crossShards.listeners[c]?[ObjectIdentifier(stream)] = nil
+                    if s.crossShards.listeners[c]?.isEmpty == true { s.crossShards.listeners[c] = nil }
                 }
                 if let made { broker.attachCross(made, channels: part.channels, in: &s) }
             }

@@ -187,6 +187,25 @@ final class CrossShardStream: CrossListener {
     func close() { state.withLock { $0.closed = true } }
 }
 
+/// What a shard's broker keeps for streams of channels on several shards (behind its state lock).
+struct CrossShardState {
+    /// The data set's epoch when the broker started (its reader's epoch before any entry).
+    var dataEpoch: String?
+    /// What reads channels on several shards (``CrossShardStream``, ``CrossSetLog``), by channel
+    /// of this shard: each live event of the channel is handed to them, in order.
+    var listeners: [String: [ObjectIdentifier: any CrossListener]] = [:]
+}
+
+extension RedisBroker {
+    /// Channels only streams of several shards receive here (``channelCount`` counts the rest).
+    var crossOnlyChannelCount: Int {
+        state.withLock { s in
+            Set(s.crossShards.listeners.keys).subtracting(s.channels.keys).subtracting(s.logs.keys)
+                .subtracting(s.setsOf.keys).count
+        }
+    }
+}
+
 /// What reads channels of several shards, handed each live event of its channels on each shard
 /// by that shard's reader, under that broker's lock, in the shard's order.
 protocol CrossListener: AnyObject, Sendable {
@@ -214,16 +233,16 @@ extension RedisBroker {
 
     /// ``attachCross(_:channels:)`` under the lock the caller holds.
     func attachCross(_ listener: any CrossListener, channels: [String], in s: inout LocalState) {
-        listener.placeLive(shard: logNumber, at: s.lastDelivered, epoch: s.lastEpoch ?? s.dataEpoch ?? "0")
-        for c in channels { s.cross[c, default: [:]][ObjectIdentifier(listener)] = listener }
+        listener.placeLive(shard: logNumber, at: s.lastDelivered, epoch: s.lastEpoch ?? s.crossShards.dataEpoch ?? "0")
+        for c in channels { s.crossShards.listeners[c, default: [:]][ObjectIdentifier(listener)] = listener }
     }
 
     /// Stops handing `stream` the live events of `channels`.
     func detachCross(_ stream: any CrossListener, channels: [String]) {
         state.withLock { s in
             for c in channels {
-                s.cross[c]?[ObjectIdentifier(stream)] = nil
-                if s.cross[c]?.isEmpty == true { s.cross[c] = nil }
+                s.crossShards.listeners[c]?[ObjectIdentifier(stream)] = nil
+                if s.crossShards.listeners[c]?.isEmpty == true { s.crossShards.listeners[c] = nil }
             }
         }
     }

@@ -167,8 +167,8 @@ extension RedisBroker {
                     }
                 }
                 s.add(d.single, d.multi, of: d.channel, to: &batch)
-                if !s.cross.isEmpty, let streams = s.cross[d.channel] {
-                    let epoch = d.epoch ?? s.lastEpoch ?? s.dataEpoch ?? ""
+                if !s.crossShards.listeners.isEmpty, let streams = s.crossShards.listeners[d.channel] {
+                    let epoch = d.epoch ?? s.lastEpoch ?? s.crossShards.dataEpoch ?? ""
                     for stream in streams.values
                     where stream.live(
                         shard: logNumber, id: d.id, epoch: epoch, frame: d.multi, wakes: &wakes, fanOut: &fanOut)
@@ -216,7 +216,7 @@ extension RedisBroker {
             }
         }
         var crossTold = Set<ObjectIdentifier>()
-        for streams in s.cross.values {
+        for streams in s.crossShards.listeners.values {
             for (key, stream) in streams where crossTold.insert(key).inserted {
                 stream.lostPlace(shard: logNumber, wakes: &wakes, fanOut: &fanOut)
             }

@@ -53,11 +53,8 @@ extension RedisBroker {
         var lastDelivered = RedisStreamID.zero
         var lastCount: UInt64?
         var lastEpoch: String?
-        /// The data set's epoch when the broker started (`lastEpoch` before any entry was read).
-        var dataEpoch: String?
-        /// What reads channels on several shards (``CrossShardStream``, ``CrossSetLog``), by
-        /// channel of this shard: each live event of the channel is handed to them, in order.
-        var cross: [String: [ObjectIdentifier: any CrossListener]] = [:]
+        /// Streams of channels on several shards, and the epoch (see ``CrossShardState``).
+        var crossShards = CrossShardState()
         var closed = false
     }
 }
@@ -112,5 +109,5 @@ extension RedisBroker.LocalState {
     }
 
     /// Channels some stream of this hub receives.
-    var channelCount: Int { Set(channels.keys).union(logs.keys).union(setsOf.keys).union(cross.keys).count }
+    var channelCount: Int { Set(channels.keys).union(logs.keys).union(setsOf.keys).count }
 }

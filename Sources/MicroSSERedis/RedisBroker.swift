@@ -175,7 +175,7 @@ package final class RedisBroker: EventBroker {
             s.lastDelivered = tail.id
             s.lastCount = tail.count
             s.lastEpoch = tail.epoch
-            s.dataEpoch = epoch
+            s.crossShards.dataEpoch = epoch
         }
         commands.slot.withLock { $0.connection = connection }
         try workers.start()

@@ -275,7 +275,7 @@ package final class ShardedRedisBroker: EventBroker {
         return (alone, crossSets.withLock { $0.count })
     }
 
-    package var channelCount: Int { shards.reduce(0) { $0 + $1.channelCount } }
+    package var channelCount: Int { shards.reduce(0) { $0 + $1.channelCount + $1.crossOnlyChannelCount } }
 
     package var unavailableReason: String? {
         for (n, shard) in shards.enumerated() {
