@@ -10,6 +10,7 @@ while the replays run.
 
   scripts/resume-memory.py .build/release/microsse                       (600 x 32 x 1,000)
   scripts/resume-memory.py .build/release/microsse --streams 100 --events 200
+  scripts/resume-memory.py .build/release/microsse --redis redis://127.0.0.1:6379   (hub on Redis)
 """
 import argparse
 import http.client
@@ -38,9 +39,11 @@ def main():
     p.add_argument("--channels", type=int, default=32)
     p.add_argument("--events", type=int, default=1000)
     p.add_argument("--samples", type=int, default=20, help="GET /stats this many times while the replays run")
+    p.add_argument("--redis", metavar="URL", help="run the hub on this Redis (best an empty one)")
     a = p.parse_args()
     raise_open_files(a.streams + 100)
-    server, port = start_hub(a.binary, "--heartbeat", "0")
+    redis = ["--redis", a.redis] if a.redis else []
+    server, port = start_hub(a.binary, "--heartbeat", "0", *redis)
     try:
         channels = [f"c{i}" for i in range(a.channels)]
         publisher = http.client.HTTPConnection("127.0.0.1", port)

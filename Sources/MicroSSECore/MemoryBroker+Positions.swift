@@ -46,16 +46,16 @@ final class MemoryReplay: ReplaySource {
         self.place = Mutex(Place(after: after, reported: reported, sentSinceGap: reported == 0))
     }
 
-    func next(budget: Int) -> [Frame]? {
+    func next(budget: Int) -> ReplayChunk {
         let (after, reported) = place.withLock { ($0.after, $0.sentSinceGap ? $0.reported : .max) }
         guard let (frames, last, floor) = broker.replayChunk(self, after: after, reported: reported, budget: budget)
-        else { return nil }
+        else { return .done }
         place.withLock {
             if last > $0.after { $0.sentSinceGap = true }
             $0.after = last
             $0.reported = max($0.reported, floor == .max ? 0 : floor)
         }
-        return frames
+        return .frames(frames)
     }
 }
 

@@ -5,10 +5,20 @@
 /// The rest of one stream's replay, read from where events live a chunk at a time.
 package protocol ReplaySource: AnyObject, Sendable {
     /// The next frames of the replay, about `budget` bytes at most but at least one frame while
-    /// any remain (a gap event first when events after the cursor were evicted meanwhile), or nil
-    /// when the replay is over. Called with no lock of the stream held (a broker's lock comes
-    /// before the stream's).
-    func next(budget: Int) -> [Frame]?
+    /// any remain (a gap event first when events after the cursor were evicted meanwhile),
+    /// `.waiting` while the next frames are on their way (the source then calls
+    /// ``Subscriber/replayArrived()`` once they are in), or `.done` when the replay is over.
+    /// Called with no lock of the stream held (a broker's lock comes before the stream's) on the
+    /// transport's polling thread: it never waits for I/O.
+    func next(budget: Int) -> ReplayChunk
+}
+
+/// What a ``ReplaySource`` hands out.
+package enum ReplayChunk: Sendable {
+    case frames([Frame])
+    /// Nothing yet: the stream waits for ``Subscriber/replayArrived()``.
+    case waiting
+    case done
 }
 
 extension SubscriberQueue {
@@ -30,17 +40,22 @@ extension SubscriberQueue {
     /// The source to read and the bytes a chunk may take, when fewer than `target` bytes are
     /// queued (the size of the write about to be made: it is filled, and what the socket takes
     /// leaves the queue at once), or nothing queued is due before the replay's position.
-    func replayWanted(target: Int) -> (source: any ReplaySource, budget: Int)? {
+    mutating func replayWanted(target: Int) -> (source: any ReplaySource, budget: Int)? {
         guard let replay, phase == .open, queuedBytes < target || nextQueuedAt > replayAt else { return nil }
+        replayArrived = false
         let budget = Swift.min(Self.replayChunkBytes, Swift.max(1, target - queuedBytes), freeBytes)
         return (replay, Swift.max(1, budget))
     }
 
     /// Queues a chunk of `source`'s replay (nil: the replay is over) before anything queued for
     /// a later log position. A chunk over the stream's bound fails it.
-    mutating func appendReplay(_ chunk: [Frame]?, from source: any ReplaySource) -> EnqueueAction {
+    mutating func appendReplay(_ next: ReplayChunk, from source: any ReplaySource) -> EnqueueAction {
         guard let replay, replay === source, phase == .open else { return .closed }
-        guard let chunk else {
+        let chunk: [Frame]
+        switch next {
+        case .waiting: return .none
+        case .frames(let frames): chunk = frames
+        case .done:
             self.replay = nil
             replayAt = .max
             return takeWaiting() ? .wake : .none
@@ -75,6 +90,7 @@ extension Subscriber {
         guard replaying.load(ordering: .acquiring) else { return }
         guard let (source, budget) = locked(activity: false, { $0.replayWanted(target: target) }) else { return }
         let chunk = source.next(budget: budget)
+        if case .waiting = chunk { return }
         let action = locked(activity: false) { q in
             let action = q.appendReplay(chunk, from: source)
             if q.replay == nil { replaying.store(false, ordering: .releasing) }
@@ -85,5 +101,17 @@ extension Subscriber {
         case .overflow(wake: false): cut()
         default: break
         }
+    }
+
+    /// The replay's next frames are in (a source that answered `.waiting` calls it): a stream
+    /// suspended meanwhile is woken to read them; one not suspended yet is woken right after it
+    /// suspends (see ``read(into:directBudget:whileLocked:)``).
+    package func replayArrived() {
+        let wake = locked(activity: false) { q in
+            if q.takeWaiting() { return true }
+            q.replayArrived = true
+            return false
+        }
+        if wake { self.wake() }
     }
 }

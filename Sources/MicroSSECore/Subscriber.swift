@@ -189,6 +189,8 @@ package final class Subscriber: Sendable {
         refillReplay(target: out.count)
         let budget = flushable.load(ordering: .relaxed) ? directBudget : 0
         // A read counts as the stream's activity only when it delivers events (not a heartbeat).
+        var rewake = false
+        defer { if rewake { wake() } }
         return locked(activity: false) {
             let mark = waitingMark(listed: $0.listedPending)
             // Lock order: the queue's, then the hooks' (as for a flush).
@@ -200,6 +202,8 @@ package final class Subscriber: Sendable {
                 whileWaiting: { mirroredState.store(mark, ordering: .releasing) })
             whileLocked(&$0, action)
             if action != .suspend { listIfPending(&$0) }
+            // The replay's next frames came in after its source answered `.waiting`.
+            if action == .suspend && $0.replayArrived && $0.replay != nil { rewake = $0.takeWaiting() }
             return action
         }
     }

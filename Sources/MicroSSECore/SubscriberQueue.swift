@@ -111,6 +111,9 @@ package struct SubscriberQueue: Sendable {
     /// whatever the wait state became.
     var flushScheduled = false
     var delivered = false
+    /// Whether the replay's source said its next frames are in since the stream last asked it
+    /// (see ``Subscriber/replayArrived()``).
+    var replayArrived = false
     /// Whether the frames queued before the first read (the opening ones) have been written.
     var openingWritten = false
 

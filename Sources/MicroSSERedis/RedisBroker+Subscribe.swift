@@ -96,26 +96,24 @@ extension RedisBroker {
                 return try resumeMoved(subscriber, lastEventID: lastEventID, from: p, on: lane)
             }
             guard case .position(let position, let epoch) = placed else { return .fresh }
-            var replay = try fetchReplay(
-                channels: channels, after: position, composite: channels.count > 1, on: lane)
-            if let epoch, epoch != replay.epoch {
+            let start = try fetchReplayStart(channels: channels, after: position, on: lane)
+            if let epoch, epoch != start.epoch {
                 // A position from another data set (Redis flushed, or an epoch key lost): the
                 // client may have none of what is retained, and is told.
-                replay = try fetchReplay(channels: channels, after: .zero, composite: channels.count > 1, on: lane)
+                var replay = try fetchReplay(channels: channels, after: .zero, composite: channels.count > 1, on: lane)
                 replay.missed = true
                 return finishResume(
                     subscriber, replay: replay.events, gap: .evicted, lastEventID: lastEventID, after: .zero,
                     upTo: replay.upTo)
             }
-            if epoch != nil, position > (replay.upTo ?? .zero) {
+            if epoch != nil, position > (start.upTo ?? .zero) {
                 // Never issued in this data set, or lost by a failover: the hub cannot place it.
                 return finishResume(
-                    subscriber, replay: [], gap: .unknown, lastEventID: lastEventID, after: replay.upTo ?? .zero,
-                    upTo: replay.upTo)
+                    subscriber, replay: [], gap: .unknown, lastEventID: lastEventID, after: start.upTo ?? .zero,
+                    upTo: start.upTo)
             }
-            return finishResume(
-                subscriber, replay: replay.events, gap: replay.missed ? .evicted : nil, lastEventID: lastEventID,
-                after: position, upTo: replay.upTo)
+            // Read a page at a time as the stream drains (see RedisReplay).
+            return finishPagedResume(subscriber, start: start, lastEventID: lastEventID, after: position)
         } catch {
             if retry && stale && lane.slot.withLock({ $0.connection == nil }) {
                 return resume(subscriber, lastEventID: lastEventID, from: from, on: lane, retry: false)
