@@ -28,6 +28,7 @@ import subprocess
 import sys
 import time
 
+import redis_publish
 import mercure_bench
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -57,6 +58,11 @@ SERVER_CPU, LOADGEN_CPU = "0", "1"
 # idle server's life.
 IDLE_SETTLE_S = 16
 IDLE_HOLD_S = 15
+
+# The shard scenarios publish to 16 channels (spread over the shards by their names' hash) and
+# subscribe to all of them: publisher connection c posts to bench-(c mod 16), keeping its order.
+SIXTEEN_CHANNELS = ["--pub-channels", "16", "--sub-path",
+                    "/events?" + "&".join("channel=bench-%d" % i for i in range(16))]
 
 # name → (title, loadgen arguments)
 SCENARIOS = {
@@ -100,6 +106,15 @@ SCENARIOS = {
                          ["--subs", "5500", "--storm-subs", "5000", "--hold", "2", "--storm-at", "5", "--size", "64",
                           "--events", "150", "--rate", "10", "--pub-conns", "2", "--duration", "16", "--drain", "30",
                           "--connect-timeout", "60", "--connect-conc", "256"]),
+        "redis-publish": ("publishing through Redis: one hub alone, on 1 Redis, on 2 and 3 shards; 10 subscribers "
+                          "of 16 channels, 32 keep-alive publish connections (connection c posts to channel c mod 16), "
+                          "64-byte events as fast as acknowledged, 8 s",
+                          ["--subs", "10", "--size", "64", "--events", "100000000", "--pub-conns", "32",
+                           "--duration", "8", "--drain", "10"] + SIXTEEN_CHANNELS),
+        "shard-fanout": ("shards, fan-out: 2 hubs on 1 Redis and on 2 shards, 1,000 subscribers of 16 channels spread "
+                         "evenly, publishing on hub 1, 64-byte events as fast as possible",
+                         ["--subs", "1000", "--size", "64", "--events", "100000000", "--pub-conns", "16",
+                          "--window", "128", "--duration", "6", "--drain", "10"] + SIXTEEN_CHANNELS),
         "mercure-fanout": ("Mercure fan-out: 1,000 subscribers on /events/T, on /.well-known/mercure?match=T, and "
                            "each on a different URL pattern; 64-byte events as fast as possible",
                            ["--subs", "1000", "--size", "64", "--events", "100000000", "--pub-conns", "16",
@@ -139,13 +154,20 @@ SCENARIOS = {
                          ["--subs", "550", "--storm-subs", "500", "--hold", "0.5", "--storm-at", "1", "--size", "64",
                           "--events", "30", "--rate", "10", "--pub-conns", "2", "--duration", "4", "--drain", "10",
                           "--connect-timeout", "20"]),
+        "redis-publish": ("publishing through Redis (smoke): one hub alone, on 1 Redis, on 2 and 3 shards; "
+                          "5 subscribers, 8 publish connections, 1 s",
+                          ["--subs", "5", "--size", "64", "--events", "100000000", "--pub-conns", "8",
+                           "--duration", "1", "--drain", "5"] + SIXTEEN_CHANNELS),
+        "shard-fanout": ("shards, fan-out (smoke): 2 hubs on 1 Redis and on 2 shards, 40 subscribers",
+                         ["--subs", "40", "--size", "64", "--events", "100000000", "--pub-conns", "8",
+                          "--window", "64", "--duration", "1", "--drain", "5"] + SIXTEEN_CHANNELS),
         "mercure-fanout": ("Mercure fan-out (smoke): 50 subscribers on /events/T, on ?match=T, each on a URL pattern",
                            ["--subs", "50", "--size", "64", "--events", "100000000", "--pub-conns", "8",
                             "--window", "64", "--duration", "1", "--drain", "5"]),
     },
 }
 ORDER = ["fanout", "latency", "idle", "large", "dashboard", "inproc", "redis-fanout", "redis-latency",
-         "scale-fanout", "scale-latency", "resume-storm", "mercure-fanout"]
+         "scale-fanout", "scale-latency", "resume-storm", "redis-publish", "shard-fanout", "mercure-fanout"]
 SERVER_ORDER = ["microsse", "c-ref", "node"]
 HEADLINE_SERVERS = ["microsse", "c-ref", "node"]
 # Scenarios run in several interleaved rounds (microsse, c-ref, node, microsse, ...): the report
@@ -157,12 +179,14 @@ PRIMARY = {"fanout": ("dps", max), "latency": ("p99", min), "idle": ("cpu_pct", 
            "inproc": ("dps", max),
            "redis-fanout": ("dps", max), "redis-latency": ("p99", min),
            "scale-fanout": ("dps", max), "scale-latency": ("p99", min),
+           "redis-publish": ("pub_per_s", max), "shard-fanout": ("dps", max),
            "mercure-fanout": ("dps", max)}
 # A tail percentile is the figure most easily spoiled by one preemption: at least this many rounds.
 MIN_ROUNDS = {"latency": 3}
 # Scenarios that run only MicroSSE variants (their own report sections).
 MICROSSE_ONLY = {"inproc": ["swift-api", "c-api"], "redis-fanout": ["two-hubs"], "redis-latency": ["two-hubs"],
                  "scale-fanout": None, "scale-latency": None, "resume-storm": ["storm"],
+                 "redis-publish": None, "shard-fanout": None,
                  "mercure-fanout": mercure_bench.VARIANTS}
 # The scale-out variants: (name, hubs, with Redis). Subscribers spread evenly over the hubs
 # (loadgen --sub-ports), the publisher on hub 1; every hub and redis-server pinned to the server CPU.
@@ -400,6 +424,8 @@ def run_microsse_only(scen, title, lg_args, servers, logdir):
                             "error": "%s not built (make -C Benchmarks inproc)" % os.path.relpath(exe, REPO)})
             else:
                 out.append(run_one(name, [exe] + common, scen, title, lg_args, logdir))
+    elif scen in ("redis-publish", "shard-fanout"):
+        out += redis_publish.run(sys.modules[__name__], scen, lg_args, m[1], logdir)
     elif scen.startswith("mercure-"):
         out += mercure_bench.run_mercure(run_one, m[1], scen, title, lg_args, logdir)
     elif not shutil.which("redis-server"):
@@ -496,7 +522,8 @@ def metrics(rec):
         cpu += sum(rec["extra_cpu_s"].values())
         m["cpu_pct"] = 100.0 * cpu / measure
     if scen in ("fanout", "large", "latency", "dashboard", "inproc", "redis-fanout", "redis-latency",
-                "scale-fanout", "scale-latency", "resume-storm", "mercure-fanout"):
+                "scale-fanout", "scale-latency", "resume-storm", "redis-publish", "shard-fanout",
+                "mercure-fanout"):
         m["dps"] = lg["deliveries_per_s"]
         m["cpu_per_m"] = cpu / (lg["deliveries"] / 1e6) if lg["deliveries"] else None
         m["mbps"] = lg["payload_mb_per_s"]
@@ -553,6 +580,8 @@ ROWS = {
 
 
 def correctness(rec):
+    if "skipped" in rec:
+        return rec["skipped"]
     if "error" in rec:
         return "ERROR: " + rec["error"]
     lg = rec["lg"]
@@ -959,6 +988,7 @@ def write_report(path, results, servers, scen_defs, args, started, elapsed):
         L.append("")
     write_microsse_only(L, by, scen_defs)
     write_scale(L, by, scen_defs)
+    redis_publish.write(sys.modules[__name__], L, by, scen_defs)
     mercure_bench.write_mercure(L, by, scen_defs, metrics, correctness, fmt, ratio)
     L.append("## Targets")
     L.append("")
@@ -1102,7 +1132,7 @@ def main():
                    "results": results}, f, indent=1)
     write_report(out, results, servers, scen_defs, args, started, elapsed)
     log("report: %s (%.0f s)" % (os.path.relpath(out, os.getcwd()), elapsed))
-    bad = [r for r in results if correctness(r) != "ok"]
+    bad = [r for r in results if correctness(r) != "ok" and "skipped" not in r]
     if bad:
         log("note: %d run(s) with problems: %s" % (len(bad), ", ".join("%s/%s" % (r["scenario"], r["server"]) for r in bad)))
 

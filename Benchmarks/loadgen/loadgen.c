@@ -126,6 +126,7 @@ static struct {
     const char *sub_path; /* the subscribers' request target; NULL: /events/CHANNEL; {i}: the index */
     const char *mercure_topic; /* publish Mercure updates of this topic (POST /.well-known/mercure, 200) */
     const char *pub_token;     /* publisher's Authorization: Bearer token */
+    int pub_channels;          /* > 1: connection c publishes to CHANNEL-(c mod n) */
     int subs;
     int connect_conc;
     double connect_timeout;
@@ -164,6 +165,8 @@ static void usage(void) {
         "  --sub-ports P,P,..  spread the subscribers over these ports (subscriber i → port i mod n;\n"
         "                      several hubs sharing channels); default: --port\n"
         "  --channel NAME      channel (bench)\n"
+        "  --pub-channels N    publisher connection c posts to CHANNEL-(c mod N) (one channel per\n"
+        "                      connection keeps each connection's order; subscribe with --sub-path)\n"
         "  --sub-path PATH     subscribers' request target (default /events/CHANNEL), e.g.\n"
         "                      '/events?channel=bench&channel=other' for streams of several channels;\n"
         "                      every {i} is replaced by the subscriber's index (0, 1, ...)\n"
@@ -215,6 +218,7 @@ static void parse_args(int argc, char **argv) {
         else if (!strcmp(a, "--port")) { NEEDV(); opt.port = (int)arg_num(a, v); }
         else if (!strcmp(a, "--pub-port")) { NEEDV(); opt.pub_port = (int)arg_num(a, v); }
         else if (!strcmp(a, "--channel")) { NEEDV(); opt.channel = v; }
+        else if (!strcmp(a, "--pub-channels")) { NEEDV(); opt.pub_channels = (int)arg_num(a, v); }
         else if (!strcmp(a, "--sub-path")) { NEEDV(); opt.sub_path = v; }
         else if (!strcmp(a, "--mercure-topic")) { NEEDV(); opt.mercure_topic = v; }
         else if (!strcmp(a, "--pub-token")) { NEEDV(); opt.pub_token = v; }
@@ -983,6 +987,11 @@ static void pub_send(pub_t *p, uint64_t now) {
     uint64_t t = now_ns();
     int ph = snprintf(payload_head, sizeof payload_head, "%" PRIu64 " %d %u %" PRIu64, g, p->idx, p->seq, t);
     size_t plen = (size_t)ph < (size_t)opt.size ? (size_t)opt.size : (size_t)ph;
+    char channel[128];
+    if (opt.pub_channels > 1)
+        snprintf(channel, sizeof channel, "%s-%d", opt.channel, p->idx % opt.pub_channels);
+    else
+        snprintf(channel, sizeof channel, "%s", opt.channel);
     if (opt.pub_token) snprintf(auth, sizeof auth, "Authorization: Bearer %s\r\n", opt.pub_token);
     /* Mercure: the form's fields before the payload (its spaces are sent as '+'). */
     size_t pre = opt.mercure_topic ? strlen(mercure_prefix) : 0;
@@ -994,7 +1003,7 @@ static void pub_send(pub_t *p, uint64_t now) {
                  : snprintf(head, sizeof head,
                             "POST /events/%s HTTP/1.1\r\nHost: %s:%d\r\n%sContent-Type: text/plain\r\n"
                             "Content-Length: %zu\r\n\r\n",
-                            opt.channel, opt.host, opt.pub_port > 0 ? opt.pub_port : opt.port, auth, plen);
+                            channel, opt.host, opt.pub_port > 0 ? opt.pub_port : opt.port, auth, plen);
     if (hh < 0 || hh >= (int)sizeof head) { fprintf(stderr, "publish request head too long\n"); exit(2); }
     size_t need = (size_t)hh + plen;
     if (need > p->wcap) {

@@ -59,6 +59,7 @@ final class Hub: Sendable {
         let broker =
             configuration.brokerFactory?.makeBroker(
                 historyCount: configuration.historyCount, historyBytes: configuration.historyBytes,
+                historyMemoryBytes: configuration.historyMemoryBytes,
                 historyTTLSeconds: configuration.historyTTLSeconds, log: { log.warning("\($0)") })
             ?? MemoryBroker(
                 limits: .init(

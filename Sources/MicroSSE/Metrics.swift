@@ -37,6 +37,7 @@ final class HubMetrics: Sendable {
     private let largestQueue: CoreMetrics.Gauge
     private let readerGaps: CoreMetrics.Counter
     private let readerLag: CoreMetrics.Gauge
+    private let storedBytes: CoreMetrics.Gauge
     private let sampled = Mutex(Totals())
     private let timer = Mutex<SamplingTimer?>(nil)
 
@@ -63,6 +64,8 @@ final class HubMetrics: Sendable {
         /// With Redis: times the reader lost its place, and how far behind it is (0 without Redis).
         static let readerGaps = "microsse_redis_reader_gaps_total"
         static let readerLag = "microsse_redis_reader_lag_seconds"
+        /// With Redis: the history bytes all channels hold there (the memory budget's count).
+        static let storedBytes = "microsse_redis_history_bytes"
     }
 
     /// Makes every metric, in this server's registry and in `factory` (nil: the bootstrapped
@@ -92,6 +95,7 @@ final class HubMetrics: Sendable {
         largestQueue = gauge(Name.largestQueue)
         readerGaps = counter(Name.readerGaps)
         readerLag = gauge(Name.readerLag)
+        storedBytes = gauge(Name.storedBytes)
         publishDuration = CoreMetrics.Timer(label: Name.publishDuration, dimensions: [], factory: both)
         clients.record(0)
         channels.record(0)
@@ -115,6 +119,7 @@ final class HubMetrics: Sendable {
         largestQueue.record(hub.largestQueueBytes())
         let reader = hub.broker.readerHealth
         if let reader { readerLag.record(Double(reader.lagMilliseconds) / 1_000) }
+        if let stored = reader?.storedBytes { storedBytes.record(stored) }
         sampled.withLock { last in
             if let reader, reader.lostPlace > last.readerGaps {
                 readerGaps.increment(by: Int64(reader.lostPlace - last.readerGaps))

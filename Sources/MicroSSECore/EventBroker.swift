@@ -162,10 +162,14 @@ package struct ReaderHealth: Sendable, Equatable {
     package var lostPlace: Int
     /// How far behind the log's newest entry the reader was after its last read, in milliseconds.
     package var lagMilliseconds: Int
+    /// Bytes of history the shared store holds for all channels, as its last publish counted
+    /// them (nil: not known yet).
+    package var storedBytes: Int?
 
-    package init(lostPlace: Int, lagMilliseconds: Int) {
+    package init(lostPlace: Int, lagMilliseconds: Int, storedBytes: Int? = nil) {
         self.lostPlace = lostPlace
         self.lagMilliseconds = lagMilliseconds
+        self.storedBytes = storedBytes
     }
 }
 
@@ -176,4 +180,20 @@ package protocol BrokerFactory: Sendable {
     func makeBroker(
         historyCount: Int, historyBytes: Int, historyTTLSeconds: Int, log: @escaping @Sendable (String) -> Void
     ) -> any EventBroker
+    /// The same, keeping at most about `historyMemoryBytes` of history in all (the default
+    /// ignores it).
+    func makeBroker(
+        historyCount: Int, historyBytes: Int, historyMemoryBytes: Int, historyTTLSeconds: Int,
+        log: @escaping @Sendable (String) -> Void
+    ) -> any EventBroker
+}
+
+extension BrokerFactory {
+    package func makeBroker(
+        historyCount: Int, historyBytes: Int, historyMemoryBytes: Int, historyTTLSeconds: Int,
+        log: @escaping @Sendable (String) -> Void
+    ) -> any EventBroker {
+        makeBroker(
+            historyCount: historyCount, historyBytes: historyBytes, historyTTLSeconds: historyTTLSeconds, log: log)
+    }
 }

@@ -10,38 +10,74 @@ import Synchronization
 /// Publishing: the Lua script, the acknowledgement rule (`WAIT`), and the entry point
 /// libmicrohttpd's threads use.
 extension RedisBroker {
+    /// A publish waiting for a worker: stored with the others the worker takes at once.
+    struct PublishItem: Sendable {
+        let event: Event
+        let channel: ChannelName
+        let completion: @Sendable (Result<PublishReceipt, MicroSSEError>) -> Void
+    }
 
     /// Stores the event in Redis (and, when the URL asks for it, waits until `waitReplicas`
     /// replicas confirmed it) before returning its id. Throws `.unavailable` when Redis is
     /// unreachable, failing over, or too few replicas confirmed in time: the event is then not
     /// acknowledged, though it may have been stored and may still be delivered.
     package func publish(_ event: Event, to channel: ChannelName) throws(MicroSSEError) -> String {
-        try publishReceipt(event, to: channel, on: commands).id
+        try publishReceipt(event, to: channel).id
     }
 
+    /// ``publish(_:to:)`` with the replicas that confirmed it. It takes the workers' path (so
+    /// it is stored in a batch with the publishes waiting beside it) and waits for it; on a
+    /// worker's own thread, or before ``start()``, it runs on the caller's thread.
     package func publishReceipt(_ event: Event, to channel: ChannelName) throws(MicroSSEError) -> PublishReceipt {
-        try publishReceipt(event, to: channel, on: commands)
+        if workers.onWorker || !workers.started.load(ordering: .acquiring) {
+            try HubID.checkLabel(event.id)
+            return try store([(event, channel)], on: commands)[0]
+        }
+        let done = DispatchSemaphore(value: 0)
+        let outcome = Mutex<Result<PublishReceipt, MicroSSEError>?>(nil)
+        publishReceipt(event, to: channel) { result in
+            outcome.withLock { $0 = result }
+            done.signal()
+        }
+        done.wait()
+        return try outcome.withLock { $0! }.get()
     }
 
-    /// ``publish(_:to:)`` on `lane`'s command connection, with the replicas that confirmed it
-    /// (nil with `wait=0`).
-    func publishReceipt(
-        _ event: Event, to channel: ChannelName, on lane: CommandLane
-    ) throws(MicroSSEError) -> PublishReceipt {
+    /// Stores a batch taken by a worker and completes each publish.
+    func publishBatch(_ items: [PublishItem], on lane: CommandLane) {
+        do throws(MicroSSEError) {
+            let receipts = try store(items.map { ($0.event, $0.channel) }, on: lane)
+            for (item, receipt) in zip(items, receipts) { item.completion(.success(receipt)) }
+        } catch {
+            for item in items { item.completion(.failure(error)) }
+        }
+    }
+
+    /// Stores `events` in order with one call of the publish script on `lane`'s command
+    /// connection, then (per the URL's `wait`) one `WAIT` for all of them; returns their
+    /// receipts, with the replicas that confirmed them (nil with `wait=0`).
+    func store(_ events: [(Event, ChannelName)], on lane: CommandLane) throws(MicroSSEError) -> [PublishReceipt] {
         guard !state.withLock({ $0.closed }) else { throw MicroSSEError(.unavailable, "the server is shutting down") }
-        try HubID.checkLabel(event.id)
         // A caller-given id travels as "=ID" so that an empty id stays distinguishable from none.
-        let args: [[UInt8]] = [
-            Array("7".utf8), Array(globalKey.utf8),
-            Array(channelKey(channel.rawValue).utf8), Array(channelBytesKey(channel.rawValue).utf8),
-            Array(epochKey.utf8), Array(countKey.utf8), Array(labelKey(channel.rawValue).utf8),
-            Array(labelOrderKey(channel.rawValue).utf8),
+        var args: [[UInt8]] = [
+            Array("6".utf8), Array(globalKey.utf8), Array(epochKey.utf8), Array(countKey.utf8),
+            Array(sizesKey.utf8), Array(ageKey.utf8), Array(bytesKey.utf8),
             Array(String(settings.globalLength).utf8), Array(String(max(1, settings.historyCount)).utf8),
-            Array(channel.rawValue.utf8), Array(event.data.utf8), Array((event.event ?? "").utf8),
-            Array((event.id.map { "=" + $0 } ?? "").utf8), Array(String(settings.channelTTLSeconds).utf8),
             Array(String(max(0, settings.historyBytes)).utf8), Array(String(historyCutoffMilliseconds()).utf8),
             Array(HubID.randomEpoch().utf8), Array(String(labelLimit).utf8),
+            Array(String(settings.channelTTLSeconds + settings.channelTTLSeconds / 64).utf8),
+            Array(String(max(0, settings.memoryBytes)).utf8),
+            Array(settings.prefix.utf8), Array(String(Self.oneCopyAbove).utf8), Array(String(events.count).utf8),
         ]
+        args.reserveCapacity(args.count + 5 * events.count)
+        let due = expiryDue(events.map(\.1.rawValue))
+        for (n, (event, channel)) in events.enumerated() {
+            args.append(Array(channel.rawValue.utf8))
+            args.append(Array(event.data.utf8))
+            args.append(Array((event.event ?? "").utf8))
+            args.append(Array((event.id.map { "=" + $0 } ?? "").utf8))
+            args.append(due[n] ? [0x31] : [])
+        }
         let url = settings.url
         let timeout = url.waitTimeoutMilliseconds
         var shortfall = false
@@ -67,7 +103,7 @@ extension RedisBroker {
                 replicas = url.waitReplicas
             }
             let reply = try runPublishScript(args, on: c)
-            guard reply.array?.first?.text.flatMap(RedisStreamID.init) != nil else { return reply }
+            guard let stored = reply.array, stored.count == events.count + 2 else { return reply }
             guard replicas > 0 else {
                 if url.waitForConnectedReplicas { confirmed = 0 }
                 return reply
@@ -85,12 +121,37 @@ extension RedisBroker {
             confirmed = n
             return reply
         }
-        guard let stored = reply.array, stored.count == 2, let id = stored[0].text.flatMap(RedisStreamID.init),
-            let epoch = stored[1].text
-        else {
+        guard let stored = reply.array, stored.count == events.count + 2, let epoch = stored[0].text else {
             throw MicroSSEError(.unavailable, "Redis refused the publish: \(reply)")
         }
-        return PublishReceipt(id: event.id ?? Self.hubID(id, epoch: epoch), replicas: confirmed)
+        if case .integer(let total) = stored[1] { storedBytes.store(total, ordering: .relaxed) }
+        var receipts: [PublishReceipt] = []
+        receipts.reserveCapacity(events.count)
+        for (n, (event, _)) in events.enumerated() {
+            guard let id = stored[n + 2].streamID else {
+                throw MicroSSEError(.unavailable, "Redis refused the publish: \(reply)")
+            }
+            receipts.append(PublishReceipt(id: event.id ?? Self.hubID(id, epoch: epoch), replicas: confirmed))
+        }
+        return receipts
+    }
+
+    /// For each of `channels` (a batch's, in order), whether its stream's expiry is to be set
+    /// again: at most every 1/64 of the channel TTL per channel and hub (the script sets it to the
+    /// TTL plus that much, so a stream still lives at least the TTL after its last publish), for
+    /// the first of its events in the batch. Remembers up to 65,536 channels (then forgets all:
+    /// each is set again once).
+    func expiryDue(_ channels: [String]) -> [Bool] {
+        let now = Clocks.monotonicMilliseconds()
+        let interval = UInt64(settings.channelTTLSeconds / 64) * 1_000
+        return expiryRefreshed.withLock { last in
+            if last.count > 65_536 { last.removeAll(keepingCapacity: true) }
+            return channels.map { channel in
+                if let at = last[channel], now < at + interval || at == now { return false }
+                last[channel] = now
+                return true
+            }
+        }
     }
 
     /// The id of the position `id` of the global stream under `epoch` (``HubID``); an entry from
@@ -195,7 +256,7 @@ extension RedisBroker {
             if slot.connection == nil || slot.connection!.isBroken {
                 slot.connection = nil
                 let now = Clocks.monotonicMilliseconds()
-                guard now >= slot.retryAt else {
+                guard now >= slot.retryAt || dialedAt.load(ordering: .relaxed) >= slot.failedAt else {
                     throw MicroSSEError(.unavailable, "Redis at \(settings.url) is unreachable; retrying")
                 }
                 do throws(MicroSSEError) {
@@ -203,10 +264,12 @@ extension RedisBroker {
                     _ = try markSince(c)
                     slot.connection = c
                     slot.backoff = 50
+                    dialedAt.store(Clocks.monotonicMilliseconds(), ordering: .relaxed)
                     // A new connection (perhaps to a new primary): ask it about its replicas.
                     lane.replicaCheck.withLock { $0 = ReplicaCheck() }
                 } catch {
                     slot.retryAt = now + UInt64(slot.backoff)
+                    slot.failedAt = Clocks.monotonicMilliseconds()
                     slot.backoff = min(slot.backoff * 2, settings.maxBackoffMilliseconds)
                     throw error
                 }
@@ -236,15 +299,16 @@ extension RedisBroker {
         _ event: Event, to channel: ChannelName,
         completion: @escaping @Sendable (Result<PublishReceipt, MicroSSEError>) -> Void
     ) {
+        do throws(MicroSSEError) {
+            try HubID.checkLabel(event.id)
+        } catch {
+            completion(.failure(error))
+            return
+        }
+        let item = PublishItem(event: event, channel: channel, completion: completion)
         let job = RedisWorkers.Job(
-            run: { lane in
-                do throws(MicroSSEError) {
-                    completion(.success(try self.publishReceipt(event, to: channel, on: lane)))
-                } catch {
-                    completion(.failure(error))
-                }
-            },
-            cancel: { completion(.failure(MicroSSEError(.unavailable, "the server is shutting down"))) })
+            run: { lane in self.publishBatch([item], on: lane) },
+            cancel: { completion(.failure(MicroSSEError(.unavailable, "the server is shutting down"))) }, item: item)
         switch workers.submit(job, .publish) {
         case nil: break
         case .closed: completion(.failure(MicroSSEError(.unavailable, "the server is shutting down")))

@@ -78,7 +78,7 @@ extension RedisBroker {
                     continue
                 }
                 if case .array(let streams) = reply, let entries = streams.first?.array?.dropFirst().first?.array {
-                    deliver(entries)
+                    deliver(try fillOneCopyEntries(entries, on: connection!))
                     // A full batch: more is waiting, the reader is behind by about the age of what
                     // it just delivered. Less: it has read all there was.
                     let now = settings.wallClock()
@@ -118,6 +118,8 @@ extension RedisBroker {
         let epoch: String?
         let single: Frame
         let multi: Frame
+        /// Its data was evicted before this hub read it (``fillOneCopyEntries(_:on:)``).
+        var lost = false
     }
 
     /// Fans a batch read from the global stream out to this hub's streams. When the batch does
@@ -127,13 +129,19 @@ extension RedisBroker {
     func deliver(_ entries: [RedisValue]) {
         var decoded: [Delivered] = []
         for entry in entries {
-            guard let fields = entry.array, fields.count == 2, let channel = field("c", in: fields[1]),
-                let (id, single, multi) = decodeEntry(entry, epoch: nil)
-            else { continue }
+            guard let fields = entry.array, fields.count == 2, let channel = field("c", in: fields[1]) else { continue }
+            let count = field("n", in: fields[1]).flatMap { UInt64($0) }
+            let epoch = field("p", in: fields[1])
+            if field("lost", in: fields[1]) != nil, let id = fields[0].streamID {
+                let none = Frame(bytes: [], isEvent: false)
+                decoded.append(
+                    Delivered(
+                        id: id, channel: channel, count: count, epoch: epoch, single: none, multi: none, lost: true))
+                continue
+            }
+            guard let (id, single, multi) = decodeEntry(entry, epoch: nil) else { continue }
             decoded.append(
-                Delivered(
-                    id: id, channel: channel, count: field("n", in: fields[1]).flatMap { UInt64($0) },
-                    epoch: field("p", in: fields[1]), single: single, multi: multi))
+                Delivered(id: id, channel: channel, count: count, epoch: epoch, single: single, multi: multi))
         }
         var fanOut = LogFanOut()
         // A batch's frames are appended log by log, each log's readers looked at once.
@@ -150,7 +158,12 @@ extension RedisBroker {
                     s.lastCount = count
                     s.lastEpoch = epoch
                 }
+                let before = s.lastDelivered
                 s.lastDelivered = d.id
+                if d.lost {
+                    lostEntry(d, after: before, &s, batch: &batch, wakes: &wakes)
+                    continue
+                }
                 // Streams resuming or just resumed (none, but during a resume: one lookup).
                 if let waiting = s.channels[d.channel] {
                     for sub in waiting.values {
@@ -208,7 +221,8 @@ extension RedisBroker {
         guard let kv = value.array else { return nil }
         var i = 0
         while i + 1 < kv.count {
-            if kv[i].text == name { return kv[i + 1].text }
+            // Compared as bytes: the reader looks up several fields of every entry it reads.
+            if case .string(let key) = kv[i], key.elementsEqual(name.utf8) { return kv[i + 1].text }
             i += 2
         }
         return nil
@@ -219,7 +233,7 @@ extension RedisBroker {
     /// sees it (the position). The epoch is the entry's own (`p`, global stream) or `epoch`
     /// (channel streams); an entry without one is from before positions and keeps its stream id.
     func decodeEntry(_ entry: RedisValue, epoch: String?) -> (RedisStreamID, Frame, Frame)? {
-        guard let fields = entry.array, fields.count == 2, let id = fields[0].text.flatMap(RedisStreamID.init),
+        guard let fields = entry.array, fields.count == 2, let id = fields[0].streamID,
             let data = field("d", in: fields[1])
         else { return nil }
         let name = field("e", in: fields[1]) ?? ""

@@ -70,9 +70,12 @@ extension RedisBroker {
     /// Places the resume (a label through the label tables), fetches the replay on `lane`'s
     /// connection and queues it (with a gap event when Redis fails: the stream then starts live).
     func resume(
-        _ subscriber: Subscriber, lastEventID: String, from: ResumeFrom, on lane: CommandLane
+        _ subscriber: Subscriber, lastEventID: String, from: ResumeFrom, on lane: CommandLane, retry: Bool = true
     ) -> ResumeStatus {
         let channels = subscriber.channels.map(\.rawValue)
+        // A connection left idle across a Redis restart fails at its first use: a resume only
+        // reads, so it tries once more on a new one.
+        let stale = lane.slot.withLock { $0.connection != nil }
         do {
             var placed = from
             if case .label(let label) = from {
@@ -103,6 +106,9 @@ extension RedisBroker {
                 subscriber, replay: replay.events, gap: replay.missed ? .evicted : nil, lastEventID: lastEventID,
                 after: position, upTo: replay.upTo)
         } catch {
+            if retry && stale && lane.slot.withLock({ $0.connection == nil }) {
+                return resume(subscriber, lastEventID: lastEventID, from: from, on: lane, retry: false)
+            }
             log("resume from Redis failed (\(error.message)); stream starts live with a gap event")
             return finishResume(subscriber, replay: [], gap: .unknown, lastEventID: lastEventID, after: .zero)
         }
@@ -148,7 +154,12 @@ extension RedisBroker {
         ]
         for channel in channels {
             commands.append(["XINFO", "STREAM", channelKey(channel)])
-            commands.append(["XRANGE", channelKey(channel), "(" + position.description, "+"])
+            // Trimming is lazy: a resume replays as if the stream held the newest history count
+            // plus the boundary entry (see the publish script).
+            commands.append([
+                "XREVRANGE", channelKey(channel), "+", "(" + position.description, "COUNT",
+                String(max(1, settings.historyCount) + 1),
+            ])
         }
         commands.append(["EXEC"])
         let reply = try withCommandConnection(on: lane) { c throws(MicroSSEError) in
@@ -167,7 +178,10 @@ extension RedisBroker {
         let cutoff = historyCutoffMilliseconds()
         for (n, channel) in channels.enumerated() {
             if channelMayHaveMissed(channel, info: results[3 + 2 * n], after: position) { replay.missed = true }
-            for entry in results[4 + 2 * n].array ?? [] {
+            let entries = results[4 + 2 * n].array ?? []
+            // From before the boundary: events may have been trimmed after the position.
+            if entries.count > max(1, settings.historyCount) { replay.missed = true }
+            for entry in entries.reversed() {
                 guard let (id, single, multi) = decodeEntry(entry, epoch: replay.epoch) else { continue }
                 // Past the history TTL (a channel not published to since keeps them in Redis):
                 // not replayed, and the stream is told.
@@ -258,7 +272,8 @@ extension RedisBroker {
     package var readerHealth: ReaderHealth? {
         ReaderHealth(
             lostPlace: readerGaps.load(ordering: .relaxed),
-            lagMilliseconds: readerLagMilliseconds.load(ordering: .relaxed))
+            lagMilliseconds: readerLagMilliseconds.load(ordering: .relaxed),
+            storedBytes: storedBytes.load(ordering: .relaxed) >= 0 ? storedBytes.load(ordering: .relaxed) : nil)
     }
 
     /// Channel logs and channel-set logs with readers, and streams not reading a log yet (tests).

@@ -41,6 +41,8 @@ package final class RedisBroker: EventBroker {
         var prefix = "microsse"
         var historyCount: Int
         var historyBytes = Int.max
+        /// Bytes all channels' streams keep together (about; 0 or less: no bound).
+        var memoryBytes = 0
         /// Entries `PREFIX:all` keeps (about), which every hub's reader follows.
         var globalLength = 100_000
         var channelTTLSeconds = 86_400
@@ -86,6 +88,13 @@ package final class RedisBroker: EventBroker {
     /// behind the newest entry it was after its last read, in milliseconds.
     let readerGaps = Atomic<Int>(0)
     let readerLagMilliseconds = Atomic<Int>(0)
+    /// The history bytes of all channels in Redis as the last publish counted them (-1: none yet).
+    let storedBytes = Atomic<Int>(-1)
+    /// When a command connection was last dialled (monotonic ms): a lane backing off after a
+    /// failed dial dials at once when another lane got through since.
+    let dialedAt = Atomic<UInt64>(0)
+    /// When this hub last set each channel's expiry (``expiryDue(_:)``).
+    let expiryRefreshed = Mutex<[String: UInt64]>([:])
     /// The most replicas in sync the primary was seen with lately (`wait=auto`), and when.
     let replicasSeen = Mutex<(primary: RedisURL.Endpoint, online: Int, at: UInt64)?>(nil)
 
@@ -117,6 +126,7 @@ package final class RedisBroker: EventBroker {
         // hiredis contexts are not thread-safe; this one is only used inside its lane's lock.
         var connection: RedisConnection?
         var retryAt: UInt64 = 0
+        var failedAt: UInt64 = 0
         var backoff = 50
     }
 
@@ -128,7 +138,11 @@ package final class RedisBroker: EventBroker {
 
     var globalKey: String { "\(settings.prefix):all" }
     func channelKey(_ c: String) -> String { "\(settings.prefix):ch:\(c)" }
-    func channelBytesKey(_ c: String) -> String { "\(settings.prefix):chb:\(c)" }
+    /// Bytes each channel's stream holds (a hash), channels by their oldest entry (a sorted
+    /// set), and the bytes of all of them: the memory budget (docs/REDIS.md).
+    var sizesKey: String { "\(settings.prefix):sizes" }
+    var ageKey: String { "\(settings.prefix):age" }
+    var bytesKey: String { "\(settings.prefix):bytes" }
     var sinceKey: String { "\(settings.prefix):since" }
     /// The epoch of this data set's positions (see docs/DESIGN.md, "Positions, labels and epochs").
     var epochKey: String { "\(settings.prefix):epoch" }
@@ -160,7 +174,7 @@ package final class RedisBroker: EventBroker {
             s.lastEpoch = tail.epoch
         }
         commands.slot.withLock { $0.connection = connection }
-        try workers.start()
+        try workers.start(batch: { items, lane in self.publishBatch(items, on: lane) })
         stopping.store(false, ordering: .relaxed)
         readerRunning.store(true, ordering: .relaxed)
         let box = Unmanaged.passRetained(self)

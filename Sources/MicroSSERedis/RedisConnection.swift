@@ -116,19 +116,25 @@ package final class RedisConnection {
         msse_redis_block_sigpipe(&savedMask)
         defer { msse_redis_restore_sigpipe(&savedMask) }
         for args in commands {
-            // hiredis copies the arguments into its output buffer before it returns.
-            let pointers = args.map { arg -> UnsafeMutablePointer<CChar> in
-                let p = UnsafeMutablePointer<CChar>.allocate(capacity: max(1, arg.count))
+            // The arguments side by side in one buffer (one allocation per command, not one per
+            // argument); hiredis copies them into its output buffer before it returns.
+            var lengths = args.map(\.count)
+            let total = lengths.reduce(0, +)
+            let buffer = UnsafeMutableBufferPointer<CChar>.allocate(capacity: max(1, total))
+            defer { buffer.deallocate() }
+            var argv: [UnsafePointer<CChar>?] = []
+            argv.reserveCapacity(args.count)
+            var offset = 0
+            for arg in args {
+                let start = buffer.baseAddress! + offset
                 arg.withUnsafeBytes { raw in
                     if raw.count > 0 {
-                        UnsafeMutableRawPointer(p).copyMemory(from: raw.baseAddress!, byteCount: raw.count)
+                        UnsafeMutableRawPointer(start).copyMemory(from: raw.baseAddress!, byteCount: raw.count)
                     }
                 }
-                return p
+                argv.append(UnsafePointer(start))
+                offset += arg.count
             }
-            defer { pointers.forEach { $0.deallocate() } }
-            var argv = pointers.map { UnsafePointer<CChar>?($0) }
-            var lengths = args.map(\.count)
             guard redisAppendCommandArgv(context, Int32(args.count), &argv, &lengths) == 0 else { throw failure() }
         }
         var replies: [RedisValue] = []
@@ -179,4 +185,12 @@ package final class RedisConnection {
 extension RedisConnection {
     /// The socket, so another thread can shut it down to interrupt a blocking read.
     package var fileDescriptor: Int32 { context.map { $0.pointee.fd } ?? -1 }
+}
+
+extension RedisValue {
+    /// The stream entry id this reply holds (`123-4`), parsed from its bytes; nil for anything else.
+    package var streamID: RedisStreamID? {
+        if case .string(let b) = self, let id = RedisStreamID(bytes: b) { return id }
+        return text.flatMap(RedisStreamID.init)
+    }
 }

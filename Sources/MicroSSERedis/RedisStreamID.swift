@@ -21,6 +21,29 @@ package struct RedisStreamID: Comparable, Hashable, Sendable, CustomStringConver
         sequence = seq
     }
 
+    /// Parses `123-4` from a reply's bytes, without making a string; nil for anything else.
+    package init?(bytes: [UInt8]) {
+        var ms: UInt64 = 0
+        var seq: UInt64 = 0
+        var dash = false
+        var digits = 0
+        for b in bytes {
+            if b == UInt8(ascii: "-") {
+                guard !dash, digits > 0 else { return nil }
+                dash = true
+                digits = 0
+                continue
+            }
+            guard b >= UInt8(ascii: "0"), b <= UInt8(ascii: "9"), digits < 19 else { return nil }
+            let d = UInt64(b - UInt8(ascii: "0"))
+            if dash { seq = seq * 10 + d } else { ms = ms * 10 + d }
+            digits += 1
+        }
+        guard dash, digits > 0 else { return nil }
+        milliseconds = ms
+        sequence = seq
+    }
+
     package var description: String { "\(milliseconds)-\(sequence)" }
 
     package static func < (a: RedisStreamID, b: RedisStreamID) -> Bool {

@@ -101,6 +101,15 @@ private struct RedisSettings: BrokerFactory, ConfigurationValidating {
     func makeBroker(
         historyCount: Int, historyBytes: Int, historyTTLSeconds: Int, log: @escaping @Sendable (String) -> Void
     ) -> any EventBroker {
+        makeBroker(
+            historyCount: historyCount, historyBytes: historyBytes, historyMemoryBytes: 0,
+            historyTTLSeconds: historyTTLSeconds, log: log)
+    }
+
+    func makeBroker(
+        historyCount: Int, historyBytes: Int, historyMemoryBytes: Int, historyTTLSeconds: Int,
+        log: @escaping @Sendable (String) -> Void
+    ) -> any EventBroker {
         guard let url else {
             // Only a configuration validate() refuses gets here (a server made without
             // validating): it never starts, so no Redis broker is made for it.
@@ -113,6 +122,7 @@ private struct RedisSettings: BrokerFactory, ConfigurationValidating {
             // than the sentinels' own detection and promotion.
             maxBackoffMilliseconds: url.usesSentinel ? 500 : 2_000,
             workerCount: url.workers, workQueueCapacity: url.queueLimit, historyTTLSeconds: historyTTLSeconds)
+        settings.memoryBytes = historyMemoryBytes
         if let clock { settings.wallClock = clock }
         return RedisBroker(settings: settings, log: log)
     }

@@ -132,7 +132,8 @@ extension SeveralHubsTests {
             for i in 0..<400 { ids.append(try hub.publish("\(i) \(payload)", to: "big")) }
             let key = "\(prefix):ch:big"
             let length = try #require(ask(redis.port, ["XLEN", key]).flatMap { Int($0.text ?? "") })
-            let counted = try #require(ask(redis.port, ["GET", "\(prefix):chb:big"]).flatMap { Int($0.text ?? "") })
+            let counted = try #require(
+                ask(redis.port, ["HGET", "\(prefix):sizes", "big"]).flatMap { Int($0.text ?? "") })
             let memory = try #require(
                 ask(redis.port, ["MEMORY", "USAGE", key, "SAMPLES", "0"]).flatMap { Int($0.text ?? "") })
             let entry = 1_000 + 4 + 2 + 32  // data, event name (none), id (none), 32: about 1,038 bytes

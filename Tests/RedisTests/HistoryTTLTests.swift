@@ -69,8 +69,9 @@ extension SeveralHubsTests {
             ids.append(try hub.publish("e5", to: "c"))
             let kept = ask(redis.port, ["XRANGE", key, "-", "+"])?.array?.compactMap { $0.array?.first?.text }
             #expect(kept == ids[2...].map { RedisStreamID(position: $0)!.description })
-            // The byte counter follows: 4 entries of 2 data bytes plus 32.
-            #expect(ask(redis.port, ["GET", "\(prefix):chb:c"])?.text == "136")
+            // The byte counter follows: 4 entries of 2 data bytes plus 32, and the channel's
+            // bookkeeping (100 bytes and twice its name).
+            #expect(ask(redis.port, ["HGET", "\(prefix):sizes", "c"])?.text == "\(136 + 102)")
             let before = try resume(hub, "c", after: ids[0], count: 4)
             #expect(before.gap == "evicted")
             #expect(before.events.dropFirst().map(\.data) == ["e3", "e4", "e5"])
