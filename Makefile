@@ -96,7 +96,7 @@ deb: ship
 # (SwiftPM compiles every dependency again: minutes), each suite listed here; then the packages
 # installed with dpkg, used as a C programmer and the systemd unit would, then removed
 # (scripts/deb-test.sh; root).
-LONG_TESTS ?= TLSHandshakeReleaseTests|OutsidePackageTests|FailoverAck
+LONG_TESTS ?= TLSHandshakeReleaseTests|OutsidePackageTests|FailoverAck|MercureHubDeath
 test-long: test-deps lib deb
 	MICROSSE_LONG_TESTS=1 $(SWIFT) test --filter '$(LONG_TESTS)'
 	scripts/deb-test.sh out/deb

@@ -205,8 +205,8 @@ typedef struct msse_config {
     const char *mercure_audience;   /**< The hub's resource identifier, which draft-08 tokens name
                                          in `aud` (e.g. "https://hub.example.com/.well-known/mercure");
                                          relative URL patterns are read against it. NULL. */
-    int mercure_subscriptions;      /**< Non-zero: active subscriptions (events and API); refused
-                                         (MSSE_EINVAL) until this library serves them. 0. */
+    int mercure_subscriptions;      /**< Non-zero: active subscriptions (subscription events and
+                                         the subscriptions API, across a Redis cluster). 0. */
 } msse_config;
 
 /**

@@ -29,8 +29,6 @@ final class Hub: Sendable {
     /// The streams with bytes pending (every subscriber is made with it): what the ticker's
     /// stall pass and the largest-backlog gauge visit, instead of every stream.
     let pending = PendingStreams()
-    /// Every stream's heartbeat slot (the ticker's heartbeat pass).
-    let heartbeats = HeartbeatSlots()
 
     /// Routes, stream routes, the authorizer and the connect/disconnect callbacks: what the
     /// embedding code registers, before or after start.

@@ -131,20 +131,20 @@ public final class Server: Sendable {
             }
             try hub.broker.start()
             do throws(MicroSSEError) {
+                try router.startRouteSets()
                 try transport.start()
             } catch {
+                router.stopRouteSets()
                 hub.broker.shutdown()
                 throw error
             }
             l.transport = transport
             l.router = router
             hub.attach(transport)
-            hub.heartbeats.setWriter { [weak transport] fd, bytes in
-                transport?.writeHeartbeat(fd: fd, bytes) ?? .unavailable
-            }
             l.ticker = Ticker(
                 heartbeatSeconds: config.heartbeatSeconds, writeTimeoutSeconds: config.writeTimeoutSeconds,
-                pending: hub.pending, heartbeats: hub.heartbeats)
+                pending: hub.pending
+            ) { [weak transport] frame in transport?.heartbeatPass(frame) }
             hub.metrics.startSampling(hub)
         }
         let scheme = config.tls == nil ? "http" : "https"
@@ -240,6 +240,7 @@ public final class Server: Sendable {
         ticker?.cancel()
         hub.draining.store(true, ordering: .relaxed)
         if let transport {
+            lifecycle.withLock { $0.router }?.stopRouteSets()
             hub.broker.shutdown()
             spreadReconnects(transport.streams())
             transport.stop()

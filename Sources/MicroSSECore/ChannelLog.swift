@@ -195,7 +195,7 @@ package struct LogFanOut {
     }
 
     /// The work ``append(_:to:readers:)`` found, outside the publisher's lock (resuming takes
-    /// libmicrohttpd's locks).
+    /// the transport's locks).
     package func finish() {
         for sub in over { sub.failIfOver() }
         wakes.withUnsafeBufferPointer { subs in

@@ -17,5 +17,12 @@ package struct ChannelName: Hashable, Sendable, CustomStringConvertible {
         rawValue = name
     }
 
+    /// A channel for the hub's own use, which no client can name: `name` must hold a character
+    /// the rule refuses (a `:`, say), so that no `/events/…` request reaches it.
+    package init(reserved name: String) {
+        precondition(ChannelNameRule.violation(name.utf8) != nil && !name.isEmpty && name.utf8.count <= 128)
+        rawValue = name
+    }
+
     package var description: String { rawValue }
 }

@@ -24,5 +24,10 @@ package enum Clocks {
     package static func wallMilliseconds() -> UInt64 { wallMicroseconds() / 1_000 }
 
     /// Sleeps the calling thread.
-    package static func sleep(milliseconds: Int) { usleep(UInt32(max(0, milliseconds)) * 1_000) }
+    package static func sleep(milliseconds: Int) {
+        let ms = max(0, milliseconds)
+        var request = timespec(tv_sec: ms / 1_000, tv_nsec: ms % 1_000 * 1_000_000)
+        var remaining = timespec()
+        while nanosleep(&request, &remaining) != 0 && errno == EINTR { request = remaining }
+    }
 }

@@ -52,7 +52,7 @@ package protocol EventBroker: Sendable {
     /// Why the broker cannot serve right now (e.g. its Redis is unreachable), or nil when it can.
     var unavailableReason: String? { get }
     /// Whether `publish` and a resuming `subscribe` wait on I/O (then call the completion forms
-    /// from libmicrohttpd's threads).
+    /// from the transport's threads).
     var isAsynchronous: Bool { get }
     /// How the broker's reader of a shared log is doing (nil: the broker has none, as in memory).
     var readerHealth: ReaderHealth? { get }

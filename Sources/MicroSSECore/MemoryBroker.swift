@@ -98,7 +98,7 @@ package final class MemoryBroker: EventBroker {
             }
             return id
         }
-        // Resume outside the lock: libmicrohttpd takes its own locks in resume.
+        // Resume outside the lock: the transport takes its own locks in resume.
         fanOut.finish()
         return id
     }

@@ -12,7 +12,7 @@ package protocol ReplaySource: AnyObject, Sendable {
 }
 
 extension SubscriberQueue {
-    /// The most bytes one chunk of replay queues (about two of libmicrohttpd's writes).
+    /// The most bytes one chunk of replay queues (about two of the transport's writes).
     static let replayChunkBytes = 65_536
 
     /// The log position the stream may read up to: while a replay is pending, the position its

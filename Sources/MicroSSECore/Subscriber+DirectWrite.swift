@@ -1,5 +1,5 @@
 /// The direct-write side of ``Subscriber``: events and the rest of a chunk written to a
-/// suspended connection's socket by the transport's writer thread (see ``SubscriberQueue``'s
+/// suspended connection by the transport's writer thread (see ``SubscriberQueue``'s
 /// direct-write extension).
 extension Subscriber {
     /// The channel log this stream reads got events: resumes a suspended connection, or, when
@@ -53,15 +53,26 @@ extension Subscriber {
     /// after the drain: such a connection is still suspended, and must be resumed to close).
     package func failIfWriteUnfinished() {
         let needsWake = locked { q in
-            guard !q.unsent.isEmpty else { return false }
+            guard q.unsentBytes > 0 else { return false }
             return q.fail()
         }
         if needsWake { wake() }
     }
 
-    /// The socket has room for the rest of a direct chunk (the transport's writer thread; see
-    /// ``SubscriberQueue/writeUnsent(_:)``). Returns whether to flush.
+    /// The connection has room for the rest of a direct chunk (the transport's writer thread):
+    /// the transport sends what it can of it (``StreamConnection/writeUnsent()``), and the queue
+    /// learns what is left (``SubscriberQueue/unsentWritten(remaining:)``). Returns whether to
+    /// flush.
     package func writeUnsent() -> Bool {
-        directWrite { q in q.writeUnsent { bytes in hooks.withLock { $0?.writeUnsent(bytes) ?? -1 } } }
+        directWrite { q in
+            guard q.unsentBytes > 0 else { return .done }
+            // Lock order: the queue's, then the hooks' (as for a flush).
+            return q.unsentWritten(remaining: hooks.withLock { $0?.writeUnsent() ?? -1 })
+        }
+    }
+
+    /// Schedules a flush on the attached connection's writer (outside any lock of ours).
+    package func scheduleFlush() {
+        hooks.withLock { $0 }?.scheduleFlush()
     }
 }

@@ -1,11 +1,13 @@
 import MicroSSEWire
 import Synchronization
 
-/// One connected stream: its bounded queue behind a short lock, and how to wake its connection.
+/// One connected stream as the brokers see it: its pure queue (``SubscriberQueue``) behind a short
+/// lock, and the transport's object for it (``StreamConnection``), which it asks to resume, cut
+/// or write, and whose sections it brackets under the same lock.
 ///
-/// Publishers (any thread) call ``enqueue(_:)``; the transport's content reader calls ``read(into:onSuspend:)``
-/// on libmicrohttpd's thread. The waker is installed by the transport before the connection can
-/// ever suspend, so an enqueue never needs a wake that cannot be delivered.
+/// Publishers (any thread) call ``enqueue(_:)``; the transport's content reader calls
+/// ``read(into:directBudget:whileLocked:)`` on its thread. The connection is attached by the
+/// transport before it can ever suspend, so an enqueue never needs a wake that cannot be delivered.
 package final class Subscriber: Sendable {
     /// A process-unique number for this stream.
     package let id: UInt64
@@ -32,7 +34,13 @@ package final class Subscriber: Sendable {
     }
     /// The most bytes this stream may have pending (its queue's bound).
     package let limit: Int
-    private let queue: Mutex<SubscriberQueue>
+    /// What the queue's lock guards: the queue, and the connection whose sections it brackets
+    /// (the object ``hooks`` holds, referenced here too so a section costs no second lock).
+    private struct Locked {
+        var queue: SubscriberQueue
+        var connection: (any StreamConnection)?
+    }
+    private let queue: Mutex<Locked>
     /// Whether the attached connection can be written while suspended (see ``published()``).
     /// Declared here, it takes a byte of the queue's last word instead of a word of its own.
     let flushable = Atomic<Bool>(false)
@@ -44,66 +52,50 @@ package final class Subscriber: Sendable {
     let hooks: Mutex<(any StreamConnection)?>
     /// The ticker's set this stream enters whenever it has bytes pending (nil: no ticker).
     let pending: PendingStreams?
-    /// The heartbeat table the stream takes a slot in when its connection is attached.
-    let heartbeats: HeartbeatSlots?
     /// What the publisher of a channel log reads of this stream without its lock (see
     /// ``logView``), stored after every change under the lock: the log position read up to, and
     /// the bytes queued here with the queue's flags.
     private let mirroredPosition = Atomic<UInt64>(0)
     private let mirroredState = Atomic<UInt64>(0)
 
-    /// Functions given as closures (``setWaker(_:)``, ``setCloser(_:)``: tests and tools), held
-    /// by a reference: a `Mutex` whose value is a bare function type re-wraps the stored closure
-    /// in two reabstraction thunks on every `withLock` (the inout write-back of the generic
-    /// value), so each wake-up made the next one longer: measured at 42% of server CPU after
-    /// 1,000 events per stream, and a stack overflow waiting to happen on a long-lived stream.
-    private final class Callbacks: StreamConnection {
-        let waker: (@Sendable () -> Void)?
-        let closer: (@Sendable () -> Void)?
-        init(waker: (@Sendable () -> Void)?, closer: (@Sendable () -> Void)?) {
-            self.waker = waker
-            self.closer = closer
-        }
-        func resume() { waker?() }
-        func cut() { closer?() }
-    }
-
     private static let nextID = Atomic<UInt64>(1)
 
     /// A stream of `channels` that may have at most `limit` bytes pending. With `pending`, the
     /// stream lists itself there whenever it has bytes pending (see ``PendingStreams``).
-    /// With `heartbeats`, the stream takes a slot there while its connection is attached, and the
-    /// ticker writes its heartbeats (see ``HeartbeatSlots``).
-    package init(
-        channels: [ChannelName], limit: Int, pending: PendingStreams? = nil, heartbeats: HeartbeatSlots? = nil
-    ) {
+    package init(channels: [ChannelName], limit: Int, pending: PendingStreams? = nil) {
         self.id = Self.nextID.wrappingAdd(1, ordering: .relaxed).oldValue
         self.channelList = channels.count == 1 ? .one(channels[0]) : .list(channels)
         self.limit = limit
-        self.queue = Mutex(SubscriberQueue(limit: limit))
+        self.queue = Mutex(Locked(queue: SubscriberQueue(limit: limit), connection: nil))
         self.hooks = Mutex(nil)
         self.pending = pending
-        self.heartbeats = heartbeats
     }
 
     /// Runs `body` under the queue's lock, then mirrors what a log publisher reads. With a
-    /// heartbeat slot, the section first waits for a heartbeat being written and takes its
-    /// rest if the socket cut it short, and ends telling the ticker whether it may write one now
-    /// (`activity`: the section counts as the stream's activity, which spares it the next one).
+    /// connection attached, the section starts with its ``StreamConnection/enterSection()``
+    /// (which may hand over the rest of a chunk the transport wrote by itself, e.g. a heartbeat)
+    /// and ends with its ``StreamConnection/leaveSection(idle:active:)``, telling the transport
+    /// whether it may write to the stream by itself now (`activity`: the section counts as the
+    /// stream's activity, which spares it the next heartbeat).
     func locked<R>(activity: Bool = true, _ body: (inout SubscriberQueue) -> R) -> R {
-        queue.withLock { q in
-            if let slot = q.heartbeatSlot, let rest = heartbeats?.enter(slot) {
-                q.unsent = rest
-            }
-            let result = body(&q)
-            mirror(q)
-            if let slot = q.heartbeatSlot {
-                let active = activity || q.delivered
-                q.delivered = false
-                heartbeats?.leave(slot, idle: q.heartbeatable, active: active)
-            }
+        // The connection is called in place, never bound to a local: a call on the locked
+        // value borrows it, a local copy costs a retain and a release per section (measured in
+        // the fan-out profile: 8% of the server's CPU).
+        queue.withLock { s in
+            if let rest = s.connection?.enterSection(), rest > 0 { s.queue.noteUnsent(rest) }
+            let result = body(&s.queue)
+            mirror(s.queue)
+            let active = activity || s.queue.delivered
+            s.queue.delivered = false
+            s.connection?.leaveSection(idle: s.queue.heartbeatable, active: active)
             return result
         }
+    }
+
+    /// A section under the queue's lock for the transport's own bookkeeping of this stream (an
+    /// idle stream's pages given back): `body` sees the queue as every section does.
+    package func withQueue<R>(_ body: (inout SubscriberQueue) -> R) -> R {
+        locked(activity: false, body)
     }
 
     private func mirror(_ q: borrowing SubscriberQueue) {
@@ -112,7 +104,7 @@ package final class Subscriber: Sendable {
     }
 
     /// The mirrored state of a reader that found nothing to write, stored at once, under the
-    /// log's lock (see ``SubscriberQueue/read(into:whileWaiting:)``): waiting, nothing queued,
+    /// log's lock (see ``SubscriberQueue/read(into:directBudget:write:whileWaiting:)``): waiting, nothing queued,
     /// no resume on its way.
     private func waitingMark(listed: Bool) -> UInt64 {
         LogView.waitingBit | (listed ? LogView.listedBit : 0)
@@ -130,28 +122,13 @@ package final class Subscriber: Sendable {
         if let pending, q.takePendingListing() { pending.insert(self) }
     }
 
-    /// Installs the stream's connection: how to resume it when suspended, and how to cut it
-    /// (see ``StreamConnection``). One reference per stream, no closure: the transport's
-    /// per-stream context is the connection. ``detach()`` removes it.
+    /// Installs the stream's connection: how to resume it when suspended, how to cut it, and
+    /// what brackets each section (see ``StreamConnection``). One reference per stream, no
+    /// closure: the transport's per-stream object is the connection. ``detach()`` removes it.
     package func attach(_ connection: any StreamConnection) {
         hooks.withLock { $0 = connection }
         flushable.store(connection.writesWhileSuspended, ordering: .relaxed)
-        if let heartbeats {
-            let slot = heartbeats.allocate(owner: self, fd: connection.heartbeatSocket)
-            locked { $0.heartbeatSlot = slot }
-        }
-    }
-
-    /// Installs the function that resumes this stream's suspended connection (keeps a closer
-    /// installed with ``setCloser(_:)``).
-    package func setWaker(_ wake: @escaping @Sendable () -> Void) {
-        hooks.withLock { $0 = Callbacks(waker: wake, closer: ($0 as? Callbacks)?.closer) }
-    }
-
-    /// Installs the function that cuts the connection (see ``StreamConnection/cut()``; keeps a
-    /// waker installed with ``setWaker(_:)``).
-    package func setCloser(_ close: @escaping @Sendable () -> Void) {
-        hooks.withLock { $0 = Callbacks(waker: ($0 as? Callbacks)?.waker, closer: close) }
+        queue.withLock { $0.connection = connection }
     }
 
     /// Queues a frame. Returns what happened; a needed wake-up has already been done when
@@ -175,71 +152,54 @@ package final class Subscriber: Sendable {
         return action
     }
 
-    /// Cuts the connection of a failed stream (see ``setCloser(_:)``).
+    /// Cuts the connection of a failed stream (see ``StreamConnection/cut()``).
     func cut() {
         hooks.withLock { $0?.cut() }
     }
 
     /// Resumes the suspended connection. Call only after an action said so: exactly once per suspend.
     package func wake() {
-        // Called outside the lock: resuming takes libmicrohttpd's locks, and ``detach()`` (which
+        // Called outside the lock: resuming takes the transport's locks, and ``detach()`` (which
         // takes this lock) may run inside them.
         let connection = hooks.withLock { $0 }
         connection?.resume()
     }
 
-    /// Called by the transport's content reader. See ``SubscriberQueue/read(into:whileWaiting:)``:
-    /// when the stream reads a channel log, its waiting mark is mirrored under the log's lock, so
-    /// a publisher that appends next sees it and wakes the stream (nothing is queued then and no
-    /// resume is on its way).
-    /// `onSuspend` runs under the queue's lock when the answer is `.suspend`, so the connection
-    /// is suspended before any publisher can see it waiting and resume it.
+    /// A read into `out`, suspending through `onSuspend` (see
+    /// ``read(into:directBudget:whileLocked:)``; big log frames go to a connection that writes
+    /// while suspended up to `out.count` bytes at a time).
     package func read(into out: UnsafeMutableRawBufferPointer, onSuspend: () -> Void) -> SubscriberQueue.ReadAction {
-        read(into: out, onSuspend: onSuspend, onListing: {})
+        read(into: out, directBudget: 1) { _, action in
+            if action == .suspend { onSuspend() }
+        }
     }
 
-    /// ``read(into:onSuspend:)`` that also calls `onListing`, under the queue's lock after
-    /// `onSuspend`, when the stream must be added to the release pass's list (see
-    /// ``SubscriberQueue/takeListing()``).
-    /// `filling` bounds the bytes written (a replaying stream's share of a turn, see the
-    /// transport); the whole of `buffer` stays the region the release pass gives back.
+    /// Called by the transport's content reader. See
+    /// ``SubscriberQueue/read(into:directBudget:write:whileWaiting:)``: when the stream reads a
+    /// channel log, its waiting mark is mirrored under the log's lock, so a publisher that
+    /// appends next sees it and wakes the stream (nothing is queued then and no resume is on its
+    /// way). `directBudget` bounds a direct write of big log frames to a connection that writes
+    /// while suspended (0: none). `whileLocked` runs under the queue's lock with the answer: the
+    /// transport suspends the connection there on `.suspend`, so it is suspended before any
+    /// publisher can see it waiting and resume it.
     package func read(
-        into buffer: UnsafeMutableRawBufferPointer, filling: Int = .max, onSuspend: () -> Void,
-        onListing: () -> Void
+        into out: UnsafeMutableRawBufferPointer, directBudget: Int,
+        whileLocked: (inout SubscriberQueue, SubscriberQueue.ReadAction) -> Void
     ) -> SubscriberQueue.ReadAction {
-        let out = filling < buffer.count ? UnsafeMutableRawBufferPointer(rebasing: buffer[..<filling]) : buffer
         refillReplay(target: out.count)
-        let writeDirectly = flushable.load(ordering: .relaxed)
+        let budget = flushable.load(ordering: .relaxed) ? directBudget : 0
         // A read counts as the stream's activity only when it delivers events (not a heartbeat).
         return locked(activity: false) {
             let mark = waitingMark(listed: $0.listedPending)
             // Lock order: the queue's, then the hooks' (as for a flush).
             let action = $0.read(
-                into: out, writeDirectly: writeDirectly,
+                into: out, directBudget: budget,
                 write: { parts, events in
                     hooks.withLock { $0?.writeWhileSuspended(parts: parts, events: events) ?? .unavailable }
                 },
                 whileWaiting: { mirroredState.store(mark, ordering: .releasing) })
-            if out.count < buffer.count { $0.bufferCount = buffer.count }
-            if action == .suspend {
-                onSuspend()
-                if $0.takeListing() { onListing() }
-            } else {
-                listIfPending(&$0)
-            }
-            return action
-        }
-    }
-
-    /// ``read(into:onSuspend:)`` through one call of `write` (tests, tools).
-    package func read(
-        max: Int, write: (ArraySlice<UInt8>) -> Void, onSuspend: () -> Void
-    ) -> SubscriberQueue.ReadAction {
-        refillReplay(target: max)
-        return locked(activity: false) {
-            let mark = waitingMark(listed: $0.listedPending)
-            let action = $0.read(max: max, write: write) { mirroredState.store(mark, ordering: .releasing) }
-            if action == .suspend { onSuspend() } else { listIfPending(&$0) }
+            whileLocked(&$0, action)
+            if action != .suspend { listIfPending(&$0) }
             return action
         }
     }
@@ -282,28 +242,24 @@ package final class Subscriber: Sendable {
 
     /// Marks the stream closed because its connection is gone (the transport's free callback).
     /// Unlike ``fail()`` it never resumes the connection: there is none left to resume, and the
-    /// callback may run inside libmicrohttpd's own locks. Later enqueues answer `.closed`.
+    /// callback may run inside the transport's own locks. Later enqueues answer `.closed`.
     package func detach() {
         hooks.withLock { $0 = nil }
-        let slot = locked { q in
-            _ = q.fail()
-            defer { q.heartbeatSlot = nil }
-            return q.heartbeatSlot
-        }
-        if let slot { heartbeats?.release(slot) }
+        locked { _ = $0.fail() }
+        queue.withLock { $0.connection = nil }
     }
 
     /// Bytes that can still be queued before the stream is over its bound.
-    package var freeBytes: Int { queue.withLock { $0.freeBytes } }
+    package var freeBytes: Int { queue.withLock { $0.queue.freeBytes } }
 
     /// Bytes queued and not yet written.
-    package var pendingBytes: Int { queue.withLock { $0.pendingBytes } }
+    package var pendingBytes: Int { queue.withLock { $0.queue.pendingBytes } }
 
     /// Whether the stream was disconnected for falling behind.
-    package var wasDropped: Bool { queue.withLock { $0.dropped } }
+    package var wasDropped: Bool { queue.withLock { $0.queue.dropped } }
 
     /// Whether the stream is still open (not ending or ended).
-    package var isOpen: Bool { queue.withLock { $0.phase == .open } }
+    package var isOpen: Bool { queue.withLock { $0.queue.phase == .open } }
 }
 
 /// What the publisher of a channel log reads of one of its subscribers without the subscriber's
@@ -332,6 +288,6 @@ package struct LogView: Sendable {
 
     static func state(_ q: borrowing SubscriberQueue) -> UInt64 {
         (q.waiting ? waitingBit : 0) | (q.woken ? wokenBit : 0) | (q.listedPending ? listedBit : 0)
-            | (q.phase == .failed ? failedBit : 0) | UInt64(q.queuedBytes + q.unsent.count) << 8
+            | (q.phase == .failed ? failedBit : 0) | UInt64(q.queuedBytes + q.unsentBytes) << 8
     }
 }

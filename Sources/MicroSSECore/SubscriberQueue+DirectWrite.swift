@@ -1,4 +1,4 @@
-/// Events written to a suspended stream's socket without resuming its connection (the transport's
+/// Events written to a suspended stream's connection without resuming its connection (the transport's
 /// writer thread, for plain HTTP/1.1 streams that read a channel log): a publish that finds the
 /// stream suspended schedules a flush instead of a resume, and the flush copies what the log
 /// holds past the cursor and hands it to the connection to send as one chunk. Whatever the
@@ -16,17 +16,17 @@ extension SubscriberQueue {
 
     /// The most a flush writes: a larger backlog goes through the content reader (large events
     /// gain nothing from the writer's thread hop, and a chunk this small is taken whole by a
-    /// socket with room).
+    /// connection with room).
     package static let flushBytes = 4_096
 
     /// The least a log frame must have left to read for the content reader to write it to the
-    /// socket itself (``writeFramesDirectly(budget:write:)``): below it, copying the frame into
-    /// libmicrohttpd's buffer (one `send` for many frames) costs less than a `send` of its own.
+    /// connection itself (``writeFramesDirectly(budget:write:)``): below it, copying the frame into
+    /// the connection's buffer (one write for many frames) costs less than a write of its own.
     package static let directFrameBytes = 8_192
 
     /// What ``writeFramesDirectly(budget:write:)`` leaves the reader to do.
     enum DirectFrames {
-        /// Go on: copy what is left into libmicrohttpd's buffer.
+        /// Go on: copy what is left into the connection's buffer.
         case copy
         /// A chunk was cut short: suspend until its rest is out, then resume.
         case cutShort
@@ -37,22 +37,16 @@ extension SubscriberQueue {
     /// The most log frames one direct write of the content reader sends (as one chunk).
     static let directFramesMax = 8
 
-    /// About the most one direct write of the content reader sends (or the buffer libmicrohttpd
-    /// handed it, if larger): 64 KiB, the largest segment TCP builds on loopback, sent with one
-    /// `sendmsg`. Measured against the 28 KiB buffer of a default pool (16 KiB events to 100
-    /// readers): 1.5–1.8 × the deliveries per second.
-    static let directWriteBudget = 65_536
-
     /// The content reader's direct write of big events: while nothing has been copied for this
-    /// call, a log frame at the cursor with at least ``directFrameBytes`` left goes to the socket
-    /// straight from the log, with the log frames after it up to about `budget` bytes, as one
-    /// chunk (`write`: the connection's direct write of several pieces; at that moment nothing
-    /// of libmicrohttpd's is unsent, as for a suspended stream). Saves copying each big event
-    /// into every reader's buffer.
+    /// call, a log frame at the cursor with at least ``directFrameBytes`` left goes to the
+    /// connection straight from the log, with the log frames after it up to about `budget` bytes
+    /// (the transport's choice), as one chunk (`write`: the connection's direct write of several
+    /// pieces; at that moment nothing of the transport's is unsent, as for a suspended stream).
+    /// Saves copying each big event into every reader's buffer.
     mutating func writeFramesDirectly(
         budget: Int, write: (UnsafeBufferPointer<UnsafeRawBufferPointer>, Int) -> SuspendedWrite
     ) -> DirectFrames {
-        guard unsent.isEmpty, let logRef,
+        guard unsentBytes == 0, let logRef,
             logRef._withUnsafeGuaranteedRef({ $0.hasBigFrame(after: cursor.position) })
         else { return .copy }
         let limit = Swift.min(nextQueuedAt, finishAt, replayLimit)
@@ -90,9 +84,7 @@ extension SubscriberQueue {
             progressSinceTick = true
             if events > 0 { delivered = true }
             if case .partial(let remaining) = result {
-                unsent = remaining
-                // Resumed once the rest is out (``writeUnsent(_:)``), to read on.
-                resumeDeferred = true
+                unsentBytes = remaining
                 return .cutShort
             }
             return .copy
@@ -138,15 +130,15 @@ extension SubscriberQueue {
     /// A scheduled flush: copies the log past the cursor into `scratch` and offers it to `write`
     /// (the connection's direct write). Written: the cursor moves on and the stream stays
     /// suspended (flushed again if more was published meanwhile). Cut short: the cursor moves on
-    /// and the rest is kept (``unsent``). Not possible (the backlog does not fit `scratch`, frames
-    /// of its own were queued since, the socket is full): the stream is resumed instead. A write
+    /// and the transport keeps the rest (``unsentBytes``). Not possible (the backlog does not fit `scratch`, frames
+    /// of its own were queued since, the connection is full): the stream is resumed instead. A write
     /// that failed fails the stream.
     package mutating func flush(
         into scratch: UnsafeMutableRawBufferPointer, write: (UnsafeRawBufferPointer, Int) -> SuspendedWrite
     ) -> FlushResult {
         flushScheduled = false
-        // With the rest of a chunk unsent, ``writeUnsent(_:)`` flushes again once it is out.
-        guard phase == .open, waiting, unsent.isEmpty, replay == nil, let logRef else { return .done }
+        // With the rest of a chunk unsent, ``unsentWritten(remaining:)`` flushes again once it is out.
+        guard phase == .open, waiting, unsentBytes == 0, replay == nil, let logRef else { return .done }
         let backlog = logBacklog
         if backlog == 0 { return .done }
         guard queuedBytes == 0, backlog <= scratch.count else { return takeWaiting() ? .wake : .done }
@@ -162,7 +154,7 @@ extension SubscriberQueue {
         case .partial(let remaining):
             cursor = at
             progressSinceTick = true
-            unsent = remaining
+            unsentBytes = remaining
             return .done
         case .unavailable:
             return takeWaiting() ? .wake : .done
@@ -178,24 +170,26 @@ extension SubscriberQueue {
         return .again
     }
 
-    /// The socket has room for the rest of a direct chunk (the transport's writer thread):
-    /// `send` writes what it can of it. Once all of it is out, a resume deferred meanwhile is
-    /// due, or a flush of what was published meanwhile; while some remains, the transport
-    /// watches the socket again.
-    package mutating func writeUnsent(_ send: (UnsafeRawBufferPointer) -> Int) -> FlushResult {
-        guard !unsent.isEmpty else { return .done }
-        let n = unsent.withUnsafeBytes { send($0) }
-        if n < 0 { return fail() ? .wake : .done }
-        if n > 0 { progressSinceTick = true }
-        if n < unsent.count {
-            unsent.removeFirst(n)
-            return .done
-        }
-        unsent = []
-        if resumeDeferred {
-            resumeDeferred = false
+    /// The transport sent what it could of the rest of a direct chunk (its writer thread, once
+    /// the connection had room): `remaining` bytes are still unsent (-1: the write failed). Once
+    /// all of it is out, a resume deferred meanwhile is due, or a flush of what was published
+    /// meanwhile; while some remains, the transport watches the connection again.
+    package mutating func unsentWritten(remaining: Int) -> FlushResult {
+        guard unsentBytes > 0 else { return .done }
+        if remaining < 0 { return fail() ? .wake : .done }
+        if remaining < unsentBytes { progressSinceTick = true }
+        unsentBytes = remaining
+        if remaining > 0 { return .done }
+        if wait == .suspended(resumeDeferred: true) {
+            wait = .suspended(resumeDeferred: false)
             return takeWaiting() ? .wake : .done
         }
         return flushAgainIfPublished()
+    }
+
+    /// A section found `bytes` of a chunk the transport wrote by itself left unsent (the rest of
+    /// a heartbeat): they are pending, and go out before anything else.
+    package mutating func noteUnsent(_ bytes: Int) {
+        unsentBytes = bytes
     }
 }

@@ -1,5 +1,4 @@
-/// The liveness side of ``SubscriberQueue``: the ticker's heartbeats and stall detection, and the
-/// release pass that gives an idle stream's buffer pages back.
+/// The liveness side of ``SubscriberQueue``: the ticker's heartbeats and stall detection.
 extension SubscriberQueue {
     /// What a periodic tick found for this subscriber.
     package enum TickAction: Sendable, Equatable {
@@ -42,72 +41,19 @@ extension SubscriberQueue {
         return .none
     }
 
-    /// Whether the ticker may write a heartbeat to this stream's socket by itself now (see
-    /// ``HeartbeatSlots``): suspended, nothing pending or unsent, no flush or resume on its way.
+    /// Whether the transport may write a heartbeat to this stream by itself now (see
+    /// ``StreamConnection/leaveSection(idle:active:)``): suspended, nothing pending or unsent, no
+    /// flush or resume on its way.
     var heartbeatable: Bool {
-        phase == .open && waiting && pendingBytes == 0 && !flushScheduled && !resumeDeferred
+        phase == .open && wait == .suspended(resumeDeferred: false) && pendingBytes == 0 && !flushScheduled
     }
 
     /// Queues the heartbeat of a stream the heartbeat pass found idle but could not write to
-    /// directly (see ``HeartbeatSlots``): the connection must be resumed to write it.
+    /// directly: the connection must be resumed to write it.
     package mutating func heartbeat(_ heartbeat: Frame) -> TickAction {
         guard phase == .open, pendingBytes == 0, heartbeat.bytes.count <= limit else { return .none }
         append(heartbeat)
         return .heartbeat(wake: takeWaiting())
-    }
-
-    /// What a release pass does with a stream it visits (see ``visitIdle()``).
-    package enum IdleVisit: Sendable, Equatable {
-        /// Not suspended, or already given back: drop it from the list (its next suspend lists it again).
-        case drop
-        /// Suspended since before this visit: keep it listed and visit it again next pass.
-        case keep
-        /// Suspended since the previous visit: give back the region (address, size) the reader
-        /// was last handed, then drop the stream from the list.
-        case release(address: UInt, count: Int)
-    }
-
-    /// Whether the suspend that ``read(into:)`` just answered must list the stream for the
-    /// release pass: true once per stream until a pass drops it, so a busy stream is listed at
-    /// most once per pass, and an idle stream whose region was given back costs the pass nothing.
-    /// A stream whose pages given back are still untouched (a heartbeat or a small event wrote
-    /// only the region's first, partial page) is not listed at all: a pass would find nothing to
-    /// give back. Its emptied frame array is freed here instead.
-    package mutating func takeListing() -> Bool {
-        guard waiting, !listed else { return false }
-        if untouchedRelease != nil {
-            idleReleased = true
-            if frames.isEmpty && frames.capacity > 0 { frames = [] }
-            return false
-        }
-        listed = true
-        return true
-    }
-
-    /// A release pass's visit. The first visit during a suspension only marks it; the next gives
-    /// the region back, so it has stayed suspended for at least the pass interval. Call under the
-    /// same lock as ``read(into:)`` and release the region before releasing the lock: while
-    /// `waiting` holds, no reader runs and no resume has been asked for, so nothing writes or
-    /// reads the region (and a closed stream is never waiting: its region is never touched).
-    /// Records the pages a release gave back (see ``untouchedRelease``).
-    package mutating func noteReleased(address: UInt, count: Int) {
-        untouchedRelease = (address, count)
-    }
-
-    package mutating func visitIdle() -> IdleVisit {
-        guard waiting, !idleReleased, bufferAddress != 0, bufferCount > 0 else {
-            listed = false
-            return .drop
-        }
-        guard idleSeen else {
-            idleSeen = true
-            return .keep
-        }
-        idleReleased = true
-        listed = false
-        // Nothing is queued while waiting: drop the frame array's spare capacity too.
-        if frames.isEmpty && frames.capacity > 0 { frames = [] }
-        return .release(address: bufferAddress, count: bufferCount)
     }
 }
 
@@ -125,7 +71,7 @@ extension SubscriberQueue {
         append(frame)
         let wake = takeWaiting()
         // Listed even though woken: a peer that may be gone is watched from the start.
-        woken = false
+        if wait == .woken { wait = .reading }
         return wake
     }
 
@@ -133,7 +79,7 @@ extension SubscriberQueue {
     /// Returns whether it failed, and whether its connection is suspended and must be resumed.
     /// A finishing stream counts the whole log past its cursor (the log keeps it for the stream).
     package mutating func failIfOver() -> (failed: Bool, wake: Bool) {
-        let held = queuedBytes + unsent.count + (logEnd.map { Int($0 &- cursor.position) } ?? 0)
+        let held = queuedBytes + unsentBytes + (logEnd.map { Int($0 &- cursor.position) } ?? 0)
         guard phase != .failed, held > limit else { return (false, false) }
         dropped = true
         return (true, fail())

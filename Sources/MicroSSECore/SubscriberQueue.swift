@@ -3,8 +3,9 @@ import MicroSSEWire
 /// One subscriber's pending output and its suspend/resume handshake, as a state machine whose
 /// methods return what the caller must do (Hummingbird's connection state machine style).
 ///
-/// The transport keeps it behind a lock; publishers call ``enqueue(_:)``, the transport's
-/// content reader calls ``read(into:)`` on libmicrohttpd's thread.
+/// Pure: no socket, no buffer of the transport, no clock. ``Subscriber`` keeps it behind a lock;
+/// publishers call ``enqueue(_:)``, the transport's content reader calls ``read(into:)``.
+/// docs/DESIGN.md draws its states.
 package struct SubscriberQueue: Sendable {
     package enum Phase: Sendable, Equatable {
         /// Streaming.
@@ -14,6 +15,21 @@ package struct SubscriberQueue: Sendable {
         /// Ending abruptly (over the byte bound, stalled, or closed by the application):
         /// pending bytes are dropped and the connection is closed.
         case failed
+    }
+
+    /// The suspend/resume handshake with the transport's connection (docs/DESIGN.md, "One
+    /// stream, two layers", draws it).
+    package enum Wait: Sendable, Equatable {
+        /// The connection runs: its reader is called when the connection can take bytes (the
+        /// state a stream starts in).
+        case reading
+        /// Suspended, waiting for something to write (entered only by a read that answers
+        /// `.suspend`). `resumeDeferred`: a resume was asked for while the rest of a direct
+        /// chunk was unsent; it is due once the rest is out (``unsentWritten(remaining:)``).
+        case suspended(resumeDeferred: Bool)
+        /// An answer asked the transport to resume the connection; its reader has not run since
+        /// (it is about to take what is pending).
+        case woken
     }
 
     /// What ``enqueue(_:)`` asks the caller to do.
@@ -29,7 +45,7 @@ package struct SubscriberQueue: Sendable {
         case closed
     }
 
-    /// What ``read(into:)`` asks the content reader to return to libmicrohttpd.
+    /// What ``read(into:)`` asks the content reader to answer the transport.
     package enum ReadAction: Sendable, Equatable {
         /// `bytes` were written (and `events` whole events finished).
         case wrote(bytes: Int, events: Int)
@@ -60,57 +76,40 @@ package struct SubscriberQueue: Sendable {
     package private(set) var log: ChannelLog? {
         didSet { logRef = log.map { Unmanaged.passUnretained($0) } }
     }
-    /// `log` used without a retain and release per use (`log` keeps it alive).
+    /// `log` used without a retain and release per use (`log` keeps it alive; see
+    /// docs/DESIGN.md, "What Core may hold").
     var logRef: Unmanaged<ChannelLog>?
     package internal(set) var cursor = LogCursor()
     /// While finishing: the log's end when the stream started to finish (nothing after it is sent).
     var finishAt = UInt64.max
-    /// The write region the content reader was last handed (address and size), for
-    /// ``visitIdle()``. Recorded on every read; the owner of the region is the transport.
-    var bufferAddress: UInt = 0
-    var bufferCount = 0
     /// The rest of a resume's replay, read a chunk at a time as the stream drains (nil: none
     /// pending), and the log position its frames are due at: the log is not read past it until
     /// the replay is over (see ``ReplaySource``).
     var replay: (any ReplaySource)?
     var replayAt = UInt64.max
-    /// The rest of a chunk written directly to the suspended connection's socket that the
-    /// socket could not take whole: it goes out before anything else (``writeUnsent(_:)``), and
-    /// until it has, the connection is not resumed (a resume asked for meanwhile is deferred).
-    var unsent: [UInt8] = []
-    var heartbeatSlot: HeartbeatSlots.Slot?
-    /// The pages last given back, while no write may have touched them since (a heartbeat or a
-    /// small event writes only the region's first, partial page): releasing them again is skipped.
-    package internal(set) var untouchedRelease: (address: UInt, count: Int)?
+    /// The bytes of a chunk written directly to the suspended connection that it could not take
+    /// whole, which the transport holds: they go out before anything else (``unsentWritten(_:)``),
+    /// and until they have, the connection is not resumed (a resume asked for meanwhile is deferred).
+    package internal(set) var unsentBytes = 0
     // Stored properties are laid out in declaration order: the one-byte flags come last, after
     // the optionals, so they share words instead of each taking one (a stream lives long).
-    /// Ticks in a row that found bytes pending and none written.
-    var stalledTicks: Int32 = 0
-    /// True while the connection is suspended waiting for data (set only by ``read(into:)``).
-    package internal(set) var waiting = false
+    /// Ticks in a row that found bytes pending and none written (saturating).
+    var stalledTicks: UInt16 = 0
+    package internal(set) var wait = Wait.reading
     package internal(set) var phase = Phase.open
     /// Whether the stream was failed for falling behind (over the bound, or stalled).
     package internal(set) var dropped = false
     /// Whether the peer read anything since the stall watch's previous visit.
     var progressSinceTick = false
-    /// Idle-release state of the current suspension: seen suspended by one release pass
-    /// (`idleSeen`), region already given back (`idleReleased`). Both cleared on every suspend.
-    var idleSeen = false
-    var idleReleased = false
-    /// True while the stream is in the release pass's list of streams to visit (see ``takeListing()``).
-    var listed = false
     /// Whether a liveness probe was queued after the peer closed its sending side.
     var probed = false
     /// True while the stream is in its ticker's set of streams with pending bytes
     /// (``PendingStreams``; see ``takePendingListing()``).
     package internal(set) var listedPending = false
-    /// True from an answer that asked for a resume until the next read: the reader is about to
-    /// take what is pending, so the stream need not be listed for it (see ``takePendingListing()``).
-    package internal(set) var woken = false
     /// True from a publish that scheduled a flush of this suspended stream until the flush runs
-    /// (see ``published(flushable:)``).
+    /// (see ``published(flushable:)``): the transport's writer holds the stream meanwhile,
+    /// whatever the wait state became.
     var flushScheduled = false
-    var resumeDeferred = false
     var delivered = false
     /// Whether the frames queued before the first read (the opening ones) have been written.
     var openingWritten = false
@@ -118,6 +117,15 @@ package struct SubscriberQueue: Sendable {
     package init(limit: Int) {
         self.limit = limit
     }
+
+    /// Suspended, waiting for data.
+    package var waiting: Bool {
+        if case .suspended = wait { true } else { false }
+    }
+
+    /// A resume is on its way to the reader, which is about to take what is pending: the stream
+    /// need not be listed for the stall watch (see ``takePendingListing()``).
+    package var woken: Bool { wait == .woken }
 
     /// Makes the stream read `log` from its end on (see ``ChannelLog``). Frames queued before
     /// are written first.
@@ -139,7 +147,7 @@ package struct SubscriberQueue: Sendable {
     }
 
     /// Bytes queued or published and not yet handed to the socket.
-    package var pendingBytes: Int { queuedBytes + logBacklog + unsent.count }
+    package var pendingBytes: Int { queuedBytes + logBacklog + unsentBytes }
 
     package mutating func enqueue(_ frame: Frame) -> EnqueueAction {
         guard phase == .open else { return .closed }
@@ -157,40 +165,34 @@ package struct SubscriberQueue: Sendable {
     }
 
     /// Copies up to `out.count` pending bytes, in order, into `out` (several frames per call): what
-    /// the transport's content reader calls with libmicrohttpd's buffer. No allocation, no retain
+    /// the transport's content reader calls with the connection's buffer. No allocation, no retain
     /// of the frames it copies. When nothing is pending the stream is marked waiting, and
     /// `whileWaiting` runs at that moment, under the log's lock when the stream reads a log (a
-    /// publisher that appends afterwards sees what it did). With `writeDirectly`, big log frames
-    /// first go to the socket through `write` (see ``writeFramesDirectly(budget:write:)``).
+    /// publisher that appends afterwards sees what it did). With a `directBudget` above 0, big
+    /// log frames first go to the connection through `write`, up to about that many bytes (see
+    /// ``writeFramesDirectly(budget:write:)``).
     package mutating func read(
-        into out: UnsafeMutableRawBufferPointer, writeDirectly: Bool = false,
+        into out: UnsafeMutableRawBufferPointer, directBudget: Int = 0,
         write: (UnsafeBufferPointer<UnsafeRawBufferPointer>, Int) -> SuspendedWrite = { _, _ in .unavailable },
         whileWaiting: () -> Void = {}
     ) -> ReadAction {
         if phase == .failed { return .abort }
         let max = out.count
-        let address = UInt(bitPattern: out.baseAddress)
-        if untouchedRelease != nil && (address != bufferAddress || max != bufferCount) {
-            untouchedRelease = nil
-        }
-        bufferAddress = address
-        bufferCount = max
-        woken = false
-        if writeDirectly {
-            switch writeFramesDirectly(budget: Swift.max(max, Self.directWriteBudget), write: write) {
+        if wait == .woken { wait = .reading }
+        if directBudget > 0 {
+            switch writeFramesDirectly(budget: Swift.max(max, directBudget), write: write) {
             case .copy: break
             case .failed: fail(); return .abort
-            case .cutShort: markWaiting(whileWaiting); return .suspend
+            case .cutShort:
+                // Resumed once the rest is out (``unsentWritten(remaining:)``), to read on.
+                markWaiting(whileWaiting, resumeDeferred: true)
+                return .suspend
             }
         }
         var (written, events) = copy(into: out)
-        // libmicrohttpd appends the chunk's CRLF after the data: count a few bytes more.
-        if let released = untouchedRelease, written > 0, address &+ UInt(written + 16) > released.address {
-            untouchedRelease = nil
-        }
         if head == frames.count {
             // The array of a new stream's opening frames goes as soon as they are written: its
-            // block is then the next new stream's (freed only at the idle release, every stream
+            // block is then the next new stream's (freed only when the stream idles, every stream
             // left a hole). After that an emptied array keeps its capacity for the next frames.
             frames.removeAll(keepingCapacity: openingWritten && frames.capacity <= 64)
             openingWritten = true
@@ -222,11 +224,15 @@ package struct SubscriberQueue: Sendable {
     /// The log position the next frame queued for this stream alone is due at (`.max`: none).
     var nextQueuedAt: UInt64 { head < frames.count ? frames[head].at : .max }
 
-    private mutating func markWaiting(_ whileWaiting: () -> Void) {
-        waiting = true
-        idleSeen = false
-        idleReleased = false
+    private mutating func markWaiting(_ whileWaiting: () -> Void, resumeDeferred: Bool = false) {
+        wait = .suspended(resumeDeferred: resumeDeferred)
         whileWaiting()
+    }
+
+    /// The stream idles (suspended, nothing queued): its emptied frame array gives its spare
+    /// capacity back (the transport says when, see docs/DESIGN.md on idle streams).
+    package mutating func dropSpareCapacity() {
+        if frames.isEmpty && frames.capacity > 0 { frames = [] }
     }
 
     /// The copy of ``read(into:whileWaiting:)``: queued frames due at the cursor's position,
@@ -267,16 +273,6 @@ package struct SubscriberQueue: Sendable {
         return (written, events)
     }
 
-    /// Copies up to `max` queued bytes, in order, through one call of `write` (tests, tools).
-    package mutating func read(
-        max: Int, write: (ArraySlice<UInt8>) -> Void, whileWaiting: () -> Void = {}
-    ) -> ReadAction {
-        var buffer = [UInt8](repeating: 0, count: Swift.max(0, max))
-        let action = buffer.withUnsafeMutableBytes { read(into: $0, whileWaiting: whileWaiting) }
-        if case .wrote(let n, _) = action { write(buffer[..<n]) }
-        return action
-    }
-
     /// Starts a graceful end. Returns true when the connection is suspended and must be resumed.
     package mutating func finish() -> Bool {
         guard phase == .open else { return false }
@@ -296,8 +292,7 @@ package struct SubscriberQueue: Sendable {
         queuedBytes = 0
         log = nil
         // Half a chunk on the wire does not matter now: the reader closes the connection.
-        unsent = []
-        resumeDeferred = false
+        unsentBytes = 0
         phase = .failed
         return takeWaiting()
     }
@@ -305,15 +300,16 @@ package struct SubscriberQueue: Sendable {
     /// Bytes that can still be queued before the stream is over its bound.
     package var freeBytes: Int { phase == .open ? limit - pendingBytes : 0 }
 
+    /// A resume is asked for: true when the connection is suspended and must be resumed (the
+    /// stream is then woken). With the rest of a direct chunk unsent, the resume is deferred
+    /// until it is out.
     mutating func takeWaiting() -> Bool {
-        if !unsent.isEmpty && phase != .failed {
-            // Resumed once the rest of its direct chunk is out (``writeUnsent(_:)``).
-            if waiting { resumeDeferred = true }
+        guard case .suspended = wait else { return false }
+        if unsentBytes > 0 && phase != .failed {
+            wait = .suspended(resumeDeferred: true)
             return false
         }
-        let was = waiting
-        waiting = false
-        if was { woken = true }
-        return was
+        wait = .woken
+        return true
     }
 }

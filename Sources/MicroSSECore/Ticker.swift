@@ -5,9 +5,10 @@ import Synchronization
 /// One timer for every stream's liveness: a heartbeat comment on idle streams and failure of
 /// streams whose peer has read nothing for the write timeout (see ``SubscriberQueue/tick(stallTicks:)``).
 ///
-/// It fires every quarter of a second. Every `heartbeatSeconds` it makes a heartbeat pass over
-/// `heartbeats` (``Subscriber/heartbeat(_:frame:)``: one `send` per idle stream, no visit of the
-/// streams' objects); on every tick it visits the streams in `pending` (those that had bytes
+/// It fires every quarter of a second. Every `heartbeatSeconds` it runs the transport's heartbeat
+/// pass (`heartbeat`, given the heartbeat frame: the transport writes it to every idle stream
+/// without visiting the streams' objects, and queues it through
+/// ``Subscriber/queueHeartbeat(_:)`` on the others); on every tick it visits the streams in `pending` (those that had bytes
 /// queued since the previous visit: the only ones that can be stalled), ticking those that still
 /// have bytes pending when a write timeout is set. A stall is reported after the timeout's
 /// ticks without progress, counted from the first tick that saw none, so a stream is failed
@@ -24,10 +25,11 @@ package final class Ticker: @unchecked Sendable {
     /// Ticks per second.
     package static let ticksPerSecond = 4
 
-    /// Starts ticking; `heartbeats` is passed over every `heartbeatSeconds`, `pending` visited
-    /// on every tick. Every stream must have been made with both (``Subscriber/init(channels:limit:pending:heartbeats:)``).
+    /// Starts ticking; `heartbeat` runs every `heartbeatSeconds`, `pending` is visited on every
+    /// tick. Every stream must have been made with `pending` (``Subscriber/init(channels:limit:pending:)``).
     package init(
-        heartbeatSeconds: Int, writeTimeoutSeconds: Int, pending: PendingStreams, heartbeats: HeartbeatSlots
+        heartbeatSeconds: Int, writeTimeoutSeconds: Int, pending: PendingStreams,
+        heartbeat: @escaping @Sendable (Frame) -> Void
     ) {
         let perSecond = Self.ticksPerSecond
         let stallTicks = max(0, writeTimeoutSeconds) * perSecond
@@ -40,7 +42,7 @@ package final class Ticker: @unchecked Sendable {
             guard let self else { return }
             let tick = ticks.add(1, ordering: .relaxed).newValue
             if let frame, tick % heartbeatTicks == 0 {
-                Subscriber.heartbeat(heartbeats, frame: frame)
+                heartbeat(frame)
             }
             Subscriber.visitPending(pending, stallTicks: stallTicks)
         }

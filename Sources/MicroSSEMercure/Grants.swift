@@ -1,4 +1,5 @@
 import MicroSSEAuth
+import MicroSSEWire
 
 /// The topics one action of a token covers: every topic (`*`), or a set of exact topics.
 struct TopicGrant: Sendable, Hashable {
@@ -27,9 +28,25 @@ struct Grants: Sendable, Equatable {
     var subscribe = TopicGrant()
     /// `exp`, seconds since the epoch (draft-08 tokens always have it).
     var expiresAt: Int?
+    /// The payloads of the token's subscriptions, as JSON text, in the token's order: the first
+    /// whose topics match a subscription's matcher string is that subscription's (draft-08's
+    /// `subscribe` details; draft-07's `mercure.payload`, one rule for every topic).
+    var payloads: [PayloadRule] = []
+
+    /// The payload of the subscription made by `matcher`, or nil.
+    func payload(for matcher: String) -> String? {
+        let topic = Topic(matcher)
+        return payloads.first { $0.topics.matches(topic) }?.json
+    }
 
     /// Anonymous: nothing.
     static let none = Grants()
+}
+
+/// A payload (as JSON text) and the subscriptions it is for.
+struct PayloadRule: Sendable, Equatable {
+    let topics: TopicGrant
+    let json: String
 }
 
 /// Why a token is refused: `401` with `error="invalid_token"`.
@@ -156,6 +173,9 @@ struct TokenReader: Sendable {
             }
             if publish { grants.publish.merge(grant) }
             if subscribe { grants.subscribe.merge(grant) }
+            if subscribe, let payload = entry["payload"] {
+                grants.payloads.append(PayloadRule(topics: grant, json: payload.jsonText))
+            }
         }
         return grants
     }
@@ -193,6 +213,9 @@ struct TokenReader: Sendable {
         }
         grants.publish = try selectors("publish")
         grants.subscribe = try selectors("subscribe")
+        if let payload = claim["payload"] {
+            grants.payloads = [PayloadRule(topics: TopicGrant(all: true), json: payload.jsonText)]
+        }
         return grants
     }
 }
@@ -203,5 +226,20 @@ extension TopicGrant {
         exact.formUnion(other.exact)
         templates += other.templates
         patterns += other.patterns
+    }
+}
+
+extension JSONValue {
+    /// The value as compact JSON text (numbers as written).
+    var jsonText: String {
+        switch self {
+        case .null: "null"
+        case .bool(let b): b ? "true" : "false"
+        case .number(let text): text
+        case .string(let s): JSON.quote(s)
+        case .array(let items): "[" + items.map(\.jsonText).joined(separator: ",") + "]"
+        case .object(let members):
+            "{" + members.map { JSON.quote($0.0) + ":" + $0.1.jsonText }.joined(separator: ",") + "}"
+        }
     }
 }

@@ -106,6 +106,8 @@ final class MercureBus: Sendable {
         var head = 0
         var historyBytes = 0
         var seq: UInt64 = 0
+        /// The id of the last update published (kept or not by the history).
+        var lastID: String?
 
         var retained: ArraySlice<Update> { history[head...] }
 
@@ -191,6 +193,7 @@ final class MercureBus: Sendable {
             var fanOut = LogFanOut()
             s.seq += 1
             let update = Update(seq: s.seq, id: event.id ?? "", topics: topics, isPrivate: isPrivate, frame: frame)
+            s.lastID = update.id
             if maxCount > 0 && update.cost <= maxBytes {
                 s.history.append(update)
                 s.historyBytes += update.cost
@@ -224,8 +227,11 @@ final class MercureBus: Sendable {
     /// Queues the replay `lastEventID` asks for (nil: none) and makes the stream read its feed
     /// from the next update on, atomically. A replay larger than the stream's free bytes keeps
     /// its newest updates, and the cursor then names the update just before the first one sent.
+    /// `fetched`: the updates the broker holds after `lastEventID`, for an id this hub has not
+    /// seen (it joined the cluster later); they come first, then what this hub got since.
     func subscribe(
-        _ subscriber: Subscriber, matchers: Matchers, grant: TopicGrant, lastEventID: String?
+        _ subscriber: Subscriber, matchers: Matchers, grant: TopicGrant, lastEventID: String?,
+        fetched: [Update]? = nil
     ) -> Placement {
         let key = FeedKey(matchers: matchers, grant: grant)
         return state.withLock { s in
@@ -234,23 +240,37 @@ final class MercureBus: Sendable {
                 let retained = s.retained
                 var start = retained.startIndex
                 var cursor = Self.earliest
-                if !lastEventID.utf8.elementsEqual(Self.earliest.utf8),
-                    let found = retained.firstIndex(where: { $0.id.utf8.elementsEqual(lastEventID.utf8) })
-                {
-                    start = found + 1
+                var candidates: ArraySlice<Update>
+                if let fetched {
+                    var known = Set(fetched.map(\.id))
+                    known.insert(lastEventID)
+                    let tail = retained.lastIndex { known.contains($0.id) }.map { retained[($0 + 1)...] } ?? retained
+                    candidates = ArraySlice(fetched + tail.filter { !known.contains($0.id) })
                     cursor = lastEventID
+                } else {
+                    if !lastEventID.utf8.elementsEqual(Self.earliest.utf8),
+                        let found = retained.firstIndex(where: { $0.id.utf8.elementsEqual(lastEventID.utf8) })
+                    {
+                        start = found + 1
+                        cursor = lastEventID
+                    }
+                    candidates = retained[start...]
                 }
-                let replay = retained[start...].filter { key.wants($0, &s) }
+                let replay = candidates.filter { key.wants($0, &s) }
                 var first = replay.count
                 var room = subscriber.freeBytes
                 while first > 0 && replay[first - 1].frame.bytes.count <= room {
                     room -= replay[first - 1].frame.bytes.count
                     first -= 1
                 }
-                if first > 0, let cut = retained.firstIndex(where: { $0.seq == replay[first].seq }) {
+                if first > 0 {
                     // The oldest replayed updates did not fit: the cursor is the update before
                     // the first one sent.
-                    cursor = cut > retained.startIndex ? retained[cut - 1].id : Self.earliest
+                    if fetched != nil {
+                        cursor = replay[first - 1].id
+                    } else if let cut = retained.firstIndex(where: { $0.seq == replay[first].seq }) {
+                        cursor = cut > retained.startIndex ? retained[cut - 1].id : Self.earliest
+                    }
                 }
                 for update in replay[first...] { subscriber.enqueue(update.frame) }
                 placement = .cursor(cursor)
@@ -262,6 +282,11 @@ final class MercureBus: Sendable {
         }
     }
 
+    /// Whether the history holds an update with `id`.
+    func holds(_ id: String) -> Bool {
+        state.withLock { s in s.retained.contains { $0.id.utf8.elementsEqual(id.utf8) } }
+    }
+
     /// Forgets a stream whose connection is gone; a feed no stream reads goes with it.
     func remove(_ subscriber: Subscriber) {
         state.withLock { s in
@@ -270,6 +295,9 @@ final class MercureBus: Sendable {
             if feed.readers.isEmpty { s.drop(feed) }
         }
     }
+
+    /// The id of the last update published, or nil before the first.
+    var lastID: String? { state.withLock { $0.lastID } }
 
     /// Streams registered now, and the feeds they read (for tests).
     var counts: (streams: Int, feeds: Int) { state.withLock { ($0.streams.count, $0.feeds.count) } }

@@ -21,11 +21,26 @@ final class MercureRoutes: RouteSet {
         self.base = HubURL.base(settings.audience)
         self.bus = MercureBus(
             historyCount: configuration.historyCount, historyBytes: configuration.historyBytes, base: base)
+        self.cluster = MercureCluster(bus: bus, legacy: settings.legacy)
         self.maxMatchers = configuration.maxChannelsPerStream
-        self.paths = settings.legacy ? [MercureText.hubPath] : [MercureText.hubPath, Self.metadataPath]
+        self.maxPublishBytes = configuration.maxPublishBytes
+        var paths = settings.legacy ? [MercureText.hubPath] : [MercureText.hubPath, Self.metadataPath]
+        if settings.subscriptions { paths.append(Subscription.basePath) }
+        self.paths = paths
+        self.pathPrefixes = settings.subscriptions ? [Subscription.basePath] : []
     }
 
     let paths: [String]
+    let pathPrefixes: [String]
+    /// Where updates go: the bus at once, or every hub through the broker.
+    let cluster: MercureCluster
+    let maxPublishBytes: Int
+
+    func start(_ host: RouteSetHost) throws(MicroSSEError) {
+        cluster.start(host, log: { [host] in host.warn($0) })
+    }
+
+    func stop() { cluster.stop() }
 
     /// Where draft-08's protected resource metadata (RFC 9728) is served: the well-known prefix
     /// before the hub's path.
@@ -47,13 +62,15 @@ final class MercureRoutes: RouteSet {
     /// The cursor response header: draft-08's, or draft-07's `Last-Event-ID`.
     var cursorHeader: String { settings.legacy ? "Last-Event-ID" : "Mercure-Last-Event-ID" }
 
-    var exposedHeaders: [String] { [cursorHeader] }
+    var exposedHeaders: [String] {
+        settings.subscriptions && !settings.legacy ? [cursorHeader, "Link"] : [cursorHeader]
+    }
 
     /// The cookie a browser's token comes in.
     var cookieName: String { settings.legacy ? "mercureAuthorization" : "__Secure-mercure_access_token" }
 
     func admit(_ head: Request, _ host: RouteSetHost) -> Response? {
-        guard head.path == MercureText.hubPath else { return nil }  // the metadata answers 405
+        guard head.path == MercureText.hubPath else { return nil }  // the others answer 405
         if let refusal = host.authorize(head, .route(path: head.path), publishing: true) { return refusal }
         switch grants(head) {
         case .refused(let refusal): return refusal
@@ -76,9 +93,10 @@ final class MercureRoutes: RouteSet {
             }
             return .response(.json(metadata))
         }
+        if request.path.hasPrefix(Subscription.basePath) { return .response(subscriptionsAPI(request, host)) }
         switch request.method {
         case "GET", "HEAD": return subscribe(request, host)
-        case "POST": return .response(publish(request, host))
+        case "POST": return publish(request, host)
         default:
             var r = Response.text("method not allowed", status: 405)
             r.headers.append(("Allow", "GET, POST"))
@@ -94,79 +112,35 @@ final class MercureRoutes: RouteSet {
             ("bearer_methods_supported", "[\"header\"]"),
             ("mercure_cookie", JSON.quote(cookieName)),
             ("mercure_matcher_types_supported", "[\"exact\",\"urlpattern\"]"),
+            ("mercure_subscriptions", settings.subscriptions ? "true" : "false"),
         ])
-    }
-
-    // MARK: Tokens
-
-    /// The request's token read into grants: nil without a token, a `400`/`401` answer when
-    /// it is malformed or refused. The `Authorization` header wins over the cookie (which is
-    /// then ignored: cookies are ambient); draft-07 also reads the query's `authorization`.
-    func grants(_ request: Request) -> Checked<Grants?> {
-        let token: String
-        if let authorization = request.header("Authorization") {
-            guard let bearer = TokenSource.bearer(authorization), let usable = TokenSource.usable(bearer) else {
-                return .refused(
-                    challenge(
-                        400, "invalid_request", "the Authorization header must be Bearer and a token"))
-            }
-            token = usable
-        } else if let cookie = Self.cookie(cookieName, request), let usable = TokenSource.usable(Substring(cookie)) {
-            token = usable
-        } else if settings.legacy, let query = request.queryValue("authorization"),
-            let usable = TokenSource.usable(Substring(query))
-        {
-            token = usable
-        } else {
-            return .ok(nil)
-        }
-        let now = Int(Clocks.wallMicroseconds() / 1_000_000)
-        do throws(InvalidToken) {
-            let grants = try verified.grants(token, now: now, reader: tokens)
-            // The verifier allows clock skew; a stream must not open only to end at once.
-            if let exp = grants.expiresAt, exp <= now {
-                return .refused(challenge(401, "invalid_token", "token expired"))
-            }
-            return .ok(grants)
-        } catch {
-            return .refused(challenge(401, "invalid_token", error.reason))
-        }
-    }
-
-    private static func cookie(_ name: String, _ request: Request) -> String? {
-        for header in request.headerValues("Cookie") {
-            if let value = TokenSource.cookie(named: name, in: header) { return String(value) }
-        }
-        return nil
-    }
-
-    /// `status` with a one-line reason and the RFC 6750 challenge, which names the metadata
-    /// document (RFC 9728 `resource_metadata`) when the hub has one.
-    func challenge(_ status: Int, _ error: String?, _ reason: String) -> Response {
-        var params: [String] = error.map { ["error=\"\($0)\""] } ?? []
-        if !settings.legacy, let url = metadataURL, !url.contains("\""), !url.contains("\\") {
-            params.append("resource_metadata=\"\(url)\"")
-        }
-        var r = Response.text(reason, status: status)
-        r.headers.append(("WWW-Authenticate", params.isEmpty ? "Bearer" : "Bearer " + params.joined(separator: ", ")))
-        return r
     }
 
     // MARK: Publish
 
-    private func publish(_ request: Request, _ host: RouteSetHost) -> Response {
-        if let refusal = host.authorize(request, .route(path: request.path), publishing: true) { return refusal }
+    private func publish(_ request: Request, _ host: RouteSetHost) -> TransportReply {
+        switch checkPublish(request, host) {
+        case .refused(let refusal): return .response(refusal)
+        case .ok(let update): return send(update, host)
+        }
+    }
+
+    /// The update a publish request carries, or the answer refusing it.
+    private func checkPublish(_ request: Request, _ host: RouteSetHost) -> Checked<MercureUpdate> {
+        if let refusal = host.authorize(request, .route(path: request.path), publishing: true) {
+            return .refused(refusal)
+        }
         let grants: Grants
         switch self.grants(request) {
-        case .refused(let refusal): return refusal
-        case .ok(nil): return challenge(401, nil, "publishing needs a token (Authorization: Bearer)")
+        case .refused(let refusal): return .refused(refusal)
+        case .ok(nil): return .refused(challenge(401, nil, "publishing needs a token (Authorization: Bearer)"))
         case .ok(let g?): grants = g
         }
         guard MercureText.isForm(request.header("Content-Type") ?? "") else {
-            return .text("publish with Content-Type: application/x-www-form-urlencoded", status: 415)
+            return .refused(.text("publish with Content-Type: application/x-www-form-urlencoded", status: 415))
         }
         guard let form = MercureText.parseForm(request.body) else {
-            return .text("the form's names and values must be UTF-8 once decoded", status: 400)
+            return .refused(.text("the form's names and values must be UTF-8 once decoded", status: 400))
         }
         var topics: [String] = []
         var data: String?
@@ -178,7 +152,8 @@ final class MercureRoutes: RouteSet {
             switch name {
             case "topic":
                 guard topics.count < MercureSettings.maxTopicsPerUpdate else {
-                    return .text("an update may have at most \(MercureSettings.maxTopicsPerUpdate) topics", status: 413)
+                    return .refused(
+                        .text("an update may have at most \(MercureSettings.maxTopicsPerUpdate) topics", status: 413))
                 }
                 topics.append(value)
             case "data": data = data ?? value
@@ -189,60 +164,59 @@ final class MercureRoutes: RouteSet {
             default: continue  // unknown fields are ignored (future extensions)
             }
         }
-        guard !topics.isEmpty else { return .text("an update needs at least one topic", status: 400) }
+        guard !topics.isEmpty else { return .refused(.text("an update needs at least one topic", status: 400)) }
         for topic in topics {
             guard topic.utf8.count <= MercureSettings.maxTopicLength else {
-                return .text("a topic is longer than \(MercureSettings.maxTopicLength) bytes", status: 413)
+                return .refused(.text("a topic is longer than \(MercureSettings.maxTopicLength) bytes", status: 413))
             }
-            if let reason = MercureText.invalidCharacter(topic, "a topic") { return .text(reason, status: 400) }
+            if let reason = MercureText.invalidCharacter(topic, "a topic") {
+                return .refused(.text(reason, status: 400))
+            }
             guard !topic.utf8.elementsEqual("*".utf8) else {
-                return .text("the topic * is reserved for the wildcard", status: 400)
+                return .refused(.text("the topic * is reserved for the wildcard", status: 400))
             }
             guard !MercureText.isReserved(topic) else {
-                return .text("topic \(topic.debugDescription) is in the hub's reserved namespace", status: 400)
+                return .refused(
+                    .text("topic \(topic.debugDescription) is in the hub's reserved namespace", status: 400))
             }
         }
         if let id {
             guard id.utf8.count <= MercureSettings.maxTopicLength else {
-                return .text("the id is longer than \(MercureSettings.maxTopicLength) bytes", status: 413)
+                return .refused(.text("the id is longer than \(MercureSettings.maxTopicLength) bytes", status: 413))
             }
-            guard !id.isEmpty else { return .text("the id must not be empty (leave it out to have one)", status: 400) }
-            guard !id.hasPrefix("#") else { return .text("the id must not start with #", status: 400) }
+            guard !id.isEmpty else {
+                return .refused(.text("the id must not be empty (leave it out to have one)", status: 400))
+            }
+            guard !id.hasPrefix("#") else { return .refused(.text("the id must not start with #", status: 400)) }
             guard !id.utf8.elementsEqual(MercureBus.earliest.utf8) else {
-                return .text("the id earliest is reserved", status: 400)
+                return .refused(.text("the id earliest is reserved", status: 400))
             }
-            if let reason = MercureText.invalidCharacter(id, "the id") { return .text(reason, status: 400) }
+            if let reason = MercureText.invalidCharacter(id, "the id") { return .refused(.text(reason, status: 400)) }
         }
         if let type {
-            if let reason = MercureText.invalidCharacter(type, "the type") { return .text(reason, status: 400) }
-            guard !type.utf8.elementsEqual("mercure".utf8) else {
-                return .text("the type mercure is reserved for the hub", status: 400)
+            if let reason = MercureText.invalidCharacter(type, "the type") {
+                return .refused(.text(reason, status: 400))
             }
-            if let reason = ControlEvents.reservedReason(type) { return .text(reason, status: 400) }
+            guard !type.utf8.elementsEqual("mercure".utf8) else {
+                return .refused(.text("the type mercure is reserved for the hub", status: 400))
+            }
+            if let reason = ControlEvents.reservedReason(type) { return .refused(.text(reason, status: 400)) }
         }
         var retryMilliseconds: Int?
         if let retry {
             guard !retry.isEmpty, retry.utf8.allSatisfy({ $0 >= 0x30 && $0 <= 0x39 }), let ms = Int(retry) else {
-                return .text("retry must be a number of milliseconds (ASCII digits)", status: 400)
+                return .refused(.text("retry must be a number of milliseconds (ASCII digits)", status: 400))
             }
             retryMilliseconds = ms
         }
         let keys = topics.map(Topic.init)
         guard keys.allSatisfy({ grants.publish.matches($0) }) else {
-            return challenge(403, "insufficient_scope", "the token does not grant publishing to every topic")
+            return .refused(challenge(403, "insufficient_scope", "the token does not grant publishing to every topic"))
         }
-        let started = ContinuousClock.now
-        let eventID = id ?? MercureText.newID()
-        let event: Event
-        do throws(MicroSSEError) {
-            event = try Event(data: data ?? "", event: type, id: eventID, retry: retryMilliseconds)
-        } catch {
-            return .text(error.message, status: 400)
-        }
-        bus.publish(event, topics: keys, isPrivate: isPrivate)
-        host.countPublish(since: started)
-        return Response(
-            status: 200, headers: [("Content-Type", "text/plain; charset=utf-8")], body: Array(eventID.utf8))
+        let update = MercureUpdate(
+            id: id ?? MercureText.newID(), topics: topics, isPrivate: isPrivate, type: type, retry: retryMilliseconds,
+            data: data ?? "")
+        return .ok(update)
     }
 
     // MARK: Subscribe
@@ -270,15 +244,17 @@ final class MercureRoutes: RouteSet {
         let lastEventID = header.flatMap { $0.isEmpty ? nil : $0 } ?? query ?? ""
         if request.method == "HEAD" { return .response(Response(status: 200, headers: host.streamHeaders)) }
         guard let subscriber = host.admitSubscriber() else { return host.full }
-        let placement = bus.subscribe(
-            subscriber, matchers: matchers, grant: grants?.subscribe ?? TopicGrant(),
+        let opening = Opening(
+            subscriber: subscriber, request: request, matchers: matchers, grants: grants,
             lastEventID: asked ? lastEventID : nil)
-        var headers = host.streamHeaders
-        if case .cursor(let cursor) = placement { headers.append((cursorHeader, cursor)) }
-        let bus = self.bus
-        return host.openStream(
-            subscriber, request, headers: headers, expiresAt: grants?.expiresAt,
-            onClose: { bus.remove(subscriber) })
+        if let id = opening.lastEventID, cluster.isClustered, !id.utf8.elementsEqual(MercureBus.earliest.utf8),
+            !bus.holds(id)
+        {
+            // Another hub's id this hub has not seen yet, or from before it joined: placed by
+            // the broker (clustered resume, MercureRoutes+Subscriptions.swift).
+            return resume(opening, host)
+        }
+        return open(opening, host)
     }
 
     /// The stream's matchers: draft-08's `match` / `match_exact` (and `*`), draft-07's `topic`.

@@ -15,8 +15,9 @@ public struct MercureSettings: Sendable, Equatable {
     /// parameter `authorization`, `lastEventID`, the `Last-Event-ID` response header. Default off
     /// (draft-08).
     public var legacy = false
-    /// The active subscriptions feature (subscription events and API). Not served yet:
-    /// ``MicroSSE/ServerConfiguration/validate()`` refuses it. Default off.
+    /// The active subscriptions feature: subscription events (private updates when a stream
+    /// subscribes and when it goes) and the subscriptions API at
+    /// `/.well-known/mercure/subscriptions`, across every hub of a Redis cluster. Default off.
     public var subscriptions = false
     /// The trusted issuers (`iss`) of draft-08 tokens, compared byte for byte; draft-08 needs at
     /// least one. Default none.
@@ -55,15 +56,6 @@ public struct MercureSettings: Sendable, Equatable {
         guard configuration.jwt != nil else {
             throw MicroSSEError(
                 .invalidArgument, "mercure needs jwt: publishers must present a token (--jwt-secret or --jwt-key)")
-        }
-        guard configuration.brokerFactory == nil else {
-            // Refused rather than served per hub: an update would silently miss the other hubs.
-            throw MicroSSEError(
-                .invalidArgument,
-                "mercure is not clustered yet: with redis, updates would reach only the hub they were published to")
-        }
-        guard !subscriptions else {
-            throw MicroSSEError(.invalidArgument, "mercure.subscriptions is not supported yet")
         }
         for issuer in issuers {
             guard !issuer.isEmpty, issuer.utf8.count <= Self.maxTopicLength else {

@@ -17,7 +17,7 @@ import Synchronization
 /// Ownership: the transport passes itself to MHD as the access handler's `cls` (retained from
 /// ``start()`` until after `MHD_stop_daemon` returns); each request's ``RequestContext`` is
 /// retained in `con_cls` and released in the request-completed callback; each stream's
-/// ``StreamContext`` is retained as the response's `cls` and released in its free callback.
+/// ``StreamSocket`` is retained as the response's `cls` and released in its free callback.
 package final class HTTPTransport: Sendable {
     package let options: TransportOptions
     private weak let delegate: (any TransportDelegate)?
@@ -50,9 +50,13 @@ package final class HTTPTransport: Sendable {
     /// The bound port once started.
     package let boundPort = Atomic<UInt16>(0)
 
+    /// Every stream's heartbeat slot (the ticker's heartbeat pass, ``heartbeatPass(_:)``).
+    package let heartbeats = HeartbeatSlots()
+
     package init(options: TransportOptions, delegate: any TransportDelegate) {
         self.options = options
         self.delegate = delegate
+        heartbeats.setWriter { [weak self] fd, bytes in self?.writeHeartbeat(fd: fd, bytes) ?? .unavailable }
     }
 
     /// Heartbeats this transport wrote straight to a suspended stream's socket: the ones that

@@ -28,7 +28,7 @@ import Synchronization
 ///   half-closed reader reads the comment, which every SSE client ignores, and keeps its
 ///   stream. One probe per stream: later events on a half-closed reader's socket change nothing.
 ///
-/// Once a second the thread also runs a release pass (``Subscriber/visitIdle(pageSize:_:)``) over
+/// Once a second the thread also runs a release pass (``IdleRegionOwner/visitIdle(pageSize:_:)``) over
 /// the streams that suspended since they were last visited: a stream seen suspended by two
 /// passes in a row (so idle for at least a second) has the whole pages of the write region its
 /// reader was last handed given back with `madvise(MADV_DONTNEED)`, under the subscriber's lock
@@ -47,7 +47,7 @@ final class PeerWatcher: @unchecked Sendable {
     private let lookup: @Sendable (UInt64) -> Subscriber?
     /// Streams the next release pass visits: listed by their reader when they suspend (once
     /// until a pass drops them), so a pass costs nothing once every idle stream has been visited.
-    private let candidates = Mutex<[Subscriber]>([])
+    private let candidates = Mutex<[StreamSocket]>([])
     private let probe = Frame(bytes: EventEncoder.comment(""), isEvent: false)
     private let pageSize = Int(sysconf(Int32(_SC_PAGESIZE)))
     private let stopped = Atomic<Bool>(false)
@@ -96,8 +96,8 @@ final class PeerWatcher: @unchecked Sendable {
 
     /// Lists a stream that has just suspended for the next release pass (its reader calls this
     /// under the subscriber's lock, at most once until a pass drops it).
-    func list(_ subscriber: Subscriber) {
-        candidates.withLock { $0.append(subscriber) }
+    func list(_ stream: StreamSocket) {
+        candidates.withLock { $0.append(stream) }
     }
 
     /// Stops watching a stream's socket. Call before the descriptor is closed.
@@ -115,6 +115,8 @@ final class PeerWatcher: @unchecked Sendable {
         close(epollFD)
         close(stopPipe.read)
         close(stopPipe.write)
+        // The streams still listed hold their transport, which holds this watcher.
+        candidates.withLock { $0 = [] }
     }
 
     fileprivate func run() {
@@ -157,16 +159,16 @@ final class PeerWatcher: @unchecked Sendable {
             defer { list = [] }
             return list
         }
-        var kept: [Subscriber] = []
-        for subscriber in visiting {
-            let (released, keep) = subscriber.visitIdle(pageSize: pageSize) { address, count in
+        var kept: [StreamSocket] = []
+        for stream in visiting {
+            let (released, keep) = stream.visitIdle(pageSize: pageSize) { address, count in
                 if let start = UnsafeMutableRawPointer(bitPattern: address) { _ = madvise(start, count, MADV_DONTNEED) }
             }
             if released > 0 {
                 releasedBytes.add(released, ordering: .relaxed)
                 releasedRegions.add(1, ordering: .relaxed)
             }
-            if keep { kept.append(subscriber) }
+            if keep { kept.append(stream) }
         }
         if !kept.isEmpty { candidates.withLock { $0.append(contentsOf: kept) } }
     }

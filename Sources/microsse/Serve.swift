@@ -80,6 +80,8 @@ struct Serve: AsyncParsableCommand {
     var mercure = false
     @Flag(help: "Mercure: speak draft-07 (topic=, the mercure claim, mercureAuthorization, lastEventID).")
     var mercureLegacy = false
+    @Flag(help: "Mercure: active subscriptions (subscription events and /.well-known/mercure/subscriptions).")
+    var mercureSubscriptions = false
     @Option(help: "Mercure: a trusted token issuer (iss), repeatable; draft-08 needs one.")
     var mercureIssuer: [String] = []
     @Option(help: "Mercure: the hub's resource identifier, which draft-08 tokens name in aud.")
@@ -126,13 +128,15 @@ struct Serve: AsyncParsableCommand {
             config.publishToken = try readSecret(publishTokenFile)
         }
         config.statsToken = statsToken
-        if mercure || mercureLegacy || !mercureIssuer.isEmpty || mercureAudience != nil {
+        if mercure || mercureLegacy || mercureSubscriptions || !mercureIssuer.isEmpty || mercureAudience != nil {
             guard mercure else {
                 throw MicroSSEError(
-                    .invalidArgument, "--mercure-legacy, --mercure-issuer and --mercure-audience need --mercure")
+                    .invalidArgument,
+                    "--mercure-legacy, --mercure-subscriptions, --mercure-issuer and --mercure-audience need --mercure")
             }
             config.mercure = MercureSettings(
-                enabled: true, legacy: mercureLegacy, issuers: mercureIssuer, audience: mercureAudience)
+                enabled: true, legacy: mercureLegacy, subscriptions: mercureSubscriptions, issuers: mercureIssuer,
+                audience: mercureAudience)
         }
         if let statsTokenFile {
             guard statsToken == nil else {

@@ -15,6 +15,8 @@ struct DirectWriteQueueTests {
             var flushesScheduled = 0
             /// How many bytes the next direct write takes (nil: all).
             var take: Int?
+            /// The rest of a chunk cut short, kept as the transport keeps it.
+            var unsent: [UInt8] = []
         }
         let state = Mutex(State())
         var writesWhileSuspended: Bool { true }
@@ -28,16 +30,19 @@ struct DirectWriteQueueTests {
                 s.take = nil
                 s.wire += bytes[..<n]
                 if n == 0 { return .unavailable }
-                return n == bytes.count ? .written : .partial(remaining: Array(bytes[n...]))
+                if n == bytes.count { return .written }
+                s.unsent = Array(bytes[n...])
+                return .partial(unsent: s.unsent.count)
             }
         }
 
-        func writeUnsent(_ bytes: UnsafeRawBufferPointer) -> Int {
+        func writeUnsent() -> Int {
             state.withLock { s in
-                let n = min(s.take ?? bytes.count, bytes.count)
+                let n = min(s.take ?? s.unsent.count, s.unsent.count)
                 s.take = nil
-                s.wire += bytes[..<n]
-                return n
+                s.wire += s.unsent[..<n]
+                s.unsent.removeFirst(n)
+                return s.unsent.count
             }
         }
 
@@ -188,7 +193,8 @@ extension DirectWriteQueueTests {
     /// A content-reader call with a 4 KiB buffer of libmicrohttpd's: its answer and what it copied.
     func readerCall(_ sub: Subscriber) -> (SubscriberQueue.ReadAction, String) {
         var buffer = [UInt8](repeating: 0, count: 4_096)
-        let action = buffer.withUnsafeMutableBytes { sub.read(into: $0, onSuspend: {}) }
+        // The transport's budget for one direct write (64 KiB).
+        let action = buffer.withUnsafeMutableBytes { sub.read(into: $0, directBudget: 65_536) { _, _ in } }
         guard case .wrote(let n, _) = action else { return (action, "") }
         return (action, String(decoding: buffer[..<n], as: UTF8.self))
     }

@@ -11,7 +11,49 @@ final class FakeClock: Sendable {
     var now: @Sendable () -> UInt64 { { [self] in value.load(ordering: .relaxed) } }
 }
 
-/// Counts wake-ups a subscriber asks for (standing in for `MHD_resume_connection`).
+/// A connection whose resume and cut run the test's functions (the transport's stream object
+/// stands here: a subscriber's connection is whatever is attached to it).
+final class TestConnection: StreamConnection {
+    let waker: (@Sendable () -> Void)?
+    let closer: (@Sendable () -> Void)?
+    init(waker: (@Sendable () -> Void)? = nil, closer: (@Sendable () -> Void)? = nil) {
+        self.waker = waker
+        self.closer = closer
+    }
+    func resume() { waker?() }
+    func cut() { closer?() }
+}
+
+extension Subscriber {
+    /// Attaches a test connection whose resume runs `wake`.
+    func setWaker(_ wake: @escaping @Sendable () -> Void) { attach(TestConnection(waker: wake)) }
+    /// Attaches a test connection whose cut runs `close`.
+    func setCloser(_ close: @escaping @Sendable () -> Void) { attach(TestConnection(closer: close)) }
+    /// Attaches a test connection with both.
+    func setConnection(waker: @escaping @Sendable () -> Void, closer: @escaping @Sendable () -> Void) {
+        attach(TestConnection(waker: waker, closer: closer))
+    }
+
+    /// The content reader's read into a buffer of `max` bytes, whose bytes go to `write`.
+    func read(max: Int, write: (ArraySlice<UInt8>) -> Void, onSuspend: () -> Void) -> SubscriberQueue.ReadAction {
+        var buffer = [UInt8](repeating: 0, count: Swift.max(0, max))
+        let action = buffer.withUnsafeMutableBytes { read(into: $0, onSuspend: onSuspend) }
+        if case .wrote(let n, _) = action { write(buffer[..<n]) }
+        return action
+    }
+}
+
+extension SubscriberQueue {
+    /// ``read(into:)`` into a buffer of `max` bytes, whose bytes go to `write`.
+    mutating func read(max: Int, write: (ArraySlice<UInt8>) -> Void) -> ReadAction {
+        var buffer = [UInt8](repeating: 0, count: Swift.max(0, max))
+        let action = buffer.withUnsafeMutableBytes { read(into: $0) }
+        if case .wrote(let n, _) = action { write(buffer[..<n]) }
+        return action
+    }
+}
+
+/// Counts wake-ups a subscriber asks for (standing in for the transport's resume).
 final class WakeCounter: Sendable {
     private let count = Atomic<Int>(0)
     var value: Int { count.load(ordering: .relaxed) }

@@ -14,7 +14,10 @@ struct RedisLogReadersTests {
 
     private func events(_ subscriber: Subscriber, into parser: inout EventStreamParser) -> [ParsedEvent] {
         var bytes: [UInt8] = []
-        while case .wrote = subscriber.read(max: 4096, write: { bytes += $0 }, onSuspend: {}) {}
+        var buffer = [UInt8](repeating: 0, count: 4096)
+        while case .wrote(let n, _) = buffer.withUnsafeMutableBytes({ subscriber.read(into: $0, onSuspend: {}) }) {
+            bytes += buffer[..<n]
+        }
         return parser.feed(bytes)
     }
 

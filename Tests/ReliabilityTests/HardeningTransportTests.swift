@@ -1,5 +1,6 @@
 import MicroSSE
 import MicroSSETestSupport
+import MicroSSETransport
 import Synchronization
 import Testing
 
@@ -143,7 +144,8 @@ struct HardeningTransportTests {
         let holder = try RawConnection(port: port)
         try holder.send("POST /events/t HTTP/1.1\r\nHost: x\r\nContent-Length: \(piece)\r\n\r\n")
         try holder.send([UInt8](repeating: 0x61, count: 1024))
-        usleep(100_000)
+        // Its head reserved the announced length: wait until the transport holds it.
+        #expect(eventually { (server.transport?.options.uploadBudget.inFlight ?? 0) >= piece })
         // A second announced one does not fit: refused on its head.
         let second = try RawConnection(port: port)
         try second.send("POST /events/t HTTP/1.1\r\nHost: x\r\nContent-Length: \(piece)\r\n\r\n")

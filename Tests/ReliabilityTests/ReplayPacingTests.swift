@@ -36,32 +36,3 @@ struct ReplayPacingTests {
         }
     }
 }
-
-/// The region an idle stream gives back is the whole buffer libmicrohttpd handed its reader, even
-/// when a paced read filled only part of it (else the pages a full read had touched stayed
-/// resident: 15 KB per stream in scripts/resume-memory.py).
-@Suite("Paced reads and the release pass")
-struct PacedReadReleaseTests {
-    @Test("a read filling 2 KiB of a 32 KiB buffer leaves the whole buffer's pages to give back")
-    func pacedReadKeepsRegion() throws {
-        let subscriber = Subscriber(channels: [try ChannelName("c")], limit: 1 << 20)
-        let allocation = UnsafeMutableRawBufferPointer.allocate(byteCount: 32_768, alignment: 4_096)
-        defer { allocation.deallocate() }
-        let released = Mutex(0)
-        func pass() -> Int {
-            subscriber.visitIdle(pageSize: 4_096) { _, n in released.withLock { $0 += n } }.released
-        }
-        let event = Frame(bytes: Array(("data: " + String(repeating: "z", count: 3_000) + "\n\n").utf8), isEvent: true)
-        _ = subscriber.enqueue(event)
-        // Paced: 2 KiB of the 32 KiB buffer per call, until the event is out.
-        #expect(
-            subscriber.read(into: allocation, filling: 2_048, onSuspend: {}, onListing: {})
-                == .wrote(bytes: 2_048, events: 0))
-        #expect(
-            subscriber.read(into: allocation, filling: 2_048, onSuspend: {}, onListing: {})
-                == .wrote(bytes: 960, events: 1))
-        #expect(subscriber.read(into: allocation, filling: 2_048, onSuspend: {}, onListing: {}) == .suspend)
-        #expect(pass() == 0, "the first pass only marks")
-        #expect(pass() == 32_768, "the whole buffer, not the 2 KiB filled")
-    }
-}

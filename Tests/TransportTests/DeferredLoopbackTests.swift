@@ -60,6 +60,43 @@ private func request(_ port: UInt16, _ path: String) throws -> Int32 {
     return fd
 }
 
+/// The local port of socket `fd`.
+private func localPort(of fd: Int32) -> UInt16 {
+    var addr = sockaddr_in()
+    var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+    _ = withUnsafeMutablePointer(to: &addr) {
+        $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &length) }
+    }
+    return UInt16(bigEndian: addr.sin_port)
+}
+
+/// Whether the server's socket of the connection from local port `peer` to `port` has received
+/// the peer's FIN (state CLOSE_WAIT in /proc/net/tcp: 08).
+private func serverSideClosing(port: UInt16, peer: UInt16) -> Bool {
+    let fd = open("/proc/net/tcp", O_RDONLY)
+    guard fd >= 0 else { return false }
+    defer { close(fd) }
+    var bytes: [UInt8] = []
+    var buffer = [UInt8](repeating: 0, count: 65_536)
+    while true {
+        let n = read(fd, &buffer, buffer.count)
+        if n <= 0 { break }
+        bytes += buffer[..<n]
+    }
+    func hex(_ p: UInt16) -> String {
+        let digits = String(p, radix: 16, uppercase: true)
+        return ":" + String(repeating: "0", count: 4 - digits.count) + digits
+    }
+    let local = hex(port)
+    let remote = hex(peer)
+    for line in String(decoding: bytes, as: UTF8.self).split(separator: "\n") {
+        let fields = line.split(separator: " ")
+        guard fields.count > 3 else { continue }
+        if fields[1].hasSuffix(local) && fields[2].hasSuffix(remote) { return fields[3] == "08" }
+    }
+    return false
+}
+
 /// Reads until the peer closes; returns the status code (0 when none came).
 private func status(of fd: Int32) -> Int {
     defer { close(fd) }
@@ -123,8 +160,11 @@ struct DeferredLoopbackTests {
         let port = transport.boundPort.load(ordering: .acquiring)
         let fd = try request(port, "/never")
         #expect(eventually { transport.pendingCount == 1 })
+        let local = localPort(of: fd)
         close(fd)
-        usleep(20_000)
+        // The server's side of the connection has the client's FIN (libmicrohttpd does not
+        // watch a paused connection, so only the kernel tells).
+        #expect(eventually { serverSideClosing(port: port, peer: local) })
         for reply in delegate.held.withLock({ $0 }) { reply.complete(with: .response(.text("too late"))) }
         #expect(eventually { transport.pendingCount == 0 })
         #expect(status(of: try request(port, "/now")) == 200)

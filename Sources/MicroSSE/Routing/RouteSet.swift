@@ -21,6 +21,19 @@ package protocol RouteSet: Sendable {
     func admit(_ head: Request, _ host: RouteSetHost) -> Response?
     /// Answers a request for one of ``paths`` (any method but `OPTIONS`, which CORS answers).
     func handle(_ request: Request, _ host: RouteSetHost) -> TransportReply
+    /// Paths answered besides ``paths``: every path under one of these (`prefix/...`).
+    var pathPrefixes: [String] { get }
+    /// Called once the broker has started, before the port is bound (a route set following the
+    /// broker subscribes here); an error fails the server's start.
+    func start(_ host: RouteSetHost) throws(MicroSSEError)
+    /// Called once when the server stops, before the broker shuts down.
+    func stop()
+}
+
+extension RouteSet {
+    package var pathPrefixes: [String] { [] }
+    package func start(_ host: RouteSetHost) throws(MicroSSEError) {}
+    package func stop() {}
 }
 
 /// What a route set may use of the hub, for the length of one call.
@@ -70,6 +83,26 @@ package struct RouteSetHost: Sendable {
                 client.hub?.closed(client)
                 onClose()
             })
+    }
+
+    /// The server's broker: what a route set that follows it (a cluster's shared log) subscribes
+    /// to and publishes through.
+    package var broker: any EventBroker { router.hub.broker }
+
+    /// Logs a warning in the server's log.
+    package func warn(_ message: String) {
+        router.hub.logger.warning("\(message)")
+    }
+
+    /// Whether the broker is shared with other hubs (``ServerConfiguration/brokerFactory``).
+    package var isClustered: Bool { configuration.brokerFactory != nil }
+
+    /// Publishes through the hub's one publish path (its checks, the broker, the counters).
+    package func publish(
+        _ event: Event, to channel: ChannelName,
+        completion: @escaping @Sendable (Result<PublishReceipt, MicroSSEError>) -> Void
+    ) {
+        router.hub.publish(event, to: channel, completion: completion)
     }
 
     /// Counts a publish that began at `started` in the statistics and metrics, as a channel

@@ -59,7 +59,19 @@ final class Router: TransportDelegate {
 
     /// The route set serving `path`, if any.
     private func routeSet(for path: String) -> (any RouteSet)? {
-        routeSets.first { $0.paths.contains(path) }
+        routeSets.first { set in
+            set.paths.contains(path) || set.pathPrefixes.contains { path.hasPrefix($0 + "/") }
+        }
+    }
+
+    /// Starts the route sets (the broker has started).
+    func startRouteSets() throws(MicroSSEError) {
+        for set in routeSets { try set.start(RouteSetHost(router: self)) }
+    }
+
+    /// Stops the route sets (before the broker shuts down).
+    func stopRouteSets() {
+        for set in routeSets { set.stop() }
     }
 
     func log(_ message: String) {
@@ -191,8 +203,7 @@ final class Router: TransportDelegate {
     func admit(channels: [ChannelName]) -> Subscriber? {
         guard hub.admitStream() else { return nil }
         let subscriber = Subscriber(
-            channels: channels, limit: hub.configuration.clientBufferBytes, pending: hub.pending,
-            heartbeats: hub.heartbeats)
+            channels: channels, limit: hub.configuration.clientBufferBytes, pending: hub.pending)
         if let retry = hub.configuration.retryMilliseconds {
             subscriber.enqueue(Frame(bytes: EventEncoder.retry(milliseconds: retry), isEvent: false))
         }

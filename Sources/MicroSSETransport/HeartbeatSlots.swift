@@ -1,3 +1,5 @@
+import MicroSSECore
+import MicroSSEWire
 import Synchronization
 
 #if canImport(Glibc)
@@ -13,7 +15,9 @@ import Synchronization
 ///
 /// A slot holds a state word, the stream's socket (-1: not writable directly), its subscriber
 /// (held until ``release(_:)``), and the rest of a heartbeat chunk the socket took only part
-/// of. The state word says whether the ticker may write a heartbeat to the stream now (`idle`:
+/// of. The stream's ``StreamSocket`` owns the slot: its section hooks
+/// (``StreamConnection/enterSection()``, ``StreamConnection/leaveSection(idle:active:)``) call
+/// ``enter(_:)`` and ``leave(_:idle:active:)``. The state word says whether the ticker may write a heartbeat to the stream now (`idle`:
 /// suspended, nothing pending or unsent, no flush or resume on its way), whether the ticker is at
 /// the slot (`busy`), and whether the stream did anything since the ticker's previous pass
 /// (`active`: then it needs no heartbeat). Every section under a subscriber's queue lock starts
@@ -28,7 +32,7 @@ package final class HeartbeatSlots: Sendable {
     // one land wherever the allocator has room, a page apart again (measured: 0.40% of a core
     // for the pass over raw blocks, 0.60% over slot objects).
     /// Writes one heartbeat's bytes to a socket as one chunk (the transport's direct write).
-    package typealias Writer = @Sendable (_ fd: Int32, _ bytes: UnsafeRawBufferPointer) -> SuspendedWrite
+    package typealias Writer = @Sendable (_ fd: Int32, _ bytes: UnsafeRawBufferPointer) -> ChunkWrite
 
     /// A stream's slot: its address in a block (blocks never move or go before the table).
     package struct Slot: Sendable, Equatable {
@@ -184,6 +188,31 @@ package final class HeartbeatSlots: Sendable {
         if spins > 64 { sched_yield() }
     }
 
+    /// The ticker's heartbeat pass (every `heartbeatSeconds`): the table writes `frame` to every
+    /// idle stream's socket without visiting the stream; the streams it could not write to get
+    /// it queued, and their connections are resumed back to back, so libmicrohttpd's polling
+    /// thread finds them together (each turn of its loop walks the whole suspended list once,
+    /// however many were resumed). Returns how many streams were visited.
+    @discardableResult
+    package func heartbeat(_ frame: Frame) -> Int {
+        let visiting = pass(heartbeat: frame.bytes)
+        var toWake: [Subscriber] = []
+        for item in visiting {
+            switch item {
+            case .queue(let sub):
+                // Not writable directly (or the socket was full): queued, and resumed.
+                if sub.queueHeartbeat(frame).needsWake { toWake.append(sub) }
+            case .rest(let sub):
+                // Cut short: the stream's next section takes the rest; send it now.
+                if sub.writeUnsent() { sub.scheduleFlush() }
+            case .failed(let sub):
+                sub.fail()
+            }
+        }
+        for sub in toWake { sub.wake() }
+        return visiting.count
+    }
+
     /// What a pass left to the subscribers themselves.
     package enum SlowPath {
         /// Quiet for a whole interval but not writable from the table (not suspended, or its
@@ -223,7 +252,7 @@ package final class HeartbeatSlots: Sendable {
             slot.state.pointee.compareExchange(expected: s, desired: s | Self.busyBit, ordering: .acquiring).exchanged
         else { return nil }
         // At the slot: no section of the owner runs, and the slot is not given back.
-        var result = SuspendedWrite.unavailable
+        var result = ChunkWrite.unavailable
         if s & Self.idleBit != 0 && slot.fd >= 0, let writer {
             result = writer(slot.fd, bytes)
         }

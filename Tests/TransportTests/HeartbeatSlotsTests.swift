@@ -4,6 +4,8 @@ import MicroSSEWire
 import Synchronization
 import Testing
 
+@testable import MicroSSETransport
+
 #if canImport(Glibc)
     import Glibc
 #endif
@@ -12,36 +14,10 @@ import Testing
 /// without a section of the stream's own, never while anything else writes to that socket.
 @Suite("Heartbeat slots")
 struct HeartbeatSlotsTests {
-    /// A connection whose socket is a number; its direct writes are recorded with the table's.
-    /// What reached the sockets, in order.
-    final class Wire: Sendable {
-        let lines = Mutex<[String]>([])
-        func append(_ line: String) { lines.withLock { $0.append(line) } }
-        var all: [String] { lines.withLock { $0 } }
-    }
-
-    final class Connection: StreamConnection {
-        let wire: Wire
-        let resumes = Atomic<Int>(0)
-        init(_ wire: Wire) { self.wire = wire }
-        var writesWhileSuspended: Bool { true }
-        var heartbeatSocket: Int32 { 7 }
-        func resume() { resumes.add(1, ordering: .relaxed) }
-        func cut() {}
-        func writeWhileSuspended(_ bytes: UnsafeRawBufferPointer, events: Int) -> SuspendedWrite {
-            wire.append(String(decoding: bytes, as: UTF8.self))
-            return .written
-        }
-        func writeUnsent(_ bytes: UnsafeRawBufferPointer) -> Int {
-            wire.append("rest:" + String(decoding: bytes, as: UTF8.self))
-            return bytes.count
-        }
-    }
-
     let heartbeat = Frame(bytes: Array(":\n\n".utf8), isEvent: false)
 
     /// A table whose writer records "hb" per heartbeat and answers `answer` (then `.written`).
-    func table(_ wire: Wire, answer: SuspendedWrite = .written) -> HeartbeatSlots {
+    func table(_ wire: Wire, answer: ChunkWrite = .written) -> HeartbeatSlots {
         let slots = HeartbeatSlots()
         let next = Mutex(answer)
         slots.setWriter { fd, _ in
@@ -56,12 +32,12 @@ struct HeartbeatSlotsTests {
         return slots
     }
 
-    /// A suspended reader of `log` with a slot in `slots`.
-    func idleReader(_ slots: HeartbeatSlots, _ log: ChannelLog, _ connection: Connection) -> Subscriber {
-        let sub = Subscriber(channels: ["c"], limit: 1 << 16, heartbeats: slots)
-        sub.attach(connection)
+    /// A suspended reader of `log` on `connection` (with a slot in its table).
+    func idleReader(_ log: ChannelLog, _ connection: SlotConnection) -> Subscriber {
+        let sub = Subscriber(channels: ["c"], limit: 1 << 16)
+        connection.bind(sub)
         sub.attach(log: log)
-        #expect(sub.read(max: 4_096, write: { _ in }, onSuspend: {}) == .suspend)
+        #expect(Self.read(sub, max: 4_096) == .suspend)
         return sub
     }
 
@@ -70,11 +46,12 @@ struct HeartbeatSlotsTests {
         let wire = Wire()
         let slots = table(wire)
         let log = ChannelLog()
-        let sub = idleReader(slots, log, Connection(wire))
-        #expect(Subscriber.heartbeat(slots, frame: heartbeat) == 0)
+        let connection = Connection(wire, slots)
+        let sub = idleReader(log, connection)
+        #expect(slots.heartbeat(heartbeat) == 0)
         #expect(wire.all.isEmpty, "opened since the previous pass: none")
-        Subscriber.heartbeat(slots, frame: heartbeat)
-        Subscriber.heartbeat(slots, frame: heartbeat)
+        slots.heartbeat(heartbeat)
+        slots.heartbeat(heartbeat)
         #expect(wire.all == ["hb", "hb"])
         // An event since the last pass: no heartbeat at the next one, one at the pass after.
         var fanOut = LogFanOut()
@@ -82,59 +59,59 @@ struct HeartbeatSlotsTests {
         fanOut.finish()
         var scratch = [UInt8](repeating: 0, count: 4_096)
         #expect(!scratch.withUnsafeMutableBytes { sub.flush(into: $0) })
-        Subscriber.heartbeat(slots, frame: heartbeat)
+        slots.heartbeat(heartbeat)
         #expect(wire.all == ["hb", "hb", "data: e\n\n"])
-        Subscriber.heartbeat(slots, frame: heartbeat)
+        slots.heartbeat(heartbeat)
         #expect(wire.all.last == "hb")
         // Bytes pending: no heartbeat.
         sub.enqueue(frame("data: own\n\n"))
         let count = wire.all.count
-        Subscriber.heartbeat(slots, frame: heartbeat)
-        Subscriber.heartbeat(slots, frame: heartbeat)
+        slots.heartbeat(heartbeat)
+        slots.heartbeat(heartbeat)
         #expect(wire.all.count == count)
-        sub.detach()
+        connection.close()
         #expect(slots.count == 0)
     }
 
     @Test("a heartbeat cut short: its rest goes out before anything else")
     func restFirst() {
         let wire = Wire()
-        let slots = table(wire, answer: SuspendedWrite.partial(remaining: Array("\n\r\n".utf8)))
-        let connection = Connection(wire)
-        let sub = idleReader(slots, ChannelLog(), connection)
-        Subscriber.heartbeat(slots, frame: heartbeat)
-        Subscriber.heartbeat(slots, frame: heartbeat)
+        let slots = table(wire, answer: ChunkWrite.partial(rest: Array("\n\r\n".utf8)))
+        let connection = Connection(wire, slots)
+        let sub = idleReader(ChannelLog(), connection)
+        slots.heartbeat(heartbeat)
+        slots.heartbeat(heartbeat)
         #expect(wire.all == ["hb", "rest:\n\r\n"])
         #expect(sub.pendingBytes == 0 && connection.resumes.load(ordering: .relaxed) == 0)
-        sub.detach()
+        connection.close()
     }
 
     @Test("a socket that takes nothing gets the heartbeat queued and resumed; a failed write fails the stream")
     func slowPaths() {
         let wire = Wire()
         let slots = table(wire, answer: .unavailable)
-        let connection = Connection(wire)
-        let sub = idleReader(slots, ChannelLog(), connection)
-        Subscriber.heartbeat(slots, frame: heartbeat)
-        Subscriber.heartbeat(slots, frame: heartbeat)
+        let connection = Connection(wire, slots)
+        let sub = idleReader(ChannelLog(), connection)
+        slots.heartbeat(heartbeat)
+        slots.heartbeat(heartbeat)
         #expect(connection.resumes.load(ordering: .relaxed) == 1)
         var taken: [UInt8] = []
-        #expect(sub.read(max: 64, write: { taken += $0 }, onSuspend: {}) == .wrote(bytes: 3, events: 0))
+        #expect(Self.read(sub, into: &taken) == .wrote(bytes: 3, events: 0))
         #expect(taken == Array(":\n\n".utf8))
         let failing = table(wire, answer: .failed)
-        let other = idleReader(failing, ChannelLog(), Connection(wire))
-        Subscriber.heartbeat(failing, frame: heartbeat)
-        Subscriber.heartbeat(failing, frame: heartbeat)
+        let otherConnection = Connection(wire, failing)
+        let other = idleReader(ChannelLog(), otherConnection)
+        failing.heartbeat(heartbeat)
+        failing.heartbeat(heartbeat)
         #expect(!other.isOpen)
-        sub.detach()
-        other.detach()
+        connection.close()
+        otherConnection.close()
     }
 
     /// A connection the table cannot write to (TLS, HTTP/1.0).
-    final class ReaderOnlyConnection: StreamConnection {
+    final class ReaderOnlyConnection: SlotConnection, @unchecked Sendable {
         let resumes = Atomic<Int>(0)
-        func resume() { resumes.add(1, ordering: .relaxed) }
-        func cut() {}
+        override func resume() { resumes.add(1, ordering: .relaxed) }
     }
 
     /// The order of resumes, and how many of `streams` had a heartbeat queued at each.
@@ -144,54 +121,59 @@ struct HeartbeatSlotsTests {
     }
 
     /// A stream the table cannot write to, whose resumes go to a shared log.
-    final class CountingConnection: StreamConnection {
+    final class CountingConnection: SlotConnection, @unchecked Sendable {
         let index: Int
         let log: ResumeLog
-        init(_ index: Int, _ log: ResumeLog) { (self.index, self.log) = (index, log) }
-        func resume() {
+        init(_ index: Int, _ log: ResumeLog, _ slots: HeartbeatSlots) {
+            (self.index, self.log) = (index, log)
+            super.init(slots)
+        }
+        override func resume() {
             let queued = log.streams.withLock { $0 }.filter { $0.pendingBytes > 0 }.count
             log.resumes.withLock { $0.append((index, queued)) }
         }
-        func cut() {}
     }
 
     @Test("the pass queues the heartbeats it cannot write, then resumes those streams back to back, each once")
     func batchedResumes() {
         let slots = table(Wire())
         let log = ResumeLog()
+        var connections: [SlotConnection] = []
         for i in 0..<100 {
-            let sub = Subscriber(channels: ["c"], limit: 1 << 16, heartbeats: slots)
-            sub.attach(CountingConnection(i, log))
+            let sub = Subscriber(channels: ["c"], limit: 1 << 16)
+            let connection = CountingConnection(i, log, slots)
+            connection.bind(sub)
+            connections.append(connection)
             sub.attach(log: ChannelLog())
             // Every other stream suspended: only those need a resume for their heartbeat.
-            if i % 2 == 0 { #expect(sub.read(max: 64, write: { _ in }, onSuspend: {}) == .suspend) }
+            if i % 2 == 0 { #expect(Self.read(sub) == .suspend) }
             log.streams.withLock { $0.append(sub) }
         }
-        Subscriber.heartbeat(slots, frame: heartbeat)  // the streams are new: the first pass marks them
-        Subscriber.heartbeat(slots, frame: heartbeat)
+        slots.heartbeat(heartbeat)  // the streams are new: the first pass marks them
+        slots.heartbeat(heartbeat)
         let resumes = log.resumes.withLock { $0 }
         #expect(resumes.map(\.index) == Array(stride(from: 0, to: 100, by: 2)))
         #expect(resumes.allSatisfy { $0.queued == 100 }, "every heartbeat was queued before the first resume")
-        for sub in log.streams.withLock({ $0 }) { sub.detach() }
+        for connection in connections { connection.close() }
     }
 
     @Test("a stream the table cannot write to gets its heartbeat through its reader, every pass")
     func readerOnlyEveryPass() {
         let slots = table(Wire())
-        let connection = ReaderOnlyConnection()
-        let sub = Subscriber(channels: ["c"], limit: 1 << 16, heartbeats: slots)
-        sub.attach(connection)
+        let connection = ReaderOnlyConnection(slots)
+        let sub = Subscriber(channels: ["c"], limit: 1 << 16)
+        connection.bind(sub)
         sub.attach(log: ChannelLog())
-        #expect(sub.read(max: 64, write: { _ in }, onSuspend: {}) == .suspend)
-        Subscriber.heartbeat(slots, frame: heartbeat)
+        #expect(Self.read(sub) == .suspend)
+        slots.heartbeat(heartbeat)
         for pass in 1...3 {
-            Subscriber.heartbeat(slots, frame: heartbeat)
+            slots.heartbeat(heartbeat)
             #expect(connection.resumes.load(ordering: .relaxed) == pass)
             var taken: [UInt8] = []
-            #expect(sub.read(max: 64, write: { taken += $0 }, onSuspend: {}) == .wrote(bytes: 3, events: 0))
-            #expect(sub.read(max: 64, write: { _ in }, onSuspend: {}) == .suspend)
+            #expect(Self.read(sub, into: &taken) == .wrote(bytes: 3, events: 0))
+            #expect(Self.read(sub) == .suspend)
         }
-        sub.detach()
+        connection.close()
     }
 
     @Test("a stream resumed but quiet for a whole interval gets a heartbeat queued, so the stall watch sees it")
@@ -199,20 +181,21 @@ struct HeartbeatSlotsTests {
         let wire = Wire()
         let slots = table(wire)
         let pending = PendingStreams()
-        let sub = Subscriber(channels: ["c"], limit: 1 << 16, pending: pending, heartbeats: slots)
-        sub.attach(Connection(wire))
+        let sub = Subscriber(channels: ["c"], limit: 1 << 16, pending: pending)
+        let connection = Connection(wire, slots)
+        connection.bind(sub)
         sub.attach(log: ChannelLog())
-        #expect(sub.read(max: 64, write: { _ in }, onSuspend: {}) == .suspend)
+        #expect(Self.read(sub) == .suspend)
         sub.enqueue(frame("data: x\n\n"))
         // Read once, and never again: the bytes sit in libmicrohttpd's buffer of a peer that stopped.
-        #expect(sub.read(max: 64, write: { _ in }, onSuspend: {}) == .wrote(bytes: 9, events: 1))
+        #expect(Self.read(sub) == .wrote(bytes: 9, events: 1))
         _ = pending.takeAll()
-        Subscriber.heartbeat(slots, frame: heartbeat)
+        slots.heartbeat(heartbeat)
         #expect(sub.pendingBytes == 0, "active since the last pass")
-        Subscriber.heartbeat(slots, frame: heartbeat)
+        slots.heartbeat(heartbeat)
         #expect(sub.pendingBytes == 3 && pending.count == 1)
         #expect(wire.all.isEmpty, "not written from the table: the stream is not suspended")
-        sub.detach()
+        connection.close()
         _ = pending.takeAll()  // the set holds its streams (a server empties it at stop)
     }
 
@@ -221,16 +204,18 @@ struct HeartbeatSlotsTests {
         let wire = Wire()
         let slots = table(wire)
         let log = ChannelLog()
-        let subs = (0..<2_500).map { _ in idleReader(slots, log, Connection(wire)) }
+        let connections = (0..<2_500).map { _ in Connection(wire, slots) }
+        for connection in connections { _ = idleReader(log, connection) }
         #expect(slots.count == 2_500)
-        Subscriber.heartbeat(slots, frame: heartbeat)
-        Subscriber.heartbeat(slots, frame: heartbeat)
+        slots.heartbeat(heartbeat)
+        slots.heartbeat(heartbeat)
         #expect(wire.all.count == 2_500)
-        for sub in subs.prefix(1_000) { sub.detach() }
+        for connection in connections.prefix(1_000) { connection.close() }
         #expect(slots.count == 1_500)
-        let more = (0..<1_000).map { _ in idleReader(slots, log, Connection(wire)) }
+        let more = (0..<1_000).map { _ in Connection(wire, slots) }
+        for connection in more { _ = idleReader(log, connection) }
         #expect(slots.count == 2_500)
-        for sub in subs.dropFirst(1_000) + more { sub.detach() }
+        for connection in connections.dropFirst(1_000) + more { connection.close() }
         #expect(slots.count == 0)
     }
 
@@ -255,7 +240,8 @@ struct HeartbeatSlotsTests {
             race.heartbeats.add(1, ordering: .relaxed)
             return .written
         }
-        let sub = idleReader(slots, ChannelLog(), Connection(Wire()))
+        let connection = Connection(Wire(), slots)
+        let sub = idleReader(ChannelLog(), connection)
         let frame = heartbeat
         // The race runs 2 s and until the pass has written a few heartbeats (a loaded machine may
         // give these threads little time in 2 s), at most 60 s.
@@ -269,7 +255,7 @@ struct HeartbeatSlotsTests {
         // may keep busy): the race needs both running at once.
         let group = DispatchGroup()
         DispatchQueue.global().async(group: group) {
-            while racing() { Subscriber.heartbeat(slots, frame: frame) }
+            while racing() { slots.heartbeat(frame) }
         }
         DispatchQueue.global().async(group: group) {
             var buffer = [UInt8](repeating: 0, count: 4_096)
@@ -291,7 +277,7 @@ struct HeartbeatSlotsTests {
             }
         }
         group.wait()
-        sub.detach()
+        connection.close()
         #expect(race.overlaps.load(ordering: .relaxed) == 0)
         let written = race.heartbeats.load(ordering: .relaxed)
         #expect(written > 10, "heartbeats written: \(written)")
