@@ -153,7 +153,9 @@ typedef struct msse_config {
                                          wait=auto|N|all, waitTimeout=MS, workers=N, queue=N (README,
                                          "Several hubs"): share channels, ids and
                                          history with other hubs through Redis Streams; NULL keeps them
-                                         in this process. NULL. */
+                                         in this process. Several URLs separated by spaces are
+                                         shards (at most 16, each deployment once, the same order
+                                         on every hub: docs/REDIS.md, "Shards"). NULL. */
     /* Added for token authorization (JWT), after redis_url; an older cfg.size gets NULL/0 here.
        Set jwt_secret or jwt_public_key_pem (not both) to require a token to subscribe: the
        token comes from `Authorization: Bearer`, the cookie `microsseAuthorization` or the query

@@ -162,12 +162,16 @@ private func configuration(_ p: UnsafePointer<msse_config>) throws(CFailure) -> 
     default: throw CFailure(MSSE_EINVAL, "set both msse_config.tls_cert_pem and tls_key_pem, or neither")
     }
     s.shutdownDrainMilliseconds = count(c.shutdown_drain_ms)
-    if let url = try optionalString(c.redis_url, "msse_config.redis_url") {
+    if let urls = try optionalString(c.redis_url, "msse_config.redis_url") {
+        // Several deployments (shards) separated by spaces; the rules are validate()'s.
         do throws(MicroSSEError) {
-            s.redis = try RedisURL(url)
+            s.redisShards = try urls.split(whereSeparator: { $0 == " " }).map { (url) throws(MicroSSEError) in
+                try RedisURL(String(url))
+            }
         } catch {
             throw CFailure(MSSE_EINVAL, "msse_config.redis_url: \(error.message)")
         }
+        if s.redisShards.isEmpty { throw CFailure(MSSE_EINVAL, "msse_config.redis_url: no URL in it") }
     }
     let secret = try optionalString(c.jwt_secret, "msse_config.jwt_secret")
     let pem = try optionalString(c.jwt_public_key_pem, "msse_config.jwt_public_key_pem")

@@ -147,13 +147,14 @@ extension RedisBroker {
         // A batch's frames are appended log by log, each log's readers looked at once.
         var batch = LogBatch()
         var wakes: [Subscriber] = []
+        var settle: [ObjectIdentifier: any CrossListener] = [:]
         state.withLock { s in
             for d in decoded where d.id > s.lastDelivered {
                 if let count = d.count, let epoch = d.epoch {
                     if let lastCount = s.lastCount, let lastEpoch = s.lastEpoch,
                         epoch != lastEpoch || count > lastCount &+ 1
                     {
-                        lostPlace(&s, batch: &batch, wakes: &wakes)
+                        lostPlace(&s, batch: &batch, wakes: &wakes, fanOut: &fanOut)
                     }
                     s.lastCount = count
                     s.lastEpoch = epoch
@@ -179,12 +180,22 @@ extension RedisBroker {
                     }
                 }
                 s.add(d.single, d.multi, of: d.channel, to: &batch)
+                if !s.crossShards.listeners.isEmpty, let streams = s.crossShards.listeners[d.channel] {
+                    let epoch = d.epoch ?? s.lastEpoch ?? s.crossShards.dataEpoch ?? ""
+                    for stream in streams.values
+                    where stream.live(
+                        shard: logNumber, id: d.id, epoch: epoch, frame: d.multi, wakes: &wakes, fanOut: &fanOut)
+                    {
+                        settle[ObjectIdentifier(stream)] = stream
+                    }
+                }
             }
             batch.flush(into: &fanOut)
         }
         // Resume outside the lock: libmicrohttpd takes its own locks in resume.
         fanOut.finish()
         for sub in wakes { sub.wake() }
+        for listener in settle.values { listener.settle() }
     }
 
     /// The reader lost its place: entries after the last one it delivered are gone (trimmed
@@ -193,13 +204,15 @@ extension RedisBroker {
     /// retained: log readers through their logs, a stream whose replay is being read drops its
     /// held live events (it starts after its replay with the gap), a stream just resumed gets the
     /// gap event queued. Counted in ``readerGaps``.
-    func lostPlace(_ s: inout LocalState, batch: inout LogBatch, wakes: inout [Subscriber]) {
+    func lostPlace(
+        _ s: inout LocalState, batch: inout LogBatch, wakes: inout [Subscriber], fanOut: inout LogFanOut
+    ) {
         readerGaps.add(1, ordering: .relaxed)
         log(
             "Redis reader: entries after \(s.lastDelivered) were trimmed before this hub read them; open streams get the gap signal"
         )
         let gap = ResumeStatus.gapFrame(
-            lastEventID: Self.hubID(s.lastDelivered, epoch: s.lastEpoch), reason: .evicted)
+            lastEventID: positionID(s.lastDelivered, epoch: s.lastEpoch), reason: .evicted)
         for readers in s.logs.values { batch.add(gap, for: readers) }
         for set in s.setLogs.values { batch.add(gap, for: set.readers) }
         var told = Set<UInt64>()
@@ -215,6 +228,19 @@ extension RedisBroker {
                 }
             }
         }
+        var crossTold = Set<ObjectIdentifier>()
+        for streams in s.crossShards.listeners.values {
+            for (key, stream) in streams where crossTold.insert(key).inserted {
+                stream.lostPlace(shard: logNumber, wakes: &wakes, fanOut: &fanOut)
+            }
+        }
+    }
+
+    /// The id of the position `id` of the global stream under `epoch`, in this broker's log
+    /// (``HubID``); an entry from before positions (no epoch) keeps its stream id.
+    func positionID(_ id: RedisStreamID, epoch: String?) -> String {
+        guard let epoch else { return id.description }
+        return HubID.encode(HubPosition(log: logNumber, epoch: epoch, major: id.milliseconds, minor: id.sequence))
     }
 
     func field(_ name: String, in value: RedisValue) -> String? {
@@ -238,7 +264,7 @@ extension RedisBroker {
         else { return nil }
         let name = field("e", in: fields[1]) ?? ""
         let caller = field("i", in: fields[1]) ?? ""
-        let position = Self.hubID(id, epoch: field("p", in: fields[1]) ?? epoch)
+        let position = positionID(id, epoch: field("p", in: fields[1]) ?? epoch)
         guard let event = try? Event(data: data, event: name.isEmpty ? nil : name, id: position) else { return nil }
         let multi = Frame(bytes: EventEncoder.encode(event), isEvent: true)
         guard caller.hasPrefix("=") else { return (id, multi, multi) }

@@ -53,6 +53,8 @@ extension RedisBroker {
         var lastDelivered = RedisStreamID.zero
         var lastCount: UInt64?
         var lastEpoch: String?
+        /// Streams of channels on several shards, and the epoch (see ``CrossShardState``).
+        var crossShards = CrossShardState()
         var closed = false
     }
 }

@@ -24,6 +24,9 @@ extension RedisBroker {
         /// A position in the global stream; `epoch` nil for an id from before positions (or a
         /// label's entry: both of the data set Redis holds now).
         case position(RedisStreamID, epoch: String?)
+        /// A position of another shard: where the channels lived before a shard was added (see
+        /// ``resumeMoved(_:lastEventID:from:on:)``).
+        case moved(HubPosition)
         /// Not in the hub's form: a label of one of the stream's channels, else an id from
         /// before positions, else unknown (the replay job asks Redis).
         case label(String)
@@ -41,9 +44,14 @@ extension RedisBroker {
         var from: ResumeFrom?
         if let lastEventID {
             if let positions = HubID.decode(lastEventID) {
-                // One log (this Redis data set) with `ms-seq` offsets: anything else is not ours.
-                if positions.count == 1, let p = positions.first, p.log == 0, let minor = p.minor {
-                    from = .position(RedisStreamID(milliseconds: p.major, sequence: minor), epoch: p.epoch)
+                // One log (this Redis data set) with `ms-seq` offsets, or with shards one of
+                // another shard (where a moved channel lived): anything else is not ours.
+                if positions.count == 1, let p = positions.first, let minor = p.minor {
+                    if p.log == logNumber {
+                        from = .position(RedisStreamID(milliseconds: p.major, sequence: minor), epoch: p.epoch)
+                    } else if p.log < settings.shardCount, settings.directory != nil {
+                        from = .moved(p)
+                    }
                 }
             } else {
                 from = .label(lastEventID)
@@ -83,6 +91,9 @@ extension RedisBroker {
                     return finishResume(subscriber, replay: [], gap: .unknown, lastEventID: lastEventID, after: .zero)
                 }
                 placed = found
+            }
+            if case .moved(let p) = placed {
+                return try resumeMoved(subscriber, lastEventID: lastEventID, from: p, on: lane)
             }
             guard case .position(let position, let epoch) = placed else { return .fresh }
             var replay = try fetchReplay(
@@ -145,9 +156,13 @@ extension RedisBroker {
     /// channel is read at the same instant: an event stored between two channels' reads would
     /// otherwise be in neither the replay nor (being older than the replay's newest event) the
     /// live events that follow it. `composite`: the frames of a stream of several channels
-    /// (positions, never labels).
+    /// (positions, never labels). `checkSince`: a position before `PREFIX:since` may have missed
+    /// events (ids from before positions; a position with an epoch is placed by its epoch).
+    /// `placedAt`: when the client was last served (milliseconds), if not the position's own
+    /// time: a channel that has no stream may have expired since then.
     func fetchReplay(
-        channels: [String], after position: RedisStreamID, composite: Bool, on lane: CommandLane
+        channels: [String], after position: RedisStreamID, composite: Bool, on lane: CommandLane,
+        checkSince: Bool = true, placedAt: UInt64? = nil
     ) throws(MicroSSEError) -> Replay {
         var commands = [
             ["MULTI"], ["GET", sinceKey], ["XREVRANGE", globalKey, "+", "-", "COUNT", "1"], ["GET", epochKey],
@@ -172,12 +187,14 @@ extension RedisBroker {
             throw MicroSSEError(.unavailable, "Redis refused the replay: \(reply)")
         }
         var replay = Replay()
-        if let s = results[0].text.flatMap(RedisStreamID.init), position < s { replay.missed = true }
+        if checkSince, let s = results[0].text.flatMap(RedisStreamID.init), position < s { replay.missed = true }
         replay.upTo = results[1].array?.first?.array?.first?.text.flatMap(RedisStreamID.init)
         replay.epoch = results[2].text
         let cutoff = historyCutoffMilliseconds()
         for (n, channel) in channels.enumerated() {
-            if channelMayHaveMissed(channel, info: results[3 + 2 * n], after: position) { replay.missed = true }
+            if channelMayHaveMissed(channel, info: results[3 + 2 * n], after: position, placedAt: placedAt) {
+                replay.missed = true
+            }
             let entries = results[4 + 2 * n].array ?? []
             // From before the boundary: events may have been trimmed after the position.
             if entries.count > max(1, settings.historyCount) { replay.missed = true }
@@ -197,11 +214,14 @@ extension RedisBroker {
     }
 
     /// Whether `channel`'s stream (its `XINFO STREAM` reply) dropped an event after `position`.
-    func channelMayHaveMissed(_ channel: String, info: RedisValue, after position: RedisStreamID) -> Bool {
+    func channelMayHaveMissed(
+        _ channel: String, info: RedisValue, after position: RedisStreamID, placedAt: UInt64? = nil
+    ) -> Bool {
         guard case .array(let fields) = info else {
             // No stream: the channel never had events, or expired after channelTTL without a
             // publish. An id older than the TTL may have missed events that expired.
-            return position.milliseconds + UInt64(settings.channelTTLSeconds) * 1_000 < settings.wallClock()
+            let served = placedAt ?? position.milliseconds
+            return served + UInt64(settings.channelTTLSeconds) * 1_000 < settings.wallClock()
         }
         // Trimming (by count, bytes or age) keeps the oldest retained entry as the boundary and
         // drops only older ones, so a position before it may have missed events when any were
@@ -229,9 +249,10 @@ extension RedisBroker {
     /// Queues the gap event, the replay, then what arrived live meanwhile (minus duplicates: the
     /// replay holds every retained event up to `upTo`), and switches the subscriber to live
     /// delivery.
+    /// `before`: frames of another shard queued ahead of the replay (a moved channel's).
     func finishResume(
         _ sub: Subscriber, replay: [(RedisStreamID, Frame)], gap: GapReason?, lastEventID: String,
-        after position: RedisStreamID, upTo: RedisStreamID? = nil
+        after position: RedisStreamID, upTo: RedisStreamID? = nil, before: [Frame] = []
     ) -> ResumeStatus {
         return state.withLock { s in
             // Unsubscribed while the replay was fetched: nothing more to send or track.
@@ -242,7 +263,7 @@ extension RedisBroker {
             // could hold, they were dropped and the stream starts live from now, after the gap.
             let live = pending.overflowed ? [] : pending.buffered.filter { $0.0 > high }
             let reported = sub.enqueueResume(
-                replay.map(\.1) + live.map(\.1), lastEventID: lastEventID,
+                before + replay.map(\.1) + live.map(\.1), lastEventID: lastEventID,
                 gap: pending.overflowed ? .evicted : gap)
             let skip = pending.overflowed ? s.lastDelivered : max(high, live.last?.0 ?? high)
             // Every live event to come is past what the hub delivered: when the replay reaches no

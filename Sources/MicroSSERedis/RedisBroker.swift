@@ -57,6 +57,15 @@ package final class RedisBroker: EventBroker {
         var historyTTLSeconds = 0
         /// The wall clock in milliseconds that ages history (tests move it).
         var wallClock: @Sendable () -> UInt64 = { Clocks.wallMilliseconds() }
+        /// This deployment's number among several (`--redis` repeated): the log number of its
+        /// positions, recorded in `PREFIX:shard` so a reordered list is refused. nil: the only one
+        /// (log 0, nothing recorded).
+        var shard: Int?
+        /// How many deployments the hub lists; the most any hub listed is recorded in
+        /// `PREFIX:shards`, and a hub listing fewer refuses to start.
+        var shardCount = 1
+        /// The brokers of every shard (a moved channel's resume reads its old shard).
+        var directory: ShardDirectory?
     }
 
     let settings: Settings
@@ -144,6 +153,12 @@ package final class RedisBroker: EventBroker {
     var ageKey: String { "\(settings.prefix):age" }
     var bytesKey: String { "\(settings.prefix):bytes" }
     var sinceKey: String { "\(settings.prefix):since" }
+    /// The shard number this data set was first used as (several deployments).
+    var shardKey: String { "\(settings.prefix):shard" }
+    /// The most shards a hub of this cluster listed.
+    var shardCountKey: String { "\(settings.prefix):shards" }
+    /// The log number of this broker's positions.
+    var logNumber: Int { settings.shard ?? 0 }
     /// The epoch of this data set's positions (see docs/DESIGN.md, "Positions, labels and epochs").
     var epochKey: String { "\(settings.prefix):epoch" }
     /// How many entries the global stream was given (each entry carries its count, `n`).
@@ -168,10 +183,13 @@ package final class RedisBroker: EventBroker {
         let connection = try dialCommandConnection()
         if settings.url.usesSentinel { _ = askSentinels() }
         let tail = try markSince(connection)
+        try checkShards(on: connection)
+        let epoch = try connection.command(["GET", epochKey]).text
         state.withLock { s in
             s.lastDelivered = tail.id
             s.lastCount = tail.count
             s.lastEpoch = tail.epoch
+            s.crossShards.dataEpoch = epoch
         }
         commands.slot.withLock { $0.connection = connection }
         try workers.start(batch: { items, lane in self.publishBatch(items, on: lane) })
@@ -216,6 +234,32 @@ package final class RedisBroker: EventBroker {
         // An empty stream: every entry added from now on is new to this hub (not "now": an entry
         // added within this millisecond could carry exactly that id and be skipped).
         return Tail()
+    }
+
+    /// Records this deployment's shard number when it has none, and the number of shards when
+    /// more than recorded. Throws `.startFailed` when it was another shard (the `--redis` list was
+    /// reordered: positions name shards by number) or a hub listed more shards (this hub's list
+    /// is out of date: it would place channels where they no longer live).
+    func checkShards(on c: RedisConnection) throws(MicroSSEError) {
+        let recordedCount = Int(try c.command(["GET", shardCountKey]).text ?? "") ?? 1
+        guard recordedCount <= settings.shardCount else {
+            throw MicroSSEError(
+                .startFailed,
+                "Redis at \(settings.url) belongs to a cluster of \(recordedCount) shards, but this hub lists \(settings.shardCount): give every hub the same --redis list"
+            )
+        }
+        guard let shard = settings.shard else { return }
+        _ = try c.command(["SET", shardKey, String(shard), "NX"])
+        let recorded = try c.command(["GET", shardKey]).text
+        guard recorded == String(shard) else {
+            throw MicroSSEError(
+                .startFailed,
+                "Redis at \(settings.url) is shard \(recorded ?? "?") of this cluster but listed as shard \(shard): keep the --redis list in the same order on every hub (add shards at its end)"
+            )
+        }
+        if recordedCount < settings.shardCount {
+            _ = try c.command(["SET", shardCountKey, String(settings.shardCount)])
+        }
     }
 
     package func shutdown() {

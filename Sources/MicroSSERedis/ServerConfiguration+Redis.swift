@@ -8,18 +8,42 @@ extension ServerConfiguration {
     /// behind a load balancer). nil keeps everything in this process. Default nil.
     ///
     /// ``MicroSSE/ServerConfiguration/historyTTLSeconds`` applies to it too.
+    /// With several deployments (``redisShards``), the first.
     public var redis: RedisURL? {
-        get { redisSettings?.url }
+        get { redisSettings?.urls.first }
         set {
             if let newValue {
                 var settings = redisSettings ?? RedisSettings()
-                settings.url = newValue
+                settings.urls = [newValue]
                 redisSettings = settings
             } else {
                 redisSettings = nil
             }
         }
     }
+
+    /// Several Redis deployments (shards), each a `redis://` or `redis-sentinel://` URL with its
+    /// own options: every channel lives on one of them, placed by a stable hash of its name, and
+    /// every hub reads them all (see docs/REDIS.md, "Shards"). The order is the shards' identity:
+    /// list them in the same order on every hub, and add new ones at the end. One URL is the same
+    /// as ``redis``; empty clears both. ``MicroSSE/ServerConfiguration/validate()`` refuses the
+    /// same deployment twice and more than ``maxRedisShards``.
+    public var redisShards: [RedisURL] {
+        get { redisSettings?.urls ?? [] }
+        set {
+            if newValue.isEmpty {
+                redisSettings = nil
+            } else {
+                var settings = redisSettings ?? RedisSettings()
+                settings.urls = newValue
+                redisSettings = settings
+            }
+        }
+    }
+
+    /// The most Redis deployments ``redisShards`` may list (a stream's id holds one position per
+    /// shard it reads).
+    public static let maxRedisShards = HubID.maxLogs
 
     /// Seconds after its last publish that a channel's history expires in Redis, at least 1.
     /// Default 86,400. Set before or after ``redis``; ``MicroSSE/ServerConfiguration/validate()``
@@ -73,17 +97,29 @@ private struct RedisSettings: BrokerFactory, ConfigurationValidating {
     static let defaultPrefix = "microsse"
     static let defaultStreamLength = 100_000
 
-    /// nil while only other Redis settings were made: ``validate(_:)`` refuses it.
-    var url: RedisURL?
+    /// Empty while only other Redis settings were made: ``validate(_:)`` refuses it.
+    var urls: [RedisURL] = []
     var ttl = defaultTTL
     var prefix = defaultPrefix
     var clock: (@Sendable () -> UInt64)?
     var streamLength = defaultStreamLength
 
     func validate(_ configuration: ServerConfiguration) throws(MicroSSEError) {
-        guard url != nil else {
+        guard !urls.isEmpty else {
             throw MicroSSEError(
                 .invalidArgument, "redisChannelTTLSeconds and redisKeyPrefix need redis (set redis as well)")
+        }
+        guard urls.count <= ServerConfiguration.maxRedisShards else {
+            throw MicroSSEError(
+                .invalidArgument,
+                "at most \(ServerConfiguration.maxRedisShards) Redis shards (got \(urls.count))")
+        }
+        var seen: [String: Int] = [:]
+        for (n, url) in urls.enumerated() {
+            if let first = seen.updateValue(n, forKey: url.deploymentIdentity) {
+                throw MicroSSEError(
+                    .invalidArgument, "Redis shards \(first) and \(n) are the same deployment (\(url)): list each once")
+            }
         }
         guard ttl >= 1 else { throw MicroSSEError(.invalidArgument, "redisChannelTTLSeconds must be at least 1") }
         guard !prefix.isEmpty, prefix.utf8.allSatisfy({ $0 > 0x20 && $0 < 0x7F }) else {
@@ -110,11 +146,33 @@ private struct RedisSettings: BrokerFactory, ConfigurationValidating {
         historyCount: Int, historyBytes: Int, historyMemoryBytes: Int, historyTTLSeconds: Int,
         log: @escaping @Sendable (String) -> Void
     ) -> any EventBroker {
-        guard let url else {
+        guard !urls.isEmpty else {
             // Only a configuration validate() refuses gets here (a server made without
             // validating): it never starts, so no Redis broker is made for it.
             return MemoryBroker(limits: .init(historyCount: historyCount, historyBytes: historyBytes))
         }
+        if urls.count == 1 {
+            return broker(urls[0], shard: nil, historyCount, historyBytes, historyMemoryBytes, historyTTLSeconds, log)
+        }
+        let directory = ShardDirectory()
+        // The budget bounds the cluster's Redis memory: each shard keeps its share (channels are
+        // spread evenly by the hash; 0 leaves the bound off).
+        let share = historyMemoryBytes > 0 ? max(1, historyMemoryBytes / urls.count) : 0
+        return ShardedRedisBroker(
+            shards: urls.enumerated().map { n, url in
+                broker(
+                    url, shard: n, historyCount, historyBytes, share, historyTTLSeconds,
+                    directory: directory
+                ) {
+                    log("Redis shard \(n): \($0)")
+                }
+            }, directory: directory)
+    }
+
+    private func broker(
+        _ url: RedisURL, shard: Int?, _ historyCount: Int, _ historyBytes: Int, _ historyMemoryBytes: Int,
+        _ historyTTLSeconds: Int, directory: ShardDirectory? = nil, _ log: @escaping @Sendable (String) -> Void
+    ) -> RedisBroker {
         var settings = RedisBroker.Settings(
             url: url, prefix: prefix, historyCount: historyCount, historyBytes: historyBytes,
             globalLength: streamLength, channelTTLSeconds: ttl,
@@ -124,6 +182,9 @@ private struct RedisSettings: BrokerFactory, ConfigurationValidating {
             workerCount: url.workers, workQueueCapacity: url.queueLimit, historyTTLSeconds: historyTTLSeconds)
         settings.memoryBytes = historyMemoryBytes
         if let clock { settings.wallClock = clock }
+        settings.shard = shard
+        settings.shardCount = shard == nil ? 1 : urls.count
+        settings.directory = directory
         return RedisBroker(settings: settings, log: log)
     }
 }

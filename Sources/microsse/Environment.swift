@@ -34,6 +34,10 @@ enum EnvironmentOptions {
         "publish-token": ["publish-token-file"], "stats-token": ["stats-token-file"],
     ]
 
+    /// Repeatable options whose values may hold commas (a sentinel URL's list): several are
+    /// separated by spaces in their variable (`MICROSSE_REDIS="redis://a redis://b"`).
+    static let spaceSeparated: Set<String> = ["redis"]
+
     /// `arguments` (without the executable) with the variables of `environment` added as options
     /// of the subcommand they name, when that subcommand is `serve`.
     static func apply(to arguments: [String], environment: [String: String]) -> [String] {
@@ -52,7 +56,8 @@ enum EnvironmentOptions {
             case "flag":
                 if ["1", "true", "yes"].contains(value.lowercased()) { added.append("--\(long)") }
             case "option":
-                let values = option.isRepeating ? value.split(separator: ",").map(String.init) : [value]
+                let separator: Character = Self.spaceSeparated.contains(long) ? " " : ","
+                let values = option.isRepeating ? value.split(separator: separator).map(String.init) : [value]
                 added += values.map { "--\(long)=\($0)" }
             default:
                 continue

@@ -48,9 +48,9 @@ struct Serve: AsyncParsableCommand {
     @Option(help: "TLS private key (PEM, unencrypted) for HTTPS; needs --tls-cert.") var tlsKey: String?
     @Option(
         help:
-            "Share channels, ids and history with other hubs through Redis (redis://[:PASSWORD@]HOST[:PORT][/DB], or redis-sentinel://HOST:PORT[,HOST:PORT...]/MASTER; options ?wait=auto|N|all&waitTimeout=MS&workers=N&queue=N)."
+            "Share channels, ids and history with other hubs through Redis (redis://[:PASSWORD@]HOST[:PORT][/DB], or redis-sentinel://HOST:PORT[,HOST:PORT...]/MASTER; options ?wait=auto|N|all&waitTimeout=MS&workers=N&queue=N). Repeat it for shards (at most 16, the same order on every hub, new ones at the end)."
     )
-    var redis: String?
+    var redis: [String] = []
     @Option(
         help:
             "libmicrohttpd's memory per connection in bytes: a request's line and headers must fit in it (about 16 KB at the default; more gets 431)."
@@ -120,7 +120,7 @@ struct Serve: AsyncParsableCommand {
         if let jwtKey { config.jwt = try JWTSettings(publicKeyFile: jwtKey) }
         config.publicChannels = publicChannel
         config.raiseFileLimit = true
-        if let redis { config.redis = try RedisURL(redis) }
+        config.redisShards = try redis.map { (url) throws(MicroSSEError) in try RedisURL(url) }
         if let publishTokenFile {
             guard publishToken == nil else {
                 throw MicroSSEError(.invalidArgument, "give --publish-token or --publish-token-file, not both")
