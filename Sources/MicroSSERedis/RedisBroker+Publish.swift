@@ -98,7 +98,15 @@ extension RedisBroker {
                         .unavailable, "Redis at \(c.endpoint) lost a replica \(since) ms ago (a failover?); retry")
                 }
             } else if url.waitForEveryReplica {
-                replicas = max(1, replicasUp.load(ordering: .relaxed))
+                let counted = replicasUp.withLock { $0 }
+                if let counted, counted.primary != c.endpoint {
+                    // The sentinels named another primary since this connection was made: its
+                    // replicas' count says nothing of this server's (which is being demoted).
+                    shortfall = true
+                    throw MicroSSEError(
+                        .unavailable, "Redis at \(c.endpoint) is no longer the primary the sentinels name; retry")
+                }
+                replicas = max(1, counted?.up ?? 1)
             } else {
                 replicas = url.waitReplicas
             }

@@ -105,7 +105,19 @@ extension RedisBroker {
         else { return nil }
         answeringSentinel.store(answer.sentinel, ordering: .relaxed)
         namedPrimary.withLock { $0 = answer.primary }
-        if let up = answer.replicasUp { replicasUp.store(up, ordering: .relaxed) }
+        if let up = answer.replicasUp {
+            let now = Clocks.monotonicMilliseconds()
+            replicasUp.withLock { last in
+                // During a failover the sentinels may count fewer replicas before the hub has left
+                // the old primary: a drop counts only once it has lasted (a replica lost for good).
+                if let last, last.primary == answer.primary, up < last.up,
+                    now < last.at + ReplicaCheck.lostReplicaMilliseconds
+                {
+                    return
+                }
+                last = (answer.primary, up, now)
+            }
+        }
         return answer.primary
     }
 

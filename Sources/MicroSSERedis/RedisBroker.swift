@@ -89,8 +89,10 @@ package final class RedisBroker: EventBroker {
     let readerLost = Mutex<String?>(nil)
     /// The primary the sentinels named when the reader last asked (nil without sentinels).
     let namedPrimary = Mutex<RedisURL.Endpoint?>(nil)
-    /// Replicas the sentinels consider up (for `wait=all`); -1 before they were asked.
-    let replicasUp = Atomic<Int>(-1)
+    /// Replicas the sentinels consider up (for `wait=all`), the primary they were counted for, and
+    /// when: nil before the sentinels were asked. A lower count for the same primary replaces a
+    /// higher one only once that is older than ``ReplicaCheck/lostReplicaMilliseconds``.
+    let replicasUp = Mutex<(primary: RedisURL.Endpoint, up: Int, at: UInt64)?>(nil)
     /// The sentinel that answered last: asked first next time.
     let answeringSentinel = Atomic<Int>(0)
     /// Times the reader lost its place (entries trimmed before it read them), and how far

@@ -155,10 +155,13 @@ private struct RedisSettings: BrokerFactory, ConfigurationValidating {
             return broker(urls[0], shard: nil, historyCount, historyBytes, historyMemoryBytes, historyTTLSeconds, log)
         }
         let directory = ShardDirectory()
+        // The budget bounds the cluster's Redis memory: each shard keeps its share (channels are
+        // spread evenly by the hash; 0 leaves the bound off).
+        let share = historyMemoryBytes > 0 ? max(1, historyMemoryBytes / urls.count) : 0
         return ShardedRedisBroker(
             shards: urls.enumerated().map { n, url in
                 broker(
-                    url, shard: n, historyCount, historyBytes, historyMemoryBytes, historyTTLSeconds,
+                    url, shard: n, historyCount, historyBytes, share, historyTTLSeconds,
                     directory: directory
                 ) {
                     log("Redis shard \(n): \($0)")

@@ -42,10 +42,14 @@ package final class ShardedRedisBroker: EventBroker {
 
     /// The shard `channel` lives on among `count`: the highest score of a 64-bit mix of the
     /// channel name's FNV-1a hash with each shard number (rendezvous hashing). Stable: it
-    /// depends on nothing but the name and the number (no per-process seed).
+    /// depends on nothing but the name and the number (no per-process seed). The hub's reserved
+    /// channels (`family:name`, a `:` no client channel may hold) are placed by their family, so
+    /// one family shares one shard's log (Mercure's updates and hub announcements are read in one
+    /// order).
     package static func shard(of channel: String, among count: Int) -> Int {
         var h: UInt64 = 0xcbf2_9ce4_8422_2325
-        for byte in channel.utf8 {
+        let key = channel.utf8.firstIndex(of: UInt8(ascii: ":")).map { channel.utf8[...$0] } ?? channel.utf8[...]
+        for byte in key {
             h ^= UInt64(byte)
             h = h &* 0x0000_0100_0000_01b3
         }

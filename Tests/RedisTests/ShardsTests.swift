@@ -52,6 +52,14 @@ extension SeveralHubsTests {
                 ["news", "prices", "chat", "a", "b"].map { ShardedRedisBroker.shard(of: $0, among: 3) } == [
                     1, 0, 1, 1, 2,
                 ])
+            // The hub's reserved channels go by their family: Mercure's updates and its hubs'
+            // announcements share one shard's log, whatever the shard count.
+            for n in 2...16 {
+                let family = ["mercure:updates", "mercure:hubs", "mercure:"].map {
+                    ShardedRedisBroker.shard(of: $0, among: n)
+                }
+                #expect(Set(family).count == 1, "\(n) shards: \(family)")
+            }
             let names = (0..<3_000).map { "channel-\($0)" }
             for n in 1...4 {
                 let before = names.map { ShardedRedisBroker.shard(of: $0, among: n) }
