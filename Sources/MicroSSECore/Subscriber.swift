@@ -60,9 +60,14 @@ package final class Subscriber: Sendable {
 
     private static let nextID = Atomic<UInt64>(1)
 
+    /// Whether a resume's replay is queued whole, not read through a cursor (a subscriber no
+    /// transport reads, whose reader takes its replay at once).
+    package let wholeReplay: Bool
+
     /// A stream of `channels` that may have at most `limit` bytes pending. With `pending`, the
     /// stream lists itself there whenever it has bytes pending (see ``PendingStreams``).
-    package init(channels: [ChannelName], limit: Int, pending: PendingStreams? = nil) {
+    package init(channels: [ChannelName], limit: Int, pending: PendingStreams? = nil, wholeReplay: Bool = false) {
+        self.wholeReplay = wholeReplay
         self.id = Self.nextID.wrappingAdd(1, ordering: .relaxed).oldValue
         self.channelList = channels.count == 1 ? .one(channels[0]) : .list(channels)
         self.limit = limit

@@ -83,7 +83,7 @@ extension MercureCluster {
                 probes.subtract(1, ordering: .relaxed)
                 return completion(nil)
             }
-            let probe = Subscriber(channels: [MercureUpdate.updatesChannel], limit: BrokerTap.limit)
+            let probe = Subscriber(channels: [MercureUpdate.updatesChannel], limit: BrokerTap.limit, wholeReplay: true)
             link.broker.subscribe(probe, after: id) { [self] status in
                 let bytes = BrokerTap.readAll(probe)
                 link.broker.unsubscribe(probe)

@@ -112,6 +112,14 @@ extension RedisBroker {
                     subscriber, replay: [], gap: .unknown, lastEventID: lastEventID, after: start.upTo ?? .zero,
                     upTo: start.upTo)
             }
+            guard !subscriber.wholeReplay else {
+                // Read at once by its reader (a Mercure hub's probe): queued whole.
+                let replay = try fetchReplay(
+                    channels: channels, after: position, composite: channels.count > 1, on: lane)
+                return finishResume(
+                    subscriber, replay: replay.events, gap: replay.missed ? .evicted : nil, lastEventID: lastEventID,
+                    after: position, upTo: replay.upTo)
+            }
             // Read a page at a time as the stream drains (see RedisReplay).
             return finishPagedResume(subscriber, start: start, lastEventID: lastEventID, after: position)
         } catch {
