@@ -18,7 +18,8 @@ final class RedisReplay: ReplaySource {
     let upTo: RedisStreamID
     let epoch: String?
 
-    /// Entries a page asks each channel for (a page holds about 256 entries, at least 8 per channel).
+    /// Entries a page asks each channel for (a page holds about 256 entries, at least 8 per
+    /// channel, and at most ``RedisBroker/pageBytes`` of events).
     var pageCount: Int { max(8, 256 / max(1, channels.count)) }
 
     /// Where a channel's next page starts: its first entry to replay, or (`taken`) the last
@@ -37,11 +38,10 @@ final class RedisReplay: ReplaySource {
         var fetching = false
         /// Live events held while the resume was placed, queued after the pages.
         var tail: [Frame]
-        /// The last entry handed out (the gap event's id), and whether an event went out since
-        /// the last gap event (a second gap in a row says nothing).
+        /// The last entry of the pages fetched (a gap event's id), and whether an event came
+        /// since the last gap event (a second gap in a row says nothing).
         var last: RedisStreamID
         var sentSinceGap: Bool
-        var over = false
         weak var subscriber: Subscriber?
     }
     let place: Mutex<Place>

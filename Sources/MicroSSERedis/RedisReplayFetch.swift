@@ -64,6 +64,9 @@ extension RedisBroker {
         return start
     }
 
+    /// The most bytes of events one page holds (at least one event).
+    static let pageBytes = 256 << 10
+
     /// One page of `replay`: per channel still open, `XINFO STREAM` and `XRANGE` from its start
     /// to `upTo` (one `MULTI`/`EXEC`), merged in id order up to the smallest last id among the
     /// channels that filled their count (the others are read again from there next time).
@@ -125,9 +128,20 @@ extension RedisBroker {
             read.append(entries.compactMap { $0.array?.first?.streamID })
         }
         var merged: [(RedisStreamID, Frame)] = []
+        for k in open.indices { merged += lists[k].filter { $0.0 <= bound } }
+        merged.sort { $0.0 < $1.0 }
+        // At most pageBytes (but one event): the rest is read again next time.
+        var bytes = 0
+        for (n, entry) in merged.enumerated() {
+            bytes += entry.1.bytes.count
+            guard n > 0 && bytes > Self.pageBytes else { continue }
+            merged.removeSubrange(n...)
+            bound = merged[n - 1].0
+            full = true
+            break
+        }
         var next = starts
         for (k, i) in open.enumerated() {
-            merged += lists[k].filter { $0.0 <= bound }
             if !full {
                 next[i] = nil
             } else if let last = read[k].last(where: { $0 <= bound }), last != starts[i]!.id || !starts[i]!.taken {
@@ -135,7 +149,6 @@ extension RedisBroker {
                 next[i] = RedisReplay.Start(id: last, taken: true)
             }
         }
-        merged.sort { $0.0 < $1.0 }
         return (merged.map(\.1), next, merged.last?.0, gap)
     }
 
