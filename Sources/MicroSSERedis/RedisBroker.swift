@@ -75,6 +75,8 @@ package final class RedisBroker: EventBroker {
     let commands = CommandLane()
     /// Publishes and resumes from libmicrohttpd's threads run here (``isAsynchronous``).
     let workers: RedisWorkers
+    /// Bounds the replay pages its workers fetch at once (``RedisReplay``).
+    let replayPager = ReplayPager()
     let state = Mutex(LocalState())
     let readerFD = Atomic<Int32>(-1)
     let stopping = Atomic<Bool>(false)

@@ -94,7 +94,7 @@ final class RedisReplay: ReplaySource {
             if fetch { p.fetching = true }
             return (.frames(frames), fetch)
         }
-        if fetch { RedisReplay.pager.request(self) }
+        if fetch { broker.replayPager.request(self) }
         return chunk
     }
 
@@ -144,12 +144,10 @@ final class RedisReplay: ReplaySource {
         }
     }
 
-    /// Page fetches in flight across every stream and broker of the process, at most
-    /// ``ReplayPager/limit``: 600 resumes do not flood the workers (publishes run first anyway).
-    static let pager = ReplayPager()
 }
 
-/// Bounds the page fetches in flight; the others wait their turn in order.
+/// Bounds the page fetches of one broker (one Redis deployment) in flight, at most ``limit``: 600
+/// resumes do not flood its workers (publishes run first anyway); the others wait in order.
 final class ReplayPager: Sendable {
     static let limit = 8
     private struct State {
