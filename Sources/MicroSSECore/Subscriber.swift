@@ -46,6 +46,10 @@ package final class Subscriber: Sendable {
     let flushable = Atomic<Bool>(false)
     /// Whether a resume's replay is still being read (``refillReplay(target:)``), readable without the lock.
     let replaying = Atomic<Bool>(false)
+    /// Whether a resume's replay is queued whole, not read through a cursor (a subscriber no
+    /// transport reads, whose reader takes its replay at once). Next to the flags above, it
+    /// takes a byte of their word.
+    package let wholeReplay: Bool
     /// Whether a resume's replay is still being read (a hint, read without the lock: the
     /// transport paces a replaying stream's writes by it).
     package var isReplaying: Bool { replaying.load(ordering: .relaxed) }
@@ -59,10 +63,6 @@ package final class Subscriber: Sendable {
     private let mirroredState = Atomic<UInt64>(0)
 
     private static let nextID = Atomic<UInt64>(1)
-
-    /// Whether a resume's replay is queued whole, not read through a cursor (a subscriber no
-    /// transport reads, whose reader takes its replay at once).
-    package let wholeReplay: Bool
 
     /// A stream of `channels` that may have at most `limit` bytes pending. With `pending`, the
     /// stream lists itself there whenever it has bytes pending (see ``PendingStreams``).
