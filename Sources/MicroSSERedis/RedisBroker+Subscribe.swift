@@ -170,9 +170,7 @@ extension RedisBroker {
         channels: [String], after position: RedisStreamID, composite: Bool, on lane: CommandLane,
         checkSince: Bool = true, placedAt: UInt64? = nil
     ) throws(MicroSSEError) -> Replay {
-        var commands = [
-            ["MULTI"], ["GET", sinceKey], ["XREVRANGE", globalKey, "+", "-", "COUNT", "1"], ["GET", epochKey],
-        ]
+        var commands = [["GET", sinceKey], ["XREVRANGE", globalKey, "+", "-", "COUNT", "1"], ["GET", epochKey]]
         for channel in channels {
             commands.append(["XINFO", "STREAM", channelKey(channel)])
             // Trimming is lazy: a resume replays as if the stream held the newest history count
@@ -182,16 +180,7 @@ extension RedisBroker {
                 String(max(1, settings.historyCount) + 1),
             ])
         }
-        commands.append(["EXEC"])
-        let reply = try withCommandConnection(on: lane) { c throws(MicroSSEError) in
-            // A refusal that means a failover (LOADING, READONLY...) comes back, so the
-            // connection is replaced; otherwise EXEC's reply.
-            let replies = try c.pipeline(commands)
-            return replies.first(where: \.meansNotPrimary) ?? replies[replies.count - 1]
-        }
-        guard case .array(let results) = reply, results.count == commands.count - 2 else {
-            throw MicroSSEError(.unavailable, "Redis refused the replay: \(reply)")
-        }
+        let results = try transaction(commands, on: lane)
         var replay = Replay()
         if checkSince, let s = results[0].text.flatMap(RedisStreamID.init), position < s { replay.missed = true }
         replay.upTo = results[1].array?.first?.array?.first?.text.flatMap(RedisStreamID.init)

@@ -28,9 +28,7 @@ extension RedisBroker {
     func fetchReplayStart(
         channels: [String], after position: RedisStreamID, on lane: CommandLane
     ) throws(MicroSSEError) -> ReplayStart {
-        var commands = [
-            ["MULTI"], ["GET", sinceKey], ["XREVRANGE", globalKey, "+", "-", "COUNT", "1"], ["GET", epochKey],
-        ]
+        var commands = [["GET", sinceKey], ["XREVRANGE", globalKey, "+", "-", "COUNT", "1"], ["GET", epochKey]]
         for channel in channels {
             commands.append(["XINFO", "STREAM", channelKey(channel)])
             commands.append([
@@ -38,14 +36,7 @@ extension RedisBroker {
                 String(max(1, settings.historyCount) + 1),
             ])
         }
-        commands.append(["EXEC"])
-        let reply = try withCommandConnection(on: lane) { c throws(MicroSSEError) in
-            let replies = try c.pipeline(commands)
-            return replies.first(where: \.meansNotPrimary) ?? replies[replies.count - 1]
-        }
-        guard case .array(let results) = reply, results.count == commands.count - 2 else {
-            throw MicroSSEError(.unavailable, "Redis refused the replay: \(reply)")
-        }
+        let results = try transaction(commands, on: lane)
         var start = ReplayStart()
         if let s = results[0].text.flatMap(RedisStreamID.init), position < s { start.missed = true }
         start.upTo = results[1].array?.first?.array?.first?.text.flatMap(RedisStreamID.init)
@@ -77,7 +68,7 @@ extension RedisBroker {
     ) throws(MicroSSEError) -> (frames: [Frame], starts: [RedisReplay.Start?], last: RedisStreamID?, gap: Bool) {
         let count = replay.pageCount
         let open = starts.indices.filter { starts[$0] != nil }
-        var commands = [["MULTI"]]
+        var commands: [[String]] = []
         for i in open {
             let start = starts[i]!
             commands.append(["XINFO", "STREAM", channelKey(replay.channels[i])])
@@ -86,14 +77,7 @@ extension RedisBroker {
                 String(start.taken ? count + 1 : count),
             ])
         }
-        commands.append(["EXEC"])
-        let reply = try withCommandConnection(on: lane) { c throws(MicroSSEError) in
-            let replies = try c.pipeline(commands)
-            return replies.first(where: \.meansNotPrimary) ?? replies[replies.count - 1]
-        }
-        guard case .array(let results) = reply, results.count == 2 * open.count else {
-            throw MicroSSEError(.unavailable, "Redis refused the replay: \(reply)")
-        }
+        let results = try transaction(commands, on: lane)
         var gap = false
         var lists: [[(RedisStreamID, Frame)]] = []
         var read: [[RedisStreamID]] = []
@@ -202,5 +186,21 @@ extension RedisBroker {
             }
             return reported.map { .gap($0) } ?? .exact
         }
+    }
+}
+
+extension RedisBroker {
+    /// Runs `commands` in one `MULTI`/`EXEC`, pipelined (one round trip), so they read one
+    /// instant of the data set; returns their results, one per command. A refusal that means a
+    /// failover (LOADING, READONLY...) throws and replaces the connection.
+    func transaction(_ commands: [[String]], on lane: CommandLane) throws(MicroSSEError) -> [RedisValue] {
+        let reply = try withCommandConnection(on: lane) { c throws(MicroSSEError) in
+            let replies = try c.pipeline([["MULTI"]] + commands + [["EXEC"]])
+            return replies.first(where: \.meansNotPrimary) ?? replies[replies.count - 1]
+        }
+        guard case .array(let results) = reply, results.count == commands.count else {
+            throw MicroSSEError(.unavailable, "Redis refused the replay: \(reply)")
+        }
+        return results
     }
 }
