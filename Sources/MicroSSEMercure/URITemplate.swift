@@ -155,27 +155,27 @@ struct TemplateError: Error {
     init(_ reason: String) { self.reason = reason }
 }
 
-/// Verdicts of (template, topic) pairs, bounded by count and by the bytes of their keys:
-/// emptied when full, so a stream of distinct topics costs memory up to the bound and a match
-/// per pair at most once until then.
-struct TemplateCache {
+/// Verdicts of (matcher, topic) pairs, bounded by count and by the bytes of their keys: emptied
+/// when full, so a stream of distinct topics costs memory up to the bound and a match per pair at
+/// most once until then. Shared by URI templates and URL patterns (keyed by their source text).
+struct VerdictCache {
     static let capacity = 16_384
     static let byteCapacity = 4 << 20
 
-    private var bytes = 0
-
     private struct Key: Hashable {
-        let template: Topic
+        let matcher: Topic
         let topic: Topic
     }
 
     private var verdicts: [Key: Bool] = [:]
+    private var bytes = 0
 
-    mutating func matches(_ template: URITemplate, _ topic: Topic) -> Bool {
-        let key = Key(template: template.source, topic: topic)
+    /// The verdict for (`matcher`, `topic`), from `match` the first time.
+    mutating func verdict(_ matcher: Topic, _ topic: Topic, _ match: () -> Bool) -> Bool {
+        let key = Key(matcher: matcher, topic: topic)
         if let known = verdicts[key] { return known }
-        let verdict = template.matches(topic)
-        let cost = key.template.bytes.count + key.topic.bytes.count + 64
+        let verdict = match()
+        let cost = key.matcher.bytes.count + key.topic.bytes.count + 64
         if verdicts.count >= Self.capacity || bytes + cost > Self.byteCapacity {
             verdicts.removeAll(keepingCapacity: true)
             bytes = 0
@@ -183,5 +183,14 @@ struct TemplateCache {
         verdicts[key] = verdict
         bytes += cost
         return verdict
+    }
+}
+
+/// Verdicts of (template, topic) pairs (``VerdictCache``).
+struct TemplateCache {
+    private var verdicts = VerdictCache()
+
+    mutating func matches(_ template: URITemplate, _ topic: Topic) -> Bool {
+        verdicts.verdict(template.source, topic) { template.matches(topic) }
     }
 }

@@ -123,20 +123,11 @@ enum HubURL {
     }
 }
 
-/// Verdicts of (pattern, topic) pairs, bounded as ``TemplateCache`` is (count and bytes;
-/// emptied when full). A topic is read as a URL once per update (``URLPatternCache/Reader``),
-/// whatever the number of patterns.
+/// Verdicts of (pattern, topic) pairs (``VerdictCache``: bounded by count and bytes, emptied
+/// when full). A topic is read as a URL once per update (``URLPatternCache/Reader``), whatever
+/// the number of patterns.
 struct URLPatternCache {
-    static let capacity = 16_384
-    static let byteCapacity = 4 << 20
-
-    private struct Key: Hashable {
-        let pattern: Topic
-        let topic: Topic
-    }
-
-    private var verdicts: [Key: Bool] = [:]
-    private var bytes = 0
+    private var verdicts = VerdictCache()
 
     /// The topics of one update, each read as a URL at most once.
     struct Reader {
@@ -154,16 +145,6 @@ struct URLPatternCache {
     }
 
     mutating func matches(_ pattern: URLPattern, _ topic: Topic, _ reader: inout Reader) -> Bool {
-        let key = Key(pattern: pattern.source, topic: topic)
-        if let known = verdicts[key] { return known }
-        let verdict = pattern.matches(reader.url(topic))
-        let cost = key.pattern.bytes.count + key.topic.bytes.count + 64
-        if verdicts.count >= Self.capacity || bytes + cost > Self.byteCapacity {
-            verdicts.removeAll(keepingCapacity: true)
-            bytes = 0
-        }
-        verdicts[key] = verdict
-        bytes += cost
-        return verdict
+        verdicts.verdict(pattern.source, topic) { pattern.matches(reader.url(topic)) }
     }
 }
